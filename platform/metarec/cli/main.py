@@ -1,0 +1,101 @@
+"""The ``metarec`` command: thin faces over the platform functions.
+
+Every deliberate error is printed as one line (what is wrong and the fix), with a non-zero exit
+code and no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from metarec import __version__
+from metarec.cli import data, features
+from metarec.cli.console import err_console
+from metarec.config import load_settings
+from metarec.environment import apply_process_environment
+from metarec.errors import MetaRecError
+
+app = typer.Typer(
+    name="metarec",
+    help="MetaRec: meta-learned recommenders, from features to a few-shot serving canary.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data")
+app.add_typer(features.app, name="features")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"metarec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="YAML settings file (default: $METAREC_CONFIG). Environment variables "
+            "METAREC_* override it.",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Load settings and prepare the process environment for every command."""
+    settings = load_settings(config_file=config)
+    apply_process_environment(settings)
+    ctx.obj = settings
+
+
+@app.command()
+def quickstart(
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None,
+        typer.Option(help="Local ml-100k.zip or folder; default: download the official archive."),
+    ] = None,
+    source: Annotated[
+        data.DataSourceOption, typer.Option(help="Dataset to use.")
+    ] = data.DataSourceOption.ML_100K,
+    user: Annotated[int, typer.Option(help="User whose online features are shown.")] = 1,
+) -> None:
+    """Run the whole loop that exists so far: ingest → apply → materialize → show.
+
+    Each stage prints what it did; the end prints where everything lives.
+    """
+    from metarec.cli.quickstart import run_quickstart
+
+    run_quickstart(ctx.obj, source=source.value, path=path, user=user)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` and return the exit code (errors printed, never raised)."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="metarec")
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("Aborted.")
+        return 130
+    except MetaRecError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run(sys.argv[1:]))

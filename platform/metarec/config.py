@@ -1,0 +1,179 @@
+"""Typed settings: defaults < YAML file < ``METAREC_*`` environment variables.
+
+One MetaRec home directory (``METAREC_HOME``, default ``~/.metarec``) holds every embedded
+default: snapshots, the Feast registry and stores, artifacts, and the Prefect and BentoML homes.
+
+Nested values are overridden with a double underscore, e.g. ``METAREC_FEAST__ENVIRONMENT=cluster``.
+The YAML file is given by ``--config`` on the CLI or ``METAREC_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from metarec.errors import ConfigError
+
+# The repository root when MetaRec runs from a checkout (platform/metarec/config.py → root).
+_CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class FeastSettings(BaseModel):
+    """Where the Feast repository is and which of its configurations is active."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    environment: Literal["local", "cluster"] = Field(
+        default="local",
+        description="`local`: SQLite online store, file offline store, SQL registry on SQLite. "
+        "`cluster`: Redis online store, PostgreSQL registry, S3-style offline paths.",
+    )
+    project: str = Field(
+        default="metarec",
+        pattern=r"^[A-Za-z0-9_]+$",
+        description="Feast project name (letters, digits, underscores).",
+    )
+    repo_path: Path = Field(
+        default=_CHECKOUT_ROOT / "feature_repo",
+        description="The Feast repository (feature_store.yaml files and definitions).",
+    )
+    redis_connection_string: str = Field(
+        default="127.0.0.1:6379", description="Cluster online store (Redis), host:port[,opts]."
+    )
+    registry_url: str = Field(
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        description="Cluster Feast registry (SQLAlchemy URL).",
+    )
+    offline_root: str = Field(
+        default="",
+        description="Cluster offline data root (e.g. s3://bucket/metarec). Empty: the snapshot "
+        "folder in the MetaRec home.",
+    )
+
+
+class MetaRecPaths(BaseModel):
+    """Every location under the MetaRec home, derived from it (never configured twice)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    home: Path
+
+    @property
+    def snapshots(self) -> Path:
+        """Ingested, versioned data snapshots."""
+        return self.home / "data" / "snapshots"
+
+    @property
+    def feast(self) -> Path:
+        """Feast's embedded registry and online store."""
+        return self.home / "feast"
+
+    @property
+    def training_sets(self) -> Path:
+        """Training sets built from Feast's historical retrieval."""
+        return self.home / "training_sets"
+
+    @property
+    def artifacts(self) -> Path:
+        """Model artifacts."""
+        return self.home / "artifacts"
+
+    @property
+    def prefect_home(self) -> Path:
+        """Prefect's home (``PREFECT_HOME``)."""
+        return self.home / "prefect"
+
+    @property
+    def bentoml_home(self) -> Path:
+        """BentoML's home (``BENTOML_HOME``)."""
+        return self.home / "bentoml"
+
+
+class Settings(BaseSettings):
+    """MetaRec settings. Load them with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="METAREC_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    home: Path = Field(
+        default_factory=lambda: Path("~/.metarec").expanduser(),
+        description="The MetaRec home: every embedded default lives under it.",
+    )
+    telemetry: bool = Field(
+        default=False,
+        description="Allow Prefect, BentoML and Feast to send usage telemetry. Off by default.",
+    )
+    feast: FeastSettings = Field(default_factory=FeastSettings)
+
+    @property
+    def paths(self) -> MetaRecPaths:
+        """Locations derived from ``home``."""
+        return MetaRecPaths(home=self.home.expanduser().resolve())
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the sources: init arguments, environment, YAML file, defaults."""
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+def load_settings(*, config_file: Path | None = None, **overrides: object) -> Settings:
+    """Load settings from defaults, an optional YAML file and ``METAREC_*`` variables.
+
+    Args:
+        config_file: YAML file with settings; defaults to ``$METAREC_CONFIG`` when set.
+        **overrides: Values that win over every other source (used by tests and the CLI).
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: The file is missing or not valid YAML, or a value is invalid.
+    """
+    path = config_file or os.environ.get("METAREC_CONFIG") or None
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(
+                f"Config file {path} not found.",
+                fix="pass an existing YAML file with --config or METAREC_CONFIG.",
+            )
+        try:
+            yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"Config file {path} is not valid YAML ({exc}).", fix="correct the YAML syntax."
+            ) from exc
+
+    class _SettingsFromFile(Settings):
+        model_config = SettingsConfigDict(yaml_file=path)
+
+    try:
+        return _SettingsFromFile(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(
+            f"Invalid setting '{field}': {first['msg']} ({len(exc.errors())} error(s)).",
+            fix=f"correct '{field}' in {path or 'the METAREC_* environment'}; "
+            "see docs/configuration.md.",
+        ) from exc

@@ -1,0 +1,70 @@
+"""Every error MetaRec raises on purpose, each naming the problem and the fix.
+
+The CLI prints ``str(error)`` as one line and exits non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MetaRecError(Exception):
+    """Base class: a problem the user can fix, with the fix in the message."""
+
+    exit_code = 1
+
+    def __init__(self, problem: str, *, fix: str) -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem} Fix: {fix}")
+
+
+class ConfigError(MetaRecError):
+    """The configuration file or an environment override is invalid."""
+
+    exit_code = 2
+
+
+class DataSourceNotFoundError(MetaRecError):
+    """An input file, folder or archive member does not exist."""
+
+    def __init__(self, path: Path | str, *, fix: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: not found.", fix=fix)
+
+
+class DataFormatError(MetaRecError):
+    """An input file does not have the expected format."""
+
+    def __init__(
+        self, path: Path | str, *, problem: str, fix: str, line: int | None = None
+    ) -> None:
+        self.path = str(path)
+        self.line = line
+        where = f"{path}, line {line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}", fix=fix)
+
+
+class ChecksumMismatchError(MetaRecError):
+    """A downloaded or stored file does not match its expected checksum."""
+
+    def __init__(self, what: str, *, expected: str, actual: str, fix: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{what}: checksum mismatch (expected {expected}, got {actual}).", fix=fix)
+
+
+class DownloadError(MetaRecError):
+    """A URL could not be downloaded."""
+
+
+class SnapshotNotFoundError(MetaRecError):
+    """No ingested snapshot exists yet, or the requested one is missing."""
+
+
+class FeatureStoreError(MetaRecError):
+    """The Feast feature store is not applied, not materialised, or misconfigured."""
+
+
+class EntityNotFoundError(MetaRecError):
+    """A user or item id has no features in the online store."""

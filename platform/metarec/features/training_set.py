@@ -1,0 +1,132 @@
+"""Training sets, built only through Feast's point-in-time correct historical retrieval."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from metarec.config import Settings
+from metarec.data.snapshots import SnapshotStore
+from metarec.errors import FeatureStoreError
+from metarec.features.definitions import META_TRAINING
+from metarec.features.fingerprint import dataset_fingerprint
+from metarec.features.store import applied_snapshot_id, open_store
+
+ENTITY_COLUMNS = ("interaction_id", "user_id", "item_id", "event_timestamp")
+
+
+class TrainingSetManifest(BaseModel):
+    """What is recorded beside a training set (``<name>.manifest.json``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    fingerprint: str
+    rows: int
+    columns: list[str]
+    feature_service: str
+    feature_service_version: str
+    snapshot_id: str
+    feast_project: str
+    created_at: datetime
+
+
+def manifest_path(training_set: Path) -> Path:
+    """The manifest file beside a training set."""
+    return training_set.with_name(training_set.stem + ".manifest.json")
+
+
+def read_manifest(training_set: Path) -> TrainingSetManifest:
+    """Read the manifest beside a training set.
+
+    Raises:
+        FeatureStoreError: There is none (the file was not built by MetaRec).
+    """
+    path = manifest_path(training_set)
+    if not path.is_file():
+        raise FeatureStoreError(
+            f"{training_set} has no manifest ({path.name}).",
+            fix="build training sets with `metarec features training-set --out PATH`.",
+        )
+    return TrainingSetManifest.model_validate_json(path.read_text())
+
+
+def feature_service_version(refs: list[str], snapshot_id: str) -> str:
+    """A short, stable version of a feature service: its feature references and snapshot."""
+    payload = json.dumps({"features": sorted(refs), "snapshot": snapshot_id}).encode()
+    return hashlib.sha256(payload).hexdigest()[:12]
+
+
+def build_training_set(
+    settings: Settings, *, out: Path, feature_service: str = META_TRAINING
+) -> TrainingSetManifest:
+    """Join every interaction of the applied snapshot with its features as of its timestamp.
+
+    Args:
+        settings: Active settings.
+        out: Parquet file to write (atomically); the manifest goes beside it.
+        feature_service: Feast feature service to retrieve.
+
+    Returns:
+        The manifest (fingerprint, row count, lineage).
+
+    Raises:
+        FeatureStoreError: Features are not applied, or retrieval failed.
+    """
+    store = open_store(settings)
+    snapshot_id = applied_snapshot_id(store)
+    interactions = SnapshotStore(settings.paths.snapshots).read_table(
+        "interactions", snapshot_id=snapshot_id
+    )
+    service = store.get_feature_service(feature_service)
+    entity_df = interactions.loc[:, list(ENTITY_COLUMNS)]
+    try:
+        joined = store.get_historical_features(entity_df=entity_df, features=service).to_df()
+    except Exception as exc:
+        raise FeatureStoreError(
+            f"Historical retrieval for feature service {feature_service!r} failed ({exc}).",
+            fix="run `metarec features apply` again; check the snapshot tables exist.",
+        ) from exc
+    feature_columns = [
+        field.name
+        for projection in service.feature_view_projections
+        for field in projection.features
+    ]
+    joined = joined.loc[:, [*ENTITY_COLUMNS, *feature_columns]]
+    joined = joined.sort_values(["user_id", "event_timestamp", "item_id"], kind="stable")
+    joined = joined.reset_index(drop=True)
+    refs = [
+        f"{projection.name}:{field.name}"
+        for projection in service.feature_view_projections
+        for field in projection.features
+    ]
+    manifest = TrainingSetManifest(
+        path=str(out),
+        fingerprint=dataset_fingerprint(joined),
+        rows=len(joined),
+        columns=list(joined.columns),
+        feature_service=feature_service,
+        feature_service_version=feature_service_version(refs, snapshot_id),
+        snapshot_id=snapshot_id,
+        feast_project=store.project,
+        created_at=datetime.now(UTC),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    joined.to_parquet(tmp, index=False)
+    os.replace(tmp, out)
+    tmp_manifest = manifest_path(out).with_suffix(".tmp")
+    tmp_manifest.write_text(manifest.model_dump_json(indent=2))
+    os.replace(tmp_manifest, manifest_path(out))
+    return manifest
+
+
+def load_training_set(path: Path) -> tuple[pd.DataFrame, TrainingSetManifest]:
+    """Read a training set and its manifest."""
+    return pd.read_parquet(path), read_manifest(path)
