@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -61,6 +61,44 @@ class FeastSettings(BaseModel):
     )
 
 
+class RegistrySettings(BaseModel):
+    """The model registry: database, artifact storage and control-plane API access."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the registry database. Empty: "
+        "sqlite:///<home>/registry.db. PostgreSQL: postgresql+psycopg://user@host:5432/db.",
+    )
+    artifact_root: str | None = Field(
+        default=None,
+        description="Where registered artifacts are stored: a local folder or an fsspec URL "
+        "(e.g. s3://bucket/metarec). Empty: <home>/artifacts.",
+    )
+    model_name: str = Field(
+        default="metarec",
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
+        description="The registered model that commands address by default.",
+    )
+    export_bentoml: bool = Field(
+        default=True,
+        description="Also save every registered version in the BentoML model store.",
+    )
+    gate_policy: Path | None = Field(
+        default=None,
+        description="Evaluation gate policy (YAML). Empty: the policy shipped with MetaRec.",
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for mutating control-plane API calls. Empty: mutating calls "
+        "are refused.",
+    )
+    read_requires_token: bool = Field(
+        default=False, description="Require the bearer token on read calls of the API too."
+    )
+
+
 class MetaRecPaths(BaseModel):
     """Every location under the MetaRec home, derived from it (never configured twice)."""
 
@@ -87,6 +125,11 @@ class MetaRecPaths(BaseModel):
     def artifacts(self) -> Path:
         """Model artifacts."""
         return self.home / "artifacts"
+
+    @property
+    def registry_db(self) -> Path:
+        """The embedded (SQLite) model registry database."""
+        return self.home / "registry.db"
 
     @property
     def prefect_home(self) -> Path:
@@ -117,6 +160,7 @@ class Settings(BaseSettings):
         description="Allow Prefect, BentoML and Feast to send usage telemetry. Off by default.",
     )
     feast: FeastSettings = Field(default_factory=FeastSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
 
     @property
     def paths(self) -> MetaRecPaths:

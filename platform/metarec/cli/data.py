@@ -58,7 +58,25 @@ def ingest(
 
     settings = ctx.obj
     data_source = DataSource(source.value)
-    spec = SyntheticSpec(n_users=users, n_items=items, seed=seed)
+    from pydantic import ValidationError
+
+    from metarec.errors import MetaRecError
+
+    per_user_max = min(80, items)
+    try:
+        spec = SyntheticSpec(
+            n_users=users,
+            n_items=items,
+            seed=seed,
+            max_ratings_per_user=per_user_max,
+            min_ratings_per_user=min(20, per_user_max),
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise MetaRecError(
+            f"Invalid synthetic dataset size: {first['msg']}.",
+            fix="pass --users >= 2 and --items >= 2.",
+        ) from exc
     where = path or url or "official archive"
     if data_source is not DataSource.SYNTHETIC and path is None:
         with download_progress(f"Downloading {url or data_source.value}") as on_download:

@@ -10,8 +10,12 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
+
+try:  # typer >= 0.20 vendors click privately; older releases use click itself.
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as click_exceptions
 
 from metarec import __version__
 from metarec.cli import data, features
@@ -84,10 +88,21 @@ def run(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` and return the exit code (errors printed, never raised)."""
     try:
         result = app(args=argv, standalone_mode=False, prog_name="metarec")
-    except click.exceptions.ClickException as exc:
+    except click_exceptions.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()
+            return 0
+        command = exc.ctx.command_path if exc.ctx else "metarec"
+        err_console.print(
+            f"[red]error:[/red] {exc.format_message()} Fix: see `{command} --help`.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return exc.exit_code
+    except click_exceptions.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("Aborted.")
         return 130
     except MetaRecError as exc:
