@@ -68,3 +68,30 @@ class FeatureStoreError(MetaRecError):
 
 class EntityNotFoundError(MetaRecError):
     """A user or item id has no features in the online store."""
+
+
+class ExpectationSuiteError(MetaRecError):
+    """An expectation suite file is missing or invalid."""
+
+    exit_code = 2
+
+
+class ReferenceProfileNotFoundError(MetaRecError):
+    """No reference profile exists yet for a feature service, so drift cannot be judged."""
+
+
+class ValidationFailedError(MetaRecError):
+    """The validation gate failed: every failing expectation is listed in ``failures``."""
+
+    def __init__(
+        self, subject: str, *, failures: list[str], report: str | None = None, fix: str
+    ) -> None:
+        self.subject = subject
+        self.failures = list(failures)
+        self.report = report
+        where = f" Report: {report}." if report else ""
+        super().__init__(
+            f"{subject} failed validation: {len(self.failures)} expectation(s) failed: "
+            f"{', '.join(self.failures)}.{where}",
+            fix=fix,
+        )

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from metarec.cli.console import console, stage
+from metarec.cli.validation import profile, validate
 
 app = typer.Typer(help="Register, materialise and read features (Feast).", no_args_is_help=True)
 
@@ -92,3 +93,8 @@ def env(ctx: typer.Context) -> None:
     for name, value in feast_variables(ctx.obj).items():
         typer.echo(f"export {name}={value}")
     typer.echo(f"export METAREC_HOME={ctx.obj.paths.home}")
+
+
+# The validation gate (metarec.cli.validation): `features profile` and `features validate`.
+app.command()(profile)
+app.command()(validate)

@@ -1,0 +1,274 @@
+"""The validation gate: validate a training set, or accept one as the reference profile.
+
+``validate_training_set`` runs the feature service's suite on the exact training set Feast
+returned (checked against the fingerprint in its manifest), writes the JSON result and the
+HTML report under ``<home>/validation/results/``, and the validation record beside the
+training set (which training requires). It changes nothing else: never the profile, never the
+snapshot.
+
+``build_reference_profile`` accepts a training set as the new reference: it must pass every
+integrity expectation; its statistics become a new profile version.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from metarec.config import Settings
+from metarec.errors import DataFormatError, DataSourceNotFoundError, ValidationFailedError
+from metarec.features.fingerprint import dataset_fingerprint
+from metarec.features.training_set import TrainingSetManifest, read_manifest
+from metarec.validation.profile import ProfileStore, ReferenceProfile, compute_statistics
+from metarec.validation.record import ValidationRecord, write_validation_record
+from metarec.validation.report import write_report
+from metarec.validation.result import ValidationResult, new_result_id, write_result_json
+from metarec.validation.runner import ExpectationOutcome, run_suite
+from metarec.validation.suite import SuiteSpec, load_suite
+
+LINEAGE_CHECK = "training_set_matches_manifest"
+
+
+def validation_root(settings: Settings) -> Path:
+    """Where validation results and reference profiles live."""
+    return settings.paths.home / "validation"
+
+
+def profile_store(settings: Settings) -> ProfileStore:
+    """The reference profiles of this home."""
+    return ProfileStore(validation_root(settings) / "profiles")
+
+
+def results_dir(settings: Settings) -> Path:
+    """Where result JSON files and HTML reports are written."""
+    return validation_root(settings) / "results"
+
+
+def newest_training_set(settings: Settings) -> Path:
+    """The most recently written training set of this home.
+
+    Raises:
+        DataSourceNotFoundError: There is none.
+    """
+    folder = settings.paths.training_sets
+    candidates = (
+        [p for p in folder.glob("*.parquet") if not p.name.startswith(".")]
+        if folder.is_dir()
+        else []
+    )
+    if not candidates:
+        raise DataSourceNotFoundError(
+            f"{folder}/*.parquet (no training set)",
+            fix="build one with `metarec features training-set`, or pass --training-set PATH.",
+        )
+    return max(candidates, key=lambda path: (path.stat().st_mtime_ns, path.name))
+
+
+def _load(training_set: Path) -> tuple[pd.DataFrame, TrainingSetManifest]:
+    if not training_set.is_file():
+        raise DataSourceNotFoundError(
+            training_set,
+            fix="pass an existing training set (built by `metarec features training-set`).",
+        )
+    manifest = read_manifest(training_set)
+    try:
+        frame = pd.read_parquet(training_set)
+    except Exception as exc:
+        raise DataFormatError(
+            training_set,
+            problem=f"not a readable parquet file ({exc}).",
+            fix="rebuild it with `metarec features training-set --out PATH`.",
+        ) from exc
+    return frame, manifest
+
+
+def _lineage_outcome(manifest: TrainingSetManifest, fingerprint: str) -> ExpectationOutcome:
+    return ExpectationOutcome(
+        name=LINEAGE_CHECK,
+        type="metarec_fingerprint_matches_manifest",
+        kind="lineage",
+        batch="training_set",
+        description="The file is the exact table Feast returned: its content fingerprint equals "
+        "the one recorded in its manifest.",
+        kwargs={"manifest_fingerprint": manifest.fingerprint},
+        success=fingerprint == manifest.fingerprint,
+        observed_value=fingerprint,
+    )
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+
+
+def _failure_fix(outcomes: list[ExpectationOutcome], training_set: Path) -> str:
+    failed = [item for item in outcomes if not item.success]
+    fix = (
+        "open the report, correct the data or the step that produced it, rebuild the training "
+        "set (`metarec features training-set`) and validate again"
+    )
+    if failed and all(item.kind == "drift" for item in failed):
+        fix += (
+            "; if the shift is intended, accept this training set as the new reference with "
+            f"`metarec features profile --training-set {training_set}`"
+        )
+    return fix + "."
+
+
+def validate_training_set(
+    settings: Settings, *, training_set: Path | None = None, now: datetime | None = None
+) -> ValidationResult:
+    """Validate a training set and record the outcome (pass or fail).
+
+    Args:
+        settings: Active settings.
+        training_set: The training set; default: the newest one in the home.
+        now: The validation time (default: now, UTC); event timestamps after it fail.
+
+    Returns:
+        The result (``success`` tells pass/fail). The JSON result, the HTML report and the
+        validation record beside the training set are written either way.
+
+    Raises:
+        DataSourceNotFoundError: The training set does not exist.
+        FeatureStoreError: It has no manifest (it was not built through Feast).
+        ReferenceProfileNotFoundError: No reference profile exists for its feature service.
+        ExpectationSuiteError: Its feature service has no valid suite.
+    """
+    import great_expectations as gx
+
+    path = (training_set or newest_training_set(settings)).expanduser().resolve()
+    frame, manifest = _load(path)
+    suite = load_suite(manifest.feature_service)
+    profile = profile_store(settings).current(manifest.feature_service)
+    moment = _now(now)
+    started = time.perf_counter()
+    fingerprint = dataset_fingerprint(frame)
+    outcomes = [_lineage_outcome(manifest, fingerprint)]
+    outcomes += run_suite(frame, suite, now=moment, profile=profile)
+    duration = time.perf_counter() - started
+
+    created_at = datetime.now(UTC)
+    result_id = new_result_id(created_at)
+    json_path = results_dir(settings) / f"{result_id}.json"
+    html_path = results_dir(settings) / f"{result_id}.html"
+    result = ValidationResult(
+        result_id=result_id,
+        success=all(item.success for item in outcomes),
+        created_at=created_at,
+        suite_name=suite.name,
+        suite_version=suite.version,
+        feature_service=manifest.feature_service,
+        feature_service_version=manifest.feature_service_version,
+        dataset_fingerprint=fingerprint,
+        snapshot_id=manifest.snapshot_id,
+        training_set=str(path),
+        rows=len(frame),
+        reference_profile=profile.label,
+        great_expectations_version=gx.__version__,
+        duration_seconds=round(duration, 3),
+        report_html=str(html_path),
+        result_json=str(json_path),
+        expectations=outcomes,
+    )
+    write_result_json(result, json_path)
+    write_report(result, html_path)
+    write_validation_record(
+        path,
+        ValidationRecord(
+            result_id=result.result_id,
+            success=result.success,
+            suite_name=result.suite_name,
+            suite_version=result.suite_version,
+            feature_service=result.feature_service,
+            feature_service_version=result.feature_service_version,
+            dataset_fingerprint=result.dataset_fingerprint,
+            failed_expectations=result.failed_expectations,
+            report_html=result.report_html,
+            result_json=result.result_json,
+            created_at=result.created_at,
+        ),
+    )
+    return result
+
+
+def raise_for_failure(result: ValidationResult) -> None:
+    """Raise :class:`ValidationFailedError` listing every failing expectation of ``result``.
+
+    Raises:
+        ValidationFailedError: The result did not pass.
+    """
+    if result.success:
+        return
+    raise ValidationFailedError(
+        f"Training set {result.training_set}",
+        failures=result.failed_expectations,
+        report=result.report_html,
+        fix=_failure_fix(result.expectations, Path(result.training_set)),
+    )
+
+
+def check_integrity(
+    frame: pd.DataFrame,
+    manifest: TrainingSetManifest,
+    suite: SuiteSpec,
+    *,
+    now: datetime,
+) -> list[ExpectationOutcome]:
+    """Run the lineage check and every integrity expectation (no reference profile needed)."""
+    outcomes = [_lineage_outcome(manifest, dataset_fingerprint(frame))]
+    return outcomes + run_suite(frame, suite, now=now, profile=None)
+
+
+def build_reference_profile(
+    settings: Settings, *, training_set: Path | None = None, now: datetime | None = None
+) -> tuple[ReferenceProfile, Path]:
+    """Accept a training set as the new reference profile of its feature service.
+
+    The training set must pass the lineage check and every integrity expectation; the drift
+    expectations are not run (this is how an intended shift is accepted). Nothing is written
+    when it fails; an existing profile version is never replaced.
+
+    Args:
+        settings: Active settings.
+        training_set: The training set; default: the newest one in the home.
+        now: The validation time (default: now, UTC).
+
+    Returns:
+        The new profile and its file.
+
+    Raises:
+        ValidationFailedError: The training set fails an integrity expectation.
+        DataSourceNotFoundError: The training set does not exist.
+        FeatureStoreError: It has no manifest.
+    """
+    path = (training_set or newest_training_set(settings)).expanduser().resolve()
+    frame, manifest = _load(path)
+    suite = load_suite(manifest.feature_service)
+    outcomes = check_integrity(frame, manifest, suite, now=_now(now))
+    failed = [item.name for item in outcomes if not item.success]
+    if failed:
+        raise ValidationFailedError(
+            f"Training set {path} cannot become the reference profile: it",
+            failures=failed,
+            fix="build the profile from a training set that passes the integrity checks "
+            "(run `metarec features validate` on it to see the observed values).",
+        )
+    store = profile_store(settings)
+    profile = ReferenceProfile(
+        version=store.next_version(manifest.feature_service),
+        feature_service=manifest.feature_service,
+        feature_service_version=manifest.feature_service_version,
+        suite_name=suite.name,
+        suite_version=suite.version,
+        training_set=str(path),
+        dataset_fingerprint=manifest.fingerprint,
+        snapshot_id=manifest.snapshot_id,
+        created_at=datetime.now(UTC),
+        statistics=compute_statistics(frame, quantiles=suite.drift.ratings_per_user_quantiles),
+    )
+    return profile, store.add(profile)
