@@ -6,6 +6,8 @@ syntax Feast expands); MetaRec fills them from its settings, so one file serves 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import re
@@ -147,7 +149,9 @@ def materialize_features(settings: Settings, *, end: datetime | None = None) -> 
     store = open_store(settings)
     applied_snapshot_id(store)
     end = end or datetime.now(UTC)
-    store.materialize(start_date=EPOCH, end_date=end)
+    # Feast prints a styled line per feature view to stdout; callers show their own progress.
+    with contextlib.redirect_stdout(io.StringIO()):
+        store.materialize(start_date=EPOCH, end_date=end)
     return end
 
 
