@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
-from metarec.data.download import download
+from metarec.data.download import download, file_checksum
 from metarec.data.movielens import read_ml1m, read_ml100k
 from metarec.data.schema import Dataset
 from metarec.data.snapshots import SnapshotInfo, SnapshotStore
@@ -72,6 +73,31 @@ def read_source(
     return reader(Path(path))
 
 
-def write_snapshot(dataset: Dataset, snapshots: SnapshotStore) -> SnapshotInfo:
+def input_identity(
+    source: DataSource, *, path: Path | None = None, synthetic: SyntheticSpec | None = None
+) -> str:
+    """A checksum of what an ingest reads: the archive, the folder's files, or the spec.
+
+    Two ingests with the same identity produce the same data, so a pipeline can skip the second.
+    """
+    if source is DataSource.SYNTHETIC:
+        spec = (synthetic or SyntheticSpec()).model_dump_json()
+        return "synthetic:" + hashlib.sha256(spec.encode()).hexdigest()
+    if path is None:
+        return ""
+    path = Path(path)
+    if path.is_file():
+        return file_checksum(path)
+    digest = hashlib.sha256()
+    for member in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(member.relative_to(path).as_posix().encode())
+        digest.update(member.read_bytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def write_snapshot(
+    dataset: Dataset, snapshots: SnapshotStore, *, input_checksum: str = ""
+) -> SnapshotInfo:
     """Derive the Feast source tables and write everything as the new current snapshot."""
-    return snapshots.write(feature_tables(dataset), source=dataset.source)
+    metadata = {"input_checksum": input_checksum} if input_checksum else {}
+    return snapshots.write(feature_tables(dataset), source=dataset.source, metadata=metadata)

@@ -36,6 +36,7 @@ class SnapshotInfo(BaseModel):
     row_counts: dict[str, int]
     file_sha256: dict[str, str]
     path: Path
+    metadata: dict[str, str] = {}
 
     def table_path(self, name: str) -> Path:
         """Path of one table's parquet file."""
@@ -61,12 +62,19 @@ class SnapshotStore:
         """Open (not create) the store at ``root``."""
         self.root = root
 
-    def write(self, tables: dict[str, pd.DataFrame], *, source: str) -> SnapshotInfo:
+    def write(
+        self,
+        tables: dict[str, pd.DataFrame],
+        *,
+        source: str,
+        metadata: dict[str, str] | None = None,
+    ) -> SnapshotInfo:
         """Write a new snapshot and make it current.
 
         Args:
             tables: Table name → data frame (written as ``<name>.parquet``).
             source: Where the data came from.
+            metadata: Extra strings recorded in the manifest (e.g. the input's checksum).
 
         Returns:
             The new snapshot.
@@ -88,6 +96,7 @@ class SnapshotStore:
                 "created_at": created.isoformat(),
                 "row_counts": {name: len(frame) for name, frame in tables.items()},
                 "file_sha256": hashes,
+                "metadata": metadata or {},
             }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
             _fsync_dir(staging)

@@ -1,0 +1,57 @@
+"""Pipeline component: the point-in-time training set, through Feast's historical retrieval.
+
+Idempotent: the same applied snapshot gives the same rows and so the same fingerprint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from metarec.config import load_settings
+from metarec.environment import apply_process_environment
+
+
+class TrainingSetOutput(BaseModel):
+    """Where the training set is and what it is (JSON-able)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    fingerprint: str
+    rows: int
+    feature_service: str
+    feature_service_version: str
+    snapshot_id: str
+
+
+def build_training_set(*, home: str | None = None, out: str | None = None) -> TrainingSetOutput:
+    """Build the ``meta_training`` training set of the applied snapshot.
+
+    Args:
+        home: MetaRec home (default: the configured one).
+        out: Parquet path (default: ``<home>/training_sets/<snapshot id>.parquet``).
+
+    Returns:
+        The training set's path, fingerprint and lineage.
+    """
+    from metarec.features.store import applied_snapshot_id, open_store
+    from metarec.features.training_set import build_training_set as build
+
+    settings = load_settings(home=Path(home)) if home else load_settings()
+    apply_process_environment(settings)
+    if out is None:
+        snapshot_id = applied_snapshot_id(open_store(settings))
+        target = settings.paths.training_sets / f"{snapshot_id}.parquet"
+    else:
+        target = Path(out)
+    manifest = build(settings, out=target)
+    return TrainingSetOutput(
+        path=str(target),
+        fingerprint=manifest.fingerprint,
+        rows=manifest.rows,
+        feature_service=manifest.feature_service,
+        feature_service_version=manifest.feature_service_version,
+        snapshot_id=manifest.snapshot_id,
+    )
