@@ -95,3 +95,15 @@ class ValidationFailedError(MetaRecError):
             f"{', '.join(self.failures)}.{where}",
             fix=fix,
         )
+
+
+class ModelArtifactError(MetaRecError):
+    """A model artifact is missing, incomplete, tampered with, or not in MetaRec's format."""
+
+
+class CheckpointError(MetaRecError):
+    """A training checkpoint cannot be used to resume this run."""
+
+
+class DeviceError(MetaRecError):
+    """The requested compute device is not available."""

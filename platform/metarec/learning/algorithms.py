@@ -1,0 +1,125 @@
+"""Meta-learning algorithms: one outer step on a batch of tasks.
+
+* ``maml``: second-order MAML; the meta-gradient flows through the inner updates.
+* ``fomaml``: first-order MAML; inner gradients are constants.
+* ``reptile``: adapt on support ∪ query, move the decision layers toward the adapted weights
+  (pseudo-gradient ``(θ − θ̃) / (lr · steps)``); the embeddings get the first-order gradient of the
+  adapted loss, since Reptile's rule alone would never move them.
+* ``metasgd``: second-order MAML with a learnable inner rate per decision parameter element.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import torch
+
+from metarec.learning.adaptation import (
+    adapt_embedded,
+    masked_mse,
+    predict_embedded,
+)
+from metarec.learning.model import MeLU
+from metarec.learning.tasks import TaskBatch
+
+
+class Algorithm(StrEnum):
+    """Supported meta-learning algorithms."""
+
+    MAML = "maml"
+    FOMAML = "fomaml"
+    REPTILE = "reptile"
+    METASGD = "metasgd"
+
+
+@dataclass(frozen=True)
+class InnerLoop:
+    """Inner-loop settings shared by training, evaluation and serving."""
+
+    steps: int = 5
+    lr: float = 0.01
+
+
+def meta_loss(
+    model: MeLU, batch: TaskBatch, *, inner: InnerLoop, first_order: bool = False
+) -> torch.Tensor:
+    """Mean query loss after adapting to each task's support set (differentiable).
+
+    Args:
+        model: The model being meta-trained.
+        batch: Tasks.
+        inner: Inner-loop steps and rate (ignored rate under Meta-SGD: the model's rates).
+        first_order: First-order approximation.
+
+    Returns:
+        Scalar loss averaged over real query examples of all tasks.
+    """
+    lr = model.inner_lr() or inner.lr
+    h_s = model.embed(batch.support_x)  # (T, S, D)
+    h_q = model.embed(batch.query_x)  # (T, Q, D)
+    adapted = adapt_embedded(
+        model.decision,
+        model.decision_params(),
+        h_s,
+        batch.support_y,
+        batch.support_mask,
+        steps=inner.steps,
+        lr=lr,
+        first_order=first_order,
+    )
+    pred = predict_embedded(model.decision, adapted, h_q)  # (T, Q)
+    return masked_mse(pred, batch.query_y, batch.query_mask)
+
+
+def reptile_gradients(model: MeLU, batch: TaskBatch, *, inner: InnerLoop) -> torch.Tensor:
+    """Set Reptile's pseudo-gradients on ``model`` (``.grad``); return the adapted loss."""
+    h_s = model.embed(batch.support_x)  # (T, S, D)
+    h_q = model.embed(batch.query_x)  # (T, Q, D)
+    h = torch.cat([h_s, h_q], dim=1)  # (T, S+Q, D)
+    y = torch.cat([batch.support_y, batch.query_y], dim=1)  # (T, S+Q)
+    mask = torch.cat([batch.support_mask, batch.query_mask], dim=1)  # (T, S+Q)
+    params = {k: v.detach() for k, v in model.decision_params().items()}
+    adapted = adapt_embedded(
+        model.decision,
+        params,
+        h.detach(),
+        y,
+        mask,
+        steps=inner.steps,
+        lr=inner.lr,
+        first_order=True,
+    )
+    adapted = {k: v.detach() for k, v in adapted.items()}
+    loss = masked_mse(predict_embedded(model.decision, adapted, h), y, mask)
+    loss.backward()  # embeddings only: the adapted params are constants
+    scale = 1.0 / (inner.lr * max(inner.steps, 1))
+    for name, p in model.decision_params().items():
+        p.grad = (p.detach() - adapted[name].mean(0)) * scale
+    return loss.detach()
+
+
+def meta_step(
+    model: MeLU,
+    optimizer: torch.optim.Optimizer,
+    batch: TaskBatch,
+    *,
+    algorithm: Algorithm,
+    inner: InnerLoop,
+    max_grad_norm: float | None = 10.0,
+) -> float:
+    """One outer update on ``batch``; returns the meta-loss (query MSE after adaptation)."""
+    optimizer.zero_grad(set_to_none=True)
+    if algorithm is Algorithm.REPTILE:
+        loss = reptile_gradients(model, batch, inner=inner)
+    else:
+        loss = meta_loss(model, batch, inner=inner, first_order=algorithm is Algorithm.FOMAML)
+        loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    if model.inner_lrs is not None:
+        with torch.no_grad():
+            for rate in model.inner_lrs.values():
+                rate.clamp_(min=0.0)
+    return float(loss)

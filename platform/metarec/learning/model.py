@@ -1,0 +1,138 @@
+"""MeLU-style rating regressor: attribute embeddings (the outer loop) → MLP decision layers.
+
+Every example is one row of integer codes (see :class:`ModelConfig`): one code per categorical
+field, then up to ``max_genres`` genre codes padded with 0. Code 0 means "unknown / padding" in
+every vocabulary and its embedding row is fixed at zero, so unseen values and padding contribute
+nothing. Only the decision layers (``decision.*``) are adapted per task; the embeddings learn in
+the outer loop.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+DECISION_PREFIX = "decision."
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of :class:`MeLU` (everything needed to rebuild it).
+
+    Attributes:
+        field_names: Categorical fields, in column order (e.g. ``gender``, ``item_id``).
+        field_sizes: Vocabulary size of each field, code 0 (unknown) included.
+        n_genres: Genre vocabulary size, code 0 (padding) included; 0 disables the genre field.
+        max_genres: How many genre codes follow the categorical codes in each row.
+        embedding_dim: Width of every field embedding.
+        hidden: Widths of the hidden decision layers.
+        output_bias: Initial bias of the output unit (e.g. the mean training rating).
+        meta_sgd: Learn one inner learning rate per decision parameter element (Meta-SGD).
+        inner_lr_init: Initial value of the Meta-SGD rates.
+    """
+
+    field_names: tuple[str, ...]
+    field_sizes: tuple[int, ...]
+    n_genres: int
+    max_genres: int
+    embedding_dim: int = 32
+    hidden: tuple[int, ...] = (64, 64)
+    output_bias: float = 3.5
+    meta_sgd: bool = False
+    inner_lr_init: float = 0.01
+
+    @property
+    def n_fields(self) -> int:
+        """Embedded fields: the categorical ones plus genres when present."""
+        return len(self.field_names) + (1 if self.n_genres else 0)
+
+    @property
+    def input_width(self) -> int:
+        """Columns of one encoded example row."""
+        return len(self.field_names) + self.max_genres
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form (lists instead of tuples)."""
+        data = asdict(self)
+        data["field_names"] = list(self.field_names)
+        data["field_sizes"] = list(self.field_sizes)
+        data["hidden"] = list(self.hidden)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`."""
+        values = dict(data)
+        for key in ("field_names", "field_sizes", "hidden"):
+            values[key] = tuple(values[key])  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
+
+
+class Decision(nn.Module):
+    """The per-task adapted part: an MLP from the concatenated embeddings to one rating."""
+
+    def __init__(self, in_features: int, hidden: tuple[int, ...], output_bias: float) -> None:
+        super().__init__()
+        widths = (in_features, *hidden)
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
+        self.out = nn.Linear(widths[-1], 1)
+        nn.init.constant_(self.out.bias, output_bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Predict ratings from embedded features ``h`` of shape (..., D); returns (...)."""
+        for layer in self.hidden:
+            h = torch.relu(layer(h))  # (..., H)
+        return self.out(h).squeeze(-1)  # (...)
+
+
+class MeLU(nn.Module):
+    """Embeddings of user and item attributes → MLP → rating."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.embedding_dim
+        self.fields = nn.ModuleList(nn.Embedding(n, dim, padding_idx=0) for n in config.field_sizes)
+        self.genres = nn.Embedding(config.n_genres, dim, padding_idx=0) if config.n_genres else None
+        self.decision = Decision(config.n_fields * dim, config.hidden, config.output_bias)
+        if config.meta_sgd:
+            self.inner_lrs = nn.ParameterDict(
+                {
+                    _lr_key(name): nn.Parameter(torch.full_like(p, config.inner_lr_init))
+                    for name, p in self.decision.named_parameters()
+                }
+            )
+        else:
+            self.inner_lrs = None
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed encoded rows ``x`` of shape (..., input_width) into (..., n_fields * dim)."""
+        n_cat = len(self.config.field_names)
+        parts = [emb(x[..., i]) for i, emb in enumerate(self.fields)]  # n_cat × (..., E)
+        if self.genres is not None:
+            codes = x[..., n_cat : n_cat + self.config.max_genres]  # (..., G)
+            summed = self.genres(codes).sum(-2)  # (..., E), padding rows are zero
+            count = (codes > 0).sum(-1, keepdim=True).clamp(min=1)  # (..., 1)
+            parts.append(summed / count)  # (..., E) mean of the item's genres
+        return torch.cat(parts, dim=-1)  # (..., F*E)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predict ratings for encoded rows ``x`` (..., input_width) → (...)."""
+        return self.decision(self.embed(x))
+
+    def decision_params(self) -> dict[str, torch.Tensor]:
+        """The adapted parameters, keyed as in ``self.decision`` (no prefix)."""
+        return dict(self.decision.named_parameters())
+
+    def inner_lr(self) -> dict[str, torch.Tensor] | None:
+        """Meta-SGD per-element learning rates keyed like :meth:`decision_params`, or None."""
+        if self.inner_lrs is None:
+            return None
+        return {name: self.inner_lrs[_lr_key(name)] for name, _ in self.decision.named_parameters()}
+
+
+def _lr_key(name: str) -> str:
+    return name.replace(".", "__")

@@ -1,0 +1,101 @@
+"""Typed training hyper-parameters, loadable from YAML (``metarec train --config FILE``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from metarec.errors import ConfigError
+from metarec.learning.algorithms import Algorithm
+from metarec.training.scenarios import Scenario, parse_support_size
+
+
+class TrainingConfig(BaseModel):
+    """Everything that decides a training run (recorded in the model card)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    algorithm: Algorithm = Field(default=Algorithm.MAML, description="Meta-learning algorithm.")
+    seed: int = Field(default=0, description="Seeds splits, task sampling and initialisation.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="`auto` picks CUDA when present."
+    )
+    # Model
+    embedding_dim: int = Field(default=32, ge=1)
+    hidden: tuple[int, ...] = Field(default=(64, 64), description="Decision layer widths.")
+    use_user_id: bool = Field(default=False, description="Embed user ids (off: new users).")
+    use_item_id: bool = Field(default=False, description="Embed item ids of training items.")
+    # Meta-training
+    max_steps: int = Field(default=400, ge=0, description="Outer steps (upper bound).")
+    meta_batch_size: int = Field(default=32, ge=1, description="Tasks (users) per outer step.")
+    outer_lr: float = Field(default=1e-3, gt=0)
+    inner_steps: int = Field(default=5, ge=0)
+    inner_lr: float = Field(default=0.05, gt=0)
+    query_size: int = Field(default=10, ge=1)
+    train_support_min: int = Field(default=3, ge=1)
+    train_support_max: int = Field(default=40, ge=1)
+    max_ratings_per_task: int = Field(default=100, ge=2)
+    init_from_global: bool = Field(
+        default=True, description="Start meta-training from the global model's weights."
+    )
+    # Early stopping and checkpoints
+    eval_every: int = Field(default=50, ge=1, description="Validate every N steps.")
+    patience: int = Field(default=4, ge=1, description="Stop after N validations without gain.")
+    checkpoint_every: int = Field(default=50, ge=1, description="Checkpoint every N steps.")
+    val_support_size: int = Field(default=10, ge=1)
+    # Baselines
+    global_epochs: int = Field(default=3, ge=0)
+    global_lr: float = Field(default=1e-3, gt=0)
+    finetune_steps: int = Field(default=5, ge=0)
+    finetune_lr: float = Field(default=0.05, gt=0)
+    # Splits and evaluation
+    val_fraction: float = Field(default=0.1, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    new_item_fraction: float = Field(default=0.2, gt=0, lt=1)
+    min_ratings: int = Field(default=13, ge=2, description="MeLU protocol: 13–100 ratings.")
+    max_ratings: int = Field(default=100, ge=2)
+    scenarios: tuple[Scenario, ...] = tuple(Scenario)
+    support_sizes: tuple[str, ...] = ("5", "10", "20", "all")
+
+    @field_validator("support_sizes")
+    @classmethod
+    def _check_sizes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for size in value:
+            parse_support_size(size)
+        return tuple(str(v).lower() for v in value)
+
+    @classmethod
+    def from_yaml(cls, path: Path, **overrides: object) -> TrainingConfig:
+        """Load from a YAML mapping; ``overrides`` (not None) win.
+
+        Raises:
+            ConfigError: The file is missing, not YAML, or has an invalid value.
+        """
+        fix = "fix the file; keys are the fields of TrainingConfig (see docs/learning.md)."
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read training config ({exc}).", fix=fix) from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc}).", fix=fix) from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the training config must be a mapping.", fix=fix)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.build(data, source=str(path))
+
+    @classmethod
+    def build(cls, data: dict[str, object], *, source: str = "training config") -> TrainingConfig:
+        """Validate ``data``; raise :class:`ConfigError` naming each bad field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigError(
+                f"{source}: invalid training config ({problems}).",
+                fix="correct those fields (see docs/learning.md for every field).",
+            ) from exc

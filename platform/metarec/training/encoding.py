@@ -1,0 +1,124 @@
+"""Encode training-set rows (Feast features) into the integer codes the model embeds.
+
+Each categorical value gets a code from 1 up; 0 is "unknown". Release years are bucketed into
+5-year spans; genres become up to ``max_genres`` genre codes padded with 0. The vocabularies are
+JSON-able and travel in the model card, so the model can be rebuilt and fed without the data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from metarec.learning.model import ModelConfig
+
+USER_FIELDS = ("gender", "age_bucket", "occupation", "zip_prefix")
+ITEM_FIELDS = ("release_bucket",)
+GENRE_SEPARATOR = "|"
+YEAR_BUCKET = 5
+
+
+def release_bucket(years: pd.Series) -> pd.Series:
+    """5-year release bucket labels ("1995"), "unknown" where the year is missing."""
+    years = pd.to_numeric(years, errors="coerce")
+    labels = (years // YEAR_BUCKET * YEAR_BUCKET).astype("Int64").astype("string")
+    return labels.fillna("unknown")
+
+
+class FeatureEncoder(BaseModel):
+    """Vocabularies from feature values to codes, and the layout of an encoded row."""
+
+    model_config = ConfigDict(frozen=True)
+
+    field_names: list[str]
+    vocabularies: dict[str, list[str]]
+    genres: list[str]
+    max_genres: int
+
+    @classmethod
+    def fit(
+        cls,
+        df: pd.DataFrame,
+        *,
+        id_rows: pd.DataFrame | None = None,
+        use_user_id: bool = False,
+        use_item_id: bool = False,
+    ) -> FeatureEncoder:
+        """Learn vocabularies.
+
+        Args:
+            df: Rows whose attribute values are known at serving time (the whole training set).
+            id_rows: Rows whose user/item ids the model may learn (meta-training rows only);
+                ids outside them encode as unknown. Defaults to ``df``.
+            use_user_id: Add a ``user_id`` field.
+            use_item_id: Add an ``item_id`` field.
+        """
+        id_rows = df if id_rows is None else id_rows
+        values = _attribute_frame(df)
+        fields = [*USER_FIELDS, *ITEM_FIELDS]
+        vocabularies = {name: sorted(values[name].dropna().astype(str).unique()) for name in fields}
+        if use_user_id:
+            fields.append("user_id")
+            vocabularies["user_id"] = [str(v) for v in sorted(id_rows["user_id"].unique())]
+        if use_item_id:
+            fields.append("item_id")
+            vocabularies["item_id"] = [str(v) for v in sorted(id_rows["item_id"].unique())]
+        genre_lists = df["genres"].fillna("").astype(str).str.split(GENRE_SEPARATOR)
+        genres = sorted({g for gs in genre_lists for g in gs if g})
+        max_genres = max(1, int(genre_lists.map(lambda gs: sum(1 for g in gs if g)).max()))
+        return cls(
+            field_names=fields, vocabularies=vocabularies, genres=genres, max_genres=max_genres
+        )
+
+    @property
+    def width(self) -> int:
+        """Columns of an encoded row."""
+        return len(self.field_names) + self.max_genres
+
+    def encode(self, df: pd.DataFrame) -> np.ndarray:
+        """Encode rows into an int64 array of shape (N, width); unknown values become 0."""
+        values = _attribute_frame(df)
+        out = np.zeros((len(df), self.width), dtype=np.int64)
+        for col, name in enumerate(self.field_names):
+            lookup = {v: i + 1 for i, v in enumerate(self.vocabularies[name])}
+            out[:, col] = values[name].astype(str).map(lookup).fillna(0).to_numpy(np.int64)
+        genre_code = {g: i + 1 for i, g in enumerate(self.genres)}
+        start = len(self.field_names)
+        for row, text in enumerate(df["genres"].fillna("").astype(str).to_numpy()):
+            codes = [genre_code.get(g, 0) for g in text.split(GENRE_SEPARATOR) if g]
+            codes = [c for c in codes if c][: self.max_genres]
+            out[row, start : start + len(codes)] = codes
+        return out
+
+    def model_config_for(
+        self,
+        *,
+        embedding_dim: int,
+        hidden: tuple[int, ...],
+        output_bias: float,
+        meta_sgd: bool,
+        inner_lr_init: float,
+    ) -> ModelConfig:
+        """The :class:`ModelConfig` matching this encoding."""
+        return ModelConfig(
+            field_names=tuple(self.field_names),
+            field_sizes=tuple(len(self.vocabularies[n]) + 1 for n in self.field_names),
+            n_genres=len(self.genres) + 1,
+            max_genres=self.max_genres,
+            embedding_dim=embedding_dim,
+            hidden=hidden,
+            output_bias=output_bias,
+            meta_sgd=meta_sgd,
+            inner_lr_init=inner_lr_init,
+        )
+
+
+def _attribute_frame(df: pd.DataFrame) -> pd.DataFrame:
+    frame = pd.DataFrame(index=df.index)
+    for name in USER_FIELDS:
+        frame[name] = df[name].astype("string").fillna("unknown")
+    frame["release_bucket"] = release_bucket(df["release_year"])
+    frame["user_id"] = df["user_id"].astype(str)
+    frame["item_id"] = df["item_id"].astype(str)
+    return frame

@@ -1,0 +1,134 @@
+"""Evaluate a saved artifact on a training set, and report (rich table, JSON, PNG plot)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.table import Table
+
+from metarec.features.training_set import load_training_set
+from metarec.learning.algorithms import InnerLoop
+from metarec.learning.metrics import METRIC_NAMES
+from metarec.training.artifact import load_artifact, load_global_model
+from metarec.training.config import TrainingConfig
+from metarec.training.encoding import FeatureEncoder
+from metarec.training.methods import AdaptedModel
+from metarec.training.scenarios import Scenario, Split, plan_split
+from metarec.training.trainer import evaluate_all, prepare, resolve_device
+
+Metrics = dict[str, dict[str, dict[str, dict[str, float]]]]
+
+
+def evaluate_artifact(
+    artifact_dir: Path,
+    training_set_path: Path,
+    *,
+    scenarios: Sequence[Scenario | str] | None = None,
+    support_sizes: Sequence[str | int] | None = None,
+    users: dict[str, list[int]] | None = None,
+    device: str = "cpu",
+) -> Metrics:
+    """Metrics of an artifact and every baseline on a training set.
+
+    The user split is rebuilt from the card's seed, so by default the held-out users are the
+    card's ``test_users``; pass ``users`` (``{scenario: [user ids]}``, e.g. another model's
+    ``test_users``) to evaluate on exactly those users.
+
+    Args:
+        artifact_dir: Directory written by ``metarec train``.
+        training_set_path: Training set (parquet with manifest).
+        scenarios: Scenarios to run (default: all three).
+        support_sizes: Support sizes, ints or ``"all"`` (default: 5, 10, 20, all).
+        users: Users per scenario to evaluate (default: the card's test users).
+        device: ``auto``, ``cpu`` or ``cuda``.
+
+    Returns:
+        ``{scenario: {support_size: {method: {"mae", "rmse", "ndcg@1", "ndcg@3", "ndcg@5"}}}}``.
+    """
+    model, card = load_artifact(artifact_dir)
+    global_model = load_global_model(artifact_dir, card)
+    config = TrainingConfig.build(card.hyperparameters, source=f"{artifact_dir} model card")
+    df, _ = load_training_set(Path(training_set_path))
+    split_info = card.split
+    split = plan_split(
+        df,
+        seed=int(split_info["seed"]),
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+        new_item_fraction=config.new_item_fraction,
+    )
+    split = Split(
+        **{**split.model_dump(), "new_item_cutoff_year": int(split_info["new_item_cutoff_year"])}
+    )
+    data = prepare(df, split=split, encoder=FeatureEncoder(**card.encoder), config=config)
+    target = resolve_device(device)
+    model.to(target)
+    if global_model is not None:
+        global_model.to(target)
+    inner = InnerLoop(steps=int(card.inner_loop["steps"]), lr=float(card.inner_loop["lr"]))
+    chosen = users if users is not None else card.test_users
+    metrics, _ = evaluate_all(
+        data,
+        meta={card.algorithm: AdaptedModel(model, inner, bool(card.inner_loop.get("meta_sgd")))},
+        global_model=global_model,
+        finetune=InnerLoop(steps=int(card.finetune["steps"]), lr=float(card.finetune["lr"])),
+        scenarios=tuple(Scenario(s) for s in (scenarios or config.scenarios)),
+        support_sizes=tuple(str(s).lower() for s in (support_sizes or config.support_sizes)),
+        users=chosen,
+        min_ratings=config.min_ratings,
+        max_ratings=config.max_ratings,
+        device=target,
+    )
+    return metrics
+
+
+def metrics_table(metrics: Metrics, *, title: str = "Cold-start evaluation") -> Table:
+    """A rich table: one row per (scenario, support size, method)."""
+    table = Table("scenario", "support", "method", *METRIC_NAMES, title=title)
+    for scenario, sizes in metrics.items():
+        for size, methods in sizes.items():
+            best = min(methods.values(), key=lambda m: m["mae"])["mae"] if methods else None
+            for method, values in methods.items():
+                cells = [f"{values[m]:.4f}" for m in METRIC_NAMES]
+                if values["mae"] == best:
+                    cells[0] = f"[bold green]{cells[0]}[/bold green]"
+                table.add_row(scenario, size, method, *cells)
+    return table
+
+
+def write_json(metrics: Metrics, path: Path) -> Path:
+    """Write the metrics as JSON; return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=False))
+    return path
+
+
+def plot_mae(metrics: Metrics, path: Path) -> Path:
+    """PNG: MAE vs support size, one line per method, one panel per scenario."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = [s for s in metrics if metrics[s]]
+    fig, axes = plt.subplots(
+        1, max(len(scenarios), 1), figsize=(5 * max(len(scenarios), 1), 4), squeeze=False
+    )
+    for ax, scenario in zip(axes[0], scenarios, strict=False):
+        sizes = list(metrics[scenario])
+        methods = sorted({m for s in sizes for m in metrics[scenario][s]})
+        for method in methods:
+            ys = [metrics[scenario][s].get(method, {}).get("mae", float("nan")) for s in sizes]
+            ax.plot(sizes, ys, marker="o", label=method)
+        ax.set_title(scenario)
+        ax.set_xlabel("support size")
+        ax.set_ylabel("MAE")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
