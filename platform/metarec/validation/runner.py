@@ -307,7 +307,9 @@ def _exception_message(info: dict[str, Any]) -> str | None:
 
 def jsonable(value: Any) -> Any:
     """Convert GE/pandas/numpy values into plain JSON values (NaN and NA become None)."""
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
@@ -321,6 +323,4 @@ def jsonable(value: Any) -> Any:
         return {str(key): jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set | np.ndarray | pd.Series):
         return [jsonable(item) for item in value]
-    if value is pd.NA or value is pd.NaT:
-        return None
     return str(value)

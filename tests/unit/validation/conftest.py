@@ -1,0 +1,70 @@
+"""A small training set in the meta_training schema, built in memory, and its profile."""
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+from metarec.validation.profile import ReferenceProfile, compute_statistics
+from metarec.validation.suite import load_suite
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make_training_set(n_users: int = 30, n_items: int = 12, seed: int = 0) -> pd.DataFrame:
+    """Every user rates every item once: clean, typed exactly like a Feast training set."""
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(1, n_users + 1), n_items)
+    items = np.tile(np.arange(1, n_items + 1), n_users)
+    n = len(users)
+    ratings = rng.choice([1, 2, 3, 4, 5], size=n, p=[0.06, 0.11, 0.27, 0.34, 0.22])
+    timestamps = pd.Timestamp("1998-01-01", tz="UTC") + pd.to_timedelta(
+        rng.integers(0, 10_000_000, size=n), unit="s"
+    )
+    frame = pd.DataFrame(
+        {
+            "interaction_id": np.arange(1, n + 1, dtype="int64"),
+            "user_id": users.astype("int64"),
+            "item_id": items.astype("int64"),
+            "event_timestamp": timestamps.astype("datetime64[ns, UTC]"),
+            "rating": ratings.astype("int64"),
+            "age": (20 + users % 40).astype("int64"),
+            "age_bucket": pd.array(np.where(users % 40 < 5, "18-24", "25-34"), dtype="string"),
+            "gender": pd.array(np.where(users % 2 == 0, "M", "F"), dtype="string"),
+            "occupation": pd.array(np.where(users % 3 == 0, "writer", "student"), dtype="string"),
+            "zip_prefix": pd.array(["857"] * n, dtype="string"),
+            "release_year": pd.array(1990 + items % 8, dtype="Int64"),
+            "genres": pd.array(np.where(items % 2 == 0, "Comedy|Drama", "Sci-Fi"), dtype="string"),
+            "rating_count": np.zeros(n, dtype="int64"),
+            "rating_mean": np.zeros(n, dtype="float64"),
+            "rating_std": np.zeros(n, dtype="float64"),
+        }
+    )
+    frame.loc[0, "release_year"] = pd.NA  # a few items have no year in MovieLens
+    return frame
+
+
+def make_profile(frame: pd.DataFrame, *, version: int = 1) -> ReferenceProfile:
+    suite = load_suite("meta_training")
+    return ReferenceProfile(
+        version=version,
+        feature_service="meta_training",
+        feature_service_version="abc",
+        suite_name=suite.name,
+        suite_version=suite.version,
+        training_set="memory",
+        dataset_fingerprint="sha256:x",
+        snapshot_id="snap",
+        created_at=NOW,
+        statistics=compute_statistics(frame, quantiles=suite.drift.ratings_per_user_quantiles),
+    )
+
+
+@pytest.fixture
+def clean() -> pd.DataFrame:
+    return make_training_set()
+
+
+@pytest.fixture
+def suite():
+    return load_suite("meta_training")
