@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 
 from metarec import __version__
 from metarec.cli import data, features
+from metarec.cli import learning as learning_cli
 from metarec.cli.console import err_console
 from metarec.config import load_settings
 from metarec.environment import apply_process_environment
@@ -33,6 +34,8 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
+app.command("train")(learning_cli.train)
+app.command("evaluate")(learning_cli.evaluate)
 
 
 def _version(value: bool) -> None:

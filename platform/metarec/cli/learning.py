@@ -1,0 +1,179 @@
+"""``metarec train`` and ``metarec evaluate``: thin faces over :mod:`metarec.training`."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metarec.cli.console import console
+
+
+class AlgorithmOption(enum.StrEnum):
+    """Meta-learning algorithm choices on the command line."""
+
+    MAML = "maml"
+    FOMAML = "fomaml"
+    REPTILE = "reptile"
+    METASGD = "metasgd"
+
+
+class DeviceOption(enum.StrEnum):
+    """Compute device choices."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+def newest_training_set(directory: Path) -> Path:
+    """The most recently modified ``*.parquet`` training set in ``directory``."""
+    from metarec.errors import MetaRecError
+
+    candidates = sorted(directory.glob("*.parquet"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise MetaRecError(
+            f"No training set in {directory}.",
+            fix="build one with `metarec features training-set`, or pass --training-set PATH.",
+        )
+    return candidates[-1]
+
+
+def train(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML file of training hyper-parameters.")
+    ] = None,
+    algorithm: Annotated[
+        AlgorithmOption | None, typer.Option(help="Meta-learning algorithm (overrides config).")
+    ] = None,
+    device: Annotated[
+        DeviceOption | None, typer.Option(help="auto picks CUDA when present (overrides config).")
+    ] = None,
+    training_set: Annotated[
+        Path | None,
+        typer.Option(help="Validated training set (default: newest in <home>/training_sets)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Artifact directory (default: <home>/artifacts/<algorithm>-<time>)."),
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Outer steps (overrides config).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (overrides config).")] = None,
+) -> None:
+    """Meta-train on a validated training set; write safetensors weights and a model card.
+
+    Re-running the same command after an interruption resumes from the last checkpoint.
+    """
+    from datetime import UTC, datetime
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from metarec.training.config import TrainingConfig
+    from metarec.training.evaluation import metrics_table
+    from metarec.training.trainer import ProgressEvent
+    from metarec.training.trainer import train as run_training
+
+    settings = ctx.obj
+    overrides = {
+        "algorithm": algorithm.value if algorithm else None,
+        "device": device.value if device else None,
+        "max_steps": max_steps,
+        "seed": seed,
+    }
+    if config is not None:
+        cfg = TrainingConfig.from_yaml(config, **overrides)
+    else:
+        cfg = TrainingConfig.build({k: v for k, v in overrides.items() if v is not None})
+    path = training_set or newest_training_set(settings.paths.training_sets)
+    if out is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = settings.paths.artifacts / f"{cfg.algorithm.value}-{stamp}"
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        bars: dict[str, int] = {}
+
+        def report(event: ProgressEvent) -> None:
+            if event.phase not in bars:
+                label = {
+                    "global": "global model (epochs)",
+                    "meta": f"meta-training {cfg.algorithm.value}",
+                    "evaluate": "cold-start evaluation",
+                }[event.phase]
+                bars[event.phase] = progress.add_task(label, total=event.total, info="")
+            info = ""
+            if event.meta_loss is not None:
+                info = f"loss {event.meta_loss:.4f}"
+            if event.val_mae is not None:
+                info += f"  val MAE {event.val_mae:.4f}"
+            progress.update(bars[event.phase], completed=event.step, info=info)
+
+        card = run_training(path, config=cfg, out=out, on_progress=report)
+    console.print(metrics_table(card.metrics, title=f"{card.algorithm} on held-out users"))
+    console.print(
+        f"Trained {card.training['steps']} steps (best at {card.training['best_step']}"
+        f"{', stopped early' if card.training['stopped_early'] else ''})."
+    )
+    console.print(f"Artifact: {out}")
+
+
+def evaluate(
+    ctx: typer.Context,
+    artifact: Annotated[
+        Path, typer.Argument(help="Artifact directory written by `metarec train`.")
+    ],
+    support_sizes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--support-sizes", help="Support sizes: ints or 'all' (repeat or space-separate)."
+        ),
+    ] = None,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="new_user, new_item, new_user_new_item (repeatable; default all)."),
+    ] = None,
+    training_set: Annotated[
+        Path | None, typer.Option(help="Training set (default: newest in <home>/training_sets).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the JSON and PNG (default: the artifact's).")
+    ] = None,
+    device: Annotated[DeviceOption, typer.Option(help="Compute device.")] = DeviceOption.CPU,
+) -> None:
+    """Evaluate an artifact and every baseline: print a table, write JSON and a PNG plot."""
+    from metarec.errors import MetaRecError
+    from metarec.training.evaluation import evaluate_artifact, metrics_table, plot_mae, write_json
+    from metarec.training.scenarios import Scenario, parse_support_size
+
+    settings = ctx.obj
+    sizes = [s for value in (support_sizes or []) for s in value.replace(",", " ").split()]
+    try:
+        for size in sizes:
+            parse_support_size(size)
+        scenarios = [Scenario(s) for s in scenario] if scenario else None
+    except ValueError as exc:
+        raise MetaRecError(
+            f"Invalid option ({exc}).",
+            fix="support sizes are positive integers or 'all'; scenarios are "
+            + ", ".join(s.value for s in Scenario)
+            + ".",
+        ) from exc
+    path = training_set or newest_training_set(settings.paths.training_sets)
+    with console.status("Evaluating"):
+        metrics = evaluate_artifact(
+            artifact, path, scenarios=scenarios, support_sizes=sizes or None, device=device.value
+        )
+    target = out or artifact
+    console.print(metrics_table(metrics, title=f"Cold-start evaluation of {artifact.name}"))
+    json_path = write_json(metrics, target / "evaluation.json")
+    png_path = plot_mae(metrics, target / "evaluation_mae.png")
+    console.print(f"JSON: {json_path}")
+    console.print(f"Plot: {png_path}")
