@@ -70,6 +70,63 @@ class EntityNotFoundError(MetaRecError):
     """A user or item id has no features in the online store."""
 
 
+class RegistryError(MetaRecError):
+    """The model registry cannot do what was asked (base of the registry errors)."""
+
+
+class RegistryConflictError(RegistryError):
+    """Another change reached the registry first (concurrent promotion, duplicate artifact)."""
+
+    exit_code = 3
+
+
+class ModelNotFoundError(RegistryError):
+    """No registered model has this name."""
+
+
+class VersionNotFoundError(RegistryError):
+    """The model has no such version (or no production version when one is needed)."""
+
+
+class InvalidTransitionError(RegistryError):
+    """A stage transition that the lifecycle staging → production → archived does not allow."""
+
+
+class ArtifactError(RegistryError):
+    """A model artifact folder is incomplete, unsafe (pickle) or unreadable."""
+
+
+class ArtifactChecksumError(ChecksumMismatchError):
+    """A stored artifact file no longer matches the sha256 recorded for its registry version."""
+
+    def __init__(self, version: str, *, path: str, expected: str, actual: str) -> None:
+        self.version = version
+        self.path = path
+        super().__init__(
+            f"model version {version} ({path})",
+            expected=expected,
+            actual=actual,
+            fix=f"the stored artifact was modified or corrupted; do not serve {version}: "
+            "re-register the original artifact or roll back to another version.",
+        )
+
+
+class GatePolicyError(MetaRecError):
+    """The evaluation gate policy file is missing or invalid."""
+
+    exit_code = 2
+
+
+class GateRejectedError(MetaRecError):
+    """The evaluation gate rejected a candidate, so it cannot be registered."""
+
+    exit_code = 4
+
+
+class AuthError(MetaRecError):
+    """A control-plane API call lacks a valid bearer token."""
+
+
 class ExpectationSuiteError(MetaRecError):
     """An expectation suite file is missing or invalid."""
 

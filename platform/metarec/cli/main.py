@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as click_exceptions
 
 from metarec import __version__
-from metarec.cli import data, features
+from metarec.cli import data, features, models
 from metarec.cli import learning as learning_cli
 from metarec.cli.console import err_console
 from metarec.config import load_settings
@@ -36,6 +36,9 @@ app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.command("train")(learning_cli.train)
 app.command("evaluate")(learning_cli.evaluate)
+app.add_typer(models.app, name="models")
+app.command("gate")(models.gate)
+app.command("api")(models.api)
 
 
 def _version(value: bool) -> None:

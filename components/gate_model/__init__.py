@@ -1,0 +1,102 @@
+"""Pipeline component: the evaluation gate on one candidate artifact.
+
+A thin, typed face over :func:`metarec.gate.run.gate_artifact` for Prefect tasks and KFP
+components (which wrap it; this module imports neither). It writes the decision as JSON beside
+the artifact folder (``<artifact>.gate.json``, outside the folder so the artifact's digest does
+not change) and returns small JSON-able values. Idempotent: the same artifact, policy and
+production version give the same verdict. On rejection it records the rejection in the ledger
+and raises :class:`metarec.errors.GateRejectedError` naming the broken rules, so the pipeline
+stops before registration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from metarec.config import load_settings
+from metarec.environment import apply_process_environment
+from metarec.errors import GateRejectedError
+from pydantic import BaseModel, ConfigDict
+
+
+class GateOutput(BaseModel):
+    """The gate's verdict (JSON-able)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    accepted: bool
+    summary: str
+    decision_path: str
+    artifact_digest: str
+    policy_name: str
+    production_version: int | None
+    broken_rules: list[str]
+
+
+def decision_path_for(artifact: str | Path) -> Path:
+    """Where the decision of ``artifact`` is written (beside the folder, not inside it)."""
+    folder = Path(artifact)
+    return folder.with_name(folder.name + ".gate.json")
+
+
+def gate_model(
+    *,
+    artifact: str,
+    home: str | None = None,
+    model: str | None = None,
+    policy: str | None = None,
+    actor: str = "pipeline",
+    raise_on_reject: bool = True,
+) -> GateOutput:
+    """Decide whether ``artifact`` may be registered.
+
+    Args:
+        artifact: Candidate artifact folder (model.safetensors + model_card.json).
+        home: MetaRec home (default: the configured one).
+        model: Registered model name (default: registry.model_name).
+        policy: Gate policy YAML (default: registry.gate_policy, else the shipped default).
+        actor: Who runs the gate (for the ledger entry of a rejection).
+        raise_on_reject: Raise :class:`GateRejectedError` when rejected (default), else return
+            the verdict with ``accepted=False``.
+
+    Returns:
+        The verdict and the path of the full decision JSON.
+
+    Raises:
+        GateRejectedError: The candidate broke at least one rule (all are listed).
+    """
+    from metarec.gate.policy import load_policy
+    from metarec.gate.run import gate_artifact
+    from metarec.registry import Registry
+
+    settings = load_settings(home=Path(home)) if home else load_settings()
+    apply_process_environment(settings)
+    name = model or settings.registry.model_name
+    with Registry.open(settings) as registry:
+        decision = gate_artifact(
+            Path(artifact),
+            policy=load_policy(Path(policy) if policy else settings.registry.gate_policy),
+            model=name,
+            registry=registry,
+        )
+        out = decision_path_for(artifact)
+        out.write_text(decision.model_dump_json(indent=2))
+        if not decision.accepted:
+            registry.record_rejection(
+                model=name, gate_decision=decision, actor=actor, artifact=str(artifact)
+            )
+    result = GateOutput(
+        accepted=decision.accepted,
+        summary=decision.summary(),
+        decision_path=str(out),
+        artifact_digest=decision.artifact_digest,
+        policy_name=decision.policy_name,
+        production_version=decision.production_version,
+        broken_rules=sorted({check.rule for check in decision.broken}),
+    )
+    if not decision.accepted and raise_on_reject:
+        raise GateRejectedError(
+            f"The evaluation gate rejected {artifact}: {decision.summary()}.",
+            fix=f"see every number in {out}; improve the candidate or review the gate policy.",
+        )
+    return result

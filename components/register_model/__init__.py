@@ -1,0 +1,89 @@
+"""Pipeline component: register a gated artifact as a staging version.
+
+A thin, typed face over :meth:`metarec.registry.Registry.register` for Prefect tasks and KFP
+components (this module imports neither). Idempotent: registering an artifact that is already
+registered returns the existing version (``reused=True``) and writes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from metarec.config import load_settings
+from metarec.environment import apply_process_environment
+from metarec.errors import GatePolicyError
+from pydantic import BaseModel, ConfigDict
+
+
+class RegisterOutput(BaseModel):
+    """The registered version (JSON-able)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    version: int
+    tag: str
+    stage: str
+    digest: str
+    artifact_uri: str
+    bento_tag: str | None
+    reused: bool
+
+
+def register_model(
+    *,
+    artifact: str,
+    decision: str,
+    home: str | None = None,
+    model: str | None = None,
+    actor: str = "pipeline",
+    reason: str = "registered by the retraining pipeline after passing the evaluation gate",
+) -> RegisterOutput:
+    """Register ``artifact`` in staging, with the gate decision that accepted it.
+
+    Args:
+        artifact: Artifact folder (model.safetensors + model_card.json).
+        decision: The gate decision JSON written by ``gate_model``.
+        home: MetaRec home (default: the configured one).
+        model: Registered model name (default: registry.model_name).
+        actor: Who registers (for the ledger).
+        reason: Why (for the ledger).
+
+    Returns:
+        The registered (or already registered) version.
+
+    Raises:
+        GateRejectedError: The decision rejected the candidate.
+        ArtifactError: The decision was made for another artifact, or the folder is invalid.
+    """
+    from metarec.gate.decision import GateDecision
+    from metarec.registry import Registry
+    from metarec.registry.artifacts import inspect_artifact
+    from pydantic import ValidationError
+
+    settings = load_settings(home=Path(home)) if home else load_settings()
+    apply_process_environment(settings)
+    name = model or settings.registry.model_name
+    try:
+        gate_decision = GateDecision.model_validate_json(Path(decision).read_text())
+    except (OSError, ValidationError) as exc:
+        raise GatePolicyError(
+            f"Gate decision {decision} is missing or not a decision ({exc}).",
+            fix="pass the decision_path that gate_model returned.",
+        ) from exc
+    with Registry.open(settings) as registry:
+        existing = registry.find_by_digest(name, inspect_artifact(Path(artifact)).digest)
+        reused = existing is not None
+        info = existing or registry.register(
+            Path(artifact), model=name, gate_decision=gate_decision, actor=actor, reason=reason
+        )
+    return RegisterOutput(
+        model=info.model,
+        version=info.version,
+        tag=info.tag,
+        stage=info.stage.value,
+        digest=info.digest,
+        artifact_uri=info.artifact_uri,
+        bento_tag=info.bento_tag,
+        reused=reused,
+    )

@@ -1,0 +1,284 @@
+"""Model artifacts: inspection, content digests, and the fsspec-backed artifact store.
+
+An artifact is a folder with ``model.safetensors`` (weights) and ``model_card.json`` (what the
+model is and how it was made), plus optional extra files (reports, configs). Every file's sha256
+is recorded at registration; every load re-hashes the bytes it returns and refuses a mismatch.
+
+Nothing here ever unpickles: weights are only read by ``safetensors``, which parses a JSON header
+and raw tensor bytes and cannot execute code. Files with pickle-style extensions are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import fsspec
+from pydantic import BaseModel, ConfigDict
+
+from metarec.errors import ArtifactChecksumError, ArtifactError
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model_card.json"
+REQUIRED_FILES = (WEIGHTS_FILE, CARD_FILE)
+# Formats that can execute code when loaded: never accepted in an artifact.
+UNSAFE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".npy")
+_CHUNK = 1 << 20
+_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+
+
+class ArtifactManifest(BaseModel):
+    """What an artifact folder holds: relative file name → sha256, the digest and the card."""
+
+    model_config = ConfigDict(frozen=True)
+
+    files: dict[str, str]
+    digest: str
+    card: dict[str, Any]
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a local file, streamed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_digest(files: dict[str, str]) -> str:
+    """The artifact digest: sha256 over the sorted ``name sha256`` lines of its files."""
+    lines = "".join(f"{name} {sha}\n" for name, sha in sorted(files.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def check_safetensors_header(data: bytes, *, where: str) -> dict[str, Any]:
+    """Parse a safetensors header without loading tensors; refuse anything else (e.g. pickle).
+
+    Args:
+        data: The first bytes of the file (at least the header).
+        where: The file, for the error message.
+
+    Returns:
+        The header (tensor name → dtype, shape, offsets).
+
+    Raises:
+        ArtifactError: The bytes are not a safetensors file.
+    """
+    fix = "save the weights with safetensors (safetensors.torch.save_file); pickle is refused."
+    if len(data) < 8:
+        raise ArtifactError(f"{where} is not a safetensors file (too short).", fix=fix)
+    (size,) = struct.unpack("<Q", data[:8])
+    if size <= 0 or size > _MAX_SAFETENSORS_HEADER or len(data) < 8 + size:
+        raise ArtifactError(f"{where} is not a safetensors file (bad header length).", fix=fix)
+    try:
+        header = json.loads(data[8 : 8 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(
+            f"{where} is not a safetensors file (header is not JSON).", fix=fix
+        ) from exc
+    if not isinstance(header, dict):
+        raise ArtifactError(f"{where} is not a safetensors file (header is not a map).", fix=fix)
+    return header
+
+
+def inspect_artifact(artifact_dir: Path) -> ArtifactManifest:
+    """Check an artifact folder and compute its manifest.
+
+    Args:
+        artifact_dir: The folder (``model.safetensors``, ``model_card.json``, extras).
+
+    Returns:
+        The manifest: per-file sha256, digest and the parsed model card.
+
+    Raises:
+        ArtifactError: Missing files, unsafe files, links, or an unreadable card or weights.
+    """
+    artifact_dir = Path(artifact_dir)
+    if not artifact_dir.is_dir():
+        raise ArtifactError(
+            f"Artifact folder {artifact_dir} does not exist.",
+            fix="pass the folder that training wrote (model.safetensors + model_card.json).",
+        )
+    missing = [name for name in REQUIRED_FILES if not (artifact_dir / name).is_file()]
+    if missing:
+        raise ArtifactError(
+            f"Artifact folder {artifact_dir} lacks {', '.join(missing)}.",
+            fix="pass the folder that training wrote (model.safetensors + model_card.json).",
+        )
+    files: dict[str, str] = {}
+    for path in sorted(artifact_dir.rglob("*")):
+        relative = path.relative_to(artifact_dir).as_posix()
+        if path.is_symlink():
+            raise ArtifactError(
+                f"{path} is a symbolic link.", fix="copy the file into the artifact folder."
+            )
+        if path.is_dir():
+            continue
+        if path.suffix.lower() in UNSAFE_SUFFIXES:
+            raise ArtifactError(
+                f"{path} has a pickle-style format ({path.suffix}), which can execute code "
+                "when loaded.",
+                fix="remove it; MetaRec artifacts hold safetensors weights and JSON only.",
+            )
+        files[relative] = sha256_file(path)
+    with (artifact_dir / WEIGHTS_FILE).open("rb") as handle:
+        head = handle.read(8)
+        if len(head) == 8:
+            (size,) = struct.unpack("<Q", head)
+            head += handle.read(min(size, _MAX_SAFETENSORS_HEADER))
+    check_safetensors_header(head, where=str(artifact_dir / WEIGHTS_FILE))
+    try:
+        card = json.loads((artifact_dir / CARD_FILE).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(
+            f"{artifact_dir / CARD_FILE} is not valid JSON ({exc}).",
+            fix="re-export the artifact; the model card is written by training.",
+        ) from exc
+    if not isinstance(card, dict):
+        raise ArtifactError(
+            f"{artifact_dir / CARD_FILE} is not a JSON object.",
+            fix="re-export the artifact; the model card is written by training.",
+        )
+    return ArtifactManifest(files=files, digest=manifest_digest(files), card=card)
+
+
+class ArtifactStore:
+    """Stores artifact folders under a root (local folder or fsspec URL), content-addressed.
+
+    Layout: ``<root>/registry/<model>/<digest>/<files>``. Writing the same artifact twice is
+    idempotent. Reads always verify sha256.
+    """
+
+    def __init__(self, *, root: str) -> None:
+        """Create a store.
+
+        Args:
+            root: Local folder or fsspec URL (``s3://bucket/prefix``, ``memory://x``).
+        """
+        self.root = str(root)
+        self._fs, self._root_path = fsspec.core.url_to_fs(self.root)
+
+    def location(self, *, model: str, digest: str) -> str:
+        """The URI an artifact is (or will be) stored at."""
+        path = f"{self._root_path.rstrip('/')}/registry/{model}/{digest}"
+        return self._fs.unstrip_protocol(path)
+
+    def put(self, artifact_dir: Path, *, model: str, manifest: ArtifactManifest) -> str:
+        """Copy an artifact folder into the store (skipping files already there and intact).
+
+        Args:
+            artifact_dir: The local folder.
+            model: Registered model name.
+            manifest: Its manifest from :func:`inspect_artifact`.
+
+        Returns:
+            The artifact URI.
+
+        Raises:
+            ArtifactError: A stored copy does not read back with the expected checksum.
+        """
+        uri = self.location(model=model, digest=manifest.digest)
+        fs, base = fsspec.core.url_to_fs(uri)
+        for name, sha in manifest.files.items():
+            target = f"{base}/{name}"
+            if fs.exists(target) and self._hash_remote(fs, target) == sha:
+                continue
+            fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            fs.put_file(str(Path(artifact_dir) / name), target)
+            stored = self._hash_remote(fs, target)
+            if stored != sha:
+                raise ArtifactError(
+                    f"Stored copy {target} has sha256 {stored}, expected {sha}.",
+                    fix="check the artifact storage (disk full, flaky object store) and retry.",
+                )
+        return uri
+
+    @staticmethod
+    def _hash_remote(fs: Any, path: str) -> str:
+        digest = hashlib.sha256()
+        with fs.open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def read_verified(self, uri: str, name: str, *, sha256: str, version: str) -> bytes:
+        """Read one stored file and verify its checksum before returning a single byte.
+
+        Args:
+            uri: The artifact URI.
+            name: File name inside the artifact.
+            sha256: Expected sha256 (from the registry).
+            version: The version's tag, named in errors.
+
+        Returns:
+            The file's bytes.
+
+        Raises:
+            ArtifactChecksumError: The bytes do not match (tampered or corrupted).
+            ArtifactError: The file is missing.
+        """
+        fs, base = fsspec.core.url_to_fs(uri)
+        target = f"{base}/{name}"
+        try:
+            with fs.open(target, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError as exc:
+            raise ArtifactError(
+                f"Model version {version}: stored file {target} is missing.",
+                fix="restore the artifact storage or roll back to another version.",
+            ) from exc
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise ArtifactChecksumError(version, path=target, expected=sha256, actual=actual)
+        return data
+
+    def fetch(self, uri: str, *, files: dict[str, str], version: str, dest: Path) -> Path:
+        """Copy a stored artifact into ``dest``, verifying every file; nothing is left on error.
+
+        Args:
+            uri: The artifact URI.
+            files: File name → expected sha256.
+            version: The version's tag, named in errors.
+            dest: The folder to create (must not exist or be empty).
+
+        Returns:
+            ``dest``.
+        """
+        contents = {
+            name: self.read_verified(uri, name, sha256=sha, version=version)
+            for name, sha in files.items()
+        }
+        dest = Path(dest)
+        for name, data in contents.items():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        return dest
+
+
+def verify_directory(directory: Path, *, files: dict[str, str], version: str) -> None:
+    """Verify a local copy of an artifact (e.g. a BentoML model folder) against the registry.
+
+    Args:
+        directory: The folder holding the artifact files.
+        files: File name → expected sha256 (from the registry).
+        version: The version's tag, named in errors.
+
+    Raises:
+        ArtifactChecksumError: A file does not match.
+        ArtifactError: A file is missing.
+    """
+    for name, sha in files.items():
+        path = Path(directory) / name
+        if not path.is_file():
+            raise ArtifactError(
+                f"Model version {version}: {path} is missing.",
+                fix="re-export the version from the registry.",
+            )
+        actual = sha256_file(path)
+        if actual != sha:
+            raise ArtifactChecksumError(version, path=str(path), expected=sha, actual=actual)

@@ -1,0 +1,89 @@
+"""Registered versions as BentoML models, so ``bentoml models list`` shows them.
+
+The BentoML model store is passed explicitly (``<BENTOML_HOME>/models``), never taken from
+BentoML's global container, so tests and several homes do not interfere. BentoML is imported
+lazily: it is slow to import and only needed here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+from metarec.errors import RegistryError
+
+
+def _model_store(bentoml_home: Path) -> Any:
+    from bentoml._internal.models import ModelStore
+
+    root = Path(bentoml_home) / "models"
+    root.mkdir(parents=True, exist_ok=True)
+    return ModelStore(str(root))
+
+
+def export_bento_model(
+    *,
+    bentoml_home: Path,
+    tag: str,
+    artifact_dir: Path,
+    files: dict[str, str],
+    labels: dict[str, str],
+    metadata: dict[str, Any],
+) -> str:
+    """Save an artifact folder as a BentoML model (idempotent for the same tag).
+
+    Args:
+        bentoml_home: BentoML's home (the store is ``<home>/models``).
+        tag: ``<model>:v<version>``.
+        artifact_dir: A verified local copy of the artifact.
+        files: The files to copy (relative names).
+        labels: String labels (BentoML shows them in ``bentoml models list``/``get``).
+        metadata: JSON-able metadata (digest, per-file sha256, lineage).
+
+    Returns:
+        The BentoML tag.
+
+    Raises:
+        RegistryError: BentoML refused the tag or the store could not be written.
+    """
+    import bentoml
+    from bentoml.exceptions import BentoMLException, NotFound
+
+    store = _model_store(bentoml_home)
+    try:
+        existing = store.get(tag)
+    except NotFound:
+        existing = None
+    except BentoMLException:
+        existing = None
+    if existing is not None:
+        return str(existing.tag)
+    try:
+        with bentoml.models.create(
+            tag, labels=labels, metadata=metadata, _model_store=store
+        ) as model:
+            for name in files:
+                target = Path(model.path_of(name))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(Path(artifact_dir) / name, target)
+    except BentoMLException as exc:
+        raise RegistryError(
+            f"BentoML refused to save {tag} ({exc}).",
+            fix="check BENTOML_HOME is writable, or set registry.export_bentoml to false.",
+        ) from exc
+    return str(model.tag)
+
+
+def delete_bento_model(*, bentoml_home: Path, tag: str) -> None:
+    """Remove a BentoML model (used to undo an export when the registration fails)."""
+    from bentoml.exceptions import BentoMLException
+
+    with contextlib.suppress(BentoMLException):
+        _model_store(bentoml_home).delete(tag)
+
+
+def bento_model_path(*, bentoml_home: Path, tag: str) -> Path:
+    """The folder of a saved BentoML model (for services that load by tag)."""
+    return Path(_model_store(bentoml_home).get(tag).path)
