@@ -88,3 +88,61 @@ def write_fixture_artifact(
     }
     (directory / "model_card.json").write_text(json.dumps(card, indent=2))
     return directory
+
+
+def register_fixture(
+    registry: Any, directory: Path, *, model: str = "metarec", **kwargs: Any
+) -> Any:
+    """Write a fixture artifact, gate it (default policy) and register it; return the version."""
+    from metarec.gate.policy import load_policy
+    from metarec.gate.run import gate_artifact
+
+    artifact = write_fixture_artifact(directory, **kwargs)
+    decision = gate_artifact(artifact, policy=load_policy(), model=model, registry=registry)
+    return registry.register(artifact, model=model, gate_decision=decision, actor="test")
+
+
+def promotion_worker(
+    connection: Any, *, url: str, artifact_root: str, barrier: Any, model: str = "metarec"
+) -> None:
+    """Child process loop for concurrency tests: promote what the parent sends, in lock-step.
+
+    Receives ``(version, expected_production)`` tuples (``None`` ends the loop); waits on
+    ``barrier`` so both children promote at the same moment; answers ``("ok", version)`` or
+    ``("conflict", message)`` or ``("error", repr)``.
+    """
+    from metarec.errors import RegistryConflictError
+    from metarec.registry.service import Registry
+    from metarec.registry.types import VersionRef
+
+    registry = Registry.connect(url=url, artifact_root=artifact_root)
+    try:
+        while (message := connection.recv()) is not None:
+            version, expected = message
+            barrier.wait(timeout=60)
+            try:
+                registry.promote(
+                    VersionRef(model=model, version=version),
+                    actor=f"worker-{version}",
+                    reason="concurrency test",
+                    expected_production=expected,
+                )
+                connection.send(("ok", version))
+            except RegistryConflictError as exc:
+                connection.send(("conflict", str(exc)))
+            except Exception as exc:  # reported to the parent, which fails the test
+                connection.send(("error", repr(exc)))
+    finally:
+        registry.close()
+
+
+def registry_snapshot(registry: Any, model: str = "metarec") -> tuple[Any, Any]:
+    """Every version's stage and every ledger entry: equal before/after means unchanged."""
+    from metarec.errors import ModelNotFoundError
+
+    try:
+        versions = [(v.version, v.stage.value) for v in registry.list_versions(model)]
+        ledger = [entry.model_dump() for entry in registry.history(model)]
+    except ModelNotFoundError:
+        return [], []
+    return versions, ledger
