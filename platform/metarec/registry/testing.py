@@ -107,18 +107,21 @@ def promotion_worker(
 ) -> None:
     """Child process loop for concurrency tests: promote what the parent sends, in lock-step.
 
-    Receives ``(version, expected_production)`` tuples (``None`` ends the loop); waits on
+    Receives ``(version, expected_production)`` tuples (``None`` ends the loop;
+    ``"observe"``: let the registry observe production itself); waits on
     ``barrier`` so both children promote at the same moment; answers ``("ok", version)`` or
     ``("conflict", message)`` or ``("error", repr)``.
     """
     from metarec.errors import RegistryConflictError
-    from metarec.registry.service import Registry
+    from metarec.registry.service import UNSET, Registry
     from metarec.registry.types import VersionRef
 
     registry = Registry.connect(url=url, artifact_root=artifact_root)
     try:
         while (message := connection.recv()) is not None:
             version, expected = message
+            if expected == "observe":
+                expected = UNSET
             barrier.wait(timeout=60)
             try:
                 registry.promote(
@@ -146,3 +149,34 @@ def registry_snapshot(registry: Any, model: str = "metarec") -> tuple[Any, Any]:
     except ModelNotFoundError:
         return [], []
     return versions, ledger
+
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_schema(base_url: str = POSTGRES_URL) -> tuple[str, Any]:
+    """Create a uniquely named schema; return a URL that uses it and a function that drops it.
+
+    Raises:
+        OSError: The server does not answer (callers skip with the reason).
+    """
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = f"metarec_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base_url, connect_args={"connect_timeout": 3})
+    try:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        raise OSError(f"PostgreSQL at {base_url} does not answer: {exc.orig}") from exc
+
+    def drop() -> None:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+    separator = "&" if "?" in base_url else "?"
+    return f"{base_url}{separator}options=-csearch_path%3D{schema}", drop
