@@ -64,12 +64,16 @@ def validate(ctx: typer.Context, training_set: TrainingSetOption = None) -> None
         result = run_gate(settings, training_set=path)
     table = Table(title=f"Suite {result.suite_name} {result.suite_version}")
     table.add_column("", no_wrap=True)
-    table.add_column("expectation", overflow="fold", ratio=3)
+    width = max(len(item.name) for item in result.expectations)
+    table.add_column("expectation", overflow="fold", min_width=min(width, 48))
     table.add_column("kind", no_wrap=True)
-    table.add_column("observed", overflow="fold", ratio=2)
+    table.add_column("observed", overflow="fold")
+    table.add_column("expected", overflow="fold")
     for item in result.expectations:
         mark = "[green]✓ pass[/green]" if item.success else "[red]✗ fail[/red]"
-        table.add_row(mark, escape(item.name), item.kind, escape(item.observed))
+        table.add_row(
+            mark, escape(item.name), item.kind, escape(item.observed), escape(item.expected)
+        )
     console.print(table)
     stats = result.statistics
     verdict = "[green]PASSED[/green]" if result.success else "[red]FAILED[/red]"

@@ -27,6 +27,7 @@ from metarec.validation.suite import BatchName, ExpectationSpec, SuiteSpec, reso
 ExpectationKind = Literal["integrity", "drift", "lineage"]
 _META_KEY = "metarec_name"
 _PARTIAL_UNEXPECTED = 10
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 
 
 class ExpectationOutcome(BaseModel):
@@ -70,6 +71,49 @@ class ExpectationOutcome(BaseModel):
         if isinstance(value, list) and len(value) > 8:
             return f"{len(value)} columns"
         return str(value)
+
+    @property
+    def expected(self) -> str:
+        """A short, human-readable statement of what the expectation requires."""
+        kwargs = self.kwargs
+        if "type_" in kwargs:
+            return str(kwargs["type_"])
+        if "value_set" in kwargs:
+            return f"one of {len(kwargs['value_set'])} known values"
+        if "regex" in kwargs:
+            return "known tokens only"
+        if "column_set" in kwargs:
+            return f"{len(kwargs['column_set'])} columns present"
+        if "column_list" in kwargs:
+            return "unique (" + ", ".join(kwargs["column_list"]) + ")"
+        if "quantile_ranges" in kwargs:
+            ranges = kwargs["quantile_ranges"]
+            return ", ".join(
+                f"q{q:g} in [{_fmt(low)}, {_fmt(high)}]"
+                for q, (low, high) in zip(ranges["quantiles"], ranges["value_ranges"], strict=False)
+            )
+        if "manifest_fingerprint" in kwargs:
+            return "= manifest fingerprint"
+        low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        if low is not None and high is not None:
+            return f"[{_fmt(low)}, {_fmt(high)}]"
+        if low is not None:
+            return f">= {_fmt(low)}"
+        if high is not None:
+            return f"<= {_fmt(high)}"
+        if self.type.endswith("_to_not_be_null"):
+            return "no nulls"
+        if self.type.endswith("_to_be_unique"):
+            return "unique"
+        return ""
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, str) and _ISO_TIME.match(value):
+        return value[:19] + "Z" if value.endswith("+00:00") else value
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def genre_regex(genres: Iterable[str] = GENRES, *, separator: str = GENRE_SEPARATOR) -> str:
