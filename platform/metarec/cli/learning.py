@@ -122,7 +122,7 @@ def train(
         f"Trained {card.training['steps']} steps (best at {card.training['best_step']}"
         f"{', stopped early' if card.training['stopped_early'] else ''})."
     )
-    console.print(f"Artifact: {out}")
+    console.print(f"Artifact: {out}", soft_wrap=True, highlight=False)
 
 
 def evaluate(
@@ -133,8 +133,13 @@ def evaluate(
     support_sizes: Annotated[
         list[str] | None,
         typer.Option(
-            "--support-sizes", help="Support sizes: ints or 'all' (repeat or space-separate)."
+            "--support-sizes",
+            help="Support sizes: ints or 'all', e.g. --support-sizes 5 10 20 all.",
         ),
+    ] = None,
+    more_sizes: Annotated[
+        list[str] | None,
+        typer.Argument(hidden=True, help="The rest of the --support-sizes list."),
     ] = None,
     scenario: Annotated[
         list[str] | None,
@@ -154,7 +159,13 @@ def evaluate(
     from metarec.training.scenarios import Scenario, parse_support_size
 
     settings = ctx.obj
-    sizes = [s for value in (support_sizes or []) for s in value.replace(",", " ").split()]
+    if more_sizes and not support_sizes:
+        raise MetaRecError(
+            f"Unexpected arguments: {' '.join(more_sizes)}.",
+            fix="give one artifact directory; list support sizes after --support-sizes.",
+        )
+    values = [*(support_sizes or []), *(more_sizes or [])]
+    sizes = [s for value in values for s in value.replace(",", " ").split()]
     try:
         for size in sizes:
             parse_support_size(size)
@@ -175,5 +186,5 @@ def evaluate(
     console.print(metrics_table(metrics, title=f"Cold-start evaluation of {artifact.name}"))
     json_path = write_json(metrics, target / "evaluation.json")
     png_path = plot_mae(metrics, target / "evaluation_mae.png")
-    console.print(f"JSON: {json_path}")
-    console.print(f"Plot: {png_path}")
+    console.print(f"JSON: {json_path}", soft_wrap=True, highlight=False)
+    console.print(f"Plot: {png_path}", soft_wrap=True, highlight=False)

@@ -122,4 +122,4 @@ def meta_step(
         with torch.no_grad():
             for rate in model.inner_lrs.values():
                 rate.clamp_(min=0.0)
-    return float(loss)
+    return float(loss.detach())

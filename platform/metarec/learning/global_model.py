@@ -49,7 +49,7 @@ def fit_global(
             loss = torch.nn.functional.mse_loss(model(xt[idx]), yt[idx])  # ()
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         if on_epoch is not None:
             on_epoch(epoch, total / max(len(y), 1))
     return model
