@@ -263,3 +263,18 @@ def test_profile_then_validate_newest_by_default(synthetic_home, tmp_path, use_h
     out = capsys.readouterr().out
     assert "Report: " in out and "reference meta_training@v2" in out
     assert read_validation_record(training_set).success
+
+
+def test_progress_bars_only_when_asked(synthetic_home, tmp_path, use_home, capsys):
+    settings = use_home(load_settings(home=tmp_path / "home"))
+    training_set = _copy_training_set(
+        synthetic_home.paths.training_sets / "synthetic.parquet", settings.paths.training_sets
+    )
+    build_reference_profile(settings, training_set=training_set)
+    capsys.readouterr()
+    assert run(["features", "validate"]) == 0
+    quiet = capsys.readouterr()
+    assert "Calculating Metrics" not in quiet.out + quiet.err
+    assert run(["features", "validate", "--progress"]) == 0
+    loud = capsys.readouterr()
+    assert "Calculating Metrics" in loud.out + loud.err

@@ -47,7 +47,13 @@ def profile(ctx: typer.Context, training_set: TrainingSetOption = None) -> None:
     console.print(f"Profile {reference.label} ({reference.dataset_fingerprint}) → {written}")
 
 
-def validate(ctx: typer.Context, training_set: TrainingSetOption = None) -> None:
+def validate(
+    ctx: typer.Context,
+    training_set: TrainingSetOption = None,
+    progress: Annotated[
+        bool, typer.Option(help="Show Great Expectations' own progress bars (off by default).")
+    ] = False,
+) -> None:
     """Validate a training set with its feature service's expectation suite (the gate).
 
     Prints every expectation with pass/fail and the observed value, writes an HTML report and
@@ -61,7 +67,7 @@ def validate(ctx: typer.Context, training_set: TrainingSetOption = None) -> None
     settings = ctx.obj
     path = training_set or newest_training_set(settings)
     with stage(f"Validating {path.name}"):
-        result = run_gate(settings, training_set=path)
+        result = run_gate(settings, training_set=path, progress_bars=progress)
     table = Table(title=f"Suite {result.suite_name} {result.suite_version}")
     table.add_column("", no_wrap=True)
     width = max(len(item.name) for item in result.expectations)

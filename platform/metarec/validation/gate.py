@@ -120,7 +120,11 @@ def _failure_fix(outcomes: list[ExpectationOutcome], training_set: Path) -> str:
 
 
 def validate_training_set(
-    settings: Settings, *, training_set: Path | None = None, now: datetime | None = None
+    settings: Settings,
+    *,
+    training_set: Path | None = None,
+    now: datetime | None = None,
+    progress_bars: bool = False,
 ) -> ValidationResult:
     """Validate a training set and record the outcome (pass or fail).
 
@@ -128,6 +132,7 @@ def validate_training_set(
         settings: Active settings.
         training_set: The training set; default: the newest one in the home.
         now: The validation time (default: now, UTC); event timestamps after it fail.
+        progress_bars: Let Great Expectations show its own progress bars (off by default).
 
     Returns:
         The result (``success`` tells pass/fail). The JSON result, the HTML report and the
@@ -149,7 +154,7 @@ def validate_training_set(
     started = time.perf_counter()
     fingerprint = dataset_fingerprint(frame)
     outcomes = [_lineage_outcome(manifest, fingerprint)]
-    outcomes += run_suite(frame, suite, now=moment, profile=profile)
+    outcomes += run_suite(frame, suite, now=moment, profile=profile, progress_bars=progress_bars)
     duration = time.perf_counter() - started
 
     created_at = datetime.now(UTC)

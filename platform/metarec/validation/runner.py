@@ -196,8 +196,8 @@ def derived_batches(frame: pd.DataFrame) -> dict[BatchName, pd.DataFrame | str]:
     return batches
 
 
-def _gx_context() -> Any:
-    """A fresh in-memory GE context: no files, no analytics, no progress bars."""
+def _gx_context(*, progress_bars: bool = False) -> Any:
+    """A fresh in-memory GE context: no files, no analytics, progress bars only when asked."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -208,7 +208,7 @@ def _gx_context() -> Any:
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         analytics_enabled=False,
-        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+        progress_bars=ProgressBarsConfig(globally=progress_bars, metric_calculations=progress_bars),
     )
     return gx.get_context(mode="ephemeral", project_config=config)
 
@@ -235,6 +235,7 @@ def run_suite(
     *,
     now: datetime,
     profile: ReferenceProfile | None,
+    progress_bars: bool = False,
 ) -> list[ExpectationOutcome]:
     """Run ``suite`` on a training set.
 
@@ -243,6 +244,7 @@ def run_suite(
         suite: The suite.
         now: The validation time (timezone-aware); events after it fail.
         profile: Reference profile. None runs the integrity expectations only.
+        progress_bars: Let Great Expectations show its own (tqdm) progress bars.
 
     Returns:
         One outcome per expectation, in suite order.
@@ -253,7 +255,7 @@ def run_suite(
     parameters = suite_parameters(suite, now=now, profile=profile)
     batches = derived_batches(frame)
     outcomes: dict[str, ExpectationOutcome] = {}
-    context = _gx_context()
+    context = _gx_context(progress_bars=progress_bars)
     source = context.data_sources.add_pandas("metarec")
     for batch_name in BatchName:
         batch_specs = [spec for spec in specs if spec.batch is batch_name]
