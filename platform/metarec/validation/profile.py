@@ -144,11 +144,19 @@ class ProfileStore:
         """
         path = self.path(profile.feature_service, profile.version)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(profile.model_dump(mode="json"), indent=2))
+        text = json.dumps(profile.model_dump(mode="json"), indent=2)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
         try:
-            # A hard link fails when the target exists: an existing version is never replaced.
+            # A hard link fails when the target exists: an existing version is never replaced,
+            # and readers never see a half-written file.
             os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:
+            # File systems without hard links: exclusive creation still never replaces.
+            with path.open("x") as handle:
+                handle.write(text)
         finally:
             tmp.unlink()
         return path
