@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import text
@@ -80,6 +81,20 @@ def _get_registry(request: Request) -> Registry:
 
 
 Reg = Annotated[Registry, Depends(_get_registry)]
+_bearer = HTTPBearer(auto_error=False, description="The token in registry.api_token.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _writer(request: Request, credentials: Credentials) -> None:
+    """Mutating calls: the configured bearer token is required."""
+    check_token(credentials, expected=request.app.state.settings.registry.api_token)
+
+
+def _reader(request: Request, credentials: Credentials) -> None:
+    """Read calls: the token is required only when registry.read_requires_token is set."""
+    settings = request.app.state.settings
+    if settings.registry.read_requires_token:
+        check_token(credentials, expected=settings.registry.api_token)
 
 
 def _status_of(error: MetaRecError) -> int:
@@ -129,22 +144,9 @@ def create_app(
     )
     app.state.registry = registry
     app.state.settings = settings
-    bearer = HTTPBearer(auto_error=False, description="registry.api_token")
-    token = settings.registry.api_token
 
-    def writer(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        check_token(credentials, expected=token)
-
-    def reader(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        if settings.registry.read_requires_token:
-            check_token(credentials, expected=token)
-
-    read = [Depends(reader)]
-    write = [Depends(writer)]
+    read = [Depends(_reader)]
+    write = [Depends(_writer)]
 
     @app.exception_handler(MetaRecError)
     async def _metarec_error(_request: Request, exc: MetaRecError) -> JSONResponse:
@@ -155,6 +157,15 @@ def create_app(
         body = ErrorBody(error=type(exc).__name__, problem=exc.problem, fix=exc.fix, detail=detail)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The offending input is not echoed: it may not be JSON-encodable (NaN, bytes).
+        errors = [
+            {"type": str(e.get("type")), "loc": list(e.get("loc", ())), "msg": str(e.get("msg"))}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.get("/healthz", tags=["health"])
     def healthz(reg: Reg) -> Health:

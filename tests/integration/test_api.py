@@ -1,0 +1,176 @@
+"""The control-plane API over HTTP (in-process ASGI client), with a real SQLite registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from metarec.api import create_app
+from metarec.config import load_settings
+from metarec.registry import Registry
+from metarec.registry.testing import write_fixture_artifact
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MUTATING = [
+    ("post", "/models/metarec/versions", {"artifact": "/nowhere"}),
+    ("post", "/models/metarec/versions/1/promote", {"reason": "r"}),
+    ("post", "/models/metarec/versions/1/archive", {"reason": "r"}),
+    ("post", "/models/metarec/rollback", {"reason": "r"}),
+    ("post", "/gate", {"artifact": "/nowhere"}),
+]
+
+
+def make_client(tmp_path: Path, **registry_settings) -> Iterator[TestClient]:
+    settings = load_settings(
+        home=tmp_path / "home",
+        registry={"api_token": TOKEN, "export_bentoml": False, **registry_settings},
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    yield from make_client(tmp_path)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), MUTATING)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": TOKEN},
+    ],
+    ids=["none", "wrong", "basic", "no-scheme"],
+)
+def test_mutating_calls_need_the_token(client, method, path, body, headers):
+    response = getattr(client, method)(path, json=body, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["error"] == "AuthError"
+    assert "Fix:" not in response.json()["problem"] and response.json()["fix"]
+
+
+def test_without_configured_token_mutations_are_refused(tmp_path):
+    settings = load_settings(home=tmp_path / "home", registry={"export_bentoml": False})
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/models/metarec/rollback", json={"reason": "r"}, headers=AUTH)
+    assert response.status_code == 401
+    assert "no token configured" in response.json()["problem"]
+
+
+def test_reads_are_open_by_default_and_protected_by_config(tmp_path):
+    for client in make_client(tmp_path / "open"):
+        assert client.get("/models").status_code == 200
+        assert client.get("/healthz").json() == {"status": "ok", "database": "sqlite"}
+    for client in make_client(tmp_path / "closed", read_requires_token=True):
+        assert client.get("/models").status_code == 401
+        assert client.get("/models/metarec/history").status_code == 401
+        assert client.get("/models", headers=AUTH).status_code == 200
+
+
+def test_round_trip_over_http(client, tmp_path):
+    first = write_fixture_artifact(tmp_path / "a1", seed=1)
+    second = write_fixture_artifact(tmp_path / "a2", seed=2, mae=0.77)
+    bad = write_fixture_artifact(tmp_path / "bad", seed=3, mae=0.99)
+
+    gate = client.post("/gate", json={"artifact": str(first)}, headers=AUTH)
+    assert gate.status_code == 200 and gate.json()["accepted"] is True
+
+    created = client.post(
+        "/models/metarec/versions", json={"artifact": str(first), "actor": "ci"}, headers=AUTH
+    )
+    assert created.status_code == 201
+    assert created.json()["tag"] == "metarec:v1" and created.json()["stage"] == "staging"
+    promoted = client.post(
+        "/models/metarec/versions/1/promote",
+        json={"reason": "first", "evidence": {"canary": "ok"}, "expected_production": 0},
+        headers=AUTH,
+    )
+    assert promoted.status_code == 200 and promoted.json()["stage"] == "production"
+
+    client.post("/models/metarec/versions", json={"artifact": str(second)}, headers=AUTH)
+    stale = client.post(
+        "/models/metarec/versions/2/promote",
+        json={"reason": "second", "expected_production": 0},
+        headers=AUTH,
+    )
+    assert stale.status_code == 409
+    assert "production changed" in stale.json()["problem"]
+    ok = client.post(
+        "/models/metarec/versions/2/promote",
+        json={"reason": "second", "expected_production": 1},
+        headers=AUTH,
+    )
+    assert ok.status_code == 200
+    assert client.get("/models/metarec/versions/1").json()["stage"] == "archived"
+
+    rejected = client.post("/models/metarec/versions", json={"artifact": str(bad)}, headers=AUTH)
+    assert rejected.status_code == 422
+    assert rejected.json()["error"] == "GateRejectedError"
+    assert rejected.json()["detail"]["accepted"] is False
+
+    back = client.post("/models/metarec/rollback", json={"reason": "oops"}, headers=AUTH)
+    assert back.status_code == 200 and back.json()["version"] == 1
+    assert client.get("/models/metarec/production").json()["version"] == 1
+
+    actions = [e["action"] for e in client.get("/models/metarec/history").json()]
+    assert actions == [
+        "register",
+        "promote",
+        "register",
+        "archive",
+        "promote",
+        "reject",
+        "archive",
+        "rollback",
+    ]
+    assert client.get("/models").json()[0] == {
+        "name": "metarec",
+        "versions": 2,
+        "production": 1,
+        "created_at": client.get("/models").json()[0]["created_at"],
+    }
+    archived = client.post(
+        "/models/metarec/versions/2/archive", json={"reason": "again"}, headers=AUTH
+    )
+    assert archived.status_code == 409
+
+
+def test_errors_are_4xx_with_reason(client):
+    assert client.get("/models/nope/versions").status_code == 404
+    assert client.get("/models/metarec/production").status_code == 404
+    assert client.get("/models/metarec/versions/0").status_code == 422
+    assert client.get("/models/BAD NAME/versions").status_code == 422
+    response = client.post("/models/metarec/versions", json={"artifact": "/nowhere"}, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["error"] == "ArtifactError"
+    nan = client.post(
+        "/models/metarec/rollback",
+        content=b'{"reason": "r", "evidence": {"x": NaN}}',
+        headers={**AUTH, "content-type": "application/json"},
+    )
+    assert nan.status_code == 422
+
+
+def test_openapi_is_served_with_bearer_security(client):
+    schema = client.get("/openapi.json").json()
+    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+    assert "/models/{model}/versions/{version}/promote" in schema["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_registry_can_be_injected(tmp_path):
+    settings = load_settings(home=tmp_path / "home", registry={"api_token": TOKEN})
+    registry = Registry.connect(url=f"sqlite:///{tmp_path / 'x.db'}", artifact_root=str(tmp_path))
+    with TestClient(create_app(settings, registry=registry)) as client:
+        assert client.get("/models").json() == []
+    assert registry.list_models() == []  # still open: the caller owns it
+    registry.close()
