@@ -174,3 +174,51 @@ def test_registry_can_be_injected(tmp_path):
         assert client.get("/models").json() == []
     assert registry.list_models() == []  # still open: the caller owns it
     registry.close()
+
+
+@pytest.mark.slow
+def test_metarec_api_serves_over_http(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "METAREC_HOME": str(tmp_path / "home"),
+        "METAREC_REGISTRY__API_TOKEN": TOKEN,
+        "METAREC_REGISTRY__EXPORT_BENTOML": "false",
+    }
+    metarec = Path(sys.executable).parent / "metarec"
+    process = subprocess.Popen(
+        [str(metarec), "api", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stdout.read().decode()
+            assert time.monotonic() < deadline, "metarec api did not become ready"
+            time.sleep(0.2)
+        assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "MetaRec control plane"
+        denied = httpx.post(f"{base}/models/metarec/rollback", json={"reason": "r"})
+        assert denied.status_code == 401
+        allowed = httpx.post(f"{base}/models/metarec/rollback", json={"reason": "r"}, headers=AUTH)
+        assert allowed.status_code == 404  # authorised; the model does not exist yet
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
