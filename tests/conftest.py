@@ -17,9 +17,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ML100K_ZIP = REPO_ROOT.parent / "shared" / "datasets" / "ml-100k.zip"
 
 # Telemetry off and no stray homes for anything the tests import.
-apply_process_environment(
-    load_settings(home=Path(os.environ.get("TMPDIR", "/tmp")) / "metarec-tests")
-)
+_TEST_SETTINGS = load_settings(home=Path(os.environ.get("TMPDIR", "/tmp")) / "metarec-tests")
+apply_process_environment(_TEST_SETTINGS)
+_TEST_SETTINGS.paths.prefect_home.mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One real, ephemeral Prefect server (temporary database) shared by the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
 
 
 def make_settings(home: Path, **overrides: object) -> Settings:

@@ -22,6 +22,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from metarec.compute import ComputeSpec
 from metarec.errors import ConfigError
 
 # The repository root when MetaRec runs from a checkout (platform/metarec/config.py → root).
@@ -160,6 +161,10 @@ class Settings(BaseSettings):
         description="Allow Prefect, BentoML and Feast to send usage telemetry. Off by default.",
     )
     feast: FeastSettings = Field(default_factory=FeastSettings)
+    training_compute: ComputeSpec = Field(
+        default_factory=ComputeSpec,
+        description="Compute of the training step on Kubernetes (KFP, Prefect, Helm).",
+    )
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
 
     @property

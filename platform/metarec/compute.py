@@ -1,0 +1,74 @@
+"""One typed compute spec for training: rendered into KFP tasks, Prefect Kubernetes job
+templates and the Helm training Job, so that a GPU request means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+class Toleration(BaseModel):
+    """A Kubernetes toleration (the fields Kubernetes accepts, same names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = "NoSchedule"
+
+    def to_kubernetes(self) -> dict[str, str]:
+        """The toleration as it appears in a pod spec."""
+        return self.model_dump(exclude_none=True)
+
+
+class ComputeSpec(BaseModel):
+    """CPU, memory and GPU of the training step, and where it may be scheduled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu_request: str = Field(default="2", description="Kubernetes CPU quantity requested.")
+    cpu_limit: str = Field(default="4", description="Kubernetes CPU quantity limit.")
+    memory_request: str = Field(default="8Gi", description="Memory requested.")
+    memory_limit: str = Field(default="16Gi", description="Memory limit.")
+    gpu_count: int = Field(default=0, ge=0, description="GPUs (0: CPU training).")
+    gpu_resource: str = Field(
+        default=GPU_RESOURCE, description="Extended resource name of the GPU (device plugin)."
+    )
+    gpu_type: str | None = Field(
+        default=None,
+        description="GPU model for the node selector, e.g. NVIDIA-H100-80GB-HBM3 "
+        "(label nvidia.com/gpu.product, set by the NVIDIA GPU feature discovery).",
+    )
+    gpu_type_label: str = Field(default="nvidia.com/gpu.product")
+    tolerations: list[Toleration] = Field(default_factory=list)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+
+    def resources(self) -> dict[str, dict[str, str]]:
+        """Container ``resources`` (requests and limits; GPUs only as limits, as Kubernetes
+        requires for extended resources)."""
+        limits = {"cpu": self.cpu_limit, "memory": self.memory_limit}
+        if self.gpu_count:
+            limits[self.gpu_resource] = str(self.gpu_count)
+        return {
+            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+            "limits": limits,
+        }
+
+    def effective_node_selector(self) -> dict[str, str]:
+        """The node selector, with the GPU model label when ``gpu_type`` is set."""
+        selector = dict(self.node_selector)
+        if self.gpu_count and self.gpu_type:
+            selector.setdefault(self.gpu_type_label, self.gpu_type)
+        return selector
+
+    def effective_tolerations(self) -> list[Toleration]:
+        """The tolerations, plus the usual ``nvidia.com/gpu`` taint when GPUs are requested."""
+        tolerations = list(self.tolerations)
+        if self.gpu_count and not any(t.key == self.gpu_resource for t in tolerations):
+            tolerations.append(Toleration(key=self.gpu_resource, operator="Exists"))
+        return tolerations
