@@ -81,7 +81,7 @@ def quickstart(
     ] = data.DataSourceOption.ML_100K,
     user: Annotated[int, typer.Option(help="User whose online features are shown.")] = 1,
 ) -> None:
-    """Run the whole loop that exists so far: ingest → apply → materialize → show.
+    """Run the loop that exists so far: ingest → features → training set → validation.
 
     Each stage prints what it did; the end prints where everything lives.
     """
