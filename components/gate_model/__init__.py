@@ -46,6 +46,7 @@ def gate_model(
     model: str | None = None,
     policy: str | None = None,
     actor: str = "pipeline",
+    training_set: str | None = None,
     raise_on_reject: bool = True,
 ) -> GateOutput:
     """Decide whether ``artifact`` may be registered.
@@ -56,6 +57,8 @@ def gate_model(
         model: Registered model name (default: registry.model_name).
         policy: Gate policy YAML (default: registry.gate_policy, else the shipped default).
         actor: Who runs the gate (for the ledger entry of a rejection).
+        training_set: The candidate's training set; when given, production is re-evaluated
+            on the candidate's held-out users (else its stored metrics are used).
         raise_on_reject: Raise :class:`GateRejectedError` when rejected (default), else return
             the verdict with ``accepted=False``.
 
@@ -66,18 +69,24 @@ def gate_model(
         GateRejectedError: The candidate broke at least one rule (all are listed).
     """
     from metarec.gate.policy import load_policy
-    from metarec.gate.run import gate_artifact
+    from metarec.gate.run import gate_artifact, training_set_evaluator
     from metarec.registry import Registry
+    from metarec.registry.artifacts import inspect_artifact
 
     settings = load_settings(home=Path(home)) if home else load_settings()
     apply_process_environment(settings)
     name = model or settings.registry.model_name
+    evaluate = None
+    if training_set is not None:
+        card = inspect_artifact(Path(artifact)).card
+        evaluate = training_set_evaluator(Path(training_set), like=card.get("metrics") or {})
     with Registry.open(settings) as registry:
         decision = gate_artifact(
             Path(artifact),
             policy=load_policy(Path(policy) if policy else settings.registry.gate_policy),
             model=name,
             registry=registry,
+            evaluate=evaluate,
         )
         out = decision_path_for(artifact)
         out.write_text(decision.model_dump_json(indent=2))

@@ -151,9 +151,7 @@ def create_app(
     @app.exception_handler(MetaRecError)
     async def _metarec_error(_request: Request, exc: MetaRecError) -> JSONResponse:
         status = _status_of(exc)
-        detail = None
-        if isinstance(exc, GateRejectedError) and exc.__cause__ is None:
-            detail = getattr(exc, "decision", None)
+        detail = getattr(exc, "decision", None)  # the gate decision of a rejection
         body = ErrorBody(error=type(exc).__name__, problem=exc.problem, fix=exc.fix, detail=detail)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(body.model_dump(), status_code=status, headers=headers)

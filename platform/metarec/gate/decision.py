@@ -272,7 +272,8 @@ def decide(
                     observed=None,
                     passed=not policy.require_same_users,
                     detail=f"production's numbers ({comparison_basis}) are not on the same "
-                    "held-out users",
+                    "held-out users: pass the candidate's training set (`metarec gate "
+                    "--training-set`) to re-evaluate production on them",
                 )
             )
         prod_method = production_method or candidate_method
