@@ -30,6 +30,13 @@ def _rate(lr: LearningRate, name: str) -> torch.Tensor | float:
     return lr if isinstance(lr, float | int) else lr[name]
 
 
+def _step(param: torch.Tensor, grad: torch.Tensor, rate: torch.Tensor | float) -> torch.Tensor:
+    """``param - rate * grad``, fused into one op for a scalar rate (the memory-bound part)."""
+    if isinstance(rate, torch.Tensor):
+        return param - rate * grad
+    return torch.add(param, grad, alpha=-float(rate))
+
+
 def adapt_embedded(
     decision: torch.nn.Module,
     params: Mapping[str, torch.Tensor],
@@ -72,7 +79,7 @@ def adapt_embedded(
             g = task_grad(p, h_t, y_t, m_t)
             if first_order:
                 g = {k: v.detach() for k, v in g.items()}
-            p = {k: p[k] - _rate(lr, k) * g[k] for k in p}
+            p = {k: _step(p[k], g[k], _rate(lr, k)) for k in p}
         return p
 
     if steps == 0:
