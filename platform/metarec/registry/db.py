@@ -1,8 +1,9 @@
 """Registry database: engine creation and programmatic Alembic migrations.
 
 SQLite (the embedded default) gets WAL journaling, foreign keys, a busy timeout and
-``BEGIN IMMEDIATE`` transactions, so that concurrent writers queue for the write lock instead of
-failing half-way. PostgreSQL runs at READ COMMITTED; mutations lock the model row first.
+``BEGIN IMMEDIATE`` write transactions, so that concurrent writers queue for the write lock
+instead of failing half-way; read transactions stay deferred and never wait for a writer.
+PostgreSQL runs at READ COMMITTED; mutations lock the model row first.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from metarec.errors import RegistryError
 
 VERSION_TABLE = "registry_alembic_version"
+# Execution option that marks read-only transactions (SQLite: deferred BEGIN).
+READ_ONLY_OPTION = "metarec_registry_read_only"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant: serialises concurrent migrations on one PostgreSQL database.
 _PG_MIGRATION_LOCK = 0x4D455452
@@ -78,7 +81,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front (no lock upgrade deadlocks); readers do not, so
+        # in WAL mode they never wait for a writer.
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _alembic_config() -> Config:

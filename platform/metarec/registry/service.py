@@ -38,7 +38,7 @@ from metarec.registry.artifacts import (
     inspect_artifact,
     verify_directory,
 )
-from metarec.registry.db import create_registry_engine, upgrade_database
+from metarec.registry.db import READ_ONLY_OPTION, create_registry_engine, upgrade_database
 from metarec.registry.schema import LedgerRow, ModelRow, VersionRow
 from metarec.registry.types import (
     Action,
@@ -117,6 +117,9 @@ class Registry:
         self.bentoml_home = bentoml_home
         self._on_step = on_step
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
+        )
 
     @classmethod
     def open(cls, settings: Settings, *, on_step: StepHook | None = None) -> Registry:
@@ -165,7 +168,7 @@ class Registry:
     @contextmanager
     def _read(self) -> Iterator[Session]:
         try:
-            with self._sessions() as session, session.begin():
+            with self._read_sessions() as session, session.begin():
                 yield session
         except DBAPIError as exc:
             raise self._database_error(exc) from exc

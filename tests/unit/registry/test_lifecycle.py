@@ -190,3 +190,11 @@ def test_reopening_is_a_no_op_and_keeps_data(tmp_path: Path, register, registry)
     url = str(registry.engine.url)
     with Registry.connect(url=url, artifact_root=str(tmp_path / "artifacts")) as again:
         assert [v.version for v in again.list_versions("metarec")] == [1]
+
+
+def test_reads_do_not_wait_for_an_open_write_transaction(registry, register):
+    register()
+    with registry.engine.begin() as writer:  # holds SQLite's write lock until the block ends
+        writer.execute(sa.text("UPDATE registry_models SET name = name"))
+        assert [v.version for v in registry.list_versions("metarec")] == [1]
+        assert len(registry.history("metarec")) == 1
