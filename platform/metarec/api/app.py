@@ -19,7 +19,6 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import text
 
 from metarec import __version__
 from metarec.api.auth import check_token
@@ -168,9 +167,7 @@ def create_app(
     @app.get("/healthz", tags=["health"])
     def healthz(reg: Reg) -> Health:
         """Liveness and readiness: the registry database answers."""
-        with reg.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return Health(status="ok", database=reg.engine.dialect.name)
+        return Health(status="ok", database=reg.ping())
 
     @app.get("/models", dependencies=read, tags=["models"])
     def list_models(reg: Reg) -> list[ModelSummary]:

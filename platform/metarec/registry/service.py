@@ -710,6 +710,12 @@ class Registry:
         return self.get_version(ref)
 
     # ----------------------------------------------------------------- reads
+    def ping(self) -> str:
+        """Check that the database answers; return its dialect name."""
+        with self._read() as session:
+            session.execute(select(1))
+        return self.engine.dialect.name
+
     def list_models(self) -> list[ModelSummary]:
         """Every registered model with its version count and production version."""
         with self._read() as session:
