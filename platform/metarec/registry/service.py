@@ -10,6 +10,7 @@ makes two production versions of one model impossible.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -123,11 +124,18 @@ class Registry:
 
     @classmethod
     def open(cls, settings: Settings, *, on_step: StepHook | None = None) -> Registry:
-        """Open (and migrate) the registry that ``settings`` configure."""
+        """Open (and migrate) the registry that ``settings`` configure.
+
+        BentoML models go to ``$BENTOML_HOME`` when the user set it (as ``bentoml models list``
+        reads it), else to the MetaRec home's BentoML folder.
+        """
+        bentoml_home = None
+        if settings.registry.export_bentoml:
+            bentoml_home = Path(os.environ.get("BENTOML_HOME") or settings.paths.bentoml_home)
         return cls.connect(
             url=database_url(settings),
             artifact_root=artifact_root(settings),
-            bentoml_home=settings.paths.bentoml_home if settings.registry.export_bentoml else None,
+            bentoml_home=bentoml_home,
             on_step=on_step,
         )
 
