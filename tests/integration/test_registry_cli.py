@@ -100,3 +100,23 @@ def test_components_gate_then_register_idempotently(home: Path, tmp_path: Path):
     assert not soft.accepted and soft.broken_rules
     with pytest.raises(GateRejectedError):
         register_model(artifact=str(bad), decision=soft.decision_path, home=str(home))
+
+
+def test_cli_bad_options_are_one_line_errors(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    assert run(["models", "register", str(write_fixture_artifact(tmp_path / "a", seed=1))]) == 0
+    capsys.readouterr()
+    bad = tmp_path / "evidence.json"
+    bad.write_text("{not json")
+    assert run(["models", "promote", "1", "--reason", "x", "--evidence", str(bad)]) == 1
+    assert "cannot be read as JSON" in capsys.readouterr().err
+    assert run(["models", "list", "--stage", "canary"]) == 2
+    assert "'canary' is not one of" in capsys.readouterr().err
+    evidence = tmp_path / "canary.json"
+    evidence.write_text('{"verdict": "passed", "error_rate": 0.001}')
+    assert (
+        run(["models", "promote", "1", "--reason", "canary ok", "--evidence", str(evidence)]) == 0
+    )
+    assert run(["models", "history", "--version", "1"]) == 0
+    assert '"verdict": "passed"' in capsys.readouterr().out

@@ -25,6 +25,14 @@ app = typer.Typer(
 )
 
 
+class StageOption(StrEnum):
+    """Stages ``list --stage`` accepts."""
+
+    STAGING = "staging"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+
 class TargetStage(StrEnum):
     """Stages ``promote --to`` accepts."""
 
@@ -183,7 +191,7 @@ def gate(
 def list_versions(
     ctx: typer.Context,
     model: ModelOption = None,
-    stage: Annotated[str | None, typer.Option(help="Only this stage.")] = None,
+    stage: Annotated[StageOption | None, typer.Option(help="Only this stage.")] = None,
 ) -> None:
     """List the versions of a model with stage, algorithm and gate result."""
     from metarec.registry import Stage
@@ -197,7 +205,7 @@ def list_versions(
             console.print(f"No versions of {name!r} yet (registered models: {others}).")
             console.print("Register one with `metarec models register ARTIFACT`.")
             return
-        versions = registry.list_versions(name, stage=Stage(stage) if stage else None)
+        versions = registry.list_versions(name, stage=Stage(stage.value) if stage else None)
     table = Table(title=f"Model {name!r}")
     for column in ("version", "stage", "algorithm", "dataset", "gate", "created", "by", "digest"):
         table.add_column(column)
@@ -388,7 +396,15 @@ def promote(
             if expect_production.lower() == "none"
             else VersionRef.parse(expect_production, default_model=ref.model).version
         )
-    extra = json.loads(evidence.read_text()) if evidence is not None else {}
+    extra: Any = {}
+    if evidence is not None:
+        try:
+            extra = json.loads(evidence.read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidTransitionError(
+                f"Evidence file {evidence} cannot be read as JSON ({exc}).",
+                fix="pass an existing file holding a JSON object.",
+            ) from exc
     if not isinstance(extra, dict):
         raise InvalidTransitionError(
             f"Evidence file {evidence} does not hold a JSON object.",
