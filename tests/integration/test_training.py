@@ -153,6 +153,7 @@ def test_resume_after_interruption_reaches_the_same_final_state(training_set, tm
     )
     assert steps[0] == 6 and steps[-1] == 12
     assert card.training["steps"] == 12
+    assert not (tmp_path / "resumed.checkpoints").exists()  # removed once the artifact exists
     a, _ = load_artifact(tmp_path / "straight")
     b, _ = load_artifact(tmp_path / "resumed")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
@@ -162,8 +163,14 @@ def test_resume_after_interruption_reaches_the_same_final_state(training_set, tm
 def test_checkpoint_of_another_run_is_refused(training_set, tmp_path):
     from metarec.errors import CheckpointError
 
-    config = TrainingConfig.build({**TINY, "max_steps": 5, "scenarios": ["new_user"]})
-    train(training_set, config=config, out=tmp_path / "art")
+    config = TrainingConfig.build({**TINY, "scenarios": ["new_user"]})
+
+    def kill_at_6(event: ProgressEvent) -> None:
+        if event.phase == "meta" and event.step == 6:
+            raise KilledError
+
+    with pytest.raises(KilledError):
+        train(training_set, config=config, out=tmp_path / "art", on_progress=kill_at_6)
     other = TrainingConfig.build({**TINY, "max_steps": 5, "seed": 9, "scenarios": ["new_user"]})
     with pytest.raises(CheckpointError, match="different run"):
         train(training_set, config=other, out=tmp_path / "art")

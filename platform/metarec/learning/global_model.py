@@ -18,11 +18,12 @@ def fit_global(
     epochs: int,
     batch_size: int = 256,
     lr: float = 1e-3,
+    weight_decay: float = 0.0,
     seed: int = 0,
     device: torch.device | str = "cpu",
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> MeLU:
-    """Train ``model`` in place with Adam on (x, y) minibatches (MSE); return it.
+    """Train ``model`` in place with AdamW on (x, y) minibatches (MSE); return it.
 
     Args:
         model: Model to train.
@@ -31,12 +32,13 @@ def fit_global(
         epochs: Passes over the data.
         batch_size: Rows per step.
         lr: Adam learning rate.
+        weight_decay: AdamW decoupled weight decay.
         seed: Shuffling seed.
         device: Where to train.
         on_epoch: Called with (epoch, mean loss) after each epoch.
     """
     rng = np.random.default_rng(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     xt = torch.as_tensor(x, dtype=torch.int64, device=device)  # (N, W)
     yt = torch.as_tensor(y, dtype=torch.float32, device=device)  # (N,)
     model.train()

@@ -28,6 +28,11 @@ class TrainingConfig(BaseModel):
     hidden: tuple[int, ...] = Field(default=(64, 64), description="Decision layer widths.")
     use_user_id: bool = Field(default=False, description="Embed user ids (off: new users).")
     use_item_id: bool = Field(default=False, description="Embed item ids of training items.")
+    min_users_per_value: int = Field(
+        default=5, ge=1, description="Rarer user-attribute values (e.g. zip prefixes) → unknown."
+    )
+    min_item_ratings: int = Field(default=3, ge=1, description="Rarer item ids → unknown.")
+    global_weight_decay: float = Field(default=0.0, ge=0, description="Global model L2.")
     # Meta-training
     max_steps: int = Field(default=400, ge=0, description="Outer steps (upper bound).")
     meta_batch_size: int = Field(default=32, ge=1, description="Tasks (users) per outer step.")

@@ -44,26 +44,39 @@ class FeatureEncoder(BaseModel):
         id_rows: pd.DataFrame | None = None,
         use_user_id: bool = False,
         use_item_id: bool = False,
+        min_users: int = 1,
+        min_item_ratings: int = 1,
     ) -> FeatureEncoder:
         """Learn vocabularies.
 
         Args:
-            df: Rows whose attribute values are known at serving time (the whole training set).
-            id_rows: Rows whose user/item ids the model may learn (meta-training rows only);
-                ids outside them encode as unknown. Defaults to ``df``.
+            df: The whole training set (genre vocabulary and layout).
+            id_rows: Rows the model learns from (meta-training rows); values and ids absent
+                from them encode as unknown. Defaults to ``df``.
             use_user_id: Add a ``user_id`` field.
             use_item_id: Add an ``item_id`` field.
+            min_users: A user-attribute value needs this many distinct users in ``id_rows``.
+            min_item_ratings: An item id needs this many ratings in ``id_rows``.
         """
         id_rows = df if id_rows is None else id_rows
-        values = _attribute_frame(df)
+        values = _attribute_frame(id_rows)
         fields = [*USER_FIELDS, *ITEM_FIELDS]
-        vocabularies = {name: sorted(values[name].dropna().astype(str).unique()) for name in fields}
+        vocabularies = {}
+        for name in fields:
+            # A value shared by too few users (a 3-digit zip prefix often is) would act as a
+            # user id the model memorises; it encodes as unknown instead.
+            owners = values.groupby(name)["user_id"].nunique()
+            keep = owners[owners >= (min_users if name in USER_FIELDS else 1)].index
+            vocabularies[name] = sorted(str(v) for v in keep)
         if use_user_id:
             fields.append("user_id")
             vocabularies["user_id"] = [str(v) for v in sorted(id_rows["user_id"].unique())]
         if use_item_id:
             fields.append("item_id")
-            vocabularies["item_id"] = [str(v) for v in sorted(id_rows["item_id"].unique())]
+            counts = id_rows["item_id"].value_counts()
+            vocabularies["item_id"] = [
+                str(v) for v in sorted(counts[counts >= min_item_ratings].index)
+            ]
         genre_lists = df["genres"].fillna("").astype(str).str.split(GENRE_SEPARATOR)
         genres = sorted({g for gs in genre_lists for g in gs if g})
         max_genres = max(1, int(genre_lists.map(lambda gs: sum(1 for g in gs if g)).max()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,12 @@ def prepare(
     known = df["user_id"].isin(split.train_users).to_numpy() & ~new_item
     if encoder is None:
         encoder = FeatureEncoder.fit(
-            df, id_rows=df[known], use_user_id=config.use_user_id, use_item_id=config.use_item_id
+            df,
+            id_rows=df[known],
+            use_user_id=config.use_user_id,
+            use_item_id=config.use_item_id,
+            min_users=config.min_users_per_value,
+            min_item_ratings=config.min_item_ratings,
         )
     source = TaskSource(
         x=encoder.encode(df),
@@ -194,7 +200,7 @@ def train(
         config: Hyper-parameters.
         out: Artifact directory to write.
         checkpoint_dir: Where checkpoints go (default ``<out>.checkpoints``); an existing
-            checkpoint of the same run is resumed.
+            checkpoint of the same run is resumed. It is removed once the artifact is written.
         on_progress: Called with :class:`ProgressEvent` during training.
 
     Returns:
@@ -227,6 +233,7 @@ def train(
         x_train,
         y_train,
         epochs=config.global_epochs,
+        weight_decay=config.global_weight_decay,
         lr=config.global_lr,
         seed=config.seed,
         device=device,
@@ -274,12 +281,14 @@ def train(
         device=device,
         on_progress=on_progress,
     )
-    return save_artifact(
+    card = save_artifact(
         out,
         model=model.cpu(),
         global_model=global_model.cpu(),
         card=_card_fields(config, manifest, record.result_id, data, state, metrics, users),
     )
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the run is complete; nothing to resume
+    return card
 
 
 def _card_fields(

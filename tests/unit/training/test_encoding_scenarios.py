@@ -124,3 +124,14 @@ def test_parse_support_size():
     assert parse_support_size("10") == 10
     with pytest.raises(ValueError):
         parse_support_size("0")
+
+
+def test_rare_user_attribute_values_and_items_encode_as_unknown():
+    df = frame()
+    enc = FeatureEncoder.fit(df, use_item_id=True, min_users=5, min_item_ratings=1000)
+    zip_col = enc.field_names.index("zip_prefix")
+    per_zip = df.groupby("zip_prefix").user_id.nunique()
+    x = enc.encode(df)
+    rare = df.zip_prefix.map(per_zip).to_numpy() < 5
+    assert rare.any() and (x[rare, zip_col] == 0).all() and (x[~rare, zip_col] > 0).all()
+    assert (x[:, enc.field_names.index("item_id")] == 0).all()
