@@ -204,3 +204,42 @@ def test_round_trip(registry, tmp_path):
         Action.ROLLBACK,
     ]
     assert registry.history("metarec")[-1].created_at.tzinfo is not None
+
+
+def test_simultaneous_registrations_get_distinct_versions(registry_url, tmp_path):
+    """Four registries (own engines) register four artifacts at once into a fresh model."""
+    import threading
+
+    from metarec.gate.policy import load_policy
+    from metarec.gate.run import gate_artifact
+    from metarec.registry.testing import write_fixture_artifact
+
+    root = str(tmp_path / "artifacts")
+    registries = [Registry.connect(url=registry_url, artifact_root=root) for _ in range(4)]
+    folders = [write_fixture_artifact(tmp_path / f"c{i}", seed=i) for i in range(4)]
+    decisions = [gate_artifact(folder, policy=load_policy(), model="fresh") for folder in folders]
+    barrier = threading.Barrier(4)
+    results: list = [None] * 4
+
+    def register(index: int) -> None:
+        barrier.wait(timeout=30)
+        try:
+            results[index] = registries[index].register(
+                folders[index], model="fresh", gate_decision=decisions[index], actor=f"t{index}"
+            )
+        except Exception as exc:  # collected and asserted below
+            results[index] = exc
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert all(not isinstance(result, Exception) for result in results), results
+        assert sorted(result.version for result in results) == [1, 2, 3, 4]
+        history = registries[0].history("fresh")
+        assert sorted(entry.version for entry in history) == [1, 2, 3, 4]
+    finally:
+        for opened in registries:
+            opened.close()
