@@ -1,0 +1,185 @@
+"""`helm lint`, and every rendered manifest against the Kubernetes schemas (1.30 and 1.33)."""
+
+from __future__ import annotations
+
+import copy
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+
+# The HTTPRoute (gateway.networking.k8s.io/v1, standard channel) fields the chart uses, with the
+# types and bounds of the Gateway API spec; unknown fields are rejected at every level.
+_NAME = {"type": "string", "minLength": 1, "maxLength": 253}
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+HTTPROUTE_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": GATEWAY_API},
+        "kind": {"const": "HTTPRoute"},
+        "metadata": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": _NAME,
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+            "additionalProperties": False,
+        },
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "parentRefs": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 32,
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "group": {"const": "gateway.networking.k8s.io"},
+                            "kind": {"const": "Gateway"},
+                            "name": _NAME,
+                            "namespace": {"type": "string", "minLength": 1, "maxLength": 63},
+                            "sectionName": {"type": "string", "minLength": 1, "maxLength": 253},
+                            "port": _PORT,
+                        },
+                    },
+                },
+                "hostnames": {
+                    "type": "array",
+                    "maxItems": 16,
+                    "items": {"type": "string", "minLength": 1, "maxLength": 253},
+                },
+                "rules": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 16,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "matches": {
+                                "type": "array",
+                                "maxItems": 64,
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "path": {
+                                            "type": "object",
+                                            "additionalProperties": False,
+                                            "required": ["type", "value"],
+                                            "properties": {
+                                                "type": {
+                                                    "enum": [
+                                                        "Exact",
+                                                        "PathPrefix",
+                                                        "RegularExpression",
+                                                    ]
+                                                },
+                                                "value": {
+                                                    "type": "string",
+                                                    "pattern": "^/",
+                                                    "maxLength": 1024,
+                                                },
+                                            },
+                                        }
+                                    },
+                                },
+                            },
+                            "backendRefs": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 16,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "port"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "group": {"const": ""},
+                                        "kind": {"const": "Service"},
+                                        "name": _NAME,
+                                        "port": _PORT,
+                                        "weight": {
+                                            "type": "integer",
+                                            "minimum": 0,
+                                            "maximum": 1000000,
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+            "required": ["parentRefs", "rules"],
+        },
+    },
+}
+
+
+def test_helm_lint_passes_with_default_and_gpu_values(chart):
+    for extra in ([], ["-f", str(chart.gpu_values)]):
+        proc = chart.run("lint", "--strict", str(chart.path), *extra)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "0 chart(s) failed" in proc.stdout
+
+
+def test_both_value_sets_render_the_expected_objects(default, gpu, chart):
+    for m in (default, gpu):
+        assert {"Deployment", "Service", "HTTPRoute", "CronJob", "ConfigMap", "Role"} <= {
+            d["kind"] for d in m.docs
+        }
+        assert not m.of_kind("Secret"), "the chart must never create Secrets"
+    assert chart.name("serving-canary") not in default.names("Deployment")
+    assert chart.name("serving-canary") in gpu.names("Deployment")
+    assert chart.name("feast") in gpu.names("Deployment")
+
+
+@pytest.mark.parametrize("version", ["1.30", "1.33"])
+def test_every_manifest_validates_strictly_against_kubernetes(manifests, version):
+    checked = 0
+    for doc in manifests.docs:
+        if doc["apiVersion"] == GATEWAY_API:
+            continue  # not a core API: checked against the Gateway API schema below
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} invalid for {version}: {exc}")
+        checked += 1
+    assert checked >= 15
+
+
+@pytest.mark.parametrize("version", ["1.30", "1.33"])
+def test_strict_validation_catches_an_unknown_field(default, version):
+    doc = copy.deepcopy(default.of_kind("Deployment")[0])
+    doc["spec"]["template"]["spec"]["containers"][0]["resourcez"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_httproute_matches_the_gateway_api_v1_structure(manifests):
+    (route,) = manifests.of_kind("HTTPRoute")
+    jsonschema.validate(route, HTTPROUTE_SCHEMA)
+    services = {s["metadata"]["name"]: s for s in manifests.of_kind("Service")}
+    for rule in route["spec"]["rules"]:
+        for ref in rule["backendRefs"]:
+            assert ref["name"] in services, f"backendRef to a Service the chart lacks: {ref}"
+            ports = {p["port"] for p in services[ref["name"]]["spec"]["ports"]}
+            assert ref["port"] in ports
+
+
+def test_httproute_schema_rejects_a_misspelt_field(default):
+    (route,) = default.of_kind("HTTPRoute")
+    bad = copy.deepcopy(route)
+    bad["spec"]["rules"][0]["backendRefs"][0]["weigth"] = 5
+    with pytest.raises(jsonschema.ValidationError, match="weigth"):
+        jsonschema.validate(bad, HTTPROUTE_SCHEMA)
