@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
@@ -183,3 +187,20 @@ def test_httproute_schema_rejects_a_misspelt_field(default):
     bad["spec"]["rules"][0]["backendRefs"][0]["weigth"] = 5
     with pytest.raises(jsonschema.ValidationError, match="weigth"):
         jsonschema.validate(bad, HTTPROUTE_SCHEMA)
+
+
+@pytest.mark.parametrize("version", ["1.30", "1.33"])
+def test_kubernetes_validate_cli_accepts_the_gpu_production_render(gpu, version, tmp_path):
+    """The acceptance command itself: `kubernetes-validate --strict` over the rendered output."""
+    cli = shutil.which("kubernetes-validate") or str(
+        Path(sys.executable).parent / "kubernetes-validate"
+    )
+    out = tmp_path / "metarec.yaml"
+    out.write_text(gpu.text)
+    proc = subprocess.run(
+        [cli, "--strict", "-k", version, str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    passed = [line for line in proc.stdout.splitlines() if line.startswith("INFO")]
+    assert len(passed) == len(gpu.docs) - 1  # all but the HTTPRoute (no CRD schema bundled)
+    assert "HTTPRoute" in proc.stdout + proc.stderr
