@@ -31,8 +31,10 @@ CONFIG = {
     "use_item_id": True,
     "embedding_dim": 32,
     "hidden": [64, 64],
+    "min_users_per_value": 20,
     "global_epochs": 8,
     "global_lr": 0.003,
+    "global_weight_decay": 0.3,
     "max_steps": 150,
     "meta_batch_size": 32,
     "outer_lr": 0.0005,
@@ -40,13 +42,13 @@ CONFIG = {
     "inner_lr": 0.02,
     "train_support_min": 3,
     "train_support_max": 30,
-    "eval_every": 25,
-    "patience": 3,
-    "checkpoint_every": 1000,
+    "eval_every": 10,
+    "patience": 4,
+    "checkpoint_every": 50,
     "finetune_steps": 5,
     "finetune_lr": 0.02,
 }
-QUICK = {"max_steps": 30, "global_epochs": 2, "eval_every": 15}
+QUICK = {"max_steps": 20, "global_epochs": 2, "eval_every": 10}
 
 
 def build_training_set(data: Path, home: Path) -> Path:

@@ -248,3 +248,19 @@ def test_training_on_cuda(training_set, tmp_path):
     config = TrainingConfig.build({**TINY, "device": "cuda", "scenarios": ["new_user"]})
     card = train(training_set, config=config, out=tmp_path / "gpu")
     assert card.metrics["new_user"]["5"]["maml"]["mae"] > 0
+
+
+def test_frozen_embeddings_stay_as_the_global_model_left_them(training_set, tmp_path):
+    from metarec.training.artifact import load_global_model
+
+    config = TrainingConfig.build(
+        {**TINY, "meta_train_embeddings": False, "scenarios": ["new_user"], "support_sizes": ["5"]}
+    )
+    train(training_set, config=config, out=tmp_path / "art")
+    model, card = load_artifact(tmp_path / "art")
+    global_model = load_global_model(tmp_path / "art", card)
+    meta_state, global_state = model.state_dict(), global_model.state_dict()
+    for name, value in meta_state.items():
+        same = torch.equal(value, global_state[name])
+        assert same if name.startswith(("fields.", "genres.")) else True, name
+    assert not torch.equal(meta_state["decision.out.weight"], global_state["decision.out.weight"])

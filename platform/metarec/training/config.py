@@ -29,33 +29,40 @@ class TrainingConfig(BaseModel):
     use_user_id: bool = Field(default=False, description="Embed user ids (off: new users).")
     use_item_id: bool = Field(default=False, description="Embed item ids of training items.")
     min_users_per_value: int = Field(
-        default=5, ge=1, description="Rarer user-attribute values (e.g. zip prefixes) → unknown."
+        default=20, ge=1, description="Rarer user-attribute values (e.g. zip prefixes) → unknown."
     )
     min_item_ratings: int = Field(default=3, ge=1, description="Rarer item ids → unknown.")
-    global_weight_decay: float = Field(default=0.0, ge=0, description="Global model L2.")
+    global_weight_decay: float = Field(default=0.3, ge=0, description="Global model L2.")
     # Meta-training
-    max_steps: int = Field(default=400, ge=0, description="Outer steps (upper bound).")
+    max_steps: int = Field(default=150, ge=0, description="Outer steps (upper bound).")
     meta_batch_size: int = Field(default=32, ge=1, description="Tasks (users) per outer step.")
-    outer_lr: float = Field(default=1e-3, gt=0)
+    outer_lr: float = Field(default=5e-4, gt=0)
+    outer_weight_decay: float = Field(default=0.0, ge=0, description="AdamW decay, outer loop.")
+    meta_train_embeddings: bool = Field(
+        default=True,
+        description="Let the outer loop move the embeddings (false: only the decision layers "
+        "and Meta-SGD rates are meta-learned; the embeddings stay as the global model left "
+        "them, which resists over-fitting the meta-training users).",
+    )
     inner_steps: int = Field(default=5, ge=0)
-    inner_lr: float = Field(default=0.05, gt=0)
+    inner_lr: float = Field(default=0.02, gt=0)
     query_size: int = Field(default=10, ge=1)
     train_support_min: int = Field(default=3, ge=1)
-    train_support_max: int = Field(default=40, ge=1)
+    train_support_max: int = Field(default=30, ge=1)
     max_ratings_per_task: int = Field(default=100, ge=2)
     init_from_global: bool = Field(
         default=True, description="Start meta-training from the global model's weights."
     )
     # Early stopping and checkpoints
-    eval_every: int = Field(default=50, ge=1, description="Validate every N steps.")
+    eval_every: int = Field(default=10, ge=1, description="Validate every N steps.")
     patience: int = Field(default=4, ge=1, description="Stop after N validations without gain.")
     checkpoint_every: int = Field(default=50, ge=1, description="Checkpoint every N steps.")
     val_support_size: int = Field(default=10, ge=1)
     # Baselines
-    global_epochs: int = Field(default=3, ge=0)
-    global_lr: float = Field(default=1e-3, gt=0)
+    global_epochs: int = Field(default=8, ge=0)
+    global_lr: float = Field(default=3e-3, gt=0)
     finetune_steps: int = Field(default=5, ge=0)
-    finetune_lr: float = Field(default=0.05, gt=0)
+    finetune_lr: float = Field(default=0.02, gt=0)
     # Splits and evaluation
     val_fraction: float = Field(default=0.1, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)

@@ -246,7 +246,14 @@ def train(
     if config.init_from_global:
         model.load_state_dict(global_model.state_dict(), strict=False)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
+    outer_params = [
+        p
+        for name, p in model.named_parameters()
+        if config.meta_train_embeddings or not name.startswith(("fields.", "genres."))
+    ]
+    optimizer = torch.optim.AdamW(
+        outer_params, lr=config.outer_lr, weight_decay=config.outer_weight_decay
+    )
     inner = InnerLoop(steps=config.inner_steps, lr=config.inner_lr)
     key = run_key(config, manifest.fingerprint)
     ckpt_dir = checkpoint_dir or out.with_name(out.name + ".checkpoints")
