@@ -1,7 +1,8 @@
 """Prefect 3 flows over MetaRec's components.
 
 Tasks wrap the components unchanged (the same functions KFP wraps); retries only where a retry
-can help (I/O against stores), never on a validation verdict.
+can help (I/O against stores, a resumable training run), never on a validation or gate verdict:
+a failed gate fails the run with its reason and nothing after it runs.
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ from typing import Any
 from prefect import flow, task
 
 from metarec.components.build_training_set import build_training_set
+from metarec.components.evaluate_model import evaluate_model
+from metarec.components.gate_model import gate_model
 from metarec.components.ingest_data import ingest_data
 from metarec.components.materialize_features import materialize_features
+from metarec.components.register_model import register_model
+from metarec.components.train_model import train_model
 from metarec.components.validate_features import validate_features
 
 ingest_task = task(ingest_data, name="ingest", retries=2, retry_delay_seconds=5)
@@ -23,6 +28,11 @@ training_set_task = task(
     build_training_set, name="build-training-set", retries=1, retry_delay_seconds=5
 )
 validate_task = task(validate_features, name="validate-features")
+# Training resumes from its checkpoint, so one retry after a crash loses little work.
+train_task = task(train_model, name="meta-train", retries=1, retry_delay_seconds=10)
+evaluate_task = task(evaluate_model, name="evaluate")
+gate_task = task(gate_model, name="evaluation-gate")
+register_task = task(register_model, name="register", retries=2, retry_delay_seconds=5)
 
 
 @flow(name="materialize", log_prints=True)
@@ -53,4 +63,47 @@ def materialize_flow(
         "snapshot_id": ingested.snapshot_id,
         "reused": ingested.reused,
         "materialized_until": applied.materialized_until,
+    }
+
+
+@flow(name="retrain", log_prints=True)
+def retrain_flow(
+    home: str | None = None,
+    training_config: dict[str, Any] | None = None,
+    config_file: str | None = None,
+    policy: str | None = None,
+) -> dict[str, Any]:
+    """Training set → validate → meta-train → evaluate → gate → register (staging).
+
+    Args:
+        home: MetaRec home (default: the configured one).
+        training_config: Hyper-parameter overrides for training.
+        config_file: YAML file of hyper-parameters.
+        policy: Evaluation gate policy YAML (default: the configured one).
+
+    Returns:
+        Lineage of the run: training set, validation result, artifact, evaluation, gate
+        verdict and the registered version.
+    """
+    training_set = training_set_task(home=home)
+    validation = validate_task(training_set=training_set.path, home=home)
+    trained = train_task(
+        training_set=training_set.path, home=home, config=training_config, config_file=config_file
+    )
+    evaluation = evaluate_task(artifact=trained.artifact, training_set=training_set.path, home=home)
+    verdict = gate_task(
+        artifact=trained.artifact, home=home, policy=policy, training_set=training_set.path
+    )
+    registered = register_task(artifact=trained.artifact, decision=verdict.decision_path, home=home)
+    print(
+        f"registered {registered.tag} in {registered.stage} "
+        f"(new-user MAE {trained.new_user_mae}; gate: {verdict.summary})"
+    )
+    return {
+        "training_set": training_set.model_dump(),
+        "validation": validation.model_dump(mode="json"),
+        "artifact": trained.model_dump(),
+        "evaluation": evaluation.model_dump(),
+        "gate": verdict.model_dump(),
+        "registered": registered.model_dump(),
     }

@@ -1,0 +1,102 @@
+"""Pipeline component: meta-train on a validated training set and write the artifact.
+
+Idempotent: an artifact already written for the same training-set fingerprint and the same
+hyper-parameters is returned as it is; an interrupted run resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from metarec.config import load_settings
+from metarec.environment import apply_process_environment
+
+
+class TrainOutput(BaseModel):
+    """The trained artifact and its headline numbers (JSON-able)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    artifact: str
+    algorithm: str
+    dataset_fingerprint: str
+    validation_result_id: str
+    new_user_mae: float | None
+    reused: bool
+
+
+def _headline_mae(metrics: dict[str, Any], algorithm: str) -> float | None:
+    sizes = metrics.get("new_user", {})
+    for size in ("10", "all", *sizes):
+        if algorithm in sizes.get(size, {}):
+            return float(sizes[size][algorithm]["mae"])
+    return None
+
+
+def train_model(
+    *,
+    training_set: str,
+    home: str | None = None,
+    config: dict[str, Any] | None = None,
+    config_file: str | None = None,
+    out: str | None = None,
+) -> TrainOutput:
+    """Meta-train on ``training_set`` (which must have a passing validation record).
+
+    Args:
+        training_set: Parquet training set built by Feast and validated.
+        home: MetaRec home (default: the configured one).
+        config: Hyper-parameter overrides (``TrainingConfig`` fields).
+        config_file: YAML file of hyper-parameters (overrides applied on top).
+        out: Artifact folder (default: ``<home>/artifacts/runs/<fingerprint+config hash>``).
+
+    Returns:
+        The artifact folder and its lineage.
+
+    Raises:
+        TrainingSetNotValidatedError: No passing validation record for this content.
+    """
+    import yaml
+
+    from metarec.features.training_set import read_manifest
+    from metarec.training.artifact import read_card
+    from metarec.training.config import TrainingConfig
+    from metarec.training.trainer import train
+
+    settings = load_settings(home=Path(home)) if home else load_settings()
+    apply_process_environment(settings)
+    values: dict[str, Any] = {}
+    if config_file:
+        values.update(yaml.safe_load(Path(config_file).read_text()) or {})
+    values.update(config or {})
+    training_config = TrainingConfig(**values)
+    manifest = read_manifest(Path(training_set))
+    if out is None:
+        key = json.dumps(
+            {
+                "fingerprint": manifest.fingerprint,
+                "config": training_config.model_dump(mode="json"),
+            },
+            sort_keys=True,
+        )
+        run = hashlib.sha256(key.encode()).hexdigest()[:16]
+        target = settings.paths.artifacts / "runs" / f"{training_config.algorithm}-{run}"
+    else:
+        target = Path(out)
+    if (target / "model_card.json").is_file():
+        card, reused = read_card(target), True
+    else:
+        card, reused = train(Path(training_set), config=training_config, out=target), False
+    return TrainOutput(
+        artifact=str(target),
+        algorithm=str(card.algorithm),
+        dataset_fingerprint=card.dataset_fingerprint,
+        validation_result_id=card.validation_result_id,
+        new_user_mae=_headline_mae(card.metrics, str(card.algorithm)),
+        reused=reused,
+    )
