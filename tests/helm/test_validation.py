@@ -204,3 +204,41 @@ def test_kubernetes_validate_cli_accepts_the_gpu_production_render(gpu, version,
     passed = [line for line in proc.stdout.splitlines() if line.startswith("INFO")]
     assert len(passed) == len(gpu.docs) - 1  # all but the HTTPRoute (no CRD schema bundled)
     assert "HTTPRoute" in proc.stdout + proc.stderr
+
+
+def test_client_dry_run_install_renders_the_notes(chart):
+    proc = chart.run(
+        "install",
+        chart.release,
+        str(chart.path),
+        "--namespace",
+        chart.namespace,
+        "--dry-run=client",
+        "-f",
+        str(chart.gpu_values),
+    )
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "metarec-postgresql: keys registry-url, feast-registry-url" in notes
+    assert f"create job --from=cronjob/{chart.name('train')}" in notes
+    assert "prefect work-pool create metarec-gpu --type kubernetes" in notes
+
+
+@pytest.mark.parametrize("kube_version", ["1.30.0", "1.33.0"])
+def test_renders_for_the_target_kubernetes_versions(chart, kube_version):
+    proc = chart.run(
+        "template",
+        "x",
+        str(chart.path),
+        "--kube-version",
+        kube_version,
+        "-f",
+        str(chart.gpu_values),
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_kubernetes_older_than_1_30_is_refused(chart):
+    proc = chart.run("template", "x", str(chart.path), "--kube-version", "1.29.0")
+    assert proc.returncode != 0
+    assert "kubeVersion" in proc.stderr or "incompatible" in proc.stderr
