@@ -141,8 +141,9 @@ def test_a_values_typo_fails_with_a_schema_error_naming_it(chart, sets, key, at)
     with pytest.raises(chart.RenderError) as caught:
         chart.render(sets=sets)
     message = str(caught.value)
-    assert f"'{key}' not allowed" in message
-    assert at in message
+    assert key in message and "not allowed" in message.lower(), message
+    if "additional properties" in message:  # Helm 4 (and 3.18+) also print where
+        assert at in message, message
 
 
 def test_a_wrongly_typed_value_fails_the_schema(chart):
