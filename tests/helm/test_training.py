@@ -77,6 +77,14 @@ def test_default_training_is_cpu_only(default, chart):
     pod = _pod(default, chart, "train")
     assert GPU not in pod["containers"][0]["resources"]["limits"]
     assert "tolerations" not in pod
+    assert pod["containers"][0]["args"][:3] == ["train", "--device", "cpu"]
+
+
+def test_training_device_follows_the_gpu_count(chart):
+    pod = _pod(chart.render(sets=["training.compute.gpuCount=1"]), chart, "train")
+    assert pod["containers"][0]["args"][:3] == ["train", "--device", "cuda"]
+    with pytest.raises(chart.RenderError, match=r"training\.device is cuda but"):
+        chart.render(sets=["training.device=cuda"])
 
 
 def test_a_gpu_toleration_given_by_the_user_is_not_duplicated(chart):

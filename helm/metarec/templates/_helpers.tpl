@@ -329,7 +329,12 @@ volumes:
 {{/* The `metarec train` arguments. */}}
 {{- define "metarec.training.args" -}}
 {{- $t := .Values.training -}}
-{{- $args := list "train" "--device" $t.device "--training-set" (required "training.trainingSet is required: the training set path or s3:// URI passed to metarec train --training-set" $t.trainingSet) -}}
+{{- $gpus := $t.compute.gpuCount | int -}}
+{{- $device := $t.device | default (ternary "cuda" "cpu" (gt $gpus 0)) -}}
+{{- if and (eq $device "cuda") (eq $gpus 0) -}}
+{{- fail "training.device is cuda but training.compute.gpuCount is 0: request GPUs or set training.device to cpu" -}}
+{{- end -}}
+{{- $args := list "train" "--device" $device "--training-set" (required "training.trainingSet is required: the training set path or s3:// URI passed to metarec train --training-set" $t.trainingSet) -}}
 {{- range $t.extraArgs }}{{- $args = append $args . -}}{{- end -}}
 {{- toJson $args -}}
 {{- end -}}
