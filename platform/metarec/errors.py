@@ -164,3 +164,43 @@ class CheckpointError(MetaRecError):
 
 class DeviceError(MetaRecError):
     """The requested compute device is not available."""
+
+
+class ServingInputError(MetaRecError):
+    """A request to the adaptation service is invalid (answered with a 4xx, never a 5xx).
+
+    Attributes:
+        field: The request field at fault (e.g. ``support[2].item_id``).
+        status: The HTTP status to answer with.
+    """
+
+    def __init__(self, field: str, problem: str, *, fix: str, status: int = 422) -> None:
+        self.field = field
+        self.status = status
+        super().__init__(f"{field}: {problem}", fix=fix)
+
+
+class ServingModelError(MetaRecError):
+    """The adaptation service cannot load the model version it was asked to serve."""
+
+
+class RolloutError(MetaRecError):
+    """A canary rollout cannot do what was asked (base of the rollout errors)."""
+
+
+class RolloutConflictError(RolloutError):
+    """Another rollout of the same model is already active."""
+
+    exit_code = 3
+
+
+class RolloutNotFoundError(RolloutError):
+    """No rollout matches (none active, or no such id)."""
+
+
+class RouterError(RolloutError):
+    """A traffic router refused or failed a weight change."""
+
+
+class MetricSourceError(RolloutError):
+    """Canary metrics could not be read (service /metrics or Prometheus unreachable or invalid)."""

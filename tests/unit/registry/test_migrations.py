@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import metarec.rollout.schema  # noqa: F401  (rollout tables share the registry database)
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from metarec.registry.db import (

@@ -1,0 +1,284 @@
+"""Rollout persistence in the registry database: runs and their events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from metarec.errors import RolloutConflictError, RolloutError, RolloutNotFoundError
+from metarec.rollout.schema import RolloutEventRow, RolloutRow
+from metarec.rollout.types import ACTIVE_PHASES, Phase, RolloutSpec, RolloutState
+
+
+class RolloutEvent(BaseModel):
+    """One stored controller event (a row of the rollout's timeline)."""
+
+    id: int
+    at: datetime
+    phase: Phase
+    action: str
+    step_index: int
+    production_weight: int
+    canary_weight: int
+    metrics: dict[str, Any] | None
+    checks: list[dict[str, Any]] | None
+    message: str
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RolloutStore:
+    """Reads and writes rollout state in the registry database.
+
+    The database must be at the newest migration (open the :class:`~metarec.registry.Registry`
+    first, or call :func:`metarec.registry.db.upgrade_database`).
+    """
+
+    def __init__(self, *, engine: Engine) -> None:
+        """Wrap the registry engine.
+
+        Args:
+            engine: The registry database engine (``Registry.engine``).
+        """
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except IntegrityError:
+            raise
+        except DBAPIError as exc:
+            raise RolloutError(
+                f"Rollout database error ({type(exc.orig).__name__}: "
+                f"{str(exc.orig).splitlines()[0] if str(exc.orig) else 'no detail'}).",
+                fix="check that the registry database is reachable and writable.",
+            ) from exc
+
+    def create(
+        self,
+        *,
+        model: str,
+        version: int,
+        production_version: int | None,
+        spec: RolloutSpec,
+        actor: str,
+    ) -> RolloutState:
+        """Create a rollout in phase ``Initializing``.
+
+        Raises:
+            RolloutConflictError: Another rollout of ``model`` is active.
+        """
+        now = _now()
+        row = RolloutRow(
+            id=uuid.uuid4().hex,
+            model=model,
+            version=version,
+            production_version=production_version,
+            phase=Phase.INITIALIZING.value,
+            spec=spec.model_dump(mode="json"),
+            step_index=0,
+            canary_weight=0,
+            failed_checks=0,
+            production_mae=None,
+            abort_requested=False,
+            window_started_at=None,
+            verdict=None,
+            message="created",
+            actor=actor,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with self._session() as session:
+                active = self._active_row(session, model)
+                if active is not None:
+                    raise self._conflict(model, active)
+                session.add(row)
+        except IntegrityError as exc:
+            raise RolloutConflictError(
+                f"Another rollout of {model} started at the same moment.",
+                fix="see `metarec rollout status`; abort it first if this one should run.",
+            ) from exc
+        return _state(row)
+
+    @staticmethod
+    def _conflict(model: str, active: RolloutRow) -> RolloutConflictError:
+        return RolloutConflictError(
+            f"Rollout {active.id} of {model}:v{active.version} is still {active.phase}.",
+            fix="wait for it (`metarec rollout status`) or stop it with `metarec rollout abort`.",
+        )
+
+    @staticmethod
+    def _active_row(session: Session, model: str) -> RolloutRow | None:
+        return session.scalar(
+            select(RolloutRow).where(
+                RolloutRow.model == model,
+                RolloutRow.phase.in_([phase.value for phase in ACTIVE_PHASES]),
+            )
+        )
+
+    def get(self, rollout_id: str) -> RolloutState:
+        """The rollout with ``rollout_id``.
+
+        Raises:
+            RolloutNotFoundError: No such rollout.
+        """
+        with self._session() as session:
+            row = session.get(RolloutRow, rollout_id)
+            if row is None:
+                raise RolloutNotFoundError(
+                    f"No rollout with id {rollout_id}.",
+                    fix="list rollouts with `metarec rollout status`.",
+                )
+            return _state(row)
+
+    def active(self, model: str | None = None) -> list[RolloutState]:
+        """Active (non-terminal) rollouts, oldest first; of ``model`` only when given."""
+        with self._session() as session:
+            query = select(RolloutRow).where(
+                RolloutRow.phase.in_([phase.value for phase in ACTIVE_PHASES])
+            )
+            if model is not None:
+                query = query.where(RolloutRow.model == model)
+            return [_state(row) for row in session.scalars(query.order_by(RolloutRow.created_at))]
+
+    def latest(self, model: str) -> RolloutState | None:
+        """The most recently created rollout of ``model`` (None: never rolled out)."""
+        with self._session() as session:
+            row = session.scalar(
+                select(RolloutRow)
+                .where(RolloutRow.model == model)
+                .order_by(RolloutRow.created_at.desc())
+                .limit(1)
+            )
+            return None if row is None else _state(row)
+
+    def save(self, state: RolloutState) -> RolloutState:
+        """Write the mutable fields of ``state`` (phase, step, weights, counters, verdict)."""
+        with self._session() as session:
+            row = session.get(RolloutRow, state.id)
+            if row is None:
+                raise RolloutNotFoundError(
+                    f"Rollout {state.id} vanished from the database.",
+                    fix="start the rollout again with `metarec rollout start`.",
+                )
+            row.phase = state.phase.value
+            row.step_index = state.step_index
+            row.canary_weight = state.canary_weight
+            row.failed_checks = state.failed_checks
+            row.production_mae = state.production_mae
+            # An abort request is sticky: a concurrent `rollout abort` is never overwritten.
+            row.abort_requested = row.abort_requested or state.abort_requested
+            row.window_started_at = state.window_started_at
+            row.verdict = state.verdict
+            row.message = state.message
+            row.updated_at = _now()
+            return _state(row)
+
+    def request_abort(self, model: str) -> RolloutState:
+        """Ask the controller to abort the active rollout of ``model``.
+
+        Raises:
+            RolloutNotFoundError: No rollout of ``model`` is active.
+        """
+        with self._session() as session:
+            row = self._active_row(session, model)
+            if row is None:
+                raise RolloutNotFoundError(
+                    f"No active rollout of {model}.",
+                    fix="see `metarec rollout status`; start one with `metarec rollout start`.",
+                )
+            row.abort_requested = True
+            row.updated_at = _now()
+            return _state(row)
+
+    def add_event(
+        self,
+        state: RolloutState,
+        *,
+        action: str,
+        production_weight: int,
+        canary_weight: int,
+        metrics: dict[str, Any] | None = None,
+        checks: list[dict[str, Any]] | None = None,
+        message: str = "",
+    ) -> None:
+        """Append one event to the rollout's timeline."""
+        with self._session() as session:
+            session.add(
+                RolloutEventRow(
+                    rollout_id=state.id,
+                    at=_now(),
+                    phase=state.phase.value,
+                    action=action,
+                    step_index=state.step_index,
+                    production_weight=production_weight,
+                    canary_weight=canary_weight,
+                    metrics=metrics,
+                    checks=checks,
+                    message=message,
+                )
+            )
+
+    def events(self, rollout_id: str) -> list[RolloutEvent]:
+        """The rollout's events, oldest first."""
+        with self._session() as session:
+            rows = session.scalars(
+                select(RolloutEventRow)
+                .where(RolloutEventRow.rollout_id == rollout_id)
+                .order_by(RolloutEventRow.id)
+            )
+            return [
+                RolloutEvent(
+                    id=row.id,
+                    at=_utc(row.at),
+                    phase=Phase(row.phase),
+                    action=row.action,
+                    step_index=row.step_index,
+                    production_weight=row.production_weight,
+                    canary_weight=row.canary_weight,
+                    metrics=row.metrics,
+                    checks=row.checks,
+                    message=row.message,
+                )
+                for row in rows
+            ]
+
+
+def _state(row: RolloutRow) -> RolloutState:
+    return RolloutState(
+        id=row.id,
+        model=row.model,
+        version=row.version,
+        production_version=row.production_version,
+        spec=RolloutSpec.model_validate(row.spec),
+        phase=Phase(row.phase),
+        step_index=row.step_index,
+        canary_weight=row.canary_weight,
+        failed_checks=row.failed_checks,
+        production_mae=row.production_mae,
+        abort_requested=row.abort_requested,
+        window_started_at=_utc(row.window_started_at),
+        verdict=row.verdict,
+        message=row.message,
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
+    )

@@ -1,0 +1,165 @@
+"""Value types of a rollout: phases, the spec (steps and thresholds), state and window metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Phase(StrEnum):
+    """Where a rollout is (Flagger / Argo Rollouts style)."""
+
+    INITIALIZING = "Initializing"
+    PROGRESSING = "Progressing"
+    PROMOTING = "Promoting"
+    SUCCEEDED = "Succeeded"
+    ROLLING_BACK = "RollingBack"
+    FAILED = "Failed"
+    ABORTED = "Aborted"
+
+    @property
+    def terminal(self) -> bool:
+        """True for Succeeded, Failed and Aborted: nothing more happens."""
+        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.ABORTED)
+
+
+ACTIVE_PHASES = tuple(phase for phase in Phase if not phase.terminal)
+
+
+class Action(StrEnum):
+    """What :func:`metarec.rollout.decide` asks the controller to do."""
+
+    NONE = "none"  # nothing to analyse in this phase
+    WAIT = "wait"  # the window is not over, or has too few requests for a verdict
+    RETRY = "retry"  # checks failed, but fewer times in a row than the failure threshold
+    ADVANCE = "advance"  # checks passed: next traffic step
+    PROMOTE = "promote"  # checks passed on the last step
+    ROLLBACK = "rollback"  # checks failed failure-threshold times in a row
+    ABORT = "abort"  # an operator asked to stop
+
+
+class RolloutSpec(BaseModel):
+    """Traffic steps and analysis thresholds of one rollout (immutable once started)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: tuple[int, ...] = Field(
+        default=(10, 25, 50, 100), description="Canary weights in percent, increasing, ≤ 100."
+    )
+    interval_s: float = Field(default=30.0, gt=0, description="Analysis window per step.")
+    max_error_rate: float = Field(
+        default=0.01, ge=0, le=1, description="Highest canary 5xx share per window."
+    )
+    max_p99_ms: float | None = Field(
+        default=None, gt=0, description="Highest canary latency p99 (ms); None: not checked."
+    )
+    max_online_mae_delta: float | None = Field(
+        default=None,
+        description="Highest online MAE of the canary minus production's; None: not checked.",
+    )
+    failure_threshold: int = Field(
+        default=2, ge=1, description="Consecutive failed windows that trigger a rollback."
+    )
+    min_requests: int = Field(
+        default=20, ge=1, description="Canary requests a window needs before any verdict."
+    )
+    min_feedback: int = Field(
+        default=20, ge=1, description="Feedback events per service before the MAE verdict."
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+        if not steps:
+            raise ValueError("at least one step is needed, e.g. 10,25,50,100")
+        if any(not 0 < step <= 100 for step in steps):
+            raise ValueError(f"steps must be percentages in 1..100, got {list(steps)}")
+        if list(steps) != sorted(set(steps)):
+            raise ValueError(f"steps must strictly increase, got {list(steps)}")
+        return steps
+
+
+class ServiceWindow(BaseModel):
+    """What one service (production or canary) did during an analysis window."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    p99_ms: float | None = None
+    feedback: float = 0.0
+    abs_error_sum: float = 0.0
+
+    @property
+    def error_rate(self) -> float | None:
+        """Share of 5xx answers (None without requests)."""
+        return self.errors / self.requests if self.requests > 0 else None
+
+    @property
+    def online_mae(self) -> float | None:
+        """Windowed online MAE = Δ abs-error sum / Δ feedback count (None without feedback)."""
+        return self.abs_error_sum / self.feedback if self.feedback > 0 else None
+
+
+class WindowMetrics(BaseModel):
+    """Both services over one analysis window."""
+
+    window_s: float = Field(description="Seconds since the window started.")
+    production: ServiceWindow = Field(default_factory=ServiceWindow)
+    canary: ServiceWindow = Field(default_factory=ServiceWindow)
+
+
+class RolloutState(BaseModel):
+    """Persisted state of one rollout: what :func:`decide` and the controller read."""
+
+    id: str
+    model: str
+    version: int
+    production_version: int | None = None
+    spec: RolloutSpec
+    phase: Phase = Phase.INITIALIZING
+    step_index: int = 0
+    canary_weight: int = 0
+    failed_checks: int = 0
+    production_mae: float | None = Field(
+        default=None,
+        description="Last production online MAE measured (baseline when production gets no "
+        "feedback, e.g. at a 100 % canary step).",
+    )
+    abort_requested: bool = False
+    window_started_at: datetime | None = None
+    verdict: dict[str, Any] | None = None
+    message: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def current_step(self) -> int:
+        """Canary weight of the current step."""
+        return self.spec.steps[min(self.step_index, len(self.spec.steps) - 1)]
+
+    @property
+    def last_step(self) -> bool:
+        """True on the final traffic step."""
+        return self.step_index >= len(self.spec.steps) - 1
+
+
+class CheckResult(BaseModel):
+    """One metric against its threshold in one window."""
+
+    name: str
+    value: float | None
+    threshold: float
+    passed: bool
+    detail: str = ""
+
+
+class Decision(BaseModel):
+    """The outcome of :func:`decide`: an action, the checks behind it and why."""
+
+    action: Action
+    checks: list[CheckResult] = Field(default_factory=list)
+    failed_checks: int = Field(default=0, description="Consecutive failed windows after this.")
+    production_mae: float | None = None
+    reason: str = ""
