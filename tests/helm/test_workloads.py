@@ -163,6 +163,13 @@ def test_processes_run_the_metarec_commands_of_the_contract(gpu, chart, deployme
     assert image.startswith("registry.example.com/ml/metarec@sha256:"), "digest wins over tag"
 
 
+def test_the_adaptation_service_listens_on_every_interface(gpu, chart):
+    for track in ("serving-production", "serving-canary"):
+        pod = gpu.get("Deployment", chart.name(track))["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert _env(container)["METAREC_SERVING__HOST"]["value"] == "0.0.0.0"
+
+
 def test_the_controller_knows_its_route_and_backends(default, chart):
     (container,) = default.get("Deployment", chart.name("rollout-controller"))["spec"]["template"][
         "spec"
