@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.table import Table
+from rich.table import Column, Table
 
 from metarec.features.training_set import load_training_set
 from metarec.learning.algorithms import InnerLoop
@@ -86,7 +86,13 @@ def evaluate_artifact(
 
 def metrics_table(metrics: Metrics, *, title: str = "Cold-start evaluation") -> Table:
     """A rich table: one row per (scenario, support size, method)."""
-    table = Table("scenario", "support", "method", *METRIC_NAMES, title=title)
+    table = Table(
+        Column("scenario", overflow="fold"),
+        Column("support", overflow="fold"),
+        Column("method", overflow="fold", min_width=14),
+        *(Column(name, justify="right") for name in METRIC_NAMES),
+        title=title,
+    )
     for scenario, sizes in metrics.items():
         for size, methods in sizes.items():
             best = min(methods.values(), key=lambda m: m["mae"])["mae"] if methods else None
