@@ -62,6 +62,26 @@ class FeastSettings(BaseModel):
     )
 
 
+class WorkflowSettings(BaseModel):
+    """Schedules and images of the Prefect flows and KFP pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retrain_cron: str = Field(default="0 3 * * 1", description="Retraining (Mondays 03:00).")
+    materialize_cron: str = Field(default="0 2 * * *", description="Ingest + materialise daily.")
+    source: Literal["ml-100k", "ml-1m", "synthetic"] = Field(
+        default="ml-100k", description="Dataset the scheduled materialize flow ingests."
+    )
+    source_path: str | None = Field(default=None, description="Local archive for `source`.")
+    training_config: Path | None = Field(
+        default=None, description="YAML hyper-parameters for scheduled retraining."
+    )
+    image: str = Field(
+        default="ghcr.io/metarec/metarec:0.1.0",
+        description="Platform image for Kubernetes jobs and KFP components.",
+    )
+
+
 class RegistrySettings(BaseModel):
     """The model registry: database, artifact storage and control-plane API access."""
 
@@ -166,6 +186,7 @@ class Settings(BaseSettings):
         description="Compute of the training step on Kubernetes (KFP, Prefect, Helm).",
     )
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
 
     @property
     def paths(self) -> MetaRecPaths:

@@ -41,6 +41,17 @@ app.command("gate")(models.gate)
 app.command("api")(models.api)
 
 
+def _add_plugins(root_app: typer.Typer) -> None:
+    """Add the typer apps registered under the ``metarec.cli`` entry-point group."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="metarec.cli"):
+        root_app.add_typer(entry.load(), name=entry.name)
+
+
+_add_plugins(app)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"metarec {__version__}")

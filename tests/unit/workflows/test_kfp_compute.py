@@ -23,15 +23,22 @@ def _compile(compute: ComputeSpec, tmp_path) -> list[dict]:
 
 
 def test_accelerator_tolerations_and_node_selector_are_compiled(tmp_path):
-    spec = ComputeSpec(gpu_count=2, gpu_type="NVIDIA-H100-80GB-HBM3", cpu_limit="8", memory_limit="32Gi",
-                       tolerations=[Toleration(key="dedicated", operator="Equal", value="training")])
+    spec = ComputeSpec(
+        gpu_count=2,
+        gpu_type="NVIDIA-H100-80GB-HBM3",
+        cpu_limit="8",
+        memory_limit="32Gi",
+        tolerations=[Toleration(key="dedicated", operator="Equal", value="training")],
+    )
     documents = _compile(spec, tmp_path)
     executor = next(iter(documents[0]["deploymentSpec"]["executors"].values()))
     resources = executor["container"]["resources"]
     assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert int(resources["accelerator"]["resourceCount"]) == 2
     assert resources["resourceMemoryLimit"] == "32Gi" and resources["resourceCpuLimit"] == "8"
-    platform = next(iter(documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()))
+    platform = next(
+        iter(documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values())
+    )
     keys = {t["key"] for t in platform["tolerations"]}
     assert keys == {"dedicated", "nvidia.com/gpu"}
     assert platform["nodeSelector"]["labels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}

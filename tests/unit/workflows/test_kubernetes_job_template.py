@@ -10,7 +10,11 @@ from metarec.compute import ComputeSpec, Toleration
 from metarec.workflows.kubernetes_job_template import training_base_job_template
 
 GPU = ComputeSpec(
-    cpu_request="4", cpu_limit="8", memory_request="16Gi", memory_limit="32Gi", gpu_count=1,
+    cpu_request="4",
+    cpu_limit="8",
+    memory_request="16Gi",
+    memory_limit="32Gi",
+    gpu_count=1,
     gpu_type="NVIDIA-H100-80GB-HBM3",
     tolerations=[Toleration(key="dedicated", operator="Equal", value="training")],
     node_selector={"pool": "gpu"},
@@ -38,13 +42,22 @@ def test_gpu_limit_tolerations_and_node_selector_reach_the_job_container():
     assert container["resources"]["limits"]["memory"] == "32Gi"
     assert container["resources"]["requests"]["cpu"] == "4"
     assert container["image"] == "metarec:1"
-    assert {"key": "dedicated", "operator": "Equal", "value": "training", "effect": "NoSchedule"} in pod["tolerations"]
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert {
+        "key": "dedicated",
+        "operator": "Equal",
+        "value": "training",
+        "effect": "NoSchedule",
+    } in pod["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
     assert pod["nodeSelector"] == {"pool": "gpu", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
 
 
 def test_deployments_can_override_the_gpu_count():
-    configuration = _configuration(training_base_job_template(GPU, image="metarec:1"), {"gpu_limit": 4})
+    configuration = _configuration(
+        training_base_job_template(GPU, image="metarec:1"), {"gpu_limit": 4}
+    )
     container, _ = _container_and_pod(configuration)
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 4
 

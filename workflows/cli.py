@@ -1,0 +1,117 @@
+"""``metarec flows`` and ``metarec pipelines``: a CLI plugin (entry point ``metarec.cli``).
+
+The core CLI finds these through the ``metarec.cli`` entry-point group, so the core never
+imports Prefect or KFP; this module imports them only inside the commands.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+flows_app = typer.Typer(help="Prefect flows: run, serve on a schedule.", no_args_is_help=True)
+pipelines_app = typer.Typer(help="Kubeflow Pipelines: compile, run locally.", no_args_is_help=True)
+
+
+class FlowName(StrEnum):
+    """The flows MetaRec defines."""
+
+    MATERIALIZE = "materialize"
+    RETRAIN = "retrain"
+
+
+def _training_config(path: Path | None) -> dict[str, Any] | None:
+    import yaml
+
+    return yaml.safe_load(path.read_text()) if path else None
+
+
+@flows_app.command("run")
+def run_flow(
+    ctx: typer.Context,
+    name: Annotated[FlowName, typer.Argument(help="Flow to run once, now.")],
+    training_config: Annotated[
+        Path | None, typer.Option(help="Retrain: YAML hyper-parameters.")
+    ] = None,
+    policy: Annotated[Path | None, typer.Option(help="Retrain: gate policy YAML.")] = None,
+) -> None:
+    """Run a flow once in this process (a temporary Prefect server is started when needed)."""
+    from metarec.errors import MetaRecError
+    from metarec.workflows.prefect_flows import materialize_flow, retrain_flow
+
+    settings = ctx.obj
+    home = str(settings.paths.home)
+    if name is FlowName.MATERIALIZE:
+        flow, kwargs = (
+            materialize_flow,
+            {
+                "source": settings.workflows.source,
+                "path": settings.workflows.source_path,
+                "home": home,
+            },
+        )
+    else:
+        flow, kwargs = (
+            retrain_flow,
+            {
+                "home": home,
+                "training_config": _training_config(
+                    training_config or settings.workflows.training_config
+                ),
+                "policy": str(policy) if policy else None,
+            },
+        )
+    state = flow(**kwargs, return_state=True)
+    if not state.is_completed():
+        reason = state.result(raise_on_failure=False)
+        raise MetaRecError(
+            f"Flow {name.value} ended {state.type.value}: {reason}",
+            fix="see the reason above; fix the input and run the flow again.",
+        )
+    typer.echo(f"Flow {name.value} completed: {state.result()}")
+
+
+@flows_app.command("serve")
+def serve_flows(ctx: typer.Context) -> None:
+    """Serve both flows with their cron schedules from the settings (long-running, Ctrl-C stops).
+
+    materialize: workflows.materialize_cron; retrain: workflows.retrain_cron.
+    """
+    from prefect import serve
+
+    from metarec.workflows.deployments import local_deployments
+
+    serve(*local_deployments(ctx.obj))
+
+
+@pipelines_app.command("compile")
+def compile_pipeline_command(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="KFP IR YAML to write.")] = Path("metarec-retrain.yaml"),
+) -> None:
+    """Compile the retrain pipeline (training task with the training_compute spec) to YAML."""
+    from metarec.workflows.kfp_pipeline import compile_pipeline
+
+    path = compile_pipeline(compute=ctx.obj.training_compute, out=out)
+    typer.echo(f"Compiled {path}")
+
+
+@pipelines_app.command("run-local")
+def run_pipeline_locally(
+    ctx: typer.Context,
+    training_config: Annotated[Path | None, typer.Option(help="YAML hyper-parameters.")] = None,
+    policy: Annotated[Path | None, typer.Option(help="Gate policy YAML.")] = None,
+) -> None:
+    """Run the retrain pipeline here with kfp.local.SubprocessRunner (no cluster, no pip)."""
+    from metarec.workflows.kfp_pipeline import run_locally
+
+    settings = ctx.obj
+    run_locally(
+        home=str(settings.paths.home),
+        training_config=_training_config(training_config or settings.workflows.training_config),
+        policy=str(policy) if policy else "",
+        pipeline_root=settings.paths.home / "kfp",
+    )
