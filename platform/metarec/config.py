@@ -120,6 +120,65 @@ class RegistrySettings(BaseModel):
     )
 
 
+class ServingSettings(BaseModel):
+    """The BentoML adaptation service (``metarec serve``): limits, batching, network."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str | None = Field(
+        default=None,
+        description="Registry version to serve (3, v3 or <model>:v3). Empty: the stage below.",
+    )
+    stage: Literal["production", "staging"] = Field(
+        default="production",
+        description="Serve the model's version in this stage when no version is given "
+        "(staging: the newest staging version).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `metarec serve` binds.")
+    port: int = Field(default=3000, ge=1, le=65535, description="Port `metarec serve` binds.")
+    max_support_size: int = Field(
+        default=100, ge=1, description="Largest support set a request may carry."
+    )
+    max_candidates: int = Field(
+        default=5000, ge=1, description="Most candidate/item ids a request may carry."
+    )
+    max_k: int = Field(default=1000, ge=1, description="Largest `k` of /recommend.")
+    max_feedback_events: int = Field(default=1000, ge=1, description="Events per /feedback.")
+    max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, description="Larger request bodies are refused (413)."
+    )
+    adaptation_steps: int | None = Field(
+        default=None,
+        ge=0,
+        description="Override the model card's inner steps. Empty: the card's (the offline "
+        "evaluation's) steps, which keeps served predictions equal to offline evaluation.",
+    )
+    max_batch_size: int = Field(
+        default=32, ge=1, description="Most requests adapted together (1: no batching)."
+    )
+    max_latency_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long an idle batcher waits for more requests before adapting.",
+    )
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="torch intra-op threads. Empty: torch's default."
+    )
+    feature_refresh_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the service checks Feast for a newer materialisation.",
+    )
+    prediction_memory: int = Field(
+        default=100_000,
+        ge=0,
+        description="(user, item) predictions remembered to score later feedback.",
+    )
+    quality_window: int = Field(
+        default=1000, ge=1, description="Feedback events in the rolling online-MAE gauge."
+    )
+
+
 class MetaRecPaths(BaseModel):
     """Every location under the MetaRec home, derived from it (never configured twice)."""
 
@@ -187,6 +246,7 @@ class Settings(BaseSettings):
     )
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @property
     def paths(self) -> MetaRecPaths:

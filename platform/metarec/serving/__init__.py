@@ -1,0 +1,9 @@
+"""The BentoML adaptation service: per-request few-shot personalisation of a registry version.
+
+Modules, one concept each: :mod:`.schemas` (HTTP request/response models), :mod:`.loading` (a
+registry version, checksum verified, and how offline evaluation adapts it), :mod:`.features`
+(Feast online features, item matrix cached in memory), :mod:`.adapter` (batched adaptation
+through the meta-learning core), :mod:`.batching` (the micro-batcher), :mod:`.quality` (online
+MAE from feedback), :mod:`.metrics` (Prometheus), :mod:`.engine` (the request logic, no
+BentoML), :mod:`.service` (the ``@bentoml.service`` class).
+"""

@@ -1,0 +1,309 @@
+"""The request logic of the adaptation service, independent of BentoML.
+
+Every request is checked against the loaded features and the configured limits first; a bad
+request raises :class:`~metarec.errors.ServingInputError` naming the field (a 4xx), before any
+work is queued. Valid requests become :class:`~.adapter.AdaptationJob` s adapted together by
+the micro-batcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+
+from metarec.config import ServingSettings
+from metarec.errors import ServingInputError
+from metarec.serving.adapter import AdaptationJob, BatchedAdapter
+from metarec.serving.batching import MicroBatcher
+from metarec.serving.features import FeatureCache, UserFeatures, compose_rows
+from metarec.serving.loading import ServedModel
+from metarec.serving.metrics import ServingMetrics
+from metarec.serving.quality import PredictionMemory, RollingMAE
+from metarec.serving.schemas import (
+    FeedbackRequest,
+    FeedbackResponse,
+    Metadata,
+    PredictedRating,
+    PredictRequest,
+    PredictResponse,
+    RecommendRequest,
+    RecommendResponse,
+    ScoredItem,
+    SupportRating,
+)
+
+
+class AdaptationEngine:
+    """Adapt-and-score for recommend, predict and feedback; owns the service's state."""
+
+    def __init__(
+        self,
+        *,
+        served: ServedModel,
+        features: FeatureCache,
+        serving: ServingSettings,
+        metrics: ServingMetrics | None = None,
+    ) -> None:
+        """Wire the loaded model, feature cache, limits and metrics together.
+
+        Args:
+            served: The loaded registry version.
+            features: Online features of users and items.
+            serving: Limits and batching settings.
+            metrics: Prometheus metrics (default: new, private).
+        """
+        self.served = served
+        self.features = features
+        self.serving = serving
+        self.metrics = metrics or ServingMetrics(model_version=served.tag)
+        self.adapter = BatchedAdapter(served.adapted)
+        self.batcher: MicroBatcher[AdaptationJob, np.ndarray] = MicroBatcher(
+            self.adapter,
+            max_batch_size=serving.max_batch_size,
+            max_latency_ms=serving.max_latency_ms,
+            on_batch=lambda n: self.metrics.observe_batch(n, self.adapter.steps),
+        )
+        self.memory = PredictionMemory(capacity=serving.prediction_memory)
+        self.quality = RollingMAE(window=serving.quality_window)
+
+    # -- validation -------------------------------------------------------------------------
+
+    def _item_rows(self, field: str, item_ids: Sequence[int]) -> np.ndarray:
+        index = self.features.items.index
+        rows = np.empty(len(item_ids), dtype=np.int64)
+        for n, item in enumerate(item_ids):
+            row = index.get(int(item))
+            if row is None:
+                raise ServingInputError(
+                    f"{field}[{n}]",
+                    f"item {item} is unknown (it has no features in the online store).",
+                    fix="send item ids of the catalogue (see GET /metadata n_items), or "
+                    "materialise the item's features.",
+                    status=422,
+                )
+            rows[n] = row
+        return rows
+
+    def _check_count(self, field: str, n: int, limit: int) -> None:
+        if n > limit:
+            raise ServingInputError(
+                field,
+                f"{n} entries exceed the limit of {limit}.",
+                fix=f"send at most {limit} (serving settings), or split the request.",
+                status=422,
+            )
+
+    async def _user(self, user_id: int | None, field: str = "user_id") -> UserFeatures | None:
+        if user_id is None:
+            return None
+        user = await asyncio.to_thread(self.features.user, int(user_id))
+        if user is None:
+            raise ServingInputError(
+                field,
+                f"user {user_id} is unknown (no features in the online store).",
+                fix="send a known user id, or omit user_id and send a support set; "
+                "materialise new users' features with `metarec features materialize`.",
+                status=404,
+            )
+        return user
+
+    def _support(
+        self, user: UserFeatures | None, support: list[SupportRating] | None
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Support (rows, ratings, item ids) from the request or the user's recent ratings."""
+        limit = self.serving.max_support_size
+        if support is not None:
+            if not support:
+                raise ServingInputError(
+                    "support",
+                    "the support set is empty.",
+                    fix="send at least one {item_id, rating}, or omit support to use the "
+                    "user's recent ratings.",
+                )
+            self._check_count("support", len(support), limit)
+            items = [s.item_id for s in support]
+            ratings = np.array([s.rating for s in support], dtype=np.float32)
+            rows = self._item_rows("support", items)
+            # Per-field names for unknown items: support[i].item_id.
+        elif user is not None:
+            if not user.recent_item_ids:
+                raise ServingInputError(
+                    "support",
+                    f"user {user.user_id} has no recent ratings in the online store.",
+                    fix="send a support set of {item_id, rating}.",
+                )
+            known = [
+                (i, r)
+                for i, r in zip(user.recent_item_ids, user.recent_ratings, strict=False)
+                if i in self.features.items.index
+            ][:limit]
+            if not known:
+                raise ServingInputError(
+                    "support",
+                    f"none of user {user.user_id}'s recent items are in the catalogue.",
+                    fix="send a support set of {item_id, rating}.",
+                )
+            items = [i for i, _ in known]
+            ratings = np.array([r for _, r in known], dtype=np.float32)
+            rows = np.array([self.features.items.index[i] for i in items], dtype=np.int64)
+        else:
+            raise ServingInputError(
+                "support",
+                "neither user_id nor support was sent.",
+                fix="send a user_id (its recent ratings are the support set) or a support set.",
+            )
+        user_codes = self._user_codes(user)
+        x = compose_rows(self.served.encoder, user_codes, self.features.items.codes[rows])
+        return x, ratings, items
+
+    def _user_codes(self, user: UserFeatures | None) -> np.ndarray:
+        if user is not None:
+            return user.codes
+        return np.zeros(self.features.items.codes.shape[1], dtype=np.int64)
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    async def recommend(self, request: RecommendRequest) -> RecommendResponse:
+        """Adapt to the support set; the top-k candidates (support items excluded)."""
+        user = await self._user(request.user_id)
+        try:
+            support_x, support_y, support_items = self._support(user, request.support)
+        except ServingInputError as exc:
+            raise _item_field(exc, "item_id") from None
+        self._check_count("k", request.k, self.serving.max_k)
+        items = self.features.items
+        if request.candidates is None:
+            rows = np.arange(len(items.item_ids))
+        else:
+            self._check_count("candidates", len(request.candidates), self.serving.max_candidates)
+            rows = np.unique(self._item_rows("candidates", request.candidates))
+        rows = rows[~np.isin(items.item_ids[rows], np.asarray(support_items, dtype=np.int64))]
+        if len(rows) == 0:
+            return RecommendResponse(model_version=self.served.tag, items=[])
+        query_x = compose_rows(self.served.encoder, self._user_codes(user), items.codes[rows])
+        scores = await self.batcher.submit(AdaptationJob(support_x, support_y, query_x))
+        k = min(request.k, len(rows))
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
+        top = top[np.lexsort((items.item_ids[rows[top]], -scores[top]))]
+        chosen = [int(i) for i in items.item_ids[rows[top]]]
+        values = [float(s) for s in scores[top]]
+        if request.user_id is not None:
+            self.memory.remember(request.user_id, chosen, values)
+        return RecommendResponse(
+            model_version=self.served.tag,
+            items=[ScoredItem(item_id=i, score=s) for i, s in zip(chosen, values, strict=True)],
+        )
+
+    async def predict(self, request: PredictRequest) -> PredictResponse:
+        """Adapt to the support set; predicted ratings of ``item_ids`` in request order."""
+        user = await self._user(request.user_id)
+        try:
+            support_x, support_y, _ = self._support(user, request.support)
+        except ServingInputError as exc:
+            raise _item_field(exc, "item_id") from None
+        self._check_count("item_ids", len(request.item_ids), self.serving.max_candidates)
+        rows = self._item_rows("item_ids", request.item_ids)
+        query_x = compose_rows(
+            self.served.encoder, self._user_codes(user), self.features.items.codes[rows]
+        )
+        ratings = await self.batcher.submit(AdaptationJob(support_x, support_y, query_x))
+        values = [float(r) for r in ratings]
+        if request.user_id is not None:
+            self.memory.remember(request.user_id, list(request.item_ids), values)
+        return PredictResponse(
+            model_version=self.served.tag,
+            predictions=[
+                PredictedRating(item_id=i, rating=r)
+                for i, r in zip(request.item_ids, values, strict=True)
+            ],
+        )
+
+    async def feedback(self, request: FeedbackRequest) -> FeedbackResponse:
+        """Score events against remembered predictions, else predictions made now."""
+        events = request.events
+        self._check_count("events", len(events), self.serving.max_feedback_events)
+        for n, event in enumerate(events):
+            self._item_rows(f"events[{n}].item_id", [event.item_id])
+        users: dict[int, UserFeatures] = {}
+        for n, event in enumerate(events):
+            if event.user_id not in users:
+                found = await self._user(event.user_id, field=f"events[{n}].user_id")
+                assert found is not None
+                users[event.user_id] = found
+        predicted: list[float | None] = [self.memory.get(e.user_id, e.item_id) for e in events]
+        missing: dict[int, list[int]] = {}
+        for n, value in enumerate(predicted):
+            if value is None:
+                missing.setdefault(events[n].user_id, []).append(n)
+        jobs = []
+        for user_id, positions in missing.items():
+            user = users[user_id]
+            known = [
+                (i, r)
+                for i, r in zip(user.recent_item_ids, user.recent_ratings, strict=False)
+                if i in self.features.items.index
+            ][: self.serving.max_support_size]
+            support_rows = np.array(
+                [self.features.items.index[i] for i, _ in known], dtype=np.int64
+            )
+            width = self.features.items.codes.shape[1]
+            support_x = (
+                compose_rows(
+                    self.served.encoder, user.codes, self.features.items.codes[support_rows]
+                )
+                if len(support_rows)
+                else np.zeros((0, width), dtype=np.int64)
+            )
+            query_rows = self._item_rows("events", [events[n].item_id for n in positions])
+            query_x = compose_rows(
+                self.served.encoder, user.codes, self.features.items.codes[query_rows]
+            )
+            jobs.append(
+                self.batcher.submit(
+                    AdaptationJob(support_x, np.array([r for _, r in known], np.float32), query_x)
+                )
+            )
+        for (user_id, positions), values in zip(
+            missing.items(), await asyncio.gather(*jobs), strict=True
+        ):
+            for n, value in zip(positions, values, strict=True):
+                predicted[n] = float(value)
+            self.memory.remember(
+                user_id, [events[n].item_id for n in positions], [float(v) for v in values]
+            )
+        errors = [abs(float(p) - e.rating) for p, e in zip(predicted, events, strict=True)]
+        mae = self.quality.add(errors)
+        self.metrics.observe_feedback(errors, mae)
+        return FeedbackResponse(accepted=len(events))
+
+    def metadata(self, *, stage: str) -> Metadata:
+        """What is served, with its adaptation rule and limits."""
+        served = self.served
+        inner = served.adapted.inner
+        return Metadata(
+            model=served.info.model,
+            version=served.info.version,
+            model_version=served.tag,
+            stage=stage,
+            feature_service="online_adaptation",
+            algorithm=served.card.algorithm,
+            adaptation_steps=inner.steps,
+            adaptation_lr=None if served.adapted.use_meta_sgd else inner.lr,
+            meta_sgd=served.adapted.use_meta_sgd,
+            n_items=len(self.features.items.item_ids),
+            features_materialized_at=self.features.materialized_at,
+            max_support_size=self.serving.max_support_size,
+            max_candidates=self.serving.max_candidates,
+            max_batch_size=self.serving.max_batch_size,
+        )
+
+
+def _item_field(exc: ServingInputError, suffix: str) -> ServingInputError:
+    """``support[3]`` → ``support[3].item_id`` for unknown support items."""
+    if exc.field.startswith("support[") and exc.field.endswith("]"):
+        return ServingInputError(
+            f"{exc.field}.{suffix}", exc.problem.split(": ", 1)[-1], fix=exc.fix, status=exc.status
+        )
+    return exc

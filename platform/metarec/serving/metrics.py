@@ -1,0 +1,125 @@
+"""Prometheus metrics of the adaptation service, every series labelled ``model_version``.
+
+Each :class:`ServingMetrics` owns a ``CollectorRegistry`` (no process-global registration, so
+several instances can live in one process, e.g. in tests). Under ``bentoml serve``,
+prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by BentoML) writes the
+values where BentoML's ``/metrics`` collects them. Windowed online MAE for canary analysis is
+``Δ metarec_feedback_abs_error_sum / Δ metarec_feedback_total``; ``metarec_online_mae`` is the
+rolling MAE over the last ``serving.quality_window`` events.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
+
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+
+
+def status_class(status: int) -> str:
+    """``200`` → ``"2xx"``."""
+    return f"{status // 100}xx"
+
+
+class ServingMetrics:
+    """The service's counters, histogram and gauge for one model version."""
+
+    def __init__(self, *, model_version: str, registry: CollectorRegistry | None = None) -> None:
+        """Create the metrics.
+
+        Args:
+            model_version: Value of the ``model_version`` label (``metarec:v3``).
+            registry: Where to register (default: a new private registry).
+        """
+        self.model_version = model_version
+        self.registry = registry or CollectorRegistry()
+        self.requests = Counter(
+            "metarec_requests_total",
+            "Requests by endpoint and HTTP status class.",
+            ["endpoint", "model_version", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "metarec_request_latency_seconds",
+            "Request latency (whole HTTP request, in the service process).",
+            ["endpoint", "model_version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.adaptation_steps = Counter(
+            "metarec_adaptation_steps_total",
+            "Inner-loop gradient steps taken (steps × adapted requests).",
+            ["model_version"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "metarec_adaptation_batch_size",
+            "Requests adapted together in one batch.",
+            ["model_version"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
+        self.feedback = Counter(
+            "metarec_feedback",
+            "Feedback events scored against a prediction.",
+            ["model_version"],
+            registry=self.registry,
+        )
+        # A Summary exposes exactly ``metarec_feedback_abs_error_sum`` (and ``_count``), a
+        # monotonic counter of summed absolute errors (a Counter would add ``_total``).
+        self.feedback_abs_error = Summary(
+            "metarec_feedback_abs_error",
+            "|predicted - observed| of scored feedback events (_sum, _count).",
+            ["model_version"],
+            registry=self.registry,
+        )
+        self.online_mae = Gauge(
+            "metarec_online_mae",
+            "Rolling MAE of predictions against feedback.",
+            ["model_version"],
+            multiprocess_mode="mostrecent",
+            registry=self.registry,
+        )
+        # Series exist (at 0) from the start, so rates and ratios are defined at once.
+        for endpoint in ("recommend", "predict", "feedback", "metadata"):
+            self.latency.labels(endpoint, model_version)
+            for status in ("2xx", "4xx", "5xx"):
+                self.requests.labels(endpoint, model_version, status)
+        self.adaptation_steps.labels(model_version)
+        self.feedback.labels(model_version)
+        self.feedback_abs_error.labels(model_version)
+        self.online_mae.labels(model_version).set(0.0)
+
+    def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
+        """Count one request and its latency."""
+        self.requests.labels(endpoint, self.model_version, status_class(status)).inc()
+        self.latency.labels(endpoint, self.model_version).observe(seconds)
+
+    def observe_batch(self, size: int, steps: int) -> None:
+        """Count one adaptation batch of ``size`` requests, ``steps`` inner steps each."""
+        self.batch_size.labels(self.model_version).observe(size)
+        self.adaptation_steps.labels(self.model_version).inc(size * steps)
+
+    def observe_feedback(self, abs_errors: list[float], mae: float) -> None:
+        """Count scored feedback events and update the rolling MAE."""
+        self.feedback.labels(self.model_version).inc(len(abs_errors))
+        summary = self.feedback_abs_error.labels(self.model_version)
+        for error in abs_errors:
+            summary.observe(error)
+        self.online_mae.labels(self.model_version).set(mae)

@@ -1,0 +1,145 @@
+"""Request and response bodies of the adaptation service (its OpenAPI contract).
+
+Types are strict (``"3"`` is not an id, ``true`` is not a rating); ratings are finite and on the
+1..5 scale; unknown fields are refused. Limits that depend on configuration (support size,
+candidates, ``k``) are checked by the engine, which names the field in its 4xx answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RATING_MIN = 1.0
+RATING_MAX = 5.0
+# Hard schema bounds (the configured limits in ServingSettings are usually tighter).
+SCHEMA_MAX_LIST = 100_000
+ID_MAX = 2**31 - 1
+
+ItemId = Annotated[int, Field(strict=True, ge=1, le=ID_MAX, description="An item id.")]
+UserId = Annotated[int, Field(strict=True, ge=1, le=ID_MAX, description="A user id.")]
+Rating = Annotated[
+    float,
+    Field(
+        ge=RATING_MIN,
+        le=RATING_MAX,
+        allow_inf_nan=False,
+        description="A rating on the 1..5 scale.",
+    ),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SupportRating(_Strict):
+    """One known rating of the user: an item and its rating."""
+
+    item_id: ItemId
+    rating: Rating
+
+
+class RecommendRequest(_Strict):
+    """``POST /recommend``: adapt to the user, return the top-k candidates."""
+
+    user_id: UserId | None = Field(
+        default=None,
+        description="The user. Alone, the support set is the user's recent ratings in Feast.",
+    )
+    support: list[SupportRating] | None = Field(
+        default=None,
+        max_length=SCHEMA_MAX_LIST,
+        description="Known ratings to adapt on (default: the user's recent ratings).",
+    )
+    candidates: list[ItemId] | None = Field(
+        default=None, max_length=SCHEMA_MAX_LIST, description="Items to rank (default: all)."
+    )
+    k: int = Field(default=10, strict=True, ge=1, le=SCHEMA_MAX_LIST, description="Top-k.")
+
+
+class PredictRequest(_Strict):
+    """``POST /predict``: adapt to the user, predict ratings of the given items."""
+
+    user_id: UserId | None = Field(default=None, description="The user.")
+    support: list[SupportRating] | None = Field(
+        default=None, max_length=SCHEMA_MAX_LIST, description="Known ratings to adapt on."
+    )
+    item_ids: list[ItemId] = Field(
+        min_length=1, max_length=SCHEMA_MAX_LIST, description="Items to predict."
+    )
+
+
+class FeedbackEvent(_Strict):
+    """An observed rating."""
+
+    user_id: UserId
+    item_id: ItemId
+    rating: Rating
+
+
+class FeedbackRequest(_Strict):
+    """``POST /feedback``: observed ratings, scored against the service's predictions."""
+
+    events: list[FeedbackEvent] = Field(min_length=1, max_length=SCHEMA_MAX_LIST)
+
+
+class ScoredItem(BaseModel):
+    """A recommended item and its predicted rating."""
+
+    item_id: int
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    """Top-k items, best first."""
+
+    model_version: str
+    items: list[ScoredItem]
+
+
+class PredictedRating(BaseModel):
+    """A predicted rating (clamped to the 1..5 scale, as offline evaluation does)."""
+
+    item_id: int
+    rating: float
+
+
+class PredictResponse(BaseModel):
+    """Predictions in the order of the request's ``item_ids``."""
+
+    model_version: str
+    predictions: list[PredictedRating]
+
+
+class FeedbackResponse(BaseModel):
+    """How many events were scored."""
+
+    accepted: int
+
+
+class Metadata(BaseModel):
+    """What the service serves."""
+
+    model: str
+    version: int
+    model_version: str
+    stage: str
+    feature_service: str
+    algorithm: str
+    adaptation_steps: int
+    adaptation_lr: float | None
+    meta_sgd: bool
+    n_items: int
+    features_materialized_at: str | None
+    max_support_size: int
+    max_candidates: int
+    max_batch_size: int
+
+
+class ErrorBody(BaseModel):
+    """A 4xx answer: the field at fault, what is wrong and the fix."""
+
+    error: str
+    field: str

@@ -1,0 +1,148 @@
+"""The ``@bentoml.service`` adaptation service.
+
+Run it with ``bentoml serve metarec.serving.service:AdaptationService`` (or ``metarec serve``).
+
+Which version it serves comes from the settings (``METAREC_SERVING__VERSION`` or
+``METAREC_SERVING__STAGE``; ``metarec serve`` sets them). Endpoints (JSON over HTTP):
+``POST /recommend``, ``POST /predict``, ``POST /feedback``, ``GET /metadata``, plus BentoML's
+``/livez``, ``/readyz`` and ``/metrics``. Bad input is answered with a 4xx naming the field.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import bentoml
+import torch
+from fastapi import FastAPI
+from starlette.responses import JSONResponse
+
+from metarec.config import load_settings
+from metarec.environment import apply_process_environment
+from metarec.errors import MetaRecError, ServingInputError
+from metarec.registry.service import Registry
+from metarec.registry.types import VersionRef
+from metarec.serving.engine import AdaptationEngine
+from metarec.serving.features import FeatureCache
+from metarec.serving.http import MetricsSink, RequestGuard
+from metarec.serving.loading import load_served_model
+from metarec.serving.metrics import ServingMetrics
+from metarec.serving.schemas import (
+    FeedbackRequest,
+    FeedbackResponse,
+    Metadata,
+    PredictRequest,
+    PredictResponse,
+    RecommendRequest,
+    RecommendResponse,
+)
+
+_BOOT_SETTINGS = load_settings()
+apply_process_environment(_BOOT_SETTINGS)
+# The request guard is built by BentoML from these options before the instance exists; the
+# instance binds its metrics into the sink when its model is loaded.
+_SINK = MetricsSink()
+
+
+def _error(exc: ServingInputError) -> JSONResponse:
+    return JSONResponse({"error": str(exc), "field": exc.field}, status_code=exc.status)
+
+
+# GET endpoints live in a mounted FastAPI app (BentoML APIs are POST); BentoML merges its
+# OpenAPI into the service's. Handlers reach the instance through bentoml.get_current_service.
+_GET_APP = FastAPI(title="metarec adaptation (GET)", docs_url=None, redoc_url=None)
+
+
+@_GET_APP.get("/metadata", response_model=Metadata, summary="What is served")
+def _metadata() -> Metadata:
+    """The served model name, version, stage, feature service, adaptation rule and limits."""
+    service: AdaptationService = bentoml.get_current_service()
+    return service.metadata()
+
+
+@bentoml.asgi_app(_GET_APP, path="/")
+@bentoml.service(
+    name="metarec_adaptation",
+    workers=1,
+    traffic={"timeout": 30},
+)
+class AdaptationService:
+    """Adapt a registry version to each user's few ratings, inside the request."""
+
+    def __init__(self) -> None:
+        """Load the version (checksum verified), the item features, and start the refresher."""
+        settings = load_settings()
+        self.settings = settings
+        if settings.serving.torch_threads:
+            torch.set_num_threads(settings.serving.torch_threads)
+        served = load_served_model(settings)
+        features = FeatureCache(settings, encoder=served.encoder)
+        metrics = ServingMetrics(model_version=served.tag)
+        self.engine = AdaptationEngine(
+            served=served, features=features, serving=settings.serving, metrics=metrics
+        )
+        self.registry = Registry.open(settings)
+        self._stop = threading.Event()
+        self._refresher = threading.Thread(
+            target=self._refresh_loop, name="metarec-feature-refresh", daemon=True
+        )
+        self._refresher.start()
+        _SINK.bind(metrics)
+
+    def _refresh_loop(self) -> None:
+        interval = self.settings.serving.feature_refresh_seconds
+        while not self._stop.wait(interval):
+            try:
+                self.engine.features.refresh()
+            except Exception:  # a failed check keeps the cached features; retried next tick
+                continue
+
+    @bentoml.on_shutdown
+    async def shutdown(self) -> None:
+        """Stop the refresher and the batcher; close the registry."""
+        self._stop.set()
+        await self.engine.batcher.close()
+        self.registry.close()
+
+    def _stage(self) -> str:
+        info = self.engine.served.info
+        try:
+            return self.registry.get_version(
+                VersionRef(model=info.model, version=info.version)
+            ).stage.value
+        except MetaRecError:
+            return info.stage.value
+
+    @bentoml.api(input_spec=RecommendRequest, output_spec=RecommendResponse)
+    async def recommend(self, **fields: Any) -> RecommendResponse | JSONResponse:
+        """Adapt to the user's support set (or recent ratings) and return the top-k items."""
+        try:
+            return await self.engine.recommend(RecommendRequest.model_construct(**fields))
+        except ServingInputError as exc:
+            return _error(exc)
+
+    @bentoml.api(input_spec=PredictRequest, output_spec=PredictResponse)
+    async def predict(self, **fields: Any) -> PredictResponse | JSONResponse:
+        """Adapt to the user's support set and predict ratings of the given items."""
+        try:
+            return await self.engine.predict(PredictRequest.model_construct(**fields))
+        except ServingInputError as exc:
+            return _error(exc)
+
+    @bentoml.api(input_spec=FeedbackRequest, output_spec=FeedbackResponse)
+    async def feedback(self, **fields: Any) -> FeedbackResponse | JSONResponse:
+        """Score observed ratings against the service's predictions (online MAE)."""
+        try:
+            return await self.engine.feedback(FeedbackRequest.model_construct(**fields))
+        except ServingInputError as exc:
+            return _error(exc)
+
+    def metadata(self) -> Metadata:
+        """The served model, version, stage, feature service and limits."""
+        return self.engine.metadata(stage=self._stage())
+
+
+AdaptationService.add_asgi_middleware(
+    RequestGuard, max_body_bytes=_BOOT_SETTINGS.serving.max_body_bytes, sink=_SINK
+)
