@@ -121,11 +121,12 @@ def adapt(
         if lr is None:
             raise ValueError("lr is required for a model without Meta-SGD rates")
     h = model.embed(support_x)  # (T, S, D)
+    target = support_y.to(h.dtype) - model.offset(support_x)  # (T, S) what the MLP must add
     return adapt_embedded(
         model.decision,
         params,
         h,
-        support_y.to(h.dtype),
+        target,
         support_mask.to(h.dtype),
         steps=steps,
         lr=lr,
@@ -144,4 +145,4 @@ def predict_embedded(decision: torch.nn.Module, adapted: Params, h: torch.Tensor
 
 def predict(model: MeLU, adapted: Params, x: torch.Tensor) -> torch.Tensor:
     """Predict ratings of encoded rows ``x`` (T, Q, W) with per-task adapted params → (T, Q)."""
-    return predict_embedded(model.decision, adapted, model.embed(x))
+    return predict_embedded(model.decision, adapted, model.embed(x)) + model.offset(x)

@@ -62,13 +62,13 @@ def meta_loss(
         model.decision,
         model.decision_params(),
         h_s,
-        batch.support_y,
+        batch.support_y - model.offset(batch.support_x),
         batch.support_mask,
         steps=inner.steps,
         lr=lr,
         first_order=first_order,
     )
-    pred = predict_embedded(model.decision, adapted, h_q)  # (T, Q)
+    pred = predict_embedded(model.decision, adapted, h_q) + model.offset(batch.query_x)  # (T, Q)
     return masked_mse(pred, batch.query_y, batch.query_mask)
 
 
@@ -78,20 +78,21 @@ def reptile_gradients(model: MeLU, batch: TaskBatch, *, inner: InnerLoop) -> tor
     h_q = model.embed(batch.query_x)  # (T, Q, D)
     h = torch.cat([h_s, h_q], dim=1)  # (T, S+Q, D)
     y = torch.cat([batch.support_y, batch.query_y], dim=1)  # (T, S+Q)
+    offset = model.offset(torch.cat([batch.support_x, batch.query_x], dim=1))  # (T, S+Q)
     mask = torch.cat([batch.support_mask, batch.query_mask], dim=1)  # (T, S+Q)
     params = {k: v.detach() for k, v in model.decision_params().items()}
     adapted = adapt_embedded(
         model.decision,
         params,
         h.detach(),
-        y,
+        y - offset.detach(),
         mask,
         steps=inner.steps,
         lr=inner.lr,
         first_order=True,
     )
     adapted = {k: v.detach() for k, v in adapted.items()}
-    loss = masked_mse(predict_embedded(model.decision, adapted, h), y, mask)
+    loss = masked_mse(predict_embedded(model.decision, adapted, h) + offset, y, mask)
     loss.backward()  # embeddings only: the adapted params are constants
     scale = 1.0 / (inner.lr * max(inner.steps, 1))
     for name, p in model.decision_params().items():

@@ -32,6 +32,8 @@ class ModelConfig:
         output_bias: Initial bias of the output unit (e.g. the mean training rating).
         meta_sgd: Learn one inner learning rate per decision parameter element (Meta-SGD).
         inner_lr_init: Initial value of the Meta-SGD rates.
+        bias_fields: Fields (e.g. ``item_id``) with a scalar bias added to the output, learnt
+            in the outer loop only (a regularised item bias beside the MLP).
     """
 
     field_names: tuple[str, ...]
@@ -43,6 +45,7 @@ class ModelConfig:
     output_bias: float = 3.5
     meta_sgd: bool = False
     inner_lr_init: float = 0.01
+    bias_fields: tuple[str, ...] = ()
 
     @property
     def n_fields(self) -> int:
@@ -60,14 +63,16 @@ class ModelConfig:
         data["field_names"] = list(self.field_names)
         data["field_sizes"] = list(self.field_sizes)
         data["hidden"] = list(self.hidden)
+        data["bias_fields"] = list(self.bias_fields)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ModelConfig:
         """Inverse of :meth:`to_dict`."""
         values = dict(data)
-        for key in ("field_names", "field_sizes", "hidden"):
-            values[key] = tuple(values[key])  # type: ignore[arg-type]
+        for key in ("field_names", "field_sizes", "hidden", "bias_fields"):
+            if key in values:
+                values[key] = tuple(values[key])  # type: ignore[arg-type]
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -98,6 +103,11 @@ class MeLU(nn.Module):
         self.fields = nn.ModuleList(nn.Embedding(n, dim, padding_idx=0) for n in config.field_sizes)
         self.genres = nn.Embedding(config.n_genres, dim, padding_idx=0) if config.n_genres else None
         self.decision = Decision(config.n_fields * dim, config.hidden, config.output_bias)
+        self.biases = nn.ModuleDict()
+        for name in config.bias_fields:
+            size = config.field_sizes[config.field_names.index(name)]
+            self.biases[name] = nn.Embedding(size, 1, padding_idx=0)
+            nn.init.zeros_(self.biases[name].weight)
         if config.meta_sgd:
             self.inner_lrs = nn.ParameterDict(
                 {
@@ -119,9 +129,17 @@ class MeLU(nn.Module):
             parts.append(summed / count)  # (..., E) mean of the item's genres
         return torch.cat(parts, dim=-1)  # (..., F*E)
 
+    def offset(self, x: torch.Tensor) -> torch.Tensor:
+        """The outer-loop bias terms of rows ``x`` (..., input_width) → (...); 0 without any."""
+        out = torch.zeros(x.shape[:-1], device=x.device, dtype=self.decision.out.weight.dtype)
+        for name, emb in self.biases.items():
+            column = self.config.field_names.index(name)
+            out = out + emb(x[..., column]).squeeze(-1)  # (...)
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict ratings for encoded rows ``x`` (..., input_width) → (...)."""
-        return self.decision(self.embed(x))
+        return self.decision(self.embed(x)) + self.offset(x)
 
     def decision_params(self) -> dict[str, torch.Tensor]:
         """The adapted parameters, keyed as in ``self.decision`` (no prefix)."""

@@ -28,6 +28,9 @@ class TrainingConfig(BaseModel):
     hidden: tuple[int, ...] = Field(default=(64, 64), description="Decision layer widths.")
     use_user_id: bool = Field(default=False, description="Embed user ids (off: new users).")
     use_item_id: bool = Field(default=False, description="Embed item ids of training items.")
+    item_bias: bool = Field(
+        default=True, description="With use_item_id: add a learnt scalar item bias to the output."
+    )
     min_users_per_value: int = Field(
         default=20, ge=1, description="Rarer user-attribute values (e.g. zip prefixes) → unknown."
     )

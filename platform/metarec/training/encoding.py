@@ -112,6 +112,7 @@ class FeatureEncoder(BaseModel):
         output_bias: float,
         meta_sgd: bool,
         inner_lr_init: float,
+        item_bias: bool = False,
     ) -> ModelConfig:
         """The :class:`ModelConfig` matching this encoding."""
         return ModelConfig(
@@ -124,6 +125,7 @@ class FeatureEncoder(BaseModel):
             output_bias=output_bias,
             meta_sgd=meta_sgd,
             inner_lr_init=inner_lr_init,
+            bias_fields=("item_id",) if item_bias and "item_id" in self.field_names else (),
         )
 
 

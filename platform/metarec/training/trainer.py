@@ -124,6 +124,7 @@ def build_models(data: PreparedData, config: TrainingConfig) -> tuple[MeLU, MeLU
         "hidden": tuple(config.hidden),
         "output_bias": data.mean_rating,
         "inner_lr_init": config.inner_lr,
+        "item_bias": config.item_bias,
     }
     torch.manual_seed(config.seed)
     global_model = MeLU(data.encoder.model_config_for(meta_sgd=False, **common))

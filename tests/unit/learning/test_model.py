@@ -49,3 +49,28 @@ def test_meta_sgd_rates_cover_every_decision_param():
     assert rates is not None
     assert set(rates) == set(model.decision_params())
     assert all(torch.allclose(r, torch.full_like(r, 0.02)) for r in rates.values())
+
+
+def test_item_bias_is_an_outer_loop_offset():
+    from metarec.learning.adaptation import adapt, predict
+    from metarec.learning.algorithms import InnerLoop, meta_loss
+    from metarec.learning.tasks import collate
+
+    from .helpers import random_tasks
+
+    model = make_model(bias_fields=("item_id",))
+    with torch.no_grad():
+        model.biases["item_id"].weight.normal_()
+    batch = collate(random_tasks(0, 3))
+    unadapted = adapt(
+        model, None, batch.support_x, batch.support_y, batch.support_mask, steps=0, lr=0.1
+    )
+    torch.testing.assert_close(predict(model, unadapted, batch.query_x), model(batch.query_x))
+    item_col = CONFIG.field_names.index("item_id")
+    offset = model.offset(batch.query_x)
+    torch.testing.assert_close(
+        offset, model.biases["item_id"].weight[batch.query_x[..., item_col], 0]
+    )
+    assert "biases.item_id.weight" not in {f"decision.{k}" for k in model.decision_params()}
+    meta_loss(model, batch, inner=InnerLoop(steps=2, lr=0.05)).backward()
+    assert model.biases["item_id"].weight.grad.abs().sum() > 0
