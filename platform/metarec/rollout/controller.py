@@ -1,0 +1,369 @@
+"""The rollout controller: idempotent reconcile steps driven by :func:`decide`.
+
+Every step reads the persisted state, acts (router, registry), then writes the new state; a
+step interrupted half-way is safe to run again. A restarted controller re-asserts the weights
+of the persisted step, starts a fresh analysis window and carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from metarec.errors import MetaRecError, RegistryConflictError
+from metarec.registry import Registry, Stage, VersionRef
+from metarec.rollout.analysis import decide
+from metarec.rollout.metrics import MetricSource
+from metarec.rollout.router import Router
+from metarec.rollout.store import RolloutStore
+from metarec.rollout.types import Action, Decision, Phase, RolloutSpec, RolloutState
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def start_rollout(
+    *,
+    registry: Registry,
+    store: RolloutStore,
+    ref: VersionRef,
+    spec: RolloutSpec,
+    actor: str,
+) -> RolloutState:
+    """Create a rollout of a staging version (the controller carries it out).
+
+    Raises:
+        VersionNotFoundError: No such version.
+        RolloutError: The version is not in staging.
+        RolloutConflictError: Another rollout of the model is active.
+    """
+    from metarec.errors import RolloutError
+
+    info = registry.get_version(ref)
+    if info.stage is not Stage.STAGING:
+        raise RolloutError(
+            f"{ref.tag} is in {info.stage.value}; only a staging version can be rolled out.",
+            fix="register a new version (`metarec models register`) or pick a staging one "
+            "(`metarec models list`).",
+        )
+    return store.create(
+        model=ref.model,
+        version=ref.version,
+        production_version=registry.production_version(ref.model),
+        spec=spec,
+        actor=actor,
+    )
+
+
+class RolloutController:
+    """Carries rollouts through their phases: weights, analysis, promotion or rollback."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        store: RolloutStore,
+        router: Router,
+        metrics: MetricSource,
+        actor: str = "rollout-controller",
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        """Wire the controller to its collaborators (interfaces, never concrete services).
+
+        Args:
+            registry: Promotes the version when every step passed.
+            store: Persisted rollout state.
+            router: Moves traffic between production and canary.
+            metrics: Reads the analysis windows.
+            actor: Who the registry ledger names for promotions.
+            clock: Wall clock (UTC); tests pass their own.
+        """
+        self.registry = registry
+        self.store = store
+        self.router = router
+        self.metrics = metrics
+        self.actor = actor
+        self.clock = clock
+        # Rollouts whose weights and window this process has (re-)established.
+        self._attached: set[str] = set()
+
+    # ---------------------------------------------------------------- loop
+    def reconcile_all(self, model: str | None = None) -> list[RolloutState]:
+        """Run one reconcile step on every active rollout (of ``model`` when given)."""
+        states = []
+        for state in self.store.active(model):
+            try:
+                states.append(self.reconcile(state.id))
+            except MetaRecError as exc:  # a flaky router or metric source: retry next tick
+                log.warning("rollout %s: %s", state.id, exc)
+                self.store.save(state.model_copy(update={"message": str(exc)}))
+        return states
+
+    def run(self, *, stop: threading.Event, poll_s: float = 1.0, model: str | None = None) -> None:
+        """Reconcile every ``poll_s`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            self.reconcile_all(model)
+            stop.wait(poll_s)
+
+    def run_until_done(
+        self, rollout_id: str, *, poll_s: float = 1.0, timeout_s: float | None = None
+    ) -> RolloutState:
+        """Reconcile one rollout until it reaches a terminal phase (or ``timeout_s`` passes)."""
+        stop = threading.Event()
+        started = self.clock()
+        while True:
+            try:
+                state = self.reconcile(rollout_id)
+            except MetaRecError as exc:
+                log.warning("rollout %s: %s", rollout_id, exc)
+                state = self.store.get(rollout_id)
+            if state.phase.terminal:
+                return state
+            if timeout_s is not None and (self.clock() - started).total_seconds() > timeout_s:
+                return state
+            stop.wait(poll_s)
+
+    # ---------------------------------------------------------------- steps
+    def reconcile(self, rollout_id: str) -> RolloutState:
+        """One idempotent step of a rollout; returns the state after it."""
+        state = self.store.get(rollout_id)
+        if state.phase.terminal:
+            self._attached.discard(state.id)
+            return state
+        if state.abort_requested:
+            return self._abort(state)
+        if state.phase is Phase.INITIALIZING:
+            return self._initialize(state)
+        if state.phase is Phase.PROGRESSING:
+            return self._progress(state)
+        if state.phase is Phase.PROMOTING:
+            return self._promote(state)
+        return self._roll_back(state)
+
+    def _set_weights(self, canary: int) -> None:
+        self.router.set_weights(production=100 - canary, canary=canary)
+
+    def _new_window(self, state: RolloutState) -> datetime:
+        self.metrics.start_window(state)
+        return self.clock()
+
+    def _event(
+        self,
+        state: RolloutState,
+        action: str,
+        message: str,
+        decision: Decision | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
+        self.store.add_event(
+            state,
+            action=action,
+            production_weight=100 - state.canary_weight,
+            canary_weight=state.canary_weight,
+            metrics=metrics,
+            checks=None
+            if decision is None
+            else [check.model_dump(mode="json") for check in decision.checks],
+            message=message,
+        )
+
+    def _initialize(self, state: RolloutState) -> RolloutState:
+        info = self.registry.get_version(VersionRef(model=state.model, version=state.version))
+        if info.stage is not Stage.STAGING:
+            return self._finish(
+                state,
+                Phase.FAILED,
+                canary=0,
+                status="failed",
+                reason=f"{info.tag} is {info.stage.value}, not staging",
+            )
+        weight = state.spec.steps[0]
+        self._set_weights(weight)
+        state = state.model_copy(
+            update={
+                "phase": Phase.PROGRESSING,
+                "step_index": 0,
+                "canary_weight": weight,
+                "window_started_at": self._new_window(state),
+                "message": f"canary at {weight} %",
+            }
+        )
+        self._attached.add(state.id)
+        state = self.store.save(state)
+        self._event(state, "start", f"canary {state.model}:v{state.version} at {weight} %")
+        return state
+
+    def _progress(self, state: RolloutState) -> RolloutState:
+        if state.id not in self._attached:
+            # First step in this process (e.g. after a restart): re-assert the persisted
+            # weights and open a fresh window.
+            self._set_weights(state.canary_weight)
+            state = self.store.save(
+                state.model_copy(
+                    update={
+                        "window_started_at": self._new_window(state),
+                        "message": f"resumed at {state.canary_weight} %",
+                    }
+                )
+            )
+            self._attached.add(state.id)
+            self._event(state, "resume", f"controller resumed at {state.canary_weight} %")
+            return state
+        started = state.window_started_at or self.clock()
+        window_s = (self.clock() - started).total_seconds()
+        metrics = self.metrics.read_window(state, window_s=window_s)
+        decision = decide(state, metrics)
+        snapshot = metrics.model_dump(mode="json")
+        snapshot["canary"]["error_rate"] = metrics.canary.error_rate
+        snapshot["canary"]["online_mae"] = metrics.canary.online_mae
+        snapshot["production"]["error_rate"] = metrics.production.error_rate
+        snapshot["production"]["online_mae"] = metrics.production.online_mae
+        if decision.action is Action.WAIT:
+            if metrics.window_s == 0.0 and state.window_started_at is not None and window_s > 0:
+                # The source started a new window itself (no baseline): align the clock.
+                state = state.model_copy(update={"window_started_at": self.clock()})
+            if decision.reason != state.message or metrics.window_s == 0.0:
+                state = self.store.save(state.model_copy(update={"message": decision.reason}))
+            return state
+        update: dict[str, Any] = {
+            "failed_checks": decision.failed_checks,
+            "production_mae": decision.production_mae,
+            "message": decision.reason,
+        }
+        if decision.action is Action.RETRY:
+            update["window_started_at"] = self._new_window(state)
+            state = self.store.save(state.model_copy(update=update))
+            self._event(state, "retry", decision.reason, decision, snapshot)
+            return state
+        if decision.action is Action.ADVANCE:
+            self._event(state, "passed", decision.reason, decision, snapshot)
+            weight = state.spec.steps[state.step_index + 1]
+            self._set_weights(weight)
+            update |= {
+                "step_index": state.step_index + 1,
+                "canary_weight": weight,
+                "window_started_at": self._new_window(state),
+                "message": f"canary at {weight} %",
+            }
+            state = self.store.save(state.model_copy(update=update))
+            self._event(state, "advance", f"canary at {weight} %")
+            return state
+        if decision.action is Action.PROMOTE:
+            self._event(state, "passed", decision.reason, decision, snapshot)
+            update |= {"phase": Phase.PROMOTING}
+            state = state.model_copy(update=update)
+            state = self.store.save(
+                state.model_copy(update={"verdict": self._verdict(state, "passed", decision)})
+            )
+            return self._promote(state)
+        # ROLLBACK
+        self._event(state, "failed", decision.reason, decision, snapshot)
+        update |= {"phase": Phase.ROLLING_BACK}
+        state = state.model_copy(update=update)
+        state = self.store.save(
+            state.model_copy(update={"verdict": self._verdict(state, "failed", decision)})
+        )
+        return self._roll_back(state)
+
+    def _promote(self, state: RolloutState) -> RolloutState:
+        ref = VersionRef(model=state.model, version=state.version)
+        verdict = state.verdict or self._verdict(state, "passed", None)
+        if self.registry.get_version(ref).stage is not Stage.PRODUCTION:  # idempotent
+            try:
+                self.registry.promote(
+                    ref,
+                    actor=self.actor,
+                    reason=f"canary rollout {state.id} passed every step "
+                    f"({', '.join(f'{s} %' for s in state.spec.steps)})",
+                    evidence={"canary_verdict": verdict},
+                    expected_production=state.production_version,
+                )
+            except RegistryConflictError as exc:
+                return self._finish(
+                    state,
+                    Phase.FAILED,
+                    canary=0,
+                    status="failed",
+                    reason=f"production changed during the rollout: {exc.problem}",
+                )
+        # The canary now serves the production version: it keeps all traffic until the
+        # production service is redeployed on it.
+        return self._finish(
+            state,
+            Phase.SUCCEEDED,
+            canary=100,
+            status="passed",
+            reason=f"{ref.tag} promoted to production",
+        )
+
+    def _roll_back(self, state: RolloutState) -> RolloutState:
+        reason = state.message or "rolled back"
+        return self._finish(state, Phase.FAILED, canary=0, status="failed", reason=reason)
+
+    def _abort(self, state: RolloutState) -> RolloutState:
+        return self._finish(
+            state, Phase.ABORTED, canary=0, status="aborted", reason="aborted by an operator"
+        )
+
+    def _finish(
+        self, state: RolloutState, phase: Phase, *, canary: int, status: str, reason: str
+    ) -> RolloutState:
+        self._set_weights(canary)
+        verdict = state.verdict or self._verdict(state, status, None, reason=reason)
+        if phase is not Phase.SUCCEEDED:
+            verdict = {**verdict, "status": status}
+            verdict.setdefault("reason", reason)
+        state = self.store.save(
+            state.model_copy(
+                update={
+                    "phase": phase,
+                    "canary_weight": canary,
+                    "verdict": verdict,
+                    "message": reason,
+                }
+            )
+        )
+        self._attached.discard(state.id)
+        self._event(state, phase.value.lower(), reason)
+        return state
+
+    def _verdict(
+        self,
+        state: RolloutState,
+        status: str,
+        decision: Decision | None,
+        *,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        windows = [
+            {
+                "at": event.at.isoformat(),
+                "step": event.step_index,
+                "canary_weight": event.canary_weight,
+                "result": event.action,
+                "checks": event.checks,
+                "metrics": event.metrics,
+            }
+            for event in self.store.events(state.id)
+            if event.checks is not None
+        ]
+        return {
+            "rollout_id": state.id,
+            "status": status,
+            "model": state.model,
+            "version": state.version,
+            "production_version": state.production_version,
+            "reason": reason or (decision.reason if decision else state.message),
+            "spec": state.spec.model_dump(mode="json"),
+            "final_checks": []
+            if decision is None
+            else [check.model_dump(mode="json") for check in decision.checks],
+            "windows": windows,
+            "decided_at": self.clock().isoformat(),
+        }

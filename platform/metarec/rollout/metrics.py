@@ -1,0 +1,292 @@
+"""Metric sources: windowed production and canary metrics for the analysis.
+
+* :class:`ScrapeMetricSource`: scrapes both services' Prometheus ``/metrics`` and subtracts
+  the counters at the start of the window (local, the embedded default).
+* :class:`PrometheusMetricSource`: queries the Prometheus HTTP API with ``increase`` and
+  ``histogram_quantile`` over the window (cluster).
+
+Both read the adaptation service's metrics, labelled ``model_version``:
+``metarec_requests_total{endpoint,model_version,status}``,
+``metarec_request_latency_seconds`` (histogram), ``metarec_feedback_total`` and
+``metarec_feedback_abs_error_sum`` (windowed online MAE = Δ sum / Δ count).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from metarec.errors import MetricSourceError
+from metarec.rollout.types import RolloutState, ServiceWindow, WindowMetrics
+
+REQUESTS = "metarec_requests_total"
+LATENCY_BUCKET = "metarec_request_latency_seconds_bucket"
+FEEDBACK = "metarec_feedback_total"
+ABS_ERROR = "metarec_feedback_abs_error_sum"
+# Endpoints whose requests the analysis counts (health, metadata and /metrics are not traffic).
+ANALYSED_ENDPOINTS = ("recommend", "predict", "feedback")
+
+
+@runtime_checkable
+class MetricSource(Protocol):
+    """Reads production and canary metrics over the current analysis window."""
+
+    def start_window(self, state: RolloutState) -> None:
+        """Begin a new analysis window for ``state`` (now)."""
+        ...
+
+    def read_window(self, state: RolloutState, *, window_s: float) -> WindowMetrics:
+        """Production and canary metrics since the window began (``window_s`` seconds ago)."""
+        ...
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """The ``q`` quantile of a cumulative histogram, as Prometheus' ``histogram_quantile``.
+
+    Args:
+        q: Quantile in [0, 1].
+        buckets: Upper bound (``le``, ``inf`` included) → cumulative count.
+
+    Returns:
+        The interpolated quantile (None without observations).
+    """
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    total = buckets[bounds[-1]]
+    rank = q * total
+    lower, previous = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower  # above the highest finite bucket: its upper bound
+            in_bucket = count - previous
+            if in_bucket <= 0:
+                return bound
+            return lower + (bound - lower) * (rank - previous) / in_bucket
+        lower, previous = bound, count
+    return lower
+
+
+@dataclass
+class _Scrape:
+    """Totals of one service's /metrics at one moment."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    feedback: float = 0.0
+    abs_error_sum: float = 0.0
+    buckets: dict[float, float] = field(default_factory=dict)
+
+
+def _endpoint_counted(labels: dict[str, str]) -> bool:
+    endpoint = labels.get("endpoint")
+    return endpoint is None or endpoint.strip("/").split("/")[-1] in ANALYSED_ENDPOINTS
+
+
+def parse_metrics(text: str, *, model_version: str | None = None) -> _Scrape:
+    """Sum the MetaRec series of a Prometheus text exposition.
+
+    Args:
+        text: The ``/metrics`` body.
+        model_version: Only series with this ``model_version`` label (None: all).
+
+    Returns:
+        The totals (requests, 5xx errors, feedback, absolute-error sum, latency buckets).
+    """
+    scrape = _Scrape()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if model_version is not None and labels.get("model_version") != model_version:
+                continue
+            name, value = sample.name, float(sample.value)
+            if name == REQUESTS and _endpoint_counted(labels):
+                scrape.requests += value
+                if str(labels.get("status", "")).startswith("5"):
+                    scrape.errors += value
+            elif name == LATENCY_BUCKET and _endpoint_counted(labels):
+                bound = float(labels["le"])
+                scrape.buckets[bound] = scrape.buckets.get(bound, 0.0) + value
+            elif name == FEEDBACK:
+                scrape.feedback += value
+            elif name in (ABS_ERROR, f"{ABS_ERROR}_total"):
+                scrape.abs_error_sum += value
+    return scrape
+
+
+def _delta(now: float, then: float) -> float:
+    # A counter that went down was reset (service restart): count from zero, as Prometheus does.
+    return now - then if now >= then else now
+
+
+def window_between(before: _Scrape, after: _Scrape) -> ServiceWindow:
+    """What a service did between two scrapes."""
+    buckets = {
+        bound: _delta(count, before.buckets.get(bound, 0.0))
+        for bound, count in after.buckets.items()
+    }
+    p99 = histogram_quantile(0.99, buckets)
+    return ServiceWindow(
+        requests=_delta(after.requests, before.requests),
+        errors=_delta(after.errors, before.errors),
+        p99_ms=None if p99 is None else p99 * 1000.0,
+        feedback=_delta(after.feedback, before.feedback),
+        abs_error_sum=_delta(after.abs_error_sum, before.abs_error_sum),
+    )
+
+
+class ScrapeMetricSource:
+    """Scrapes the production and canary services' ``/metrics`` (local rollouts)."""
+
+    def __init__(
+        self,
+        *,
+        production_url: str,
+        canary_url: str,
+        timeout_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Address both services.
+
+        Args:
+            production_url: Base URL of the production service (``/metrics`` is appended).
+            canary_url: Base URL of the canary service.
+            timeout_s: Timeout per scrape.
+            clock: Monotonic clock (tests pass their own).
+        """
+        self._urls = {"production": production_url.rstrip("/"), "canary": canary_url.rstrip("/")}
+        self._timeout = timeout_s
+        self._clock = clock
+        self._baselines: dict[str, dict[str, _Scrape]] = {}
+
+    def _scrape(self, which: str) -> _Scrape:
+        url = f"{self._urls[which]}/metrics"
+        try:
+            response = httpx.get(url, timeout=self._timeout)
+            response.raise_for_status()
+            return parse_metrics(response.text)
+        except (httpx.HTTPError, ValueError) as exc:
+            raise MetricSourceError(
+                f"Cannot scrape the {which} service's metrics at {url} ({exc}).",
+                fix=f"check that the {which} service runs and serves Prometheus /metrics.",
+            ) from exc
+
+    def start_window(self, state: RolloutState) -> None:
+        """Remember both services' counters now."""
+        self._baselines[state.id] = {
+            "production": self._scrape("production"),
+            "canary": self._scrape("canary"),
+        }
+
+    def read_window(self, state: RolloutState, *, window_s: float) -> WindowMetrics:
+        """Counters now minus at the window's start (a fresh window if none was started here)."""
+        baseline = self._baselines.get(state.id)
+        if baseline is None:  # e.g. the controller restarted: the window starts over
+            self.start_window(state)
+            return WindowMetrics(window_s=0.0)
+        return WindowMetrics(
+            window_s=window_s,
+            production=window_between(baseline["production"], self._scrape("production")),
+            canary=window_between(baseline["canary"], self._scrape("canary")),
+        )
+
+
+class PrometheusMetricSource:
+    """Queries the Prometheus HTTP API (cluster rollouts)."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        version_label: str = "{model}:v{version}",
+        timeout_s: float = 10.0,
+    ) -> None:
+        """Address a Prometheus server.
+
+        Args:
+            url: Prometheus base URL (``/api/v1/query`` is appended).
+            version_label: How the service writes the ``model_version`` label (a format string
+                with ``{model}`` and ``{version}``).
+            timeout_s: Timeout per query.
+        """
+        self._url = url.rstrip("/") + "/api/v1/query"
+        self._label = version_label
+        self._timeout = timeout_s
+
+    def start_window(self, state: RolloutState) -> None:
+        """Nothing to remember: the queries cover the window by its length."""
+
+    def query(self, promql: str) -> float | None:
+        """Run an instant query; the value of its single sample (None: no sample or NaN).
+
+        Raises:
+            MetricSourceError: Prometheus is unreachable or answers an error.
+        """
+        try:
+            response = httpx.get(self._url, params={"query": promql}, timeout=self._timeout)
+            payload = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise MetricSourceError(
+                f"Prometheus at {self._url} did not answer the query {promql!r} ({exc}).",
+                fix="check rollout.prometheus_url and that Prometheus is reachable.",
+            ) from exc
+        if payload.get("status") != "success":
+            raise MetricSourceError(
+                f"Prometheus refused {promql!r}: {payload.get('errorType')}: "
+                f"{payload.get('error')}.",
+                fix="check that Prometheus scrapes the adaptation services.",
+            )
+        result = payload["data"]["result"]
+        if payload["data"]["resultType"] == "scalar":
+            value = float(result[1])
+        elif not result:
+            return None
+        else:
+            value = float(result[0]["value"][1])
+        return None if math.isnan(value) else value
+
+    def _service(self, version_label: str | None, window: str) -> ServiceWindow:
+        if version_label is None:
+            return ServiceWindow()
+        selector = f'model_version="{version_label}"'
+        endpoints = f'endpoint=~"/?({"|".join(ANALYSED_ENDPOINTS)})"'
+
+        def total(promql: str) -> float:
+            return self.query(promql) or 0.0
+
+        p99 = self.query(
+            "histogram_quantile(0.99, sum by (le) (rate("
+            f"metarec_request_latency_seconds_bucket{{{selector},{endpoints}}}[{window}])))"
+        )
+        return ServiceWindow(
+            requests=total(f"sum(increase({REQUESTS}{{{selector},{endpoints}}}[{window}]))"),
+            errors=total(
+                f'sum(increase({REQUESTS}{{{selector},{endpoints},status=~"5.."}}[{window}]))'
+            ),
+            p99_ms=None if p99 is None else p99 * 1000.0,
+            feedback=total(f"sum(increase({FEEDBACK}{{{selector}}}[{window}]))"),
+            abs_error_sum=total(f"sum(increase({ABS_ERROR}{{{selector}}}[{window}]))"),
+        )
+
+    def read_window(self, state: RolloutState, *, window_s: float) -> WindowMetrics:
+        """Both versions' metrics over the last ``window_s`` seconds."""
+        window = f"{max(1, round(window_s))}s"
+        production = (
+            None
+            if state.production_version is None
+            else self._label.format(model=state.model, version=state.production_version)
+        )
+        canary = self._label.format(model=state.model, version=state.version)
+        return WindowMetrics(
+            window_s=window_s,
+            production=self._service(production, window),
+            canary=self._service(canary, window),
+        )
