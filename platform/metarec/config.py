@@ -179,6 +179,50 @@ class ServingSettings(BaseModel):
     )
 
 
+class RolloutSettings(BaseModel):
+    """The canary rollout controller: router, metric source and where the services are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    router: Literal["local", "http", "gateway-api"] = Field(
+        default="local",
+        description="`local`: the controller itself runs the weighted proxy in front of the two "
+        "local services (listen_host:listen_port). `http`: drive a proxy started separately "
+        "with `metarec rollout router` at router_url. `gateway-api`: patch the weights of a "
+        "Kubernetes HTTPRoute.",
+    )
+    listen_host: str = Field(default="127.0.0.1", description="Local proxy interface.")
+    listen_port: int = Field(default=8080, ge=0, le=65535, description="Local proxy port.")
+    router_url: str = Field(
+        default="http://127.0.0.1:8080", description="Base URL of the proxy (router `http`)."
+    )
+    production_url: str = Field(
+        default="http://127.0.0.1:3000", description="Local production service base URL."
+    )
+    canary_url: str = Field(
+        default="http://127.0.0.1:3001", description="Local canary service base URL."
+    )
+    namespace: str = Field(default="default", description="Namespace of the HTTPRoute.")
+    httproute: str = Field(default="metarec", description="Name of the HTTPRoute to patch.")
+    production_backend: str = Field(
+        default="metarec-serving", description="Production Service name in backendRefs."
+    )
+    canary_backend: str = Field(
+        default="metarec-canary", description="Canary Service name in backendRefs."
+    )
+    metrics_source: Literal["auto", "scrape", "prometheus"] = Field(
+        default="auto",
+        description="`scrape`: the services' /metrics. `prometheus`: the Prometheus HTTP API at "
+        "prometheus_url. `auto`: Prometheus when prometheus_url is set, else scrape.",
+    )
+    prometheus_url: str | None = Field(default=None, description="Prometheus base URL.")
+    version_label: str = Field(
+        default="{model}:v{version}",
+        description="How the adaptation service writes the model_version metric label.",
+    )
+    poll_s: float = Field(default=1.0, gt=0, description="Controller reconcile period.")
+
+
 class MetaRecPaths(BaseModel):
     """Every location under the MetaRec home, derived from it (never configured twice)."""
 
@@ -245,6 +289,7 @@ class Settings(BaseSettings):
         description="Compute of the training step on Kubernetes (KFP, Prefect, Helm).",
     )
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
 
