@@ -68,6 +68,14 @@ class AdaptationEngine:
         self.memory = PredictionMemory(capacity=serving.prediction_memory)
         self.quality = RollingMAE(window=serving.quality_window)
 
+    def warm_up(self) -> None:
+        """Adapt once on the first catalogue item, so the first request pays no start-up cost."""
+        items = self.features.items
+        if len(items.item_ids) == 0:
+            return
+        x = items.codes[:1]
+        self.adapter([AdaptationJob(x, np.array([3.0], np.float32), items.codes[:2])])
+
     # -- validation -------------------------------------------------------------------------
 
     def _item_rows(self, field: str, item_ids: Sequence[int]) -> np.ndarray:

@@ -82,6 +82,7 @@ class AdaptationService:
         self.engine = AdaptationEngine(
             served=served, features=features, serving=settings.serving, metrics=metrics
         )
+        self.engine.warm_up()
         self.registry = Registry.open(settings)
         self._stop = threading.Event()
         self._refresher = threading.Thread(

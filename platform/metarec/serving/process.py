@@ -1,0 +1,183 @@
+"""Run the adaptation service as a real ``bentoml serve`` process (CLI, tests, benchmarks).
+
+:func:`serve_command` gives the command line and environment; :class:`ServiceProcess` starts
+it, waits for ``/readyz`` and always terminates it (the whole process group).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from metarec.config import Settings
+from metarec.environment import process_environment
+from metarec.errors import ServingModelError
+
+SERVICE_TARGET = "metarec.serving.service:AdaptationService"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_command(
+    settings: Settings,
+    *,
+    version: str | None,
+    stage: str | None = None,
+    host: str,
+    port: int,
+    extra_env: Mapping[str, str] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The ``bentoml serve`` command line and environment for one version.
+
+    Args:
+        settings: MetaRec settings (home, registry, Feast, serving).
+        version: Version to serve (``3``, ``v3``, ``<model>:v3``), or None for ``stage``.
+        stage: Stage to serve when no version is given.
+        host: Interface.
+        port: Port.
+        extra_env: More variables (e.g. ``METAREC_SERVING__MAX_BATCH_SIZE``).
+
+    Returns:
+        ``(argv, env)``.
+    """
+    env = dict(os.environ)
+    env.update(process_environment(settings))
+    env["METAREC_HOME"] = str(settings.paths.home)
+    env["METAREC_FEAST__REPO_PATH"] = str(settings.feast.repo_path)
+    env["METAREC_REGISTRY__MODEL_NAME"] = settings.registry.model_name
+    if settings.registry.database_url:
+        env["METAREC_REGISTRY__DATABASE_URL"] = settings.registry.database_url
+    if settings.registry.artifact_root:
+        env["METAREC_REGISTRY__ARTIFACT_ROOT"] = settings.registry.artifact_root
+    if version:
+        env["METAREC_SERVING__VERSION"] = str(version)
+    else:
+        env.pop("METAREC_SERVING__VERSION", None)
+    if stage:
+        env["METAREC_SERVING__STAGE"] = stage
+    env.update(extra_env or {})
+    argv = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE_TARGET,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    return argv, env
+
+
+class ServiceProcess:
+    """A ``bentoml serve`` child process of the adaptation service (a context manager)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        version: str | None = None,
+        stage: str | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+        ready_timeout: float = 120.0,
+    ) -> None:
+        """Describe the process (nothing starts before :meth:`start`).
+
+        Args:
+            settings: MetaRec settings.
+            version: Version to serve, or None for ``stage``.
+            stage: Stage to serve when no version is given.
+            host: Interface (127.0.0.1 by default).
+            port: Port (default: a free one).
+            extra_env: More environment variables.
+            log_path: Where the process's output goes (default: discarded).
+            ready_timeout: Seconds to wait for ``/readyz``.
+        """
+        self.host = host
+        self.port = port or free_port(host)
+        self.argv, self.env = serve_command(
+            settings, version=version, stage=stage, host=host, port=self.port, extra_env=extra_env
+        )
+        self.log_path = log_path
+        self.ready_timeout = ready_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:3000``."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> ServiceProcess:
+        """Start the process and wait until ``/readyz`` answers 200.
+
+        Raises:
+            ServingModelError: The process exited or was not ready in time (log tail included).
+        """
+        out = self.log_path.open("wb") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.stop()
+                raise ServingModelError(
+                    f"bentoml serve exited with code {self.process.returncode} before it was "
+                    f"ready.{self._log_tail()}",
+                    fix="read the service log; check the version exists and features are "
+                    "materialised.",
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise ServingModelError(
+            f"bentoml serve was not ready within {self.ready_timeout:.0f} s.{self._log_tail()}",
+            fix="read the service log; raise the timeout on a slow machine.",
+        )
+
+    def _log_tail(self) -> str:
+        if self.log_path and self.log_path.is_file():
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            return f" Log tail:\n{tail}"
+        return ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Terminate the process group (SIGTERM, then SIGKILL)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=timeout)
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

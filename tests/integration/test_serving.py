@@ -1,0 +1,357 @@
+"""The adaptation service as a real ``bentoml serve`` process over HTTP.
+
+One small model is trained on a copy of the synthetic home, registered, promoted and served;
+the tests call recommend, predict, feedback and metadata, compare served predictions with
+offline evaluation's for the same support set, send bad input (always a 4xx naming the field),
+read ``/metrics``, and fuzz the OpenAPI contract with schemathesis (never a 5xx).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from metarec.cli.main import run
+from metarec.config import Settings, load_settings
+from metarec.features.training_set import load_training_set
+from metarec.learning.tasks import Task
+from metarec.registry import Registry, VersionRef
+from metarec.registry.types import VersionInfo
+from metarec.serving.loading import offline_adaptation
+from metarec.serving.process import ServiceProcess
+from metarec.serving.testing import mark_validated, train_and_register
+from metarec.training.artifact import load_artifact
+from metarec.training.encoding import FeatureEncoder
+from metarec.training.methods import AdaptedModel, adapted_predictions
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# Served and offline predictions run the same function on the same inputs; only the batch
+# padding differs (masked support rows contribute exact zeros), so they agree to float32
+# round-off. Stated tolerance: absolute 1e-5 on ratings (scale 1..5).
+TOLERANCE = 1e-5
+MAX_SUPPORT = 20
+MAX_BODY = 20_000
+
+
+@dataclass(frozen=True)
+class Served:
+    settings: Settings
+    info: VersionInfo
+    url: str
+    training_set: Path
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def served(synthetic_home: Settings, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("serving")
+    shutil.copytree(synthetic_home.paths.home, root / "home")
+    settings = load_settings(home=root / "home", registry={"export_bentoml": False})
+    training_set = mark_validated(
+        settings.paths.training_sets / "synthetic.parquet", root / "validated" / "ts.parquet"
+    )
+    info = train_and_register(settings, training_set, workdir=root / "work")
+    log = root / "service.log"
+    process = ServiceProcess(
+        settings,
+        version=info.tag,
+        log_path=log,
+        extra_env={
+            "METAREC_SERVING__MAX_SUPPORT_SIZE": str(MAX_SUPPORT),
+            "METAREC_SERVING__MAX_BODY_BYTES": str(MAX_BODY),
+            "METAREC_SERVING__TORCH_THREADS": "1",
+        },
+    )
+    with process:
+        yield Served(settings, info, process.url, training_set, log)
+
+
+@pytest.fixture(scope="module")
+def client(served: Served):
+    with httpx.Client(base_url=served.url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def ratings(served: Served):
+    df, _ = load_training_set(served.training_set)
+    return df.sort_values(["user_id", "event_timestamp", "item_id"]).reset_index(drop=True)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metadata_names_the_served_version(client: httpx.Client, served: Served):
+    body = client.get("/metadata").json()
+    assert body["model"] == "metarec"
+    assert body["version"] == served.info.version
+    assert body["model_version"] == served.info.tag
+    assert body["stage"] == "production"
+    assert body["feature_service"] == "online_adaptation"
+    assert body["n_items"] == 150
+    assert body["max_support_size"] == MAX_SUPPORT
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/livez").status_code == 200
+
+
+def test_recommend_from_user_id_uses_recent_ratings(client: httpx.Client, served: Served):
+    response = client.post("/recommend", json={"user_id": 1, "k": 5})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == served.info.tag
+    scores = [item["score"] for item in body["items"]]
+    assert len(scores) == 5
+    assert scores == sorted(scores, reverse=True)
+    assert all(1.0 <= s <= 5.0 for s in scores)
+
+
+def test_recommend_with_support_and_candidates(client: httpx.Client):
+    support = [{"item_id": 1, "rating": 5}, {"item_id": 2, "rating": 1.5}]
+    candidates = [1, 3, 4, 5, 6, 7]
+    body = client.post(
+        "/recommend", json={"support": support, "candidates": candidates, "k": 10}
+    ).json()
+    returned = [item["item_id"] for item in body["items"]]
+    # Support items are never recommended; k larger than the candidates returns them all.
+    assert sorted(returned) == [3, 4, 5, 6, 7]
+
+
+def test_predictions_equal_offline_evaluation(client: httpx.Client, served: Served, ratings):
+    with Registry.open(served.settings) as registry:
+        folder = registry.fetch(
+            VersionRef(model="metarec", version=served.info.version), served.log.parent / "copy"
+        )
+    model, card = load_artifact(folder)
+    encoder = FeatureEncoder(**card.encoder)
+    adapted = AdaptedModel(model, offline_adaptation(card), bool(card.inner_loop.get("meta_sgd")))
+    users = ratings.groupby("user_id").size()
+    checked = 0
+    for user_id in users[users >= 15].index[:3]:
+        rows = ratings[ratings["user_id"] == user_id]
+        support, query = rows.iloc[:10], rows.iloc[10:15]
+        task = Task(
+            user_id=int(user_id),
+            support_x=encoder.encode(support),
+            support_y=support["rating"].to_numpy(np.float32),
+            support_items=support["item_id"].to_numpy(np.int64),
+            query_x=encoder.encode(query),
+            query_y=query["rating"].to_numpy(np.float32),
+            query_items=query["item_id"].to_numpy(np.int64),
+        )
+        offline = adapted_predictions(adapted, [task], device=torch.device("cpu"))[0]
+        body = client.post(
+            "/predict",
+            json={
+                "user_id": int(user_id),
+                "support": [
+                    {"item_id": int(i), "rating": float(r)}
+                    for i, r in zip(support["item_id"], support["rating"], strict=True)
+                ],
+                "item_ids": [int(i) for i in query["item_id"]],
+            },
+        ).json()
+        online = np.array([p["rating"] for p in body["predictions"]])
+        assert [p["item_id"] for p in body["predictions"]] == [int(i) for i in query["item_id"]]
+        np.testing.assert_allclose(online, offline, atol=TOLERANCE, rtol=0)
+        checked += 1
+    assert checked == 3
+
+
+def test_feedback_updates_online_quality_metrics(client: httpx.Client, served: Served):
+    before = client.get("/metrics").text
+    tag = served.info.tag
+    predicted = client.post(
+        "/predict",
+        json={"user_id": 2, "support": [{"item_id": 10, "rating": 4}], "item_ids": [11, 12]},
+    ).json()["predictions"]
+    events = [
+        {"user_id": 2, "item_id": 11, "rating": 5},
+        {"user_id": 2, "item_id": 12, "rating": 1},
+        {"user_id": 3, "item_id": 13, "rating": 3},  # never predicted: adapted on the fly
+    ]
+    response = client.post("/feedback", json={"events": events})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted": 3}
+    after = client.get("/metrics").text
+    count = metric(after, "metarec_feedback_total", model_version=tag) - metric(
+        before, "metarec_feedback_total", model_version=tag
+    )
+    error_sum = metric(after, "metarec_feedback_abs_error_sum", model_version=tag) - metric(
+        before, "metarec_feedback_abs_error_sum", model_version=tag
+    )
+    assert count == 3
+    known = abs(predicted[0]["rating"] - 5) + abs(predicted[1]["rating"] - 1)
+    assert known <= error_sum <= known + 4.0
+    assert metric(after, "metarec_online_mae", model_version=tag) > 0
+    assert metric(after, "metarec_adaptation_steps_total", model_version=tag) > 0
+
+
+BAD_REQUESTS = [
+    ("/recommend", {"user_id": 999_999}, 404, "user_id"),
+    ("/recommend", {"support": [{"item_id": 999_999, "rating": 4}]}, 422, "support[0].item_id"),
+    ("/recommend", {"support": []}, 422, "support"),
+    ("/recommend", {}, 422, "support"),
+    (
+        "/recommend",
+        {"support": [{"item_id": 1, "rating": 3}] * (MAX_SUPPORT + 1)},
+        422,
+        "support",
+    ),
+    ("/recommend", {"support": [{"item_id": 1, "rating": 6}]}, 400, "rating"),
+    ("/recommend", {"support": [{"item_id": 1, "rating": 0.5}]}, 400, "rating"),
+    ("/recommend", {"support": [{"item_id": 1, "rating": "4"}]}, 400, "rating"),
+    ("/recommend", {"support": [{"item_id": "1", "rating": 4}]}, 400, "item_id"),
+    ("/recommend", {"user_id": 1, "k": 0}, 400, "k"),
+    ("/recommend", {"user_id": 1, "candidates": [1, 999_999]}, 422, "candidates[1]"),
+    ("/recommend", {"user_id": 1, "unknown": 1}, 400, "unknown"),
+    ("/predict", {"user_id": 1}, 400, "item_ids"),
+    ("/predict", {"user_id": 1, "item_ids": [999_999]}, 422, "item_ids[0]"),
+    ("/feedback", {"events": []}, 400, "events"),
+    ("/feedback", {"events": [{"user_id": 1, "item_id": 999_999, "rating": 3}]}, 422, "item_id"),
+    ("/feedback", {"events": [{"user_id": 999_999, "item_id": 1, "rating": 3}]}, 404, "user_id"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "field"), BAD_REQUESTS)
+def test_bad_input_is_a_4xx_naming_the_field(client, path, body, status, field):
+    response = client.post(path, json=body)
+    assert response.status_code == status, response.text
+    assert field in response.text
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_ratings_are_refused(client: httpx.Client, literal: str):
+    raw = '{"support": [{"item_id": 1, "rating": ' + literal + '}], "item_ids": [2]}'
+    response = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "rating" in response.text
+
+
+def test_malformed_and_oversized_bodies_are_4xx(client: httpx.Client):
+    broken = client.post(
+        "/predict", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert 400 <= broken.status_code < 500
+    big = {"user_id": 1, "item_ids": [1] * (MAX_BODY // 2)}
+    response = client.post("/predict", json=big)
+    assert response.status_code == 413
+    assert response.json()["field"] == "body"
+
+    def chunks():
+        for _ in range(MAX_BODY // 1000 + 2):
+            yield b" " * 1000
+
+    streamed = client.post(
+        "/predict", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413
+
+
+def test_request_metrics_count_status_classes(client: httpx.Client, served: Served):
+    tag = served.info.tag
+    before = client.get("/metrics").text
+    client.post("/recommend", json={"user_id": 1})
+    client.post("/recommend", json={"user_id": "x"})
+    after = client.get("/metrics").text
+
+    def delta(status: str) -> float:
+        labels = {"endpoint": "recommend", "model_version": tag, "status": status}
+        return metric(after, "metarec_requests_total", **labels) - metric(
+            before, "metarec_requests_total", **labels
+        )
+
+    assert delta("2xx") == 1
+    assert delta("4xx") == 1
+    assert delta("5xx") == 0
+    assert metric(after, "metarec_request_latency_seconds_count", endpoint="recommend") >= 2
+
+
+def test_concurrent_requests_are_adapted_together(client: httpx.Client, served: Served):
+    import concurrent.futures
+
+    tag = served.info.tag
+    before = client.get("/metrics").text
+
+    def call(user: int) -> int:
+        with httpx.Client(base_url=served.url, timeout=30) as http:
+            return http.post("/recommend", json={"user_id": user, "k": 3}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(call, [1 + n % 50 for n in range(48)]))
+    assert codes == [200] * 48
+    after = client.get("/metrics").text
+    batches = metric(after, "metarec_adaptation_batch_size_count", model_version=tag) - metric(
+        before, "metarec_adaptation_batch_size_count", model_version=tag
+    )
+    requests = metric(after, "metarec_adaptation_batch_size_sum", model_version=tag) - metric(
+        before, "metarec_adaptation_batch_size_sum", model_version=tag
+    )
+    assert requests == 48
+    assert batches < 48  # some requests shared a batch
+
+
+def test_cli_serve_refuses_a_missing_version_with_one_line(served: Served, capsys, monkeypatch):
+    monkeypatch.setenv("METAREC_HOME", str(served.settings.paths.home))
+    monkeypatch.setenv("METAREC_REGISTRY__EXPORT_BENTOML", "false")
+    code = run(["serve", "--version", "99"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "99" in err and "Fix:" in err
+    assert "Traceback" not in err
+
+
+def test_schemathesis_finds_no_server_error(served: Served, client: httpx.Client):
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hypothesis_settings
+    from hypothesis import strategies as st
+
+    schema = schemathesis.openapi.from_url(f"{served.url}/docs.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    paths = {op.path for op in operations}
+    assert {"/recommend", "/predict", "/feedback", "/metadata"} <= paths
+
+    def known_ids(case):
+        """Half the cases use catalogue ids and users, so adaptation paths run."""
+        body = case.body
+        if isinstance(body, dict):
+            if isinstance(body.get("user_id"), int):
+                body["user_id"] = 1 + body["user_id"] % 100
+            for entry in body.get("support") or []:
+                if isinstance(entry, dict) and isinstance(entry.get("item_id"), int):
+                    entry["item_id"] = 1 + entry["item_id"] % 150
+            for key in ("candidates", "item_ids"):
+                if isinstance(body.get(key), list):
+                    body[key] = [1 + i % 150 if isinstance(i, int) else i for i in body[key]]
+        return case
+
+    seen: dict[str, set[int]] = {}
+    for operation in operations:
+
+        @hypothesis_settings(
+            max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        @given(case=st.one_of(operation.as_strategy(), operation.as_strategy().map(known_ids)))
+        def check(case) -> None:
+            response = case.call(base_url=served.url, timeout=30)
+            assert response.status_code < 500, (case.method, case.path, case.body, response.text)
+            seen.setdefault(f"{case.method} {case.path}", set()).add(response.status_code)
+
+        check()
+    assert 200 in seen.get("POST /recommend", set()) | seen.get("POST /predict", set())
