@@ -41,20 +41,29 @@ def process_environment(settings: Settings) -> dict[str, str]:
     return values
 
 
+MANAGED_MARKER = "METAREC_MANAGED_ENV"
+
+
 def apply_process_environment(
     settings: Settings, *, environ: MutableMapping[str, str] | None = None
 ) -> None:
     """Set :func:`process_environment` in ``environ`` (default: ``os.environ``).
 
-    Telemetry switches always win; homes are only set where the user has not set them.
+    Telemetry switches always win. A home variable (``PREFECT_HOME``, ``BENTOML_HOME``, …) the
+    user set is kept; one MetaRec set itself (listed in ``METAREC_MANAGED_ENV``) follows the
+    active MetaRec home, so several homes used in one process (tests, pipelines) never share
+    a BentoML model store.
 
     Args:
         settings: The active settings.
         environ: The mapping to update.
     """
     target = os.environ if environ is None else environ
+    managed = {name for name in target.get(MANAGED_MARKER, "").split(",") if name}
     for name, value in process_environment(settings).items():
         if name in TELEMETRY_OFF or name == "METAREC_HOME":
             target[name] = value
-        else:
-            target.setdefault(name, value)
+        elif name in managed or name not in target:
+            target[name] = value
+            managed.add(name)
+    target[MANAGED_MARKER] = ",".join(sorted(managed))

@@ -10,7 +10,13 @@ from metarec.errors import ConfigError
 def test_defaults_put_every_embedded_location_under_home(tmp_path):
     settings = load_settings(home=tmp_path)
     paths = settings.paths
-    for location in (paths.snapshots, paths.feast, paths.artifacts, paths.prefect_home, paths.bentoml_home):
+    for location in (
+        paths.snapshots,
+        paths.feast,
+        paths.artifacts,
+        paths.prefect_home,
+        paths.bentoml_home,
+    ):
         assert location.is_relative_to(tmp_path)
     assert settings.feast.environment == "local"
 
@@ -64,3 +70,11 @@ def test_telemetry_is_off_by_default_and_homes_point_into_metarec_home(tmp_path)
 def test_telemetry_can_be_allowed_explicitly(tmp_path):
     values = process_environment(load_settings(home=tmp_path, telemetry=True))
     assert "DO_NOT_TRACK" not in values
+
+
+def test_homes_metarec_set_follow_the_active_home_but_user_choices_stay(tmp_path):
+    environ: dict[str, str] = {"PREFECT_HOME": "/custom/prefect"}
+    apply_process_environment(load_settings(home=tmp_path / "a"), environ=environ)
+    apply_process_environment(load_settings(home=tmp_path / "b"), environ=environ)
+    assert Path(environ["BENTOML_HOME"]).is_relative_to(tmp_path / "b")
+    assert environ["PREFECT_HOME"] == "/custom/prefect"
