@@ -134,7 +134,10 @@ def _assert_rolled_back(registry, final, weights, store, failing_check):
     events = store.events(final.id)
     analysed = [e for e in events if e.checks is not None]
     # Rolled back within the failure threshold: exactly `failure_threshold` failed windows.
-    assert [e.action for e in analysed if e.action in ("retry", "failed")] == ["retry", "failed"]
+    assert [e.action for e in analysed if e.action in ("retry", "rollback")] == [
+        "retry",
+        "rollback",
+    ]
     last = {c["name"]: c for c in analysed[-1].checks}
     assert not last[failing_check]["passed"]
     assert failing_check in final.verdict["reason"]

@@ -263,7 +263,7 @@ class RolloutController:
             )
             return self._promote(state)
         # ROLLBACK
-        self._event(state, "failed", decision.reason, decision, snapshot)
+        self._event(state, "rollback", decision.reason, decision, snapshot)
         update |= {"phase": Phase.ROLLING_BACK}
         state = state.model_copy(update=update)
         state = self.store.save(
