@@ -12,7 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
-flows_app = typer.Typer(help="Prefect flows: run, serve on a schedule.", no_args_is_help=True)
+flows_app = typer.Typer(
+    help="Prefect flows: run, serve on a schedule, deploy to Kubernetes.", no_args_is_help=True
+)
 pipelines_app = typer.Typer(help="Kubeflow Pipelines: compile, run locally.", no_args_is_help=True)
 
 
@@ -85,6 +87,24 @@ def serve_flows(ctx: typer.Context) -> None:
     from metarec.workflows.deployments import local_deployments
 
     serve(*local_deployments(ctx.obj))
+
+
+@flows_app.command("deploy")
+def deploy_flows(
+    ctx: typer.Context,
+    work_pool: Annotated[
+        str, typer.Option(help="Prefect Kubernetes work pool (created if missing).")
+    ],
+) -> None:
+    """Deploy both flows to a Kubernetes work pool on their cron schedules (PREFECT_API_URL).
+
+    The pool's base job template carries training_compute (GPU limits, tolerations, node
+    selector); flows run from workflows.image.
+    """
+    from metarec.workflows.deployments import deploy_to_work_pool
+
+    for deployment_id in deploy_to_work_pool(ctx.obj, work_pool=work_pool):
+        typer.echo(f"Deployed {deployment_id} to work pool {work_pool}")
 
 
 @pipelines_app.command("compile")
