@@ -1,0 +1,169 @@
+"""Metric sources: /metrics parsing with windowed deltas, histogram p99, the Prometheus API."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from metarec.errors import MetricSourceError
+from metarec.rollout import RolloutSpec, RolloutState
+from metarec.rollout.metrics import (
+    PrometheusMetricSource,
+    histogram_quantile,
+    parse_metrics,
+    window_between,
+)
+from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
+
+STATE = RolloutState(id="r1", model="metarec", version=3, production_version=2, spec=RolloutSpec())
+
+
+def exposition(requests: dict, latencies: list[float], abs_errors: list[float]) -> str:
+    """Real prometheus_client output with the adaptation service's metric names."""
+    registry = CollectorRegistry()
+    counter = Counter(
+        "metarec_requests_total", "r", ["endpoint", "model_version", "status"], registry=registry
+    )
+    for (endpoint, status), count in requests.items():
+        counter.labels(endpoint, "metarec:v3", status).inc(count)
+    histogram = Histogram(
+        "metarec_request_latency_seconds", "l", ["endpoint", "model_version"], registry=registry
+    )
+    for latency in latencies:
+        histogram.labels("predict", "metarec:v3").observe(latency)
+    feedback = Counter("metarec_feedback", "f", ["model_version"], registry=registry)
+    summary = Summary("metarec_feedback_abs_error", "e", ["model_version"], registry=registry)
+    for error in abs_errors:
+        feedback.labels("metarec:v3").inc()
+        summary.labels("metarec:v3").observe(error)
+    return generate_latest(registry).decode()
+
+
+def test_parse_counts_traffic_endpoints_and_5xx_only():
+    text = exposition(
+        {("predict", "2xx"): 90, ("predict", "5xx"): 10, ("metadata", "2xx"): 500},
+        [0.01] * 10,
+        [0.5, 1.5],
+    )
+    scrape = parse_metrics(text)
+    assert scrape.requests == 100 and scrape.errors == 10  # metadata is not traffic
+    assert scrape.feedback == 2 and scrape.abs_error_sum == pytest.approx(2.0)
+    assert parse_metrics(text, model_version="metarec:v9").requests == 0
+
+
+def test_window_is_the_difference_of_two_scrapes():
+    before = parse_metrics(exposition({("predict", "2xx"): 100}, [0.01] * 100, [0.5] * 10))
+    after = parse_metrics(
+        exposition(
+            {("predict", "2xx"): 180, ("predict", "5xx"): 20},
+            [0.01] * 100 + [0.01] * 95 + [0.4] * 5,
+            [0.5] * 10 + [1.0] * 20,
+        )
+    )
+    window = window_between(before, after)
+    assert window.requests == 100 and window.errors == 20
+    assert window.error_rate == pytest.approx(0.2)
+    assert window.online_mae == pytest.approx(1.0)  # only the window's feedback
+    assert 250 < window.p99_ms <= 500  # the window's slow 5 % lie in the (0.25, 0.5] bucket
+
+
+def test_counter_reset_counts_from_zero():
+    before = parse_metrics(exposition({("predict", "2xx"): 1000}, [], []))
+    after = parse_metrics(exposition({("predict", "2xx"): 30}, [], []))
+    assert window_between(before, after).requests == 30
+
+
+def test_histogram_quantile_matches_prometheus_interpolation():
+    buckets = {0.1: 50.0, 0.2: 90.0, 0.4: 100.0, float("inf"): 100.0}
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.1)
+    assert histogram_quantile(0.7, buckets) == pytest.approx(0.15)
+    assert histogram_quantile(0.99, buckets) == pytest.approx(0.2 + 0.2 * 9 / 10)
+    assert histogram_quantile(0.99, {0.1: 0.0, float("inf"): 0.0}) is None
+    assert histogram_quantile(0.99, {0.1: 1.0, float("inf"): 10.0}) == pytest.approx(0.1)
+
+
+class FakePrometheus:
+    """Answers /api/v1/query with Prometheus' JSON shapes; records the queries."""
+
+    def __init__(self, answers):
+        self.queries: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                return
+
+            def do_GET(self):
+                query = parse_qs(urlparse(self.path).query)["query"][0]
+                fake.queries.append(query)
+                payload = answers(query)
+                body = json.dumps(payload).encode()
+                self.send_response(200 if payload["status"] == "success" else 400)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def vector(value):
+    result = [] if value is None else [{"metric": {}, "value": [1764561600.0, str(value)]}]
+    return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+def answers(query: str):
+    canary = 'model_version="metarec:v3"' in query
+    if "histogram_quantile" in query:
+        return vector(0.12 if canary else "NaN")
+    if 'status=~"5.."' in query:
+        return vector(6 if canary else None)
+    if "metarec_requests_total" in query:
+        return vector(200 if canary else 1800)
+    if "metarec_feedback_total" in query:
+        return vector(40 if canary else 400)
+    if "metarec_feedback_abs_error_sum" in query:
+        return vector(36.0 if canary else 320.0)
+    return {"status": "error", "errorType": "bad_data", "error": "unknown"}
+
+
+@pytest.fixture
+def prometheus():
+    server = FakePrometheus(answers)
+    yield server
+    server.close()
+
+
+def test_prometheus_source_reads_both_versions_over_the_window(prometheus):
+    source = PrometheusMetricSource(url=prometheus.url)
+    source.start_window(STATE)
+    metrics = source.read_window(STATE, window_s=30.4)
+    assert metrics.window_s == 30.4
+    assert metrics.canary.requests == 200 and metrics.canary.errors == 6
+    assert metrics.canary.p99_ms == pytest.approx(120.0)
+    assert metrics.canary.online_mae == pytest.approx(0.9)
+    assert metrics.production.requests == 1800 and metrics.production.errors == 0
+    assert metrics.production.p99_ms is None  # NaN: no observations
+    assert metrics.production.online_mae == pytest.approx(0.8)
+    assert all("[30s]" in q for q in prometheus.queries)
+    assert any('model_version="metarec:v2"' in q for q in prometheus.queries)
+    p99 = next(q for q in prometheus.queries if "histogram_quantile" in q and "v3" in q)
+    assert p99.startswith("histogram_quantile(0.99, sum by (le) (rate(")
+
+
+def test_prometheus_errors_name_the_fix(prometheus):
+    source = PrometheusMetricSource(url=prometheus.url)
+    with pytest.raises(MetricSourceError, match="bad_data"):
+        source.query("up")
+    unreachable = PrometheusMetricSource(url="http://127.0.0.1:9", timeout_s=1)
+    with pytest.raises(MetricSourceError, match=r"rollout\.prometheus_url"):
+        unreachable.read_window(STATE, window_s=10)
