@@ -110,7 +110,11 @@ class RequestGuard:
                 state["status"] = 413
                 await _send_json(send, 413, self._too_large())
                 return
-            await self.app(scope, limited_receive, guarded_send)
+            try:
+                await self.app(scope, limited_receive, guarded_send)
+            except Exception:
+                if not state["too_large"]:
+                    raise  # not ours to hide
             if state["too_large"] and not state["replaced"]:
                 await guarded_send({"type": "http.response.start", "status": 413})
         finally:

@@ -1,0 +1,55 @@
+import math
+
+import pytest
+from metarec.serving.schemas import FeedbackRequest, PredictRequest, RecommendRequest
+from pydantic import ValidationError
+
+
+def fields(exc: ValidationError) -> set[str]:
+    return {".".join(str(p) for p in e["loc"]) for e in exc.errors()}
+
+
+def test_valid_requests_parse():
+    request = RecommendRequest.model_validate_json(
+        '{"user_id": 3, "support": [{"item_id": 1, "rating": 4}], "candidates": [2], "k": 5}'
+    )
+    assert request.support[0].rating == 4.0
+    assert PredictRequest.model_validate({"item_ids": [1, 2]}).user_id is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"support": [{"item_id": 1, "rating": 5.5}]}', "support.0.rating"),
+        ('{"support": [{"item_id": 1, "rating": 0}]}', "support.0.rating"),
+        ('{"support": [{"item_id": 1, "rating": NaN}]}', "support.0.rating"),
+        ('{"support": [{"item_id": 1, "rating": Infinity}]}', "support.0.rating"),
+        ('{"support": [{"item_id": 1, "rating": "4"}]}', "support.0.rating"),
+        ('{"support": [{"item_id": 1.5, "rating": 4}]}', "support.0.item_id"),
+        ('{"support": [{"item_id": 0, "rating": 4}]}', "support.0.item_id"),
+        ('{"user_id": "7"}', "user_id"),
+        ('{"user_id": true}', "user_id"),
+        ('{"k": 0}', "k"),
+        ('{"extra": 1}', "extra"),
+    ],
+)
+def test_bad_recommend_bodies_name_the_field(body, field):
+    with pytest.raises(ValidationError) as info:
+        RecommendRequest.model_validate_json(body)
+    assert field in fields(info.value)
+
+
+def test_predict_needs_items_and_feedback_needs_events():
+    with pytest.raises(ValidationError) as info:
+        PredictRequest.model_validate_json('{"user_id": 1}')
+    assert "item_ids" in fields(info.value)
+    with pytest.raises(ValidationError) as info:
+        FeedbackRequest.model_validate_json('{"events": []}')
+    assert "events" in fields(info.value)
+
+
+def test_schema_documents_rating_bounds():
+    schema = RecommendRequest.model_json_schema()
+    rating = schema["$defs"]["SupportRating"]["properties"]["rating"]
+    assert rating["minimum"] == 1.0 and rating["maximum"] == 5.0
+    assert not math.isnan(rating["maximum"])
