@@ -32,8 +32,8 @@ TARGET_SPEEDUP = 3.0
 SUPPORT = 10
 K = 10
 MODEL_CONFIG = {
-    "embedding_dim": 16,
-    "hidden": [32, 32],
+    "embedding_dim": 8,
+    "hidden": [16, 16],
     "max_steps": 30,
     "global_epochs": 1,
     "inner_steps": 3,

@@ -17,7 +17,7 @@ from metarec.config import ServingSettings
 from metarec.errors import ServingInputError
 from metarec.serving.adapter import AdaptationJob, BatchedAdapter
 from metarec.serving.batching import MicroBatcher
-from metarec.serving.features import FeatureCache, UserFeatures, compose_rows
+from metarec.serving.features import FeatureCache, ItemMatrix, UserFeatures, user_columns
 from metarec.serving.loading import ServedModel
 from metarec.serving.metrics import ServingMetrics
 from metarec.serving.quality import PredictionMemory, RollingMAE
@@ -73,13 +73,14 @@ class AdaptationEngine:
         items = self.features.items
         if len(items.item_ids) == 0:
             return
-        x = items.codes[:1]
-        self.adapter([AdaptationJob(x, np.array([3.0], np.float32), items.codes[:2])])
+        zero = np.zeros(items.codes.shape[1], dtype=np.int64)
+        one = np.array([0], dtype=np.int64)
+        self.adapter([AdaptationJob(items, zero, one, np.array([3.0], np.float32), one)])
 
     # -- validation -------------------------------------------------------------------------
 
-    def _item_rows(self, field: str, item_ids: Sequence[int]) -> np.ndarray:
-        index = self.features.items.index
+    def _item_rows(self, items: ItemMatrix, field: str, item_ids: Sequence[int]) -> np.ndarray:
+        index = items.index
         rows = np.empty(len(item_ids), dtype=np.int64)
         for n, item in enumerate(item_ids):
             row = index.get(int(item))
@@ -118,10 +119,11 @@ class AdaptationEngine:
         return user
 
     def _support(
-        self, user: UserFeatures | None, support: list[SupportRating] | None
+        self, items: ItemMatrix, user: UserFeatures | None, support: list[SupportRating] | None
     ) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """Support (rows, ratings, item ids) from the request or the user's recent ratings."""
+        """Support (item rows, ratings, item ids) from the request or the user's recent ratings."""
         limit = self.serving.max_support_size
+        matrix = items
         if support is not None:
             if not support:
                 raise ServingInputError(
@@ -131,10 +133,9 @@ class AdaptationEngine:
                     "user's recent ratings.",
                 )
             self._check_count("support", len(support), limit)
-            items = [s.item_id for s in support]
+            ids = [s.item_id for s in support]
             ratings = np.array([s.rating for s in support], dtype=np.float32)
-            rows = self._item_rows("support", items)
-            # Per-field names for unknown items: support[i].item_id.
+            rows = self._item_rows(matrix, "support", ids)
         elif user is not None:
             if not user.recent_item_ids:
                 raise ServingInputError(
@@ -142,56 +143,63 @@ class AdaptationEngine:
                     f"user {user.user_id} has no recent ratings in the online store.",
                     fix="send a support set of {item_id, rating}.",
                 )
-            known = [
-                (i, r)
-                for i, r in zip(user.recent_item_ids, user.recent_ratings, strict=False)
-                if i in self.features.items.index
-            ][:limit]
+            known = self._recent(matrix, user)
             if not known:
                 raise ServingInputError(
                     "support",
                     f"none of user {user.user_id}'s recent items are in the catalogue.",
                     fix="send a support set of {item_id, rating}.",
                 )
-            items = [i for i, _ in known]
+            ids = [i for i, _ in known]
             ratings = np.array([r for _, r in known], dtype=np.float32)
-            rows = np.array([self.features.items.index[i] for i in items], dtype=np.int64)
+            rows = np.array([matrix.index[i] for i in ids], dtype=np.int64)
         else:
             raise ServingInputError(
                 "support",
                 "neither user_id nor support was sent.",
                 fix="send a user_id (its recent ratings are the support set) or a support set.",
             )
-        user_codes = self._user_codes(user)
-        x = compose_rows(self.served.encoder, user_codes, self.features.items.codes[rows])
-        return x, ratings, items
+        return rows, ratings, ids
 
-    def _user_codes(self, user: UserFeatures | None) -> np.ndarray:
+    def _recent(self, matrix: ItemMatrix, user: UserFeatures) -> list[tuple[int, float]]:
+        """The user's recent (item, rating) pairs that are in the catalogue, newest first."""
+        return [
+            (i, r)
+            for i, r in zip(user.recent_item_ids, user.recent_ratings, strict=False)
+            if i in matrix.index
+        ][: self.serving.max_support_size]
+
+    def _user_codes(self, matrix: ItemMatrix, user: UserFeatures | None) -> np.ndarray:
+        """The user's codes restricted to user columns (zeros for an anonymous request)."""
+        codes = np.zeros(matrix.codes.shape[1], dtype=np.int64)
         if user is not None:
-            return user.codes
-        return np.zeros(self.features.items.codes.shape[1], dtype=np.int64)
+            cols = user_columns(self.served.encoder)
+            codes[cols] = user.codes[cols]
+        return codes
 
     # -- endpoints ------------------------------------------------------------------------
 
     async def recommend(self, request: RecommendRequest) -> RecommendResponse:
         """Adapt to the support set; the top-k candidates (support items excluded)."""
+        items = self.features.items
         user = await self._user(request.user_id)
         try:
-            support_x, support_y, support_items = self._support(user, request.support)
+            support_rows, support_y, _ = self._support(items, user, request.support)
         except ServingInputError as exc:
             raise _item_field(exc, "item_id") from None
         self._check_count("k", request.k, self.serving.max_k)
-        items = self.features.items
         if request.candidates is None:
             rows = np.arange(len(items.item_ids))
         else:
             self._check_count("candidates", len(request.candidates), self.serving.max_candidates)
-            rows = np.unique(self._item_rows("candidates", request.candidates))
-        rows = rows[~np.isin(items.item_ids[rows], np.asarray(support_items, dtype=np.int64))]
+            rows = np.unique(self._item_rows(items, "candidates", request.candidates))
+        keep = np.ones(len(items.item_ids), dtype=bool)
+        keep[support_rows] = False  # support items are not recommended
+        rows = rows[keep[rows]]
         if len(rows) == 0:
             return RecommendResponse(model_version=self.served.tag, items=[])
-        query_x = compose_rows(self.served.encoder, self._user_codes(user), items.codes[rows])
-        scores = await self.batcher.submit(AdaptationJob(support_x, support_y, query_x))
+        job = AdaptationJob(items, self._user_codes(items, user), support_rows, support_y, rows)
+        scores = await self.batcher.submit(job)
         k = min(request.k, len(rows))
         top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
         top = top[np.lexsort((items.item_ids[rows[top]], -scores[top]))]
@@ -206,17 +214,16 @@ class AdaptationEngine:
 
     async def predict(self, request: PredictRequest) -> PredictResponse:
         """Adapt to the support set; predicted ratings of ``item_ids`` in request order."""
+        items = self.features.items
         user = await self._user(request.user_id)
         try:
-            support_x, support_y, _ = self._support(user, request.support)
+            support_rows, support_y, _ = self._support(items, user, request.support)
         except ServingInputError as exc:
             raise _item_field(exc, "item_id") from None
         self._check_count("item_ids", len(request.item_ids), self.serving.max_candidates)
-        rows = self._item_rows("item_ids", request.item_ids)
-        query_x = compose_rows(
-            self.served.encoder, self._user_codes(user), self.features.items.codes[rows]
-        )
-        ratings = await self.batcher.submit(AdaptationJob(support_x, support_y, query_x))
+        rows = self._item_rows(items, "item_ids", request.item_ids)
+        job = AdaptationJob(items, self._user_codes(items, user), support_rows, support_y, rows)
+        ratings = await self.batcher.submit(job)
         values = [float(r) for r in ratings]
         if request.user_id is not None:
             self.memory.remember(request.user_id, list(request.item_ids), values)
@@ -230,10 +237,11 @@ class AdaptationEngine:
 
     async def feedback(self, request: FeedbackRequest) -> FeedbackResponse:
         """Score events against remembered predictions, else predictions made now."""
+        items = self.features.items
         events = request.events
         self._check_count("events", len(events), self.serving.max_feedback_events)
         for n, event in enumerate(events):
-            self._item_rows(f"events[{n}].item_id", [event.item_id])
+            self._item_rows(items, f"events[{n}].item_id", [event.item_id])
         users: dict[int, UserFeatures] = {}
         for n, event in enumerate(events):
             if event.user_id not in users:
@@ -248,31 +256,17 @@ class AdaptationEngine:
         jobs = []
         for user_id, positions in missing.items():
             user = users[user_id]
-            known = [
-                (i, r)
-                for i, r in zip(user.recent_item_ids, user.recent_ratings, strict=False)
-                if i in self.features.items.index
-            ][: self.serving.max_support_size]
-            support_rows = np.array(
-                [self.features.items.index[i] for i, _ in known], dtype=np.int64
+            known = self._recent(items, user)
+            support_rows = np.array([items.index[i] for i, _ in known], dtype=np.int64)
+            query_rows = self._item_rows(items, "events", [events[n].item_id for n in positions])
+            job = AdaptationJob(
+                items,
+                self._user_codes(items, user),
+                support_rows,
+                np.array([r for _, r in known], np.float32),
+                query_rows,
             )
-            width = self.features.items.codes.shape[1]
-            support_x = (
-                compose_rows(
-                    self.served.encoder, user.codes, self.features.items.codes[support_rows]
-                )
-                if len(support_rows)
-                else np.zeros((0, width), dtype=np.int64)
-            )
-            query_rows = self._item_rows("events", [events[n].item_id for n in positions])
-            query_x = compose_rows(
-                self.served.encoder, user.codes, self.features.items.codes[query_rows]
-            )
-            jobs.append(
-                self.batcher.submit(
-                    AdaptationJob(support_x, np.array([r for _, r in known], np.float32), query_x)
-                )
-            )
+            jobs.append(self.batcher.submit(job))
         for (user_id, positions), values in zip(
             missing.items(), await asyncio.gather(*jobs), strict=True
         ):
