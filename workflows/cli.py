@@ -15,7 +15,9 @@ import typer
 flows_app = typer.Typer(
     help="Prefect flows: run, serve on a schedule, deploy to Kubernetes.", no_args_is_help=True
 )
-pipelines_app = typer.Typer(help="Kubeflow Pipelines: compile, run locally.", no_args_is_help=True)
+pipelines_app = typer.Typer(
+    help="Kubeflow Pipelines: compile, schedule, run locally.", no_args_is_help=True
+)
 
 
 class FlowName(StrEnum):
@@ -117,6 +119,27 @@ def compile_pipeline_command(
 
     path = compile_pipeline(compute=ctx.obj.training_compute, out=out)
     typer.echo(f"Compiled {path}")
+
+
+@pipelines_app.command("schedule")
+def schedule_pipeline_command(
+    ctx: typer.Context,
+    cron: Annotated[str, typer.Option(help="Cron expression (five fields), e.g. '0 3 * * 1'.")],
+    host: Annotated[str, typer.Option(help="KFP API endpoint.", envvar="KF_PIPELINES_ENDPOINT")],
+    experiment: Annotated[str, typer.Option(help="KFP experiment.")] = "metarec",
+    home: Annotated[str, typer.Option(help="METAREC_HOME inside the pipeline's pods.")] = "",
+) -> None:
+    """Create a KFP recurring run of the retrain pipeline (the KFP client, training_compute)."""
+    from metarec.workflows.kfp_schedule import schedule_pipeline
+
+    run_id = schedule_pipeline(
+        host=host,
+        cron=cron,
+        compute=ctx.obj.training_compute,
+        experiment=experiment,
+        params={"home": home},
+    )
+    typer.echo(f"Recurring run {run_id} created ({cron}) in experiment {experiment}")
 
 
 @pipelines_app.command("run-local")

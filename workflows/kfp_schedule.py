@@ -1,0 +1,69 @@
+"""Recurring runs of the retrain pipeline on a Kubeflow Pipelines server (the KFP client)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from metarec.compute import ComputeSpec
+from metarec.errors import MetaRecError
+
+
+def kfp_cron(expression: str) -> str:
+    """KFP cron expressions have a seconds field first; accept the usual five-field form too.
+
+    Raises:
+        MetaRecError: Not a 5- or 6-field cron expression.
+    """
+    fields = expression.split()
+    if len(fields) == 5:
+        return " ".join(["0", *fields])
+    if len(fields) == 6:
+        return expression
+    raise MetaRecError(
+        f"Cron expression {expression!r} has {len(fields)} fields.",
+        fix="use five fields (minute hour day month weekday), e.g. '0 3 * * 1'.",
+    )
+
+
+def schedule_pipeline(
+    *,
+    host: str,
+    cron: str,
+    compute: ComputeSpec,
+    experiment: str = "metarec",
+    job_name: str = "metarec-retrain",
+    params: dict[str, Any] | None = None,
+) -> str:
+    """Compile the pipeline and create a recurring run for it on a KFP server.
+
+    Args:
+        host: KFP API endpoint (e.g. http://ml-pipeline-ui.kubeflow:80).
+        cron: Five- or six-field cron expression.
+        compute: Compute spec of the training task.
+        experiment: Experiment to file the runs under (created when missing).
+        job_name: Display name of the recurring run.
+        params: Pipeline parameters (``home``, ``training_config``, ``policy``).
+
+    Returns:
+        The recurring run's id.
+    """
+    import kfp
+
+    from metarec.workflows.kfp_pipeline import compile_pipeline
+
+    client = kfp.Client(host=host)
+    created = client.create_experiment(name=experiment)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = compile_pipeline(compute=compute, out=Path(tmp) / "metarec-retrain.yaml")
+        run = client.create_recurring_run(
+            experiment_id=created.experiment_id,
+            job_name=job_name,
+            cron_expression=kfp_cron(cron),
+            pipeline_package_path=str(package),
+            params=params or {},
+            max_concurrency=1,
+            no_catchup=True,
+        )
+    return str(run.recurring_run_id)
