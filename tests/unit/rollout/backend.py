@@ -169,6 +169,8 @@ class Outcome:
     backend: str | None
     status: int | None
     error: str | None = None
+    body: str | None = None
+    user: int | None = None
 
 
 @dataclass
@@ -181,6 +183,7 @@ class LoadLoop:
     threads: int = 3
     users: int = 400
     seed: int = 0
+    rows: list[tuple[int, int, float]] | None = None  # real (user, item, rating) to replay
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
@@ -195,23 +198,28 @@ class LoadLoop:
                     if self._sent >= self.max_requests:
                         return
                     self._sent += 1
-                user = rng.randint(1, self.users)
-                item = rng.randint(1, 200)
+                if self.rows:
+                    user, item, rating = rng.choice(self.rows)
+                else:
+                    user, item = rng.randint(1, self.users), rng.randint(1, 200)
+                    rating = true_rating(user, item)
                 self._call(client, "predict", {"user_id": user, "item_ids": [item]})
                 self._call(
                     client,
                     "feedback",
-                    {
-                        "events": [
-                            {"user_id": user, "item_id": item, "rating": true_rating(user, item)}
-                        ]
-                    },
+                    {"events": [{"user_id": user, "item_id": item, "rating": rating}]},
                 )
 
     def _call(self, client: httpx.Client, kind: str, payload: dict) -> None:
         try:
             response = client.post(f"{self.url}/{kind}", json=payload)
-            outcome = Outcome(kind, response.headers.get("x-metarec-backend"), response.status_code)
+            outcome = Outcome(
+                kind,
+                response.headers.get("x-metarec-backend"),
+                response.status_code,
+                body=None if response.status_code == 200 else response.text[:300],
+                user=payload.get("user_id"),
+            )
         except httpx.HTTPError as exc:
             outcome = Outcome(kind, None, None, repr(exc))
         with self._lock:
