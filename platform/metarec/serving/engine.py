@@ -107,7 +107,9 @@ class AdaptationEngine:
     async def _user(self, user_id: int | None, field: str = "user_id") -> UserFeatures | None:
         if user_id is None:
             return None
-        user = await asyncio.to_thread(self.features.user, int(user_id))
+        found, user = self.features.cached_user(int(user_id))
+        if not found:  # an online-store read: off the event loop
+            user = await asyncio.to_thread(self.features.user, int(user_id))
         if user is None:
             raise ServingInputError(
                 field,

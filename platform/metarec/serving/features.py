@@ -168,12 +168,22 @@ class FeatureCache:
             self._users.clear()
         return True
 
-    def user(self, user_id: int) -> UserFeatures | None:
-        """The user's features, or None when the online store does not know the user."""
+    def cached_user(self, user_id: int) -> tuple[bool, UserFeatures | None]:
+        """``(True, features or None)`` when the user was looked up already, else (False, None).
+
+        Never touches the online store, so the event loop may call it directly.
+        """
         with self._lock:
             if user_id in self._users:
                 self._users.move_to_end(user_id)
-                return self._users[user_id]
+                return True, self._users[user_id]
+        return False, None
+
+    def user(self, user_id: int) -> UserFeatures | None:
+        """The user's features, or None when the online store does not know the user."""
+        found, features = self.cached_user(user_id)
+        if found:
+            return features
         features = self._load_user(user_id)
         with self._lock:
             self._users[user_id] = features
