@@ -171,6 +171,7 @@ class RolloutController:
             if decision is None
             else [check.model_dump(mode="json") for check in decision.checks],
             message=message,
+            at=self.clock(),
         )
 
     def _initialize(self, state: RolloutState) -> RolloutState:

@@ -220,13 +220,14 @@ class RolloutStore:
         metrics: dict[str, Any] | None = None,
         checks: list[dict[str, Any]] | None = None,
         message: str = "",
+        at: datetime | None = None,
     ) -> None:
-        """Append one event to the rollout's timeline."""
+        """Append one event to the rollout's timeline (``at``: default now)."""
         with self._session() as session:
             session.add(
                 RolloutEventRow(
                     rollout_id=state.id,
-                    at=_now(),
+                    at=at or _now(),
                     phase=state.phase.value,
                     action=action,
                     step_index=state.step_index,

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from metarec.errors import RolloutConflictError, RolloutError
-from metarec.registry import Action, Registry, Stage, VersionRef
+from metarec.registry import Action, Stage, VersionRef
 from metarec.registry.testing import register_fixture
 from metarec.rollout import Phase, RolloutSpec, ServiceWindow, WindowMetrics
 from metarec.rollout.controller import RolloutController, start_rollout
@@ -55,18 +54,6 @@ class Clock:
 
     def tick(self, seconds: float = 11) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def registry(tmp_path: Path):
-    registry = Registry.connect(
-        url=f"sqlite:///{tmp_path / 'r.db'}", artifact_root=str(tmp_path / "artifacts")
-    )
-    register_fixture(registry, tmp_path / "a1", seed=1)
-    registry.promote(VersionRef(model="metarec", version=1), actor="t", reason="first")
-    register_fixture(registry, tmp_path / "a2", seed=2, mae=0.77)
-    yield registry
-    registry.close()
 
 
 def make(registry, errors=0):
