@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
+import sys
 from enum import StrEnum
 from typing import Annotated
 
@@ -64,5 +64,8 @@ def serve(
         f"Serving [bold]{ref.tag}[/bold] ({info.stage.value}) at http://{bind_host}:{bind_port}"
         " — POST /recommend /predict /feedback, GET /metadata, /metrics, /readyz"
     )
-    result = subprocess.run(argv, env=env, cwd=os.getcwd(), check=False)
-    raise typer.Exit(result.returncode)
+    # Become the server process: signals (Ctrl-C, SIGTERM from a supervisor) reach BentoML
+    # directly, and no parent is left behind to orphan it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, env)
