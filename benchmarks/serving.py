@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import tempfile
 import time
@@ -195,6 +196,7 @@ def main() -> None:
             log=Path(tmp) / "baseline.log",
         )
     speedup = round(service["rps"] / baseline["rps"], 2) if baseline["rps"] else None
+    load = [round(x, 2) for x in os.getloadavg()]
     report = {
         "clients": args.clients,
         "duration_s": args.duration,
@@ -204,6 +206,8 @@ def main() -> None:
         "service": service,
         "baseline": baseline,
         "speedup": speedup,
+        "cpu_count": os.cpu_count(),
+        "load_average_1_5_15": load,
         "targets": {
             "p99_ms_max": TARGET_P99_MS,
             "speedup_min": TARGET_SPEEDUP,
@@ -211,6 +215,10 @@ def main() -> None:
             "speedup_met": speedup is not None and speedup >= TARGET_SPEEDUP,
         },
     }
+    print(f"{'':10}{'rps':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for name, row in (("service", service), ("baseline", baseline)):
+        print(f"{name:10}{row['rps']:>10}{row['p50_ms']:>10}{row['p99_ms']:>10}{row['errors']:>8}")
+    print(f"speedup {speedup}x (target ≥ {TARGET_SPEEDUP}x); p99 target ≤ {TARGET_P99_MS} ms")
     print(json.dumps(report))
 
 
