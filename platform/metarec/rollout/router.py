@@ -157,6 +157,9 @@ class LocalWeightedRouter:
             for name in self._upstreams
         }
         self._host, self._port = host, port
+        self._inflight = 0
+        self._drained = threading.Condition()
+        self._closing = False
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -217,6 +220,9 @@ class LocalWeightedRouter:
                     self.send_header(key, value)
                 self.send_header(BACKEND_HEADER, backend)
                 self.send_header("content-length", str(len(body)))
+                if router._closing:  # shutting down: finish this request, then close
+                    self.send_header("connection", "close")
+                    self.close_connection = True
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -238,6 +244,16 @@ class LocalWeightedRouter:
                 self._answer(200, message, {"content-type": "application/json"}, "router")
 
             def _proxy(self) -> None:
+                with router._drained:
+                    router._inflight += 1
+                try:
+                    self._forward()
+                finally:
+                    with router._drained:
+                        router._inflight -= 1
+                        router._drained.notify_all()
+
+            def _forward(self) -> None:
                 body = self._body()
                 if self.path == ADMIN_PATH:
                     self._admin(body)
@@ -275,10 +291,17 @@ class LocalWeightedRouter:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """Stop listening and close the upstream connections."""
+    def stop(self, *, drain_s: float = 10.0) -> None:
+        """Stop listening, let requests in flight finish, then close the upstream connections.
+
+        Args:
+            drain_s: Longest wait for requests in flight.
+        """
+        self._closing = True
         if self._server is not None:
-            self._server.shutdown()
+            self._server.shutdown()  # no new connections
+            with self._drained:
+                self._drained.wait_for(lambda: self._inflight == 0, timeout=drain_s)
             self._server.server_close()
             self._server = None
         if self._thread is not None:

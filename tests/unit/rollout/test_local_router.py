@@ -148,3 +148,30 @@ def test_unreachable_backend_is_a_502_naming_the_side():
         assert response.status_code == 502 and "production" in response.json()["error"]
     finally:
         router.stop()
+
+
+def test_stop_lets_requests_in_flight_finish():
+    slow = backend.FakeService(model_version="metarec:v1", latency_s=0.3).start()
+    router = LocalWeightedRouter(production_url=slow.url, canary_url=slow.url).start()
+    statuses: list[int | None] = []
+
+    def call(user: int) -> None:
+        try:
+            response = httpx.post(
+                f"{router.url}/predict", json={"user_id": user, "item_ids": [1]}, timeout=10
+            )
+            statuses.append(response.status_code)
+        except httpx.HTTPError:
+            statuses.append(None)
+
+    threads = [threading.Thread(target=call, args=(user,)) for user in range(5)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(0.15)  # all five are inside the slow backend now
+        router.stop()
+        for thread in threads:
+            thread.join(timeout=10)
+    finally:
+        slow.stop()
+    assert statuses == [200] * 5
