@@ -64,6 +64,10 @@ def adapt_embedded(
         Adapted parameters, each with a leading task axis (T, ...).
     """
     start = dict(params)
+    if steps > 0 and not isinstance(lr, Mapping) and _has_first_layer(decision, start):
+        return _adapt_first_layer_closed_form(
+            decision, start, h, y, mask, steps=steps, lr=float(lr), first_order=first_order
+        )
 
     def task_loss(
         p: Params, h_t: torch.Tensor, y_t: torch.Tensor, m_t: torch.Tensor
@@ -86,6 +90,132 @@ def adapt_embedded(
         n_tasks = h.shape[0]
         return {k: v.unsqueeze(0).expand(n_tasks, *v.shape) for k, v in start.items()}
     return vmap(one_task)(h, y, mask)
+
+
+FIRST_WEIGHT = "hidden.0.weight"
+FIRST_BIAS = "hidden.0.bias"
+
+
+def _has_first_layer(decision: torch.nn.Module, params: Mapping[str, torch.Tensor]) -> bool:
+    hidden = getattr(decision, "hidden", None)
+    return bool(hidden) and FIRST_WEIGHT in params and FIRST_BIAS in params
+
+
+def _inner_loop_dual(
+    decision: torch.nn.Module,
+    start: Params,
+    h: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    steps: int,
+    lr: float,
+    first_order: bool,
+) -> tuple[Params, torch.Tensor]:
+    """The inner loop for a scalar rate, with the first layer tracked in closed form.
+
+    The first layer's gradient on a support set is ``δᵀ h`` (δ: the loss gradient w.r.t. its
+    pre-activations z, shape (S, H1)), so after any number of plain gradient steps its weight is
+    ``W₀ + Aᵀ h`` and its bias ``b₀ + Σ A`` with ``A = −lr Σ δ`` (S, H1); the pre-activations of
+    the support rows move by ``−lr (h hᵀ + 1) δ``. The inner loop therefore never materialises a
+    per-task first-layer weight: z is computed once with the shared weight (one large matmul),
+    each step costs an (S × S) Gram product instead of an (S × D × H1) one, and the adapted
+    weight is built once at the end (or never: see :func:`adapt_and_predict_embedded`).
+    ``torch.func.grad`` differentiates the rest of the MLP and the pre-activations, ``vmap``
+    maps over tasks. Mathematically identical to the plain loop (the tests compare it with a
+    per-task loop); padded rows have δ = 0 exactly. Returns the other adapted parameters
+    (T, ...) and A (T, S, H1).
+    """
+    w1, b1 = start[FIRST_WEIGHT], start[FIRST_BIAS]  # (H1, D), (H1,)
+    rest = {k: v for k, v in start.items() if k not in (FIRST_WEIGHT, FIRST_BIAS)}
+    z0 = torch.nn.functional.linear(h, w1, b1)  # (T, S, H1) shared weight: one matmul
+    gram = torch.baddbmm(torch.ones((), dtype=h.dtype, device=h.device), h, h.transpose(1, 2))
+    # gram: (T, S, S) = h hᵀ + 1 (the 1 is the bias's share)
+
+    def task_loss(p: Params, z: torch.Tensor, y_t: torch.Tensor, m_t: torch.Tensor) -> torch.Tensor:
+        pred = functional_call(decision, p, (z,), {"preactivation": True})  # (S,)
+        return masked_mse(pred, y_t, m_t)  # ()
+
+    task_grad = grad(task_loss, argnums=(0, 1))
+
+    def one_task(
+        z: torch.Tensor, k_t: torch.Tensor, y_t: torch.Tensor, m_t: torch.Tensor
+    ) -> tuple[Params, torch.Tensor]:
+        p = rest
+        acc = None  # A: (S, H1)
+        for _ in range(steps):
+            g, g_z = task_grad(p, z, y_t, m_t)  # g_z: (S, H1)
+            if first_order:
+                g = {k: v.detach() for k, v in g.items()}
+                g_z = g_z.detach()
+            p = {k: _step(p[k], g[k], lr) for k in p}
+            step_z = g_z * -lr  # (S, H1)
+            acc = step_z if acc is None else acc + step_z
+            z = z + k_t @ step_z  # (S, H1)
+        return p, acc
+
+    return vmap(one_task)(z0, gram, y, mask)  # acc: (T, S, H1)
+
+
+def _adapt_first_layer_closed_form(
+    decision: torch.nn.Module,
+    start: Params,
+    h: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    steps: int,
+    lr: float,
+    first_order: bool,
+) -> Params:
+    """:func:`adapt_embedded` through :func:`_inner_loop_dual`; builds the first layer once."""
+    adapted, acc = _inner_loop_dual(
+        decision, start, h, y, mask, steps=steps, lr=lr, first_order=first_order
+    )
+    h_w = h.detach() if first_order else h  # first order: the whole inner gradient is constant
+    w1, b1 = start[FIRST_WEIGHT], start[FIRST_BIAS]  # (H1, D), (H1,)
+    adapted[FIRST_WEIGHT] = torch.baddbmm(w1.unsqueeze(0), acc.transpose(1, 2), h_w)  # (T, H1, D)
+    adapted[FIRST_BIAS] = b1 + acc.sum(1)  # (T, H1)
+    return {k: adapted[k] for k in start}
+
+
+def adapt_and_predict_embedded(
+    decision: torch.nn.Module,
+    params: Mapping[str, torch.Tensor],
+    h: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor,
+    h_query: torch.Tensor,
+    *,
+    steps: int,
+    lr: LearningRate,
+    first_order: bool = False,
+) -> torch.Tensor:
+    """``predict_embedded(decision, adapt_embedded(...), h_query)`` → (T, Q), for meta-training.
+
+    With a scalar rate the query rows' first-layer pre-activations come from the dual form
+    (``h_q W₀ᵀ + b₀ + (h_q hᵀ + 1) A``), so no per-task first-layer weight is ever built.
+    """
+    start = dict(params)
+    if steps == 0 or isinstance(lr, Mapping) or not _has_first_layer(decision, start):
+        adapted = adapt_embedded(
+            decision, start, h, y, mask, steps=steps, lr=lr, first_order=first_order
+        )
+        return predict_embedded(decision, adapted, h_query)
+    adapted, acc = _inner_loop_dual(
+        decision, start, h, y, mask, steps=steps, lr=float(lr), first_order=first_order
+    )
+    h_s = h.detach() if first_order else h
+    cross = torch.baddbmm(
+        torch.ones((), dtype=h.dtype, device=h.device), h_query, h_s.transpose(1, 2)
+    )  # (T, Q, S) = h_q hᵀ + 1
+    z_q = torch.nn.functional.linear(h_query, start[FIRST_WEIGHT], start[FIRST_BIAS])  # (T, Q, H1)
+    z_q = torch.baddbmm(z_q, cross, acc)  # (T, Q, H1)
+
+    def one_task(p: Params, z: torch.Tensor) -> torch.Tensor:
+        return functional_call(decision, p, (z,), {"preactivation": True})  # (Q,)
+
+    return vmap(one_task)(adapted, z_q)
 
 
 def adapt(

@@ -16,6 +16,7 @@ from enum import StrEnum
 import torch
 
 from metarec.learning.adaptation import (
+    adapt_and_predict_embedded,
     adapt_embedded,
     masked_mse,
     predict_embedded,
@@ -58,17 +59,17 @@ def meta_loss(
     lr = model.inner_lr() or inner.lr
     h_s = model.embed(batch.support_x)  # (T, S, D)
     h_q = model.embed(batch.query_x)  # (T, Q, D)
-    adapted = adapt_embedded(
+    pred = adapt_and_predict_embedded(
         model.decision,
         model.decision_params(),
         h_s,
         batch.support_y - model.offset(batch.support_x),
         batch.support_mask,
+        h_q,
         steps=inner.steps,
         lr=lr,
         first_order=first_order,
-    )
-    pred = predict_embedded(model.decision, adapted, h_q) + model.offset(batch.query_x)  # (T, Q)
+    ) + model.offset(batch.query_x)  # (T, Q)
     return masked_mse(pred, batch.query_y, batch.query_mask)
 
 

@@ -86,9 +86,16 @@ class Decision(nn.Module):
         self.out = nn.Linear(widths[-1], 1)
         nn.init.constant_(self.out.bias, output_bias)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """Predict ratings from embedded features ``h`` of shape (..., D); returns (...)."""
-        for layer in self.hidden:
+    def forward(self, h: torch.Tensor, *, preactivation: bool = False) -> torch.Tensor:
+        """Predict ratings from embedded features ``h`` of shape (..., D); returns (...).
+
+        With ``preactivation``, ``h`` is already the first hidden layer's pre-activation
+        (..., H1): the first layer is skipped (the inner loop tracks it in closed form).
+        """
+        layers = self.hidden[1:] if preactivation else self.hidden
+        if preactivation:
+            h = torch.relu(h)  # (..., H1)
+        for layer in layers:
             h = torch.relu(layer(h))  # (..., H)
         return self.out(h).squeeze(-1)  # (...)
 
