@@ -39,7 +39,7 @@ SPEC = RolloutSpec(
     steps=(10, 50, 100),
     interval_s=1.0,
     max_error_rate=0.01,
-    max_p99_ms=150,
+    max_p99_ms=300,
     max_online_mae_delta=0.3,
     failure_threshold=2,
     min_requests=20,
@@ -117,7 +117,7 @@ def test_healthy_canary_is_promoted_with_its_verdict_in_the_ledger(registry: Reg
     for window in passed:
         checks = {c["name"]: c for c in window["checks"]}
         assert checks["error_rate"]["value"] == 0.0 and checks["error_rate"]["threshold"] == 0.01
-        assert 0 < checks["latency_p99_ms"]["value"] <= 150
+        assert 0 < checks["latency_p99_ms"]["value"] <= 300
         assert abs(checks["online_mae_delta"]["value"]) < 1e-6  # same predictions as production
         assert window["metrics"]["canary"]["requests"] >= SPEC.min_requests
     assert weights == Weights(production=0, canary=100)
@@ -158,10 +158,10 @@ def test_canary_with_20_percent_5xx_is_rolled_back(registry: Registry):
 
 
 def test_slow_canary_is_rolled_back(registry: Registry):
-    final, weights, outcomes, load, store = run_rollout(registry, {"latency_s": 0.25})
+    final, weights, outcomes, load, store = run_rollout(registry, {"latency_s": 0.5})
     _assert_rolled_back(registry, final, weights, store, "latency_p99_ms")
     p99 = next(c for c in final.verdict["final_checks"] if c["name"] == "latency_p99_ms")["value"]
-    assert p99 > 150
+    assert p99 > 300
     assert_no_production_failure_and_nothing_lost(outcomes, load)
 
 

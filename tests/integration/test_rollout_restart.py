@@ -53,7 +53,7 @@ START = [
     "--max-error-rate",
     "0.01",
     "--max-p99-ms",
-    "150",
+    "300",
     "--max-online-mae-delta",
     "0.3",
     "--failure-threshold",
@@ -271,7 +271,7 @@ def test_start_wait_runs_the_local_router_and_writes_the_report(
     from metarec.serving.process import free_port
 
     production, make_canary = services
-    canary = make_canary(latency_s=0.25)
+    canary = make_canary(latency_s=0.5)
     port = free_port()
     monkeypatch.setenv("METAREC_ROLLOUT__ROUTER", "local")
     monkeypatch.setenv("METAREC_ROLLOUT__LISTEN_PORT", str(port))

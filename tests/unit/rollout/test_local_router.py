@@ -151,7 +151,7 @@ def test_unreachable_backend_is_a_502_naming_the_side():
 
 
 def test_stop_lets_requests_in_flight_finish():
-    slow = backend.FakeService(model_version="metarec:v1", latency_s=0.3).start()
+    slow = backend.FakeService(model_version="metarec:v1", latency_s=0.5).start()
     router = LocalWeightedRouter(production_url=slow.url, canary_url=slow.url).start()
     statuses: list[int | None] = []
 
@@ -168,7 +168,10 @@ def test_stop_lets_requests_in_flight_finish():
     try:
         for thread in threads:
             thread.start()
-        time.sleep(0.15)  # all five are inside the slow backend now
+        deadline = time.monotonic() + 10
+        while slow._count < 5 and time.monotonic() < deadline:  # all five inside the backend
+            time.sleep(0.01)
+        assert slow._count == 5
         router.stop()
         for thread in threads:
             thread.join(timeout=10)
