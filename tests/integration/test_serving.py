@@ -261,6 +261,13 @@ def test_malformed_and_oversized_bodies_are_4xx(client: httpx.Client):
         "/predict", content=chunks(), headers={"content-type": "application/json"}
     )
     assert streamed.status_code == 413
+    multipart = client.post(
+        "/recommend",
+        content=b'{"user_id": 1}',
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert multipart.status_code == 415
+    assert multipart.json()["field"] == "content-type"
 
 
 def test_request_metrics_count_status_classes(client: httpx.Client, served: Served):

@@ -17,7 +17,18 @@ from metarec.serving.metrics import ServingMetrics
 ENDPOINTS = {"/recommend": "recommend", "/predict": "predict", "/feedback": "feedback"}
 ENDPOINTS["/metadata"] = "metadata"
 
+POST_ENDPOINTS = {"recommend", "predict", "feedback"}
+JSON_TYPES = {b"application/json", b""}
 Scope = dict[str, Any]
+
+
+def _unsupported(media: bytes) -> dict[str, Any]:
+    shown = media.decode("latin-1")[:100]
+    return {
+        "error": f"content-type: {shown!r} is not supported. Fix: send the body as JSON with "
+        "content-type application/json.",
+        "field": "content-type",
+    }
 
 
 class MetricsSink:
@@ -105,7 +116,14 @@ class RequestGuard:
             return message
 
         try:
-            length = dict(scope.get("headers") or []).get(b"content-length")
+            headers = dict(scope.get("headers") or [])
+            media = headers.get(b"content-type", b"application/json").split(b";")[0].strip()
+            if endpoint in POST_ENDPOINTS and media.lower() not in JSON_TYPES:
+                # BentoML would try its multipart or pickle decoders (a 500 on a JSON body).
+                state["status"] = 415
+                await _send_json(send, 415, _unsupported(media))
+                return
+            length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
                 state["status"] = 413
                 await _send_json(send, 413, self._too_large())

@@ -49,3 +49,18 @@ async def test_small_bodies_pass_and_large_ones_are_413(anyio_backend):
 
 def test_an_unbound_sink_drops_observations():
     MetricsSink().observe("recommend", 200, 0.1)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_non_json_bodies_are_415(anyio_backend):
+    http, _ = client()
+    async with http:
+        for media in ("multipart/form-data; boundary=x", "application/vnd.bentoml+pickle"):
+            response = await http.post("/predict", content=b"{}", headers={"content-type": media})
+            assert response.status_code == 415
+            assert response.json()["field"] == "content-type"
+        ok = await http.post(
+            "/predict", content=b"{}", headers={"content-type": "application/json; charset=utf-8"}
+        )
+        assert ok.status_code == 200
