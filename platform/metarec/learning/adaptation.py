@@ -127,34 +127,63 @@ def _inner_loop_dual(
     (T, ...) and A (T, S, H1).
     """
     w1, b1 = start[FIRST_WEIGHT], start[FIRST_BIAS]  # (H1, D), (H1,)
-    rest = {k: v for k, v in start.items() if k not in (FIRST_WEIGHT, FIRST_BIAS)}
+    n_later = len(decision.hidden) - 1  # hidden layers after the first, also in closed form
+    shared = {k: v for k, v in start.items() if k.startswith("hidden.")}  # never per task
+    rest = {k: v for k, v in start.items() if not k.startswith("hidden.")}  # the output layer
     z0 = torch.nn.functional.linear(h, w1, b1)  # (T, S, H1) shared weight: one matmul
     gram = torch.baddbmm(torch.ones((), dtype=h.dtype, device=h.device), h, h.transpose(1, 2))
     # gram: (T, S, S) = h hᵀ + 1 (the 1 is the bias's share)
 
-    def task_loss(p: Params, z: torch.Tensor, y_t: torch.Tensor, m_t: torch.Tensor) -> torch.Tensor:
-        pred = functional_call(decision, p, (z,), {"preactivation": True})  # (S,)
-        return masked_mse(pred, y_t, m_t)  # ()
+    def task_loss(
+        p: Params,
+        z: torch.Tensor,
+        shifts: list[torch.Tensor],
+        history: list[tuple[torch.Tensor | None, torch.Tensor | None]],
+        y_t: torch.Tensor,
+        m_t: torch.Tensor,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        inputs: list[torch.Tensor] = []
+        dual = [(a, b, s) for (a, b), s in zip(history, shifts, strict=True)]
+        kwargs = {"preactivation": True, "dual": dual, "inputs": inputs}
+        pred = functional_call(decision, {**shared, **p}, (z,), kwargs)  # (S,)
+        return masked_mse(pred, y_t, m_t), inputs  # (), n_later × (S, in)
 
-    task_grad = grad(task_loss, argnums=(0, 1))
+    task_grad = grad(task_loss, argnums=(0, 1, 2), has_aux=True)
 
     def one_task(
         z: torch.Tensor, k_t: torch.Tensor, y_t: torch.Tensor, m_t: torch.Tensor
-    ) -> tuple[Params, torch.Tensor]:
+    ) -> tuple[Params, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         p = rest
         acc = None  # A: (S, H1)
+        a_hist: list[list[torch.Tensor]] = [[] for _ in range(n_later)]  # steps × (S, in)
+        b_hist: list[list[torch.Tensor]] = [[] for _ in range(n_later)]  # steps × (S, out)
+        history: list[tuple[torch.Tensor | None, torch.Tensor | None]] = [(None, None)] * n_later
         for _ in range(steps):
-            g, g_z = task_grad(p, z, y_t, m_t)  # g_z: (S, H1)
+            shifts = [
+                torch.zeros_like(z[:, :1]).expand(-1, layer.out_features).contiguous()
+                for layer in decision.hidden[1:]
+            ]  # (S, out) each: their gradients are the later layers' δ
+            (g, g_z, g_shifts), inputs = task_grad(p, z, shifts, history, y_t, m_t)
             if first_order:
                 g = {k: v.detach() for k, v in g.items()}
                 g_z = g_z.detach()
+                g_shifts = [v.detach() for v in g_shifts]
+                inputs = [v.detach() for v in inputs]
             p = {k: _step(p[k], g[k], lr) for k in p}
             step_z = g_z * -lr  # (S, H1)
             acc = step_z if acc is None else acc + step_z
             z = z + k_t @ step_z  # (S, H1)
-        return p, acc
+            for i in range(n_later):
+                a_hist[i].append(inputs[i])  # (S, in): the layer's input at this step
+                b_hist[i].append(g_shifts[i] * -lr)  # (S, out)
+            history = [
+                (torch.cat(a_hist[i]), torch.cat(b_hist[i])) for i in range(n_later)
+            ]  # (k·S, in), (k·S, out)
+        a_out = [a for a, _ in history]
+        b_out = [b for _, b in history]
+        return p, acc, a_out, b_out
 
-    return vmap(one_task)(z0, gram, y, mask)  # acc: (T, S, H1)
+    return vmap(one_task)(z0, gram, y, mask)  # acc: (T, S, H1); histories (T, steps·S, ·)
 
 
 def _adapt_first_layer_closed_form(
@@ -169,13 +198,17 @@ def _adapt_first_layer_closed_form(
     first_order: bool,
 ) -> Params:
     """:func:`adapt_embedded` through :func:`_inner_loop_dual`; builds the first layer once."""
-    adapted, acc = _inner_loop_dual(
+    adapted, acc, a_hist, b_hist = _inner_loop_dual(
         decision, start, h, y, mask, steps=steps, lr=lr, first_order=first_order
     )
     h_w = h.detach() if first_order else h  # first order: the whole inner gradient is constant
     w1, b1 = start[FIRST_WEIGHT], start[FIRST_BIAS]  # (H1, D), (H1,)
     adapted[FIRST_WEIGHT] = torch.baddbmm(w1.unsqueeze(0), acc.transpose(1, 2), h_w)  # (T, H1, D)
     adapted[FIRST_BIAS] = b1 + acc.sum(1)  # (T, H1)
+    for i, (a, b) in enumerate(zip(a_hist, b_hist, strict=True), start=1):
+        w, bias = start[f"hidden.{i}.weight"], start[f"hidden.{i}.bias"]  # (out, in), (out,)
+        adapted[f"hidden.{i}.weight"] = torch.baddbmm(w.unsqueeze(0), b.transpose(1, 2), a)
+        adapted[f"hidden.{i}.bias"] = bias + b.sum(1)  # (T, out)
     return {k: adapted[k] for k in start}
 
 
@@ -202,7 +235,7 @@ def adapt_and_predict_embedded(
             decision, start, h, y, mask, steps=steps, lr=lr, first_order=first_order
         )
         return predict_embedded(decision, adapted, h_query)
-    adapted, acc = _inner_loop_dual(
+    adapted, acc, a_hist, b_hist = _inner_loop_dual(
         decision, start, h, y, mask, steps=steps, lr=float(lr), first_order=first_order
     )
     h_s = h.detach() if first_order else h
@@ -212,10 +245,16 @@ def adapt_and_predict_embedded(
     z_q = torch.nn.functional.linear(h_query, start[FIRST_WEIGHT], start[FIRST_BIAS])  # (T, Q, H1)
     z_q = torch.baddbmm(z_q, cross, acc)  # (T, Q, H1)
 
-    def one_task(p: Params, z: torch.Tensor) -> torch.Tensor:
-        return functional_call(decision, p, (z,), {"preactivation": True})  # (Q,)
+    shared = {k: v for k, v in start.items() if k.startswith("hidden.")}
 
-    return vmap(one_task)(adapted, z_q)
+    def one_task(
+        p: Params, z: torch.Tensor, a_t: list[torch.Tensor], b_t: list[torch.Tensor]
+    ) -> torch.Tensor:
+        dual = [(a, b, None) for a, b in zip(a_t, b_t, strict=True)]
+        kwargs = {"preactivation": True, "dual": dual}
+        return functional_call(decision, {**shared, **p}, (z,), kwargs)  # (Q,)
+
+    return vmap(one_task)(adapted, z_q, a_hist, b_hist)
 
 
 def adapt(

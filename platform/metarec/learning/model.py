@@ -10,12 +10,15 @@ the outer loop.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 DECISION_PREFIX = "decision."
+
+DualTerms = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
 
 
 @dataclass(frozen=True)
@@ -86,17 +89,40 @@ class Decision(nn.Module):
         self.out = nn.Linear(widths[-1], 1)
         nn.init.constant_(self.out.bias, output_bias)
 
-    def forward(self, h: torch.Tensor, *, preactivation: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        h: torch.Tensor,
+        *,
+        preactivation: bool = False,
+        dual: Sequence[DualTerms] | None = None,
+        inputs: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Predict ratings from embedded features ``h`` of shape (..., D); returns (...).
 
-        With ``preactivation``, ``h`` is already the first hidden layer's pre-activation
-        (..., H1): the first layer is skipped (the inner loop tracks it in closed form).
+        The closed-form inner loop (:mod:`metarec.learning.adaptation`) uses the keywords:
+
+        * ``preactivation``: ``h`` is already the first hidden layer's pre-activation (..., H1);
+          the first layer is skipped.
+        * ``dual``: one ``(a, b, shift)`` per remaining hidden layer: its output becomes
+          ``layer(x) + (x aᵀ + 1) b + shift``, i.e. the layer with weight ``W + bᵀ a`` and bias
+          ``b₀ + Σ b`` (a: (N, in), b: (N, out), either None for no history; shift: (..., out)
+          or None).
+        * ``inputs``: collects each remaining hidden layer's input x (..., in).
         """
         layers = self.hidden[1:] if preactivation else self.hidden
         if preactivation:
             h = torch.relu(h)  # (..., H1)
-        for layer in layers:
-            h = torch.relu(layer(h))  # (..., H)
+        for i, layer in enumerate(layers):
+            if inputs is not None:
+                inputs.append(h)
+            z = layer(h)  # (..., H)
+            if dual is not None:
+                a, b, shift = dual[i]
+                if a is not None:
+                    z = z + (h @ a.transpose(-1, -2) + 1) @ b  # (..., H)
+                if shift is not None:
+                    z = z + shift
+            h = torch.relu(z)  # (..., H)
         return self.out(h).squeeze(-1)  # (...)
 
 

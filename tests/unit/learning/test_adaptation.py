@@ -177,15 +177,16 @@ def test_adapt_without_rate_needs_meta_sgd():
         adapt(model, None, b.support_x, b.support_y, b.support_mask, steps=1)
 
 
+@pytest.mark.parametrize("hidden", [(16,), (16, 16), (16, 8, 12)])
 @pytest.mark.parametrize("first_order", [False, True])
-def test_dual_first_layer_query_path_matches_explicit_weights(first_order):
-    """``adapt_and_predict_embedded`` (first layer in closed form, never built) equals building
-    the adapted weights with the plain vmap loop and predicting with them: values and
+def test_dual_first_layer_query_path_matches_explicit_weights(first_order, hidden):
+    """``adapt_and_predict_embedded`` (hidden layers in closed form, never built) equals
+    building the adapted weights with the plain vmap loop and predicting with them: values and
     meta-gradients (embeddings included)."""
     batch = collate(random_tasks(4, 5))
     results = {}
     for dual in (True, False):
-        model = make_model()
+        model = make_model(hidden=hidden)
         h_s, h_q = model.embed(batch.support_x), model.embed(batch.query_x)
         y, m = batch.support_y.double(), batch.support_mask.double()
         if dual:
@@ -215,3 +216,16 @@ def test_adaptation_without_hidden_layers_takes_the_plain_path():
     y, m = batch.support_y.double(), batch.support_mask.double()
     fast = adapt(model, None, batch.support_x, y, m, steps=2, lr=0.05)
     assert fast["out.weight"].shape[0] == 3
+
+
+@pytest.mark.parametrize("hidden", [(16,), (16, 8, 12)])
+def test_closed_form_adapted_weights_match_plain_loop(hidden):
+    """``adapt`` (closed form, weights built at the end) equals the plain per-parameter loop."""
+    model = make_model(hidden=hidden)
+    batch = collate(random_tasks(6, 4))
+    y, m = batch.support_y.double(), batch.support_mask.double()
+    fast = adapt(model, None, batch.support_x, y, m, steps=3, lr=0.05)
+    rates = {k: torch.full_like(v, 0.05) for k, v in model.decision_params().items()}
+    plain = adapt(model, None, batch.support_x, y, m, steps=3, lr=rates)
+    for name, value in plain.items():
+        torch.testing.assert_close(fast[name], value, **TOL, msg=name)
