@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from metarec.config import load_settings
 from metarec.environment import apply_process_environment
 

@@ -84,9 +84,8 @@ def serve_flows(ctx: typer.Context) -> None:
 
     materialize: workflows.materialize_cron; retrain: workflows.retrain_cron.
     """
-    from prefect import serve
-
     from metarec.workflows.deployments import local_deployments
+    from prefect import serve
 
     serve(*local_deployments(ctx.obj))
 

@@ -74,9 +74,8 @@ def deploy_to_work_pool(settings: Settings, *, work_pool: str) -> list[str]:
     """
     import asyncio
 
-    from prefect.deployments.runner import EntrypointType
-
     from metarec.workflows.kubernetes_job_template import training_base_job_template
+    from prefect.deployments.runner import EntrypointType
 
     template = training_base_job_template(settings.training_compute, image=settings.workflows.image)
     asyncio.run(_ensure_work_pool(work_pool, template))

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from kfp import compiler, dsl
-
 from metarec.compute import ComputeSpec
 from metarec.workflows.kfp_compute import apply_compute
 
@@ -21,7 +20,7 @@ PIPELINE_NAME = "metarec-retrain"
 
 
 @dsl.component(base_image=PLATFORM_IMAGE, install_kfp_package=False)
-def training_set_op(home: str) -> NamedTuple("TrainingSet", [("path", str), ("fingerprint", str)]):  # noqa: UP006
+def training_set_op(home: str) -> NamedTuple("TrainingSet", [("path", str), ("fingerprint", str)]):
     """Build the point-in-time training set through Feast."""
     from metarec.components.build_training_set import build_training_set
 
@@ -75,7 +74,7 @@ def gate_op(home: str, artifact: str, training_set: str, policy: str) -> str:
 @dsl.component(base_image=PLATFORM_IMAGE, install_kfp_package=False)
 def register_op(home: str, artifact: str, decision: str) -> NamedTuple(
     "Registered", [("tag", str), ("version", int)]
-):  # noqa: UP006
+):
     """Register the gated artifact as a staging version."""
     from metarec.components.register_model import register_model
 

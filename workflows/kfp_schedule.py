@@ -50,7 +50,6 @@ def schedule_pipeline(
         The recurring run's id.
     """
     import kfp
-
     from metarec.workflows.kfp_pipeline import compile_pipeline
 
     client = kfp.Client(host=host)

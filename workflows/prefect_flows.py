@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
-
 from metarec.components.build_training_set import build_training_set
 from metarec.components.evaluate_model import evaluate_model
 from metarec.components.gate_model import gate_model
@@ -19,6 +17,7 @@ from metarec.components.materialize_features import materialize_features
 from metarec.components.register_model import register_model
 from metarec.components.train_model import train_model
 from metarec.components.validate_features import validate_features
+from prefect import flow, task
 
 ingest_task = task(ingest_data, name="ingest", retries=2, retry_delay_seconds=5)
 materialize_task = task(

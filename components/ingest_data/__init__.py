@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from metarec.config import load_settings
 from metarec.environment import apply_process_environment
+from pydantic import BaseModel, ConfigDict
 
 
 class IngestOutput(BaseModel):

@@ -9,10 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from metarec.config import load_settings
 from metarec.environment import apply_process_environment
+from pydantic import BaseModel, ConfigDict
 
 
 class MaterializeOutput(BaseModel):
@@ -36,7 +35,8 @@ def materialize_features(*, home: str | None = None, end: str | None = None) -> 
         The applied snapshot, the registered objects and the window end.
     """
     from metarec.data.snapshots import SnapshotStore
-    from metarec.features.store import apply_features, materialize_features as materialize
+    from metarec.features.store import apply_features
+    from metarec.features.store import materialize_features as materialize
 
     settings = load_settings(home=Path(home)) if home else load_settings()
     apply_process_environment(settings)

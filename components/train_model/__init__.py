@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from metarec.config import load_settings
 from metarec.environment import apply_process_environment
+from pydantic import BaseModel, ConfigDict
 
 
 class TrainOutput(BaseModel):
@@ -62,7 +61,6 @@ def train_model(
         TrainingSetNotValidatedError: No passing validation record for this content.
     """
     import yaml
-
     from metarec.features.training_set import read_manifest
     from metarec.training.artifact import read_card
     from metarec.training.config import TrainingConfig

@@ -1,5 +1,7 @@
-"""One typed compute spec for training: rendered into KFP tasks, Prefect Kubernetes job
-templates and the Helm training Job, so that a GPU request means the same thing everywhere.
+"""One typed compute spec for training, rendered into every place a training job is defined.
+
+KFP tasks, Prefect Kubernetes job templates and the Helm training Job all read it, so that a GPU
+request means the same thing everywhere.
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ class ComputeSpec(BaseModel):
     node_selector: dict[str, str] = Field(default_factory=dict)
 
     def resources(self) -> dict[str, dict[str, str]]:
-        """Container ``resources`` (requests and limits; GPUs only as limits, as Kubernetes
-        requires for extended resources)."""
+        """Container ``resources``: requests and limits (GPUs as limits only).
+
+        Kubernetes requires extended resources such as GPUs to be set as limits.
+        """
         limits = {"cpu": self.cpu_limit, "memory": self.memory_limit}
         if self.gpu_count:
             limits[self.gpu_resource] = str(self.gpu_count)

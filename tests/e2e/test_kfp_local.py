@@ -1,10 +1,8 @@
 """The KFP pipeline run locally (kfp.local.SubprocessRunner): it produces a registered version."""
 
 import shutil
-from pathlib import Path
 
 import pytest
-
 from metarec.config import load_settings
 from metarec.registry import Registry
 from metarec.validation.gate import build_reference_profile
@@ -36,7 +34,8 @@ def test_local_pipeline_run_registers_a_version(synthetic_home, tmp_path):
     )
     policy = tmp_path / "policy.yaml"
     policy.write_text(
-        "name: e2e\nmargins:\n  - {metric: mae, over: global_mean, min_improvement: 0.0, cells: mean}\n"
+        "name: e2e\nmargins:\n"
+        "  - {metric: mae, over: global_mean, min_improvement: 0.0, cells: mean}\n"
     )
 
     run_locally(

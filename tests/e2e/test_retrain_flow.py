@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from metarec.config import Settings, load_settings
 from metarec.data.ingest import write_snapshot
 from metarec.data.schema import Dataset

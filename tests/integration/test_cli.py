@@ -6,7 +6,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from metarec.cli.main import run
 from metarec.data.snapshots import SnapshotStore
 
@@ -44,30 +43,71 @@ def home(tmp_path, monkeypatch):
 
 def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
     truncated = tmp_path / "truncated.zip"
-    full = _zip(tmp_path / "full.zip", {"u.data": GOOD_DATA * 50, "u.user": U_USER, "u.item": U_ITEM})
+    full = _zip(
+        tmp_path / "full.zip", {"u.data": GOOD_DATA * 50, "u.user": U_USER, "u.item": U_ITEM}
+    )
     truncated.write_bytes(full.read_bytes()[:300])
     return {
-        "truncated zip": (["--source", "ml-100k", "--path", str(truncated)],
-                          ["truncated.zip", "truncated or corrupted"]),
+        "truncated zip": (
+            ["--source", "ml-100k", "--path", str(truncated)],
+            ["truncated.zip", "truncated or corrupted"],
+        ),
         "non-numeric rating": (
-            ["--source", "ml-100k", "--path", str(_zip(tmp_path / "nan.zip", {
-                "u.data": GOOD_DATA + "2\t2\tabc\t878542960\n", "u.user": U_USER, "u.item": U_ITEM}))],
-            ["u.data, line 4", "rating 'abc'"]),
+            [
+                "--source",
+                "ml-100k",
+                "--path",
+                str(
+                    _zip(
+                        tmp_path / "nan.zip",
+                        {
+                            "u.data": GOOD_DATA + "2\t2\tabc\t878542960\n",
+                            "u.user": U_USER,
+                            "u.item": U_ITEM,
+                        },
+                    )
+                ),
+            ],
+            ["u.data, line 4", "rating 'abc'"],
+        ),
         "missing u.user": (
-            ["--source", "ml-100k", "--path", str(_zip(tmp_path / "nouser.zip", {
-                "u.data": GOOD_DATA, "u.item": U_ITEM}))],
-            ["nouser.zip: u.user", "not found"]),
+            [
+                "--source",
+                "ml-100k",
+                "--path",
+                str(_zip(tmp_path / "nouser.zip", {"u.data": GOOD_DATA, "u.item": U_ITEM})),
+            ],
+            ["nouser.zip: u.user", "not found"],
+        ),
         "wrong separator": (
-            ["--source", "ml-100k", "--path", str(_zip(tmp_path / "sep.zip", {
-                "u.data": GOOD_DATA.replace("\t", ","), "u.user": U_USER, "u.item": U_ITEM}))],
-            ["u.data, line 1", "','-separated"]),
+            [
+                "--source",
+                "ml-100k",
+                "--path",
+                str(
+                    _zip(
+                        tmp_path / "sep.zip",
+                        {
+                            "u.data": GOOD_DATA.replace("\t", ","),
+                            "u.user": U_USER,
+                            "u.item": U_ITEM,
+                        },
+                    )
+                ),
+            ],
+            ["u.data, line 1", "','-separated"],
+        ),
         "unknown source": (["--source", "ml-10k", "--path", str(full)], ["--source", "ml-10k"]),
     }
 
 
-@pytest.mark.parametrize("case", ["truncated zip", "non-numeric rating", "missing u.user",
-                                  "wrong separator", "unknown source"])
-def test_bad_input_fails_with_one_clear_line_and_keeps_the_previous_snapshot(case, home, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "case",
+    ["truncated zip", "non-numeric rating", "missing u.user", "wrong separator", "unknown source"],
+)
+def test_bad_input_fails_with_one_clear_line_and_keeps_the_previous_snapshot(
+    case, home, tmp_path, capsys
+):
     store = SnapshotStore(home / "data" / "snapshots")
     before = store.current_id()
     capsys.readouterr()
@@ -89,7 +129,9 @@ def test_console_script_prints_no_traceback(home, tmp_path):
     metarec = Path(sys.executable).parent / "metarec"
     result = subprocess.run(
         [str(metarec), *_cli(home, "data", "ingest", "--source", "ml-100k", "--path", str(bad))],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -97,16 +139,25 @@ def test_console_script_prints_no_traceback(home, tmp_path):
 
 
 def test_help_explains_every_command(capsys):
-    for command in (["--help"], ["data", "ingest", "--help"], ["features", "apply", "--help"],
-                    ["features", "materialize", "--help"], ["features", "show", "--help"],
-                    ["features", "training-set", "--help"], ["quickstart", "--help"]):
+    for command in (
+        ["--help"],
+        ["data", "ingest", "--help"],
+        ["features", "apply", "--help"],
+        ["features", "materialize", "--help"],
+        ["features", "show", "--help"],
+        ["features", "training-set", "--help"],
+        ["quickstart", "--help"],
+    ):
         assert run(command) == 0
         assert "Usage" in capsys.readouterr().out
 
 
 @pytest.mark.slow
 def test_feature_commands_end_to_end_on_synthetic_data(home, capsys):
-    assert run(_cli(home, "data", "ingest", "--source", "synthetic", "--users", "40", "--items", "60")) == 0
+    assert (
+        run(_cli(home, "data", "ingest", "--source", "synthetic", "--users", "40", "--items", "60"))
+        == 0
+    )
     assert run(_cli(home, "features", "apply")) == 0
     assert run(_cli(home, "features", "materialize")) == 0
     capsys.readouterr()

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from metarec.components.build_training_set import build_training_set
 from metarec.components.ingest_data import ingest_data
 from metarec.components.materialize_features import materialize_features
@@ -40,7 +39,9 @@ def test_ingest_with_path_reuses_a_snapshot_of_the_same_archive(tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("ml-100k/u.data", "1\t1\t5\t874965758\n")
         zf.writestr("ml-100k/u.user", "1|24|M|technician|85711\n")
-        zf.writestr("ml-100k/u.item", "1|Toy Story (1995)|01-Jan-1995||u|" + "|".join(["0"] * 18) + "|1\n")
+        zf.writestr(
+            "ml-100k/u.item", "1|Toy Story (1995)|01-Jan-1995||u|" + "|".join(["0"] * 18) + "|1\n"
+        )
     home = str(tmp_path / "home")
     first = ingest_data(source="ml-100k", path=str(archive), home=home)
     second = ingest_data(source="ml-100k", path=str(archive), home=home)

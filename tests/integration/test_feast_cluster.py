@@ -4,7 +4,6 @@ import socket
 import uuid
 
 import pytest
-
 from metarec.config import load_settings
 from metarec.data.ingest import DataSource, read_source, write_snapshot
 from metarec.data.snapshots import SnapshotStore
@@ -25,15 +24,23 @@ def _reachable(host: str, port: int) -> bool:
 
 @pytest.fixture
 def cluster_settings(tmp_path):
-    missing = [name for name, port in (("PostgreSQL", 5432), ("Redis", 6379))
-               if not _reachable("127.0.0.1", port)]
+    missing = [
+        name
+        for name, port in (("PostgreSQL", 5432), ("Redis", 6379))
+        if not _reachable("127.0.0.1", port)
+    ]
     if missing:
-        pytest.skip(f"{' and '.join(missing)} not reachable on 127.0.0.1: cluster config not tested")
+        pytest.skip(
+            f"{' and '.join(missing)} not reachable on 127.0.0.1: cluster config not tested"
+        )
     settings = load_settings(
         home=tmp_path / "home",
-        feast={"environment": "cluster", "project": f"metarec_it_{uuid.uuid4().hex[:8]}",
-               "registry_url": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
-               "redis_connection_string": "127.0.0.1:6379"},
+        feast={
+            "environment": "cluster",
+            "project": f"metarec_it_{uuid.uuid4().hex[:8]}",
+            "registry_url": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+            "redis_connection_string": "127.0.0.1:6379",
+        },
     )
     yield settings
     open_store(settings).teardown()
@@ -44,9 +51,13 @@ def test_cluster_config_uses_redis_online_and_postgres_registry(cluster_settings
     assert store.config.online_store.type == "redis"
     assert store.config.registry.path.startswith("postgresql")
 
-    dataset = read_source(DataSource.SYNTHETIC, download_dir=cluster_settings.paths.home,
-                          synthetic=SyntheticSpec(n_users=30, n_items=40, min_ratings_per_user=5,
-                                                  max_ratings_per_user=10, seed=1))
+    dataset = read_source(
+        DataSource.SYNTHETIC,
+        download_dir=cluster_settings.paths.home,
+        synthetic=SyntheticSpec(
+            n_users=30, n_items=40, min_ratings_per_user=5, max_ratings_per_user=10, seed=1
+        ),
+    )
     snapshot = write_snapshot(dataset, SnapshotStore(cluster_settings.paths.snapshots))
     apply_features(cluster_settings, snapshot)
     materialize_features(cluster_settings)
@@ -60,4 +71,7 @@ def test_cluster_config_uses_redis_online_and_postgres_registry(cluster_settings
     out = cluster_settings.paths.training_sets / "cluster.parquet"
     build_training_set(cluster_settings, out=out)
     frame, manifest = load_training_set(out)
-    assert len(frame) == len(dataset.interactions) and manifest.feast_project == cluster_settings.feast.project
+    assert (
+        len(frame) == len(dataset.interactions)
+        and manifest.feast_project == cluster_settings.feast.project
+    )

@@ -3,9 +3,9 @@
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
-
 from metarec.compute import ComputeSpec
 from metarec.errors import MetaRecError
 from metarec.workflows.kfp_schedule import kfp_cron, schedule_pipeline
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 class _KfpApi(BaseHTTPRequestHandler):
-    requests: list[tuple[str, str, dict]] = []
+    requests: ClassVar[list[tuple[str, str, dict]]] = []
 
     def _reply(self, body: dict) -> None:
         data = json.dumps(body).encode()
@@ -24,11 +24,11 @@ class _KfpApi(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self.requests.append(("GET", self.path, {}))
         self._reply({"experiments": [], "total_size": 0})
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
         self.requests.append(("POST", self.path, body))
         if self.path.startswith("/apis/v2beta1/experiments"):

@@ -3,11 +3,10 @@
 import asyncio
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
-
 from metarec.config import load_settings
 from metarec.workflows.deployments import deploy_to_work_pool
+from prefect.client.orchestration import get_client
+from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,6 @@
 """The materialize flow on a real (ephemeral) Prefect server, real Feast stores."""
 
 import pytest
-
 from metarec.config import load_settings
 from metarec.features.store import online_features, open_store
 from metarec.workflows.prefect_flows import materialize_flow
@@ -9,7 +8,9 @@ from metarec.workflows.prefect_flows import materialize_flow
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_materialize_flow_loads_the_online_store_and_skips_an_unchanged_source(prefect_server, tmp_path):
+def test_materialize_flow_loads_the_online_store_and_skips_an_unchanged_source(
+    prefect_server, tmp_path
+):
     home = str(tmp_path / "home")
     first = materialize_flow(source="synthetic", home=home)
     assert first["reused"] is False

@@ -7,7 +7,10 @@ def test_gpu_is_a_limit_and_brings_its_toleration_and_model_selector():
     resources = spec.resources()
     assert resources["limits"]["nvidia.com/gpu"] == "2"
     assert "nvidia.com/gpu" not in resources["requests"]
-    assert spec.effective_node_selector() == {"pool": "gpu", "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert spec.effective_node_selector() == {
+        "pool": "gpu",
+        "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB",
+    }
     assert [t.key for t in spec.effective_tolerations()] == ["nvidia.com/gpu"]
 
 

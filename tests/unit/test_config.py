@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from metarec.config import load_settings
 from metarec.environment import TELEMETRY_OFF, apply_process_environment, process_environment
 from metarec.errors import ConfigError
@@ -41,14 +40,14 @@ def test_config_file_from_environment_variable(tmp_path, monkeypatch):
 def test_unknown_key_in_yaml_is_named(tmp_path):
     config = tmp_path / "metarec.yaml"
     config.write_text("feast:\n  enviroment: cluster\n")
-    with pytest.raises(ConfigError, match="feast.enviroment"):
+    with pytest.raises(ConfigError, match=r"feast\.enviroment"):
         load_settings(config_file=config)
 
 
 def test_invalid_value_and_missing_file_are_config_errors(tmp_path):
     config = tmp_path / "metarec.yaml"
     config.write_text("feast:\n  environment: moon\n")
-    with pytest.raises(ConfigError, match="feast.environment"):
+    with pytest.raises(ConfigError, match=r"feast\.environment"):
         load_settings(config_file=config)
     with pytest.raises(ConfigError, match="not found"):
         load_settings(config_file=tmp_path / "absent.yaml")

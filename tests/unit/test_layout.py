@@ -24,11 +24,15 @@ def test_every_package_folder_is_declared_in_pyproject():
             if "__pycache__" not in init.parts:
                 found.add(".".join((name, *init.parent.relative_to(root).parts)))
     missing = found - declared
-    assert not missing, f"add these packages to pyproject.toml [tool.setuptools] packages: {missing}"
+    assert not missing, (
+        f"add these packages to pyproject.toml [tool.setuptools] packages: {missing}"
+    )
 
 
 def test_components_and_workflows_install_under_metarec():
-    assert importlib.import_module("metarec.components").__file__.startswith(str(REPO / "components"))
+    assert importlib.import_module("metarec.components").__file__.startswith(
+        str(REPO / "components")
+    )
     assert importlib.import_module("metarec.workflows").__file__.startswith(str(REPO / "workflows"))
 
 
@@ -56,9 +60,15 @@ def test_learning_core_depends_on_torch_and_numpy_only():
             if not stripped.startswith(("import ", "from ")):
                 continue
             module = stripped.split()[1].split(".")[0]
-            if module in sys.stdlib_module_names or module in allowed_third_party or module == "__future__":
+            if (
+                module in sys.stdlib_module_names
+                or module in allowed_third_party
+                or module == "__future__"
+            ):
                 continue
-            if module == "metarec" and stripped.split()[1].startswith(("metarec.learning", "metarec.errors")):
+            if module == "metarec" and stripped.split()[1].startswith(
+                ("metarec.learning", "metarec.errors")
+            ):
                 continue
             offenders.append(f"{path.relative_to(REPO)}: {stripped}")
     assert not offenders, offenders

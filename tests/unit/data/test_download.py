@@ -1,5 +1,4 @@
 import pytest
-
 from metarec.data.download import download, file_checksum
 from metarec.errors import ChecksumMismatchError, DownloadError
 
@@ -12,7 +11,7 @@ def test_download_verifies_the_checksum_before_keeping_the_file(tmp_path):
     assert download(source.as_uri(), target, checksum=good).read_bytes() == b"payload"
 
     other = tmp_path / "downloads" / "other.zip"
-    with pytest.raises(ChecksumMismatchError, match="expected md5:0+"):
+    with pytest.raises(ChecksumMismatchError, match=r"expected md5:0+"):
         download(source.as_uri(), other, checksum="md5:" + "0" * 32)
     assert not other.exists()
     assert sorted(p.name for p in other.parent.iterdir()) == ["archive.zip"]

@@ -1,7 +1,6 @@
 import zipfile
 
 import pytest
-
 from metarec.data.movielens import read_ml1m, read_ml100k
 from metarec.errors import DataFormatError, DataSourceNotFoundError
 
@@ -10,8 +9,13 @@ def test_reads_the_official_100k_layout(make_ml100k):
     dataset = read_ml100k(make_ml100k())
     assert dataset.summary() == {"users": 3, "items": 3, "interactions": 6}
     user = dataset.users.set_index("user_id").loc[1]
-    assert (user["age"], user["age_bucket"], user["gender"], user["occupation"], user["zip_prefix"]) == (
-        24, "18-24", "M", "technician", "857")
+    assert (
+        user["age"],
+        user["age_bucket"],
+        user["gender"],
+        user["occupation"],
+        user["zip_prefix"],
+    ) == (24, "18-24", "M", "technician", "857")
     items = dataset.items.set_index("item_id")
     assert items.loc[1, "genres"] == "Animation|Children's|Comedy"
     assert items.loc[3, "title"] == "Café (1994)"  # u.item is latin-1
@@ -54,18 +58,21 @@ def test_non_numeric_rating_names_file_and_line(make_ml100k):
 
 
 def test_missing_user_file_is_named(make_ml100k):
-    with pytest.raises(DataSourceNotFoundError, match="u.user"):
+    with pytest.raises(DataSourceNotFoundError, match=r"u\.user"):
         read_ml100k(make_ml100k(u_user=None))
 
 
 def test_wrong_separator_is_detected(make_ml100k):
     comma = "1,1,5,874965758\n1,2,3,876893171\n"
-    with pytest.raises(DataFormatError, match=r"line 1: expected 4 tab-separated fields, found 1\. It looks ','-separated"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"line 1: expected 4 tab-separated fields, found 1\. It looks ','-separated",
+    ):
         read_ml100k(make_ml100k(u_data=comma))
 
 
 def test_missing_path(tmp_path):
-    with pytest.raises(DataSourceNotFoundError, match="absent.zip"):
+    with pytest.raises(DataSourceNotFoundError, match=r"absent\.zip"):
         read_ml100k(tmp_path / "absent.zip")
 
 

@@ -1,6 +1,5 @@
 import pandas as pd
 import pytest
-
 from metarec.data.snapshots import SnapshotStore
 from metarec.errors import ChecksumMismatchError, SnapshotNotFoundError
 

@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
-
 from metarec.data.schema import GENRE_SEPARATOR, GENRES, OCCUPATIONS
 from metarec.data.synthetic import SyntheticSpec, generate_synthetic
 
-SMALL = SyntheticSpec(n_users=80, n_items=120, min_ratings_per_user=20, max_ratings_per_user=40, seed=3)
+SMALL = SyntheticSpec(
+    n_users=80, n_items=120, min_ratings_per_user=20, max_ratings_per_user=40, seed=3
+)
 
 
 def test_same_seed_same_data_other_seed_other_data():
@@ -28,7 +29,9 @@ def test_schema_matches_movielens_vocabularies():
 def _genre_taste_gain(ratings, items, rng):
     """MAE gain on held-out halves from each user's per-genre taste (fitted on the other half)."""
     genres = items.set_index("item_id")["genres"].str.split(GENRE_SEPARATOR)
-    frame = ratings.assign(residual=ratings["rating"] - ratings.groupby("item_id")["rating"].transform("mean"))
+    frame = ratings.assign(
+        residual=ratings["rating"] - ratings.groupby("item_id")["rating"].transform("mean")
+    )
     frame = frame.assign(half=rng.integers(0, 2, len(frame)), genre=frame["item_id"].map(genres))
     fit, held = frame[frame.half == 0], frame[frame.half == 1]
     taste = fit.explode("genre").groupby(["user_id", "genre"])["residual"].mean()
@@ -45,7 +48,9 @@ def test_ratings_carry_a_per_user_structure():
     data = generate_synthetic(SMALL)
     rng = np.random.default_rng(0)
     gain = _genre_taste_gain(data.interactions, data.items, rng)
-    shuffled = data.interactions.assign(user_id=rng.permutation(data.interactions["user_id"].to_numpy()))
+    shuffled = data.interactions.assign(
+        user_id=rng.permutation(data.interactions["user_id"].to_numpy())
+    )
     shuffled_gain = _genre_taste_gain(shuffled, data.items, rng)
     assert gain > 0.1
     assert gain > shuffled_gain + 0.1

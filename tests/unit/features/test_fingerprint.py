@@ -1,5 +1,4 @@
 import pandas as pd
-
 from metarec.features.fingerprint import dataset_fingerprint
 
 

@@ -1,21 +1,38 @@
 import pandas as pd
-
 from metarec.data.schema import STATIC_PROFILE_TIMESTAMP, Dataset, normalise_frames
 from metarec.features.tables import feature_tables, user_history_table, user_recent_ratings_table
 
 
 def _dataset():
     t = pd.Timestamp("2020-01-01", tz="UTC")
-    users = pd.DataFrame({"user_id": [1], "age": [30], "age_bucket": ["25-34"], "gender": ["F"],
-                          "occupation": ["writer"], "zip_prefix": ["123"], "valid_from": [STATIC_PROFILE_TIMESTAMP]})
-    items = pd.DataFrame({"item_id": [1, 2, 3], "title": ["a", "b", "c"], "release_year": [1990, 1991, None],
-                          "genres": ["Drama", "Comedy", "unknown"], "valid_from": [STATIC_PROFILE_TIMESTAMP] * 3})
-    interactions = pd.DataFrame({
-        "user_id": [1, 1, 1],
-        "item_id": [1, 2, 3],
-        "rating": [4, 2, 5],
-        "event_timestamp": [t, t, t + pd.Timedelta(hours=1)],  # two ratings in the same second
-    })
+    users = pd.DataFrame(
+        {
+            "user_id": [1],
+            "age": [30],
+            "age_bucket": ["25-34"],
+            "gender": ["F"],
+            "occupation": ["writer"],
+            "zip_prefix": ["123"],
+            "valid_from": [STATIC_PROFILE_TIMESTAMP],
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "item_id": [1, 2, 3],
+            "title": ["a", "b", "c"],
+            "release_year": [1990, 1991, None],
+            "genres": ["Drama", "Comedy", "unknown"],
+            "valid_from": [STATIC_PROFILE_TIMESTAMP] * 3,
+        }
+    )
+    interactions = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1],
+            "item_id": [1, 2, 3],
+            "rating": [4, 2, 5],
+            "event_timestamp": [t, t, t + pd.Timedelta(hours=1)],  # two ratings in the same second
+        }
+    )
     return Dataset(*normalise_frames(users, items, interactions), source="test"), t
 
 
@@ -41,6 +58,14 @@ def test_recent_ratings_are_newest_first_and_exclude_the_current_event():
 def test_every_snapshot_table_is_produced():
     dataset, _ = _dataset()
     tables = feature_tables(dataset)
-    assert set(tables) == {"users", "items", "interactions", "user_profile", "item_profile",
-                           "user_history", "user_recent_ratings", "interaction_label"}
+    assert set(tables) == {
+        "users",
+        "items",
+        "interactions",
+        "user_profile",
+        "item_profile",
+        "user_history",
+        "user_recent_ratings",
+        "interaction_label",
+    }
     assert "event_timestamp" in tables["user_profile"].columns

@@ -2,7 +2,6 @@
 
 import yaml
 from kfp import compiler, dsl
-
 from metarec.compute import ComputeSpec, Toleration
 from metarec.workflows.kfp_compute import apply_compute
 

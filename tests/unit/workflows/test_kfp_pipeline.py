@@ -1,7 +1,6 @@
 """The compiled retrain pipeline (KFP IR YAML), asserted by parsing it."""
 
 import yaml
-
 from metarec.compute import ComputeSpec, Toleration
 from metarec.workflows.kfp_pipeline import PLATFORM_IMAGE, compile_pipeline
 

@@ -3,11 +3,9 @@
 import asyncio
 
 import pytest
-
-from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
-
 from metarec.compute import ComputeSpec, Toleration
 from metarec.workflows.kubernetes_job_template import training_base_job_template
+from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
 GPU = ComputeSpec(
     cpu_request="4",

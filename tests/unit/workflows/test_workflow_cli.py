@@ -1,7 +1,6 @@
 """`metarec flows` / `metarec pipelines` come from the workflows plugin (entry points)."""
 
 import yaml
-
 from metarec.cli.main import run
 from metarec.config import load_settings
 from metarec.workflows.deployments import local_deployments
