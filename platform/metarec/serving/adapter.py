@@ -2,7 +2,10 @@
 
 Offline evaluation (:func:`metarec.training.methods.adapted_predictions`) embeds encoded rows
 with ``model.embed`` and calls :func:`metarec.learning.adaptation.adapt_embedded` (first-order,
-the card's steps and rate, or the Meta-SGD rates) and ``predict_embedded``, then clamps to 1..5.
+the card's steps and rate, or the Meta-SGD rates) and ``predict_embedded``. Predictions are
+returned unclamped so that ranking never ties on the scale's ends; the engine clamps what it
+reports as a rating to 1..5 (as offline evaluation does).
+
 The service calls the same two core functions with the same arguments; only the embedding is
 organised for serving: every catalogue item's embedding (user columns empty) is computed once
 per item matrix, each request's user embedding (item columns empty) once, and a row's embedding
@@ -80,7 +83,7 @@ class BatchedAdapter:
         return h
 
     def __call__(self, jobs: Sequence[AdaptationJob]) -> list[np.ndarray]:
-        """Predictions (Q,) per job, clamped to 1..5, in job order."""
+        """Raw (unclamped) predictions (Q,) per job, in job order."""
         if not jobs:
             return []
         model = self.adapted.model
@@ -118,6 +121,6 @@ class BatchedAdapter:
             )
         with torch.no_grad():
             fast = {k: v.detach() for k, v in fast.items()}
-            pred = predict_embedded(model.decision, fast, hq).clamp(1.0, 5.0)  # (T, Q)
+            pred = predict_embedded(model.decision, fast, hq)  # (T, Q), unclamped
             out = pred.cpu().numpy()
         return [out[t, : len(job.query_rows)] for t, job in enumerate(jobs)]

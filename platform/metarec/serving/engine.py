@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from metarec.config import ServingSettings
+from metarec.data.schema import RATING_MAX, RATING_MIN
 from metarec.errors import ServingInputError
 from metarec.serving.adapter import AdaptationJob, BatchedAdapter
 from metarec.serving.batching import MicroBatcher
@@ -206,7 +207,8 @@ class AdaptationEngine:
         top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
         top = top[np.lexsort((items.item_ids[rows[top]], -scores[top]))]
         chosen = [int(i) for i in items.item_ids[rows[top]]]
-        values = [float(s) for s in scores[top]]
+        # Ranked on the raw predictions; reported on the rating scale.
+        values = [float(s) for s in np.clip(scores[top], RATING_MIN, RATING_MAX)]
         if request.user_id is not None:
             self.memory.remember(request.user_id, chosen, values)
         return RecommendResponse(
@@ -225,7 +227,7 @@ class AdaptationEngine:
         self._check_count("item_ids", len(request.item_ids), self.serving.max_candidates)
         rows = self._item_rows(items, "item_ids", request.item_ids)
         job = AdaptationJob(items, self._user_codes(items, user), support_rows, support_y, rows)
-        ratings = await self.batcher.submit(job)
+        ratings = np.clip(await self.batcher.submit(job), RATING_MIN, RATING_MAX)
         values = [float(r) for r in ratings]
         if request.user_id is not None:
             self.memory.remember(request.user_id, list(request.item_ids), values)
@@ -272,6 +274,7 @@ class AdaptationEngine:
         for (user_id, positions), values in zip(
             missing.items(), await asyncio.gather(*jobs), strict=True
         ):
+            values = np.clip(values, RATING_MIN, RATING_MAX)
             for n, value in zip(positions, values, strict=True):
                 predicted[n] = float(value)
             self.memory.remember(
