@@ -2,7 +2,6 @@
 
 import numpy as np
 import torch
-
 from metarec.learning.algorithms import InnerLoop
 from metarec.learning.model import MeLU, ModelConfig
 from metarec.serving.adapter import AdaptationJob, BatchedAdapter
