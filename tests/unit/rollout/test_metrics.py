@@ -18,6 +18,18 @@ from metarec.rollout.metrics import (
 )
 from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
 
+@pytest.fixture(autouse=True)
+def _in_process_metric_values(monkeypatch):
+    """Keep each test registry's values in this process.
+
+    Importing BentoML (other tests do) switches prometheus_client to multiprocess value files,
+    which would carry counts from one test registry into the next.
+    """
+    from prometheus_client import values
+
+    monkeypatch.setattr(values, "ValueClass", values.MutexValue)
+
+
 STATE = RolloutState(id="r1", model="metarec", version=3, production_version=2, spec=RolloutSpec())
 
 
