@@ -18,6 +18,7 @@ from metarec.rollout.metrics import (
 )
 from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
 
+
 @pytest.fixture(autouse=True)
 def _in_process_metric_values(monkeypatch):
     """Keep each test registry's values in this process.
