@@ -2,9 +2,8 @@
 
 from pathlib import Path
 
-from pydantic import BaseModel
-
 from metarec.config import Settings
+from pydantic import BaseModel
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
