@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metarec.config import load_settings
-from metarec.environment import apply_process_environment
+from metarec.components import component_settings
 from pydantic import BaseModel, ConfigDict
 
 
@@ -35,19 +34,11 @@ def build_training_set(*, home: str | None = None, out: str | None = None) -> Tr
     Returns:
         The training set's path, fingerprint and lineage.
     """
-    from metarec.features.store import applied_snapshot_id, open_store
     from metarec.features.training_set import build_training_set as build
 
-    settings = load_settings(home=Path(home)) if home else load_settings()
-    apply_process_environment(settings)
-    if out is None:
-        snapshot_id = applied_snapshot_id(open_store(settings))
-        target = settings.paths.training_sets / f"{snapshot_id}.parquet"
-    else:
-        target = Path(out)
-    manifest = build(settings, out=target)
+    manifest = build(component_settings(home), out=Path(out) if out else None)
     return TrainingSetOutput(
-        path=str(target),
+        path=manifest.path,
         fingerprint=manifest.fingerprint,
         rows=manifest.rows,
         feature_service=manifest.feature_service,

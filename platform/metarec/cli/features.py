@@ -72,17 +72,13 @@ def training_set(
     Every interaction is joined with the user and item features valid at its timestamp; a
     manifest with the content fingerprint is written beside the file.
     """
-    from metarec.features.store import applied_snapshot_id, open_store
     from metarec.features.training_set import build_training_set, manifest_path
 
-    settings = ctx.obj
-    if out is None:
-        snapshot_id = applied_snapshot_id(open_store(settings))
-        out = settings.paths.training_sets / f"{snapshot_id}.parquet"
     with stage("Retrieving historical features (point-in-time join)"):
-        manifest = build_training_set(settings, out=out)
-    console.print(f"{manifest.rows:,} rows × {len(manifest.columns)} columns → {out}")
-    console.print(f"fingerprint {manifest.fingerprint}  manifest {manifest_path(out)}")
+        manifest = build_training_set(ctx.obj, out=out)
+    path = Path(manifest.path)
+    console.print(f"{manifest.rows:,} rows × {len(manifest.columns)} columns → {path}")
+    console.print(f"fingerprint {manifest.fingerprint}  manifest {manifest_path(path)}")
 
 
 @app.command()

@@ -28,19 +28,6 @@ class DeviceOption(enum.StrEnum):
     CUDA = "cuda"
 
 
-def newest_training_set(directory: Path) -> Path:
-    """The most recently modified ``*.parquet`` training set in ``directory``."""
-    from metarec.errors import MetaRecError
-
-    candidates = sorted(directory.glob("*.parquet"), key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise MetaRecError(
-            f"No training set in {directory}.",
-            fix="build one with `metarec features training-set`, or pass --training-set PATH.",
-        )
-    return candidates[-1]
-
-
 def train(
     ctx: typer.Context,
     config: Annotated[
@@ -71,6 +58,7 @@ def train(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from metarec.features.training_set import newest_training_set
     from metarec.training.config import TrainingConfig
     from metarec.training.evaluation import metrics_table
     from metarec.training.trainer import ProgressEvent
@@ -87,7 +75,7 @@ def train(
         cfg = TrainingConfig.from_yaml(config, **overrides)
     else:
         cfg = TrainingConfig.build({k: v for k, v in overrides.items() if v is not None})
-    path = training_set or newest_training_set(settings.paths.training_sets)
+    path = training_set or newest_training_set(settings)
     if out is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out = settings.paths.artifacts / f"{cfg.algorithm.value}-{stamp}"
@@ -155,6 +143,7 @@ def evaluate(
 ) -> None:
     """Evaluate an artifact and every baseline: print a table, write JSON and a PNG plot."""
     from metarec.errors import MetaRecError
+    from metarec.features.training_set import newest_training_set
     from metarec.training.evaluation import evaluate_artifact, metrics_table, plot_mae, write_json
     from metarec.training.scenarios import Scenario, parse_support_size
 
@@ -177,7 +166,7 @@ def evaluate(
             + ", ".join(s.value for s in Scenario)
             + ".",
         ) from exc
-    path = training_set or newest_training_set(settings.paths.training_sets)
+    path = training_set or newest_training_set(settings)
     with console.status("Evaluating"):
         metrics = evaluate_artifact(
             artifact, path, scenarios=scenarios, support_sizes=sizes or None, device=device.value

@@ -24,7 +24,7 @@ def run_quickstart(settings: Settings, *, source: str, path: Path | None, user: 
         online_features,
         open_store,
     )
-    from metarec.features.training_set import build_training_set
+    from metarec.features.training_set import build_training_set, default_training_set_path
     from metarec.validation.gate import (
         build_reference_profile,
         profile_store,
@@ -49,7 +49,7 @@ def run_quickstart(settings: Settings, *, source: str, path: Path | None, user: 
         materialize_features(settings)
     with stage(f"4/{STAGES} Read user {user}'s features from the online store"):
         values = online_features(open_store(settings), user_id=user)
-    out = settings.paths.training_sets / f"{snapshot.snapshot_id}.parquet"
+    out = default_training_set_path(settings, snapshot.snapshot_id)
     with stage(f"5/{STAGES} Build the point-in-time training set (Feast historical retrieval)"):
         manifest = build_training_set(settings, out=out)
     try:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from metarec.config import Settings
 from metarec.data.snapshots import SnapshotStore
-from metarec.errors import FeatureStoreError
+from metarec.errors import DataSourceNotFoundError, FeatureStoreError
 from metarec.features.definitions import META_TRAINING
 from metarec.features.fingerprint import dataset_fingerprint
 from metarec.features.store import applied_snapshot_id, open_store
@@ -35,6 +35,31 @@ class TrainingSetManifest(BaseModel):
     snapshot_id: str
     feast_project: str
     created_at: datetime
+
+
+def default_training_set_path(settings: Settings, snapshot_id: str) -> Path:
+    """Where the training set of a snapshot goes by default."""
+    return settings.paths.training_sets / f"{snapshot_id}.parquet"
+
+
+def newest_training_set(settings: Settings) -> Path:
+    """The most recently written training set of this home.
+
+    Raises:
+        DataSourceNotFoundError: There is none.
+    """
+    folder = settings.paths.training_sets
+    candidates = (
+        [p for p in folder.glob("*.parquet") if not p.name.startswith(".")]
+        if folder.is_dir()
+        else []
+    )
+    if not candidates:
+        raise DataSourceNotFoundError(
+            f"{folder}/*.parquet (no training set)",
+            fix="build one with `metarec features training-set`, or pass --training-set PATH.",
+        )
+    return max(candidates, key=lambda path: (path.stat().st_mtime_ns, path.name))
 
 
 def manifest_path(training_set: Path) -> Path:
@@ -64,13 +89,14 @@ def feature_service_version(refs: list[str], snapshot_id: str) -> str:
 
 
 def build_training_set(
-    settings: Settings, *, out: Path, feature_service: str = META_TRAINING
+    settings: Settings, *, out: Path | None = None, feature_service: str = META_TRAINING
 ) -> TrainingSetManifest:
     """Join every interaction of the applied snapshot with its features as of its timestamp.
 
     Args:
         settings: Active settings.
-        out: Parquet file to write (atomically); the manifest goes beside it.
+        out: Parquet file to write (atomically); the manifest goes beside it. Default:
+            :func:`default_training_set_path` of the applied snapshot.
         feature_service: Feast feature service to retrieve.
 
     Returns:
@@ -81,6 +107,7 @@ def build_training_set(
     """
     store = open_store(settings)
     snapshot_id = applied_snapshot_id(store)
+    out = out or default_training_set_path(settings, snapshot_id)
     interactions = SnapshotStore(settings.paths.snapshots).read_table(
         "interactions", snapshot_id=snapshot_id
     )

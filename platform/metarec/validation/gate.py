@@ -21,7 +21,11 @@ import pandas as pd
 from metarec.config import Settings
 from metarec.errors import DataFormatError, DataSourceNotFoundError, ValidationFailedError
 from metarec.features.fingerprint import dataset_fingerprint
-from metarec.features.training_set import TrainingSetManifest, read_manifest
+from metarec.features.training_set import (
+    TrainingSetManifest,
+    newest_training_set,
+    read_manifest,
+)
 from metarec.validation.profile import ProfileStore, ReferenceProfile, compute_statistics
 from metarec.validation.record import ValidationRecord, write_validation_record
 from metarec.validation.report import write_report
@@ -45,26 +49,6 @@ def profile_store(settings: Settings) -> ProfileStore:
 def results_dir(settings: Settings) -> Path:
     """Where result JSON files and HTML reports are written."""
     return validation_root(settings) / "results"
-
-
-def newest_training_set(settings: Settings) -> Path:
-    """The most recently written training set of this home.
-
-    Raises:
-        DataSourceNotFoundError: There is none.
-    """
-    folder = settings.paths.training_sets
-    candidates = (
-        [p for p in folder.glob("*.parquet") if not p.name.startswith(".")]
-        if folder.is_dir()
-        else []
-    )
-    if not candidates:
-        raise DataSourceNotFoundError(
-            f"{folder}/*.parquet (no training set)",
-            fix="build one with `metarec features training-set`, or pass --training-set PATH.",
-        )
-    return max(candidates, key=lambda path: (path.stat().st_mtime_ns, path.name))
 
 
 def _load(training_set: Path) -> tuple[pd.DataFrame, TrainingSetManifest]:
