@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metarec.config import load_settings
-from metarec.environment import apply_process_environment
+from metarec.components import component_settings
 from pydantic import BaseModel, ConfigDict
 
 
@@ -43,8 +42,7 @@ def evaluate_model(
     """
     from metarec.training.evaluation import evaluate_artifact, plot_mae, write_json
 
-    settings = load_settings(home=Path(home)) if home else load_settings()
-    apply_process_environment(settings)
+    component_settings(home)  # telemetry off, tool homes in the MetaRec home
     folder = Path(artifact)
     metrics = evaluate_artifact(folder, Path(training_set), support_sizes=support_sizes)
     json_path = write_json(metrics, folder.with_name(folder.name + ".evaluation.json"))

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metarec.config import load_settings
-from metarec.environment import apply_process_environment
+from metarec.components import component_settings
 from metarec.errors import GateRejectedError
 from pydantic import BaseModel, ConfigDict
 
@@ -73,8 +72,7 @@ def gate_model(
     from metarec.registry import Registry
     from metarec.registry.artifacts import inspect_artifact
 
-    settings = load_settings(home=Path(home)) if home else load_settings()
-    apply_process_environment(settings)
+    settings = component_settings(home)
     name = model or settings.registry.model_name
     evaluate = None
     if training_set is not None:

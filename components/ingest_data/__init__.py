@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metarec.config import load_settings
-from metarec.environment import apply_process_environment
+from metarec.components import component_settings
 from pydantic import BaseModel, ConfigDict
 
 
@@ -56,8 +55,7 @@ def ingest_data(
     from metarec.data.synthetic import SyntheticSpec
     from metarec.errors import SnapshotNotFoundError
 
-    settings = load_settings(home=Path(home)) if home else load_settings()
-    apply_process_environment(settings)
+    settings = component_settings(home)
     data_source = DataSource(source)
     spec = SyntheticSpec(seed=seed)
     identity = input_identity(data_source, path=Path(path) if path else None, synthetic=spec)

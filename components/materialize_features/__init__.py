@@ -7,10 +7,8 @@ same latest values again.
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
-from metarec.config import load_settings
-from metarec.environment import apply_process_environment
+from metarec.components import component_settings
 from pydantic import BaseModel, ConfigDict
 
 
@@ -38,8 +36,7 @@ def materialize_features(*, home: str | None = None, end: str | None = None) -> 
     from metarec.features.store import apply_features
     from metarec.features.store import materialize_features as materialize
 
-    settings = load_settings(home=Path(home)) if home else load_settings()
-    apply_process_environment(settings)
+    settings = component_settings(home)
     snapshot = SnapshotStore(settings.paths.snapshots).get()
     objects = apply_features(settings, snapshot)
     until = materialize(settings, end=datetime.fromisoformat(end) if end else None)

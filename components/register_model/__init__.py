@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metarec.config import load_settings
-from metarec.environment import apply_process_environment
+from metarec.components import component_settings
 from metarec.errors import GatePolicyError
 from pydantic import BaseModel, ConfigDict
 
@@ -61,8 +60,7 @@ def register_model(
     from metarec.registry.artifacts import inspect_artifact
     from pydantic import ValidationError
 
-    settings = load_settings(home=Path(home)) if home else load_settings()
-    apply_process_environment(settings)
+    settings = component_settings(home)
     name = model or settings.registry.model_name
     try:
         gate_decision = GateDecision.model_validate_json(Path(decision).read_text())

@@ -11,8 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from metarec.config import load_settings
-from metarec.environment import apply_process_environment
+from metarec.components import component_settings
 from pydantic import BaseModel, ConfigDict
 
 
@@ -66,8 +65,7 @@ def train_model(
     from metarec.training.config import TrainingConfig
     from metarec.training.trainer import train
 
-    settings = load_settings(home=Path(home)) if home else load_settings()
-    apply_process_environment(settings)
+    settings = component_settings(home)
     values: dict[str, Any] = {}
     if config_file:
         values.update(yaml.safe_load(Path(config_file).read_text()) or {})

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from metarec.config import load_settings
+from metarec.components import component_settings
 from pydantic import BaseModel, ConfigDict
 
 
@@ -57,7 +57,7 @@ def validate_features(
     """
     from metarec.validation.gate import raise_for_failure, validate_training_set
 
-    settings = load_settings(home=Path(home)) if home else load_settings()
+    settings = component_settings(home)
     result = validate_training_set(settings, training_set=Path(training_set), now=now)
     raise_for_failure(result)
     return ValidationOutput(
