@@ -93,6 +93,26 @@ def artifact_root(settings: Settings) -> str:
     return settings.registry.artifact_root or str(settings.paths.artifacts)
 
 
+def _move_stage(
+    session: Session, row: VersionRow, *, from_stage: str, to_stage: str, conflict: str
+) -> None:
+    """Compare-and-set a version's stage; a concurrent change raises ``conflict``.
+
+    Raises:
+        RegistryConflictError: The version was no longer in ``from_stage``.
+    """
+    result = session.execute(
+        update(VersionRow)
+        .where(VersionRow.id == row.id, VersionRow.stage == from_stage)
+        .values(stage=to_stage)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise RegistryConflictError(
+            conflict, fix="check `metarec models list`, then retry if still wanted."
+        )
+
+
 class Registry:
     """The model registry over one database and one artifact store."""
 
@@ -612,18 +632,14 @@ class Registry:
             )
         operation_id = uuid.uuid4().hex
         if current is not None:
-            result = session.execute(
-                update(VersionRow)
-                .where(VersionRow.id == current.id, VersionRow.stage == Stage.PRODUCTION.value)
-                .values(stage=Stage.ARCHIVED.value)
-                .execution_options(synchronize_session=False)
+            _move_stage(
+                session,
+                current,
+                from_stage=Stage.PRODUCTION.value,
+                to_stage=Stage.ARCHIVED.value,
+                conflict=f"Cannot {action.value} {tag}: {model_row.name}:v{current.version} left "
+                "production concurrently.",
             )
-            if result.rowcount != 1:
-                raise RegistryConflictError(
-                    f"Cannot {action.value} {tag}: {model_row.name}:v{current.version} left "
-                    "production concurrently.",
-                    fix="check `metarec models list`, then retry if still wanted.",
-                )
             self._append(
                 session,
                 operation_id=operation_id,
@@ -638,17 +654,13 @@ class Registry:
             )
             self._step("previous-archived")
         from_stage = row.stage
-        result = session.execute(
-            update(VersionRow)
-            .where(VersionRow.id == row.id, VersionRow.stage == from_stage)
-            .values(stage=Stage.PRODUCTION.value)
-            .execution_options(synchronize_session=False)
+        _move_stage(
+            session,
+            row,
+            from_stage=from_stage,
+            to_stage=Stage.PRODUCTION.value,
+            conflict=f"Cannot {action.value} {tag}: its stage changed concurrently.",
         )
-        if result.rowcount != 1:
-            raise RegistryConflictError(
-                f"Cannot {action.value} {tag}: its stage changed concurrently.",
-                fix="check `metarec models list`, then retry if still wanted.",
-            )
         self._step("version-promoted")
         self._append(
             session,
@@ -690,17 +702,13 @@ class Registry:
                     fix="nothing to do; promote it to bring it back.",
                 )
             from_stage = row.stage
-            result = session.execute(
-                update(VersionRow)
-                .where(VersionRow.id == row.id, VersionRow.stage == from_stage)
-                .values(stage=Stage.ARCHIVED.value)
-                .execution_options(synchronize_session=False)
+            _move_stage(
+                session,
+                row,
+                from_stage=from_stage,
+                to_stage=Stage.ARCHIVED.value,
+                conflict=f"Cannot archive {ref.tag}: its stage changed concurrently.",
             )
-            if result.rowcount != 1:
-                raise RegistryConflictError(
-                    f"Cannot archive {ref.tag}: its stage changed concurrently.",
-                    fix="check `metarec models list`, then retry if still wanted.",
-                )
             self._step("version-archived")
             self._append(
                 session,
