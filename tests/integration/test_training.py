@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,13 @@ import torch
 import yaml
 from metarec.cli.main import run
 from metarec.features.training_set import manifest_path, read_manifest
+from metarec.serving.testing import mark_validated
 from metarec.training.artifact import load_artifact
 from metarec.training.config import TrainingConfig
 from metarec.training.evaluation import evaluate_artifact
 from metarec.training.trainer import ProgressEvent, train
 from metarec.validation.record import (
     TrainingSetNotValidatedError,
-    ValidationRecord,
-    write_validation_record,
 )
 
 pytestmark = pytest.mark.integration
@@ -47,28 +45,7 @@ METHODS = {"global_mean", "item_bias", "user_item_bias", "global_model", "finetu
 def training_set(synthetic_home, tmp_path) -> Path:
     """A private copy of the synthetic training set, with a passing validation record."""
     source = synthetic_home.paths.training_sets / "synthetic.parquet"
-    target = tmp_path / "ts" / "synthetic.parquet"
-    target.parent.mkdir()
-    shutil.copy(source, target)
-    shutil.copy(manifest_path(source), manifest_path(target))
-    manifest = read_manifest(target)
-    write_validation_record(
-        target,
-        ValidationRecord(
-            result_id="result-1",
-            success=True,
-            suite_name="meta_training",
-            suite_version="1",
-            feature_service=manifest.feature_service,
-            feature_service_version=manifest.feature_service_version,
-            dataset_fingerprint=manifest.fingerprint,
-            failed_expectations=[],
-            report_html="",
-            result_json="",
-            created_at=datetime.now(UTC),
-        ),
-    )
-    return target
+    return mark_validated(source, tmp_path / "ts" / "synthetic.parquet", result_id="result-1")
 
 
 @pytest.fixture(autouse=True)

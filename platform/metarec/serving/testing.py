@@ -43,7 +43,9 @@ absolute:
 """
 
 
-def mark_validated(training_set: Path, target: Path) -> Path:
+def mark_validated(
+    training_set: Path, target: Path, *, result_id: str = "result-serving-test"
+) -> Path:
     """Copy a training set (with manifest) and record a passing validation result for it."""
     from metarec.features.training_set import manifest_path, read_manifest
     from metarec.validation.record import ValidationRecord, write_validation_record
@@ -55,7 +57,7 @@ def mark_validated(training_set: Path, target: Path) -> Path:
     write_validation_record(
         target,
         ValidationRecord(
-            result_id="result-serving-test",
+            result_id=result_id,
             success=True,
             suite_name=manifest.feature_service,
             suite_version="1",
