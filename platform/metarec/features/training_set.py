@@ -120,19 +120,15 @@ def build_training_set(
             f"Historical retrieval for feature service {feature_service!r} failed ({exc}).",
             fix="run `metarec features apply` again; check the snapshot tables exist.",
         ) from exc
-    feature_columns = [
-        field.name
+    fields = [
+        (projection.name, field.name)
         for projection in service.feature_view_projections
         for field in projection.features
     ]
-    joined = joined.loc[:, [*ENTITY_COLUMNS, *feature_columns]]
+    joined = joined.loc[:, [*ENTITY_COLUMNS, *(name for _, name in fields)]]
     joined = joined.sort_values(["user_id", "event_timestamp", "item_id"], kind="stable")
     joined = joined.reset_index(drop=True)
-    refs = [
-        f"{projection.name}:{field.name}"
-        for projection in service.feature_view_projections
-        for field in projection.features
-    ]
+    refs = [f"{view}:{name}" for view, name in fields]
     manifest = TrainingSetManifest(
         path=str(out),
         fingerprint=dataset_fingerprint(joined),
