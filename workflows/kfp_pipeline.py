@@ -82,6 +82,23 @@ def register_op(home: str, artifact: str, decision: str) -> NamedTuple(
     return (out.tag, out.version)
 
 
+@dsl.component(base_image=PLATFORM_IMAGE, install_kfp_package=False)
+def canary_op(home: str, version: int, training_set: str, canary: dict) -> NamedTuple(
+    "Rollout", [("outcome", str), ("production_version", int)]
+):
+    """Canary the staging version against production and promote it; fails on rollback.
+
+    On a cluster (router ``gateway-api``) the rollout controller carries the rollout out under
+    real traffic and this task waits for its verdict; the first version is promoted directly.
+    """
+    from metarec.components.canary_rollout import canary_rollout
+
+    out = canary_rollout(
+        version=version, home=home or None, spec=canary or None, training_set=training_set
+    )
+    return (out.outcome, out.production_after or 0)
+
+
 def build_pipeline(*, compute: ComputeSpec, train_retries: int = 1) -> Any:
     """Return the retrain pipeline with the compute spec on its training task.
 
@@ -94,9 +111,15 @@ def build_pipeline(*, compute: ComputeSpec, train_retries: int = 1) -> Any:
     """
 
     @dsl.pipeline(
-        name=PIPELINE_NAME, description="Validate → meta-train → evaluate → gate → register."
+        name=PIPELINE_NAME,
+        description="Validate → meta-train → evaluate → gate → register → canary → promote.",
     )
-    def retrain(home: str = "", training_config: dict = {}, policy: str = "") -> None:  # noqa: B006
+    def retrain(
+        home: str = "",
+        training_config: dict = {},  # noqa: B006
+        policy: str = "",
+        canary: dict = {},  # noqa: B006
+    ) -> None:
         training_set = training_set_op(home=home)
         validated = validate_op(home=home, training_set=training_set.outputs["path"])
         trained = train_op(
@@ -117,7 +140,13 @@ def build_pipeline(*, compute: ComputeSpec, train_retries: int = 1) -> Any:
             policy=policy,
         )
         gated.after(evaluated)
-        register_op(home=home, artifact=trained.output, decision=gated.output)
+        registered = register_op(home=home, artifact=trained.output, decision=gated.output)
+        canary_op(
+            home=home,
+            version=registered.outputs["version"],
+            training_set=training_set.outputs["path"],
+            canary=canary,
+        )
 
     return retrain
 
@@ -134,6 +163,7 @@ def run_locally(
     home: str,
     training_config: dict[str, Any] | None = None,
     policy: str = "",
+    canary: dict[str, Any] | None = None,
     pipeline_root: Path,
 ) -> None:
     """Run the pipeline here with ``kfp.local.SubprocessRunner`` in this Python environment.
@@ -148,4 +178,4 @@ def run_locally(
     os.environ.setdefault("PIP_NO_INDEX", "1")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     pipeline = build_pipeline(compute=ComputeSpec())
-    pipeline(home=home, training_config=training_config or {}, policy=policy)
+    pipeline(home=home, training_config=training_config or {}, policy=policy, canary=canary or {})

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from metarec.components.build_training_set import build_training_set
+from metarec.components.canary_rollout import canary_rollout
 from metarec.components.evaluate_model import evaluate_model
 from metarec.components.gate_model import gate_model
 from metarec.components.ingest_data import ingest_data
@@ -32,6 +33,8 @@ train_task = task(train_model, name="meta-train", retries=1, retry_delay_seconds
 evaluate_task = task(evaluate_model, name="evaluate")
 gate_task = task(gate_model, name="evaluation-gate")
 register_task = task(register_model, name="register", retries=2, retry_delay_seconds=5)
+# No retries: a rolled-back canary is a verdict, and a retried task would resume, not redo it.
+canary_task = task(canary_rollout, name="canary-and-promote")
 
 
 @flow(name="materialize", log_prints=True)
@@ -71,18 +74,23 @@ def retrain_flow(
     training_config: dict[str, Any] | None = None,
     config_file: str | None = None,
     policy: str | None = None,
+    canary: dict[str, Any] | None = None,
+    generate_traffic: bool = True,
 ) -> dict[str, Any]:
-    """Training set → validate → meta-train → evaluate → gate → register (staging).
+    """Training set → validate → meta-train → evaluate → gate → register → canary → promote.
 
     Args:
         home: MetaRec home (default: the configured one).
         training_config: Hyper-parameter overrides for training.
         config_file: YAML file of hyper-parameters.
         policy: Evaluation gate policy YAML (default: the configured one).
+        canary: Rollout steps and thresholds (``RolloutSpec`` fields; default: its defaults).
+        generate_traffic: With the local router, replay ratings as traffic during the canary
+            (on a cluster, users are the traffic and this is ignored).
 
     Returns:
         Lineage of the run: training set, validation result, artifact, evaluation, gate
-        verdict and the registered version.
+        verdict, the registered version and how its rollout ended.
     """
     training_set = training_set_task(home=home)
     validation = validate_task(training_set=training_set.path, home=home)
@@ -98,6 +106,15 @@ def retrain_flow(
         f"registered {registered.tag} in {registered.stage} "
         f"(new-user MAE {trained.new_user_mae}; gate: {verdict.summary})"
     )
+    rollout = canary_task(
+        version=registered.version,
+        home=home,
+        model=registered.model,
+        spec=canary,
+        training_set=training_set.path,
+        generate_traffic=generate_traffic,
+    )
+    print(f"{rollout.tag}: {rollout.outcome} ({rollout.reason}); report {rollout.report_html}")
     return {
         "training_set": training_set.model_dump(),
         "validation": validation.model_dump(mode="json"),
@@ -105,4 +122,5 @@ def retrain_flow(
         "evaluation": evaluation.model_dump(),
         "gate": verdict.model_dump(),
         "registered": registered.model_dump(),
+        "rollout": rollout.model_dump(),
     }

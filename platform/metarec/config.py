@@ -265,6 +265,11 @@ class MetaRecPaths(BaseModel):
         """BentoML's home (``BENTOML_HOME``)."""
         return self.home / "bentoml"
 
+    @property
+    def rollouts(self) -> Path:
+        """Canary rollout reports and the logs of the services a local canary started."""
+        return self.home / "rollouts"
+
 
 class Settings(BaseSettings):
     """MetaRec settings. Load them with :func:`load_settings`."""

@@ -194,6 +194,12 @@ class RolloutConflictError(RolloutError):
     exit_code = 3
 
 
+class RolloutFailedError(RolloutError):
+    """A canary rollout ended without promotion (rolled back, aborted or timed out)."""
+
+    exit_code = 4
+
+
 class RolloutNotFoundError(RolloutError):
     """No rollout matches (none active, or no such id)."""
 

@@ -44,5 +44,10 @@ def test_local_pipeline_run_registers_a_version(synthetic_home, tmp_path):
 
     with Registry.open(settings) as registry:
         versions = registry.list_versions(settings.registry.model_name)
-    assert [v.stage for v in versions] == ["staging"]
+        production = registry.production_version(settings.registry.model_name)
+        history = registry.history(settings.registry.model_name)
+    # The first version has no incumbent to canary against: the canary step promotes it.
+    assert [v.stage for v in versions] == ["production"]
+    assert production == versions[0].version
+    assert history[-1].action == "promote" and "first production version" in history[-1].reason
     assert versions[0].lineage.dataset_fingerprint.startswith("sha256:")

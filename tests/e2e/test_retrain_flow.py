@@ -57,19 +57,66 @@ def policy(tmp_path: Path) -> str:
     return str(path)
 
 
-def test_retrain_flow_registers_a_validated_gated_version_with_lineage(
+# A short canary: two steps of a few seconds, thresholds loose enough for two small models.
+FAST_CANARY = {
+    "steps": [50, 100],
+    "interval_s": 3.0,
+    "max_error_rate": 0.01,
+    "max_p99_ms": 5000,
+    "max_online_mae_delta": 1.0,
+    "failure_threshold": 2,
+    "min_requests": 10,
+    "min_feedback": 5,
+}
+
+
+def test_retrain_flow_bootstraps_then_canaries_the_next_version_into_production(
     prefect_server, home, policy
 ):
-    result = retrain_flow(home=str(home.paths.home), training_config=SMALL_TRAINING, policy=policy)
-    registered = result["registered"]
-    assert registered["stage"] == "staging"
+    first = retrain_flow(
+        home=str(home.paths.home), training_config=SMALL_TRAINING, policy=policy, canary=FAST_CANARY
+    )
+    registered = first["registered"]
+    assert first["rollout"]["outcome"] == "bootstrapped"  # nothing to canary against yet
     with Registry.open(home) as registry:
         version = registry.list_versions(registered["model"])[0]
+        assert registry.production_version(registered["model"]) == registered["version"]
+    assert version.lineage.validation_result_id == first["validation"]["result_id"]
+    assert version.lineage.dataset_fingerprint == first["training_set"]["fingerprint"]
+    assert Path(first["evaluation"]["plot_png"]).is_file()
+
+    # The next scheduled run trains a new version and canaries it against the first under
+    # generated traffic, through real `bentoml serve` processes and the local router.
+    second = retrain_flow(
+        home=str(home.paths.home),
+        training_config={**SMALL_TRAINING, "seed": 1},
+        policy=policy,
+        canary=FAST_CANARY,
+    )
+    rollout = second["rollout"]
+    print("rollout:", rollout)
+    new = second["registered"]["version"]
+    assert new == registered["version"] + 1
+    assert rollout["outcome"] == "promoted", rollout["reason"]
+    assert rollout["production_before"] == registered["version"]
+    assert rollout["production_after"] == new
+    assert rollout["traffic"]["feedback"] > 0
+    assert rollout["traffic"]["server_errors"] == 0
+    assert rollout["online_mae"]["canary"] is not None
+    assert Path(rollout["report_html"]).is_file() and Path(rollout["report_png"]).is_file()
+    with Registry.open(home) as registry:
         history = registry.history(registered["model"])
-    assert version.lineage.validation_result_id == result["validation"]["result_id"]
-    assert version.lineage.dataset_fingerprint == result["training_set"]["fingerprint"]
-    assert any(entry.action == "register" for entry in history)
-    assert Path(result["evaluation"]["plot_png"]).is_file()
+        first_stage = registry.list_versions(registered["model"])
+    assert {v.version: v.stage.value for v in first_stage} == {
+        registered["version"]: "archived",
+        new: "production",
+    }
+    actions = [(entry.version, entry.action.value) for entry in history]
+    assert actions.count((registered["version"], "promote")) == 1
+    promotion = [e for e in history if e.version == new and e.action.value == "promote"][-1]
+    verdict = promotion.evidence["canary_verdict"]
+    assert verdict["status"] == "passed"
+    assert [w["canary_weight"] for w in verdict["windows"] if w["result"] == "passed"] == [50, 100]
 
 
 def test_bad_data_fails_the_flow_at_validation_and_changes_nothing(prefect_server, home, policy):

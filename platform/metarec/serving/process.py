@@ -119,6 +119,7 @@ class ServiceProcess:
         self.log_path = log_path
         self.ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
+        self._launched_at = 0.0
 
     @property
     def url(self) -> str:
@@ -131,11 +132,27 @@ class ServiceProcess:
         Raises:
             ServingModelError: The process exited or was not ready in time (log tail included).
         """
+        return self.launch().wait_ready()
+
+    def launch(self) -> ServiceProcess:
+        """Start the process without waiting (start several, then :meth:`wait_ready` each)."""
         out = self.log_path.open("wb") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-        deadline = time.monotonic() + self.ready_timeout
+        self._launched_at = time.monotonic()
+        return self
+
+    def wait_ready(self) -> ServiceProcess:
+        """Wait until ``/readyz`` answers 200 (``ready_timeout`` seconds after the launch).
+
+        Raises:
+            ServingModelError: The process exited or was not ready in time (log tail included).
+        """
+        if self.process is None:
+            self.launch()
+        assert self.process is not None
+        deadline = self._launched_at + self.ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.stop()

@@ -44,6 +44,13 @@ def test_training_task_carries_accelerator_tolerations_node_selector_and_retries
         "evaluate-op",
         "gate-op",
         "register-op",
+        "canary-op",
+    }
+    # The canary step takes the registered version and the training set it replays.
+    canary_inputs = tasks["canary-op"]["inputs"]["parameters"]
+    assert canary_inputs["version"]["taskOutputParameter"] == {
+        "producerTask": "register-op",
+        "outputParameterKey": "version",
     }
     # Only the training task asks for a GPU.
     assert [

@@ -1,0 +1,180 @@
+"""Carry one rollout out on this machine, or wait for the cluster's controller to do it.
+
+:func:`run_local_canary` is the embedded default (laptop, quickstart, CI): it starts the
+production and canary versions as two real ``bentoml serve`` processes, puts the local weighted
+router in front, drives generated traffic through it, runs the controller in this process until
+the rollout ends, then stops everything. :func:`wait_for_rollout` is the cluster path: the
+rollout controller Deployment carries the rollout out and this only watches the persisted state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from metarec.config import Settings
+from metarec.errors import MetaRecError
+from metarec.registry import Registry
+from metarec.rollout.controller import RolloutController
+from metarec.rollout.store import RolloutStore
+from metarec.rollout.traffic import Row, TrafficGenerator, TrafficSummary
+from metarec.rollout.types import RolloutState
+from metarec.rollout.wiring import build_metrics, build_router
+from metarec.serving.process import ServiceProcess
+
+log = logging.getLogger(__name__)
+
+# One torch thread per service: two services, the router, the controller and the traffic share
+# the machine's cores.
+SERVICE_ENV = {"METAREC_SERVING__TORCH_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class LocalCanaryResult:
+    """The finished (or timed-out) rollout and what the generated traffic saw."""
+
+    state: RolloutState
+    traffic: TrafficSummary | None
+    logs: dict[str, Path]
+
+
+def local_rollout_settings(settings: Settings, *, production_url: str, canary_url: str) -> Settings:
+    """``settings`` with the local router in front of the given services (free listen port)."""
+    rollout = settings.rollout.model_copy(
+        update={
+            "router": "local",
+            "production_url": production_url,
+            "canary_url": canary_url,
+            "listen_port": 0,
+        }
+    )
+    return settings.model_copy(update={"rollout": rollout})
+
+
+def run_local_canary(
+    settings: Settings,
+    *,
+    registry: Registry,
+    store: RolloutStore,
+    state: RolloutState,
+    rows: Sequence[Row],
+    actor: str,
+    traffic_rate_per_s: float | None = 40.0,
+    timeout_s: float = 1800.0,
+    poll_s: float = 0.5,
+    on_progress: Callable[[RolloutState], None] | None = None,
+) -> LocalCanaryResult:
+    """Serve production and canary locally, route generated traffic, run the controller.
+
+    Args:
+        settings: MetaRec settings (home, registry, Feast).
+        registry: Open registry (the controller promotes through it).
+        store: Rollout state store on the same database.
+        state: The created rollout (its ``production_version`` must be set).
+        rows: ``(user, item, rating)`` rows the traffic replays (empty: no traffic).
+        actor: Who the ledger names for the promotion.
+        traffic_rate_per_s: Highest predictions per second (None: unthrottled).
+        timeout_s: Give up after this long; the rollout is then aborted (canary weight 0).
+        poll_s: Controller reconcile period.
+        on_progress: Called with the state after each reconcile step whose message changed.
+
+    Returns:
+        The final state, the traffic summary and the service logs.
+
+    Raises:
+        ServingModelError: A service did not start (its log tail is in the message).
+    """
+    log_dir = settings.paths.rollouts / state.id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logs = {"production": log_dir / "production.log", "canary": log_dir / "canary.log"}
+    traffic: TrafficGenerator | None = None
+    summary: TrafficSummary | None = None
+    with contextlib.ExitStack() as stack:
+        services = {}
+        for role, version in (("production", state.production_version), ("canary", state.version)):
+            service = ServiceProcess(
+                settings, version=str(version), extra_env=SERVICE_ENV, log_path=logs[role]
+            )
+            stack.callback(service.stop)
+            services[role] = service.launch()  # both start at once, then wait for both
+        for service in services.values():
+            service.wait_ready()
+        wired = local_rollout_settings(
+            settings, production_url=services["production"].url, canary_url=services["canary"].url
+        )
+        router, release = build_router(wired)
+        stack.callback(release)
+        controller = RolloutController(
+            registry=registry,
+            store=store,
+            router=router,
+            metrics=build_metrics(wired),
+            actor=actor,
+        )
+        if rows:
+            traffic = TrafficGenerator(
+                url=router.url, rows=rows, rate_per_s=traffic_rate_per_s, deadline_s=timeout_s
+            ).start()
+        try:
+            final = _drive(controller, state.id, timeout_s=timeout_s, poll_s=poll_s, on=on_progress)
+        finally:
+            if traffic is not None:
+                summary = traffic.stop()
+    return LocalCanaryResult(state=final, traffic=summary, logs=logs)
+
+
+def _drive(
+    controller: RolloutController,
+    rollout_id: str,
+    *,
+    timeout_s: float,
+    poll_s: float,
+    on: Callable[[RolloutState], None] | None,
+) -> RolloutState:
+    """Reconcile until terminal; past ``timeout_s``, abort (canary weight back to 0)."""
+    deadline = time.monotonic() + timeout_s
+    last_message = None
+    while True:
+        try:
+            state = controller.reconcile(rollout_id)
+        except MetaRecError as exc:  # a flaky scrape or router call: try again next tick
+            log.warning("rollout %s: %s", rollout_id, exc)
+            state = controller.store.get(rollout_id)
+        if on is not None and state.message != last_message:
+            last_message = state.message
+            on(state)
+        if state.phase.terminal:
+            return state
+        if time.monotonic() > deadline:
+            controller.store.save(state.model_copy(update={"abort_requested": True}))
+            return controller.reconcile(rollout_id)
+        time.sleep(poll_s)
+
+
+def wait_for_rollout(
+    store: RolloutStore,
+    rollout_id: str,
+    *,
+    timeout_s: float,
+    poll_s: float = 5.0,
+    on_progress: Callable[[RolloutState], None] | None = None,
+) -> RolloutState:
+    """Watch a rollout that a controller elsewhere carries out, until it ends or time is up.
+
+    Returns:
+        The last state read (terminal unless the timeout passed).
+    """
+    deadline = time.monotonic() + timeout_s
+    last_message = None
+    while True:
+        state = store.get(rollout_id)
+        if on_progress is not None and state.message != last_message:
+            last_message = state.message
+            on_progress(state)
+        if state.phase.terminal or time.monotonic() > deadline:
+            return state
+        time.sleep(poll_s)
