@@ -20,6 +20,11 @@ class TrainingConfig(BaseModel):
 
     algorithm: Algorithm = Field(default=Algorithm.MAML, description="Meta-learning algorithm.")
     seed: int = Field(default=0, description="Seeds splits, task sampling and initialisation.")
+    split_seed: int | None = Field(
+        default=None,
+        description="Seeds the user split and query draws alone (None: `seed`). Keep it fixed "
+        "across retrains with other seeds so the gate compares versions on the same users.",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="`auto` picks CUDA when present."
     )

@@ -219,7 +219,7 @@ def train(
     seed_everything(config.seed)
     split = plan_split(
         df,
-        seed=config.seed,
+        seed=config.seed if config.split_seed is None else config.split_seed,
         val_fraction=config.val_fraction,
         test_fraction=config.test_fraction,
         new_item_fraction=config.new_item_fraction,
