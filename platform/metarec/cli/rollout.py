@@ -79,7 +79,7 @@ def _controller(settings: Settings, registry: Any, store: Any) -> tuple[Any, Any
         registry=registry,
         store=store,
         router=router,
-        metrics=build_metrics(settings),
+        metrics=build_metrics(settings, router=router),
         actor=f"rollout-controller ({_actor()})",
     )
     return controller, release
@@ -123,6 +123,13 @@ def start(
     min_feedback: Annotated[
         int, typer.Option(help="Feedback events per service for the MAE verdict.")
     ] = 20,
+    max_wait_intervals: Annotated[
+        int,
+        typer.Option(
+            help="Intervals a window may wait for --min-requests / --min-feedback before it "
+            "counts as failed (missing data is a failed check)."
+        ),
+    ] = 5,
     wait: Annotated[
         bool,
         typer.Option(
@@ -153,6 +160,7 @@ def start(
             failure_threshold=failure_threshold,
             min_requests=min_requests,
             min_feedback=min_feedback,
+            max_wait_intervals=max_wait_intervals,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

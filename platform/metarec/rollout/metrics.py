@@ -1,18 +1,24 @@
 """Metric sources: windowed production and canary metrics for the analysis.
 
-* :class:`ScrapeMetricSource`: scrapes both services' Prometheus ``/metrics`` and subtracts
-  the counters at the start of the window (local, the embedded default).
+* :class:`ScrapeMetricSource`: scrapes Prometheus text expositions at the start of the window
+  and subtracts (local, the embedded default). With ``router_url`` (what the wiring passes for
+  the local routers), requests, 5xx and latency come from the router's caller-side metrics
+  (``metarec_router_requests_total{backend,endpoint,status}``,
+  ``metarec_router_request_duration_seconds``, see :class:`~metarec.rollout.router.RouterMetrics`):
+  what clients experienced, including answers a crashed canary never gave and faults between
+  the router and the service. Without it, they come from the services' own ``/metrics``.
 * :class:`PrometheusMetricSource`: queries the Prometheus HTTP API with ``increase`` and
   ``histogram_quantile`` over the window (cluster).
 
-Both read the adaptation service's metrics, labelled ``model_version``:
-``metarec_requests_total{endpoint,model_version,status}``,
-``metarec_request_latency_seconds`` (histogram), ``metarec_feedback_total`` and
-``metarec_feedback_abs_error_sum`` (windowed online MAE = Δ sum / Δ count).
+Online quality always comes from the adaptation service's own metrics, labelled
+``model_version``: ``metarec_feedback_total`` and ``metarec_feedback_abs_error_sum`` (windowed
+online MAE = Δ sum / Δ count); its ``metarec_requests_total{endpoint,model_version,status}``
+and ``metarec_request_latency_seconds`` are the service-side traffic series.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -23,7 +29,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from metarec.errors import MetricSourceError
+from metarec.rollout.router import METRICS_PATH, ROUTER_LATENCY, ROUTER_REQUESTS
 from metarec.rollout.types import RolloutState, ServiceWindow, WindowMetrics
+
+log = logging.getLogger(__name__)
 
 REQUESTS = "metarec_requests_total"
 LATENCY_BUCKET = "metarec_request_latency_seconds_bucket"
@@ -84,6 +93,7 @@ class _Scrape:
     feedback: float = 0.0
     abs_error_sum: float = 0.0
     buckets: dict[float, float] = field(default_factory=dict)
+    has_feedback: bool = True  # False: the service's own /metrics could not be read
 
 
 def _endpoint_counted(labels: dict[str, str]) -> bool:
@@ -122,6 +132,35 @@ def parse_metrics(text: str, *, model_version: str | None = None) -> _Scrape:
     return scrape
 
 
+def parse_router_metrics(text: str) -> dict[str, _Scrape]:
+    """The router's caller-side series of a Prometheus text exposition, per backend.
+
+    Args:
+        text: The router's ``/-/rollout/metrics`` body.
+
+    Returns:
+        ``{"production": …, "canary": …}``: requests, 5xx (answered or not) and latency buckets
+        of the analysed endpoints; the feedback fields are left empty.
+    """
+    scrapes = {"production": _Scrape(), "canary": _Scrape()}
+    latency_bucket = f"{ROUTER_LATENCY}_bucket"
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            scrape = scrapes.get(labels.get("backend", ""))
+            if scrape is None or not _endpoint_counted(labels):
+                continue
+            value = float(sample.value)
+            if sample.name == ROUTER_REQUESTS:
+                scrape.requests += value
+                if str(labels.get("status", "")).startswith("5"):
+                    scrape.errors += value
+            elif sample.name == latency_bucket:
+                bound = float(labels["le"])
+                scrape.buckets[bound] = scrape.buckets.get(bound, 0.0) + value
+    return scrapes
+
+
 def _delta(now: float, then: float) -> float:
     # A counter that went down was reset (service restart): count from zero, as Prometheus does.
     return now - then if now >= then else now
@@ -134,57 +173,104 @@ def window_between(before: _Scrape, after: _Scrape) -> ServiceWindow:
         for bound, count in after.buckets.items()
     }
     p99 = histogram_quantile(0.99, buckets)
+    known = before.has_feedback and after.has_feedback
     return ServiceWindow(
         requests=_delta(after.requests, before.requests),
         errors=_delta(after.errors, before.errors),
         p99_ms=None if p99 is None else p99 * 1000.0,
-        feedback=_delta(after.feedback, before.feedback),
-        abs_error_sum=_delta(after.abs_error_sum, before.abs_error_sum),
+        feedback=_delta(after.feedback, before.feedback) if known else 0.0,
+        abs_error_sum=_delta(after.abs_error_sum, before.abs_error_sum) if known else 0.0,
     )
 
 
 class ScrapeMetricSource:
-    """Scrapes the production and canary services' ``/metrics`` (local rollouts)."""
+    """Scrapes Prometheus text expositions at the window's edges (local rollouts).
+
+    Traffic (requests, 5xx, latency p99) comes from the router's caller-side metrics when
+    ``router_url`` is given, else from each service's own ``/metrics``; online quality
+    (feedback count and absolute-error sum) always comes from the services' ``/metrics``.
+    """
 
     def __init__(
         self,
         *,
         production_url: str,
         canary_url: str,
+        router_url: str | None = None,
         timeout_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Address both services.
+        """Address both services (and the router).
 
         Args:
             production_url: Base URL of the production service (``/metrics`` is appended).
             canary_url: Base URL of the canary service.
+            router_url: Base URL of a :class:`~metarec.rollout.router.LocalWeightedRouter`
+                (``/-/rollout/metrics`` is appended); None: traffic from the services.
             timeout_s: Timeout per scrape.
             clock: Monotonic clock (tests pass their own).
         """
         self._urls = {"production": production_url.rstrip("/"), "canary": canary_url.rstrip("/")}
+        self._router_url = None if router_url is None else router_url.rstrip("/") + METRICS_PATH
         self._timeout = timeout_s
         self._clock = clock
         self._baselines: dict[str, dict[str, _Scrape]] = {}
 
-    def _scrape(self, which: str) -> _Scrape:
-        url = f"{self._urls[which]}/metrics"
+    def _get(self, url: str, what: str, fix: str) -> str:
         try:
             response = httpx.get(url, timeout=self._timeout)
             response.raise_for_status()
-            return parse_metrics(response.text)
-        except (httpx.HTTPError, ValueError) as exc:
+            return response.text
+        except httpx.HTTPError as exc:
             raise MetricSourceError(
-                f"Cannot scrape the {which} service's metrics at {url} ({exc}).",
-                fix=f"check that the {which} service runs and serves Prometheus /metrics.",
+                f"Cannot scrape the {what}'s metrics at {url} ({exc}).", fix=fix
             ) from exc
 
+    def _scrape_service(self, which: str) -> _Scrape:
+        url = f"{self._urls[which]}/metrics"
+        text = self._get(
+            url,
+            f"{which} service",
+            f"check that the {which} service runs and serves Prometheus /metrics.",
+        )
+        try:
+            return parse_metrics(text)
+        except ValueError as exc:
+            raise MetricSourceError(
+                f"The {which} service's metrics at {url} are not Prometheus text ({exc}).",
+                fix=f"point rollout.{which}_url at the adaptation service.",
+            ) from exc
+
+    def _scrape(self) -> dict[str, _Scrape]:
+        if self._router_url is None:
+            return {which: self._scrape_service(which) for which in ("production", "canary")}
+        text = self._get(
+            self._router_url,
+            "router",
+            "check that the rollout router runs (rollout.router_url / listen_port).",
+        )
+        try:
+            traffic = parse_router_metrics(text)
+        except ValueError as exc:
+            raise MetricSourceError(
+                f"The router's metrics at {self._router_url} are not Prometheus text ({exc}).",
+                fix="point rollout.router_url at `metarec rollout router`.",
+            ) from exc
+        for which, scrape in traffic.items():
+            try:
+                quality = self._scrape_service(which)
+            except MetricSourceError as exc:
+                # A crashed service has no feedback to give, but the router still saw its
+                # failures: the window goes on without online quality for it.
+                log.warning("%s", exc)
+                scrape.has_feedback = False
+                continue
+            scrape.feedback, scrape.abs_error_sum = quality.feedback, quality.abs_error_sum
+        return traffic
+
     def start_window(self, state: RolloutState) -> None:
-        """Remember both services' counters now."""
-        self._baselines[state.id] = {
-            "production": self._scrape("production"),
-            "canary": self._scrape("canary"),
-        }
+        """Remember the counters now."""
+        self._baselines[state.id] = self._scrape()
 
     def read_window(self, state: RolloutState, *, window_s: float) -> WindowMetrics:
         """Counters now minus at the window's start (a fresh window if none was started here)."""
@@ -192,10 +278,11 @@ class ScrapeMetricSource:
         if baseline is None:  # e.g. the controller restarted: the window starts over
             self.start_window(state)
             return WindowMetrics(window_s=0.0)
+        now = self._scrape()
         return WindowMetrics(
             window_s=window_s,
-            production=window_between(baseline["production"], self._scrape("production")),
-            canary=window_between(baseline["canary"], self._scrape("canary")),
+            production=window_between(baseline["production"], now["production"]),
+            canary=window_between(baseline["canary"], now["canary"]),
         )
 
 

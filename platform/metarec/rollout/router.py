@@ -1,7 +1,9 @@
 """Traffic routers: the interface and its implementations.
 
 * :class:`LocalWeightedRouter`: an HTTP reverse proxy in front of two local services (the
-  embedded default). Sticky per user, weights swapped atomically.
+  embedded default). Sticky per user, weights swapped atomically, and the caller's view of
+  each backend (requests by status class, latency) as Prometheus metrics
+  (:class:`RouterMetrics`), as a service mesh gives Flagger.
 * :class:`HTTPRouterClient`: drives a :class:`LocalWeightedRouter` that runs in another process
   (``metarec rollout router``) through its admin endpoint.
 * :class:`GatewayAPIRouter`: Kubernetes Gateway API, the ``backendRefs`` weights of an
@@ -13,18 +15,50 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import random
 import socket
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from metarec.errors import RouterError
 
 ADMIN_PATH = "/-/rollout/weights"
+METRICS_PATH = "/-/rollout/metrics"
+ROUTER_REQUESTS = "metarec_router_requests_total"
+ROUTER_LATENCY = "metarec_router_request_duration_seconds"
+# Endpoints that get their own label value; every other path is counted as "other".
+ROUTED_ENDPOINTS = ("recommend", "predict", "feedback")
+ROUTER_LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 BACKEND_HEADER = "x-metarec-backend"
 HTTPROUTE_GROUP = "gateway.networking.k8s.io"
 HTTPROUTE_VERSION = "v1"
@@ -109,6 +143,100 @@ def user_id_of(body: bytes) -> object | None:
     return None
 
 
+def endpoint_label(path: str) -> str:
+    """The ``endpoint`` label of a proxied path: ``/predict?x=1`` → ``predict``, else ``other``.
+
+    Bounded on purpose: a label per arbitrary path would grow without limit.
+    """
+    name = path.split("?", 1)[0].strip("/").split("/")[-1]
+    return name if name in ROUTED_ENDPOINTS else "other"
+
+
+class RouterMetrics:
+    """What the router saw of each backend, as the caller: a Prometheus collector.
+
+    Per ``backend`` (``production``/``canary``) and ``endpoint``: forwarded requests by status
+    class (``metarec_router_requests_total{backend,endpoint,status="2xx|4xx|5xx"}``) and their
+    latency as the router measured it (``metarec_router_request_duration_seconds`` histogram).
+    A request the backend never answered (connection refused or reset, timeout) counts as
+    ``5xx``: a crashed or hung canary cannot count its own errors.
+
+    The values are plain numbers under a lock, registered on a ``CollectorRegistry`` owned by
+    this instance (no process-global state, and unaffected by prometheus_client's
+    multiprocess mode, which BentoML switches on in processes that import it).
+    """
+
+    def __init__(self, *, buckets: tuple[float, ...] = ROUTER_LATENCY_BUCKETS) -> None:
+        """Start every count at zero.
+
+        Args:
+            buckets: Upper bounds (seconds) of the latency histogram, increasing.
+        """
+        self._bounds = tuple(sorted(buckets))
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[str, str, str], int] = {}
+        self._latency: dict[tuple[str, str], tuple[list[int], float]] = {}
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
+
+    def observe(self, *, backend: str, endpoint: str, status: int, seconds: float) -> None:
+        """Count one forwarded request.
+
+        Args:
+            backend: ``production`` or ``canary``.
+            endpoint: The bounded endpoint label (:func:`endpoint_label`).
+            status: The HTTP status the backend answered (a 5xx when it did not answer).
+            seconds: Time from forwarding the request to having the whole answer.
+        """
+        key = (backend, endpoint, f"{status // 100}xx")
+        with self._lock:
+            self._requests[key] = self._requests.get(key, 0) + 1
+            # One count per bucket (not cumulative), the last one for "above every bound".
+            counts, total = self._latency.get(
+                (backend, endpoint), ([0] * (len(self._bounds) + 1), 0.0)
+            )
+            index = next(
+                (i for i, bound in enumerate(self._bounds) if seconds <= bound), len(self._bounds)
+            )
+            counts[index] += 1
+            self._latency[(backend, endpoint)] = (counts, total + seconds)
+
+    def describe(self) -> list[Metric]:
+        """Nothing to describe up front (the registry then does not call :meth:`collect`)."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """The two families, as prometheus_client's exposition expects."""
+        requests = CounterMetricFamily(
+            ROUTER_REQUESTS.removesuffix("_total"),
+            "Requests the router forwarded, by backend, endpoint and status class (5xx also "
+            "when the backend did not answer).",
+            labels=["backend", "endpoint", "status"],
+        )
+        latency = HistogramMetricFamily(
+            ROUTER_LATENCY,
+            "Latency of forwarded requests as the router measured it (the caller's view).",
+            labels=["backend", "endpoint"],
+        )
+        with self._lock:
+            request_items = sorted(self._requests.items())
+            latency_items = sorted((k, (list(c), t)) for k, (c, t) in self._latency.items())
+        for labels, count in request_items:
+            requests.add_metric(list(labels), count)
+        for labels, (counts, total) in latency_items:
+            cumulative, buckets = 0, []
+            for bound, count in zip((*self._bounds, math.inf), counts, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if math.isinf(bound) else repr(float(bound)), cumulative))
+            latency.add_metric(list(labels), buckets, total)
+        yield requests
+        yield latency
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition of these metrics."""
+        return generate_latest(self.registry)
+
+
 class LocalWeightedRouter:
     """Weighted, sticky HTTP reverse proxy in front of a production and a canary service.
 
@@ -121,6 +249,9 @@ class LocalWeightedRouter:
       once, so a weight change never drops or re-routes a request in flight.
     * ``GET``/``PUT /-/rollout/weights`` reads/sets the weights from another process
       (see :class:`HTTPRouterClient`). Every answer carries ``x-metarec-backend``.
+    * ``GET /-/rollout/metrics``: what the router saw of each backend (:class:`RouterMetrics`,
+      also in-process as :attr:`metrics`). Every other path, ``/metrics`` included, is
+      proxied.
     """
 
     def __init__(
@@ -157,6 +288,7 @@ class LocalWeightedRouter:
             for name in self._upstreams
         }
         self._host, self._port = host, port
+        self.metrics = RouterMetrics()
         self._inflight = 0
         self._drained = threading.Condition()
         self._closing = False
@@ -258,8 +390,14 @@ class LocalWeightedRouter:
                 if self.path == ADMIN_PATH:
                     self._admin(body)
                     return
+                if self.path == METRICS_PATH and self.command == "GET":
+                    exposition = router.metrics.exposition()
+                    self._answer(200, exposition, {"content-type": CONTENT_TYPE_LATEST}, "router")
+                    return
                 backend = router.choose(body)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                endpoint = endpoint_label(self.path)
+                started = time.perf_counter()
                 try:
                     upstream = router._clients[backend].request(
                         self.command,
@@ -268,11 +406,23 @@ class LocalWeightedRouter:
                         headers=headers,
                     )
                 except httpx.HTTPError as exc:
+                    router.metrics.observe(
+                        backend=backend,
+                        endpoint=endpoint,
+                        status=502,
+                        seconds=time.perf_counter() - started,
+                    )
                     message = json.dumps(
                         {"error": f"{backend} service unreachable: {type(exc).__name__}"}
                     ).encode()
                     self._answer(502, message, {"content-type": "application/json"}, backend)
                     return
+                router.metrics.observe(
+                    backend=backend,
+                    endpoint=endpoint,
+                    status=upstream.status_code,
+                    seconds=time.perf_counter() - started,
+                )
                 out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
                 out.pop("content-encoding", None)
                 self._answer(upstream.status_code, upstream.content, out, backend)
@@ -322,7 +472,8 @@ class HTTPRouterClient:
 
     def __init__(self, *, url: str, timeout_s: float = 10.0) -> None:
         """Address the router at ``url`` (its base URL)."""
-        self._url = url.rstrip("/") + ADMIN_PATH
+        self.url = url.rstrip("/")
+        self._url = self.url + ADMIN_PATH
         self._timeout = timeout_s
 
     def _call(self, method: str, payload: dict[str, int] | None = None) -> Weights:

@@ -44,8 +44,38 @@ def build_router(settings: Settings) -> tuple[Router, Callable[[], None]]:
     )
 
 
-def build_metrics(settings: Settings) -> MetricSource:
-    """The configured metric source (``auto``: Prometheus when its URL is set)."""
+def router_metrics_url(settings: Settings, router: Router | None = None) -> str | None:
+    """Base URL of the local router whose caller-side metrics the analysis reads.
+
+    The started router's own URL when given, else what the settings say: router ``local``
+    listens at ``listen_host:listen_port`` (a wildcard host is reached on 127.0.0.1), router
+    ``http`` is at ``router_url``. None for ``gateway-api`` (on a cluster the mesh or gateway
+    exports the caller-side metrics to Prometheus) and for router ``local`` on a free port
+    (``listen_port: 0``) when the started router is not given: the analysis then reads traffic
+    from the services' own ``/metrics``.
+    """
+    if isinstance(router, LocalWeightedRouter | HTTPRouterClient):
+        return router.url
+    config = settings.rollout
+    if config.router == "http":
+        return config.router_url
+    if config.router == "local" and config.listen_port:
+        host = "127.0.0.1" if config.listen_host in ("0.0.0.0", "::", "") else config.listen_host
+        return f"http://{host}:{config.listen_port}"
+    return None
+
+
+def build_metrics(settings: Settings, *, router: Router | None = None) -> MetricSource:
+    """The configured metric source (``auto``: Prometheus when its URL is set).
+
+    The scrape source takes requests, 5xx and latency from the local router's caller-side
+    metrics (router ``local`` or ``http``) and online quality from the services' ``/metrics``.
+
+    Args:
+        settings: The ``rollout:`` section says which source.
+        router: The router :func:`build_router` returned (its URL is where the local
+            router's metrics are; default: derived from the settings).
+    """
     config = settings.rollout
     kind = config.metrics_source
     if kind == "auto":
@@ -57,4 +87,8 @@ def build_metrics(settings: Settings) -> MetricSource:
                 fix="set rollout.prometheus_url (METAREC_ROLLOUT__PROMETHEUS_URL).",
             )
         return PrometheusMetricSource(url=config.prometheus_url, version_label=config.version_label)
-    return ScrapeMetricSource(production_url=config.production_url, canary_url=config.canary_url)
+    return ScrapeMetricSource(
+        production_url=config.production_url,
+        canary_url=config.canary_url,
+        router_url=router_metrics_url(settings, router),
+    )

@@ -68,6 +68,7 @@ class FakeService:
             "metarec_online_mae", "Online MAE.", ["model_version"], registry=self.metrics
         )
         self._mae = [0.0, 0]
+        self._connections: set[socket.socket] = set()
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -76,6 +77,13 @@ class FakeService:
             def setup(self):
                 super().setup()
                 self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with service._lock:
+                    service._connections.add(self.request)
+
+            def finish(self):
+                with service._lock:
+                    service._connections.discard(self.request)
+                super().finish()
 
             def log_message(self, *args):
                 return
@@ -161,6 +169,17 @@ class FakeService:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def crash(self) -> None:
+        """Stop, and reset every open connection too (keep-alive clients see it at once)."""
+        self.stop()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 @dataclass

@@ -11,11 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 from metarec.errors import RouterError
+from metarec.rollout.metrics import histogram_quantile, parse_router_metrics
 from metarec.rollout.router import (
     HTTPRouterClient,
     LocalWeightedRouter,
     Router,
+    RouterMetrics,
     Weights,
+    endpoint_label,
     user_bucket,
     user_id_of,
 )
@@ -146,8 +149,66 @@ def test_unreachable_backend_is_a_502_naming_the_side():
     try:
         response = httpx.post(f"{router.url}/predict", json={"user_id": 1, "item_ids": [1]})
         assert response.status_code == 502 and "production" in response.json()["error"]
+        # The backend never answered, so only the caller can count it: a 5xx.
+        seen = parse_router_metrics(httpx.get(f"{router.url}/-/rollout/metrics").text)
+        assert (seen["production"].requests, seen["production"].errors) == (1, 1)
+        assert seen["canary"].requests == 0
     finally:
         router.stop()
+
+
+def test_router_counts_what_each_backend_answered_as_the_caller_saw_it():
+    production = backend.FakeService(model_version="metarec:v1").start()
+    canary = backend.FakeService(model_version="metarec:v2", error_every=5, latency_s=0.2)
+    canary.start()
+    router = LocalWeightedRouter(production_url=production.url, canary_url=canary.url).start()
+    try:
+        router.set_weights(production=50, canary=50)
+        users = {"production": [], "canary": []}
+        for user in range(1, 200):
+            users["canary" if user_bucket(user) < 50 else "production"].append(user)
+        with httpx.Client(base_url=router.url, timeout=10) as client:
+            for user in users["production"][:30] + users["canary"][:10]:
+                client.post("/predict", json={"user_id": user, "item_ids": [1]})
+            assert client.get("/metadata").status_code == 200  # proxied, not analysed
+            # /metrics is still proxied to a service: the router's own are under /-/rollout/.
+            assert "metarec_requests_total" in client.get("/metrics").text
+            exposition = client.get("/-/rollout/metrics")
+        assert exposition.status_code == 200
+        assert exposition.headers["x-metarec-backend"] == "router"
+        assert exposition.headers["content-type"].startswith("text/plain")
+        text = exposition.text
+        assert (
+            'metarec_router_requests_total{backend="canary",endpoint="predict",status="5xx"} 2.0'
+            in text
+        )
+        seen = parse_router_metrics(text)  # analysed endpoints only
+        assert (seen["production"].requests, seen["production"].errors) == (30, 0)
+        assert (seen["canary"].requests, seen["canary"].errors) == (10, 2)
+        # Latency as the caller measured it: the canary's 0.2 s sleep (8 of its 10 answers).
+        assert histogram_quantile(0.5, seen["canary"].buckets) > 0.15
+        assert histogram_quantile(0.99, seen["production"].buckets) < 0.15
+        assert seen["canary"].buckets[float("inf")] == 10
+    finally:
+        router.stop()
+        production.stop()
+        canary.stop()
+
+
+def test_router_metrics_belong_to_the_instance():
+    first, second = RouterMetrics(), RouterMetrics(buckets=(0.1, 1.0))
+    first.observe(backend="canary", endpoint="predict", status=503, seconds=0.05)
+    first.observe(backend="canary", endpoint="predict", status=200, seconds=2.0)
+    text = first.exposition().decode()
+    assert (
+        'metarec_router_requests_total{backend="canary",endpoint="predict",status="5xx"} 1.0'
+        in text
+    )
+    assert 'le="+Inf"} 2.0' in text and "metarec_router_request_duration_seconds_sum" in text
+    assert "canary" not in second.exposition().decode()  # no shared, global state
+    assert endpoint_label("/predict?debug=1") == "predict"
+    assert endpoint_label("/v1/recommend") == "recommend"
+    assert endpoint_label("/metadata") == endpoint_label("/x/y/z") == "other"
 
 
 def test_stop_lets_requests_in_flight_finish():

@@ -12,10 +12,12 @@ from metarec.errors import MetricSourceError
 from metarec.rollout import RolloutSpec, RolloutState
 from metarec.rollout.metrics import (
     PrometheusMetricSource,
+    ScrapeMetricSource,
     histogram_quantile,
     parse_metrics,
     window_between,
 )
+from metarec.rollout.router import LocalWeightedRouter, user_bucket
 from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
 
 
@@ -180,3 +182,79 @@ def test_prometheus_errors_name_the_fix(prometheus):
     unreachable = PrometheusMetricSource(url="http://127.0.0.1:9", timeout_s=1)
     with pytest.raises(MetricSourceError, match=r"rollout\.prometheus_url"):
         unreachable.read_window(STATE, window_s=10)
+
+
+def _load_backend():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).with_name("backend.py")
+    spec = importlib.util.spec_from_file_location("metarec_rollout_test_backend", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scrape_source_takes_traffic_from_the_router_and_quality_from_the_services():
+    import httpx
+
+    backend = _load_backend()
+    production = backend.FakeService(model_version="metarec:v1", bias=0.5).start()
+    canary = backend.FakeService(model_version="metarec:v2", bias=1.5).start()
+    router = LocalWeightedRouter(production_url=production.url, canary_url=canary.url).start()
+    router.set_weights(production=50, canary=50)
+    source = ScrapeMetricSource(
+        production_url=production.url, canary_url=canary.url, router_url=router.url
+    )
+    canary_users = [u for u in range(1, 300) if user_bucket(u) < 50][:12]
+    production_users = [u for u in range(1, 300) if user_bucket(u) >= 50][:8]
+    try:
+        with httpx.Client(base_url=router.url) as client:
+            client.post("/predict", json={"user_id": canary_users[0], "item_ids": [1]})
+            source.start_window(STATE)  # what came before the window is not counted
+            for user in canary_users[1:] + production_users:
+                client.post("/predict", json={"user_id": user, "item_ids": [1]})
+                event = {"user_id": user, "item_id": 1, "rating": backend.true_rating(user, 1)}
+                client.post("/feedback", json={"events": [event]})
+            healthy = source.read_window(STATE, window_s=5.0)
+            # The canary crashes: the router counts what it no longer answers as 5xx, and the
+            # window still reads (without the canary's own feedback counters).
+            canary.crash()
+            for user in canary_users[:4]:
+                response = client.post("/predict", json={"user_id": user, "item_ids": [1]})
+                assert response.status_code == 502
+            crashed = source.read_window(STATE, window_s=6.0)
+    finally:
+        router.stop()
+        production.stop()
+    assert healthy.canary.requests == 22 and healthy.canary.errors == 0  # 11 predict + 11 feedback
+    assert healthy.production.requests == 16
+    assert healthy.canary.p99_ms is not None and healthy.canary.p99_ms > 0
+    assert healthy.canary.feedback == 11 and healthy.canary.online_mae == pytest.approx(1.5)
+    assert healthy.production.online_mae == pytest.approx(0.5)
+    assert crashed.canary.requests == 26 and crashed.canary.errors == 4
+    assert crashed.canary.error_rate == pytest.approx(4 / 26)
+    assert crashed.canary.feedback == 0  # its /metrics is gone: no online quality for it
+    assert crashed.production.feedback == 8
+
+
+def test_scrape_source_without_router_reads_the_services_traffic():
+    backend = _load_backend()
+    production = backend.FakeService(model_version="metarec:v1").start()
+    canary = backend.FakeService(model_version="metarec:v2", error_every=2).start()
+    source = ScrapeMetricSource(production_url=production.url, canary_url=canary.url)
+    try:
+        import httpx
+
+        source.start_window(STATE)
+        for user in range(4):
+            httpx.post(f"{canary.url}/predict", json={"user_id": user, "item_ids": [1]})
+        metrics = source.read_window(STATE, window_s=1.0)
+        canary.stop()
+        with pytest.raises(MetricSourceError, match="canary service"):
+            source.read_window(STATE, window_s=2.0)
+    finally:
+        production.stop()
+    assert (metrics.canary.requests, metrics.canary.errors) == (4, 2)
