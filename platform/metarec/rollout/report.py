@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from metarec.rollout.store import RolloutEvent
-from metarec.rollout.types import RolloutState
+from metarec.rollout.types import DATA_CHECKS, RolloutState
 
 METRIC_PANELS = (
     ("error_rate", "canary error rate"),
@@ -109,7 +109,8 @@ failure threshold {state.spec.failure_threshold}. {html.escape(state.message)}</
 def _check_text(check: dict) -> str:
     value = "n/a" if check["value"] is None else f"{check['value']:.4g}"
     verdict = "ok" if check["passed"] else "FAIL"
-    return f"{check['name']}={value} ({verdict}, limit {check['threshold']:.4g})"
+    limit = "needs" if check["name"] in DATA_CHECKS else "limit"
+    return f"{check['name']}={value} ({verdict}, {limit} {check['threshold']:.4g})"
 
 
 def write_report(state: RolloutState, events: list[RolloutEvent], output: Path) -> Path:

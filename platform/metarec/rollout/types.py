@@ -69,6 +69,12 @@ class RolloutSpec(BaseModel):
     min_feedback: int = Field(
         default=20, ge=1, description="Feedback events per service before the MAE verdict."
     )
+    max_wait_intervals: int = Field(
+        default=5,
+        ge=1,
+        description="A window still short of min_requests / min_feedback after this many "
+        "intervals counts as a failed window (missing data is a failed check, as in Flagger).",
+    )
 
     @field_validator("steps")
     @classmethod
@@ -145,8 +151,12 @@ class RolloutState(BaseModel):
         return self.step_index >= len(self.spec.steps) - 1
 
 
+# Checks that a window had enough data for a verdict: their threshold is a minimum.
+DATA_CHECKS = frozenset({"canary_requests", "canary_feedback", "production_feedback"})
+
+
 class CheckResult(BaseModel):
-    """One metric against its threshold in one window."""
+    """One metric against its threshold in one window (a minimum for :data:`DATA_CHECKS`)."""
 
     name: str
     value: float | None

@@ -124,3 +124,49 @@ def test_decide_is_pure():
 def test_invalid_steps_are_refused(steps):
     with pytest.raises(ValidationError):
         RolloutSpec(steps=steps)
+
+
+def test_a_failed_traffic_check_does_not_wait_for_feedback():
+    # 20 % errors and no canary feedback yet: the window fails on the error rate now.
+    decision = decide(state(), window(errors=20, c_fb=0))
+    assert decision.action is Action.RETRY
+    assert [c.name for c in decision.checks if not c.passed] == ["error_rate"]
+    assert "online_mae_delta" not in {c.name for c in decision.checks}
+
+
+def test_too_few_requests_waits_at_most_max_wait_intervals_then_fails():
+    assert SPEC.max_wait_intervals == 5  # the default
+    # Four and a half intervals without enough traffic: still waiting.
+    assert decide(state(), window(requests=3, window_s=45)).action is Action.WAIT
+    # Five intervals: missing data is a failed check.
+    first = decide(state(), window(requests=3, window_s=50))
+    assert first.action is Action.RETRY and first.failed_checks == 1
+    [check] = first.checks
+    assert (check.name, check.value, check.threshold, check.passed) == (
+        "canary_requests",
+        3,
+        50,
+        False,
+    )
+    assert "canary_requests=3 < 50" in first.reason
+    assert "only 3 canary requests after 50 s (5 intervals)" in check.detail
+    second = decide(state(failed_checks=1), window(requests=3, window_s=50))
+    assert second.action is Action.ROLLBACK and second.failed_checks == 2
+
+
+def test_missing_feedback_fails_the_window_once_overdue():
+    spec = SPEC.model_copy(update={"max_wait_intervals": 2})
+    assert decide(state(spec=spec), window(c_fb=5, window_s=19)).action is Action.WAIT
+    decision = decide(state(spec=spec), window(c_fb=5, window_s=20))
+    assert decision.action is Action.RETRY
+    failed = [c for c in decision.checks if not c.passed]
+    assert [(c.name, c.value, c.threshold) for c in failed] == [("canary_feedback", 5, 20)]
+    assert "canary_feedback=5 < 20" in decision.reason
+    # No production MAE ever measured: that check fails instead.
+    no_baseline = decide(state(spec=spec), window(p_fb=0, window_s=20))
+    assert [c.name for c in no_baseline.checks if not c.passed] == ["production_feedback"]
+
+
+def test_max_wait_intervals_is_at_least_one():
+    with pytest.raises(ValidationError):
+        RolloutSpec(max_wait_intervals=0)
