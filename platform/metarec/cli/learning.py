@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from metarec.cli.console import console
+from metarec.cli.console import console, training_progress
 
 
 class AlgorithmOption(enum.StrEnum):
@@ -56,12 +56,9 @@ def train(
     """
     from datetime import UTC, datetime
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from metarec.features.training_set import newest_training_set
     from metarec.training.config import TrainingConfig
     from metarec.training.evaluation import metrics_table
-    from metarec.training.trainer import ProgressEvent
     from metarec.training.trainer import train as run_training
 
     settings = ctx.obj
@@ -79,31 +76,7 @@ def train(
     if out is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out = settings.paths.artifacts / f"{cfg.algorithm.value}-{stamp}"
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        bars: dict[str, int] = {}
-
-        def report(event: ProgressEvent) -> None:
-            if event.phase not in bars:
-                label = {
-                    "global": "global model (epochs)",
-                    "meta": f"meta-training {cfg.algorithm.value}",
-                    "evaluate": "cold-start evaluation",
-                }[event.phase]
-                bars[event.phase] = progress.add_task(label, total=event.total, info="")
-            info = ""
-            if event.meta_loss is not None:
-                info = f"loss {event.meta_loss:.4f}"
-            if event.val_mae is not None:
-                info += f"  val MAE {event.val_mae:.4f}"
-            progress.update(bars[event.phase], completed=event.step, info=info)
-
+    with training_progress(cfg.algorithm.value) as report:
         card = run_training(path, config=cfg, out=out, on_progress=report)
     console.print(metrics_table(card.metrics, title=f"{card.algorithm} on held-out users"))
     console.print(

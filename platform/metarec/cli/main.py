@@ -94,11 +94,16 @@ def quickstart(
     source: Annotated[
         data.DataSourceOption, typer.Option(help="Dataset to use.")
     ] = data.DataSourceOption.ML_100K,
-    user: Annotated[int, typer.Option(help="User whose online features are shown.")] = 1,
+    user: Annotated[
+        int, typer.Option(help="User whose features and recommendations are shown.")
+    ] = 1,
 ) -> None:
-    """Run the loop that exists so far: ingest → features → training set → validation.
+    """Run the whole loop on embedded defaults and print a summary.
 
-    Each stage prints what it did; the end prints where everything lives.
+    Ingest → Feast features → validation → meta-training → evaluation → gate → registry →
+    canary under generated traffic → promotion → production service. The first run puts its
+    version in production directly (nothing to canary against); each later run trains a new
+    version and canaries it against the one in production.
     """
     from metarec.cli.quickstart import run_quickstart
 

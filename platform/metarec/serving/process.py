@@ -23,6 +23,8 @@ from metarec.environment import process_environment
 from metarec.errors import ServingModelError
 
 SERVICE_TARGET = "metarec.serving.service:AdaptationService"
+# What BentoML (Starlette's lifespan) logs when the service's constructor raised.
+STARTUP_FAILED = "Application startup failed"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -154,6 +156,13 @@ class ServiceProcess:
         assert self.process is not None
         deadline = self._launched_at + self.ready_timeout
         while time.monotonic() < deadline:
+            if self._startup_failed():
+                self.stop()
+                raise ServingModelError(
+                    f"The adaptation service failed to start.{self._log_tail()}",
+                    fix="read the error above in the service log; check the version exists, "
+                    "its artifact loads and features are materialised.",
+                )
             if self.process.poll() is not None:
                 self.stop()
                 raise ServingModelError(
@@ -174,6 +183,12 @@ class ServiceProcess:
             f"bentoml serve was not ready within {self.ready_timeout:.0f} s.{self._log_tail()}",
             fix="read the service log; raise the timeout on a slow machine.",
         )
+
+    def _startup_failed(self) -> bool:
+        """BentoML logs a failed service start but keeps its process (and retries) alive."""
+        if not (self.log_path and self.log_path.is_file()):
+            return False
+        return STARTUP_FAILED in self.log_path.read_text(errors="replace")[-20_000:]
 
     def _log_tail(self) -> str:
         if self.log_path and self.log_path.is_file():
