@@ -15,20 +15,15 @@ from collections.abc import Mapping
 import torch
 from torch.func import functional_call, grad, vmap
 
-from metarec.learning.losses import masked_mse
 from metarec.learning.model import MeLU
-
-__all__ = [
-    "adapt",
-    "adapt_and_predict_embedded",
-    "adapt_embedded",
-    "masked_mse",
-    "predict",
-    "predict_embedded",
-]
 
 Params = dict[str, torch.Tensor]
 LearningRate = float | Mapping[str, torch.Tensor]
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the examples where ``mask`` is 1 (0 when there are none)."""
+    return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 def _rate(lr: LearningRate, name: str) -> torch.Tensor | float:
@@ -78,7 +73,7 @@ def adapt_embedded(
         p: Params, h_t: torch.Tensor, y_t: torch.Tensor, m_t: torch.Tensor
     ) -> torch.Tensor:
         pred = functional_call(decision, p, (h_t,))  # (S,)
-        return decision.support_loss(pred, y_t, m_t, p, start)  # ()
+        return masked_mse(pred, y_t, m_t)  # ()
 
     task_grad = grad(task_loss)
 

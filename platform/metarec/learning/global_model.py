@@ -38,7 +38,7 @@ def fit_global(
         on_epoch: Called with (epoch, mean loss) after each epoch.
     """
     rng = np.random.default_rng(seed)
-    optimizer = torch.optim.AdamW(model.regression_parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     xt = torch.as_tensor(x, dtype=torch.int64, device=device)  # (N, W)
     yt = torch.as_tensor(y, dtype=torch.float32, device=device)  # (N,)
     model.train()

@@ -36,23 +36,6 @@ class TrainingConfig(BaseModel):
     item_bias: bool = Field(
         default=True, description="With use_item_id: add a learnt scalar item bias to the output."
     )
-    head: Literal["mlp", "user"] = Field(
-        default="mlp",
-        description="What adapts per user: `mlp` every decision layer; `user` a shrunk user "
-        "offset and a small user vector (item bias and MLP in the outer loop only).",
-    )
-    user_dim: int = Field(
-        default=0, ge=0, description="`user` head: user vector width (0: last hidden width)."
-    )
-    offset_prior: float = Field(
-        default=3.0, gt=0, description="`user` head: initial user-offset shrinkage (ratings)."
-    )
-    vector_prior: float = Field(
-        default=1.0, gt=0, description="`user` head: initial user-vector shrinkage."
-    )
-    taste_scale: float = Field(
-        default=0.1, gt=0, description="`user` head: initial scale of the taste projection."
-    )
     min_users_per_value: int = Field(
         default=20, ge=1, description="Rarer user-attribute values (e.g. zip prefixes) → unknown."
     )

@@ -113,11 +113,6 @@ class FeatureEncoder(BaseModel):
         meta_sgd: bool,
         inner_lr_init: float,
         item_bias: bool = False,
-        head: str = "mlp",
-        user_dim: int = 0,
-        offset_prior: float = 3.0,
-        vector_prior: float = 1.0,
-        taste_scale: float = 0.1,
     ) -> ModelConfig:
         """The :class:`ModelConfig` matching this encoding."""
         return ModelConfig(
@@ -131,11 +126,6 @@ class FeatureEncoder(BaseModel):
             meta_sgd=meta_sgd,
             inner_lr_init=inner_lr_init,
             bias_fields=("item_id",) if item_bias and "item_id" in self.field_names else (),
-            head=head,
-            user_dim=user_dim,
-            offset_prior=offset_prior,
-            vector_prior=vector_prior,
-            taste_scale=taste_scale,
         )
 
 

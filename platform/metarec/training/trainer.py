@@ -125,11 +125,6 @@ def build_models(data: PreparedData, config: TrainingConfig) -> tuple[MeLU, MeLU
         "output_bias": data.mean_rating,
         "inner_lr_init": config.inner_lr,
         "item_bias": config.item_bias,
-        "head": config.head,
-        "user_dim": config.user_dim,
-        "offset_prior": config.offset_prior,
-        "vector_prior": config.vector_prior,
-        "taste_scale": config.taste_scale,
     }
     torch.manual_seed(config.seed)
     global_model = MeLU(data.encoder.model_config_for(meta_sgd=False, **common))
