@@ -41,8 +41,15 @@ def run_flow(
         Path | None, typer.Option(help="Retrain: YAML hyper-parameters.")
     ] = None,
     policy: Annotated[Path | None, typer.Option(help="Retrain: gate policy YAML.")] = None,
+    canary_steps: Annotated[
+        str | None, typer.Option(help="Retrain: canary weights in percent, e.g. 25,50,100.")
+    ] = None,
+    canary_interval: Annotated[
+        str | None, typer.Option(help="Retrain: canary analysis window per step, e.g. 30s.")
+    ] = None,
 ) -> None:
     """Run a flow once in this process (a temporary Prefect server is started when needed)."""
+    from metarec.cli.rollout import parse_duration, parse_steps
     from metarec.errors import MetaRecError
     from metarec.workflows.prefect_flows import materialize_flow, retrain_flow
 
@@ -66,6 +73,11 @@ def run_flow(
                     training_config or settings.workflows.training_config
                 ),
                 "policy": str(policy) if policy else None,
+                "canary": {
+                    **({"steps": list(parse_steps(canary_steps))} if canary_steps else {}),
+                    **({"interval_s": parse_duration(canary_interval)} if canary_interval else {}),
+                }
+                or None,
             },
         )
     state = flow(**kwargs, return_state=True)

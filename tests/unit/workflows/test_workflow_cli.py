@@ -38,3 +38,32 @@ def test_local_deployments_carry_the_cron_schedules(tmp_path):
         deployments["materialize"].schedules[0].schedule.cron == settings.workflows.materialize_cron
     )
     assert deployments["retrain"].parameters["home"] == str(settings.paths.home)
+
+
+class _Completed:
+    """What a Prefect flow returns with return_state=True, reduced to what the CLI reads."""
+
+    def is_completed(self):
+        return True
+
+    def result(self):
+        return {"ok": True}
+
+
+def test_flows_run_retrain_passes_the_canary_options(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_flow(**kwargs):
+        calls.append(kwargs)
+        return _Completed()
+
+    monkeypatch.setenv("METAREC_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("metarec.workflows.prefect_flows.retrain_flow", fake_flow)
+    argv = ["flows", "run", "retrain", "--canary-steps", "25,100", "--canary-interval", "5s"]
+    assert run(argv) == 0
+    assert calls[0]["canary"] == {"steps": [25, 100], "interval_s": 5.0}
+    assert run(["flows", "run", "retrain"]) == 0
+    assert calls[1]["canary"] is None  # RolloutSpec defaults apply
+    assert run(["flows", "run", "retrain", "--canary-interval", "soon"]) == 2
+    assert "not a positive duration" in capsys.readouterr().err
+    assert len(calls) == 2  # nothing ran with the bad option
