@@ -1,10 +1,20 @@
-"""A canary rollout between two real `metarec serve` processes (BentoML adaptation service).
+"""Canary rollouts between real `metarec serve` processes (BentoML adaptation service).
 
-Two small models are trained on the synthetic home and registered (v1 in production, v2 in
-staging); each is served by a real `metarec serve` process. The real LocalWeightedRouter sits
-in front, a bounded load loop replays real (user, item, rating) rows as /predict + /feedback,
-and the controller scrapes the services' real /metrics (requests, latency histogram, feedback
-and absolute-error sums) until it promotes v2 in the registry.
+Three small models are trained on the synthetic home and registered: v1 in production, v2 (a
+healthy candidate) and v3 (trained on ratings exported on the wrong scale, ×3) in staging. Each
+is served by a real `metarec serve` process, started once for the module. The real
+LocalWeightedRouter sits in front; a bounded load loop replays real (user, item, rating) rows
+as /predict + /feedback through it. The controller reads requests, 5xx and latency from the
+router's caller-side metrics and online MAE from the services' real /metrics.
+
+* healthy v2 → promoted;
+* v2 behind a test-side fault proxy answering 500 / dropping the connection for 20 % of its
+  requests → rolled back on the error rate (the service itself never sees those requests);
+* v2 behind the proxy with 0.5 s added latency → rolled back on p99;
+* v3 (bad predictions from a real model) → rolled back on the online-MAE delta.
+
+Each test works on its own copy of the registry database (the services loaded their models at
+start-up), so the tests do not depend on their order.
 """
 
 from __future__ import annotations
@@ -16,13 +26,15 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from metarec.config import Settings, load_settings
-from metarec.features.training_set import load_training_set
+from metarec.features.training_set import load_training_set, manifest_path
 from metarec.registry import Action, Registry, Stage, VersionRef
+from metarec.registry.service import artifact_root
 from metarec.rollout import Phase, RolloutSpec
 from metarec.rollout.controller import RolloutController, start_rollout
 from metarec.rollout.metrics import ScrapeMetricSource
@@ -34,16 +46,17 @@ from metarec.serving.testing import mark_validated, train_and_register
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _load_backend():
-    path = Path(__file__).resolve().parents[1] / "unit" / "rollout" / "backend.py"
-    spec = importlib.util.spec_from_file_location("metarec_rollout_test_backend", path)
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
 
-backend = _load_backend()
+HERE = Path(__file__).resolve().parent
+backend = _load(HERE.parent / "unit" / "rollout" / "backend.py", "metarec_rollout_test_backend")
+faults = _load(HERE / "rollout_faults.py", "metarec_rollout_faults")
 
 
 class Served:
@@ -103,9 +116,11 @@ class Served:
 
 def servable(rows, *urls):
     """Rows whose user and item both services know (unknown ids are a 404 by contract)."""
-    # A sample keeps the probing short: 40 users, 60 items.
-    users = sorted({u for u, _, _ in rows})[:40]
-    items = sorted({i for _, i, _ in rows if i})[:60]
+    # A sample keeps the probing short: 100 users (sticky routing sends a share of them, not
+    # of requests, to the canary: too few users make the MAE comparison a comparison of
+    # users), 50 items.
+    users = sorted({u for u, _, _ in rows})[:100]
+    items = sorted({i for _, i, _ in rows if i})[:50]
     with httpx.Client(timeout=30) as client:
 
         def known(field: str, ids, fixed: dict) -> set[int]:
@@ -122,8 +137,21 @@ def servable(rows, *urls):
     return [r for r in rows if r[0] in good_users and r[1] in good_items]
 
 
+def wrong_scale_training_set(training_set: Path, target: Path, *, factor: float) -> Path:
+    """A validated copy of a training set whose ratings were exported on the wrong scale."""
+    import pandas as pd
+
+    raw = target.parent / "raw" / target.name
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    frame = pd.read_parquet(training_set)
+    frame["rating"] = frame["rating"] * factor
+    frame.to_parquet(raw)
+    shutil.copy(manifest_path(training_set), manifest_path(raw))
+    return mark_validated(raw, target)
+
+
 @pytest.fixture(scope="module")
-def two_versions(synthetic_home: Settings, tmp_path_factory: pytest.TempPathFactory):
+def versions(synthetic_home: Settings, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("rollout-serving")
     shutil.copytree(synthetic_home.paths.home, root / "home")
     settings = load_settings(home=root / "home", registry={"export_bentoml": False})
@@ -134,66 +162,183 @@ def two_versions(synthetic_home: Settings, tmp_path_factory: pytest.TempPathFact
     v2 = train_and_register(
         settings, training_set, workdir=root / "w2", config={"max_steps": 30}, promote=False
     )
+    # Genuinely bad predictions from a real training run: ratings ×3 (3..15). Inverted (6 − r)
+    # or shuffled labels are not worse online here: per-user adaptation on the real support
+    # ratings makes every small model about as good as the user's mean (MAE delta ≈ 0.03).
+    bad_set = wrong_scale_training_set(training_set, root / "bad" / "ts.parquet", factor=3.0)
+    v3 = train_and_register(settings, bad_set, workdir=root / "w3", promote=False)
     df, _ = load_training_set(training_set)
     rows = [
         (int(u), int(i), float(r))
         for u, i, r in df[["user_id", "item_id", "rating"]].itertuples(index=False)
     ]
-    return settings, root, v1, v2, rows
+    return settings, root, v1, v2, v3, rows
 
 
-def test_healthy_real_canary_is_promoted(two_versions, monkeypatch: pytest.MonkeyPatch):
-    settings, root, v1, v2, rows = two_versions
-    monkeypatch.setenv("METAREC_HOME", str(settings.paths.home))
-    production = Served(settings.paths.home, v1.tag, root / "production.log")
-    canary = Served(settings.paths.home, v2.tag, root / "canary.log")
-    router = load = None
-    registry = Registry.open(settings)
+@dataclass
+class Services:
+    settings: Settings
+    production: Served
+    healthy: Served  # serves v2
+    bad: Served  # serves v3
+    v1: object
+    v2: object
+    v3: object
+    rows: list
+
+
+@pytest.fixture(scope="module")
+def services(versions):
+    """The three real services, started once for the module (in parallel)."""
+    settings, root, v1, v2, v3, rows = versions
+    started = [
+        Served(settings.paths.home, version.tag, root / f"{name}.log")
+        for name, version in (("production", v1), ("healthy", v2), ("bad", v3))
+    ]
     try:
-        production.wait_ready()
-        canary.wait_ready()
-        assert httpx.get(f"{canary.url}/metadata").json()["version"] == v2.version
-        rows = servable(rows, production.url, canary.url)
+        for service in started:
+            service.wait_ready()
+        production, healthy, bad = started
+        for service, version in zip(started, (v1, v2, v3), strict=True):
+            assert httpx.get(f"{service.url}/metadata").json()["version"] == version.version
+        rows = servable(rows, production.url, healthy.url, bad.url)
         assert len(rows) > 50
-        router = LocalWeightedRouter(production_url=production.url, canary_url=canary.url).start()
-        store = RolloutStore(engine=registry.engine)
-        controller = RolloutController(
-            registry=registry,
-            store=store,
-            router=router,
-            metrics=ScrapeMetricSource(production_url=production.url, canary_url=canary.url),
-        )
-        load = backend.LoadLoop(
-            url=router.url, rows=rows, threads=2, max_requests=20_000, deadline_s=120
-        ).start()
-        spec = RolloutSpec(
-            steps=(20, 50, 100),
-            interval_s=2.0,
-            max_error_rate=0.01,
-            max_p99_ms=2000,
-            max_online_mae_delta=1.0,
-            failure_threshold=2,
-            min_requests=20,
-            min_feedback=10,
-        )
+        yield Services(settings, production, healthy, bad, v1, v2, v3, rows)
+    finally:
+        for service in started:
+            service.stop()
+
+
+@pytest.fixture
+def registry(services: Services, tmp_path: Path):
+    """This test's own copy of the registry (v1 production, v2 and v3 staging)."""
+    source = services.settings.paths.registry_db
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copy(f"{source}{suffix}", tmp_path / f"registry.db{suffix}")
+    registry = Registry.connect(
+        url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_root=artifact_root(services.settings)
+    )
+    yield registry
+    registry.close()
+
+
+SPEC = RolloutSpec(
+    steps=(20, 50, 100),
+    interval_s=2.0,
+    max_error_rate=0.01,
+    max_p99_ms=2000,
+    max_online_mae_delta=1.0,
+    failure_threshold=2,
+    min_requests=20,
+    min_feedback=10,
+)
+
+
+@dataclass
+class Rollout:
+    final: object
+    weights: Weights
+    outcomes: list
+    sent: int
+    store: RolloutStore
+
+
+def roll_out(
+    services: Services,
+    registry: Registry,
+    *,
+    canary_url: str,
+    version,
+    spec: RolloutSpec = SPEC,
+    threads: int = 2,
+) -> Rollout:
+    """Route real traffic through the real router while the controller rolls ``version`` out."""
+    router = LocalWeightedRouter(
+        production_url=services.production.url, canary_url=canary_url, seed=0
+    ).start()
+    store = RolloutStore(engine=registry.engine)
+    controller = RolloutController(
+        registry=registry,
+        store=store,
+        router=router,
+        metrics=ScrapeMetricSource(
+            production_url=services.production.url, canary_url=canary_url, router_url=router.url
+        ),
+    )
+    load = backend.LoadLoop(
+        url=router.url, rows=services.rows, threads=threads, max_requests=20_000, deadline_s=90
+    ).start()
+    try:
         state = start_rollout(
             registry=registry,
             store=store,
-            ref=VersionRef(model=v2.model, version=v2.version),
+            ref=VersionRef(model=version.model, version=version.version),
             spec=spec,
             actor="test",
         )
-        final = controller.run_until_done(state.id, poll_s=0.25, timeout_s=90)
+        final = controller.run_until_done(state.id, poll_s=0.25, timeout_s=75)
         weights = router.weights()
     finally:
-        outcomes = load.stop() if load else []
-        if router:
-            router.stop()
-        production.stop()
-        canary.stop()
+        outcomes = load.stop()
+        router.stop()
+    for window in (final.verdict or {}).get("windows", []):
+        print(  # the measured numbers, visible with -s
+            f"{window['result']} at {window['canary_weight']}%: "
+            + ", ".join(
+                f"{c['name']}={'n/a' if c['value'] is None else format(c['value'], '.4g')}"
+                for c in window["checks"]
+            )
+            + f", canary requests={window['metrics']['canary']['requests']:.0f}"
+            + f", canary feedback={window['metrics']['canary']['feedback']:.0f}"
+        )
+    return Rollout(final, weights, outcomes, load._sent, store)
 
+
+def assert_no_production_failure_and_nothing_lost(rollout: Rollout) -> None:
+    outcomes = rollout.outcomes
+    assert outcomes, "the load loop sent nothing"
+    lost = [o for o in outcomes if o.status is None]
+    assert lost == [], f"{len(lost)} requests lost: {lost[:3]}"
+    assert len(outcomes) == 2 * rollout.sent  # every request sent got an answer
+    production = [o for o in outcomes if o.backend == "production"]
+    assert production and [o for o in production if o.status != 200] == []
+    assert {o.backend for o in outcomes} <= {"production", "canary"}
+
+
+def assert_rolled_back(services, registry, rollout: Rollout, version, failing_check: str):
+    final = rollout.final
+    assert final.phase is Phase.FAILED, final.message
+    assert rollout.weights == Weights(production=100, canary=0)
+    assert registry.production(version.model).version == services.v1.version
+    ref = VersionRef(model=version.model, version=version.version)
+    assert registry.get_version(ref).stage is Stage.STAGING
+    assert final.verdict["status"] == "failed" and failing_check in final.verdict["reason"]
+    events = rollout.store.events(final.id)
+    analysed = [e for e in events if e.checks is not None]
+    # Within the failure threshold: exactly `failure_threshold` failed windows, then 0 %.
+    assert [e.action for e in analysed if e.action in ("retry", "rollback")] == [
+        "retry",
+        "rollback",
+    ]
+    for event in analysed[-2:]:
+        assert not {c["name"]: c for c in event.checks}[failing_check]["passed"]
+    assert events[-1].action == "failed" and events[-1].canary_weight == 0
+    assert not [
+        e
+        for e in registry.history(version.model)
+        if e.version == version.version and e.action is Action.PROMOTE
+    ]
+    assert_no_production_failure_and_nothing_lost(rollout)
+    return {c["name"]: c for c in final.verdict["final_checks"]}
+
+
+def test_healthy_real_canary_is_promoted(services: Services, registry: Registry):
+    v1, v2 = services.v1, services.v2
+    rollout = roll_out(services, registry, canary_url=services.healthy.url, version=v2)
+    final = rollout.final
     assert final.phase is Phase.SUCCEEDED, final.message
-    assert weights == Weights(production=0, canary=100)
+    assert rollout.weights == Weights(production=0, canary=100)
     assert registry.production(v2.model).version == v2.version
     assert registry.get_version(VersionRef(model=v1.model, version=v1.version)).stage is (
         Stage.ARCHIVED
@@ -206,16 +351,44 @@ def test_healthy_real_canary_is_promoted(two_versions, monkeypatch: pytest.Monke
     for window in passed:
         checks = {c["name"]: c for c in window["checks"]}
         assert checks["error_rate"]["value"] == 0.0
-        assert checks["latency_p99_ms"]["value"] > 0  # from the service's real histogram
+        assert checks["latency_p99_ms"]["value"] > 0  # the router's real histogram
         assert checks["online_mae_delta"]["value"] is not None  # from real feedback scoring
-        assert window["metrics"]["canary"]["feedback"] >= spec.min_feedback
-        print(  # measured numbers, visible with -s
-            f"step {window['canary_weight']}%: "
-            + ", ".join(f"{name}={c['value']:.4g}" for name, c in checks.items())
-            + f", canary requests={window['metrics']['canary']['requests']:.0f}"
+        assert window["metrics"]["canary"]["feedback"] >= SPEC.min_feedback
+    assert_no_production_failure_and_nothing_lost(rollout)
+    assert not [o for o in rollout.outcomes if o.status != 200]
+
+
+def test_real_canary_answering_5xx_to_20_percent_is_rolled_back(
+    services: Services, registry: Registry
+):
+    # 10 % answered 500 and 10 % dropped without an answer, between the router and the canary.
+    with faults.FaultProxy(
+        upstream=services.healthy.url, error_rate=0.1, drop_rate=0.1, seed=3
+    ) as proxy:
+        rollout = roll_out(services, registry, canary_url=proxy.url, version=services.v2)
+    checks = assert_rolled_back(services, registry, rollout, services.v2, "error_rate")
+    assert 0.1 < checks["error_rate"]["value"] < 0.32
+    assert proxy.counts["errors"] > 0 and proxy.counts["drops"] > 0
+    canary = [o for o in rollout.outcomes if o.backend == "canary"]
+    assert {o.status for o in canary} == {200, 500, 502}  # 502: the router's answer to a drop
+
+
+def test_slow_real_canary_is_rolled_back(services: Services, registry: Registry):
+    spec = SPEC.model_copy(update={"max_p99_ms": 300.0, "min_requests": 10, "min_feedback": 5})
+    with faults.FaultProxy(upstream=services.healthy.url, delay_s=0.5) as proxy:
+        rollout = roll_out(
+            services, registry, canary_url=proxy.url, version=services.v2, spec=spec, threads=4
         )
-    lost = [o for o in outcomes if o.status is None]
-    assert outcomes and lost == [] and len(outcomes) == 2 * load._sent
-    failed = [o for o in outcomes if o.status != 200]
-    assert failed == [], (len(failed), len(outcomes), {o.user for o in failed}, failed[:3])
-    registry.close()
+    checks = assert_rolled_back(services, registry, rollout, services.v2, "latency_p99_ms")
+    assert checks["latency_p99_ms"]["value"] > 450  # the caller saw the added 0.5 s
+    assert checks["error_rate"]["value"] == 0.0
+
+
+def test_real_canary_with_bad_predictions_is_rolled_back(services: Services, registry: Registry):
+    spec = SPEC.model_copy(update={"max_online_mae_delta": 0.3})
+    rollout = roll_out(
+        services, registry, canary_url=services.bad.url, version=services.v3, spec=spec
+    )
+    checks = assert_rolled_back(services, registry, rollout, services.v3, "online_mae_delta")
+    assert checks["online_mae_delta"]["value"] > 0.3
+    assert checks["error_rate"]["value"] == 0.0  # a healthy service: only its answers are bad

@@ -197,6 +197,7 @@ class ScrapeMetricSource:
         production_url: str,
         canary_url: str,
         router_url: str | None = None,
+        version_label: str = "{model}:v{version}",
         timeout_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -207,11 +208,16 @@ class ScrapeMetricSource:
             canary_url: Base URL of the canary service.
             router_url: Base URL of a :class:`~metarec.rollout.router.LocalWeightedRouter`
                 (``/-/rollout/metrics`` is appended); None: traffic from the services.
+            version_label: How the services write the ``model_version`` label (``{model}``,
+                ``{version}``). Only each side's own version is read from its ``/metrics``:
+                ``bentoml serve`` processes started from one home share a Prometheus
+                multiprocess directory, so one service's ``/metrics`` can list the other's.
             timeout_s: Timeout per scrape.
             clock: Monotonic clock (tests pass their own).
         """
         self._urls = {"production": production_url.rstrip("/"), "canary": canary_url.rstrip("/")}
         self._router_url = None if router_url is None else router_url.rstrip("/") + METRICS_PATH
+        self._label = version_label
         self._timeout = timeout_s
         self._clock = clock
         self._baselines: dict[str, dict[str, _Scrape]] = {}
@@ -226,7 +232,11 @@ class ScrapeMetricSource:
                 f"Cannot scrape the {what}'s metrics at {url} ({exc}).", fix=fix
             ) from exc
 
-    def _scrape_service(self, which: str) -> _Scrape:
+    def _version_label(self, state: RolloutState, which: str) -> str | None:
+        version = state.version if which == "canary" else state.production_version
+        return None if version is None else self._label.format(model=state.model, version=version)
+
+    def _scrape_service(self, state: RolloutState, which: str) -> _Scrape:
         url = f"{self._urls[which]}/metrics"
         text = self._get(
             url,
@@ -234,16 +244,16 @@ class ScrapeMetricSource:
             f"check that the {which} service runs and serves Prometheus /metrics.",
         )
         try:
-            return parse_metrics(text)
+            return parse_metrics(text, model_version=self._version_label(state, which))
         except ValueError as exc:
             raise MetricSourceError(
                 f"The {which} service's metrics at {url} are not Prometheus text ({exc}).",
                 fix=f"point rollout.{which}_url at the adaptation service.",
             ) from exc
 
-    def _scrape(self) -> dict[str, _Scrape]:
+    def _scrape(self, state: RolloutState) -> dict[str, _Scrape]:
         if self._router_url is None:
-            return {which: self._scrape_service(which) for which in ("production", "canary")}
+            return {which: self._scrape_service(state, which) for which in ("production", "canary")}
         text = self._get(
             self._router_url,
             "router",
@@ -258,7 +268,7 @@ class ScrapeMetricSource:
             ) from exc
         for which, scrape in traffic.items():
             try:
-                quality = self._scrape_service(which)
+                quality = self._scrape_service(state, which)
             except MetricSourceError as exc:
                 # A crashed service has no feedback to give, but the router still saw its
                 # failures: the window goes on without online quality for it.
@@ -270,7 +280,7 @@ class ScrapeMetricSource:
 
     def start_window(self, state: RolloutState) -> None:
         """Remember the counters now."""
-        self._baselines[state.id] = self._scrape()
+        self._baselines[state.id] = self._scrape(state)
 
     def read_window(self, state: RolloutState, *, window_s: float) -> WindowMetrics:
         """Counters now minus at the window's start (a fresh window if none was started here)."""
@@ -278,7 +288,7 @@ class ScrapeMetricSource:
         if baseline is None:  # e.g. the controller restarted: the window starts over
             self.start_window(state)
             return WindowMetrics(window_s=0.0)
-        now = self._scrape()
+        now = self._scrape(state)
         return WindowMetrics(
             window_s=window_s,
             production=window_between(baseline["production"], now["production"]),

@@ -91,4 +91,5 @@ def build_metrics(settings: Settings, *, router: Router | None = None) -> Metric
         production_url=config.production_url,
         canary_url=config.canary_url,
         router_url=router_metrics_url(settings, router),
+        version_label=config.version_label,
     )

@@ -11,6 +11,7 @@ router and records, per request, which backend answered and with what status.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
@@ -176,10 +177,8 @@ class FakeService:
         with self._lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 @dataclass

@@ -201,8 +201,8 @@ def test_scrape_source_takes_traffic_from_the_router_and_quality_from_the_servic
     import httpx
 
     backend = _load_backend()
-    production = backend.FakeService(model_version="metarec:v1", bias=0.5).start()
-    canary = backend.FakeService(model_version="metarec:v2", bias=1.5).start()
+    production = backend.FakeService(model_version="metarec:v2", bias=0.5).start()
+    canary = backend.FakeService(model_version="metarec:v3", bias=1.5).start()
     router = LocalWeightedRouter(production_url=production.url, canary_url=canary.url).start()
     router.set_weights(production=50, canary=50)
     source = ScrapeMetricSource(
@@ -242,8 +242,8 @@ def test_scrape_source_takes_traffic_from_the_router_and_quality_from_the_servic
 
 def test_scrape_source_without_router_reads_the_services_traffic():
     backend = _load_backend()
-    production = backend.FakeService(model_version="metarec:v1").start()
-    canary = backend.FakeService(model_version="metarec:v2", error_every=2).start()
+    production = backend.FakeService(model_version="metarec:v2").start()
+    canary = backend.FakeService(model_version="metarec:v3", error_every=2).start()
     source = ScrapeMetricSource(production_url=production.url, canary_url=canary.url)
     try:
         import httpx
@@ -258,3 +258,40 @@ def test_scrape_source_without_router_reads_the_services_traffic():
     finally:
         production.stop()
     assert (metrics.canary.requests, metrics.canary.errors) == (4, 2)
+
+
+def test_each_side_reads_only_its_own_version_from_a_shared_exposition():
+    """`bentoml serve` processes of one home share a multiprocess dir: /metrics lists both."""
+    registry = CollectorRegistry()
+    feedback = Counter("metarec_feedback", "f", ["model_version"], registry=registry)
+    errors = Counter("metarec_feedback_abs_error_sum", "e", ["model_version"], registry=registry)
+    body = [b""]
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            return
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-length", str(len(body[0])))
+            self.end_headers()
+            self.wfile.write(body[0])
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    source = ScrapeMetricSource(production_url=url, canary_url=url)
+    try:
+        body[0] = generate_latest(registry)
+        source.start_window(STATE)
+        feedback.labels("metarec:v2").inc(100)  # production (v2): MAE 0.5
+        errors.labels("metarec:v2").inc(50)
+        feedback.labels("metarec:v3").inc(10)  # canary (v3): MAE 2.0
+        errors.labels("metarec:v3").inc(20)
+        body[0] = generate_latest(registry)
+        window = source.read_window(STATE, window_s=1.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert window.production.feedback == 100 and window.production.online_mae == 0.5
+    assert window.canary.feedback == 10 and window.canary.online_mae == 2.0
