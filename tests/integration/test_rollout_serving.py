@@ -1,7 +1,7 @@
 """Canary rollouts between real `metarec serve` processes (BentoML adaptation service).
 
 Three small models are trained on the synthetic home and registered: v1 in production, v2 (a
-healthy candidate) and v3 (trained on ratings exported on the wrong scale, ×3) in staging. Each
+healthy candidate) and v3 (trained on ratings exported on the wrong scale, 11..15) in staging. Each
 is served by a real `metarec serve` process, started once for the module. The real
 LocalWeightedRouter sits in front; a bounded load loop replays real (user, item, rating) rows
 as /predict + /feedback through it. The controller reads requests, 5xx and latency from the
@@ -137,14 +137,14 @@ def servable(rows, *urls):
     return [r for r in rows if r[0] in good_users and r[1] in good_items]
 
 
-def wrong_scale_training_set(training_set: Path, target: Path, *, factor: float) -> Path:
+def wrong_scale_training_set(training_set: Path, target: Path, *, offset: float) -> Path:
     """A validated copy of a training set whose ratings were exported on the wrong scale."""
     import pandas as pd
 
     raw = target.parent / "raw" / target.name
     raw.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.read_parquet(training_set)
-    frame["rating"] = frame["rating"] * factor
+    frame["rating"] = frame["rating"] + offset
     frame.to_parquet(raw)
     shutil.copy(manifest_path(training_set), manifest_path(raw))
     return mark_validated(raw, target)
@@ -162,10 +162,10 @@ def versions(synthetic_home: Settings, tmp_path_factory: pytest.TempPathFactory)
     v2 = train_and_register(
         settings, training_set, workdir=root / "w2", config={"max_steps": 30}, promote=False
     )
-    # Genuinely bad predictions from a real training run: ratings ×3 (3..15). Inverted (6 − r)
+    # Genuinely bad predictions from a real training run: ratings on 11..15 (+10). Inverted (6 − r)
     # or shuffled labels are not worse online here: per-user adaptation on the real support
     # ratings makes every small model about as good as the user's mean (MAE delta ≈ 0.03).
-    bad_set = wrong_scale_training_set(training_set, root / "bad" / "ts.parquet", factor=3.0)
+    bad_set = wrong_scale_training_set(training_set, root / "bad" / "ts.parquet", offset=10.0)
     v3 = train_and_register(settings, bad_set, workdir=root / "w3", promote=False)
     df, _ = load_training_set(training_set)
     rows = [
@@ -291,6 +291,8 @@ def roll_out(
             )
             + f", canary requests={window['metrics']['canary']['requests']:.0f}"
             + f", canary feedback={window['metrics']['canary']['feedback']:.0f}"
+            + f", canary MAE={window['metrics']['canary']['online_mae']}"
+            + f", production MAE={window['metrics']['production']['online_mae']}"
         )
     return Rollout(final, weights, outcomes, load._sent, store)
 
@@ -385,10 +387,12 @@ def test_slow_real_canary_is_rolled_back(services: Services, registry: Registry)
 
 
 def test_real_canary_with_bad_predictions_is_rolled_back(services: Services, registry: Registry):
-    spec = SPEC.model_copy(update={"max_online_mae_delta": 0.3})
+    # Sticky routing compares different users: at 20 % the healthy v2 measured +0.10..0.15
+    # against production; v3 measured +0.25..0.51. 60 events per window keep the noise down.
+    spec = SPEC.model_copy(update={"max_online_mae_delta": 0.2, "min_feedback": 60})
     rollout = roll_out(
         services, registry, canary_url=services.bad.url, version=services.v3, spec=spec
     )
     checks = assert_rolled_back(services, registry, rollout, services.v3, "online_mae_delta")
-    assert checks["online_mae_delta"]["value"] > 0.3
+    assert checks["online_mae_delta"]["value"] > 0.2
     assert checks["error_rate"]["value"] == 0.0  # a healthy service: only its answers are bad
