@@ -61,3 +61,19 @@ def test_failed_registration_removes_its_bentoml_model(tmp_path: Path):
 
     with pytest.raises(bentoml.exceptions.NotFound):
         bento_model_path(bentoml_home=bentoml_home, tag="metarec:v1")
+
+
+def test_a_stale_export_under_the_same_tag_is_replaced(tmp_path: Path):
+    # Two registries (e.g. a reset database) share one BentoML home: both have a v1, with
+    # different artifacts. The second registration must not keep the first one's files.
+    bentoml_home = tmp_path / "bentoml"
+    for name, seed in (("old", 1), ("new", 2)):
+        with Registry.connect(
+            url=f"sqlite:///{tmp_path / f'{name}.db'}",
+            artifact_root=str(tmp_path / f"artifacts-{name}"),
+            bentoml_home=bentoml_home,
+        ) as registry:
+            version = register_fixture(registry, tmp_path / f"a-{name}", seed=seed)
+    assert version.bento_tag == "metarec:v1"
+    folder = bento_model_path(bentoml_home=bentoml_home, tag="metarec:v1")
+    verify_directory(folder, files=version.files, version="metarec:v1")  # the new files

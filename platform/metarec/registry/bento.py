@@ -32,7 +32,9 @@ def export_bento_model(
     labels: dict[str, str],
     metadata: dict[str, Any],
 ) -> str:
-    """Save an artifact folder as a BentoML model (idempotent for the same tag).
+    """Save an artifact folder as a BentoML model (idempotent for the same tag and digest).
+
+    A model already saved under ``tag`` with another digest is stale and is replaced.
 
     Args:
         bentoml_home: BentoML's home (the store is ``<home>/models``).
@@ -40,7 +42,7 @@ def export_bento_model(
         artifact_dir: A verified local copy of the artifact.
         files: The files to copy (relative names).
         labels: String labels (BentoML shows them in ``bentoml models list``/``get``).
-        metadata: JSON-able metadata (digest, per-file sha256, lineage).
+        metadata: JSON-able metadata (``registry_digest``, per-file sha256, lineage).
 
     Returns:
         The BentoML tag.
@@ -59,7 +61,12 @@ def export_bento_model(
     except BentoMLException:
         existing = None
     if existing is not None:
-        return str(existing.tag)
+        if existing.info.metadata.get("registry_digest") == metadata.get("registry_digest"):
+            return str(existing.tag)
+        # The same tag holds another artifact: an export left by another registry sharing this
+        # BentoML home, or by a registry database that was reset. The registry is the source of
+        # truth, so the stale export is replaced.
+        delete_bento_model(bentoml_home=bentoml_home, tag=tag)
     try:
         with bentoml.models.create(
             tag, labels=labels, metadata=metadata, _model_store=store
