@@ -114,7 +114,7 @@ def canary_rollout(
             )
             final, traffic = result.state, result.traffic
         else:
-            from metarec.rollout.local import wait_for_rollout
+            from metarec.rollout.controller import wait_for_rollout
 
             final = wait_for_rollout(store, state.id, timeout_s=timeout_s)
         reports = _write_reports(settings, store, final)
@@ -145,8 +145,8 @@ def _run_locally(
     **kwargs: Any,
 ) -> Any:
     from metarec.features.training_set import newest_training_set
-    from metarec.rollout.local import run_local_canary
     from metarec.rollout.traffic import replay_rows
+    from metarec.serving.local_canary import run_local_canary
 
     rows: list[tuple[int, int, float]] = []
     if generate_traffic:

@@ -13,6 +13,7 @@ from metarec.data.schema import Dataset
 from metarec.data.snapshots import SnapshotStore
 from metarec.features.store import apply_features
 from metarec.registry import Registry
+from metarec.serving.testing import mark_validated, train_and_register
 from metarec.validation.gate import build_reference_profile
 from metarec.workflows.prefect_flows import retrain_flow
 
@@ -119,7 +120,14 @@ def test_retrain_flow_bootstraps_then_canaries_the_next_version_into_production(
     assert [w["canary_weight"] for w in verdict["windows"] if w["result"] == "passed"] == [50, 100]
 
 
-def test_bad_data_fails_the_flow_at_validation_and_changes_nothing(prefect_server, home, policy):
+def test_bad_data_fails_the_flow_at_validation_and_changes_nothing(
+    prefect_server, home, policy, tmp_path
+):
+    # A version already serves production when the bad data arrives.
+    validated = mark_validated(
+        home.paths.training_sets / "synthetic.parquet", tmp_path / "validated" / "ts.parquet"
+    )
+    production = train_and_register(home, validated, workdir=tmp_path / "v1")
     store = SnapshotStore(home.paths.snapshots)
     tables = {name: store.read_table(name) for name in ("users", "items", "interactions")}
     shifted = tables["interactions"].assign(rating=5)  # every rating 5: a distribution shift
@@ -140,4 +148,5 @@ def test_bad_data_fails_the_flow_at_validation_and_changes_nothing(prefect_serve
     assert not (home.paths.artifacts / "runs").exists()  # training never started
     with Registry.open(home) as registry:
         after = registry.list_versions(home.registry.model_name) if registry.list_models() else []
+        assert registry.production_version(home.registry.model_name) == production.version
     assert after == before

@@ -46,11 +46,15 @@ app.command("serve")(serve_cli.serve)
 
 
 def _add_plugins(root_app: typer.Typer) -> None:
-    """Add the typer apps registered under the ``metarec.cli`` entry-point group."""
+    """Add the ``metarec.cli`` entry points: typer apps as groups, functions as commands."""
     from importlib.metadata import entry_points
 
     for entry in entry_points(group="metarec.cli"):
-        root_app.add_typer(entry.load(), name=entry.name)
+        plugin = entry.load()
+        if isinstance(plugin, typer.Typer):
+            root_app.add_typer(plugin, name=entry.name)
+        else:
+            root_app.command(entry.name)(plugin)
 
 
 _add_plugins(app)
@@ -82,32 +86,6 @@ def root(
     settings = load_settings(config_file=config)
     apply_process_environment(settings)
     ctx.obj = settings
-
-
-@app.command()
-def quickstart(
-    ctx: typer.Context,
-    path: Annotated[
-        Path | None,
-        typer.Option(help="Local ml-100k.zip or folder; default: download the official archive."),
-    ] = None,
-    source: Annotated[
-        data.DataSourceOption, typer.Option(help="Dataset to use.")
-    ] = data.DataSourceOption.ML_100K,
-    user: Annotated[
-        int, typer.Option(help="User whose features and recommendations are shown.")
-    ] = 1,
-) -> None:
-    """Run the whole loop on embedded defaults and print a summary.
-
-    Ingest → Feast features → validation → meta-training → evaluation → gate → registry →
-    canary under generated traffic → promotion → production service. The first run puts its
-    version in production directly (nothing to canary against); each later run trains a new
-    version and canaries it against the one in production.
-    """
-    from metarec.cli.quickstart import run_quickstart
-
-    run_quickstart(ctx.obj, source=source.value, path=path, user=user)
 
 
 def run(argv: list[str] | None = None) -> int:

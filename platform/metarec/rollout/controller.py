@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -368,3 +369,28 @@ class RolloutController:
             "windows": windows,
             "decided_at": self.clock().isoformat(),
         }
+
+
+def wait_for_rollout(
+    store: RolloutStore,
+    rollout_id: str,
+    *,
+    timeout_s: float,
+    poll_s: float = 5.0,
+    on_progress: Callable[[RolloutState], None] | None = None,
+) -> RolloutState:
+    """Watch a rollout that a controller elsewhere carries out, until it ends or time is up.
+
+    Returns:
+        The last state read (terminal unless the timeout passed).
+    """
+    deadline = time.monotonic() + timeout_s
+    last_message = None
+    while True:
+        state = store.get(rollout_id)
+        if on_progress is not None and state.message != last_message:
+            last_message = state.message
+            on_progress(state)
+        if state.phase.terminal or time.monotonic() > deadline:
+            return state
+        time.sleep(poll_s)

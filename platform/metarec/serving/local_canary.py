@@ -1,10 +1,10 @@
-"""Carry one rollout out on this machine, or wait for the cluster's controller to do it.
+"""Carry one canary rollout out on this machine (the embedded default: laptop, quickstart, CI).
 
-:func:`run_local_canary` is the embedded default (laptop, quickstart, CI): it starts the
-production and canary versions as two real ``bentoml serve`` processes, puts the local weighted
-router in front, drives generated traffic through it, runs the controller in this process until
-the rollout ends, then stops everything. :func:`wait_for_rollout` is the cluster path: the
-rollout controller Deployment carries the rollout out and this only watches the persisted state.
+:func:`run_local_canary` starts the production and canary versions as two real ``bentoml serve``
+processes, puts the local weighted router in front, drives generated traffic through it, runs
+the rollout controller in this process until the rollout ends, then stops everything. (On a
+cluster the rollout controller Deployment does this under real traffic; see
+:func:`metarec.rollout.controller.wait_for_rollout`.)
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def run_local_canary(
             registry=registry,
             store=store,
             router=router,
-            metrics=build_metrics(wired),
+            metrics=build_metrics(wired, router=router),
             actor=actor,
         )
         if rows:
@@ -152,29 +152,4 @@ def _drive(
         if time.monotonic() > deadline:
             controller.store.save(state.model_copy(update={"abort_requested": True}))
             return controller.reconcile(rollout_id)
-        time.sleep(poll_s)
-
-
-def wait_for_rollout(
-    store: RolloutStore,
-    rollout_id: str,
-    *,
-    timeout_s: float,
-    poll_s: float = 5.0,
-    on_progress: Callable[[RolloutState], None] | None = None,
-) -> RolloutState:
-    """Watch a rollout that a controller elsewhere carries out, until it ends or time is up.
-
-    Returns:
-        The last state read (terminal unless the timeout passed).
-    """
-    deadline = time.monotonic() + timeout_s
-    last_message = None
-    while True:
-        state = store.get(rollout_id)
-        if on_progress is not None and state.message != last_message:
-            last_message = state.message
-            on_progress(state)
-        if state.phase.terminal or time.monotonic() > deadline:
-            return state
         time.sleep(poll_s)

@@ -1,5 +1,8 @@
 """The quickstart: the whole loop on embedded defaults, printing each stage, then a summary.
 
+``metarec quickstart`` is a CLI plugin (entry point ``metarec.cli``) because it runs the loop
+over the same components as the Prefect flow and the KFP pipeline (the core never imports them).
+
 Data → features → validation → meta-training → evaluation → gate → registry → a production
 service → a canary of the new version under generated traffic → promotion. The first run has no
 production version to canary against: its version becomes production directly (the ledger says
@@ -12,12 +15,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from rich.table import Table
-
+import typer
 from metarec.cli.console import console, stage, training_progress
+from metarec.cli.data import DataSourceOption
 from metarec.config import Settings
+from rich.table import Table
 
 STAGES = 13
 # A short canary for a laptop: three steps of 10 s under ~40 predictions/s. The online-MAE limit
@@ -87,7 +91,8 @@ def _data_stages(
     )
 
     data_source = DataSource(source)
-    with stage(_step(1, f"Ingest {source} from {path or 'the official archive'}")):
+    origin = "the generator" if data_source is DataSource.SYNTHETIC else "the official archive"
+    with stage(_step(1, f"Ingest {source} from {path or origin}")):
         dataset = read_source(
             data_source, path=path, download_dir=settings.paths.home / "downloads"
         )
@@ -146,6 +151,7 @@ def _next_artifact(settings: Settings, fingerprint: str) -> tuple[Path, int]:
 
 
 def _train_stages(settings: Settings, run: QuickstartRun, *, training_set: Path) -> Path:
+    import yaml
     from metarec.features.training_set import read_manifest
     from metarec.training.config import TrainingConfig
     from metarec.training.evaluation import plot_mae
@@ -155,7 +161,10 @@ def _train_stages(settings: Settings, run: QuickstartRun, *, training_set: Path)
     artifact, seed = _next_artifact(settings, fingerprint)
     # The split stays fixed (split_seed 0) so the gate compares versions on the same users;
     # item ids (with their learnt bias) as in the cold-start benchmark's configuration.
-    config = TrainingConfig.build({**QUICKSTART_TRAINING, "seed": seed})
+    values = dict(QUICKSTART_TRAINING)
+    if settings.workflows.training_config is not None:  # the same YAML scheduled retrains use
+        values.update(yaml.safe_load(settings.workflows.training_config.read_text()) or {})
+    config = TrainingConfig.build({**values, "seed": seed})
     label = f"Meta-train {config.algorithm.value} (seed {seed}) and evaluate cold start"
     started = time.perf_counter()
     console.print(f"   {_step(8, label)}", highlight=False)
@@ -264,7 +273,6 @@ def _fmt(value: float | None) -> str:
 def _serve_stage(settings: Settings, run: QuickstartRun, *, user: int) -> None:
     """Start the production service, ask it for the user's top 5, stop it."""
     import httpx
-
     from metarec.data.snapshots import SnapshotStore
     from metarec.serving.process import ServiceProcess
 
@@ -310,3 +318,26 @@ def _summary(settings: Settings, run: QuickstartRun) -> None:
     for name, path in run.reports.items():
         console.print(f"• Report, {name}: {path}", highlight=False, soft_wrap=True)
     console.print(f"Quickstart finished in {time.perf_counter() - run.started:.0f} s.")
+
+
+def quickstart(
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None,
+        typer.Option(help="Local ml-100k.zip or folder; default: download the official archive."),
+    ] = None,
+    source: Annotated[
+        DataSourceOption, typer.Option(help="Dataset to use.")
+    ] = DataSourceOption.ML_100K,
+    user: Annotated[
+        int, typer.Option(help="User whose features and recommendations are shown.")
+    ] = 1,
+) -> None:
+    """Run the whole loop on embedded defaults and print a summary.
+
+    Ingest → Feast features → validation → meta-training → evaluation → gate → registry →
+    canary under generated traffic → promotion → production service. The first run puts its
+    version in production directly (nothing to canary against); each later run trains a new
+    version and canaries it against the one in production.
+    """
+    run_quickstart(ctx.obj, source=source.value, path=path, user=user)

@@ -1,0 +1,58 @@
+"""`metarec quickstart`, twice, on a fresh home: bootstrap, then a canary that promotes v2.
+
+Synthetic data, a small training config (workflows.training_config) and a permissive gate policy
+(registry.gate_policy) keep it short; everything else is what a new user runs: real Feast, Great
+Expectations, training, registry, two real `bentoml serve` processes, router and traffic.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from metarec.cli.main import run
+from metarec.config import load_settings
+from metarec.registry import Action, Registry
+from metarec.serving.testing import PERMISSIVE_POLICY, SMALL_CONFIG
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_quickstart_bootstraps_then_canaries_a_new_version(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "training.yaml"
+    config.write_text(yaml.safe_dump({**SMALL_CONFIG, "support_sizes": ["5", "all"]}))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(PERMISSIVE_POLICY)
+    home = tmp_path / "home"
+    monkeypatch.setenv("METAREC_HOME", str(home))
+    monkeypatch.setenv("METAREC_WORKFLOWS__TRAINING_CONFIG", str(config))
+    monkeypatch.setenv("METAREC_REGISTRY__GATE_POLICY", str(policy))
+    monkeypatch.setenv("COLUMNS", "200")
+
+    assert run(["quickstart", "--source", "synthetic", "--user", "3"]) == 0
+    first = capsys.readouterr().out
+    print(first)
+    assert "metarec:v1 is in production (first version: nothing to canary against)" in first
+    assert "Top 5 for user 3" in first
+    for report in ("validation (HTML)", "evaluation (PNG)"):
+        path = re.search(rf"Report, {re.escape(report)}: (\S+)", first)[1]
+        assert Path(path).is_file()
+
+    assert run(["quickstart", "--source", "synthetic", "--user", "3"]) == 0
+    second = capsys.readouterr().out
+    print(second)
+    assert "Meta-train fomaml (seed 1)" in second
+    assert "metarec:v2 promoted to production after a canary over 25 %, 50 %, 100 %" in second
+    assert "0 server errors" in second
+    timeline = Path(re.search(r"Report, rollout timeline \(HTML\): (\S+)", second)[1])
+    assert timeline.is_file()
+
+    settings = load_settings(home=home)
+    with Registry.open(settings) as registry:
+        assert registry.production_version("metarec") == 2
+        history = registry.history("metarec")
+    promotion = [e for e in history if e.version == 2 and e.action is Action.PROMOTE][-1]
+    assert promotion.evidence["canary_verdict"]["status"] == "passed"
+    assert promotion.actor.startswith("quickstart")
