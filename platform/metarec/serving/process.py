@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from metarec.config import Settings
-from metarec.environment import process_environment
+from metarec.environment import MANAGED_MARKER, process_environment
 from metarec.errors import ServingModelError
 
 SERVICE_TARGET = "metarec.serving.service:AdaptationService"
@@ -32,6 +32,11 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def service_bentoml_home(settings: Settings, *, host: str, port: int) -> Path:
+    """The BentoML home of the service listening on ``host:port`` (metrics, logs, temp)."""
+    return settings.paths.bentoml_home / "services" / f"{host}-{port}"
 
 
 def serve_command(
@@ -71,6 +76,13 @@ def serve_command(
         env.pop("METAREC_SERVING__VERSION", None)
     if stage:
         env["METAREC_SERVING__STAGE"] = stage
+    # BentoML wipes <BENTOML_HOME>/prometheus_multiproc_dir whenever a server starts, so two
+    # services of one home (production and canary) would reset each other's metrics. Each port
+    # gets its own BentoML home (the service loads its model from the registry, not from
+    # BentoML's store), kept as if the user had set it.
+    env["BENTOML_HOME"] = str(service_bentoml_home(settings, host=host, port=port))
+    managed = [name for name in env.get(MANAGED_MARKER, "").split(",") if name]
+    env[MANAGED_MARKER] = ",".join(name for name in managed if name != "BENTOML_HOME")
     env.update(extra_env or {})
     argv = [
         sys.executable,
