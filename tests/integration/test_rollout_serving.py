@@ -1,7 +1,7 @@
 """Canary rollouts between real `metarec serve` processes (BentoML adaptation service).
 
 Three small models are trained on the synthetic home and registered: v1 in production, v2 (a
-healthy candidate) and v3 (trained on ratings exported on the wrong scale, 11..15) in staging. Each
+healthy candidate) and v3 (trained on ratings exported on the wrong scale, −9..−5) in staging. Each
 is served by a real `metarec serve` process, started once for the module. The real
 LocalWeightedRouter sits in front; a bounded load loop replays real (user, item, rating) rows
 as /predict + /feedback through it. The controller reads requests, 5xx and latency from the
@@ -162,10 +162,12 @@ def versions(synthetic_home: Settings, tmp_path_factory: pytest.TempPathFactory)
     v2 = train_and_register(
         settings, training_set, workdir=root / "w2", config={"max_steps": 30}, promote=False
     )
-    # Genuinely bad predictions from a real training run: ratings on 11..15 (+10). Inverted (6 − r)
-    # or shuffled labels are not worse online here: per-user adaptation on the real support
-    # ratings makes every small model about as good as the user's mean (MAE delta ≈ 0.03).
-    bad_set = wrong_scale_training_set(training_set, root / "bad" / "ts.parquet", offset=10.0)
+    # Genuinely bad predictions from a real training run: ratings on −9..−5 (−10), so answers
+    # sit at the bottom of the scale while true ratings are mostly 3..5. Inverted (6 − r) or
+    # shuffled labels are not worse online here: per-user adaptation on the real support
+    # ratings makes every small model about as good as the user's mean (MAE delta ≈ 0.03);
+    # +10 (answers at the top of the scale) was worse by only +0.25..0.51.
+    bad_set = wrong_scale_training_set(training_set, root / "bad" / "ts.parquet", offset=-10.0)
     v3 = train_and_register(settings, bad_set, workdir=root / "w3", promote=False)
     df, _ = load_training_set(training_set)
     rows = [
@@ -388,11 +390,11 @@ def test_slow_real_canary_is_rolled_back(services: Services, registry: Registry)
 
 def test_real_canary_with_bad_predictions_is_rolled_back(services: Services, registry: Registry):
     # Sticky routing compares different users: at 20 % the healthy v2 measured +0.10..0.15
-    # against production; v3 measured +0.25..0.51. 60 events per window keep the noise down.
-    spec = SPEC.model_copy(update={"max_online_mae_delta": 0.2, "min_feedback": 60})
+    # against production, so the limit leaves room for that noise; 60 events per window.
+    spec = SPEC.model_copy(update={"max_online_mae_delta": 0.5, "min_feedback": 60})
     rollout = roll_out(
         services, registry, canary_url=services.bad.url, version=services.v3, spec=spec
     )
     checks = assert_rolled_back(services, registry, rollout, services.v3, "online_mae_delta")
-    assert checks["online_mae_delta"]["value"] > 0.2
+    assert checks["online_mae_delta"]["value"] > 0.5
     assert checks["error_rate"]["value"] == 0.0  # a healthy service: only its answers are bad
