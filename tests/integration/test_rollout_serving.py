@@ -11,7 +11,9 @@ router's caller-side metrics and online MAE from the services' real /metrics.
 * v2 behind a test-side fault proxy answering 500 / dropping the connection for 20 % of its
   requests → rolled back on the error rate (the service itself never sees those requests);
 * v2 behind the proxy with 0.5 s added latency → rolled back on p99;
-* v3 (bad predictions from a real model) → rolled back on the online-MAE delta.
+* v3 (bad predictions from a real model) → rolled back on the online-MAE delta;
+* a real `metarec rollout controller` process SIGKILLed mid-rollout (healthy, and 20 % 5xx) and
+  restarted → resumes from the persisted state and reaches the same outcome.
 
 Each test works on its own copy of the registry database (the services loaded their models at
 start-up), so the tests do not depend on their order.
@@ -398,3 +400,121 @@ def test_real_canary_with_bad_predictions_is_rolled_back(services: Services, reg
     checks = assert_rolled_back(services, registry, rollout, services.v3, "online_mae_delta")
     assert checks["online_mae_delta"]["value"] > 0.5
     assert checks["error_rate"]["value"] == 0.0  # a healthy service: only its answers are bad
+
+
+def _controller_process(services: Services, registry_db: Path, router, canary_url: str, log):
+    """`metarec rollout controller` on this test's registry copy, driving ``router`` (http)."""
+    env = dict(os.environ)
+    env.update(
+        METAREC_HOME=str(services.settings.paths.home),
+        METAREC_REGISTRY__DATABASE_URL=f"sqlite:///{registry_db}",
+        METAREC_REGISTRY__ARTIFACT_ROOT=artifact_root(services.settings),
+        METAREC_REGISTRY__EXPORT_BENTOML="false",
+        METAREC_ROLLOUT__ROUTER="http",
+        METAREC_ROLLOUT__ROUTER_URL=router.url,
+        METAREC_ROLLOUT__PRODUCTION_URL=services.production.url,
+        METAREC_ROLLOUT__CANARY_URL=canary_url,
+        METAREC_ROLLOUT__POLL_S="0.2",
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from metarec.cli.main import main; main()",
+            "rollout",
+            "controller",
+        ],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_for(store: RolloutStore, rollout_id: str, predicate, timeout_s: float, log: Path):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = store.get(rollout_id)
+        if predicate(state):
+            return state
+        time.sleep(0.1)
+    pytest.fail(f"timed out; controller log:\n{log.read_text()[-3000:]}")
+
+
+def _kill(process: subprocess.Popen, sig: int = signal.SIGKILL) -> int:
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+    return process.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("error_rate", "killed_when", "outcome"),
+    [
+        (0.0, lambda s: s.phase is Phase.PROGRESSING and s.step_index >= 1, Phase.SUCCEEDED),
+        (0.2, lambda s: s.failed_checks == 1, Phase.FAILED),
+    ],
+    ids=["healthy-promoted", "5xx-rolled-back"],
+)
+def test_controller_killed_mid_rollout_resumes_with_real_services(
+    services: Services, registry: Registry, tmp_path: Path, error_rate, killed_when, outcome
+):
+    store = RolloutStore(engine=registry.engine)
+    log = tmp_path / "controller.log"
+    with faults.FaultProxy(upstream=services.healthy.url, error_rate=error_rate, seed=5) as proxy:
+        router = LocalWeightedRouter(
+            production_url=services.production.url, canary_url=proxy.url, seed=0
+        ).start()
+        load = backend.LoadLoop(
+            url=router.url, rows=services.rows, threads=2, max_requests=20_000, deadline_s=120
+        ).start()
+        first = second = None
+        try:
+            state = start_rollout(
+                registry=registry,
+                store=store,
+                ref=VersionRef(model=services.v2.model, version=services.v2.version),
+                spec=SPEC,
+                actor="test",
+            )
+            first = _controller_process(services, tmp_path / "registry.db", router, proxy.url, log)
+            at_kill = _wait_for(store, state.id, killed_when, 60, log)
+            _kill(first)  # SIGKILL: no cleanup, no last write
+            at_kill = store.get(state.id)
+            assert not at_kill.phase.terminal
+            # Nobody moves the weights while the controller is dead; traffic keeps flowing.
+            assert router.weights() == Weights(
+                production=100 - at_kill.canary_weight, canary=at_kill.canary_weight
+            )
+            second = _controller_process(services, tmp_path / "registry.db", router, proxy.url, log)
+            final = _wait_for(store, state.id, lambda s: s.phase.terminal, 90, log)
+            assert _kill(second, signal.SIGTERM) == 0  # a clean exit
+            weights = router.weights()
+        finally:
+            outcomes = load.stop()
+            for process in (first, second):
+                if process is not None:
+                    _kill(process)
+            router.stop()
+
+    assert final.phase is outcome, final.message
+    events = store.events(final.id)
+    resumed = [e for e in events if e.action == "resume"]
+    assert len(resumed) == 1 and resumed[0].canary_weight == at_kill.canary_weight
+    advances = [e.canary_weight for e in events if e.action in ("start", "advance")]
+    assert advances == sorted(set(advances))  # no step repeated or skipped back
+    if outcome is Phase.SUCCEEDED:
+        assert advances == list(SPEC.steps)
+        assert weights == Weights(production=0, canary=100)
+        assert registry.production(services.v2.model).version == services.v2.version
+    else:
+        # The failure count survived the kill: one more failed window after the restart.
+        assert [e.action for e in events if e.action in ("retry", "rollback")] == [
+            "retry",
+            "rollback",
+        ]
+        assert weights == Weights(production=100, canary=0)
+        assert registry.production(services.v1.model).version == services.v1.version
+        ref = VersionRef(model=services.v2.model, version=services.v2.version)
+        assert registry.get_version(ref).stage is Stage.STAGING
+    rollout = Rollout(final, weights, outcomes, load._sent, store)
+    assert_no_production_failure_and_nothing_lost(rollout)
