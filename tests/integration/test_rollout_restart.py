@@ -9,9 +9,7 @@ database and reach the same outcome as an uninterrupted rollout.
 from __future__ import annotations
 
 import importlib.util
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -31,16 +29,17 @@ from metarec.rollout.store import RolloutStore
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _load_backend():
-    path = Path(__file__).resolve().parents[1] / "unit" / "rollout" / "backend.py"
-    spec = importlib.util.spec_from_file_location("metarec_rollout_test_backend", path)
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
 
-backend = _load_backend()
+HERE = Path(__file__).resolve().parent
+backend = _load(HERE.parent / "unit" / "rollout" / "backend.py", "metarec_rollout_test_backend")
+controllers = _load(HERE / "controller_process.py", "metarec_controller_process")
 
 START = [
     "rollout",
@@ -98,28 +97,16 @@ def services():
 
 
 def _controller_process(home: Path, router: LocalWeightedRouter, prod, canary, log: Path):
-    env = dict(os.environ)
-    env.update(
-        METAREC_HOME=str(home),
-        METAREC_REGISTRY__EXPORT_BENTOML="false",
-        METAREC_ROLLOUT__ROUTER="http",
-        METAREC_ROLLOUT__ROUTER_URL=router.url,
-        METAREC_ROLLOUT__PRODUCTION_URL=prod.url,
-        METAREC_ROLLOUT__CANARY_URL=canary.url,
-        METAREC_ROLLOUT__POLL_S="0.2",
-    )
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from metarec.cli.main import main; main()",
-            "rollout",
-            "controller",
-        ],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    return controllers.start_controller(
+        {
+            "METAREC_HOME": str(home),
+            "METAREC_ROLLOUT__ROUTER": "http",
+            "METAREC_ROLLOUT__ROUTER_URL": router.url,
+            "METAREC_ROLLOUT__PRODUCTION_URL": prod.url,
+            "METAREC_ROLLOUT__CANARY_URL": canary.url,
+            "METAREC_ROLLOUT__POLL_S": "0.2",
+        },
+        log,
     )
 
 
@@ -131,16 +118,6 @@ def _wait_for(store: RolloutStore, predicate, timeout_s: float, what: str, log: 
             return state
         time.sleep(0.1)
     pytest.fail(f"timed out waiting for {what}; controller log:\n{log.read_text()[-3000:]}")
-
-
-def _stop(process: subprocess.Popen, sig=signal.SIGTERM) -> int:
-    if process.poll() is None:
-        os.killpg(process.pid, sig)
-    try:
-        return process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        return process.wait(timeout=20)
 
 
 @pytest.mark.parametrize(
@@ -168,7 +145,7 @@ def test_killed_controller_resumes_from_persisted_state(
         assert "started rollout" in capsys.readouterr().out
         first = _controller_process(home, router, production, canary, log)
         at_kill = _wait_for(store, killed_when, 40, "the rollout to get under way", log)
-        _stop(first, signal.SIGKILL)
+        controllers.stop_controller(first, signal.SIGKILL)
         at_kill = store.get(at_kill.id)
         assert not at_kill.phase.terminal
         # Nobody moves the weights while the controller is dead; traffic keeps flowing.
@@ -180,12 +157,12 @@ def test_killed_controller_resumes_from_persisted_state(
 
         second = _controller_process(home, router, production, canary, log)
         final = _wait_for(store, lambda s: s.phase.terminal, 60, "the rollout to finish", log)
-        assert _stop(second) == 0  # SIGTERM: a clean exit
+        assert controllers.stop_controller(second) == 0  # SIGTERM: a clean exit
     finally:
         outcomes = load.stop()
         for process in (first, second):
             if process is not None:
-                _stop(process, signal.SIGKILL)
+                controllers.stop_controller(process, signal.SIGKILL)
         router.stop()
 
     assert final.id == at_kill.id and final.phase is outcome, final.message

@@ -59,6 +59,7 @@ def _load(path: Path, name: str):
 HERE = Path(__file__).resolve().parent
 backend = _load(HERE.parent / "unit" / "rollout" / "backend.py", "metarec_rollout_test_backend")
 faults = _load(HERE / "rollout_faults.py", "metarec_rollout_faults")
+controllers = _load(HERE / "controller_process.py", "metarec_controller_process")
 
 
 class Served:
@@ -404,30 +405,18 @@ def test_real_canary_with_bad_predictions_is_rolled_back(services: Services, reg
 
 def _controller_process(services: Services, registry_db: Path, router, canary_url: str, log):
     """`metarec rollout controller` on this test's registry copy, driving ``router`` (http)."""
-    env = dict(os.environ)
-    env.update(
-        METAREC_HOME=str(services.settings.paths.home),
-        METAREC_REGISTRY__DATABASE_URL=f"sqlite:///{registry_db}",
-        METAREC_REGISTRY__ARTIFACT_ROOT=artifact_root(services.settings),
-        METAREC_REGISTRY__EXPORT_BENTOML="false",
-        METAREC_ROLLOUT__ROUTER="http",
-        METAREC_ROLLOUT__ROUTER_URL=router.url,
-        METAREC_ROLLOUT__PRODUCTION_URL=services.production.url,
-        METAREC_ROLLOUT__CANARY_URL=canary_url,
-        METAREC_ROLLOUT__POLL_S="0.2",
-    )
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from metarec.cli.main import main; main()",
-            "rollout",
-            "controller",
-        ],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    return controllers.start_controller(
+        {
+            "METAREC_HOME": str(services.settings.paths.home),
+            "METAREC_REGISTRY__DATABASE_URL": f"sqlite:///{registry_db}",
+            "METAREC_REGISTRY__ARTIFACT_ROOT": artifact_root(services.settings),
+            "METAREC_ROLLOUT__ROUTER": "http",
+            "METAREC_ROLLOUT__ROUTER_URL": router.url,
+            "METAREC_ROLLOUT__PRODUCTION_URL": services.production.url,
+            "METAREC_ROLLOUT__CANARY_URL": canary_url,
+            "METAREC_ROLLOUT__POLL_S": "0.2",
+        },
+        log,
     )
 
 
@@ -439,12 +428,6 @@ def _wait_for(store: RolloutStore, rollout_id: str, predicate, timeout_s: float,
             return state
         time.sleep(0.1)
     pytest.fail(f"timed out; controller log:\n{log.read_text()[-3000:]}")
-
-
-def _kill(process: subprocess.Popen, sig: int = signal.SIGKILL) -> int:
-    if process.poll() is None:
-        os.killpg(process.pid, sig)
-    return process.wait(timeout=30)
 
 
 @pytest.mark.parametrize(
@@ -478,7 +461,7 @@ def test_controller_killed_mid_rollout_resumes_with_real_services(
             )
             first = _controller_process(services, tmp_path / "registry.db", router, proxy.url, log)
             at_kill = _wait_for(store, state.id, killed_when, 60, log)
-            _kill(first)  # SIGKILL: no cleanup, no last write
+            controllers.stop_controller(first, signal.SIGKILL)  # no cleanup, no last write
             at_kill = store.get(state.id)
             assert not at_kill.phase.terminal
             # Nobody moves the weights while the controller is dead; traffic keeps flowing.
@@ -487,13 +470,13 @@ def test_controller_killed_mid_rollout_resumes_with_real_services(
             )
             second = _controller_process(services, tmp_path / "registry.db", router, proxy.url, log)
             final = _wait_for(store, state.id, lambda s: s.phase.terminal, 90, log)
-            assert _kill(second, signal.SIGTERM) == 0  # a clean exit
+            assert controllers.stop_controller(second) == 0  # SIGTERM: a clean exit
             weights = router.weights()
         finally:
             outcomes = load.stop()
             for process in (first, second):
                 if process is not None:
-                    _kill(process)
+                    controllers.stop_controller(process, signal.SIGKILL)
             router.stop()
 
     assert final.phase is outcome, final.message
