@@ -1,19 +1,27 @@
 """Batched adaptation: many requests' support sets adapted together, then their queries scored.
 
 Offline evaluation (:func:`metarec.training.methods.adapted_predictions`) embeds encoded rows
-with ``model.embed`` and calls :func:`metarec.learning.adaptation.adapt_embedded` (first-order,
-the card's steps and rate, or the Meta-SGD rates) and ``predict_embedded``. Predictions are
-returned unclamped so that ranking never ties on the scale's ends; the engine clamps what it
-reports as a rating to 1..5 (as offline evaluation does).
+with ``model.embed``, calls :func:`metarec.learning.adaptation.adapt_embedded` (first-order,
+the card's steps and rate, or the Meta-SGD rates) and scores the query rows with the adapted
+decision MLP. Predictions are returned unclamped so that ranking never ties on the scale's
+ends; the engine clamps what it reports as a rating to 1..5 (as offline evaluation does).
 
-The service calls the same two core functions with the same arguments; only the embedding is
-organised for serving: every catalogue item's embedding (user columns empty) is computed once
-per item matrix, each request's user embedding (item columns empty) once, and a row's embedding
-is their sum. Code 0 embeds to exact zeros (``padding_idx``) and the genre mean of a row without
-genres is exactly zero, so the sum equals ``model.embed`` of the composed row bit for bit. The
-outer-loop offset (e.g. the learnt item bias, ``model.offset``) is additive over fields in the
-same way: it is subtracted from the support ratings before adaptation and added back to the
-predictions, as offline evaluation does.
+The service calls the same adaptation function with the same arguments; only the embedding and
+the scoring are organised for serving:
+
+* Every catalogue item's embedding (user columns empty) is computed once per item matrix, each
+  request's user embedding (item columns empty) once, and a row's embedding is their sum. Code 0
+  embeds to exact zeros (``padding_idx``) and the genre mean of a row without genres is exactly
+  zero, so the sum equals ``model.embed`` of the composed row bit for bit. The outer-loop offset
+  (e.g. the learnt item bias, ``model.offset``) is additive over fields in the same way: it is
+  subtracted from the support ratings before adaptation and added back to the predictions.
+* The first decision layer is linear, so an item row's pre-activation under a request's adapted
+  weight ``W`` and bias ``b`` splits into ``h_item Wᵀ + (h_user Wᵀ + b)``: the item part is one
+  matrix product of the cached item embeddings with every request's weight at once (no per-row
+  embedding is ever composed), the user part is one row per request. The remaining layers run
+  as batched matrix products with each request's adapted parameters, as ``Decision.forward``
+  does (ReLU between layers). The sums are reassociated, so the predictions equal offline
+  evaluation's to float32 rounding (≈1e-6; the tests hold them to 1e-5).
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from metarec.learning.adaptation import adapt_embedded, predict_embedded
+from metarec.learning.adaptation import adapt_embedded
 from metarec.serving.features import ItemMatrix
 from metarec.training.methods import AdaptedModel
+
+Params = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,62 @@ class AdaptationJob:
     query_rows: np.ndarray
 
 
+@dataclass(frozen=True)
+class ItemTerms:
+    """What every request shares about one item matrix.
+
+    Attributes:
+        items: The item matrix.
+        h: Embeddings of every item row, user columns empty (N, D).
+        offsets: Outer-loop offsets of every item row (N,).
+    """
+
+    items: ItemMatrix
+    h: torch.Tensor
+    offsets: torch.Tensor
+
+
+def decision_layers(decision: torch.nn.Module) -> list[str]:
+    """Parameter prefixes of the decision MLP's linear layers in order (ReLU between them).
+
+    Args:
+        decision: The model's decision module (``hidden`` layers, then ``out``).
+
+    Returns:
+        ``["hidden.0", ..., "out"]``.
+    """
+    n_hidden = len(decision.hidden)
+    return [f"hidden.{i}" for i in range(n_hidden)] + ["out"]
+
+
+def score_rows(
+    layers: Sequence[str], fast: Params, h_items: torch.Tensor, h_users: torch.Tensor
+) -> torch.Tensor:
+    """Raw MLP outputs of item rows under each task's adapted parameters (no offsets).
+
+    The row embedding is ``h_item + h_user``; the first layer is applied to each part
+    separately (it is linear), so the item part never has to be composed per task.
+
+    Args:
+        layers: Linear layers in order (:func:`decision_layers`).
+        fast: Adapted parameters, each with a leading task axis (T, ...).
+        h_items: Item embeddings, shared (N, D) or per task (T, N, D).
+        h_users: Each task's user embedding (T, D).
+
+    Returns:
+        Outputs (T, N).
+    """
+    first = layers[0]
+    w, b = fast[f"{first}.weight"], fast[f"{first}.bias"]  # (T, H1, D), (T, H1)
+    w_t = w.transpose(1, 2)  # (T, D, H1)
+    user = torch.baddbmm(b.unsqueeze(1), h_users.unsqueeze(1), w_t)  # (T, 1, H1)
+    z = torch.matmul(h_items, w_t) + user  # (T, N, H1)
+    for name in layers[1:]:
+        w, b = fast[f"{name}.weight"], fast[f"{name}.bias"]  # (T, out, in), (T, out)
+        z = torch.baddbmm(b.unsqueeze(1), torch.relu(z), w.transpose(1, 2))  # (T, N, out)
+    return z.squeeze(-1)  # (T, N)
+
+
 class BatchedAdapter:
     """Adapts a batch of jobs in one ``vmap`` call and returns each job's predictions."""
 
@@ -62,12 +128,13 @@ class BatchedAdapter:
         self.adapted = adapted
         self.device = device or torch.device("cpu")
         self._lock = threading.Lock()
-        self._cached: tuple[ItemMatrix, torch.Tensor, torch.Tensor] | None = None
+        self._cached: ItemTerms | None = None
         model = adapted.model
         # As adapted_predictions: the card's rate, or the model's Meta-SGD rates.
         use_rates = adapted.use_meta_sgd and model.inner_lrs is not None
         self._lr = model.inner_lr() if use_rates else adapted.inner.lr
         self._params = {k: v.detach() for k, v in model.decision_params().items()}
+        self._layers = decision_layers(model.decision)
 
     @property
     def steps(self) -> int:
@@ -77,64 +144,83 @@ class BatchedAdapter:
     @torch.no_grad()
     def item_embeddings(self, items: ItemMatrix) -> torch.Tensor:
         """Embeddings (N, D) of every item row (user columns empty), cached per matrix."""
-        return self._item_terms(items)[0]
+        return self.item_terms(items).h
 
     @torch.no_grad()
-    def _item_terms(self, items: ItemMatrix) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings (N, D) and outer-loop offsets (N,) of every item row, cached per matrix."""
+    def item_terms(self, items: ItemMatrix) -> ItemTerms:
+        """Embeddings and outer-loop offsets of every item row, cached per matrix."""
         with self._lock:
-            if self._cached is not None and self._cached[0] is items:
-                return self._cached[1], self._cached[2]
-        codes = torch.from_numpy(items.codes).to(self.device)
-        h = self.adapted.model.embed(codes)  # (N, D)
-        offsets = self.adapted.model.offset(codes)  # (N,)
+            cached = self._cached
+        if cached is not None and cached.items is items:
+            return cached
+        codes = torch.from_numpy(items.codes).to(self.device)  # (N, W)
+        model = self.adapted.model
+        terms = ItemTerms(items, model.embed(codes), model.offset(codes))  # (N, D), (N,)
         with self._lock:
-            self._cached = (items, h, offsets)
-        return h, offsets
+            self._cached = terms
+        return terms
 
     def __call__(self, jobs: Sequence[AdaptationJob]) -> list[np.ndarray]:
         """Raw (unclamped) predictions (Q,) per job, in job order."""
+        out: dict[int, np.ndarray] = {}
+        groups: dict[int, list[int]] = {}
+        for n, job in enumerate(jobs):  # one group per item matrix (a refresh mid-batch)
+            groups.setdefault(id(job.items), []).append(n)
+        for members in groups.values():
+            out.update(zip(members, self._adapt([jobs[n] for n in members]), strict=True))
+        return [out[n] for n in range(len(jobs))]
+
+    def _adapt(self, jobs: Sequence[AdaptationJob]) -> list[np.ndarray]:
+        """Predictions of jobs that share one item matrix."""
         if not jobs:
             return []
         model = self.adapted.model
-        n = len(jobs)
+        terms = self.item_terms(jobs[0].items)
+        n_tasks = len(jobs)
         s_len = max(1, max(len(j.support_rows) for j in jobs))
-        q_len = max(len(j.query_rows) for j in jobs)
+        rows = np.zeros((n_tasks, s_len), dtype=np.int64)  # (T, S) padding: row 0, masked
+        y = np.zeros((n_tasks, s_len), dtype=np.float32)  # (T, S)
+        mask = np.zeros((n_tasks, s_len), dtype=np.float32)  # (T, S)
+        for t, job in enumerate(jobs):
+            s = len(job.support_rows)
+            rows[t, :s] = job.support_rows
+            y[t, :s] = job.support_y
+            mask[t, :s] = 1.0
         with torch.no_grad():
             users = torch.from_numpy(np.stack([j.user_codes for j in jobs])).to(self.device)
             h_users = model.embed(users)  # (T, D)
             off_users = model.offset(users)  # (T,)
-            width = h_users.shape[-1]
-            hs = torch.zeros(n, s_len, width, device=self.device)  # (T, S, D)
-            hq = torch.zeros(n, q_len, width, device=self.device)  # (T, Q, D)
-            ys = torch.zeros(n, s_len, device=self.device)  # (T, S) support rating − offset
-            mask = torch.zeros(n, s_len, device=self.device)  # (T, S)
-            offq = torch.zeros(n, q_len, device=self.device)  # (T, Q)
-            for t, job in enumerate(jobs):
-                h_items, off_items = self._item_terms(job.items)
-                s = len(job.support_rows)
-                if s:
-                    rows = torch.from_numpy(job.support_rows).to(self.device)
-                    hs[t, :s] = h_items[rows] + h_users[t]
-                    y = torch.from_numpy(job.support_y.astype(np.float32)).to(self.device)
-                    ys[t, :s] = y - (off_items[rows] + off_users[t])
-                    mask[t, :s] = 1.0
-                q = torch.from_numpy(job.query_rows).to(self.device)
-                hq[t, : len(job.query_rows)] = h_items[q] + h_users[t]
-                offq[t, : len(job.query_rows)] = off_items[q] + off_users[t]
+            rows_t = torch.from_numpy(rows).to(self.device)  # (T, S)
+            mask_t = torch.from_numpy(mask).to(self.device)  # (T, S)
+            keep = mask_t.unsqueeze(-1)  # (T, S, 1)
+            hs = (terms.h[rows_t] + h_users.unsqueeze(1)) * keep  # (T, S, D), padding exactly 0
+            offs = terms.offsets[rows_t] + off_users.unsqueeze(1)  # (T, S)
+            ys = (torch.from_numpy(y).to(self.device) - offs) * mask_t  # (T, S) rating − offset
         with torch.enable_grad():
             fast = adapt_embedded(
                 model.decision,
                 self._params,
                 hs,
                 ys,
-                mask,
+                mask_t,
                 steps=self.adapted.inner.steps,
                 lr=self._lr,
                 first_order=True,
             )
         with torch.no_grad():
             fast = {k: v.detach() for k, v in fast.items()}
-            pred = predict_embedded(model.decision, fast, hq) + offq  # (T, Q), unclamped
-            out = pred.cpu().numpy()
-        return [out[t, : len(job.query_rows)] for t, job in enumerate(jobs)]
+            q_max = max(len(j.query_rows) for j in jobs)
+            n_items = len(terms.offsets)
+            if 2 * q_max >= n_items:  # most of the catalogue: score it all, pick rows after
+                raw = score_rows(self._layers, fast, terms.h, h_users)  # (T, N)
+                pred = raw + (terms.offsets.unsqueeze(0) + off_users.unsqueeze(1))  # (T, N)
+                scores = pred.cpu().numpy()
+                return [scores[t, job.query_rows] for t, job in enumerate(jobs)]
+            query = np.zeros((n_tasks, q_max), dtype=np.int64)  # (T, Q) padding: row 0
+            for t, job in enumerate(jobs):
+                query[t, : len(job.query_rows)] = job.query_rows
+            query_t = torch.from_numpy(query).to(self.device)  # (T, Q)
+            raw = score_rows(self._layers, fast, terms.h[query_t], h_users)  # (T, Q)
+            pred = raw + (terms.offsets[query_t] + off_users.unsqueeze(1))  # (T, Q)
+            scores = pred.cpu().numpy()
+        return [scores[t, : len(job.query_rows)] for t, job in enumerate(jobs)]
