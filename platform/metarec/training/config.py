@@ -32,7 +32,11 @@ class TrainingConfig(BaseModel):
     embedding_dim: int = Field(default=32, ge=1)
     hidden: tuple[int, ...] = Field(default=(64, 64), description="Decision layer widths.")
     use_user_id: bool = Field(default=False, description="Embed user ids (off: new users).")
-    use_item_id: bool = Field(default=False, description="Embed item ids of training items.")
+    use_item_id: bool = Field(
+        default=True,
+        description="Embed item ids of training items (with item_bias: a learnt item bias); "
+        "rarer and new items encode as unknown.",
+    )
     item_bias: bool = Field(
         default=True, description="With use_item_id: add a learnt scalar item bias to the output."
     )
