@@ -283,10 +283,11 @@ def _serve_stage(settings: Settings, run: QuickstartRun, *, user: int) -> None:
         metadata = httpx.get(f"{service.url}/metadata", timeout=10).json()
     answer.raise_for_status()
     titles = SnapshotStore(settings.paths.snapshots).read_table("items").set_index("item_id")
-    table = Table("item", "title", "predicted rating", title=f"Top 5 for user {user}")
+    # Scores are unclamped (ranking never ties at the top of the 1..5 scale).
+    table = Table("item", "title", "score", title=f"Top 5 for user {user}")
     for item in answer.json()["items"]:
         title = titles["title"].get(item["item_id"], "?")
-        table.add_row(str(item["item_id"]), str(title), f"{min(5.0, item['score']):.2f}")
+        table.add_row(str(item["item_id"]), str(title), f"{item['score']:.2f}")
     console.print(table)
     run.facts.append(
         f"Production service: {metadata['model_version']} ({metadata['algorithm']}, "
