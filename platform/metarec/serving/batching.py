@@ -1,9 +1,15 @@
 """An asyncio micro-batcher: requests that arrive together are adapted together.
 
-While one batch runs (in a worker thread), new requests queue; when it ends, up to
-``max_batch_size`` queued requests form the next batch. An idle batcher waits at most
-``max_latency_ms`` for company before it starts. Nothing is ever shed: under overload,
-requests wait in the queue (the HTTP timeout bounds them) instead of failing with a 503.
+While one batch runs, new requests queue; when it ends, up to ``max_batch_size`` queued
+requests form the next batch. An idle batcher waits at most ``max_latency_ms`` for company
+before it starts. Nothing is ever shed: under overload, requests wait in the queue (the HTTP
+timeout bounds them) instead of failing with a 503.
+
+A batch runs in a worker thread, or ``inline`` on the event loop. Inline suits short, CPU-bound
+batches in one process: a worker thread adds no parallelism there (the many small torch ops
+hold the GIL between kernels), only GIL hand-offs between the thread and the event loop, which
+show up as tail latency (see docs/serving.md for the measurements). Requests that arrive during
+an inline batch wait in the socket buffers and are read as soon as it ends.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class MicroBatcher(Generic[In, Out]):
         max_batch_size: int,
         max_latency_ms: float,
         on_batch: Callable[[int], None] | None = None,
+        inline: bool = False,
     ) -> None:
         """Create a batcher (its worker task starts on the first submit).
 
@@ -42,11 +49,13 @@ class MicroBatcher(Generic[In, Out]):
             max_batch_size: Most inputs per call.
             max_latency_ms: How long the first input of an idle batcher waits for more.
             on_batch: Called with each batch's size (metrics).
+            inline: Run ``fn`` on the event loop instead of a worker thread.
         """
         self._fn = fn
         self._max = max_batch_size
         self._wait = max_latency_ms / 1000.0
         self._on_batch = on_batch
+        self._inline = inline
         self._queue: asyncio.Queue[_Pending[In, Out]] | None = None
         self._worker: asyncio.Task[None] | None = None
 
@@ -89,7 +98,11 @@ class MicroBatcher(Generic[In, Out]):
             if self._on_batch is not None:
                 self._on_batch(len(batch))
             try:
-                outputs = await asyncio.to_thread(self._fn, [p.item for p in batch])
+                items = [p.item for p in batch]
+                if self._inline:
+                    outputs = self._fn(items)
+                else:
+                    outputs = await asyncio.to_thread(self._fn, items)
             except Exception as exc:  # delivered to every caller of the batch
                 for pending in batch:
                     if not pending.future.done():

@@ -65,6 +65,8 @@ class AdaptationEngine:
             max_batch_size=serving.max_batch_size,
             max_latency_ms=serving.max_latency_ms,
             on_batch=lambda n: self.metrics.observe_batch(n, self.adapter.steps),
+            # On CPU a batch is a few ms of GIL-bound work: on the event loop, not a thread.
+            inline=self.adapter.device.type == "cpu",
         )
         self.memory = PredictionMemory(capacity=serving.prediction_memory)
         self.quality = RollingMAE(window=serving.quality_window)
