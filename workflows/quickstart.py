@@ -212,10 +212,7 @@ def _release_stages(
             artifact=str(artifact), decision=verdict.decision_path, home=home, actor="quickstart"
         )
     run.facts.append(f"Registered {registered.tag}" + (" (already)" if registered.reused else ""))
-    from metarec.registry import Registry
-
-    with Registry.open(settings) as registry:
-        production = registry.production_version(registered.model)
+    production = verdict.production_version  # what the gate compared against
     label = _step(
         12,
         f"Canary {registered.tag} against v{production} under generated traffic, then promote"
@@ -283,8 +280,8 @@ def _serve_stage(settings: Settings, run: QuickstartRun, *, user: int) -> None:
         metadata = httpx.get(f"{service.url}/metadata", timeout=10).json()
     answer.raise_for_status()
     titles = SnapshotStore(settings.paths.snapshots).read_table("items").set_index("item_id")
-    # Scores are unclamped (ranking never ties at the top of the 1..5 scale).
-    table = Table("item", "title", "score", title=f"Top 5 for user {user}")
+    # Ranked on raw predictions; the service reports them on the 1..5 rating scale.
+    table = Table("item", "title", "predicted rating", title=f"Top 5 for user {user}")
     for item in answer.json()["items"]:
         title = titles["title"].get(item["item_id"], "?")
         table.add_row(str(item["item_id"]), str(title), f"{item['score']:.2f}")
