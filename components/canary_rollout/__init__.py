@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from metarec.components import component_settings
 from metarec.errors import RolloutFailedError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 Outcome = Literal["promoted", "bootstrapped", "already-production", "rolled-back", "aborted"]
 BOOTSTRAP_REASON = "first production version: no incumbent to run a canary against"
@@ -38,7 +38,6 @@ class CanaryOutput(BaseModel):
     version: int
     tag: str
     outcome: Outcome
-    promoted: bool
     reason: str
     production_before: int | None
     production_after: int | None
@@ -47,6 +46,12 @@ class CanaryOutput(BaseModel):
     report_png: str | None = None
     online_mae: dict[str, float | None] = {}
     traffic: dict[str, Any] | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def promoted(self) -> bool:
+        """Whether this call put the version in production (canary passed, or first version)."""
+        return self.outcome in ("promoted", "bootstrapped")
 
 
 def canary_rollout(
@@ -92,22 +97,36 @@ def canary_rollout(
     with Registry.open(settings) as registry:
         info = registry.get_version(ref)
         production = registry.production_version(ref.model)
+        identity = {"model": ref.model, "version": ref.version, "tag": ref.tag}
         if info.stage is Stage.PRODUCTION:
-            return _output(ref, "already-production", "already in production", production)
+            return CanaryOutput(
+                **identity,
+                outcome="already-production",
+                reason="already in production",
+                production_before=production,
+                production_after=production,
+            )
         if production is None:
             registry.promote(ref, actor=actor, reason=BOOTSTRAP_REASON, expected_production=None)
-            return _output(ref, "bootstrapped", BOOTSTRAP_REASON, None, after=ref.version)
+            return CanaryOutput(
+                **identity,
+                outcome="bootstrapped",
+                reason=BOOTSTRAP_REASON,
+                production_before=None,
+                production_after=ref.version,
+            )
         store = RolloutStore(engine=registry.engine)
         state = _resume_or_start(registry, store, ref, RolloutSpec(**(spec or {})), actor)
         traffic = None
         if settings.rollout.router == "local":
-            result = _run_locally(
+            from metarec.serving.local_canary import run_local_canary
+
+            result = run_local_canary(
                 settings,
                 registry=registry,
                 store=store,
                 state=state,
-                training_set=training_set if generate_traffic else None,
-                generate_traffic=generate_traffic,
+                rows=_replay_rows(settings, training_set) if generate_traffic else [],
                 traffic_rate_per_s=traffic_rate_per_s,
                 timeout_s=timeout_s,
                 actor=actor,
@@ -118,8 +137,14 @@ def canary_rollout(
 
             final = wait_for_rollout(store, state.id, timeout_s=timeout_s)
         reports = _write_reports(settings, store, final)
-        after = registry.production_version(ref.model)
-    output = _finished(ref, final, production, after, reports, traffic)
+        output = _finished(
+            identity,
+            final,
+            before=production,
+            after=registry.production_version(ref.model),
+            reports=reports,
+            traffic=traffic,
+        )
     if raise_on_failure and output.outcome in ("rolled-back", "aborted"):
         raise RolloutFailedError(
             f"The canary of {ref.tag} was not promoted ({output.outcome}): {output.reason}.",
@@ -137,22 +162,11 @@ def _resume_or_start(registry: Any, store: Any, ref: Any, spec: Any, actor: str)
     return start_rollout(registry=registry, store=store, ref=ref, spec=spec, actor=actor)
 
 
-def _run_locally(
-    settings: Any,
-    *,
-    training_set: str | None,
-    generate_traffic: bool,
-    **kwargs: Any,
-) -> Any:
+def _replay_rows(settings: Any, training_set: str | None) -> list[tuple[int, int, float]]:
     from metarec.features.training_set import newest_training_set
     from metarec.rollout.traffic import replay_rows
-    from metarec.serving.local_canary import run_local_canary
 
-    rows: list[tuple[int, int, float]] = []
-    if generate_traffic:
-        source = Path(training_set) if training_set else newest_training_set(settings)
-        rows = replay_rows(source)
-    return run_local_canary(settings, rows=rows, **kwargs)
+    return replay_rows(Path(training_set) if training_set else newest_training_set(settings))
 
 
 def _write_reports(settings: Any, store: Any, state: Any) -> dict[str, str]:
@@ -166,24 +180,10 @@ def _write_reports(settings: Any, store: Any, state: Any) -> dict[str, str]:
     }
 
 
-def _output(
-    ref: Any, outcome: Outcome, reason: str, before: int | None, *, after: int | None = None
-) -> CanaryOutput:
-    return CanaryOutput(
-        model=ref.model,
-        version=ref.version,
-        tag=ref.tag,
-        outcome=outcome,
-        promoted=outcome == "bootstrapped",
-        reason=reason,
-        production_before=before,
-        production_after=after if after is not None else before,
-    )
-
-
 def _finished(
-    ref: Any,
+    identity: dict[str, Any],
     state: Any,
+    *,
     before: int | None,
     after: int | None,
     reports: dict[str, str],
@@ -199,11 +199,8 @@ def _finished(
             if value is not None:
                 online_mae[role] = value
     return CanaryOutput(
-        model=ref.model,
-        version=ref.version,
-        tag=ref.tag,
+        **identity,
         outcome=outcome,
-        promoted=outcome == "promoted",
         reason=state.message,
         production_before=before,
         production_after=after,

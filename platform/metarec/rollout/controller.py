@@ -377,7 +377,6 @@ def wait_for_rollout(
     *,
     timeout_s: float,
     poll_s: float = 5.0,
-    on_progress: Callable[[RolloutState], None] | None = None,
 ) -> RolloutState:
     """Watch a rollout that a controller elsewhere carries out, until it ends or time is up.
 
@@ -385,12 +384,8 @@ def wait_for_rollout(
         The last state read (terminal unless the timeout passed).
     """
     deadline = time.monotonic() + timeout_s
-    last_message = None
     while True:
         state = store.get(rollout_id)
-        if on_progress is not None and state.message != last_message:
-            last_message = state.message
-            on_progress(state)
         if state.phase.terminal or time.monotonic() > deadline:
             return state
         time.sleep(poll_s)

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from metarec.config import Settings
-from metarec.errors import MetaRecError
 from metarec.registry import Registry
 from metarec.rollout.controller import RolloutController
 from metarec.rollout.store import RolloutStore
@@ -39,7 +36,6 @@ class LocalCanaryResult:
 
     state: RolloutState
     traffic: TrafficSummary | None
-    logs: dict[str, Path]
 
 
 def local_rollout_settings(settings: Settings, *, production_url: str, canary_url: str) -> Settings:
@@ -66,7 +62,6 @@ def run_local_canary(
     traffic_rate_per_s: float | None = 40.0,
     timeout_s: float = 1800.0,
     poll_s: float = 0.5,
-    on_progress: Callable[[RolloutState], None] | None = None,
 ) -> LocalCanaryResult:
     """Serve production and canary locally, route generated traffic, run the controller.
 
@@ -80,10 +75,9 @@ def run_local_canary(
         traffic_rate_per_s: Highest predictions per second (None: unthrottled).
         timeout_s: Give up after this long; the rollout is then aborted (canary weight 0).
         poll_s: Controller reconcile period.
-        on_progress: Called with the state after each reconcile step whose message changed.
 
     Returns:
-        The final state, the traffic summary and the service logs.
+        The final state and the traffic summary (service logs: ``<home>/rollouts/<id>/``).
 
     Raises:
         ServingModelError: A service did not start (its log tail is in the message).
@@ -120,36 +114,11 @@ def run_local_canary(
                 url=router.url, rows=rows, rate_per_s=traffic_rate_per_s, deadline_s=timeout_s
             ).start()
         try:
-            final = _drive(controller, state.id, timeout_s=timeout_s, poll_s=poll_s, on=on_progress)
+            final = controller.run_until_done(state.id, poll_s=poll_s, timeout_s=timeout_s)
+            if not final.phase.terminal:  # timed out: abort, the canary weight goes back to 0
+                store.save(final.model_copy(update={"abort_requested": True}))
+                final = controller.reconcile(state.id)
         finally:
             if traffic is not None:
                 summary = traffic.stop()
-    return LocalCanaryResult(state=final, traffic=summary, logs=logs)
-
-
-def _drive(
-    controller: RolloutController,
-    rollout_id: str,
-    *,
-    timeout_s: float,
-    poll_s: float,
-    on: Callable[[RolloutState], None] | None,
-) -> RolloutState:
-    """Reconcile until terminal; past ``timeout_s``, abort (canary weight back to 0)."""
-    deadline = time.monotonic() + timeout_s
-    last_message = None
-    while True:
-        try:
-            state = controller.reconcile(rollout_id)
-        except MetaRecError as exc:  # a flaky scrape or router call: try again next tick
-            log.warning("rollout %s: %s", rollout_id, exc)
-            state = controller.store.get(rollout_id)
-        if on is not None and state.message != last_message:
-            last_message = state.message
-            on(state)
-        if state.phase.terminal:
-            return state
-        if time.monotonic() > deadline:
-            controller.store.save(state.model_copy(update={"abort_requested": True}))
-            return controller.reconcile(rollout_id)
-        time.sleep(poll_s)
+    return LocalCanaryResult(state=final, traffic=summary)
