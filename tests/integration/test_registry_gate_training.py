@@ -3,21 +3,16 @@ with the broken rule named; one trained on the real ratings passes and is regist
 
 from __future__ import annotations
 
-import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from metarec.errors import GateRejectedError
-from metarec.features.fingerprint import dataset_fingerprint
-from metarec.features.training_set import manifest_path, read_manifest
 from metarec.gate.policy import load_policy
 from metarec.gate.run import gate_artifact, training_set_evaluator
 from metarec.registry import Registry, VersionRef
-from metarec.validation.record import ValidationRecord, write_validation_record
+from metarec.serving.testing import mark_validated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,49 +43,19 @@ regression:
 """
 
 
-def validated_copy(source: Path, target: Path, *, shuffle_ratings: bool) -> Path:
-    """Copy a training set (optionally with its ratings permuted) with a passing record."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(source)
-    if shuffle_ratings:
-        frame = pd.read_parquet(source)
-        rng = np.random.default_rng(0)
-        frame["rating"] = rng.permutation(frame["rating"].to_numpy())
-        frame.to_parquet(target, index=False)
-        manifest = manifest.model_copy(
-            update={"path": str(target), "fingerprint": dataset_fingerprint(frame)}
-        )
-        manifest_path(target).write_text(manifest.model_dump_json())
-    else:
-        shutil.copy(source, target)
-        shutil.copy(manifest_path(source), manifest_path(target))
-    write_validation_record(
-        target,
-        ValidationRecord(
-            result_id=f"result-{'shuffled' if shuffle_ratings else 'real'}",
-            success=True,
-            suite_name="meta_training",
-            suite_version="1",
-            feature_service=manifest.feature_service,
-            feature_service_version=manifest.feature_service_version,
-            dataset_fingerprint=manifest.fingerprint,
-            failed_expectations=[],
-            report_html="",
-            result_json="",
-            created_at=datetime.now(UTC),
-        ),
-    )
-    return target
-
-
 def test_shuffled_ratings_candidate_is_rejected(synthetic_home, tmp_path):
     from metarec.training.config import TrainingConfig
     from metarec.training.trainer import train
 
     torch.set_num_threads(1)
     source = synthetic_home.paths.training_sets / "synthetic.parquet"
-    real = validated_copy(source, tmp_path / "real" / "ts.parquet", shuffle_ratings=False)
-    shuffled = validated_copy(source, tmp_path / "shuffled" / "ts.parquet", shuffle_ratings=True)
+    real = mark_validated(source, tmp_path / "real" / "ts.parquet", result_id="result-real")
+    shuffled = mark_validated(
+        source,
+        tmp_path / "shuffled" / "ts.parquet",
+        result_id="result-shuffled",
+        ratings=np.random.default_rng(0).permutation,
+    )
     config = TrainingConfig.build({"algorithm": "fomaml", **CONFIG})
     good = tmp_path / "good"
     bad = tmp_path / "bad"

@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 import pytest
 from metarec.config import Settings, load_settings
-from metarec.features.training_set import load_training_set, manifest_path
+from metarec.features.training_set import load_training_set
 from metarec.registry import Action, Registry, Stage, VersionRef
 from metarec.registry.service import artifact_root
 from metarec.rollout import Phase, RolloutSpec
@@ -140,19 +140,6 @@ def servable(rows, *urls):
     return [r for r in rows if r[0] in good_users and r[1] in good_items]
 
 
-def wrong_scale_training_set(training_set: Path, target: Path, *, offset: float) -> Path:
-    """A validated copy of a training set whose ratings were exported on the wrong scale."""
-    import pandas as pd
-
-    raw = target.parent / "raw" / target.name
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    frame = pd.read_parquet(training_set)
-    frame["rating"] = frame["rating"] + offset
-    frame.to_parquet(raw)
-    shutil.copy(manifest_path(training_set), manifest_path(raw))
-    return mark_validated(raw, target)
-
-
 @pytest.fixture(scope="module")
 def versions(synthetic_home: Settings, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("rollout-serving")
@@ -170,7 +157,9 @@ def versions(synthetic_home: Settings, tmp_path_factory: pytest.TempPathFactory)
     # shuffled labels are not worse online here: per-user adaptation on the real support
     # ratings makes every small model about as good as the user's mean (MAE delta ≈ 0.03);
     # +10 (answers at the top of the scale) was worse by only +0.25..0.51.
-    bad_set = wrong_scale_training_set(training_set, root / "bad" / "ts.parquet", offset=-10.0)
+    bad_set = mark_validated(
+        training_set, root / "bad" / "ts.parquet", ratings=lambda ratings: ratings - 10.0
+    )
     v3 = train_and_register(settings, bad_set, workdir=root / "w3", promote=False)
     df, _ = load_training_set(training_set)
     rows = [

@@ -8,9 +8,12 @@ it under a permissive policy, registers it and promotes it to production.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from metarec.config import Settings
 from metarec.registry.service import Registry
@@ -44,16 +47,39 @@ absolute:
 
 
 def mark_validated(
-    training_set: Path, target: Path, *, result_id: str = "result-serving-test"
+    training_set: Path,
+    target: Path,
+    *,
+    result_id: str = "result-serving-test",
+    ratings: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Path:
-    """Copy a training set (with manifest) and record a passing validation result for it."""
+    """Copy a training set (with manifest) and record a passing validation result for it.
+
+    Args:
+        training_set: Source parquet (its manifest beside it).
+        target: Where the copy goes.
+        result_id: Id of the recorded validation result.
+        ratings: Optional transform of the rating column (a corrupted export, shuffled labels);
+            the copy's manifest then carries the fingerprint of the changed content.
+    """
+    import pandas as pd
+
+    from metarec.features.fingerprint import dataset_fingerprint
     from metarec.features.training_set import manifest_path, read_manifest
     from metarec.validation.record import ValidationRecord, write_validation_record
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(training_set, target)
-    shutil.copy(manifest_path(training_set), manifest_path(target))
-    manifest = read_manifest(target)
+    manifest = read_manifest(training_set)
+    if ratings is None:
+        shutil.copy(training_set, target)
+    else:
+        frame = pd.read_parquet(training_set)
+        frame["rating"] = ratings(frame["rating"].to_numpy())
+        frame.to_parquet(target, index=False)
+        manifest = manifest.model_copy(
+            update={"path": str(target), "fingerprint": dataset_fingerprint(frame)}
+        )
+    manifest_path(target).write_text(manifest.model_dump_json())
     write_validation_record(
         target,
         ValidationRecord(
