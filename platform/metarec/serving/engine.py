@@ -125,8 +125,8 @@ class AdaptationEngine:
 
     def _support(
         self, items: ItemMatrix, user: UserFeatures | None, support: list[SupportRating] | None
-    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """Support (item rows, ratings, item ids) from the request or the user's recent ratings."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Support (item rows, ratings) from the request or the user's recent ratings."""
         limit = self.serving.max_support_size
         matrix = items
         if support is not None:
@@ -164,7 +164,18 @@ class AdaptationEngine:
                 "neither user_id nor support was sent.",
                 fix="send a user_id (its recent ratings are the support set) or a support set.",
             )
-        return rows, ratings, ids
+        return rows, ratings
+
+    async def _user_and_support(
+        self, items: ItemMatrix, user_id: int | None, support: list[SupportRating] | None
+    ) -> tuple[UserFeatures | None, np.ndarray, np.ndarray]:
+        """The user's features and the support set (item rows, ratings) of a request."""
+        user = await self._user(user_id)
+        try:
+            rows, ratings = self._support(items, user, support)
+        except ServingInputError as exc:
+            raise _item_field(exc, "item_id") from None
+        return user, rows, ratings
 
     def _recent(self, matrix: ItemMatrix, user: UserFeatures) -> list[tuple[int, float]]:
         """The user's recent (item, rating) pairs that are in the catalogue, newest first."""
@@ -187,11 +198,9 @@ class AdaptationEngine:
     async def recommend(self, request: RecommendRequest) -> RecommendResponse:
         """Adapt to the support set; the top-k candidates (support items excluded)."""
         items = self.features.items
-        user = await self._user(request.user_id)
-        try:
-            support_rows, support_y, _ = self._support(items, user, request.support)
-        except ServingInputError as exc:
-            raise _item_field(exc, "item_id") from None
+        user, support_rows, support_y = await self._user_and_support(
+            items, request.user_id, request.support
+        )
         self._check_count("k", request.k, self.serving.max_k)
         if request.candidates is None:
             rows = np.arange(len(items.item_ids))
@@ -221,11 +230,9 @@ class AdaptationEngine:
     async def predict(self, request: PredictRequest) -> PredictResponse:
         """Adapt to the support set; predicted ratings of ``item_ids`` in request order."""
         items = self.features.items
-        user = await self._user(request.user_id)
-        try:
-            support_rows, support_y, _ = self._support(items, user, request.support)
-        except ServingInputError as exc:
-            raise _item_field(exc, "item_id") from None
+        user, support_rows, support_y = await self._user_and_support(
+            items, request.user_id, request.support
+        )
         self._check_count("item_ids", len(request.item_ids), self.serving.max_candidates)
         rows = self._item_rows(items, "item_ids", request.item_ids)
         job = AdaptationJob(items, self._user_codes(items, user), support_rows, support_y, rows)
