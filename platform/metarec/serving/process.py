@@ -198,15 +198,19 @@ class ServiceProcess:
 
     def _startup_failed(self) -> bool:
         """BentoML logs a failed service start but keeps its process (and retries) alive."""
+        return STARTUP_FAILED in self._read_log_tail(20_000)
+
+    def _read_log_tail(self, size: int) -> str:
+        """The last ``size`` bytes of the log ("" without one), read without the rest."""
         if not (self.log_path and self.log_path.is_file()):
-            return False
-        return STARTUP_FAILED in self.log_path.read_text(errors="replace")[-20_000:]
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - size))
+            return log.read().decode(errors="replace")
 
     def _log_tail(self) -> str:
-        if self.log_path and self.log_path.is_file():
-            tail = self.log_path.read_text(errors="replace")[-2000:]
-            return f" Log tail:\n{tail}"
-        return ""
+        tail = self._read_log_tail(2000)
+        return f" Log tail:\n{tail}" if tail else ""
 
     def stop(self, timeout: float = 15.0) -> None:
         """Terminate the process group (SIGTERM, then SIGKILL)."""
