@@ -8,6 +8,7 @@ read ``/metrics``, and fuzz the OpenAPI contract with schemathesis (never a 5xx)
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -268,6 +269,54 @@ def test_malformed_and_oversized_bodies_are_4xx(client: httpx.Client):
     )
     assert multipart.status_code == 415
     assert multipart.json()["field"] == "content-type"
+
+
+SAME_ANSWER_BODIES = [
+    ("/recommend", {"user_id": 1, "k": 4}),
+    ("/recommend", {"support": [{"item_id": 1, "rating": 5}], "candidates": [2, 3, 4], "k": 2}),
+    ("/predict", {"user_id": 2, "support": [{"item_id": 10, "rating": 4}], "item_ids": [11, 3]}),
+    ("/feedback", {"events": [{"user_id": 4, "item_id": 5, "rating": 2}]}),
+    *[(path, body) for path, body, _, _ in BAD_REQUESTS],
+    ("/recommend", b'{"support": [{"item_id": 1, "rating": NaN}]}'),
+    ("/predict", b"{not json"),
+    ("/predict", b""),
+]
+
+
+@pytest.fixture(scope="module")
+def bentoml_answered(served: Served):
+    """A second service of the same version with serving.direct_endpoints off."""
+    process = ServiceProcess(
+        served.settings,
+        version=served.info.tag,
+        log_path=served.log.with_name("service-bentoml-path.log"),
+        extra_env={
+            "METAREC_SERVING__MAX_SUPPORT_SIZE": str(MAX_SUPPORT),
+            "METAREC_SERVING__MAX_BODY_BYTES": str(MAX_BODY),
+            "METAREC_SERVING__TORCH_THREADS": "1",
+            "METAREC_SERVING__DIRECT_ENDPOINTS": "false",
+        },
+    )
+    with process, httpx.Client(base_url=process.url, timeout=30) as http:
+        yield http
+
+
+def test_direct_endpoints_answer_exactly_as_bentoml_does(
+    client: httpx.Client, bentoml_answered: httpx.Client
+):
+    """Status, body bytes and content type agree for valid, refused and malformed requests."""
+    json_type = {"content-type": "application/json"}
+    for path, body in SAME_ANSWER_BODIES:
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        direct = client.post(path, content=content, headers=json_type)
+        through_bentoml = bentoml_answered.post(path, content=content, headers=json_type)
+        assert direct.status_code == through_bentoml.status_code, (path, body, direct.text)
+        assert direct.content == through_bentoml.content, (path, body)
+        assert direct.headers["content-type"] == through_bentoml.headers["content-type"]
+        # Only BentoML's own layer sets a request id: each path really answered.
+        assert "x-bentoml-request-id" in through_bentoml.headers
+        assert "x-bentoml-request-id" not in direct.headers
+        assert direct.headers["server"] == through_bentoml.headers["server"]
 
 
 def test_request_metrics_count_status_classes(client: httpx.Client, served: Served):

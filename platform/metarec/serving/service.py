@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import bentoml
 import torch
 from fastapi import FastAPI
+from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
 from metarec.config import load_settings
@@ -24,6 +26,7 @@ from metarec.environment import apply_process_environment
 from metarec.errors import MetaRecError, ServingInputError
 from metarec.registry.service import Registry
 from metarec.registry.types import VersionRef
+from metarec.serving.direct import DirectEndpoints, DirectRoute, DirectRoutes, Handler
 from metarec.serving.engine import AdaptationEngine
 from metarec.serving.features import FeatureCache
 from metarec.serving.http import MetricsSink, RequestGuard
@@ -44,6 +47,10 @@ apply_process_environment(_BOOT_SETTINGS)
 # The request guard is built by BentoML from these options before the instance exists; the
 # instance binds its metrics into the sink when its model is loaded.
 _SINK = MetricsSink()
+# The JSON endpoints answered without BentoML's per-request layer (serving.direct_endpoints).
+_DIRECT = DirectRoutes()
+SERVICE_NAME = "metarec_adaptation"
+EngineCall = Callable[[Any], Awaitable[Any]]
 # Middle-generation collections between two full ones (CPython's default is 10).
 FULL_COLLECTION_EVERY = 100
 
@@ -68,6 +75,24 @@ def _error(exc: ServingInputError) -> JSONResponse:
     return JSONResponse({"error": str(exc), "field": exc.field}, status_code=exc.status)
 
 
+async def _answer(call: EngineCall, request_type: type[BaseModel], fields: dict[str, Any]) -> Any:
+    """The engine's answer to a validated request, or the 4xx of its input check."""
+    try:
+        return await call(request_type.model_construct(**fields))
+    except ServingInputError as exc:
+        return _error(exc)
+
+
+def _direct_handler(call: EngineCall, request_type: type[BaseModel]) -> Handler:
+    """:func:`_answer` for a body validated by BentoML's input model (the direct path)."""
+
+    async def handle(validated: BaseModel) -> Any:
+        fields = {name: getattr(validated, name) for name in type(validated).model_fields}
+        return await _answer(call, request_type, fields)
+
+    return handle
+
+
 # GET endpoints live in a mounted FastAPI app (BentoML APIs are POST); BentoML merges its
 # OpenAPI into the service's. Handlers reach the instance through bentoml.get_current_service.
 _GET_APP = FastAPI(title="metarec adaptation (GET)", docs_url=None, redoc_url=None)
@@ -82,7 +107,7 @@ def _metadata() -> Metadata:
 
 @bentoml.asgi_app(_GET_APP, path="/")
 @bentoml.service(
-    name="metarec_adaptation",
+    name=SERVICE_NAME,
     workers=1,
     traffic={"timeout": 30},
 )
@@ -110,6 +135,21 @@ class AdaptationService:
         )
         self._refresher.start()
         _SINK.bind(metrics)
+        if settings.serving.direct_endpoints:
+            _DIRECT.bind(self._direct_routes(), server_name=SERVICE_NAME)
+
+    def _direct_routes(self) -> dict[str, DirectRoute]:
+        """The JSON endpoints, validated by BentoML's own input models, answered by the engine."""
+        apis = AdaptationService.apis  # the bentoml.Service (this class, decorated)
+        calls = {
+            "recommend": (self.engine.recommend, RecommendRequest),
+            "predict": (self.engine.predict, PredictRequest),
+            "feedback": (self.engine.feedback, FeedbackRequest),
+        }
+        return {
+            f"/{name}": DirectRoute(apis[name].input_spec, _direct_handler(call, request_type))
+            for name, (call, request_type) in calls.items()
+        }
 
     def _refresh_loop(self) -> None:
         interval = self.settings.serving.feature_refresh_seconds
@@ -138,32 +178,26 @@ class AdaptationService:
     @bentoml.api(input_spec=RecommendRequest, output_spec=RecommendResponse)
     async def recommend(self, **fields: Any) -> RecommendResponse | JSONResponse:
         """Adapt to the user's support set (or recent ratings) and return the top-k items."""
-        try:
-            return await self.engine.recommend(RecommendRequest.model_construct(**fields))
-        except ServingInputError as exc:
-            return _error(exc)
+        return await _answer(self.engine.recommend, RecommendRequest, fields)
 
     @bentoml.api(input_spec=PredictRequest, output_spec=PredictResponse)
     async def predict(self, **fields: Any) -> PredictResponse | JSONResponse:
         """Adapt to the user's support set and predict ratings of the given items."""
-        try:
-            return await self.engine.predict(PredictRequest.model_construct(**fields))
-        except ServingInputError as exc:
-            return _error(exc)
+        return await _answer(self.engine.predict, PredictRequest, fields)
 
     @bentoml.api(input_spec=FeedbackRequest, output_spec=FeedbackResponse)
     async def feedback(self, **fields: Any) -> FeedbackResponse | JSONResponse:
         """Score observed ratings against the service's predictions (online MAE)."""
-        try:
-            return await self.engine.feedback(FeedbackRequest.model_construct(**fields))
-        except ServingInputError as exc:
-            return _error(exc)
+        return await _answer(self.engine.feedback, FeedbackRequest, fields)
 
     def metadata(self) -> Metadata:
         """The served model, version, stage, feature service and limits."""
         return self.engine.metadata(stage=self._stage())
 
 
+# Outermost first: the guard (body limit, content type, request metrics) sees every request,
+# then the direct JSON endpoints answer theirs; everything else reaches BentoML.
 AdaptationService.add_asgi_middleware(
     RequestGuard, max_body_bytes=_BOOT_SETTINGS.serving.max_body_bytes, sink=_SINK
 )
+AdaptationService.add_asgi_middleware(DirectEndpoints, routes=_DIRECT)
