@@ -2,24 +2,29 @@
 
 In a temporary MetaRec home: ingest ml-100k → Feast apply + materialise → point-in-time
 training set → (validation recorded) → a small model trained quickly, registered and promoted.
-Then the real service (``bentoml serve``, micro-batched adaptation) is driven by concurrent
-clients for a bounded time with ``POST /recommend`` requests (user id + a 10-rating support
-set, all 1,682 items as candidates, k = 10); then, in the same run, a baseline service that
-adapts each request alone (``max_batch_size = 1``) on its own copy of the model. Ends by printing
-one JSON object: ``service`` and ``baseline`` with ``rps``, ``p50_ms``, ``p99_ms``, and
-``speedup`` (throughput ratio).
+Then two real services (``bentoml serve``) run side by side: the service (micro-batched
+adaptation) and a baseline that adapts each request alone (``max_batch_size = 1``) on its own
+copy of the model. Each is warmed up, then they are driven in alternating windows (service,
+baseline, baseline, service, ...) by concurrent closed-loop clients with ``POST /recommend``
+requests (user id + a 10-rating support set, all 1,682 items as candidates, k = 10), so that a
+slow or fast spell of a shared machine falls on both. Ends by printing one JSON object:
+``service`` and ``baseline`` with ``rps``, ``p50_ms``, ``p99_ms`` (over all their windows) and
+``window_rps``, and ``speedup``: the median over rounds of the throughput ratio of the two
+windows of a round (``speedup_overall``: total throughput ratio).
 
     python benchmarks/serving.py [--data ../shared/datasets/ml-100k.zip] [--clients 16]
-        [--duration 20]
+        [--duration 20] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -131,34 +136,73 @@ async def drive(url: str, bodies: list[dict], *, clients: int, duration: float) 
         began = time.perf_counter()
         await asyncio.gather(*(one(w) for w in range(clients)))
         wall = time.perf_counter() - began
+    return {"latencies": latencies, "errors": errors, "wall": wall}
+
+
+def summarise(windows: list[dict]) -> dict:
+    """Throughput and latency percentiles over all of a service's measured windows."""
+    latencies = [x for w in windows for x in w["latencies"]]
+    wall = sum(w["wall"] for w in windows)
     values = np.array(latencies) * 1000.0
     return {
         "rps": round(len(latencies) / wall, 1),
         "p50_ms": round(float(np.percentile(values, 50)), 2) if len(values) else None,
         "p99_ms": round(float(np.percentile(values, 99)), 2) if len(values) else None,
         "requests": len(latencies),
-        "errors": errors,
+        "errors": sum(w["errors"] for w in windows),
+        "window_rps": [round(len(w["latencies"]) / w["wall"], 1) for w in windows],
     }
 
 
-def measure(settings, info, bodies, *, label: str, extra_env: dict, args, log: Path) -> dict:
-    """Start one service, warm it (every user once), drive it, stop it."""
+def measure(settings, info, bodies, *, services: dict[str, dict], args, logs: Path) -> dict:
+    """Start every service, warm each up, then drive them in alternating windows.
+
+    Returns ``{name: [window, ...]}`` with one window per round for each service.
+    """
     from metarec.serving.process import ServiceProcess
 
-    with ServiceProcess(settings, version=info.tag, extra_env=extra_env, log_path=log) as proc:
-        warm = {b["user_id"]: b for b in bodies}
-        asyncio.run(drive(proc.url, list(warm.values()), clients=4, duration=args.warmup))
-        result = asyncio.run(drive(proc.url, bodies, clients=args.clients, duration=args.duration))
-    print(f"{label}: {result}", flush=True)
-    return result
+    window = args.duration / args.rounds
+    with contextlib.ExitStack() as stack:
+        urls = {}
+        for name, extra_env in services.items():
+            process = ServiceProcess(
+                settings, version=info.tag, extra_env=extra_env, log_path=logs / f"{name}.log"
+            )
+            urls[name] = stack.enter_context(process).url
+        for url in urls.values():  # every user once (features cached), then full load
+            warm = list({b["user_id"]: b for b in bodies}.values())
+            asyncio.run(drive(url, warm, clients=4, duration=args.warmup / 2))
+            asyncio.run(drive(url, bodies, clients=args.clients, duration=args.warmup / 2))
+        names = list(urls)
+        windows: dict[str, list[dict]] = {name: [] for name in names}
+        for round_ in range(args.rounds):
+            for name in names if round_ % 2 == 0 else names[::-1]:
+                result = asyncio.run(
+                    drive(urls[name], bodies, clients=args.clients, duration=window)
+                )
+                windows[name].append(result)
+                rps = len(result["latencies"]) / result["wall"]
+                print(f"round {round_ + 1}/{args.rounds} {name}: {rps:.1f} rps", flush=True)
+    return windows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ml-100k zip or folder.")
     parser.add_argument("--clients", type=int, default=16, help="Concurrent clients.")
-    parser.add_argument("--duration", type=float, default=20.0, help="Seconds per service.")
-    parser.add_argument("--warmup", type=float, default=5.0, help="Warm-up seconds.")
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="Measured seconds per service, in all."
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="Alternating windows per service (duration/rounds s)."
+    )
+    parser.add_argument("--warmup", type=float, default=5.0, help="Warm-up seconds per service.")
+    parser.add_argument(
+        "--with-bentoml-path",
+        action="store_true",
+        help="Also drive the service with serving.direct_endpoints off (BentoML answers the "
+        "endpoints), in the same alternation; reports it as service_bentoml_path.",
+    )
     parser.add_argument("--users", type=int, default=300, help="Distinct request bodies.")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per service.")
     parser.add_argument(
@@ -173,39 +217,52 @@ def main() -> None:
         print(f"prepared {info.tag} in {time.perf_counter() - began:.1f} s", flush=True)
         bodies = make_requests(df, n=args.users)
         threads = {"METAREC_SERVING__TORCH_THREADS": str(args.threads)}
-        service = measure(
-            settings,
-            info,
-            bodies,
-            label="service",
-            extra_env=threads,
-            args=args,
-            log=Path(tmp) / "service.log",
-        )
-        baseline = measure(
-            settings,
-            info,
-            bodies,
-            label="baseline",
-            extra_env={
+        services = {
+            "service": threads,
+            "baseline": {
                 **threads,
                 "METAREC_SERVING__MAX_BATCH_SIZE": "1",
                 "METAREC_SERVING__MAX_LATENCY_MS": "0",
             },
-            args=args,
-            log=Path(tmp) / "baseline.log",
-        )
-    speedup = round(service["rps"] / baseline["rps"], 2) if baseline["rps"] else None
+        }
+        if args.with_bentoml_path:
+            services["service_bentoml_path"] = {
+                **threads,
+                "METAREC_SERVING__DIRECT_ENDPOINTS": "false",
+            }
+        windows = measure(settings, info, bodies, services=services, args=args, logs=Path(tmp))
+    service, baseline = summarise(windows["service"]), summarise(windows["baseline"])
+    ratios = [
+        a / b for a, b in zip(service["window_rps"], baseline["window_rps"], strict=True) if b
+    ]
+    speedup = round(statistics.median(ratios), 2) if ratios else None
+    overall = round(service["rps"] / baseline["rps"], 2) if baseline["rps"] else None
+    extra = {}
+    if "service_bentoml_path" in windows:
+        through_bentoml = summarise(windows["service_bentoml_path"])
+        gains = [
+            a / b
+            for a, b in zip(service["window_rps"], through_bentoml["window_rps"], strict=True)
+            if b
+        ]
+        extra = {
+            "service_bentoml_path": through_bentoml,
+            "direct_path_gain": round(statistics.median(gains), 2) if gains else None,
+        }
     load = [round(x, 2) for x in os.getloadavg()]
     report = {
         "clients": args.clients,
         "duration_s": args.duration,
+        "rounds": args.rounds,
         "items": 1682,
         "support": SUPPORT,
         "k": K,
         "service": service,
         "baseline": baseline,
         "speedup": speedup,
+        "speedup_overall": overall,
+        "speedup_by_round": [round(r, 2) for r in ratios],
+        **extra,
         "cpu_count": os.cpu_count(),
         "load_average_1_5_15": load,
         "targets": {
@@ -215,9 +272,12 @@ def main() -> None:
             "speedup_met": speedup is not None and speedup >= TARGET_SPEEDUP,
         },
     }
-    print(f"{'':10}{'rps':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for name, row in (("service", service), ("baseline", baseline)):
-        print(f"{name:10}{row['rps']:>10}{row['p50_ms']:>10}{row['p99_ms']:>10}{row['errors']:>8}")
+    print(f"{'':14}{'rps':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    rows = {"service": service, "baseline": baseline}
+    if extra:
+        rows["bentoml_path"] = extra["service_bentoml_path"]
+    for name, row in rows.items():
+        print(f"{name:14}{row['rps']:>10}{row['p50_ms']:>10}{row['p99_ms']:>10}{row['errors']:>8}")
     print(f"speedup {speedup}x (target ≥ {TARGET_SPEEDUP}x); p99 target ≤ {TARGET_P99_MS} ms")
     print(json.dumps(report))
 
