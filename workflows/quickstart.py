@@ -56,13 +56,23 @@ def _step(index: int, text: str) -> str:
     return f"{index:>2}/{STAGES} {text}"
 
 
-def run_quickstart(settings: Settings, *, source: str, path: Path | None, user: int) -> None:
+def run_quickstart(
+    settings: Settings,
+    *,
+    source: str,
+    path: Path | None,
+    user: int,
+    canary_interval_s: float = QUICKSTART_CANARY["interval_s"],
+) -> None:
     """Run every stage of the loop on ``settings``' home and print a summary."""
     run = QuickstartRun()
     console.rule(f"MetaRec quickstart (home: {settings.paths.home})")
     training_set = _data_stages(settings, run, source=source, path=path, user=user)
     artifact = _train_stages(settings, run, training_set=training_set)
-    version = _release_stages(settings, run, artifact=artifact, training_set=training_set)
+    canary = {**QUICKSTART_CANARY, "interval_s": canary_interval_s}
+    version = _release_stages(
+        settings, run, artifact=artifact, training_set=training_set, canary=canary
+    )
     if version is not None:
         _serve_stage(settings, run, user=user)
     _summary(settings, run)
@@ -184,7 +194,12 @@ def _train_stages(settings: Settings, run: QuickstartRun, *, training_set: Path)
 
 # ---------------------------------------------------------------------------- release
 def _release_stages(
-    settings: Settings, run: QuickstartRun, *, artifact: Path, training_set: Path
+    settings: Settings,
+    run: QuickstartRun,
+    *,
+    artifact: Path,
+    training_set: Path,
+    canary: dict[str, Any],
 ) -> int | None:
     """Gate, register, canary (or bootstrap); the version now in production, or None."""
     from metarec.components.canary_rollout import canary_rollout
@@ -224,7 +239,7 @@ def _release_stages(
     rollout = canary_rollout(
         version=registered.version,
         home=home,
-        spec=QUICKSTART_CANARY,
+        spec=canary,
         training_set=str(training_set),
         actor="quickstart",
         raise_on_failure=False,
@@ -243,7 +258,7 @@ def _release_stages(
         mae = rollout.online_mae
         run.outcome = (
             f"[green]{rollout.tag} promoted to production[/green] after a canary over "
-            f"{', '.join(f'{s} %' for s in QUICKSTART_CANARY['steps'])} "
+            f"{', '.join(f'{s} %' for s in canary['steps'])} "
             f"(online MAE canary {_fmt(mae.get('canary'))} vs production "
             f"{_fmt(mae.get('production'))}; {rollout.traffic['predictions']:,} predictions, "
             f"{rollout.traffic['server_errors']} server errors)"
@@ -329,6 +344,14 @@ def quickstart(
     user: Annotated[
         int, typer.Option(help="User whose features and recommendations are shown.")
     ] = 1,
+    canary_interval: Annotated[
+        float,
+        typer.Option(
+            min=2.0,
+            help="Seconds per canary step (25, 50, 100 %) under generated traffic (~40 "
+            "predictions/s); shorter windows hold fewer feedback events.",
+        ),
+    ] = QUICKSTART_CANARY["interval_s"],
 ) -> None:
     """Run the whole loop on embedded defaults and print a summary.
 
@@ -337,4 +360,6 @@ def quickstart(
     version in production directly (nothing to canary against); each later run trains a new
     version and canaries it against the one in production.
     """
-    run_quickstart(ctx.obj, source=source.value, path=path, user=user)
+    run_quickstart(
+        ctx.obj, source=source.value, path=path, user=user, canary_interval_s=canary_interval
+    )

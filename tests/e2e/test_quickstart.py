@@ -40,7 +40,9 @@ def test_quickstart_bootstraps_then_canaries_a_new_version(tmp_path, monkeypatch
         path = re.search(rf"Report, {re.escape(report)}: (\S+)", first)[1]
         assert Path(path).is_file()
 
-    assert run(["quickstart", "--source", "synthetic", "--user", "3"]) == 0
+    # Shorter canary windows than the default 10 s (each still holds ~50 canary predictions).
+    second_run = ["quickstart", "--source", "synthetic", "--user", "3", "--canary-interval", "5"]
+    assert run(second_run) == 0
     second = capsys.readouterr().out
     print(second)
     assert "Meta-train fomaml (seed 1)" in second
