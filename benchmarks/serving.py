@@ -169,8 +169,8 @@ def measure(settings, info, bodies, *, services: dict[str, dict], args, logs: Pa
                 settings, version=info.tag, extra_env=extra_env, log_path=logs / f"{name}.log"
             )
             urls[name] = stack.enter_context(process).url
+        warm = list({b["user_id"]: b for b in bodies}.values())  # one body per user
         for url in urls.values():  # every user once (features cached), then full load
-            warm = list({b["user_id"]: b for b in bodies}.values())
             asyncio.run(drive(url, warm, clients=4, duration=args.warmup / 2))
             asyncio.run(drive(url, bodies, clients=args.clients, duration=args.warmup / 2))
         names = list(urls)

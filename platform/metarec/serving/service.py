@@ -10,6 +10,7 @@ Which version it serves comes from the settings (``METAREC_SERVING__VERSION`` or
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from metarec.environment import apply_process_environment
 from metarec.errors import MetaRecError, ServingInputError
 from metarec.registry.service import Registry
 from metarec.registry.types import VersionRef
-from metarec.serving.direct import DirectEndpoints, DirectRoute, DirectRoutes, Handler
+from metarec.serving.direct import DirectEndpoints, DirectRoute, DirectRoutes
 from metarec.serving.engine import AdaptationEngine
 from metarec.serving.features import FeatureCache
 from metarec.serving.http import MetricsSink, RequestGuard
@@ -75,22 +76,12 @@ def _error(exc: ServingInputError) -> JSONResponse:
     return JSONResponse({"error": str(exc), "field": exc.field}, status_code=exc.status)
 
 
-async def _answer(call: EngineCall, request_type: type[BaseModel], fields: dict[str, Any]) -> Any:
+async def _answer(call: EngineCall, request: BaseModel) -> Any:
     """The engine's answer to a validated request, or the 4xx of its input check."""
     try:
-        return await call(request_type.model_construct(**fields))
+        return await call(request)
     except ServingInputError as exc:
         return _error(exc)
-
-
-def _direct_handler(call: EngineCall, request_type: type[BaseModel]) -> Handler:
-    """:func:`_answer` for a body validated by BentoML's input model (the direct path)."""
-
-    async def handle(validated: BaseModel) -> Any:
-        fields = {name: getattr(validated, name) for name in type(validated).model_fields}
-        return await _answer(call, request_type, fields)
-
-    return handle
 
 
 # GET endpoints live in a mounted FastAPI app (BentoML APIs are POST); BentoML merges its
@@ -139,16 +130,20 @@ class AdaptationService:
             _DIRECT.bind(self._direct_routes(), server_name=SERVICE_NAME)
 
     def _direct_routes(self) -> dict[str, DirectRoute]:
-        """The JSON endpoints, validated by BentoML's own input models, answered by the engine."""
+        """The JSON endpoints, validated by BentoML's own input models, answered by the engine.
+
+        BentoML's input models subclass the request schemas, so the validated body is the
+        engine's request as it is.
+        """
         apis = AdaptationService.apis  # the bentoml.Service (this class, decorated)
         calls = {
-            "recommend": (self.engine.recommend, RecommendRequest),
-            "predict": (self.engine.predict, PredictRequest),
-            "feedback": (self.engine.feedback, FeedbackRequest),
+            "recommend": self.engine.recommend,
+            "predict": self.engine.predict,
+            "feedback": self.engine.feedback,
         }
         return {
-            f"/{name}": DirectRoute(apis[name].input_spec, _direct_handler(call, request_type))
-            for name, (call, request_type) in calls.items()
+            f"/{name}": DirectRoute(apis[name].input_spec, functools.partial(_answer, call))
+            for name, call in calls.items()
         }
 
     def _refresh_loop(self) -> None:
@@ -178,17 +173,17 @@ class AdaptationService:
     @bentoml.api(input_spec=RecommendRequest, output_spec=RecommendResponse)
     async def recommend(self, **fields: Any) -> RecommendResponse | JSONResponse:
         """Adapt to the user's support set (or recent ratings) and return the top-k items."""
-        return await _answer(self.engine.recommend, RecommendRequest, fields)
+        return await _answer(self.engine.recommend, RecommendRequest.model_construct(**fields))
 
     @bentoml.api(input_spec=PredictRequest, output_spec=PredictResponse)
     async def predict(self, **fields: Any) -> PredictResponse | JSONResponse:
         """Adapt to the user's support set and predict ratings of the given items."""
-        return await _answer(self.engine.predict, PredictRequest, fields)
+        return await _answer(self.engine.predict, PredictRequest.model_construct(**fields))
 
     @bentoml.api(input_spec=FeedbackRequest, output_spec=FeedbackResponse)
     async def feedback(self, **fields: Any) -> FeedbackResponse | JSONResponse:
         """Score observed ratings against the service's predictions (online MAE)."""
-        return await _answer(self.engine.feedback, FeedbackRequest, fields)
+        return await _answer(self.engine.feedback, FeedbackRequest.model_construct(**fields))
 
     def metadata(self) -> Metadata:
         """The served model, version, stage, feature service and limits."""
