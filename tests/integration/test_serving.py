@@ -319,6 +319,32 @@ def test_direct_endpoints_answer_exactly_as_bentoml_does(
         assert direct.headers["server"] == through_bentoml.headers["server"]
 
 
+def test_direct_endpoints_run_in_front_of_bentomls_request_layers(
+    client: httpx.Client, bentoml_answered: httpx.Client, served: Served
+):
+    """Direct answers skip BentoML's traffic metrics, metarec's count them."""
+
+    def counts(http: httpx.Client) -> tuple[float, float]:
+        text = http.get("/metrics").text
+        bentoml = metric(text, "bentoml_service_request_total", endpoint="/recommend")
+        ours = metric(text, "metarec_requests_total", endpoint="recommend", status="2xx")
+        return bentoml, ours
+
+    body = {"user_id": 1, "k": 2}
+    direct_before, bentoml_before = counts(client), counts(bentoml_answered)
+    assert client.post("/recommend", json=body).status_code == 200
+    assert bentoml_answered.post("/recommend", json=body).status_code == 200
+    direct_after, bentoml_after = counts(client), counts(bentoml_answered)
+    assert direct_after[0] - direct_before[0] == 0  # not through BentoML's layers
+    assert direct_after[1] - direct_before[1] == 1
+    assert bentoml_after[0] - bentoml_before[0] == 1  # BentoML's path: its layers count it
+    assert bentoml_after[1] - bentoml_before[1] == 1
+    # Everything else still goes through BentoML's layers on the direct service too.
+    assert client.get("/metadata").status_code == 200
+    text = client.get("/metrics").text
+    assert metric(text, "bentoml_service_request_total", endpoint="/metadata") >= 1
+
+
 def test_request_metrics_count_status_classes(client: httpx.Client, served: Served):
     tag = served.info.tag
     before = client.get("/metrics").text

@@ -13,17 +13,22 @@ same contract:
 * the handler is the same function the ``@bentoml.api`` method calls;
 * the answer is the output model's JSON, as BentoML serialises it, with BentoML's ``Server``
   header;
-* an unexpected exception is logged and answered with BentoML's generic 500 body.
+* an unexpected exception is logged and answered with BentoML's generic 500 body;
+* a request that takes longer than the service's traffic timeout is answered with BentoML's
+  504 body.
 
-Everything outside it is unchanged: BentoML's traffic metrics, tracing, access log and request
-timeout, and :class:`~metarec.serving.http.RequestGuard` (body limit, content type, metarec
-request metrics), which sits in front of it. Other paths and methods, and every request that
-arrives before the service instance has bound its handlers, go to BentoML as before.
-``serving.direct_endpoints: false`` turns it off (BentoML then answers the same endpoints).
+:class:`~metarec.serving.http.RequestGuard` (body limit, content type, metarec request metrics,
+which the canary analysis reads) sits in front of it. Both run in front of BentoML's own
+per-request layers (:mod:`metarec.serving.front`), so requests answered here are not in
+BentoML's access log, tracing spans or ``bentoml_service_request_*`` metrics. Other paths and
+methods, and every request that arrives before the service instance has bound its handlers, go
+to BentoML as before. ``serving.direct_endpoints: false`` turns it off (BentoML then answers the
+same endpoints, with all its layers).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,6 +42,11 @@ Handler = Callable[[BaseModel], Awaitable[Any]]
 
 logger = logging.getLogger(__name__)
 UNEXPECTED_ERROR = {"error": "An unexpected error has occurred, please check the server log."}
+
+
+def timeout_body(seconds: float) -> dict[str, str]:
+    """BentoML's 504 body for a request that took longer than the traffic timeout."""
+    return {"error": f"Not able to process the request in {seconds} seconds"}
 
 
 @dataclass(frozen=True)
@@ -82,15 +92,17 @@ def validation_error_body(exc: ValidationError) -> dict[str, Any]:
 class DirectEndpoints:
     """ASGI middleware: ``POST`` to a bound route is validated, handled and answered here."""
 
-    def __init__(self, app: Any, *, routes: DirectRoutes) -> None:
+    def __init__(self, app: Any, *, routes: DirectRoutes, timeout_s: float) -> None:
         """Wrap ``app``.
 
         Args:
             app: The BentoML ASGI app (answers everything not handled here).
             routes: The bound routes (read on every request).
+            timeout_s: Longest a request may take, body included (then a 504).
         """
         self.app = app
         self.routes = routes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """ASGI entry point."""
@@ -100,10 +112,14 @@ class DirectEndpoints:
         if route is None:
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
-        if body is None:  # the client went away (or the guard cut an oversized body off)
-            return
-        status, payload = await self._answer(route, body)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                body = await _read_body(receive)
+                if body is None:  # the client went away (or the guard cut an oversized body off)
+                    return
+                status, payload = await self._answer(route, body)
+        except TimeoutError:
+            status, payload = 504, JSONResponse(timeout_body(self.timeout_s)).body
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),

@@ -30,6 +30,7 @@ from metarec.registry.types import VersionRef
 from metarec.serving.direct import DirectEndpoints, DirectRoute, DirectRoutes
 from metarec.serving.engine import AdaptationEngine
 from metarec.serving.features import FeatureCache
+from metarec.serving.front import serve_own_middlewares_first
 from metarec.serving.http import MetricsSink, RequestGuard
 from metarec.serving.loading import load_served_model
 from metarec.serving.metrics import ServingMetrics
@@ -54,6 +55,8 @@ SERVICE_NAME = "metarec_adaptation"
 EngineCall = Callable[[Any], Awaitable[Any]]
 # Middle-generation collections between two full ones (CPython's default is 10).
 FULL_COLLECTION_EVERY = 100
+# BentoML's request timeout (traffic.timeout); the direct endpoints apply the same one.
+REQUEST_TIMEOUT_S = 30
 
 
 def _tune_garbage_collector() -> None:
@@ -100,7 +103,7 @@ def _metadata() -> Metadata:
 @bentoml.service(
     name=SERVICE_NAME,
     workers=1,
-    traffic={"timeout": 30},
+    traffic={"timeout": REQUEST_TIMEOUT_S},
 )
 class AdaptationService:
     """Adapt a registry version to each user's few ratings, inside the request."""
@@ -191,8 +194,13 @@ class AdaptationService:
 
 
 # Outermost first: the guard (body limit, content type, request metrics) sees every request,
-# then the direct JSON endpoints answer theirs; everything else reaches BentoML.
+# then the direct JSON endpoints answer theirs; everything else reaches BentoML. With the direct
+# endpoints on, both run in front of BentoML's per-request layers (metarec.serving.front).
 AdaptationService.add_asgi_middleware(
     RequestGuard, max_body_bytes=_BOOT_SETTINGS.serving.max_body_bytes, sink=_SINK
 )
-AdaptationService.add_asgi_middleware(DirectEndpoints, routes=_DIRECT)
+if _BOOT_SETTINGS.serving.direct_endpoints:
+    AdaptationService.add_asgi_middleware(
+        DirectEndpoints, routes=_DIRECT, timeout_s=REQUEST_TIMEOUT_S
+    )
+    serve_own_middlewares_first(AdaptationService)

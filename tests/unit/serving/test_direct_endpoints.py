@@ -1,5 +1,6 @@
 """The direct JSON endpoints: validated, handled and answered in the service's ASGI layer."""
 
+import asyncio
 import itertools
 
 import httpx
@@ -30,17 +31,21 @@ async def top_items(request: RecommendRequest) -> RecommendResponse | JSONRespon
         return JSONResponse({"error": "unknown user", "field": "user_id"}, status_code=404)
     if request.user_id == 500:
         raise RuntimeError("boom")
+    if request.user_id == 504:
+        await asyncio.sleep(5)
     items = [ScoredItem(item_id=i, score=5.0 - i / 10) for i in range(1, request.k + 1)]
     return RecommendResponse(model_version=f"m:v{request.user_id}", items=items)
 
 
-def app(routes: DirectRoutes, *, max_body_bytes: int = 10_000):
+def app(routes: DirectRoutes, *, max_body_bytes: int = 10_000, timeout_s: float = 30.0):
     inner = Starlette(routes=[Route("/recommend", fallback, methods=["GET", "POST"])])
     sink = MetricsSink()
     metrics = ServingMetrics(model_version=next(VERSIONS))
     sink.bind(metrics)
     guarded = RequestGuard(
-        DirectEndpoints(inner, routes=routes), max_body_bytes=max_body_bytes, sink=sink
+        DirectEndpoints(inner, routes=routes, timeout_s=timeout_s),
+        max_body_bytes=max_body_bytes,
+        sink=sink,
     )
     transport = httpx.ASGITransport(app=guarded)
     return httpx.AsyncClient(transport=transport, base_url="http://t"), metrics
@@ -138,3 +143,15 @@ async def test_the_guard_still_refuses_oversized_bodies(anyio_backend):
         )
     assert streamed.status_code == 413
     assert streamed.json()["field"] == "body"
+
+
+async def test_a_request_over_the_timeout_gets_bentomls_504(anyio_backend):
+    http, metrics = app(bound(), timeout_s=0.2)
+    async with http:
+        slow = await http.post("/recommend", json={"user_id": 504})
+        quick = await http.post("/recommend", json={"user_id": 1})
+    assert slow.status_code == 504
+    assert slow.json() == {"error": "Not able to process the request in 0.2 seconds"}
+    assert quick.status_code == 200  # the timer of the slow request is gone with it
+    text = generate_latest(metrics.registry).decode()
+    assert f'model_version="{metrics.model_version}",status="5xx"}} 1.0' in text
