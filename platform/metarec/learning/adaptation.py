@@ -3,14 +3,16 @@
 :func:`adapt` is the one adaptation function of MetaRec: meta-training differentiates through it,
 evaluation and fine-tuning call it, and the serving layer calls it to adapt to a batch of
 requests. The inner loop of every task runs together: ``torch.func.grad`` gives one task's
-gradient, ``torch.func.vmap`` maps it over the task axis, ``functional_call`` runs the decision
-MLP with each task's own parameters. Support sets are padded; the masked mean loss makes padded
-rows contribute exactly zero to every gradient.
+gradient, ``torch.func.vmap`` maps it over the task axis, and the decision MLP runs with each
+task's own parameters (:meth:`~metarec.learning.model.Decision.run`, a pure function of them).
+Support sets are padded; the masked mean loss makes padded rows contribute exactly zero to every
+gradient.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch.func import functional_call, grad, vmap
@@ -24,6 +26,20 @@ LearningRate = float | Mapping[str, torch.Tensor]
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the examples where ``mask`` is 1 (0 when there are none)."""
     return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def _run(
+    decision: torch.nn.Module, params: Mapping[str, torch.Tensor], h: torch.Tensor, **kwargs: Any
+) -> torch.Tensor:
+    """``decision`` applied with ``params``.
+
+    Its pure :meth:`~metarec.learning.model.Decision.run` when it has one, else
+    ``torch.func.functional_call``.
+    """
+    run = getattr(decision, "run", None)
+    if run is not None:
+        return run(params, h, **kwargs)
+    return functional_call(decision, dict(params), (h,), kwargs)
 
 
 def _rate(lr: LearningRate, name: str) -> torch.Tensor | float:
@@ -72,7 +88,7 @@ def adapt_embedded(
     def task_loss(
         p: Params, h_t: torch.Tensor, y_t: torch.Tensor, m_t: torch.Tensor
     ) -> torch.Tensor:
-        pred = functional_call(decision, p, (h_t,))  # (S,)
+        pred = _run(decision, p, h_t)  # (S,)
         return masked_mse(pred, y_t, m_t)  # ()
 
     task_grad = grad(task_loss)
@@ -145,7 +161,7 @@ def _inner_loop_dual(
         inputs: list[torch.Tensor] = []
         dual = [(a, b, s) for (a, b), s in zip(history, shifts, strict=True)]
         kwargs = {"preactivation": True, "dual": dual, "inputs": inputs}
-        pred = functional_call(decision, {**shared, **p}, (z,), kwargs)  # (S,)
+        pred = _run(decision, {**shared, **p}, z, **kwargs)  # (S,)
         return masked_mse(pred, y_t, m_t), inputs  # (), n_later × (S, in)
 
     task_grad = grad(task_loss, argnums=(0, 1, 2), has_aux=True)
@@ -252,7 +268,7 @@ def adapt_and_predict_embedded(
     ) -> torch.Tensor:
         dual = [(a, b, None) for a, b in zip(a_t, b_t, strict=True)]
         kwargs = {"preactivation": True, "dual": dual}
-        return functional_call(decision, {**shared, **p}, (z,), kwargs)  # (Q,)
+        return _run(decision, {**shared, **p}, z, **kwargs)  # (Q,)
 
     return vmap(one_task)(adapted, z_q, a_hist, b_hist)
 
@@ -307,7 +323,7 @@ def predict_embedded(decision: torch.nn.Module, adapted: Params, h: torch.Tensor
     """Predict with per-task parameters (T, ...) from embedded rows (T, Q, D) → (T, Q)."""
 
     def one_task(p: Params, h_t: torch.Tensor) -> torch.Tensor:
-        return functional_call(decision, p, (h_t,))  # (Q,)
+        return _run(decision, p, h_t)  # (Q,)
 
     return vmap(one_task)(adapted, h)
 

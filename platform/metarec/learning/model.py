@@ -10,11 +10,12 @@ the outer loop.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F  # noqa: N812
 
 DECISION_PREFIX = "decision."
 
@@ -99,6 +100,26 @@ class Decision(nn.Module):
     ) -> torch.Tensor:
         """Predict ratings from embedded features ``h`` of shape (..., D); returns (...).
 
+        Runs :meth:`run` with the module's own parameters (see there for the keywords).
+        """
+        params = dict(self.named_parameters())
+        return self.run(params, h, preactivation=preactivation, dual=dual, inputs=inputs)
+
+    def run(
+        self,
+        params: Mapping[str, torch.Tensor],
+        h: torch.Tensor,
+        *,
+        preactivation: bool = False,
+        dual: Sequence[DualTerms] | None = None,
+        inputs: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """:meth:`forward` with the given parameters (``hidden.0.weight`` ... ``out.bias``).
+
+        A pure function of ``params`` and ``h``: what ``torch.func.functional_call`` computes,
+        without swapping the module's parameters in and out on every call (the inner loop
+        calls it once per step).
+
         The closed-form inner loop (:mod:`metarec.learning.adaptation`) uses the keywords:
 
         * ``preactivation``: ``h`` is already the first hidden layer's pre-activation (..., H1);
@@ -108,22 +129,32 @@ class Decision(nn.Module):
           ``b₀ + Σ b`` (a: (N, in), b: (N, out), either None for no history; shift: (..., out)
           or None).
         * ``inputs``: collects each remaining hidden layer's input x (..., in).
+
+        Args:
+            params: Every parameter of the module, by name.
+            h: Embedded features (..., D), or pre-activations (..., H1).
+            preactivation: See above.
+            dual: See above.
+            inputs: See above.
+
+        Returns:
+            Predictions (...).
         """
-        layers = self.hidden[1:] if preactivation else self.hidden
+        first = 1 if preactivation else 0
         if preactivation:
             h = torch.relu(h)  # (..., H1)
-        for i, layer in enumerate(layers):
+        for n, i in enumerate(range(first, len(self.hidden))):
             if inputs is not None:
                 inputs.append(h)
-            z = layer(h)  # (..., H)
+            z = F.linear(h, params[f"hidden.{i}.weight"], params[f"hidden.{i}.bias"])  # (..., H)
             if dual is not None:
-                a, b, shift = dual[i]
+                a, b, shift = dual[n]
                 if a is not None:
                     z = z + (h @ a.transpose(-1, -2) + 1) @ b  # (..., H)
                 if shift is not None:
                     z = z + shift
             h = torch.relu(z)  # (..., H)
-        return self.out(h).squeeze(-1)  # (...)
+        return F.linear(h, params["out.weight"], params["out.bias"]).squeeze(-1)  # (...)
 
 
 class MeLU(nn.Module):
