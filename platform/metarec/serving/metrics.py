@@ -10,6 +10,8 @@ rolling MAE over the last ``serving.quality_window`` events.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
 LATENCY_BUCKETS = (
@@ -49,6 +51,7 @@ class ServingMetrics:
         """
         self.model_version = model_version
         self.registry = registry or CollectorRegistry()
+        self._request_series: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.requests = Counter(
             "metarec_requests_total",
             "Requests by endpoint and HTTP status class.",
@@ -108,8 +111,17 @@ class ServingMetrics:
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one request and its latency."""
-        self.requests.labels(endpoint, self.model_version, status_class(status)).inc()
-        self.latency.labels(endpoint, self.model_version).observe(seconds)
+        key = (endpoint, status_class(status))
+        series = self._request_series.get(key)
+        if series is None:  # the labelled children, looked up once per endpoint and class
+            series = (
+                self.requests.labels(endpoint, self.model_version, key[1]),
+                self.latency.labels(endpoint, self.model_version),
+            )
+            self._request_series[key] = series
+        count, latency = series
+        count.inc()
+        latency.observe(seconds)
 
     def observe_batch(self, size: int, steps: int) -> None:
         """Count one adaptation batch of ``size`` requests, ``steps`` inner steps each."""
