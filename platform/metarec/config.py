@@ -162,7 +162,12 @@ class ServingSettings(BaseModel):
         description="How long an idle batcher waits for more requests before adapting.",
     )
     torch_threads: int | None = Field(
-        default=None, ge=1, description="torch intra-op threads. Empty: torch's default."
+        default=1,
+        ge=1,
+        description="torch intra-op threads of the service process. 1 suits its many small "
+        "batched ops best (more threads were slower on 2 cores, docs/serving.md) and never "
+        "oversubscribes a pod's CPU limit. null (settings file): torch's default (one per host "
+        "core).",
     )
     feature_refresh_seconds: float = Field(
         default=30.0,
