@@ -185,8 +185,9 @@ class ServingSettings(BaseModel):
     direct_endpoints: bool = Field(
         default=True,
         description="Answer POST /recommend, /predict and /feedback in the service's own ASGI "
-        "layer (same input models, answers and errors) instead of BentoML's per-request layer, "
-        "which costs about as much CPU as the batched adaptation. false: BentoML answers them.",
+        "layer, in front of BentoML's per-request layers (same input models, answers and "
+        "errors; counted in the metarec_* metrics, not in BentoML's access log, traces or "
+        "request metrics). false: BentoML answers them, through all its layers.",
     )
 
 
