@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import bentoml
-import torch
 from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
@@ -25,14 +24,9 @@ from starlette.responses import JSONResponse
 from metarec.config import load_settings
 from metarec.environment import apply_process_environment
 from metarec.errors import MetaRecError, ServingInputError
-from metarec.registry.service import Registry
-from metarec.registry.types import VersionRef
 from metarec.serving.direct import DirectEndpoints, DirectRoute, DirectRoutes
-from metarec.serving.engine import AdaptationEngine
-from metarec.serving.features import FeatureCache
 from metarec.serving.front import serve_own_middlewares_first
 from metarec.serving.http import MetricsSink, RequestGuard
-from metarec.serving.loading import load_served_model
 from metarec.serving.metrics import ServingMetrics
 from metarec.serving.schemas import (
     FeedbackRequest,
@@ -110,6 +104,16 @@ class AdaptationService:
 
     def __init__(self) -> None:
         """Load the version (checksum verified), the item features, and start the refresher."""
+        # Imported here, not at the top: `bentoml serve` imports this module in its own process
+        # only to read the service's definition; torch and Feast (≈ 9 s of imports on a small
+        # machine) are needed only where the instance is built, in the worker.
+        import torch
+
+        from metarec.registry.service import Registry
+        from metarec.serving.engine import AdaptationEngine
+        from metarec.serving.features import FeatureCache
+        from metarec.serving.loading import load_served_model
+
         settings = load_settings()
         self.settings = settings
         if settings.serving.torch_threads:
@@ -165,6 +169,8 @@ class AdaptationService:
         self.registry.close()
 
     def _stage(self) -> str:
+        from metarec.registry.types import VersionRef
+
         info = self.engine.served.info
         try:
             return self.registry.get_version(
