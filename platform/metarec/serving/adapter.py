@@ -18,7 +18,10 @@ the scoring are organised for serving:
 * The first decision layer is linear, so an item row's pre-activation under a request's adapted
   weight ``W`` and bias ``b`` splits into ``h_item Wᵀ + (h_user Wᵀ + b)``: the item part is one
   matrix product of the cached item embeddings with every request's weight at once (no per-row
-  embedding is ever composed), the user part is one row per request. The remaining layers run
+  embedding is ever composed), the user part is one row per request. The item part reads only
+  the embedding columns where some item is non-zero (the user fields' columns are exact zeros
+  for items: 24 of 56 columns with the ml-100k features), so it multiplies those columns of
+  each request's weight only. The remaining layers run
   as batched matrix products with each request's adapted parameters, as ``Decision.forward``
   does (ReLU between layers). The sums are reassociated, so the predictions equal offline
   evaluation's to float32 rounding (≈1e-6; the tests hold them to 1e-5).
@@ -67,11 +70,16 @@ class ItemTerms:
         items: The item matrix.
         h: Embeddings of every item row, user columns empty (N, D).
         offsets: Outer-loop offsets of every item row (N,).
+        columns: The embedding columns where some item is non-zero (C,): the user fields'
+            columns are exact zeros for every item, so scoring skips them.
+        h_used: ``h[:, columns]`` (N, C).
     """
 
     items: ItemMatrix
     h: torch.Tensor
     offsets: torch.Tensor
+    columns: torch.Tensor
+    h_used: torch.Tensor
 
 
 def decision_layers(decision: torch.nn.Module) -> list[str]:
@@ -88,7 +96,12 @@ def decision_layers(decision: torch.nn.Module) -> list[str]:
 
 
 def score_rows(
-    layers: Sequence[str], fast: Params, h_items: torch.Tensor, h_users: torch.Tensor
+    layers: Sequence[str],
+    fast: Params,
+    h_items: torch.Tensor,
+    h_users: torch.Tensor,
+    *,
+    item_columns: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Raw MLP outputs of item rows under each task's adapted parameters (no offsets).
 
@@ -98,18 +111,22 @@ def score_rows(
     Args:
         layers: Linear layers in order (:func:`decision_layers`).
         fast: Adapted parameters, each with a leading task axis (T, ...).
-        h_items: Item embeddings, shared (N, D) or per task (T, N, D).
+        h_items: Item embeddings, shared (N, D) or per task (T, N, D); only the
+            ``item_columns`` of them when those are given ((N, C) or (T, N, C)).
         h_users: Each task's user embedding (T, D).
+        item_columns: The embedding columns ``h_items`` holds, when not all: every other
+            column of the item embeddings is zero, so the first layer's item part needs only
+            these columns of its weight.
 
     Returns:
         Outputs (T, N).
     """
     first = layers[0]
     w, b = fast[f"{first}.weight"], fast[f"{first}.bias"]  # (T, H1, D), (T, H1)
-    w_t = w.transpose(1, 2)  # (T, D, H1)
-    user = torch.baddbmm(b.unsqueeze(1), h_users.unsqueeze(1), w_t)  # (T, 1, H1)
+    user = torch.baddbmm(b.unsqueeze(1), h_users.unsqueeze(1), w.transpose(1, 2))  # (T, 1, H1)
+    w_items = w if item_columns is None else w.index_select(2, item_columns)  # (T, H1, C)
     # In place on the fresh (T, N, ·) products: the same values, less memory traffic.
-    z = torch.matmul(h_items, w_t).add_(user)  # (T, N, H1)
+    z = torch.matmul(h_items, w_items.transpose(1, 2)).add_(user)  # (T, N, H1)
     for name in layers[1:]:
         w, b = fast[f"{name}.weight"], fast[f"{name}.bias"]  # (T, out, in), (T, out)
         z = torch.baddbmm(b.unsqueeze(1), z.relu_(), w.transpose(1, 2))  # (T, N, out)
@@ -156,7 +173,9 @@ class BatchedAdapter:
             return cached
         codes = torch.from_numpy(items.codes).to(self.device)  # (N, W)
         model = self.adapted.model
-        terms = ItemTerms(items, model.embed(codes), model.offset(codes))  # (N, D), (N,)
+        h = model.embed(codes)  # (N, D)
+        columns = torch.nonzero((h != 0).any(0)).squeeze(1)  # (C,)
+        terms = ItemTerms(items, h, model.offset(codes), columns, h[:, columns].contiguous())
         with self._lock:
             self._cached = terms
         return terms
@@ -213,7 +232,9 @@ class BatchedAdapter:
             q_max = max(len(j.query_rows) for j in jobs)
             n_items = len(terms.offsets)
             if 2 * q_max >= n_items:  # most of the catalogue: score it all, pick rows after
-                raw = score_rows(self._layers, fast, terms.h, h_users)  # (T, N)
+                raw = score_rows(
+                    self._layers, fast, terms.h_used, h_users, item_columns=terms.columns
+                )  # (T, N)
                 pred = raw + (terms.offsets.unsqueeze(0) + off_users.unsqueeze(1))  # (T, N)
                 scores = pred.cpu().numpy()
                 return [scores[t, job.query_rows] for t, job in enumerate(jobs)]
@@ -221,7 +242,10 @@ class BatchedAdapter:
             for t, job in enumerate(jobs):
                 query[t, : len(job.query_rows)] = job.query_rows
             query_t = torch.from_numpy(query).to(self.device)  # (T, Q)
-            raw = score_rows(self._layers, fast, terms.h[query_t], h_users)  # (T, Q)
+            h_query = terms.h_used[query_t]  # (T, Q, C)
+            raw = score_rows(
+                self._layers, fast, h_query, h_users, item_columns=terms.columns
+            )  # (T, Q)
             pred = raw + (terms.offsets[query_t] + off_users.unsqueeze(1))  # (T, Q)
             scores = pred.cpu().numpy()
         return [scores[t, : len(job.query_rows)] for t, job in enumerate(jobs)]
