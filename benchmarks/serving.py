@@ -190,6 +190,11 @@ def summarise(windows: list[dict]) -> dict:
     }
 
 
+def window_ratios(a: dict, b: dict) -> list[float]:
+    """Throughput ratio ``a / b`` of each round's two windows (rounds where ``b`` answered)."""
+    return [x / y for x, y in zip(a["window_rps"], b["window_rps"], strict=True) if y]
+
+
 def measure(settings, info, bodies, *, services: dict[str, dict], args, logs: Path) -> dict:
     """Start every service, warm each up, then drive them in alternating windows.
 
@@ -272,19 +277,13 @@ def main() -> None:
             }
         windows = measure(settings, info, bodies, services=services, args=args, logs=Path(tmp))
     service, baseline = summarise(windows["service"]), summarise(windows["baseline"])
-    ratios = [
-        a / b for a, b in zip(service["window_rps"], baseline["window_rps"], strict=True) if b
-    ]
+    ratios = window_ratios(service, baseline)
     speedup = round(statistics.median(ratios), 2) if ratios else None
     overall = round(service["rps"] / baseline["rps"], 2) if baseline["rps"] else None
     extra = {}
     if "service_bentoml_path" in windows:
         through_bentoml = summarise(windows["service_bentoml_path"])
-        gains = [
-            a / b
-            for a, b in zip(service["window_rps"], through_bentoml["window_rps"], strict=True)
-            if b
-        ]
+        gains = window_ratios(service, through_bentoml)
         extra = {
             "service_bentoml_path": through_bentoml,
             "direct_path_gain": round(statistics.median(gains), 2) if gains else None,

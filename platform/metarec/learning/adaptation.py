@@ -12,12 +12,11 @@ gradient.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import torch
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
-from metarec.learning.model import MeLU
+from metarec.learning.model import Decision, MeLU
 
 Params = dict[str, torch.Tensor]
 LearningRate = float | Mapping[str, torch.Tensor]
@@ -26,20 +25,6 @@ LearningRate = float | Mapping[str, torch.Tensor]
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the examples where ``mask`` is 1 (0 when there are none)."""
     return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-def _run(
-    decision: torch.nn.Module, params: Mapping[str, torch.Tensor], h: torch.Tensor, **kwargs: Any
-) -> torch.Tensor:
-    """``decision`` applied with ``params``.
-
-    Its pure :meth:`~metarec.learning.model.Decision.run` when it has one, else
-    ``torch.func.functional_call``.
-    """
-    run = getattr(decision, "run", None)
-    if run is not None:
-        return run(params, h, **kwargs)
-    return functional_call(decision, dict(params), (h,), kwargs)
 
 
 def _rate(lr: LearningRate, name: str) -> torch.Tensor | float:
@@ -54,7 +39,7 @@ def _step(param: torch.Tensor, grad: torch.Tensor, rate: torch.Tensor | float) -
 
 
 def adapt_embedded(
-    decision: torch.nn.Module,
+    decision: Decision,
     params: Mapping[str, torch.Tensor],
     h: torch.Tensor,
     y: torch.Tensor,
@@ -88,7 +73,7 @@ def adapt_embedded(
     def task_loss(
         p: Params, h_t: torch.Tensor, y_t: torch.Tensor, m_t: torch.Tensor
     ) -> torch.Tensor:
-        pred = _run(decision, p, h_t)  # (S,)
+        pred = decision.run(p, h_t)  # (S,)
         return masked_mse(pred, y_t, m_t)  # ()
 
     task_grad = grad(task_loss)
@@ -112,13 +97,13 @@ FIRST_WEIGHT = "hidden.0.weight"
 FIRST_BIAS = "hidden.0.bias"
 
 
-def _has_first_layer(decision: torch.nn.Module, params: Mapping[str, torch.Tensor]) -> bool:
+def _has_first_layer(decision: Decision, params: Mapping[str, torch.Tensor]) -> bool:
     hidden = getattr(decision, "hidden", None)
     return bool(hidden) and FIRST_WEIGHT in params and FIRST_BIAS in params
 
 
 def _inner_loop_dual(
-    decision: torch.nn.Module,
+    decision: Decision,
     start: Params,
     h: torch.Tensor,
     y: torch.Tensor,
@@ -161,7 +146,7 @@ def _inner_loop_dual(
         inputs: list[torch.Tensor] = []
         dual = [(a, b, s) for (a, b), s in zip(history, shifts, strict=True)]
         kwargs = {"preactivation": True, "dual": dual, "inputs": inputs}
-        pred = _run(decision, {**shared, **p}, z, **kwargs)  # (S,)
+        pred = decision.run({**shared, **p}, z, **kwargs)  # (S,)
         return masked_mse(pred, y_t, m_t), inputs  # (), n_later × (S, in)
 
     task_grad = grad(task_loss, argnums=(0, 1, 2), has_aux=True)
@@ -203,7 +188,7 @@ def _inner_loop_dual(
 
 
 def _adapt_first_layer_closed_form(
-    decision: torch.nn.Module,
+    decision: Decision,
     start: Params,
     h: torch.Tensor,
     y: torch.Tensor,
@@ -229,7 +214,7 @@ def _adapt_first_layer_closed_form(
 
 
 def adapt_and_predict_embedded(
-    decision: torch.nn.Module,
+    decision: Decision,
     params: Mapping[str, torch.Tensor],
     h: torch.Tensor,
     y: torch.Tensor,
@@ -268,7 +253,7 @@ def adapt_and_predict_embedded(
     ) -> torch.Tensor:
         dual = [(a, b, None) for a, b in zip(a_t, b_t, strict=True)]
         kwargs = {"preactivation": True, "dual": dual}
-        return _run(decision, {**shared, **p}, z, **kwargs)  # (Q,)
+        return decision.run({**shared, **p}, z, **kwargs)  # (Q,)
 
     return vmap(one_task)(adapted, z_q, a_hist, b_hist)
 
@@ -319,11 +304,11 @@ def adapt(
     )
 
 
-def predict_embedded(decision: torch.nn.Module, adapted: Params, h: torch.Tensor) -> torch.Tensor:
+def predict_embedded(decision: Decision, adapted: Params, h: torch.Tensor) -> torch.Tensor:
     """Predict with per-task parameters (T, ...) from embedded rows (T, Q, D) → (T, Q)."""
 
     def one_task(p: Params, h_t: torch.Tensor) -> torch.Tensor:
-        return _run(decision, p, h_t)  # (Q,)
+        return decision.run(p, h_t)  # (Q,)
 
     return vmap(one_task)(adapted, h)
 

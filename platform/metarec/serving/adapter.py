@@ -101,7 +101,7 @@ def score_rows(
     h_items: torch.Tensor,
     h_users: torch.Tensor,
     *,
-    item_columns: torch.Tensor | None = None,
+    item_columns: torch.Tensor,
 ) -> torch.Tensor:
     """Raw MLP outputs of item rows under each task's adapted parameters (no offsets).
 
@@ -111,12 +111,12 @@ def score_rows(
     Args:
         layers: Linear layers in order (:func:`decision_layers`).
         fast: Adapted parameters, each with a leading task axis (T, ...).
-        h_items: Item embeddings, shared (N, D) or per task (T, N, D); only the
-            ``item_columns`` of them when those are given ((N, C) or (T, N, C)).
+        h_items: The ``item_columns`` of the item embeddings, shared (N, C) or per task
+            (T, N, C).
         h_users: Each task's user embedding (T, D).
-        item_columns: The embedding columns ``h_items`` holds, when not all: every other
-            column of the item embeddings is zero, so the first layer's item part needs only
-            these columns of its weight.
+        item_columns: The embedding columns ``h_items`` holds (C,): every other column of the
+            item embeddings is zero, so the first layer's item part needs only these columns
+            of its weight.
 
     Returns:
         Outputs (T, N).
@@ -124,7 +124,7 @@ def score_rows(
     first = layers[0]
     w, b = fast[f"{first}.weight"], fast[f"{first}.bias"]  # (T, H1, D), (T, H1)
     user = torch.baddbmm(b.unsqueeze(1), h_users.unsqueeze(1), w.transpose(1, 2))  # (T, 1, H1)
-    w_items = w if item_columns is None else w.index_select(2, item_columns)  # (T, H1, C)
+    w_items = w.index_select(2, item_columns)  # (T, H1, C)
     # In place on the fresh (T, N, ·) products: the same values, less memory traffic.
     z = torch.matmul(h_items, w_items.transpose(1, 2)).add_(user)  # (T, N, H1)
     for name in layers[1:]:
