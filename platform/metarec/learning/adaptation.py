@@ -98,8 +98,7 @@ FIRST_BIAS = "hidden.0.bias"
 
 
 def _has_first_layer(decision: Decision, params: Mapping[str, torch.Tensor]) -> bool:
-    hidden = getattr(decision, "hidden", None)
-    return bool(hidden) and FIRST_WEIGHT in params and FIRST_BIAS in params
+    return len(decision.hidden) > 0 and FIRST_WEIGHT in params and FIRST_BIAS in params
 
 
 def _inner_loop_dual(

@@ -10,8 +10,6 @@ rolling MAE over the last ``serving.quality_window`` events.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
 LATENCY_BUCKETS = (
@@ -51,7 +49,7 @@ class ServingMetrics:
         """
         self.model_version = model_version
         self.registry = registry or CollectorRegistry()
-        self._request_series: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._request_series: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "metarec_requests_total",
             "Requests by endpoint and HTTP status class.",
