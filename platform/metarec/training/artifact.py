@@ -12,10 +12,12 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from safetensors import SafetensorError
@@ -23,11 +25,15 @@ from safetensors.torch import load_file, save_file
 
 import metarec
 from metarec.errors import ModelArtifactError
+from metarec.learning.item_models import EASE
 from metarec.learning.model import MeLU, ModelConfig
+from metarec.learning.ranker import Ranker, RankerConfig
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 GLOBAL_WEIGHTS = "global_model.safetensors"
+RANKER_WEIGHTS = "ranker.safetensors"
+ITEM_PRIOR = "item_prior.safetensors"
 CARD = "model_card.json"
 
 Metrics = dict[str, dict[str, dict[str, dict[str, float]]]]
@@ -56,6 +62,8 @@ class ModelCard(BaseModel):
     training: dict[str, Any]
     metrics: Metrics
     test_users: dict[str, list[int]]
+    ranking: dict[str, Any] = {}
+    ranker: dict[str, Any] | None = None
     weights_sha256: str
     files: dict[str, str]
 
@@ -88,12 +96,26 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _state(model: MeLU) -> dict[str, torch.Tensor]:
+@dataclass(frozen=True)
+class RankerParts:
+    """The served ranker's weights: the meta-learned model and the EASE item-item prior."""
+
+    model: Ranker
+    ease: EASE
+    item_ids: np.ndarray  # (I,) the catalogue order of the prior's rows and columns
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
 def save_artifact(
-    out: Path, *, model: MeLU, global_model: MeLU | None, card: dict[str, Any]
+    out: Path,
+    *,
+    model: MeLU,
+    global_model: MeLU | None,
+    card: dict[str, Any],
+    ranker: RankerParts | None = None,
 ) -> ModelCard:
     """Write an artifact directory atomically (a temporary sibling renamed into place).
 
@@ -102,6 +124,7 @@ def save_artifact(
         model: The meta-trained model.
         global_model: The non-meta baseline model (same architecture), stored beside it.
         card: Card fields except ``model``, ``weights_sha256``, ``files``, ``format_version``.
+        ranker: The served ranker's weights (``card["ranker"]`` describes them), if any.
 
     Returns:
         The written card.
@@ -115,6 +138,15 @@ def save_artifact(
     if global_model is not None:
         save_file(_state(global_model), str(tmp / GLOBAL_WEIGHTS), metadata={"format": "pt"})
         files[GLOBAL_WEIGHTS] = sha256_file(tmp / GLOBAL_WEIGHTS)
+    if ranker is not None:
+        save_file(_state(ranker.model), str(tmp / RANKER_WEIGHTS), metadata={"format": "pt"})
+        prior = {
+            "ease": torch.from_numpy(np.ascontiguousarray(ranker.ease.weights())),
+            "item_ids": torch.from_numpy(np.ascontiguousarray(ranker.item_ids, dtype=np.int64)),
+        }
+        save_file(prior, str(tmp / ITEM_PRIOR), metadata={"format": "pt"})
+        files[RANKER_WEIGHTS] = sha256_file(tmp / RANKER_WEIGHTS)
+        files[ITEM_PRIOR] = sha256_file(tmp / ITEM_PRIOR)
     written = ModelCard(
         **card,
         model=model.config.to_dict(),
@@ -160,9 +192,13 @@ def read_card(path: Path) -> ModelCard:
         raise ModelArtifactError(f"{card_path}: invalid model card ({exc}).", fix=fix) from exc
 
 
-def _load_weights(path: Path, name: str, expected_sha: str, config: ModelConfig) -> MeLU:
+FIX_WEIGHTS = "restore the artifact from the registry or retrain; never edit weights by hand."
+
+
+def _read_verified(path: Path, name: str, expected_sha: str) -> dict[str, torch.Tensor]:
+    """A safetensors file of the artifact, parsed only after its sha256 matched the card."""
     file = path / name
-    fix = "restore the artifact from the registry or retrain; never edit weights by hand."
+    fix = FIX_WEIGHTS
     if not file.is_file():
         raise ModelArtifactError(f"{file}: weights file missing.", fix=fix)
     actual = sha256_file(file)
@@ -173,20 +209,61 @@ def _load_weights(path: Path, name: str, expected_sha: str, config: ModelConfig)
             fix=fix,
         )
     try:
-        state = load_file(str(file), device="cpu")
+        return load_file(str(file), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelArtifactError(
             f"{file}: not a safetensors file ({exc}); MetaRec never loads pickle.", fix=fix
         ) from exc
-    model = MeLU(config)
+
+
+def _fill(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ModelArtifactError(
-            f"{file}: weights do not fit the architecture in the card ({exc}).", fix=fix
+            f"{file}: weights do not fit the architecture in the card ({exc}).", fix=FIX_WEIGHTS
         ) from exc
     model.eval()
+
+
+def _load_weights(path: Path, name: str, expected_sha: str, config: ModelConfig) -> MeLU:
+    model = MeLU(config)
+    _fill(model, _read_verified(path, name, expected_sha), path / name)
     return model
+
+
+def load_ranker(path: Path, card: ModelCard) -> RankerParts | None:
+    """The served ranker stored in the artifact (checksums verified), or None without one.
+
+    Raises:
+        ModelArtifactError: A file is missing, altered, not safetensors, or does not fit the
+            card's ranker architecture.
+    """
+    if card.ranker is None:
+        return None
+    path = Path(path)
+    for name in (RANKER_WEIGHTS, ITEM_PRIOR):
+        if name not in card.files:
+            raise ModelArtifactError(
+                f"{path}: the card describes a ranker but lists no {name}.", fix=FIX_WEIGHTS
+            )
+    try:
+        config = RankerConfig.from_dict(card.ranker["config"])
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ModelArtifactError(
+            f"model card: invalid ranker architecture ({exc}).",
+            fix="retrain the model with `metarec train`.",
+        ) from exc
+    model = Ranker(config)
+    _fill(model, _read_verified(path, RANKER_WEIGHTS, card.files[RANKER_WEIGHTS]), path)
+    prior = _read_verified(path, ITEM_PRIOR, card.files[ITEM_PRIOR])
+    if set(prior) != {"ease", "item_ids"}:
+        raise ModelArtifactError(f"{path / ITEM_PRIOR}: unexpected tensors.", fix=FIX_WEIGHTS)
+    return RankerParts(
+        model=model,
+        ease=EASE.from_weights(prior["ease"].numpy()),
+        item_ids=prior["item_ids"].numpy(),
+    )
 
 
 def load_artifact(path: Path) -> tuple[MeLU, ModelCard]:

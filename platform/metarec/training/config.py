@@ -75,7 +75,37 @@ class TrainingConfig(BaseModel):
     global_lr: float = Field(default=3e-3, gt=0)
     finetune_steps: int = Field(default=5, ge=0)
     finetune_lr: float = Field(default=0.02, gt=0)
+    # Catalogue ranker (what /recommend ranks with)
+    ranker: bool = Field(
+        default=True,
+        description="Train the meta-learned catalogue ranker and run the ranking protocol.",
+    )
+    ranker_dim: int = Field(default=64, ge=2, description="Width of user and item vectors.")
+    ranker_inner_steps: int = Field(default=3, ge=0, description="Inner steps per user.")
+    ranker_inner_lr: float = Field(
+        default=0.5, gt=0, description="Initial per-dimension inner step size (learnt)."
+    )
+    ranker_outer_lr: float = Field(default=3e-3, gt=0)
+    ranker_max_steps: int = Field(default=800, ge=1, description="Outer steps (upper bound).")
+    ranker_batch_size: int = Field(default=64, ge=1, description="Users per outer step.")
+    ranker_eval_every: int = Field(
+        default=100, ge=1, description="Validate (NDCG@20 of validation users) every N steps."
+    )
+    ranking_support_sizes: tuple[int, ...] = Field(
+        default=(5, 10, 20), description="K of the ranking protocol (first K known ratings)."
+    )
+    ranking_orders: tuple[Literal["time", "random"], ...] = Field(
+        default=("time", "random"), description="Support orders of the ranking protocol."
+    )
     # Splits and evaluation
+    n_folds: int | None = Field(
+        default=None,
+        ge=2,
+        description="With test_fold: the users are cut into n_folds seeded folds and fold "
+        "`test_fold` is the test set (every user is a test user once over the folds); "
+        "validation users come from the rest. None: test_fraction of the users.",
+    )
+    test_fold: int = Field(default=0, ge=0, description="Which fold is held out (n_folds).")
     val_fraction: float = Field(default=0.1, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     new_item_fraction: float = Field(default=0.2, gt=0, lt=1)

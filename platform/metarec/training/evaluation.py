@@ -58,6 +58,8 @@ def evaluate_artifact(
         val_fraction=config.val_fraction,
         test_fraction=config.test_fraction,
         new_item_fraction=config.new_item_fraction,
+        n_folds=config.n_folds,
+        test_fold=config.test_fold,
     )
     split = Split(
         **{**split.model_dump(), "new_item_cutoff_year": int(split_info["new_item_cutoff_year"])}

@@ -78,12 +78,27 @@ def plan_split(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     new_item_fraction: float = 0.2,
+    n_folds: int | None = None,
+    test_fold: int = 0,
 ) -> Split:
-    """Split users (seeded, disjoint) and choose the new-item cutoff year."""
+    """Split users (seeded, disjoint) and choose the new-item cutoff year.
+
+    With ``n_folds``, the seeded permutation of users is cut into ``n_folds`` folds, fold
+    ``test_fold`` is the test set and the validation users are the first ``val_fraction`` of
+    the rest: over the folds every user is a test user exactly once.
+    """
     users = np.sort(df["user_id"].unique())
     order = np.random.default_rng([seed, 1]).permutation(users)
-    n_test = round(len(users) * test_fraction)
     n_val = round(len(users) * val_fraction)
+    if n_folds is not None:
+        if not 0 <= test_fold < n_folds:
+            raise ValueError(f"test_fold must be in 0..{n_folds - 1}, got {test_fold}")
+        folds = np.array_split(order, n_folds)
+        test = folds[test_fold]
+        order = np.concatenate([test, *(f for i, f in enumerate(folds) if i != test_fold)])
+        n_test = len(test)
+    else:
+        n_test = round(len(users) * test_fraction)
     return Split(
         seed=seed,
         test_users=sorted(int(u) for u in order[:n_test]),

@@ -27,11 +27,19 @@ from metarec.learning.global_model import fit_global
 from metarec.learning.metrics import evaluate_predictions
 from metarec.learning.model import MeLU
 from metarec.learning.tasks import collate
-from metarec.training.artifact import ModelCard, code_version, now, save_artifact
+from metarec.training.artifact import (
+    ModelCard,
+    RankerParts,
+    code_version,
+    now,
+    save_artifact,
+)
 from metarec.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from metarec.training.config import TrainingConfig
 from metarec.training.encoding import FeatureEncoder
 from metarec.training.methods import AdaptedModel, adapted_predictions, evaluate_tasks
+from metarec.training.ranking import RankerTraining, RankingData, ranker_config_for
+from metarec.training.ranking_eval import Cells, RankingRun, train_and_evaluate_ranking
 from metarec.training.scenarios import Scenario, Split, TaskSource, parse_support_size, plan_split
 from metarec.validation.record import require_passed
 
@@ -40,7 +48,7 @@ from metarec.validation.record import require_passed
 class ProgressEvent:
     """One report from the training loop."""
 
-    phase: str  # "global", "meta", "evaluate"
+    phase: str  # "global", "meta", "ranker", "evaluate"
     step: int
     total: int
     meta_loss: float | None = None
@@ -223,6 +231,8 @@ def train(
         val_fraction=config.val_fraction,
         test_fraction=config.test_fraction,
         new_item_fraction=config.new_item_fraction,
+        n_folds=config.n_folds,
+        test_fold=config.test_fold,
     )
     data = prepare(df, split=split, encoder=None, config=config)
     global_model, model = build_models(data, config)
@@ -289,14 +299,83 @@ def train(
         device=device,
         on_progress=on_progress,
     )
+    fields = _card_fields(config, manifest, record.result_id, data, state, metrics, users)
+    parts = None
+    if config.ranker:
+        run = rank_catalogue(
+            data,
+            config=config,
+            rating_model=AdaptedModel(model.cpu(), inner, use_meta_sgd),
+            device=device,
+            on_progress=on_progress,
+        )
+        fields.update(ranking=run.table, ranker=run.card)
+        parts = RankerParts(model=run.served.model, ease=run.served.ease, item_ids=run.item_ids)
     card = save_artifact(
-        out,
-        model=model.cpu(),
-        global_model=global_model.cpu(),
-        card=_card_fields(config, manifest, record.result_id, data, state, metrics, users),
+        out, model=model.cpu(), global_model=global_model.cpu(), card=fields, ranker=parts
     )
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # the run is complete; nothing to resume
     return card
+
+
+def ranking_data(data: PreparedData) -> RankingData:
+    """The ranking view of a prepared training set (catalogue, histories, train matrix)."""
+    source = data.source
+    return RankingData.build(
+        encoder=data.encoder,
+        codes=source.x,
+        user_ids=source.user_ids,
+        item_ids=source.item_ids,
+        ratings=source.y,
+        new_item_rows=data.split.is_new_item(data.df["release_year"]),
+        train_users=data.split.train_users,
+    )
+
+
+def ranker_settings(config: TrainingConfig) -> RankerTraining:
+    """The ranker's training settings from the training config."""
+    return RankerTraining(
+        dim=config.ranker_dim,
+        inner_steps=config.ranker_inner_steps,
+        inner_lr_init=config.ranker_inner_lr,
+        outer_lr=config.ranker_outer_lr,
+        max_steps=config.ranker_max_steps,
+        batch_size=config.ranker_batch_size,
+        eval_every=config.ranker_eval_every,
+        seed=config.seed,
+    )
+
+
+def rank_catalogue(
+    data: PreparedData,
+    *,
+    config: TrainingConfig,
+    rating_model: AdaptedModel | None,
+    device: torch.device,
+    on_progress: ProgressCallback | None = None,
+    keep_per_user: dict | None = None,
+) -> RankingRun:
+    """Train the catalogue ranker and run the ranking protocol on the held-out users.
+
+    ``keep_per_user`` (optional) is filled with per-user NDCG@20 ``[scenario][cell][method]``.
+    """
+    rdata = ranking_data(data)
+    return train_and_evaluate_ranking(
+        rdata,
+        data.split,
+        settings=ranker_settings(config),
+        ranker_config=ranker_config_for(
+            data.encoder, dim=config.ranker_dim, inner_lr_init=config.ranker_inner_lr
+        ),
+        rating_model=rating_model,
+        scenarios=tuple(config.scenarios),
+        cells=Cells(orders=tuple(config.ranking_orders), ks=tuple(config.ranking_support_sizes)),
+        device=device,
+        on_step=(lambda phase, step, total: on_progress(ProgressEvent(phase, step, total)))
+        if on_progress
+        else None,
+        keep_per_user=keep_per_user,
+    )
 
 
 def _card_fields(

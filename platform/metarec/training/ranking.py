@@ -1,0 +1,505 @@
+"""Ranking the whole catalogue for a user: data, the meta-learned ranker's training, the blend.
+
+The catalogue is every item of the training set, in ascending item id (position = row of every
+(·, I) array). Histories are each user's ratings in time order (the training set's order).
+
+* :class:`RankingData` cuts a prepared training set into what the ranking code needs: item and
+  user codes for :class:`~metarec.learning.ranker.Ranker`, histories, and the implicit matrix of
+  the meta-training users (existing items only: new items and held-out users never reach it).
+* :func:`fit_meta_ranker` meta-trains the ranker: each task is a training user whose first K
+  ratings (time or random order) are the support, and whose later ratings of 4 or 5 are the query
+  (softmax over the catalogue, support items removed); the user vector is adapted in the inner
+  loop (second order); early stopping on validation users' NDCG@20.
+* :func:`fit_plain_ranker` is the same model without meta-training: one free vector per
+  training user, fitted on whole histories, then fine-tuned on a new user's support set.
+* The served ranker blends the meta-learned ranker with the rating-weighted EASE fold-in; the
+  blend weight and EASE's λ are chosen on validation users (:func:`blend`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from metarec.learning.item_models import EASE, implicit_weights
+from metarec.learning.ranker import (
+    Ranker,
+    RankerConfig,
+    adapted_scores,
+    exclusion_mask,
+    logits,
+    query_loss,
+)
+from metarec.learning.ranking_metrics import per_user_metrics
+from metarec.training.encoding import ITEM_FIELDS, USER_FIELDS, FeatureEncoder
+
+ORDERS = ("time", "random")
+LIKED = 4.0
+
+
+def cell_name(order: str, k: int) -> str:
+    """``"random@10"``: the key of one (order, support size) cell of the ranking table."""
+    return f"{order}@{k}"
+
+
+def ranker_columns(encoder: FeatureEncoder) -> tuple[list[int], list[int]]:
+    """Columns of an encoded row that feed the ranker: (user fields, categorical item fields).
+
+    Genre codes follow the categorical fields and are always item columns.
+    """
+    names = encoder.field_names
+    users = [i for i, n in enumerate(names) if n in USER_FIELDS]
+    items = [i for i, n in enumerate(names) if n in (*ITEM_FIELDS, "item_id")]
+    return users, items
+
+
+def ranker_item_codes(encoder: FeatureEncoder, codes: np.ndarray) -> np.ndarray:
+    """Item rows for the ranker (N, n_item_fields + max_genres) from encoded rows (N, W)."""
+    _, items = ranker_columns(encoder)
+    genres = list(range(len(encoder.field_names), encoder.width))
+    return np.ascontiguousarray(codes[:, items + genres])
+
+
+def ranker_user_codes(encoder: FeatureEncoder, codes: np.ndarray) -> np.ndarray:
+    """User attribute codes for the ranker (N, n_user_fields) from encoded rows (N, W)."""
+    users, _ = ranker_columns(encoder)
+    return np.ascontiguousarray(codes[:, users])
+
+
+def ranker_config_for(encoder: FeatureEncoder, *, dim: int, inner_lr_init: float) -> RankerConfig:
+    """The :class:`RankerConfig` matching an encoder's vocabularies."""
+    users, items = ranker_columns(encoder)
+    size = {n: len(encoder.vocabularies[n]) + 1 for n in encoder.field_names}
+    return RankerConfig(
+        user_field_sizes=tuple(size[encoder.field_names[i]] for i in users),
+        item_field_sizes=tuple(size[encoder.field_names[i]] for i in items),
+        n_genres=len(encoder.genres) + 1,
+        max_genres=encoder.max_genres,
+        dim=dim,
+        inner_lr_init=inner_lr_init,
+    )
+
+
+@dataclass(frozen=True)
+class History:
+    """One user's ratings in time order: catalogue positions and ratings."""
+
+    items: np.ndarray  # (n,) int64
+    ratings: np.ndarray  # (n,) float32
+
+
+@dataclass(frozen=True)
+class RankingTask:
+    """One user's ranking problem: the support set, the relevant items, the ranked items."""
+
+    user_id: int
+    support: np.ndarray  # (K,) catalogue positions
+    support_ratings: np.ndarray  # (K,)
+    relevant: np.ndarray  # (R,) positions of later items rated ≥ 4 inside the ranked set
+
+
+@dataclass
+class RankingData:
+    """Catalogue, codes, histories and the meta-training users' implicit matrix."""
+
+    item_ids: np.ndarray  # (I,) ascending
+    item_codes: np.ndarray  # (I, n_item_fields + max_genres)
+    new_item: np.ndarray  # (I,) bool
+    user_codes: dict[int, np.ndarray]  # user → (n_user_fields,)
+    item_rows: np.ndarray  # (I, W) encoded rows of the items, user columns 0 (rating model)
+    user_rows: dict[int, np.ndarray]  # user → (W,) encoded row, only user columns non-zero
+    histories: dict[int, History]
+    train_users: list[int]
+    train_matrix: np.ndarray  # (n_train, I) rating-weighted, existing items only
+    train_binary: np.ndarray  # (n_train, I) 1 where rated
+    train_ratings: np.ndarray  # (n_train, I) rating, 0 = unrated
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        encoder: FeatureEncoder,
+        codes: np.ndarray,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        ratings: np.ndarray,
+        new_item_rows: np.ndarray,
+        train_users: Sequence[int],
+    ) -> RankingData:
+        """Build from encoded training-set rows (N, W) in (user, time) order."""
+        catalogue, first, position = np.unique(item_ids, return_index=True, return_inverse=True)
+        new_item = np.zeros(len(catalogue), dtype=bool)
+        new_item[position[new_item_rows]] = True
+        user_order = np.argsort(user_ids, kind="stable")  # keeps time order inside a user
+        users_sorted = user_ids[user_order]
+        bounds = np.flatnonzero(np.diff(users_sorted)) + 1
+        histories: dict[int, History] = {}
+        user_codes: dict[int, np.ndarray] = {}
+        all_user_codes = ranker_user_codes(encoder, codes)
+        user_cols, _ = ranker_columns(encoder)
+        user_only = np.zeros_like(codes)
+        user_only[:, user_cols] = codes[:, user_cols]
+        item_rows = codes[first].copy()
+        item_rows[:, user_cols] = 0
+        user_rows: dict[int, np.ndarray] = {}
+        for rows in np.split(user_order, bounds):
+            if not len(rows):
+                continue
+            user = int(user_ids[rows[0]])
+            histories[user] = History(
+                position[rows].astype(np.int64), ratings[rows].astype(np.float32)
+            )
+            user_codes[user] = all_user_codes[rows[0]]
+            user_rows[user] = user_only[rows[0]]
+        train = [u for u in train_users if u in histories]
+        shape = (len(train), len(catalogue))
+        weighted = np.zeros(shape, np.float32)
+        binary = np.zeros(shape, np.float32)
+        rated = np.zeros(shape, np.float32)
+        for n, user in enumerate(train):
+            h = histories[user]
+            keep = ~new_item[h.items]
+            weighted[n, h.items[keep]] = implicit_weights(h.ratings[keep], scheme="weighted")
+            binary[n, h.items[keep]] = 1.0
+            rated[n, h.items[keep]] = h.ratings[keep]
+        return cls(
+            item_ids=catalogue.astype(np.int64),
+            item_codes=ranker_item_codes(encoder, codes[first]),
+            new_item=new_item,
+            user_codes=user_codes,
+            item_rows=item_rows,
+            user_rows=user_rows,
+            histories=histories,
+            train_users=train,
+            train_matrix=weighted,
+            train_binary=binary,
+            train_ratings=rated,
+        )
+
+    @property
+    def n_items(self) -> int:
+        """Catalogue size ``I``."""
+        return len(self.item_ids)
+
+    def ordered(self, user: int, order: str, *, seed: int) -> History:
+        """The user's history in time order, or in a seeded random order (per user)."""
+        h = self.histories[user]
+        if order == "time":
+            return h
+        perm = np.random.default_rng([seed, 5, user]).permutation(len(h.items))
+        return History(h.items[perm], h.ratings[perm])
+
+    def tasks(
+        self,
+        users: Sequence[int],
+        *,
+        k: int,
+        order: str,
+        seed: int,
+        support_from: np.ndarray | None,
+        ranked: np.ndarray,
+    ) -> list[RankingTask]:
+        """Evaluation tasks: the first ``k`` ratings as support, later liked items as relevant.
+
+        Support = the first ``k`` ratings (of ``support_from`` items); relevant = the later
+        ratings ≥ 4 among ``ranked`` items. Users with fewer ratings or nothing relevant left
+        are skipped.
+
+        Args:
+            users: Users to cut.
+            k: Support size.
+            order: ``time`` or ``random``.
+            seed: Seeds the random order.
+            support_from: Items the support is drawn from (I,) bool; None: any.
+            ranked: Items that are ranked (I,) bool.
+        """
+        out = []
+        for user in users:
+            if user not in self.histories:
+                continue
+            h = self.ordered(int(user), order, seed=seed)
+            pool = np.ones(len(h.items), bool) if support_from is None else support_from[h.items]
+            support_pos = np.flatnonzero(pool)[:k]
+            if len(support_pos) < k:
+                continue
+            rest = np.ones(len(h.items), bool)
+            rest[: support_pos[-1] + 1] = False  # only what comes after the support
+            support_items = h.items[support_pos]
+            liked = rest & (h.ratings >= LIKED) & ranked[h.items]
+            relevant = np.setdiff1d(h.items[liked], support_items)
+            if len(relevant) == 0:
+                continue
+            out.append(RankingTask(int(user), support_items, h.ratings[support_pos], relevant))
+        return out
+
+
+def support_matrix(tasks: Sequence[RankingTask], n_items: int, *, scheme: str) -> np.ndarray:
+    """Fold-in rows (T, I): each task's support items with implicit weights."""
+    out = np.zeros((len(tasks), n_items), np.float32)
+    for t, task in enumerate(tasks):
+        out[t, task.support] = implicit_weights(task.support_ratings, scheme=scheme)  # type: ignore[arg-type]
+    return out
+
+
+def padded_support(tasks: Sequence[RankingTask]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Support indices (T, S) and rating weights (T, S), padded with weight 0."""
+    s_len = max(1, max(len(t.support) for t in tasks))
+    idx = np.zeros((len(tasks), s_len), np.int64)
+    w = np.zeros((len(tasks), s_len), np.float32)
+    for n, task in enumerate(tasks):
+        idx[n, : len(task.support)] = task.support
+        w[n, : len(task.support)] = implicit_weights(task.support_ratings, scheme="weighted")
+    return torch.from_numpy(idx), torch.from_numpy(w)
+
+
+def mask_scores(scores: np.ndarray, tasks: Sequence[RankingTask], ranked: np.ndarray) -> np.ndarray:
+    """Scores with the support items and the items outside ``ranked`` at -inf (a copy)."""
+    out = np.where(ranked[None, :], scores, -np.inf).astype(np.float64)
+    for t, task in enumerate(tasks):
+        out[t, task.support] = -np.inf
+    return out
+
+
+def relevance(tasks: Sequence[RankingTask], n_items: int) -> np.ndarray:
+    """(T, I) bool: the relevant items of each task."""
+    out = np.zeros((len(tasks), n_items), bool)
+    for t, task in enumerate(tasks):
+        out[t, task.relevant] = True
+    return out
+
+
+def ndcg20(scores: np.ndarray, tasks: Sequence[RankingTask], ranked: np.ndarray) -> float:
+    """Mean NDCG@20 of raw scores (support and unranked items removed)."""
+    masked = mask_scores(scores, tasks, ranked)
+    return float(per_user_metrics(masked, relevance(tasks, scores.shape[1]))["ndcg@20"].mean())
+
+
+def standardise(scores: np.ndarray, tasks: Sequence[RankingTask], ranked: np.ndarray) -> np.ndarray:
+    """Per-user z-scores over the ranked items minus the support (others: 0)."""
+    masked = mask_scores(scores, tasks, ranked)
+    finite = np.isfinite(masked)
+    count = finite.sum(1, keepdims=True).clip(min=1)
+    values = np.where(finite, masked, 0.0)
+    mean = values.sum(1, keepdims=True) / count
+    var = (np.where(finite, masked - mean, 0.0) ** 2).sum(1, keepdims=True) / count
+    return np.where(finite, (values - mean) / np.sqrt(var + 1e-12), 0.0)
+
+
+def blend(meta: np.ndarray, prior: np.ndarray, *, weight: float) -> np.ndarray:
+    """The served ranker's scores: ``(1 − w)·meta + w·prior`` of per-user z-scores."""
+    return (1.0 - weight) * meta + weight * prior
+
+
+# -- training -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RankerTraining:
+    """Settings of ranker training (from :class:`~metarec.training.config.TrainingConfig`)."""
+
+    dim: int = 64
+    inner_steps: int = 3
+    inner_lr_init: float = 0.5
+    outer_lr: float = 3e-3
+    max_steps: int = 800
+    batch_size: int = 64
+    eval_every: int = 100
+    support_min: int = 3
+    support_max: int = 30
+    max_query: int = 100
+    seed: int = 0
+
+
+Validate = Callable[[], float]
+
+
+def _pad(lists: Sequence[np.ndarray], *, dtype: type, fill: float = 0) -> torch.Tensor:
+    length = max(1, max(len(x) for x in lists))
+    out = np.full((len(lists), length), fill, dtype=dtype)
+    for n, x in enumerate(lists):
+        out[n, : len(x)] = x
+    return torch.from_numpy(out)
+
+
+def _training_batch(
+    data: RankingData, users: np.ndarray, rng: np.random.Generator, config: RankerTraining
+) -> tuple[torch.Tensor, ...]:
+    """Support/query of training users on existing items; half time order, half random."""
+    sup, sup_w, qry, qry_w, codes = [], [], [], [], []
+    for user in users:
+        h = data.histories[int(user)]
+        keep = ~data.new_item[h.items]
+        items, ratings = h.items[keep], h.ratings[keep]
+        if rng.random() < 0.5:
+            perm = rng.permutation(len(items))
+            items, ratings = items[perm], ratings[perm]
+        k = int(rng.integers(config.support_min, min(config.support_max, len(items) - 1) + 1))
+        q_items, q_ratings = items[k:], ratings[k:]
+        if len(q_items) > config.max_query:
+            pick = np.sort(rng.choice(len(q_items), config.max_query, replace=False))
+            q_items, q_ratings = q_items[pick], q_ratings[pick]
+        sup.append(items[:k])
+        sup_w.append(implicit_weights(ratings[:k], scheme="weighted"))
+        qry.append(q_items)
+        qry_w.append((q_ratings >= LIKED).astype(np.float32))
+        codes.append(data.user_codes[int(user)])
+    return (
+        _pad(sup, dtype=np.int64),
+        _pad(sup_w, dtype=np.float32),
+        _pad(qry, dtype=np.int64),
+        _pad(qry_w, dtype=np.float32),
+        torch.from_numpy(np.stack(codes)),
+    )
+
+
+def _eligible_training_users(data: RankingData, config: RankerTraining) -> np.ndarray:
+    counts = {u: int((~data.new_item[data.histories[u].items]).sum()) for u in data.train_users}
+    return np.array([u for u, n in counts.items() if n >= config.support_min + 2], dtype=np.int64)
+
+
+def fit_meta_ranker(
+    data: RankingData,
+    *,
+    config: RankerTraining,
+    ranker_config: RankerConfig,
+    validate: Callable[[Ranker], float],
+    device: torch.device,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> tuple[Ranker, list[dict[str, float]]]:
+    """Meta-train a ranker; keep the weights with the best validation score.
+
+    Args:
+        data: Ranking data.
+        config: Training settings.
+        ranker_config: Architecture.
+        validate: Validation NDCG of a model (higher is better).
+        device: Where to train.
+        on_step: Called with (step, total, loss).
+
+    Returns:
+        The best model (on CPU, eval mode) and the validation history.
+    """
+    torch.manual_seed(config.seed)
+    model = Ranker(ranker_config).to(device)
+    optimizer = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=config.outer_lr
+    )
+    item_codes = torch.from_numpy(data.item_codes).to(device)
+    pool = _eligible_training_users(data, config)
+    rng = np.random.default_rng([config.seed, 11])
+    best, best_state, history = -1.0, None, []
+    for step in range(1, config.max_steps + 1):
+        users = rng.choice(pool, size=min(config.batch_size, len(pool)), replace=False)
+        sup, sup_w, qry, qry_w, codes = (
+            t.to(device) for t in _training_batch(data, users, rng, config)
+        )
+        model.train()
+        tower = model.items(item_codes)
+        s = adapted_scores(
+            model, item_codes, codes, sup, sup_w, steps=config.inner_steps, tower=tower
+        )  # (T, I)
+        loss = query_loss(s, qry, qry_w, exclusion_mask(data.n_items, sup, sup_w))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optimizer.step()
+        if on_step:
+            on_step(step, config.max_steps, float(loss))
+        if step % config.eval_every == 0 or step == config.max_steps:
+            model.eval()
+            score = validate(model)
+            history.append({"step": step, "loss": float(loss), "val_ndcg@20": score})
+            if score > best:
+                best = score
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.cpu().eval(), history
+
+
+def fit_plain_ranker(
+    data: RankingData,
+    *,
+    config: RankerTraining,
+    ranker_config: RankerConfig,
+    validate: Callable[[Ranker], float],
+    device: torch.device,
+) -> tuple[Ranker, list[dict[str, float]]]:
+    """The same model without meta-training: free training-user vectors, whole histories.
+
+    A training user's vector is the attribute prior plus a free vector; the softmax loss is
+    over each user's whole history on existing items (rating weights). No support encoder, no
+    inner loop in training: a new user starts at the attribute prior and is fine-tuned on the
+    support set at evaluation.
+    """
+    torch.manual_seed(config.seed)
+    plain = RankerConfig(**{**ranker_config.to_dict(), "support_encoder": False})  # type: ignore[arg-type]
+    model = Ranker(RankerConfig.from_dict(plain.to_dict())).to(device)
+    users = np.array(data.train_users, dtype=np.int64)
+    free = torch.nn.Embedding(len(users), ranker_config.dim).to(device)
+    torch.nn.init.zeros_(free.weight)
+    params = [p for p in model.parameters() if p.requires_grad] + list(free.parameters())
+    optimizer = torch.optim.Adam(params, lr=config.outer_lr)
+    item_codes = torch.from_numpy(data.item_codes).to(device)
+    rng = np.random.default_rng([config.seed, 12])
+    weights = torch.from_numpy(data.train_matrix)
+    best, best_state, history = -1.0, None, []
+    for step in range(1, config.max_steps + 1):
+        rows = rng.choice(len(users), size=min(config.batch_size, len(users)), replace=False)
+        target = weights[rows].to(device)  # (T, I)
+        codes = torch.from_numpy(np.stack([data.user_codes[int(u)] for u in users[rows]])).to(
+            device
+        )
+        model.train()
+        tower = model.items(item_codes)
+        empty = torch.zeros(len(rows), 1, dtype=torch.int64, device=device)
+        u = model.prior(codes, tower, empty, torch.zeros(len(rows), 1, device=device))
+        u = u + free(torch.from_numpy(rows).to(device))  # (T, D)
+        log_p = torch.log_softmax(logits(u, tower), dim=-1)  # (T, I)
+        loss = -((log_p * target).sum(-1) / target.sum(-1).clamp(min=1e-6)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % config.eval_every == 0 or step == config.max_steps:
+            model.eval()
+            score = validate(model)
+            history.append({"step": step, "loss": float(loss), "val_ndcg@20": score})
+            if score > best:
+                best = score
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.cpu().eval(), history
+
+
+@torch.no_grad()
+def ranker_scores(
+    model: Ranker,
+    data: RankingData,
+    tasks: Sequence[RankingTask],
+    *,
+    steps: int,
+    lr: float | None = None,
+    batch_size: int = 512,
+) -> np.ndarray:
+    """Raw scores (T, I) of the catalogue for each task after adaptation (no masking)."""
+    item_codes = torch.from_numpy(data.item_codes)
+    tower = model.items(item_codes)
+    out = []
+    for start in range(0, len(tasks), batch_size):
+        chunk = tasks[start : start + batch_size]
+        idx, w = padded_support(chunk)
+        codes = torch.from_numpy(np.stack([data.user_codes[t.user_id] for t in chunk]))
+        s = adapted_scores(model, item_codes, codes, idx, w, steps=steps, lr=lr, tower=tower)
+        out.append(s.numpy())
+    return np.concatenate(out) if out else np.zeros((0, data.n_items), np.float32)
+
+
+def ease_scores(
+    ease: EASE, tasks: Sequence[RankingTask], n_items: int, *, scheme: str
+) -> np.ndarray:
+    """EASE fold-in scores (T, I) from each task's support set."""
+    return ease.score(support_matrix(tasks, n_items, scheme=scheme))
