@@ -24,7 +24,8 @@ from metarec.config import Settings
 from rich.table import Table
 
 STAGES = 13
-# A short canary for a laptop: three steps of 10 s under ~40 predictions/s. The online-MAE limit
+# A short canary for a laptop: three steps of 10 s under ~40 user visits/s (recommend +
+# feedback). The online-MAE limit
 # is loose because a 10 s window at 25 % holds only ~100 feedback events (MAE noise ≈ 0.1).
 QUICKSTART_CANARY: dict[str, Any] = {
     "steps": [25, 50, 100],

@@ -68,16 +68,23 @@ def gate_model(
         GateRejectedError: The candidate broke at least one rule (all are listed).
     """
     from metarec.gate.policy import load_policy
-    from metarec.gate.run import gate_artifact, training_set_evaluator
+    from metarec.gate.run import (
+        gate_artifact,
+        training_set_evaluator,
+        training_set_ranking_evaluator,
+    )
     from metarec.registry import Registry
     from metarec.registry.artifacts import inspect_artifact
 
     settings = component_settings(home)
     name = model or settings.registry.model_name
-    evaluate = None
+    evaluate = evaluate_ranking = None
     if training_set is not None:
         card = inspect_artifact(Path(artifact)).card
         evaluate = training_set_evaluator(Path(training_set), like=card.get("metrics") or {})
+        evaluate_ranking = training_set_ranking_evaluator(
+            Path(training_set), like=card.get("ranking") or {}
+        )
     with Registry.open(settings) as registry:
         decision = gate_artifact(
             Path(artifact),
@@ -85,6 +92,7 @@ def gate_model(
             model=name,
             registry=registry,
             evaluate=evaluate,
+            evaluate_ranking=evaluate_ranking,
         )
         out = decision_path_for(artifact)
         out.write_text(decision.model_dump_json(indent=2))

@@ -182,6 +182,17 @@ class ServingSettings(BaseModel):
     quality_window: int = Field(
         default=1000, ge=1, description="Feedback events in the rolling online-MAE gauge."
     )
+    served_list_memory: int = Field(
+        default=10_000,
+        ge=0,
+        description="Users whose last /recommend list is remembered to count online hits "
+        "(least recently served forgotten first; 0: no hit rate).",
+    )
+    hit_rate_window: int = Field(
+        default=1000,
+        ge=1,
+        description="Positive feedback events (rating >= 4) in the rolling online hit-rate gauge.",
+    )
     direct_endpoints: bool = Field(
         default=True,
         description="Answer POST /recommend, /predict and /feedback in the service's own ASGI "

@@ -39,7 +39,7 @@ from metarec.errors import (
 )
 from metarec.gate.decision import GateDecision
 from metarec.gate.policy import load_policy
-from metarec.gate.run import Evaluator, gate_artifact
+from metarec.gate.run import Evaluator, RankingEvaluator, gate_artifact
 from metarec.registry.service import UNSET, Registry
 from metarec.registry.types import (
     MODEL_NAME_PATTERN,
@@ -108,6 +108,7 @@ def create_app(
     *,
     registry: Registry | None = None,
     evaluate: Evaluator | None = None,
+    evaluate_ranking: RankingEvaluator | None = None,
 ) -> FastAPI:
     """Build the control-plane application.
 
@@ -115,7 +116,10 @@ def create_app(
         settings: MetaRec settings (registry location, token, gate policy).
         registry: An open registry to use (default: open the configured one at startup and
             close it at shutdown).
-        evaluate: Re-evaluates production on the candidate's held-out users in the gate.
+        evaluate: Re-evaluates production's rating metrics on the candidate's held-out users
+            in the gate.
+        evaluate_ranking: Re-evaluates production's ranking table on the candidate's held-out
+            users in the gate.
 
     Returns:
         The FastAPI application.
@@ -214,6 +218,7 @@ def create_app(
             model=model,
             registry=reg,
             evaluate=evaluate,
+            evaluate_ranking=evaluate_ranking,
         )
 
     @app.post("/gate", dependencies=write, tags=["gate"])

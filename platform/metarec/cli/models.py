@@ -77,7 +77,7 @@ def print_decision(decision: Any) -> None:
         "",
         "rule",
         "scenario",
-        "support",
+        "support/cell",
         "candidate",
         "reference",
         "observed",
@@ -101,6 +101,7 @@ def print_decision(decision: Any) -> None:
             check.detail,
         )
     console.print(table)
+    print_ranking_summary(decision)
     console.print(
         f"candidate method: {decision.candidate_method}; production: "
         f"{'none' if decision.production_version is None else f'v{decision.production_version}'}"
@@ -112,6 +113,31 @@ def print_decision(decision: Any) -> None:
         console.print(f"[green]ACCEPTED[/green]: {decision.summary()}")
     else:
         console.print(f"[red]REJECTED[/red]: {decision.summary()}")
+
+
+def print_ranking_summary(decision: Any) -> None:
+    """Per ranking cell: the served ranker's nDCG@20 beside production's and every baseline's."""
+    rows = decision.ranking_summary
+    if not rows:
+        return
+    baselines = sorted({name for row in rows for name in row.baselines})
+    table = Table(
+        title=f"Ranking — {rows[0].metric} of {decision.ranking_method} "
+        f"({decision.ranking_comparison_basis or 'no production'})"
+    )
+    for column in ("scenario", "cell", decision.ranking_method or "candidate", "production"):
+        table.add_column(column)
+    for name in baselines:
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(
+            row.scenario,
+            row.cell,
+            _fmt(row.candidate),
+            _fmt(row.production),
+            *(_fmt(row.baselines.get(name)) for name in baselines),
+        )
+    console.print(table)
 
 
 TrainingSetOption = Annotated[
@@ -133,13 +159,20 @@ def _gate(
     training_set: Path | None,
 ) -> Any:
     from metarec.gate.policy import load_policy
-    from metarec.gate.run import gate_artifact, training_set_evaluator
+    from metarec.gate.run import (
+        gate_artifact,
+        training_set_evaluator,
+        training_set_ranking_evaluator,
+    )
     from metarec.registry.artifacts import inspect_artifact
 
-    evaluate = None
+    evaluate = evaluate_ranking = None
     if training_set is not None:
         card = inspect_artifact(artifact).card
         evaluate = training_set_evaluator(training_set, like=card.get("metrics") or {})
+        evaluate_ranking = training_set_ranking_evaluator(
+            training_set, like=card.get("ranking") or {}
+        )
     registry = _open(settings)
     try:
         return registry, gate_artifact(
@@ -148,6 +181,7 @@ def _gate(
             model=model,
             registry=registry,
             evaluate=evaluate,
+            evaluate_ranking=evaluate_ranking,
         )
     except BaseException:
         registry.close()

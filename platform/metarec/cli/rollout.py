@@ -114,6 +114,13 @@ def start(
         float | None,
         typer.Option(help="Highest canary − production online MAE (unset: unchecked)."),
     ] = None,
+    max_online_hit_rate_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="Largest drop of the canary's online hit rate below production's, 0..1 "
+            "(unset: unchecked)."
+        ),
+    ] = None,
     failure_threshold: Annotated[
         int, typer.Option(help="Failed windows in a row that roll back.")
     ] = 2,
@@ -122,6 +129,9 @@ def start(
     ] = 20,
     min_feedback: Annotated[
         int, typer.Option(help="Feedback events per service for the MAE verdict.")
+    ] = 20,
+    min_positive_feedback: Annotated[
+        int, typer.Option(help="Positive feedback events per service for the hit-rate verdict.")
     ] = 20,
     max_wait_intervals: Annotated[
         int,
@@ -157,9 +167,11 @@ def start(
             max_error_rate=max_error_rate,
             max_p99_ms=max_p99_ms,
             max_online_mae_delta=max_online_mae_delta,
+            max_online_hit_rate_drop=max_online_hit_rate_drop,
             failure_threshold=failure_threshold,
             min_requests=min_requests,
             min_feedback=min_feedback,
+            min_positive_feedback=min_positive_feedback,
             max_wait_intervals=max_wait_intervals,
         )
     except ValidationError as exc:

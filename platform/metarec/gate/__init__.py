@@ -4,7 +4,14 @@
 the registry) in :mod:`metarec.gate.run`.
 """
 
-from metarec.gate.decision import GateCheck, GateDecision, decide
+from metarec.gate.decision import GateCheck, GateDecision, RankingSummaryRow, decide
 from metarec.gate.policy import GatePolicy, load_policy
 
-__all__ = ["GateCheck", "GateDecision", "GatePolicy", "decide", "load_policy"]
+__all__ = [
+    "GateCheck",
+    "GateDecision",
+    "GatePolicy",
+    "RankingSummaryRow",
+    "decide",
+    "load_policy",
+]

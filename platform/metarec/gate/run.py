@@ -1,23 +1,31 @@
 """Run the gate on an artifact folder: read its card, find production, decide.
 
-Production's numbers must be on the candidate's held-out users. When the caller injects an
-``evaluate(artifact_dir, users) -> metrics`` function, production's (verified) artifact is
-re-evaluated on the candidate's ``test_users``. Without one, production's stored card metrics
-are used, and the decision records whether they were computed on the same users.
+Production's numbers must be on the candidate's held-out users. The card holds two tables, the
+rating metrics (``metrics``) and the whole-catalogue ranking metrics (``ranking``), and each may
+be re-evaluated for production by an injected function:
+
+* ``evaluate(artifact_dir, users) -> metrics`` re-evaluates production's rating metrics;
+* ``evaluate_ranking(artifact_dir, users) -> ranking`` re-evaluates production's ranking table
+  (called only when a regression rule reads the ranking table and the candidate has one).
+
+Without one, production's stored card numbers of that table are used, and the decision records
+whether they were computed on the same users.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from metarec.gate.decision import GateDecision, Metrics, decide
+from metarec.gate.decision import GateDecision, Metrics, RankingMetrics, decide
 from metarec.gate.policy import GatePolicy
-from metarec.registry.artifacts import inspect_artifact
+from metarec.registry.artifacts import CARD_FILE, inspect_artifact
 from metarec.registry.service import Registry
-from metarec.registry.types import VersionRef
+from metarec.registry.types import VersionInfo, VersionRef
 
 
 class Evaluator(Protocol):
@@ -25,6 +33,14 @@ class Evaluator(Protocol):
 
     def __call__(self, artifact_dir: Path, users: Mapping[str, Any]) -> Metrics:
         """Return ``metrics[scenario][support_size][method][metric]`` for ``users``."""
+        ...
+
+
+class RankingEvaluator(Protocol):
+    """Evaluates an artifact's whole-catalogue ranking on given held-out users."""
+
+    def __call__(self, artifact_dir: Path, users: Mapping[str, Any]) -> RankingMetrics:
+        """Return ``ranking[scenario][cell][method][metric]`` (the card's layout) for ``users``."""
         ...
 
 
@@ -55,6 +71,50 @@ def training_set_evaluator(training_set: Path, *, like: Metrics) -> Evaluator:
     return evaluate
 
 
+def training_set_ranking_evaluator(
+    training_set: Path, *, like: RankingMetrics, device: str = "cpu"
+) -> RankingEvaluator:
+    """A ranking evaluator that re-ranks the catalogue with an artifact on ``training_set``.
+
+    The trainer's ``evaluate_ranking_artifact`` is imported when the evaluator runs, so building
+    one is cheap and never fails on an install without the training code.
+
+    Args:
+        training_set: The candidate's training set (parquet with manifest).
+        like: The candidate's ranking table (``card["ranking"]``): the same scenarios and cells
+            are evaluated (empty: the trainer's defaults).
+        device: ``cpu``, ``cuda`` or ``auto``.
+
+    Returns:
+        ``evaluate_ranking(artifact_dir, users) -> ranking`` for :func:`gate_artifact`.
+    """
+    scenarios = sorted(like)
+    cells = sorted({str(cell) for by_cell in like.values() for cell in by_cell})
+
+    def evaluate_ranking(artifact_dir: Path, users: Mapping[str, Any]) -> RankingMetrics:
+        from metarec.training.evaluation import evaluate_ranking_artifact
+
+        return evaluate_ranking_artifact(
+            artifact_dir,
+            Path(training_set),
+            users={scenario: list(ids) for scenario, ids in users.items()},
+            scenarios=scenarios or None,
+            cells=cells or None,
+            device=device,
+        )
+
+    return evaluate_ranking
+
+
+@dataclass(frozen=True)
+class _ProductionNumbers:
+    """One table of production's numbers and how they were obtained."""
+
+    numbers: Mapping[str, Any] | None
+    basis: str
+    same_users: bool
+
+
 def gate_artifact(
     artifact_dir: Path,
     *,
@@ -62,6 +122,7 @@ def gate_artifact(
     model: str,
     registry: Registry | None = None,
     evaluate: Evaluator | None = None,
+    evaluate_ranking: RankingEvaluator | None = None,
 ) -> GateDecision:
     """Decide whether the artifact may be registered.
 
@@ -70,7 +131,10 @@ def gate_artifact(
         policy: The gate policy.
         model: The registered model the candidate would become a version of.
         registry: Where to find the current production version (None: no comparison).
-        evaluate: Re-evaluates production on the candidate's held-out users, if given.
+        evaluate: Re-evaluates production's rating metrics on the candidate's held-out users,
+            if given (else production's stored card metrics are used).
+        evaluate_ranking: Re-evaluates production's ranking table on the candidate's held-out
+            users, if given (else production's stored ``card["ranking"]`` is used).
 
     Returns:
         The decision (not stored: :meth:`Registry.register` stores it with the version, and
@@ -80,42 +144,128 @@ def gate_artifact(
     card = manifest.card
     method = policy.method or str(card.get("algorithm") or "")
     metrics: Metrics = card.get("metrics") or {}
+    ranking: RankingMetrics = card.get("ranking") or {}
+    test_users: Mapping[str, Any] = card.get("test_users") or {}
     notes: list[str] = []
     if not method:
         notes.append("the card names no algorithm and the policy no method")
     production = registry.production(model) if registry is not None else None
-    production_metrics: Metrics | None = None
-    production_method: str | None = None
-    basis = "no production version"
-    same_users = True
-    if production is not None:
-        production_method = production.lineage.algorithm or method
-        test_users = card.get("test_users") or {}
-        if evaluate is not None:
-            assert registry is not None
-            with tempfile.TemporaryDirectory(prefix="metarec-production-") as tmp:
-                folder = registry.fetch(
-                    VersionRef(model=model, version=production.version), Path(tmp) / "artifact"
-                )
-                production_metrics = evaluate(folder, test_users)
-            basis = f"{production.tag} re-evaluated on the candidate's held-out users"
-        else:
-            production_metrics = production.lineage.metrics
-            same_users = bool(test_users) and production.lineage.test_users == test_users
-            basis = (
-                f"{production.tag}'s stored metrics "
-                f"({'same' if same_users else 'different'} held-out users)"
-            )
+    if production is None or registry is None:
+        return decide(
+            policy,
+            model=model,
+            artifact_digest=manifest.digest,
+            candidate_metrics=metrics,
+            candidate_method=method,
+            candidate_ranking=ranking,
+            notes=notes,
+        )
+    rating = _production_rating(registry, production, test_users, evaluate=evaluate)
+    production_ranking = _production_ranking(
+        registry,
+        production,
+        test_users,
+        evaluate_ranking=evaluate_ranking,
+        needed=bool(ranking) and policy.compares_production("ranking"),
+    )
     return decide(
         policy,
         model=model,
         artifact_digest=manifest.digest,
         candidate_metrics=metrics,
         candidate_method=method,
-        production_metrics=production_metrics,
-        production_method=production_method,
-        production_version=None if production is None else production.version,
-        comparison_basis=basis,
-        same_users=same_users,
+        production_metrics=rating.numbers,
+        production_method=production.lineage.algorithm or method,
+        production_version=production.version,
+        comparison_basis=rating.basis,
+        same_users=rating.same_users,
         notes=notes,
+        candidate_ranking=ranking,
+        production_ranking=production_ranking.numbers,
+        ranking_comparison_basis=production_ranking.basis,
+        ranking_same_users=production_ranking.same_users,
     )
+
+
+def _same_users(production: VersionInfo, test_users: Mapping[str, Any]) -> bool:
+    return bool(test_users) and production.lineage.test_users == test_users
+
+
+def _re_evaluated(
+    registry: Registry,
+    production: VersionInfo,
+    test_users: Mapping[str, Any],
+    evaluate: Evaluator | RankingEvaluator,
+) -> Mapping[str, Any]:
+    """Production's verified artifact, evaluated on the candidate's held-out users."""
+    with tempfile.TemporaryDirectory(prefix="metarec-production-") as tmp:
+        folder = registry.fetch(
+            VersionRef(model=production.model, version=production.version),
+            Path(tmp) / "artifact",
+        )
+        return evaluate(folder, test_users)
+
+
+def _production_rating(
+    registry: Registry,
+    production: VersionInfo,
+    test_users: Mapping[str, Any],
+    *,
+    evaluate: Evaluator | None,
+) -> _ProductionNumbers:
+    if evaluate is not None:
+        return _ProductionNumbers(
+            numbers=_re_evaluated(registry, production, test_users, evaluate),
+            basis=f"{production.tag} re-evaluated on the candidate's held-out users",
+            same_users=True,
+        )
+    same = _same_users(production, test_users)
+    return _ProductionNumbers(
+        numbers=production.lineage.metrics,
+        basis=f"{production.tag}'s stored metrics "
+        f"({'same' if same else 'different'} held-out users)",
+        same_users=same,
+    )
+
+
+def _production_ranking(
+    registry: Registry,
+    production: VersionInfo,
+    test_users: Mapping[str, Any],
+    *,
+    evaluate_ranking: RankingEvaluator | None,
+    needed: bool,
+) -> _ProductionNumbers:
+    """Production's ranking table: re-evaluated, stored, or not looked up when not ``needed``.
+
+    It is not needed without a ranking regression rule, nor when the candidate has no ranking
+    table (its ranking rules fail anyway).
+    """
+    if not needed:
+        return _ProductionNumbers(
+            numbers=None,
+            basis="production's ranking not compared (no ranking regression rule, or the "
+            "candidate has no ranking table)",
+            same_users=True,
+        )
+    if evaluate_ranking is not None:
+        return _ProductionNumbers(
+            numbers=_re_evaluated(registry, production, test_users, evaluate_ranking),
+            basis=f"{production.tag}'s ranking re-evaluated on the candidate's held-out users",
+            same_users=True,
+        )
+    same = _same_users(production, test_users)
+    return _ProductionNumbers(
+        numbers=_stored_ranking(registry, production),
+        basis=f"{production.tag}'s stored ranking metrics "
+        f"({'same' if same else 'different'} held-out users)",
+        same_users=same,
+    )
+
+
+def _stored_ranking(registry: Registry, production: VersionInfo) -> Mapping[str, Any]:
+    """``ranking`` of production's registered card (checksum-verified); {} when it has none."""
+    ref = VersionRef(model=production.model, version=production.version)
+    card = json.loads(registry.read_file(ref, CARD_FILE))
+    ranking = card.get("ranking") if isinstance(card, dict) else None
+    return ranking if isinstance(ranking, dict) else {}

@@ -13,6 +13,18 @@ from typing import Any
 METHODS = ("global_mean", "item_bias", "user_item_bias", "global_model", "finetune")
 SCENARIOS = ("new_user", "new_item", "new_user_new_item")
 SUPPORT_SIZES = (5, 10)
+RANKING_CELLS = tuple(f"{order}@{k}" for order in ("time", "random") for k in (5, 10, 20))
+# nDCG@20 of the ranking baselines (the served ranker's is the caller's).
+RANKING_BASELINES = {
+    "meta_ranker": 0.27,
+    "plain_ranker": 0.25,
+    "rating_model": 0.15,
+    "popularity": 0.20,
+    "item_mean": 0.10,
+    "item_knn": 0.22,
+    "ease": 0.24,
+    "ease_weighted": 0.26,
+}
 
 
 def fixture_metrics(
@@ -43,6 +55,33 @@ def fixture_metrics(
     return metrics
 
 
+def fixture_ranking(*, ranker: float = 0.30) -> dict[str, Any]:
+    """A card ranking table where the served ranker has nDCG@20 ``ranker``.
+
+    The layout is ``ranking[scenario][cell][method][metric]``; the baselines are fixed
+    (popularity: 0.20), so the default ranker beats them all.
+    """
+    methods = {**RANKING_BASELINES, "ranker": ranker}
+    return {
+        scenario: {
+            cell: {
+                method: {
+                    "recall@20": min(1.0, ndcg * 1.5),
+                    "ndcg@20": ndcg,
+                    "hit@10": min(1.0, ndcg * 2),
+                    "mrr": ndcg * 0.9,
+                    "coverage": 0.3,
+                    "personalisation": 0.8,
+                    "popularity": 1.0 if method == "popularity" else 0.6,
+                }
+                for method, ndcg in methods.items()
+            }
+            for cell in RANKING_CELLS
+        }
+        for scenario in SCENARIOS
+    }
+
+
 def write_fixture_artifact(
     directory: Path,
     *,
@@ -51,10 +90,13 @@ def write_fixture_artifact(
     mae: float = 0.78,
     ndcg: float = 0.86,
     test_users: dict[str, list[int]] | None = None,
+    ranker_ndcg: float | None = 0.30,
 ) -> Path:
     """Write ``model.safetensors`` + ``model_card.json`` into ``directory`` and return it.
 
-    Different seeds give different weights (so different digests).
+    Different seeds give different weights (so different digests). ``ranker_ndcg`` is the served
+    ranker's nDCG@20 in the card's ranking table (None: a card written before ranking
+    evaluation, without ``ranking``).
     """
     import torch
     from safetensors.torch import save_file
@@ -86,6 +128,8 @@ def write_fixture_artifact(
         if test_users is not None
         else {scenario: [1, 2, 3] for scenario in SCENARIOS},
     }
+    if ranker_ndcg is not None:
+        card["ranking"] = fixture_ranking(ranker=ranker_ndcg)
     (directory / "model_card.json").write_text(json.dumps(card, indent=2))
     return directory
 

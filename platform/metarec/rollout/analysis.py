@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from metarec.rollout.types import (
     DATA_CHECKS,
+    MINIMUM_CHECKS,
     Action,
     CheckResult,
     Decision,
     Phase,
     RolloutState,
+    ServiceWindow,
     WindowMetrics,
 )
 
@@ -26,12 +28,15 @@ def decide(state: RolloutState, metrics: WindowMetrics | None) -> Decision:
        long; then the window fails with the check ``canary_requests`` (missing data is a
        failed check, as in Flagger).
     5. Checks: canary error rate ≤ ``max_error_rate``; canary p99 ≤ ``max_p99_ms`` (when set);
-       canary online MAE − production online MAE ≤ ``max_online_mae_delta`` (when set;
-       production's MAE falls back to the last one measured when production had too little
-       feedback in this window). The MAE check needs ``min_feedback`` canary events and a
-       production MAE: without them the window waits — unless another check already failed
-       (judged without MAE) or the window is overdue (fails with ``canary_feedback`` or
-       ``production_feedback``).
+       canary online MAE − production online MAE ≤ ``max_online_mae_delta`` (when set);
+       canary online hit rate − production online hit rate ≥ ``−max_online_hit_rate_drop``
+       (when set). Production's MAE / hit rate fall back to the last one measured when
+       production had too little feedback in this window. The MAE check needs
+       ``min_feedback`` canary events, the hit-rate check ``min_positive_feedback`` canary
+       positive events, and each a production value: without them the window waits —
+       unless another check already failed (judged without them) or the window is overdue
+       (fails with ``canary_feedback`` / ``production_feedback`` /
+       ``canary_positive_feedback`` / ``production_positive_feedback``).
     6. Any check failed → consecutive failures + 1; reaching ``failure_threshold`` →
        ``ROLLBACK``, else ``RETRY``. All passed → failures reset; ``PROMOTE`` on the last
        step, else ``ADVANCE``.
@@ -49,13 +54,11 @@ def decide(state: RolloutState, metrics: WindowMetrics | None) -> Decision:
     if state.phase is not Phase.PROGRESSING:
         return Decision(action=Action.NONE, failed_checks=state.failed_checks)
     if metrics is None or metrics.window_s < spec.interval_s:
-        return _wait(state, "analysis window not over yet")
-    canary, production = metrics.canary, metrics.production
+        return _wait(state, "analysis window not over yet", _Baselines.of(state))
+    canary = metrics.canary
     overdue = metrics.window_s >= spec.interval_s * spec.max_wait_intervals
     waited = f"after {metrics.window_s:.0f} s ({spec.max_wait_intervals} intervals)"
-    production_mae = state.production_mae
-    if production.online_mae is not None and production.feedback >= spec.min_feedback:
-        production_mae = production.online_mae
+    baselines = _Baselines.measure(state, metrics)
 
     if canary.requests < spec.min_requests:
         if not overdue:
@@ -63,6 +66,7 @@ def decide(state: RolloutState, metrics: WindowMetrics | None) -> Decision:
                 state,
                 f"{canary.requests:.0f} canary requests in the window, "
                 f"{spec.min_requests} needed for a verdict",
+                _Baselines.of(state),
             )
         missing = CheckResult(
             name="canary_requests",
@@ -72,8 +76,63 @@ def decide(state: RolloutState, metrics: WindowMetrics | None) -> Decision:
             detail=f"only {canary.requests:.0f} canary requests {waited}, "
             f"{spec.min_requests} needed for a verdict",
         )
-        return _judge(state, [missing], production_mae)
+        return _judge(state, [missing], baselines)
 
+    checks = _traffic_checks(state, canary)
+    quality = [
+        check
+        for check in (
+            _mae_check(state, metrics, baselines.mae),
+            _hit_rate_check(state, metrics, baselines.hit_rate),
+        )
+        if check is not None
+    ]
+    missing = [check for check in quality if check.name in DATA_CHECKS]
+    checks += [check for check in quality if check.name not in DATA_CHECKS]
+    if missing:
+        if overdue:
+            checks += [
+                check.model_copy(update={"detail": f"{check.detail}, {waited}"})
+                for check in missing
+            ]
+        elif all(check.passed for check in checks):
+            # Nothing failed yet and a quality verdict lacks data: let the window grow.
+            return _wait(state, "; ".join(check.detail for check in missing), baselines)
+    return _judge(state, checks, baselines)
+
+
+class _Baselines:
+    """Production's online MAE and hit rate the canary is compared with (None: none yet)."""
+
+    __slots__ = ("hit_rate", "mae")
+
+    def __init__(self, *, mae: float | None, hit_rate: float | None) -> None:
+        self.mae = mae
+        self.hit_rate = hit_rate
+
+    @classmethod
+    def of(cls, state: RolloutState) -> _Baselines:
+        """The baselines kept in the state."""
+        return cls(mae=state.production_mae, hit_rate=state.production_hit_rate)
+
+    @classmethod
+    def measure(cls, state: RolloutState, metrics: WindowMetrics) -> _Baselines:
+        """This window's production values where it had enough feedback, else the state's."""
+        spec, production = state.spec, metrics.production
+        mae, hit_rate = state.production_mae, state.production_hit_rate
+        if production.online_mae is not None and production.feedback >= spec.min_feedback:
+            mae = production.online_mae
+        if (
+            production.online_hit_rate is not None
+            and production.positive_feedback >= spec.min_positive_feedback
+        ):
+            hit_rate = production.online_hit_rate
+        return cls(mae=mae, hit_rate=hit_rate)
+
+
+def _traffic_checks(state: RolloutState, canary: ServiceWindow) -> list[CheckResult]:
+    """The canary's error rate and (when set) latency p99 against their limits."""
+    spec = state.spec
     checks = [
         CheckResult(
             name="error_rate",
@@ -94,51 +153,90 @@ def decide(state: RolloutState, metrics: WindowMetrics | None) -> Decision:
                 detail="canary latency p99" if p99 is not None else "no latency samples",
             )
         )
-    if spec.max_online_mae_delta is not None:
-        missing = None
-        if canary.feedback < spec.min_feedback or canary.online_mae is None:
-            missing = CheckResult(
-                name="canary_feedback",
-                value=canary.feedback,
-                threshold=spec.min_feedback,
-                passed=False,
-                detail=f"{canary.feedback:.0f} canary feedback events in the window, "
-                f"{spec.min_feedback} needed for the online-MAE verdict",
-            )
-        elif production_mae is None:
-            missing = CheckResult(
-                name="production_feedback",
-                value=production.feedback,
-                threshold=spec.min_feedback,
-                passed=False,
-                detail="no production online MAE measured yet (production needs "
-                f"{spec.min_feedback} feedback events in a window)",
-            )
-        if missing is None:
-            delta = canary.online_mae - production_mae
-            checks.append(
-                CheckResult(
-                    name="online_mae_delta",
-                    value=delta,
-                    threshold=spec.max_online_mae_delta,
-                    passed=delta <= spec.max_online_mae_delta,
-                    detail=f"canary MAE {canary.online_mae:.4f} − production MAE "
-                    f"{production_mae:.4f} ({canary.feedback:.0f} canary feedback events)",
-                )
-            )
-        elif overdue:
-            checks.append(missing.model_copy(update={"detail": f"{missing.detail}, {waited}"}))
-        elif all(check.passed for check in checks):
-            # Nothing failed yet and the MAE verdict lacks data: let the window grow.
-            return _wait(state, missing.detail, production_mae=production_mae)
-    return _judge(state, checks, production_mae)
+    return checks
 
 
-def _judge(
-    state: RolloutState, checks: list[CheckResult], production_mae: float | None
-) -> Decision:
+def _mae_check(
+    state: RolloutState, metrics: WindowMetrics, production_mae: float | None
+) -> CheckResult | None:
+    """``online_mae_delta``, or the data check it lacks (None: not configured)."""
+    spec, canary = state.spec, metrics.canary
+    if spec.max_online_mae_delta is None:
+        return None
+    if canary.feedback < spec.min_feedback or canary.online_mae is None:
+        return CheckResult(
+            name="canary_feedback",
+            value=canary.feedback,
+            threshold=spec.min_feedback,
+            passed=False,
+            detail=f"{canary.feedback:.0f} canary feedback events in the window, "
+            f"{spec.min_feedback} needed for the online-MAE verdict",
+        )
+    if production_mae is None:
+        return CheckResult(
+            name="production_feedback",
+            value=metrics.production.feedback,
+            threshold=spec.min_feedback,
+            passed=False,
+            detail="no production online MAE measured yet (production needs "
+            f"{spec.min_feedback} feedback events in a window)",
+        )
+    delta = canary.online_mae - production_mae
+    return CheckResult(
+        name="online_mae_delta",
+        value=delta,
+        threshold=spec.max_online_mae_delta,
+        passed=delta <= spec.max_online_mae_delta,
+        detail=f"canary MAE {canary.online_mae:.4f} − production MAE "
+        f"{production_mae:.4f} ({canary.feedback:.0f} canary feedback events)",
+    )
+
+
+def _hit_rate_check(
+    state: RolloutState, metrics: WindowMetrics, production_hit_rate: float | None
+) -> CheckResult | None:
+    """``online_hit_rate`` (canary − production), or the data check it lacks (None: off).
+
+    The threshold stored is ``−max_online_hit_rate_drop``: a minimum of the delta.
+    """
+    spec, canary = state.spec, metrics.canary
+    if spec.max_online_hit_rate_drop is None:
+        return None
+    needed = spec.min_positive_feedback
+    if canary.positive_feedback < needed or canary.online_hit_rate is None:
+        return CheckResult(
+            name="canary_positive_feedback",
+            value=canary.positive_feedback,
+            threshold=needed,
+            passed=False,
+            detail=f"{canary.positive_feedback:.0f} canary positive feedback events in the "
+            f"window, {needed} needed for the online hit-rate verdict",
+        )
+    if production_hit_rate is None:
+        return CheckResult(
+            name="production_positive_feedback",
+            value=metrics.production.positive_feedback,
+            threshold=needed,
+            passed=False,
+            detail="no production online hit rate measured yet (production needs "
+            f"{needed} positive feedback events in a window)",
+        )
+    delta = canary.online_hit_rate - production_hit_rate
+    floor = -spec.max_online_hit_rate_drop
+    return CheckResult(
+        name="online_hit_rate",
+        value=delta,
+        threshold=floor,
+        passed=delta >= floor,
+        detail=f"canary hit rate {canary.online_hit_rate:.4f} − production hit rate "
+        f"{production_hit_rate:.4f} ({canary.positive_feedback:.0f} canary positive events)",
+    )
+
+
+def _judge(state: RolloutState, checks: list[CheckResult], baselines: _Baselines) -> Decision:
     """Count a failed window (``RETRY``/``ROLLBACK``) or a passed one (``ADVANCE``/``PROMOTE``)."""
     spec = state.spec
+    kept = {"production_mae": baselines.mae, "production_hit_rate": baselines.hit_rate}
     failed = [check for check in checks if not check.passed]
     if failed:
         count = state.failed_checks + 1
@@ -148,38 +246,39 @@ def _judge(
                 action=Action.ROLLBACK,
                 checks=checks,
                 failed_checks=count,
-                production_mae=production_mae,
                 reason=f"{count} failed window(s) in a row (threshold "
                 f"{spec.failure_threshold}): {names}",
+                **kept,
             )
         return Decision(
             action=Action.RETRY,
             checks=checks,
             failed_checks=count,
-            production_mae=production_mae,
             reason=f"failed window {count} of {spec.failure_threshold}: {names}",
+            **kept,
         )
     action = Action.PROMOTE if state.last_step else Action.ADVANCE
     return Decision(
         action=action,
         checks=checks,
         failed_checks=0,
-        production_mae=production_mae,
         reason=f"all checks passed at {state.current_step} % canary",
+        **kept,
     )
 
 
-def _wait(state: RolloutState, reason: str, *, production_mae: float | None = None) -> Decision:
+def _wait(state: RolloutState, reason: str, baselines: _Baselines) -> Decision:
     return Decision(
         action=Action.WAIT,
         failed_checks=state.failed_checks,
-        production_mae=production_mae if production_mae is not None else state.production_mae,
+        production_mae=baselines.mae,
+        production_hit_rate=baselines.hit_rate,
         reason=reason,
     )
 
 
 def _failure(check: CheckResult) -> str:
-    relation = "<" if check.name in DATA_CHECKS else ">"
+    relation = "<" if check.name in MINIMUM_CHECKS else ">"
     return f"{check.name}={_fmt(check.value)} {relation} {_fmt(check.threshold)}"
 
 

@@ -175,6 +175,20 @@ class RolloutController:
             at=self.clock(),
         )
 
+    def _with_hit_rate_baseline(self, state: RolloutState) -> RolloutState:
+        """``state`` with the production hit-rate baseline of its newest analysed window.
+
+        The baseline has no column of its own: it is kept in each analysed event's metrics
+        (``production_hit_rate``), so it survives a controller restart like the MAE baseline.
+        """
+        if state.spec.max_online_hit_rate_drop is None or state.production_hit_rate is not None:
+            return state
+        for event in reversed(self.store.events(state.id)):
+            baseline = (event.metrics or {}).get("production_hit_rate")
+            if baseline is not None:
+                return state.model_copy(update={"production_hit_rate": baseline})
+        return state
+
     def _initialize(self, state: RolloutState) -> RolloutState:
         info = self.registry.get_version(VersionRef(model=state.model, version=state.version))
         if info.stage is not Stage.STAGING:
@@ -220,12 +234,15 @@ class RolloutController:
         started = state.window_started_at or self.clock()
         window_s = (self.clock() - started).total_seconds()
         metrics = self.metrics.read_window(state, window_s=window_s)
+        state = self._with_hit_rate_baseline(state)
         decision = decide(state, metrics)
         snapshot = metrics.model_dump(mode="json")
-        snapshot["canary"]["error_rate"] = metrics.canary.error_rate
-        snapshot["canary"]["online_mae"] = metrics.canary.online_mae
-        snapshot["production"]["error_rate"] = metrics.production.error_rate
-        snapshot["production"]["online_mae"] = metrics.production.online_mae
+        for side, window in (("canary", metrics.canary), ("production", metrics.production)):
+            snapshot[side]["error_rate"] = window.error_rate
+            snapshot[side]["online_mae"] = window.online_mae
+            snapshot[side]["online_hit_rate"] = window.online_hit_rate
+        # The hit-rate baseline the analysis used (restored from here after a restart).
+        snapshot["production_hit_rate"] = decision.production_hit_rate
         if decision.action is Action.WAIT:
             if metrics.window_s == 0.0 and state.window_started_at is not None and window_s > 0:
                 # The source started a new window itself (no baseline): align the clock.

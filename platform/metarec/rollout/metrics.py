@@ -12,8 +12,10 @@
 
 Online quality always comes from the adaptation service's own metrics, labelled
 ``model_version``: ``metarec_feedback_total`` and ``metarec_feedback_abs_error_sum`` (windowed
-online MAE = Δ sum / Δ count); its ``metarec_requests_total{endpoint,model_version,status}``
-and ``metarec_request_latency_seconds`` are the service-side traffic series.
+online MAE = Δ sum / Δ count), ``metarec_feedback_positive_total`` and
+``metarec_feedback_hits_total`` (windowed online hit rate = Δ hits / Δ positives); its
+``metarec_requests_total{endpoint,model_version,status}`` and
+``metarec_request_latency_seconds`` are the service-side traffic series.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ REQUESTS = "metarec_requests_total"
 LATENCY_BUCKET = "metarec_request_latency_seconds_bucket"
 FEEDBACK = "metarec_feedback_total"
 ABS_ERROR = "metarec_feedback_abs_error_sum"
+POSITIVE = "metarec_feedback_positive_total"
+HITS = "metarec_feedback_hits_total"
 # Endpoints whose requests the analysis counts (health, metadata and /metrics are not traffic).
 ANALYSED_ENDPOINTS = ("recommend", "predict", "feedback")
 
@@ -92,6 +96,8 @@ class _Scrape:
     errors: float = 0.0
     feedback: float = 0.0
     abs_error_sum: float = 0.0
+    positive_feedback: float = 0.0
+    hits: float = 0.0
     buckets: dict[float, float] = field(default_factory=dict)
     has_feedback: bool = True  # False: the service's own /metrics could not be read
 
@@ -109,7 +115,8 @@ def parse_metrics(text: str, *, model_version: str | None = None) -> _Scrape:
         model_version: Only series with this ``model_version`` label (None: all).
 
     Returns:
-        The totals (requests, 5xx errors, feedback, absolute-error sum, latency buckets).
+        The totals (requests, 5xx errors, feedback, absolute-error sum, positive feedback,
+        hits, latency buckets).
     """
     scrape = _Scrape()
     for family in text_string_to_metric_families(text):
@@ -129,6 +136,10 @@ def parse_metrics(text: str, *, model_version: str | None = None) -> _Scrape:
                 scrape.feedback += value
             elif name in (ABS_ERROR, f"{ABS_ERROR}_total"):
                 scrape.abs_error_sum += value
+            elif name == POSITIVE:
+                scrape.positive_feedback += value
+            elif name == HITS:
+                scrape.hits += value
     return scrape
 
 
@@ -174,12 +185,18 @@ def window_between(before: _Scrape, after: _Scrape) -> ServiceWindow:
     }
     p99 = histogram_quantile(0.99, buckets)
     known = before.has_feedback and after.has_feedback
+
+    def quality(name: str) -> float:
+        return _delta(getattr(after, name), getattr(before, name)) if known else 0.0
+
     return ServiceWindow(
         requests=_delta(after.requests, before.requests),
         errors=_delta(after.errors, before.errors),
         p99_ms=None if p99 is None else p99 * 1000.0,
-        feedback=_delta(after.feedback, before.feedback) if known else 0.0,
-        abs_error_sum=_delta(after.abs_error_sum, before.abs_error_sum) if known else 0.0,
+        feedback=quality("feedback"),
+        abs_error_sum=quality("abs_error_sum"),
+        positive_feedback=quality("positive_feedback"),
+        hits=quality("hits"),
     )
 
 
@@ -188,7 +205,8 @@ class ScrapeMetricSource:
 
     Traffic (requests, 5xx, latency p99) comes from the router's caller-side metrics when
     ``router_url`` is given, else from each service's own ``/metrics``; online quality
-    (feedback count and absolute-error sum) always comes from the services' ``/metrics``.
+    (feedback count, absolute-error sum, positive feedback and hits) always comes from the
+    services' ``/metrics``.
     """
 
     def __init__(
@@ -276,6 +294,7 @@ class ScrapeMetricSource:
                 scrape.has_feedback = False
                 continue
             scrape.feedback, scrape.abs_error_sum = quality.feedback, quality.abs_error_sum
+            scrape.positive_feedback, scrape.hits = quality.positive_feedback, quality.hits
         return traffic
 
     def start_window(self, state: RolloutState) -> None:
@@ -371,6 +390,8 @@ class PrometheusMetricSource:
             p99_ms=None if p99 is None else p99 * 1000.0,
             feedback=total(f"sum(increase({FEEDBACK}{{{selector}}}[{window}]))"),
             abs_error_sum=total(f"sum(increase({ABS_ERROR}{{{selector}}}[{window}]))"),
+            positive_feedback=total(f"sum(increase({POSITIVE}{{{selector}}}[{window}]))"),
+            hits=total(f"sum(increase({HITS}{{{selector}}}[{window}]))"),
         )
 
     def read_window(self, state: RolloutState, *, window_s: float) -> WindowMetrics:

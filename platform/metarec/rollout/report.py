@@ -6,20 +6,35 @@ import base64
 import html
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from metarec.rollout.store import RolloutEvent
 from metarec.rollout.types import DATA_CHECKS, RolloutState
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+Seconds = Callable[[RolloutEvent], float]  # an event's time since the first event
+
+# One panel per check: its value in each analysed window against the threshold.
 METRIC_PANELS = (
     ("error_rate", "canary error rate"),
     ("latency_p99_ms", "canary latency p99 (ms)"),
-    ("online_mae_delta", "online MAE: canary − production"),
+    ("online_mae_delta", "online MAE\ncanary − production"),
+    ("online_hit_rate", "online hit rate\ncanary − production"),
 )
+# One panel per online-quality series: each version's windowed value (event metrics).
+VERSION_PANELS = (("online_hit_rate", "online hit rate\nper version"),)
 
 
 def render_png(state: RolloutState, events: list[RolloutEvent]) -> bytes:
-    """A PNG: traffic weights over time, then one panel per metric with its threshold.
+    """A PNG: weights over time, one panel per check, then each version's online hit rate.
+
+    Check panels show the value of each analysed window (green passed, red failed) and the
+    threshold (dashed); the per-version panel shows production's and the canary's windowed
+    online hit rate (the check compares their difference).
 
     Args:
         state: The rollout.
@@ -38,40 +53,79 @@ def render_png(state: RolloutState, events: list[RolloutEvent]) -> bytes:
     def seconds(event: RolloutEvent) -> float:
         return (event.at - start).total_seconds() if start else 0.0
 
-    figure = Figure(figsize=(9, 10), layout="constrained")
-    axes = figure.subplots(1 + len(METRIC_PANELS), 1, sharex=True)
-    times = [seconds(e) for e in events]
-    weights = axes[0]
-    weights.step(times, [e.canary_weight for e in events], where="post", label="canary")
-    weights.step(times, [e.production_weight for e in events], where="post", label="production")
-    weights.set_ylabel("traffic (%)")
-    weights.set_ylim(-5, 105)
-    weights.legend(loc="center right")
-    weights.set_title(
-        f"Rollout {state.model}:v{state.version} — {state.phase.value} ({state.id[:8]})"
-    )
-    for axis, (name, label) in zip(axes[1:], METRIC_PANELS, strict=True):
-        xs, ys, colours, threshold = [], [], [], None
-        for event in events:
-            for check in event.checks or []:
-                if check["name"] == name and check["value"] is not None:
-                    xs.append(seconds(event))
-                    ys.append(check["value"])
-                    colours.append("tab:green" if check["passed"] else "tab:red")
-                    threshold = check["threshold"]
-        if xs:
-            axis.plot(xs, ys, color="0.6", linewidth=1)
-            axis.scatter(xs, ys, c=colours, zorder=3)
-        if threshold is not None:
-            axis.axhline(threshold, color="tab:red", linestyle="--", label="threshold")
-            axis.legend(loc="upper left")
-        elif not xs:
-            axis.text(0.5, 0.5, "not checked", ha="center", va="center", transform=axis.transAxes)
-        axis.set_ylabel(label)
+    panels = 1 + len(METRIC_PANELS) + len(VERSION_PANELS)
+    figure = Figure(figsize=(9, 2.1 * panels), layout="constrained")
+    axes = figure.subplots(panels, 1, sharex=True)
+    _weights_panel(axes[0], state, events, seconds)
+    check_axes = axes[1 : 1 + len(METRIC_PANELS)]
+    for axis, (name, label) in zip(check_axes, METRIC_PANELS, strict=True):
+        _check_panel(axis, name, label, events, seconds)
+    version_axes = axes[1 + len(METRIC_PANELS) :]
+    for axis, (key, label) in zip(version_axes, VERSION_PANELS, strict=True):
+        _version_panel(axis, key, label, events, seconds)
     axes[-1].set_xlabel("seconds since start")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     return buffer.getvalue()
+
+
+def _weights_panel(
+    axis: Axes, state: RolloutState, events: list[RolloutEvent], seconds: Seconds
+) -> None:
+    """Production and canary traffic weights as steps over time."""
+    times = [seconds(e) for e in events]
+    axis.step(times, [e.canary_weight for e in events], where="post", label="canary")
+    axis.step(times, [e.production_weight for e in events], where="post", label="production")
+    axis.set_ylabel("traffic (%)")
+    axis.set_ylim(-5, 105)
+    axis.legend(loc="center right")
+    axis.set_title(f"Rollout {state.model}:v{state.version} — {state.phase.value} ({state.id[:8]})")
+
+
+def _check_panel(
+    axis: Axes, name: str, label: str, events: list[RolloutEvent], seconds: Seconds
+) -> None:
+    """One check's value per analysed window (green passed, red failed), threshold dashed."""
+    xs, ys, colours, threshold = [], [], [], None
+    for event in events:
+        for check in event.checks or []:
+            if check["name"] == name and check["value"] is not None:
+                xs.append(seconds(event))
+                ys.append(check["value"])
+                colours.append("tab:green" if check["passed"] else "tab:red")
+                threshold = check["threshold"]
+    if xs:
+        axis.plot(xs, ys, color="0.6", linewidth=1)
+        axis.scatter(xs, ys, c=colours, zorder=3)
+    if threshold is not None:
+        axis.axhline(threshold, color="tab:red", linestyle="--", label="threshold")
+        axis.legend(loc="upper left")
+    elif not xs:
+        axis.text(0.5, 0.5, "not checked", ha="center", va="center", transform=axis.transAxes)
+    axis.set_ylabel(label)
+
+
+def _version_panel(
+    axis: Axes, key: str, label: str, events: list[RolloutEvent], seconds: Seconds
+) -> None:
+    """Each version's windowed ``key`` (from the analysed events' metrics) over time."""
+    plotted = False
+    for side, colour in (("production", "tab:orange"), ("canary", "tab:blue")):
+        points = [
+            (seconds(event), value)
+            for event in events
+            if event.checks is not None
+            and (value := ((event.metrics or {}).get(side) or {}).get(key)) is not None
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            axis.plot(xs, ys, marker="o", color=colour, label=side)
+            plotted = True
+    if plotted:
+        axis.legend(loc="upper left")
+    else:
+        axis.text(0.5, 0.5, "no data", ha="center", va="center", transform=axis.transAxes)
+    axis.set_ylabel(label)
 
 
 def render_html(state: RolloutState, events: list[RolloutEvent]) -> str:

@@ -1,12 +1,19 @@
-"""Generated traffic for a local canary: replay observed ratings as predictions and feedback.
+"""Generated traffic for a local canary: replay users as recommendations and feedback.
 
-A canary needs requests (for the error and latency checks) and feedback (for online MAE). On a
-cluster, users provide both. Locally (the quickstart, the retraining pipeline on a laptop, the
-tests) :class:`TrafficGenerator` replays real ``(user, item, rating)`` rows through the router:
-``POST /predict`` for the pair, then ``POST /feedback`` with the observed rating, which the
-service that answered scores against its own prediction.
+A canary needs requests (for the error and latency checks) and feedback (for online MAE and
+online hit rate). On a cluster, users provide both. Locally (the quickstart, the retraining
+pipeline on a laptop, the tests) :class:`TrafficGenerator` replays real users' ratings through
+the router. One *visit* of a user is:
 
-Traffic is bounded three ways (a request budget, a deadline and an optional rate) and every
+1. ``POST /recommend`` with ``user_id``, ``support`` = the user's first ``support_size``
+   ratings (by timestamp when the rows carry one, else in the order given) and ``k``;
+2. ``POST /feedback`` with the user's later ratings (at most ``feedback_size``).
+
+The service that answered (routing is sticky per user) scores each event against its own
+prediction (online MAE) and counts a hit when a liked item (rating ≥ 4) was in the list it
+just served (online hit rate).
+
+Traffic is bounded three ways (a visit budget, a deadline and an optional rate) and every
 request's outcome is kept, so a caller can check that none was lost.
 """
 
@@ -22,25 +29,76 @@ from pathlib import Path
 
 import httpx
 
-Row = tuple[int, int, float]
+Row = tuple[int, int, float]  # (user_id, item_id, rating)
+TimedRow = tuple[int, int, float, float]  # (user_id, item_id, rating, timestamp)
 # Status code of a request that got no answer (connection refused, reset, timed out).
 NO_ANSWER = 0
+# A rating at or above this is a positive event (what the service counts hits of).
+POSITIVE_RATING = 4.0
+
+
+@dataclass(frozen=True)
+class UserVisit:
+    """What one visit of a user sends: the support set, then the later ratings as feedback."""
+
+    user_id: int
+    support: tuple[tuple[int, float], ...]  # (item, rating), oldest first
+    later: tuple[tuple[int, float], ...]  # (item, rating) after the support, none in it
+
+
+def user_visits(
+    rows: Sequence[Row | TimedRow], *, support_size: int, feedback_size: int
+) -> list[UserVisit]:
+    """Split each user's ratings into a support set and later ratings.
+
+    Args:
+        rows: ``(user, item, rating)`` in time order per user, or ``(user, item, rating,
+            timestamp)`` (sorted by timestamp here; ties keep their order).
+        support_size: Most ratings in the support set; a user with fewer than
+            ``support_size + 1`` ratings keeps their last one(s) for feedback.
+        feedback_size: Most later ratings sent as feedback.
+
+    Returns:
+        One visit per user with at least one later rating not in their support set, by user id.
+    """
+    timed = all(len(row) == 4 for row in rows)
+    by_user: dict[int, list[tuple[float, int, float]]] = {}
+    for n, row in enumerate(rows):
+        when = float(row[-1]) if timed else float(n)
+        by_user.setdefault(int(row[0]), []).append((when, int(row[1]), float(row[2])))
+    visits = []
+    for user, history in sorted(by_user.items()):
+        history.sort(key=lambda entry: entry[0])  # stable: ties keep the given order
+        ratings = [(item, rating) for _, item, rating in history]
+        cut = min(support_size, len(ratings) - 1)
+        support = ratings[:cut]
+        seen = {item for item, _ in support}
+        later = [(item, rating) for item, rating in ratings[cut:] if item not in seen]
+        if support and later:
+            visits.append(UserVisit(user, tuple(support), tuple(later[:feedback_size])))
+    return visits
 
 
 @dataclass(frozen=True)
 class TrafficSummary:
     """What the generator sent and what came back."""
 
-    predictions: int
+    recommendations: int
     feedback: int
+    positive_feedback: int
     statuses: dict[int, int]
     by_backend: dict[str, int]
-    skipped_pairs: int
+    skipped_users: int
     duration_s: float
 
     @property
+    def predictions(self) -> int:
+        """Visits that asked the model for an answer (``/recommend``): the request budget."""
+        return self.recommendations
+
+    @property
     def requests(self) -> int:
-        """Every request sent (predictions and feedback)."""
+        """Every request sent (recommendations and feedback)."""
         return sum(self.statuses.values())
 
     @property
@@ -50,43 +108,57 @@ class TrafficSummary:
 
 
 class TrafficGenerator:
-    """Replays rating rows against a service URL from a few threads until stopped or spent."""
+    """Replays users' visits against a service URL from a few threads until stopped or spent."""
 
     def __init__(
         self,
         *,
         url: str,
-        rows: Sequence[Row],
+        rows: Sequence[Row | TimedRow],
         threads: int = 2,
         max_requests: int = 50_000,
         deadline_s: float = 600.0,
         rate_per_s: float | None = None,
         seed: int = 0,
         timeout_s: float = 10.0,
+        support_size: int = 10,
+        k: int = 20,
+        feedback_size: int = 50,
     ) -> None:
         """Describe the traffic (nothing is sent before :meth:`start`).
 
         Args:
             url: Base URL of the router (or one service).
-            rows: ``(user_id, item_id, rating)`` to replay, drawn at random with replacement.
+            rows: ``(user_id, item_id, rating)`` in time order per user, or with a fourth
+                field, a timestamp (see :func:`user_visits`). Users are drawn at random with
+                replacement; each visit is one ``/recommend`` and one ``/feedback``.
             threads: Concurrent clients.
-            max_requests: Prediction budget over all threads.
+            max_requests: Visit (``/recommend``) budget over all threads.
             deadline_s: Seconds after which the threads stop by themselves.
-            rate_per_s: Highest predictions per second over all threads (None: as fast as
-                answers come).
+            rate_per_s: Highest visits per second over all threads (None: as fast as answers
+                come).
             seed: Seed of the draw.
             timeout_s: Per-request timeout.
+            support_size: Most ratings in a visit's support set (the user's first ones).
+            k: Items asked of ``/recommend``.
+            feedback_size: Most later ratings in a visit's ``/feedback``.
 
         Raises:
-            ValueError: No rows, or a non-positive thread count or rate.
+            ValueError: No user with a later rating after their support set, or a non-positive
+                thread count, rate, support size, ``k`` or feedback size.
         """
-        if not rows:
-            raise ValueError("TrafficGenerator needs at least one (user, item, rating) row.")
         if threads < 1 or (rate_per_s is not None and rate_per_s <= 0):
             raise ValueError("threads must be ≥ 1 and rate_per_s > 0.")
+        if min(support_size, k, feedback_size) < 1:
+            raise ValueError("support_size, k and feedback_size must be ≥ 1.")
+        self.visits = user_visits(rows, support_size=support_size, feedback_size=feedback_size)
+        if not self.visits:
+            raise ValueError(
+                "TrafficGenerator needs at least one user with two or more (user, item, rating) "
+                "rows: the first ones are the support set, a later one the feedback."
+            )
         self.url = url.rstrip("/")
-        self.rows = [(int(user), int(item), float(rating)) for user, item, rating in rows]
-        self._pairs = len({(user, item) for user, item, _ in self.rows})
+        self.k = k
         self.threads = threads
         self.max_requests = max_requests
         self.deadline_s = deadline_s
@@ -98,9 +170,10 @@ class TrafficGenerator:
         self._workers: list[threading.Thread] = []
         self._sent = 0
         self._feedback = 0
+        self._positive = 0
         self._statuses: Counter[int] = Counter()
         self._backends: Counter[str] = Counter()
-        self._unservable: set[tuple[int, int]] = set()
+        self._unservable: set[int] = set()
         self._started = 0.0
         self._ended: float | None = None
 
@@ -128,11 +201,12 @@ class TrafficGenerator:
         """Counts so far."""
         with self._lock:
             return TrafficSummary(
-                predictions=self._sent,
+                recommendations=self._sent,
                 feedback=self._feedback,
+                positive_feedback=self._positive,
                 statuses=dict(self._statuses),
                 by_backend=dict(self._backends),
-                skipped_pairs=len(self._unservable),
+                skipped_users=len(self._unservable),
                 duration_s=round((self._ended or time.monotonic()) - self._started, 3),
             )
 
@@ -165,10 +239,41 @@ class TrafficGenerator:
             response = None
         return self._record(response)
 
+    def _skip_on_client_error(self, visit: UserVisit, status: int) -> bool:
+        """On a 4xx stop replaying the user; True when that happened.
+
+        A 4xx means the model or the online store does not know this user or one of their
+        items: a client error by contract, not a fault of the service.
+        """
+        if 400 <= status < 500:
+            with self._lock:
+                self._unservable.add(visit.user_id)
+            return True
+        return False
+
+    def _visit(self, client: httpx.Client, visit: UserVisit) -> None:
+        """``/recommend`` on the support set, then the later ratings as ``/feedback``."""
+        support = [{"item_id": item, "rating": rating} for item, rating in visit.support]
+        body = {"user_id": visit.user_id, "support": support, "k": self.k}
+        status = self._post(client, "/recommend", body)
+        if self._skip_on_client_error(visit, status) or status != 200:
+            return
+        events = [
+            {"user_id": visit.user_id, "item_id": item, "rating": rating}
+            for item, rating in visit.later
+        ]
+        status = self._post(client, "/feedback", {"events": events})
+        if self._skip_on_client_error(visit, status) or status != 200:
+            return
+        positive = sum(rating >= POSITIVE_RATING for _, rating in visit.later)
+        with self._lock:
+            self._feedback += len(events)
+            self._positive += positive
+
     def _run(self, index: int) -> None:
         rng = random.Random(self.seed * 1_000 + index)
         deadline = self._started + self.deadline_s
-        # Each thread keeps its share of the rate: one prediction every `gap` seconds.
+        # Each thread keeps its share of the rate: one visit every `gap` seconds.
         gap = self.threads / self.rate_per_s if self.rate_per_s else 0.0
         next_at = time.monotonic()
         with httpx.Client(timeout=self.timeout_s) as client:
@@ -178,45 +283,46 @@ class TrafficGenerator:
                     if wait > 0 and self._stop.wait(wait):
                         return
                     next_at = max(next_at + gap, time.monotonic() - gap)
-                if len(self._unservable) >= self._pairs:
+                if len(self._unservable) >= len(self.visits):
                     return  # nothing left that the services can answer
-                user, item, rating = rng.choice(self.rows)
-                if (user, item) in self._unservable:
+                visit = rng.choice(self.visits)
+                if visit.user_id in self._unservable:
                     continue
                 if not self._take_budget():
                     return
-                status = self._post(client, "/predict", {"user_id": user, "item_ids": [item]})
-                if status == 404:
-                    # The model or the online store does not know this user or item: a client
-                    # error by contract, not a fault of the service; stop asking for it.
-                    with self._lock:
-                        self._unservable.add((user, item))
-                    continue
-                if status != 200:
-                    continue
-                feedback = {"events": [{"user_id": user, "item_id": item, "rating": rating}]}
-                if self._post(client, "/feedback", feedback) == 200:
-                    with self._lock:
-                        self._feedback += 1
+                self._visit(client, visit)
 
 
 def replay_rows(training_set: Path, *, limit: int = 5_000, seed: int = 0) -> list[Row]:
-    """A seeded sample of ``(user, item, rating)`` rows of a training set to replay.
+    """The ratings of a seeded sample of users of a training set, in time order per user.
+
+    Whole users are sampled (a visit needs a user's history: their first ratings as the
+    support set, later ones as feedback), until ``limit`` rows; at least one user.
 
     Args:
         training_set: Parquet training set (Feast historical retrieval).
-        limit: Most rows to return.
+        limit: Most rows to return (a first user with more is returned whole).
         seed: Seed of the sample.
 
     Returns:
-        Up to ``limit`` rows.
+        ``(user, item, rating)`` rows grouped by user, each user's oldest first.
     """
     from metarec.features.training_set import load_training_set
 
     frame, _ = load_training_set(training_set)
-    frame = frame[["user_id", "item_id", "rating"]].dropna()
-    if len(frame) > limit:
-        frame = frame.sample(n=limit, random_state=seed)
+    order = [c for c in ("user_id", "event_timestamp", "item_id") if c in frame.columns]
+    frame = frame.dropna(subset=["user_id", "item_id", "rating"])
+    frame = frame.sort_values(order, kind="stable")[["user_id", "item_id", "rating"]]
+    sizes = frame.groupby("user_id", sort=True).size()
+    users = list(sizes.index)
+    random.Random(seed).shuffle(users)
+    chosen, total = [], 0
+    for user in users:
+        if chosen and total + int(sizes[user]) > limit:
+            continue
+        chosen.append(user)
+        total += int(sizes[user])
+    frame = frame[frame["user_id"].isin(set(chosen))]
     return [
         (int(user), int(item), float(rating))
         for user, item, rating in frame.itertuples(index=False)

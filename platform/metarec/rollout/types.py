@@ -60,6 +60,13 @@ class RolloutSpec(BaseModel):
         default=None,
         description="Highest online MAE of the canary minus production's; None: not checked.",
     )
+    max_online_hit_rate_drop: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Largest drop of the canary's online hit rate below production's "
+        "(the check fails when canary − production < −this); None: not checked.",
+    )
     failure_threshold: int = Field(
         default=2, ge=1, description="Consecutive failed windows that trigger a rollback."
     )
@@ -69,10 +76,17 @@ class RolloutSpec(BaseModel):
     min_feedback: int = Field(
         default=20, ge=1, description="Feedback events per service before the MAE verdict."
     )
+    min_positive_feedback: int = Field(
+        default=20,
+        ge=1,
+        description="Positive feedback events (rating ≥ 4, of users served a list) per "
+        "service before the hit-rate verdict.",
+    )
     max_wait_intervals: int = Field(
         default=5,
         ge=1,
-        description="A window still short of min_requests / min_feedback after this many "
+        description="A window still short of min_requests / min_feedback / "
+        "min_positive_feedback after this many "
         "intervals counts as a failed window (missing data is a failed check, as in Flagger).",
     )
 
@@ -96,6 +110,8 @@ class ServiceWindow(BaseModel):
     p99_ms: float | None = None
     feedback: float = 0.0
     abs_error_sum: float = 0.0
+    positive_feedback: float = 0.0
+    hits: float = 0.0
 
     @property
     def error_rate(self) -> float | None:
@@ -106,6 +122,11 @@ class ServiceWindow(BaseModel):
     def online_mae(self) -> float | None:
         """Windowed online MAE = Δ abs-error sum / Δ feedback count (None without feedback)."""
         return self.abs_error_sum / self.feedback if self.feedback > 0 else None
+
+    @property
+    def online_hit_rate(self) -> float | None:
+        """Windowed online hit rate = Δ hits / Δ positive feedback (None without positives)."""
+        return self.hits / self.positive_feedback if self.positive_feedback > 0 else None
 
 
 class WindowMetrics(BaseModel):
@@ -133,6 +154,12 @@ class RolloutState(BaseModel):
         description="Last production online MAE measured (baseline when production gets no "
         "feedback, e.g. at a 100 % canary step).",
     )
+    production_hit_rate: float | None = Field(
+        default=None,
+        description="Last production online hit rate measured (the baseline when production "
+        "gets too little feedback). Not a column: the controller restores it from the "
+        "rollout's events before each analysis.",
+    )
     abort_requested: bool = False
     window_started_at: datetime | None = None
     verdict: dict[str, Any] | None = None
@@ -152,11 +179,21 @@ class RolloutState(BaseModel):
 
 
 # Checks that a window had enough data for a verdict: their threshold is a minimum.
-DATA_CHECKS = frozenset({"canary_requests", "canary_feedback", "production_feedback"})
+DATA_CHECKS = frozenset(
+    {
+        "canary_requests",
+        "canary_feedback",
+        "production_feedback",
+        "canary_positive_feedback",
+        "production_positive_feedback",
+    }
+)
+# Checks whose value must stay at or above the threshold (all others: at or below).
+MINIMUM_CHECKS = DATA_CHECKS | {"online_hit_rate"}
 
 
 class CheckResult(BaseModel):
-    """One metric against its threshold in one window (a minimum for :data:`DATA_CHECKS`)."""
+    """One metric against its threshold in one window (a minimum for :data:`MINIMUM_CHECKS`)."""
 
     name: str
     value: float | None
@@ -172,4 +209,5 @@ class Decision(BaseModel):
     checks: list[CheckResult] = Field(default_factory=list)
     failed_checks: int = Field(default=0, description="Consecutive failed windows after this.")
     production_mae: float | None = None
+    production_hit_rate: float | None = None
     reason: str = ""

@@ -21,7 +21,8 @@ from metarec.serving.batching import MicroBatcher
 from metarec.serving.features import FeatureCache, ItemMatrix, UserFeatures, user_columns
 from metarec.serving.loading import ServedModel
 from metarec.serving.metrics import ServingMetrics
-from metarec.serving.quality import PredictionMemory, RollingMAE
+from metarec.serving.quality import OnlineHitRate, PredictionMemory, RollingMAE
+from metarec.serving.ranking import CatalogueRanker
 from metarec.serving.schemas import (
     FeedbackRequest,
     FeedbackResponse,
@@ -60,6 +61,16 @@ class AdaptationEngine:
         self.serving = serving
         self.metrics = metrics or ServingMetrics(model_version=served.tag)
         self.adapter = BatchedAdapter(served.adapted)
+        self.ranker = (
+            None
+            if served.ranker is None or served.card.ranker is None
+            else CatalogueRanker(
+                served.ranker,
+                encoder=served.encoder,
+                steps=int(served.card.ranker["inner_steps"]),
+                blend_weight=float(served.card.ranker["blend_weight"]),
+            )
+        )
         self.batcher: MicroBatcher[AdaptationJob, np.ndarray] = MicroBatcher(
             self.adapter,
             max_batch_size=serving.max_batch_size,
@@ -70,6 +81,10 @@ class AdaptationEngine:
         )
         self.memory = PredictionMemory(capacity=serving.prediction_memory)
         self.quality = RollingMAE(window=serving.quality_window)
+        # The last list served per user, to count online hits of positive feedback.
+        self.hits = OnlineHitRate(
+            capacity=serving.served_list_memory, window=serving.hit_rate_window
+        )
 
     def warm_up(self) -> None:
         """Adapt once on the first catalogue item, so the first request pays no start-up cost."""
@@ -212,19 +227,37 @@ class AdaptationEngine:
         rows = rows[keep[rows]]
         if len(rows) == 0:
             return RecommendResponse(model_version=self.served.tag, items=[])
-        job = AdaptationJob(items, self._user_codes(items, user), support_rows, support_y, rows)
-        scores = await self.batcher.submit(job)
+        codes = self._user_codes(items, user)
+        if self.ranker is not None:  # the served ranker orders the list
+            scores = self.ranker.scores(
+                items,
+                user_codes=codes,
+                support_rows=support_rows,
+                support_ratings=support_y,
+                candidate_rows=rows,
+            )
+        else:  # a version trained before ranking existed: ranked by predicted rating
+            scores = await self.batcher.submit(
+                AdaptationJob(items, codes, support_rows, support_y, rows)
+            )
         k = min(request.k, len(rows))
         top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
         top = top[np.lexsort((items.item_ids[rows[top]], -scores[top]))]
         chosen = [int(i) for i in items.item_ids[rows[top]]]
-        # Ranked on the raw predictions; reported on the rating scale.
-        values = [float(s) for s in np.clip(scores[top], RATING_MIN, RATING_MAX)]
+        if self.ranker is not None:  # the rating model predicts the chosen items' ratings
+            ratings = await self.batcher.submit(
+                AdaptationJob(items, codes, support_rows, support_y, rows[top])
+            )
+        else:
+            ratings = scores[top]
+        values = [float(r) for r in np.clip(ratings, RATING_MIN, RATING_MAX)]
         if request.user_id is not None:
             self.memory.remember(request.user_id, chosen, values)
+            self.hits.served(request.user_id, chosen)
+        scored = zip(chosen, scores[top], values, strict=True)
         return RecommendResponse(
             model_version=self.served.tag,
-            items=[ScoredItem(item_id=i, score=s) for i, s in zip(chosen, values, strict=True)],
+            items=[ScoredItem(item_id=i, score=float(s), predicted_rating=r) for i, s, r in scored],
         )
 
     async def predict(self, request: PredictRequest) -> PredictResponse:
@@ -292,6 +325,8 @@ class AdaptationEngine:
         errors = [abs(float(p) - e.rating) for p, e in zip(predicted, events, strict=True)]
         mae = self.quality.add(errors)
         self.metrics.observe_feedback(errors, mae)
+        counted = self.hits.score((e.user_id, e.item_id, e.rating) for e in events)
+        self.metrics.observe_hits(counted.positives, counted.hits, counted.rate)
         return FeedbackResponse(accepted=len(events))
 
     def metadata(self, *, stage: str) -> Metadata:

@@ -16,7 +16,7 @@ from metarec.errors import ServingModelError
 from metarec.learning.algorithms import InnerLoop
 from metarec.registry.service import Registry
 from metarec.registry.types import Stage, VersionInfo, VersionRef
-from metarec.training.artifact import ModelCard, load_artifact
+from metarec.training.artifact import ModelCard, RankerParts, load_artifact, load_ranker
 from metarec.training.encoding import FeatureEncoder
 from metarec.training.methods import AdaptedModel
 
@@ -29,6 +29,7 @@ class ServedModel:
     card: ModelCard
     adapted: AdaptedModel
     encoder: FeatureEncoder
+    ranker: RankerParts | None = None
 
     @property
     def tag(self) -> str:
@@ -95,11 +96,16 @@ def load_served_model(
         with tempfile.TemporaryDirectory(prefix="metarec-serve-") as tmp:
             folder = registry.fetch(ref, Path(tmp) / "artifact")
             model, card = load_artifact(folder)
+            ranker = load_ranker(folder, card)
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     inner = offline_adaptation(card, steps_override=serving.adaptation_steps)
     adapted = AdaptedModel(model, inner, bool(card.inner_loop.get("meta_sgd")))
     return ServedModel(
-        info=info, card=card, adapted=adapted, encoder=FeatureEncoder(**card.encoder)
+        info=info,
+        card=card,
+        adapted=adapted,
+        encoder=FeatureEncoder(**card.encoder),
+        ranker=ranker,
     )

@@ -1,7 +1,9 @@
 """Carry one canary rollout out on this machine (the embedded default: laptop, quickstart, CI).
 
 :func:`run_local_canary` starts the production and canary versions as two real ``bentoml serve``
-processes, puts the local weighted router in front, drives generated traffic through it, runs
+processes, puts the local weighted router in front, drives generated traffic through it (users
+replayed as ``/recommend`` on their first ratings, then ``/feedback`` with their later ones:
+:class:`~metarec.rollout.traffic.TrafficGenerator`), runs
 the rollout controller in this process until the rollout ends, then stops everything. (On a
 cluster the rollout controller Deployment does this under real traffic; see
 :func:`metarec.rollout.controller.wait_for_rollout`.)
@@ -60,6 +62,8 @@ def run_local_canary(
     rows: Sequence[Row],
     actor: str,
     traffic_rate_per_s: float | None = 40.0,
+    traffic_support_size: int = 10,
+    traffic_k: int = 20,
     timeout_s: float = 1800.0,
     poll_s: float = 0.5,
 ) -> LocalCanaryResult:
@@ -70,9 +74,13 @@ def run_local_canary(
         registry: Open registry (the controller promotes through it).
         store: Rollout state store on the same database.
         state: The created rollout (its ``production_version`` must be set).
-        rows: ``(user, item, rating)`` rows the traffic replays (empty: no traffic).
+        rows: ``(user, item, rating)`` rows the traffic replays, in time order per user
+            (:func:`~metarec.rollout.traffic.replay_rows`; empty: no traffic).
         actor: Who the ledger names for the promotion.
-        traffic_rate_per_s: Highest predictions per second (None: unthrottled).
+        traffic_rate_per_s: Highest user visits (one ``/recommend`` + one ``/feedback``) per
+            second (None: unthrottled).
+        traffic_support_size: Ratings of a user sent as the ``/recommend`` support set.
+        traffic_k: Items each ``/recommend`` asks for (the list hits are counted in).
         timeout_s: Give up after this long; the rollout is then aborted (canary weight 0).
         poll_s: Controller reconcile period.
 
@@ -111,7 +119,12 @@ def run_local_canary(
         )
         if rows:
             traffic = TrafficGenerator(
-                url=router.url, rows=rows, rate_per_s=traffic_rate_per_s, deadline_s=timeout_s
+                url=router.url,
+                rows=rows,
+                rate_per_s=traffic_rate_per_s,
+                deadline_s=timeout_s,
+                support_size=traffic_support_size,
+                k=traffic_k,
             ).start()
         try:
             final = controller.run_until_done(state.id, poll_s=poll_s, timeout_s=timeout_s)

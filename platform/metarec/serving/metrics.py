@@ -5,7 +5,10 @@ several instances can live in one process, e.g. in tests). Under ``bentoml serve
 prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by BentoML) writes the
 values where BentoML's ``/metrics`` collects them. Windowed online MAE for canary analysis is
 ``Δ metarec_feedback_abs_error_sum / Δ metarec_feedback_total``; ``metarec_online_mae`` is the
-rolling MAE over the last ``serving.quality_window`` events.
+rolling MAE over the last ``serving.quality_window`` events. Windowed online hit rate is
+``Δ metarec_feedback_hits_total / Δ metarec_feedback_positive_total`` (counters, so Prometheus
+can sum them over pods and take a rate); ``metarec_online_hit_rate`` is the rolling hit rate
+over the last ``serving.hit_rate_window`` positive events.
 """
 
 from __future__ import annotations
@@ -97,6 +100,25 @@ class ServingMetrics:
             multiprocess_mode="mostrecent",
             registry=self.registry,
         )
+        self.feedback_positive = Counter(
+            "metarec_feedback_positive",
+            "Positive feedback events (rating >= 4) of users who were served a list.",
+            ["model_version"],
+            registry=self.registry,
+        )
+        self.feedback_hits = Counter(
+            "metarec_feedback_hits",
+            "Positive feedback events whose item was in the last list served to the user.",
+            ["model_version"],
+            registry=self.registry,
+        )
+        self.online_hit_rate = Gauge(
+            "metarec_online_hit_rate",
+            "Rolling share of positive feedback items that were in the list served.",
+            ["model_version"],
+            multiprocess_mode="mostrecent",
+            registry=self.registry,
+        )
         # Series exist (at 0) from the start, so rates and ratios are defined at once.
         for endpoint in ("recommend", "predict", "feedback", "metadata"):
             self.latency.labels(endpoint, model_version)
@@ -106,6 +128,9 @@ class ServingMetrics:
         self.feedback.labels(model_version)
         self.feedback_abs_error.labels(model_version)
         self.online_mae.labels(model_version).set(0.0)
+        self.feedback_positive.labels(model_version)
+        self.feedback_hits.labels(model_version)
+        self.online_hit_rate.labels(model_version).set(0.0)
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one request and its latency."""
@@ -133,3 +158,10 @@ class ServingMetrics:
         for error in abs_errors:
             summary.observe(error)
         self.online_mae.labels(self.model_version).set(mae)
+
+    def observe_hits(self, positives: int, hits: int, rate: float | None) -> None:
+        """Count positive feedback events and hits; update the rolling hit rate (when known)."""
+        self.feedback_positive.labels(self.model_version).inc(positives)
+        self.feedback_hits.labels(self.model_version).inc(hits)
+        if rate is not None:
+            self.online_hit_rate.labels(self.model_version).set(rate)

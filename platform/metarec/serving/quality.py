@@ -1,14 +1,21 @@
-"""Online quality: absolute error of the service's predictions against observed feedback.
+"""Online quality: the service's answers judged against observed feedback.
 
-Feedback events are scored against the prediction this service last returned for the same
-(user, item) — kept in a bounded memory — and, when it has none, against a prediction made on
-the fly (adapting to the user's recent ratings in Feast, as ``/recommend`` does for a user id).
+* **Online MAE.** Feedback events are scored against the prediction this service last returned
+  for the same (user, item) — kept in a bounded memory — and, when it has none, against a
+  prediction made on the fly (adapting to the user's recent ratings in Feast, as
+  ``/recommend`` does for a user id).
+* **Online hit rate.** The last list ``/recommend`` served to each user is kept in a bounded
+  memory; a positive feedback event (rating ≥ 4) is a hit when its item was in that list.
 """
 
 from __future__ import annotations
 
 import threading
+from array import array
+from bisect import bisect_left
 from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 
 class PredictionMemory:
@@ -58,3 +65,96 @@ class RollingMAE:
     def value_unlocked(self) -> float:
         """The current MAE (0.0 before any feedback)."""
         return sum(self._errors) / len(self._errors) if self._errors else 0.0
+
+
+# A feedback rating at or above this is a positive event (the user liked the item).
+POSITIVE_RATING = 4.0
+
+
+class ServedLists:
+    """The last list ``/recommend`` served to each user, least recently served forgotten first.
+
+    Each list is kept as a sorted ``array('q')`` (8 bytes per item; ≈ 0.25 KB per user at
+    ``k = 20``), so membership is a binary search.
+    """
+
+    def __init__(self, *, capacity: int) -> None:
+        """Remember the lists of at most ``capacity`` users (0: remember none)."""
+        self._capacity = capacity
+        self._data: OrderedDict[int, array[int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, user_id: int, items: Sequence[int]) -> None:
+        """Replace ``user_id``'s last served list with ``items``."""
+        if self._capacity <= 0:
+            return
+        served = array("q", sorted(set(items)))  # (k,) unique item ids, ascending
+        with self._lock:
+            self._data[user_id] = served
+            self._data.move_to_end(user_id)
+            while len(self._data) > self._capacity:
+                self._data.popitem(last=False)
+
+    def contains(self, user_id: int, item_id: int) -> bool | None:
+        """Whether ``item_id`` was in the last list served to ``user_id`` (None: no list)."""
+        with self._lock:
+            served = self._data.get(user_id)
+        if served is None:
+            return None
+        at = bisect_left(served, item_id)
+        return at < len(served) and served[at] == item_id
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@dataclass(frozen=True)
+class HitCount:
+    """What one batch of feedback events added to the online hit rate."""
+
+    positives: int  # positive events of users who had been served a list
+    hits: int  # of which the item was in that list
+    rate: float | None  # rolling hit rate after the batch (None: no positive event yet)
+
+
+class OnlineHitRate:
+    """Online hit rate: the share of liked feedback items that were in the list served.
+
+    A feedback event is *positive* when its rating is ≥ :data:`POSITIVE_RATING`; it is a *hit*
+    when its item was in the last list ``/recommend`` served to that user. Positive events of
+    users this service never served a list (or whose list was forgotten, or not yet served,
+    e.g. a user the router moved here between their ``/recommend`` and their ``/feedback``)
+    are not counted at all: without a list there is nothing to judge. The rolling rate covers
+    the last ``window`` counted positive events.
+    """
+
+    def __init__(self, *, capacity: int, window: int) -> None:
+        """Size the memory and the window.
+
+        Args:
+            capacity: Users whose last served list is remembered (0: none; nothing counts).
+            window: Positive events in the rolling hit rate.
+        """
+        self.lists = ServedLists(capacity=capacity)
+        self._outcomes: deque[bool] = deque(maxlen=window)
+        self._lock = threading.Lock()
+
+    def served(self, user_id: int, items: Sequence[int]) -> None:
+        """Remember the list just served to ``user_id``."""
+        self.lists.remember(user_id, items)
+
+    def score(self, events: Iterable[tuple[int, int, float]]) -> HitCount:
+        """Count the positive events and hits of ``(user, item, rating)`` feedback events.
+
+        Returns:
+            The counted positives and hits, and the rolling hit rate after them.
+        """
+        outcomes = [
+            hit
+            for user, item, rating in events
+            if rating >= POSITIVE_RATING and (hit := self.lists.contains(user, item)) is not None
+        ]
+        with self._lock:
+            self._outcomes.extend(outcomes)
+            rate = sum(self._outcomes) / len(self._outcomes) if self._outcomes else None
+        return HitCount(positives=len(outcomes), hits=sum(outcomes), rate=rate)

@@ -86,10 +86,14 @@ class FeedbackRequest(_Strict):
 
 
 class ScoredItem(BaseModel):
-    """A recommended item and its predicted rating."""
+    """A recommended item: its ranking score and its predicted rating."""
 
     item_id: int
-    score: float
+    score: float = Field(
+        description="The ranker's score (higher ranks first; a standardised blend, not a "
+        "rating). Versions trained before the ranker existed report the predicted rating."
+    )
+    predicted_rating: float = Field(description="The predicted rating on the 1..5 scale.")
 
 
 class RecommendResponse(BaseModel):

@@ -6,17 +6,28 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from rich.table import Column, Table
 
+from metarec.errors import ModelArtifactError
 from metarec.features.training_set import load_training_set
 from metarec.learning.algorithms import InnerLoop
+from metarec.learning.item_models import EASE, ItemKNN, ItemMean, Popularity
 from metarec.learning.metrics import METRIC_NAMES
-from metarec.training.artifact import load_artifact, load_global_model
+from metarec.training.artifact import ModelCard, load_artifact, load_global_model, load_ranker
 from metarec.training.config import TrainingConfig
 from metarec.training.encoding import FeatureEncoder
 from metarec.training.methods import AdaptedModel
+from metarec.training.ranking_eval import (
+    Cells,
+    RankingMethods,
+    RankingTable,
+    ServedRanker,
+    evaluate_ranking,
+)
 from metarec.training.scenarios import Scenario, Split, plan_split
-from metarec.training.trainer import evaluate_all, prepare, resolve_device
+from metarec.training.trainer import evaluate_all, prepare, ranking_data, resolve_device
 
 Metrics = dict[str, dict[str, dict[str, dict[str, float]]]]
 
@@ -140,3 +151,101 @@ def plot_mae(metrics: Metrics, path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def evaluate_ranking_artifact(
+    artifact_dir: Path,
+    training_set_path: Path,
+    *,
+    users: dict[str, list[int]] | None = None,
+    scenarios: Sequence[Scenario | str] | None = None,
+    cells: Sequence[str] | None = None,
+    device: str = "cpu",
+) -> RankingTable:
+    """The ranking table of an artifact's served ranker and the item baselines on given users.
+
+    The baselines are refitted on the training set's meta-training users with the
+    hyper-parameters the artifact chose on its validation users (in its card), so a
+    production artifact re-evaluated on a candidate's users is compared on equal terms.
+
+    Args:
+        artifact_dir: Directory written by ``metarec train`` (with a ranker).
+        training_set_path: Training set (parquet with manifest).
+        users: Users per scenario (default: the card's test users).
+        scenarios: Scenarios (default: those of the card's ranking table).
+        cells: Cells such as ``random@10`` (default: the card's).
+        device: Unused (ranking runs on the CPU); kept for the evaluator's signature.
+
+    Returns:
+        ``{scenario: {cell: {method: {metric: value}}}}``.
+
+    Raises:
+        ModelArtifactError: The artifact has no ranker (trained before ranking existed).
+    """
+    del device
+    model, card = load_artifact(artifact_dir)
+    parts = load_ranker(Path(artifact_dir), card)
+    if parts is None or card.ranker is None:
+        raise ModelArtifactError(
+            f"{artifact_dir}: the artifact has no catalogue ranker.",
+            fix="retrain it with this MetaRec (`metarec train`), which trains and stores one.",
+        )
+    config = TrainingConfig.build(card.hyperparameters, source=f"{artifact_dir} model card")
+    df, _ = load_training_set(Path(training_set_path))
+    data = prepare(
+        df,
+        split=_card_split(df, card, config),
+        encoder=FeatureEncoder(**card.encoder),
+        config=config,
+    )
+    rdata = ranking_data(data)
+    if not np.array_equal(rdata.item_ids, parts.item_ids):
+        raise ModelArtifactError(
+            f"{artifact_dir}: the ranker's catalogue differs from {training_set_path}'s items.",
+            fix="evaluate on the training set the artifact was trained on (or retrain).",
+        )
+    chosen = card.ranker.get("chosen_on_validation", {})
+    methods = RankingMethods(
+        served=ServedRanker(
+            model=parts.model,
+            steps=int(card.ranker["inner_steps"]),
+            ease=parts.ease,
+            blend_weight=float(card.ranker["blend_weight"]),
+        ),
+        rating_model=AdaptedModel(
+            model,
+            InnerLoop(steps=int(card.inner_loop["steps"]), lr=float(card.inner_loop["lr"])),
+            bool(card.inner_loop.get("meta_sgd")),
+        ),
+        popularity=Popularity.fit(rdata.train_binary),
+        item_mean=ItemMean.fit(
+            rdata.train_ratings, shrinkage=float(chosen.get("item_mean_shrinkage", 20.0))
+        ),
+        item_knn=ItemKNN.fit(rdata.train_binary, neighbours=chosen.get("item_knn_neighbours")),
+        ease_binary=EASE.fit(rdata.train_binary, l2=float(chosen.get("ease_l2", 1000.0))),
+    )
+    names = cells or card.ranker.get("cells")
+    return evaluate_ranking(
+        methods,
+        rdata,
+        data.split,
+        scenarios=tuple(Scenario(s) for s in (scenarios or card.ranking or config.scenarios)),
+        cells=Cells.parse(names),
+        users=users if users is not None else card.test_users,
+        seed=data.split.seed,
+    )
+
+
+def _card_split(df: pd.DataFrame, card: ModelCard, config: TrainingConfig) -> Split:
+    """The card's user split, rebuilt from its seed (and its new-item cutoff year)."""
+    split = plan_split(
+        df,
+        seed=int(card.split["seed"]),
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+        new_item_fraction=config.new_item_fraction,
+        n_folds=config.n_folds,
+        test_fold=config.test_fold,
+    )
+    cutoff = int(card.split["new_item_cutoff_year"])
+    return Split(**{**split.model_dump(), "new_item_cutoff_year": cutoff})

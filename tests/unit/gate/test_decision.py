@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from metarec.gate.decision import decide
+from metarec.gate.decision import GateDecision, decide
 from metarec.gate.policy import (
     AbsoluteRule,
     GatePolicy,
@@ -25,8 +25,8 @@ def run(policy, candidate, **kwargs):
     )
 
 
-def test_good_candidate_passes_default_policy_with_every_number():
-    decision = run(load_policy(), fixture_metrics())
+def test_good_candidate_passes_default_policy_with_every_number(ranking):
+    decision = run(load_policy(), fixture_metrics(), candidate_ranking=ranking())
     assert decision.accepted
     assert decision.broken == []
     assert "no production version: regression rules not applied" in decision.notes
@@ -174,3 +174,13 @@ def test_nan_metric_counts_as_missing():
     decision = run(GatePolicy(absolute=[AbsoluteRule(metric="mae", max=1.0)]), metrics)
     assert not decision.accepted
     json.loads(decision.model_dump_json())
+
+
+def test_old_stored_decision_without_ranking_fields_still_loads():
+    stored = json.loads(run(GatePolicy(), fixture_metrics()).model_dump_json())
+    for key in ("ranking_method", "ranking_comparison_basis", "ranking_summary"):
+        stored.pop(key)
+    for check in stored["checks"]:
+        check.pop("table")
+    old = GateDecision.model_validate(stored)
+    assert old.ranking_summary == [] and old.ranking_method is None

@@ -2,7 +2,8 @@
 
 A :class:`FakeService` answers the adaptation service's HTTP contract (``/recommend``,
 ``/predict``, ``/feedback``, ``/metadata``, ``/livez``, ``/readyz``, ``/metrics``) and exposes
-the same Prometheus metrics through a real ``prometheus_client`` registry. Faults (a share of
+the same Prometheus metrics through a real ``prometheus_client`` registry, online hits
+(positive feedback on an item of the last list served to the user) included. Faults (a share of
 5xx, added latency, biased predictions) live here, never in the production service.
 
 A :class:`LoadLoop` sends bounded real HTTP traffic (a request count AND a deadline) through a
@@ -68,6 +69,16 @@ class FakeService:
         self.online_mae = Gauge(
             "metarec_online_mae", "Online MAE.", ["model_version"], registry=self.metrics
         )
+        self.positive = Counter(
+            "metarec_feedback_positive",
+            "Positive events.",
+            ["model_version"],
+            registry=self.metrics,
+        )
+        self.hits = Counter(
+            "metarec_feedback_hits", "Hits.", ["model_version"], registry=self.metrics
+        )
+        self._served: dict[int, set[int]] = {}  # the last list served per user
         self._mae = [0.0, 0]
         self._connections: set[socket.socket] = set()
         service = self
@@ -143,6 +154,8 @@ class FakeService:
                 }
             k = int(body.get("k") or 10)
             ranked = sorted(scores.items(), key=lambda kv: -kv[1])[:k]
+            with self._lock:
+                self._served[user] = {item for item, _ in ranked}
             return 200, {"items": [{"item_id": i, "score": s} for i, s in ranked]}
         if endpoint == "feedback":
             for event in body.get("events", []):
@@ -156,6 +169,12 @@ class FakeService:
                 self.feedback.labels(self.model_version).inc()
                 self.abs_error.labels(self.model_version).inc(error)
                 self.online_mae.labels(self.model_version).set(mae)
+                with self._lock:
+                    served = self._served.get(key[0])
+                if served is not None and float(event["rating"]) >= 4:
+                    self.positive.labels(self.model_version).inc()
+                    if key[1] in served:
+                        self.hits.labels(self.model_version).inc()
             return 200, {"accepted": len(body.get("events", []))}
         return 404, {"error": f"no endpoint {endpoint}"}
 

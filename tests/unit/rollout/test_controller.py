@@ -56,9 +56,10 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-def make(registry, errors=0):
+def make(registry, errors=0, *, spec=SPEC, metrics=None):
     store = RolloutStore(engine=registry.engine)
-    router, metrics, clock = MemoryRouter(), ScriptedMetrics(errors), Clock()
+    router, clock = MemoryRouter(), Clock()
+    metrics = metrics or ScriptedMetrics(errors)
     controller = RolloutController(
         registry=registry, store=store, router=router, metrics=metrics, clock=clock
     )
@@ -66,7 +67,7 @@ def make(registry, errors=0):
         registry=registry,
         store=store,
         ref=VersionRef(model="metarec", version=2),
-        spec=SPEC,
+        spec=spec,
         actor="t",
     )
     return controller, store, router, metrics, clock, state
@@ -153,3 +154,64 @@ def test_only_staging_versions_and_one_active_rollout(registry):
             spec=SPEC,
             actor="t",
         )
+
+
+class HitMetrics(ScriptedMetrics):
+    """Healthy traffic with scripted positive feedback and hits on both sides."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.canary = (40, 0.30)  # (positive events, hit rate)
+        self.production = (40, 0.32)
+
+    def read_window(self, state, *, window_s: float) -> WindowMetrics:
+        metrics = super().read_window(state, window_s=window_s)
+        sides = {}
+        for side, (positives, rate) in (("canary", self.canary), ("production", self.production)):
+            window = getattr(metrics, side)
+            sides[side] = window.model_copy(
+                update={"positive_feedback": positives, "hits": positives * rate}
+            )
+        return metrics.model_copy(update=sides)
+
+
+def test_the_hit_rate_baseline_survives_a_restart_and_serves_the_full_canary_step(registry):
+    store = RolloutStore(engine=registry.engine)
+    router, metrics, clock = MemoryRouter(), HitMetrics(), Clock()
+    spec = SPEC.model_copy(update={"max_online_hit_rate_drop": 0.05, "min_positive_feedback": 20})
+    state = start_rollout(
+        registry=registry,
+        store=store,
+        ref=VersionRef(model="metarec", version=2),
+        spec=spec,
+        actor="t",
+    )
+
+    def controller() -> RolloutController:
+        return RolloutController(
+            registry=registry, store=store, router=router, metrics=metrics, clock=clock
+        )
+
+    first = controller()
+    first.reconcile(state.id)
+    clock.tick()
+    assert first.reconcile(state.id).canary_weight == 100  # 50 %: production measured 0.32
+    passed = next(e for e in store.events(state.id) if e.action == "passed")
+    assert passed.metrics["production_hit_rate"] == pytest.approx(0.32)
+    assert passed.metrics["canary"]["online_hit_rate"] == pytest.approx(0.30)
+    # A restarted controller at 100 %: production gets no feedback any more; the baseline
+    # comes back from the events, and a canary far below it fails the window.
+    metrics.production = (0, 0.0)
+    metrics.canary = (40, 0.10)
+    restarted = controller()
+    restarted.reconcile(state.id)  # resume: new window
+    clock.tick()
+    retried = restarted.reconcile(state.id)
+    assert retried.failed_checks == 1, retried.message
+    assert "online_hit_rate=-0.22 < -0.05" in retried.message
+    metrics.canary = (40, 0.31)
+    clock.tick()
+    final = restarted.reconcile(state.id)
+    assert final.phase is Phase.SUCCEEDED
+    checks = {c["name"]: c for c in final.verdict["final_checks"]}
+    assert checks["online_hit_rate"]["value"] == pytest.approx(-0.01)

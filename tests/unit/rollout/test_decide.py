@@ -170,3 +170,100 @@ def test_missing_feedback_fails_the_window_once_overdue():
 def test_max_wait_intervals_is_at_least_one():
     with pytest.raises(ValidationError):
         RolloutSpec(max_wait_intervals=0)
+
+
+HIT_SPEC = SPEC.model_copy(
+    update={
+        "max_online_mae_delta": None,
+        "max_online_hit_rate_drop": 0.05,
+        "min_positive_feedback": 30,
+    }
+)
+
+
+def hits(
+    *, c_pos=40, c_rate=0.30, p_pos=40, p_rate=0.30, window_s=10, errors=0, requests=100
+) -> WindowMetrics:
+    """A window with positive feedback and hits on both sides (online MAE not checked)."""
+    metrics = window(window_s=window_s, errors=errors, requests=requests)
+    canary = metrics.canary.model_copy(update={"positive_feedback": c_pos, "hits": c_pos * c_rate})
+    production = metrics.production.model_copy(
+        update={"positive_feedback": p_pos, "hits": p_pos * p_rate}
+    )
+    return metrics.model_copy(update={"canary": canary, "production": production})
+
+
+def test_online_hit_rate_passes_within_the_drop_and_fails_beyond_it():
+    spec = HIT_SPEC
+    fine = decide(state(spec=spec), hits(c_rate=0.26, p_rate=0.30))
+    assert fine.action is Action.ADVANCE and fine.production_hit_rate == pytest.approx(0.30)
+    check = next(c for c in fine.checks if c.name == "online_hit_rate")
+    assert check.value == pytest.approx(-0.04) and check.threshold == pytest.approx(-0.05)
+    assert check.passed and "canary hit rate 0.2600 − production hit rate 0.3000" in check.detail
+    # A better canary passes whatever the margin.
+    assert decide(state(spec=spec), hits(c_rate=0.9, p_rate=0.3)).action is Action.ADVANCE
+    bad = decide(state(spec=spec), hits(c_rate=0.10, p_rate=0.30))
+    assert bad.action is Action.RETRY
+    assert [c.name for c in bad.checks if not c.passed] == ["online_hit_rate"]
+    assert "online_hit_rate=-0.2 < -0.05" in bad.reason
+    assert decide(state(spec=spec, failed_checks=1), hits(c_rate=0.1)).action is Action.ROLLBACK
+
+
+def test_online_hit_rate_uses_the_production_baseline_at_full_canary():
+    # 100 % canary: production got no positive feedback; the last measured rate is the baseline.
+    decision = decide(
+        state(spec=HIT_SPEC, step_index=2, production_hit_rate=0.3), hits(c_rate=0.28, p_pos=0)
+    )
+    assert decision.action is Action.PROMOTE
+    assert decision.production_hit_rate == pytest.approx(0.3)
+    # Production with too few positives in the window does not replace the baseline.
+    few = decide(
+        state(spec=HIT_SPEC, production_hit_rate=0.3), hits(c_rate=0.28, p_pos=10, p_rate=0.9)
+    )
+    assert few.action is Action.ADVANCE and few.production_hit_rate == pytest.approx(0.3)
+
+
+def test_online_hit_rate_waits_for_positive_feedback_then_fails_overdue():
+    spec = HIT_SPEC.model_copy(update={"max_wait_intervals": 2})
+    waiting = decide(state(spec=spec), hits(c_pos=29, window_s=19))
+    assert waiting.action is Action.WAIT
+    assert "29 canary positive feedback events" in waiting.reason and "30 needed" in waiting.reason
+    overdue = decide(state(spec=spec), hits(c_pos=29, window_s=20))
+    assert overdue.action is Action.RETRY
+    failed = [(c.name, c.value, c.threshold) for c in overdue.checks if not c.passed]
+    assert failed == [("canary_positive_feedback", 29, 30)]
+    assert "canary_positive_feedback=29 < 30" in overdue.reason
+    # No production hit rate ever measured: that data check fails instead.
+    no_baseline = decide(state(spec=spec), hits(p_pos=0, window_s=20))
+    assert [c.name for c in no_baseline.checks if not c.passed] == ["production_positive_feedback"]
+    assert decide(state(spec=spec), hits(p_pos=0, window_s=10)).action is Action.WAIT
+
+
+def test_a_failed_check_does_not_wait_for_positive_feedback():
+    decision = decide(state(spec=HIT_SPEC), hits(errors=20, c_pos=0))
+    assert decision.action is Action.RETRY
+    assert [c.name for c in decision.checks] == ["error_rate", "latency_p99_ms"]
+
+
+def test_both_quality_checks_wait_for_their_own_data():
+    spec = HIT_SPEC.model_copy(update={"max_online_mae_delta": 0.1})
+    # MAE has its feedback, the hit rate not yet: the window waits for the hit rate.
+    decision = decide(state(spec=spec), hits(c_pos=3))
+    assert decision.action is Action.WAIT and "positive feedback" in decision.reason
+    # Both judged: a bad MAE fails the window even though the hit rate is fine.
+    metrics = hits()
+    worse = metrics.model_copy(
+        update={"canary": metrics.canary.model_copy(update={"abs_error_sum": 40 * 1.2})}
+    )
+    judged = decide(state(spec=spec), worse)
+    assert judged.action is Action.RETRY
+    assert {c.name: c.passed for c in judged.checks}["online_hit_rate"] is True
+    assert [c.name for c in judged.checks if not c.passed] == ["online_mae_delta"]
+
+
+def test_the_hit_rate_drop_is_a_share():
+    with pytest.raises(ValidationError):
+        RolloutSpec(max_online_hit_rate_drop=-0.1)
+    with pytest.raises(ValidationError):
+        RolloutSpec(min_positive_feedback=0)
+    assert RolloutSpec().max_online_hit_rate_drop is None  # off unless asked for

@@ -148,6 +148,10 @@ def answers(query: str):
         return vector(40 if canary else 400)
     if "metarec_feedback_abs_error_sum" in query:
         return vector(36.0 if canary else 320.0)
+    if "metarec_feedback_positive_total" in query:
+        return vector(25 if canary else 200)
+    if "metarec_feedback_hits_total" in query:
+        return vector(5 if canary else 80)
     return {"status": "error", "errorType": "bad_data", "error": "unknown"}
 
 
@@ -169,6 +173,13 @@ def test_prometheus_source_reads_both_versions_over_the_window(prometheus):
     assert metrics.production.requests == 1800 and metrics.production.errors == 0
     assert metrics.production.p99_ms is None  # NaN: no observations
     assert metrics.production.online_mae == pytest.approx(0.8)
+    assert metrics.canary.positive_feedback == 25 and metrics.canary.hits == 5
+    assert metrics.canary.online_hit_rate == pytest.approx(0.2)
+    assert metrics.production.online_hit_rate == pytest.approx(0.4)
+    assert (
+        'sum(increase(metarec_feedback_hits_total{model_version="metarec:v3"}[30s]))'
+        in prometheus.queries
+    )
     assert all("[30s]" in q for q in prometheus.queries)
     assert any('model_version="metarec:v2"' in q for q in prometheus.queries)
     p99 = next(q for q in prometheus.queries if "histogram_quantile" in q and "v3" in q)
@@ -295,3 +306,59 @@ def test_each_side_reads_only_its_own_version_from_a_shared_exposition():
         server.server_close()
     assert window.production.feedback == 100 and window.production.online_mae == 0.5
     assert window.canary.feedback == 10 and window.canary.online_mae == 2.0
+
+
+def test_windowed_hit_rate_from_the_services_own_series():
+    """Real ServingMetrics output: Δ hits / Δ positive feedback, per model version."""
+    from metarec.serving.metrics import ServingMetrics
+
+    canary = ServingMetrics(model_version="metarec:v3")
+    production = ServingMetrics(model_version="metarec:v2")
+    canary.observe_hits(10, 9, 0.9)  # before the window
+    before = (
+        generate_latest(canary.registry).decode() + generate_latest(production.registry).decode()
+    )
+    canary.observe_hits(20, 5, 0.47)
+    production.observe_hits(40, 20, 0.5)
+    after = (
+        generate_latest(canary.registry).decode() + generate_latest(production.registry).decode()
+    )
+    windows = {
+        version: window_between(
+            parse_metrics(before, model_version=version),
+            parse_metrics(after, model_version=version),
+        )
+        for version in ("metarec:v3", "metarec:v2")
+    }
+    assert windows["metarec:v3"].positive_feedback == 20 and windows["metarec:v3"].hits == 5
+    assert windows["metarec:v3"].online_hit_rate == pytest.approx(0.25)
+    assert windows["metarec:v2"].online_hit_rate == pytest.approx(0.5)
+    assert window_between(parse_metrics(before), parse_metrics(before)).online_hit_rate is None
+
+
+def test_scrape_source_reads_each_services_hits():
+    import httpx
+
+    backend = _load_backend()
+    production = backend.FakeService(model_version="metarec:v2").start()
+    canary = backend.FakeService(model_version="metarec:v3").start()
+    source = ScrapeMetricSource(production_url=production.url, canary_url=canary.url)
+    try:
+        source.start_window(STATE)
+        for service, liked in ((canary, (1, 9)), (production, (1, 2))):
+            for user in (4, 5):
+                httpx.post(
+                    f"{service.url}/recommend",
+                    json={"user_id": user, "candidates": [1, 2, 3], "k": 3},
+                )
+                events = [{"user_id": user, "item_id": i, "rating": 5.0} for i in liked]
+                events.append({"user_id": user, "item_id": 2, "rating": 1.0})  # not positive
+                events.append({"user_id": 77, "item_id": 1, "rating": 5.0})  # never served
+                httpx.post(f"{service.url}/feedback", json={"events": events})
+        window = source.read_window(STATE, window_s=1.0)
+    finally:
+        production.stop()
+        canary.stop()
+    assert (window.canary.positive_feedback, window.canary.hits) == (4, 2)
+    assert window.canary.online_hit_rate == pytest.approx(0.5)
+    assert window.production.online_hit_rate == pytest.approx(1.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metarec.rollout.report import write_report
+from metarec.rollout.report import METRIC_PANELS, VERSION_PANELS, render_png, write_report
 from metarec.rollout.router import Weights
 
 
@@ -30,3 +30,22 @@ def test_report_png_and_html(registry, tmp_path: Path):
     assert "data:image/png;base64," in page
     assert "error_rate=0.5 (FAIL, limit 0.01)" in page
     assert "&quot;status&quot;: &quot;passed&quot;" in page  # the verdict, HTML-escaped
+
+
+def test_report_shows_the_online_hit_rate_check_and_each_versions_rate(registry, tmp_path: Path):
+    from test_controller import SPEC, HitMetrics, make
+
+    spec = SPEC.model_copy(update={"max_online_hit_rate_drop": 0.05})
+    controller, store, _router, _metrics, clock, state = make(
+        registry, spec=spec, metrics=HitMetrics()
+    )
+    controller.reconcile(state.id)
+    for _ in range(2):
+        clock.tick()
+        final = controller.reconcile(state.id)
+    events = store.events(state.id)
+    assert ("online_hit_rate", "online hit rate\ncanary − production") in METRIC_PANELS
+    assert VERSION_PANELS == (("online_hit_rate", "online hit rate\nper version"),)
+    assert render_png(final, events).startswith(b"\x89PNG")
+    page = write_report(final, events, tmp_path / "r.html").read_text()
+    assert "online_hit_rate=-0.02 (ok, limit -0.05)" in page

@@ -33,7 +33,10 @@ async def top_items(request: RecommendRequest) -> RecommendResponse | JSONRespon
         raise RuntimeError("boom")
     if request.user_id == 504:
         await asyncio.sleep(5)
-    items = [ScoredItem(item_id=i, score=5.0 - i / 10) for i in range(1, request.k + 1)]
+    items = [
+        ScoredItem(item_id=i, score=5.0 - i / 10, predicted_rating=5.0 - i / 10)
+        for i in range(1, request.k + 1)
+    ]
     return RecommendResponse(model_version=f"m:v{request.user_id}", items=items)
 
 

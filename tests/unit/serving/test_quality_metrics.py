@@ -1,5 +1,13 @@
+import threading
+
 from metarec.serving.metrics import ServingMetrics, status_class
-from metarec.serving.quality import PredictionMemory, RollingMAE
+from metarec.serving.quality import (
+    POSITIVE_RATING,
+    OnlineHitRate,
+    PredictionMemory,
+    RollingMAE,
+    ServedLists,
+)
 from prometheus_client import generate_latest
 
 
@@ -45,3 +53,74 @@ def test_status_class():
     assert status_class(200) == "2xx"
     assert status_class(413) == "4xx"
     assert status_class(503) == "5xx"
+
+
+def test_served_lists_keep_the_last_list_per_user_least_recently_served_forgotten_first():
+    lists = ServedLists(capacity=2)
+    lists.remember(1, [30, 10, 20])
+    lists.remember(2, [5])
+    assert lists.contains(1, 10) is True and lists.contains(1, 11) is False
+    lists.remember(1, [11])  # a new list replaces the last one
+    assert lists.contains(1, 10) is False and lists.contains(1, 11) is True
+    lists.remember(3, [7])  # user 2 was served least recently: forgotten
+    assert lists.contains(2, 5) is None and len(lists) == 2
+    assert lists.contains(99, 1) is None  # never served a list
+    nothing = ServedLists(capacity=0)
+    nothing.remember(1, [1])
+    assert nothing.contains(1, 1) is None and len(nothing) == 0
+
+
+def test_online_hit_rate_counts_positive_events_of_served_users_only():
+    tracker = OnlineHitRate(capacity=10, window=100)
+    assert POSITIVE_RATING == 4.0
+    assert tracker.score([(1, 10, 5.0)]).rate is None  # no list served yet: nothing counts
+    tracker.served(1, [10, 11, 12])
+    counted = tracker.score(
+        [
+            (1, 10, 5.0),  # positive, in the list: a hit
+            (1, 13, 4.0),  # positive, not in the list: a miss
+            (1, 11, 3.5),  # not positive: not counted
+            (2, 10, 5.0),  # user 2 was never served a list: not counted
+        ]
+    )
+    assert (counted.positives, counted.hits, counted.rate) == (2, 1, 0.5)
+    assert tracker.score([(1, 11, 1.0)]).rate == 0.5  # no positive event: rate unchanged
+
+
+def test_online_hit_rate_rolls_over_the_last_window_positive_events():
+    tracker = OnlineHitRate(capacity=10, window=4)
+    tracker.served(1, [1])
+    tracker.score([(1, 1, 5.0)] * 4)
+    assert tracker.score([(1, 2, 5.0)] * 3).rate == 0.25  # 1 hit left in the last 4
+
+
+def test_online_hit_rate_is_thread_safe():
+    tracker = OnlineHitRate(capacity=1000, window=100_000)
+    positives: list[int] = []
+
+    def work(user: int) -> None:
+        for n in range(200):
+            tracker.served(user, [n, n + 1])
+            positives.append(tracker.score([(user, n, 5.0), (user, n + 5, 5.0)]).positives)
+
+    threads = [threading.Thread(target=work, args=(u,)) for u in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(positives) == 8 * 200 * 2
+    assert tracker.score([]).rate == 0.5  # every user's own list: one hit, one miss each time
+
+
+def test_hit_series_are_labelled_with_the_model_version():
+    metrics = ServingMetrics(model_version="metarec:v3")
+    text = generate_latest(metrics.registry).decode()
+    # The series exist from the start, so rates are defined at once.
+    assert 'metarec_feedback_positive_total{model_version="metarec:v3"} 0.0' in text
+    assert 'metarec_feedback_hits_total{model_version="metarec:v3"} 0.0' in text
+    metrics.observe_hits(4, 1, 0.25)
+    metrics.observe_hits(0, 0, None)  # no positive event yet: the gauge keeps its value
+    text = generate_latest(metrics.registry).decode()
+    assert 'metarec_feedback_positive_total{model_version="metarec:v3"} 4.0' in text
+    assert 'metarec_feedback_hits_total{model_version="metarec:v3"} 1.0' in text
+    assert 'metarec_online_hit_rate{model_version="metarec:v3"} 0.25' in text
