@@ -27,9 +27,14 @@ from metarec.registry.types import VersionInfo
 from metarec.serving.loading import offline_adaptation
 from metarec.serving.process import ServiceProcess
 from metarec.serving.testing import mark_validated, train_and_register
-from metarec.training.artifact import load_artifact
+from metarec.training.artifact import load_artifact, load_ranker
+from metarec.training.config import TrainingConfig
 from metarec.training.encoding import FeatureEncoder
+from metarec.training.evaluation import card_split
 from metarec.training.methods import AdaptedModel, adapted_predictions
+from metarec.training.ranking import RankingTask
+from metarec.training.ranking_eval import ServedRanker
+from metarec.training.trainer import prepare, ranking_data
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -172,6 +177,60 @@ def test_predictions_equal_offline_evaluation(client: httpx.Client, served: Serv
         np.testing.assert_allclose(online, offline, atol=TOLERANCE, rtol=0)
         checked += 1
     assert checked == 3
+
+
+def test_recommended_list_equals_offline_ranking(client: httpx.Client, served: Served, ratings):
+    """The served list for a user and support set is the offline evaluation's list."""
+    with Registry.open(served.settings) as registry:
+        folder = registry.fetch(
+            VersionRef(model="metarec", version=served.info.version), served.log.parent / "rank"
+        )
+    _, card = load_artifact(folder)
+    parts = load_ranker(folder, card)
+    assert parts is not None and card.ranker is not None
+    config = TrainingConfig.build(card.hyperparameters)
+    df, _ = load_training_set(served.training_set)
+    split = card_split(df, card, config)
+    data = ranking_data(
+        prepare(df, split=split, encoder=FeatureEncoder(**card.encoder), config=config)
+    )
+    assert client.get("/metadata").json()["n_items"] == data.n_items  # same catalogue
+    ranker = ServedRanker(
+        model=parts.model,
+        steps=int(card.ranker["inner_steps"]),
+        ease=parts.ease,
+        blend_weight=float(card.ranker["blend_weight"]),
+    )
+    position = {int(item): n for n, item in enumerate(data.item_ids)}
+    users = ratings.groupby("user_id").size()
+    for user_id in users[users >= 12].index[:3]:
+        support = ratings[ratings["user_id"] == user_id].iloc[:8]
+        task = RankingTask(
+            user_id=int(user_id),
+            support=np.array([position[int(i)] for i in support["item_id"]]),
+            support_ratings=support["rating"].to_numpy(np.float32),
+            relevant=np.zeros(0, np.int64),
+        )
+        every = np.ones(data.n_items, bool)
+        scores = ranker.scores(data, [task], every)[0]
+        scores[task.support] = -np.inf
+        order = np.lexsort((data.item_ids, -scores))[:20]
+        offline = [int(data.item_ids[n]) for n in order]
+        body = client.post(
+            "/recommend",
+            json={
+                "user_id": int(user_id),
+                "support": [
+                    {"item_id": int(i), "rating": float(r)}
+                    for i, r in zip(support["item_id"], support["rating"], strict=True)
+                ],
+                "k": 20,
+            },
+        ).json()
+        assert [item["item_id"] for item in body["items"]] == offline
+        served_scores = [item["score"] for item in body["items"]]
+        np.testing.assert_allclose(served_scores, scores[order], atol=1e-4, rtol=0)
+        assert all(1.0 <= item["predicted_rating"] <= 5.0 for item in body["items"])
 
 
 def test_feedback_updates_online_quality_metrics(client: httpx.Client, served: Served):

@@ -194,7 +194,7 @@ def evaluate_ranking_artifact(
     df, _ = load_training_set(Path(training_set_path))
     data = prepare(
         df,
-        split=_card_split(df, card, config),
+        split=card_split(df, card, config),
         encoder=FeatureEncoder(**card.encoder),
         config=config,
     )
@@ -236,7 +236,7 @@ def evaluate_ranking_artifact(
     )
 
 
-def _card_split(df: pd.DataFrame, card: ModelCard, config: TrainingConfig) -> Split:
+def card_split(df: pd.DataFrame, card: ModelCard, config: TrainingConfig) -> Split:
     """The card's user split, rebuilt from its seed (and its new-item cutoff year)."""
     split = plan_split(
         df,

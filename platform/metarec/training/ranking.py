@@ -411,7 +411,7 @@ def fit_meta_ranker(
         if step % config.eval_every == 0 or step == config.max_steps:
             model.eval()
             score = validate(model)
-            history.append({"step": step, "loss": float(loss), "val_ndcg@20": score})
+            history.append({"step": step, "loss": float(loss.detach()), "val_ndcg@20": score})
             if score > best:
                 best = score
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -466,7 +466,7 @@ def fit_plain_ranker(
         if step % config.eval_every == 0 or step == config.max_steps:
             model.eval()
             score = validate(model)
-            history.append({"step": step, "loss": float(loss), "val_ndcg@20": score})
+            history.append({"step": step, "loss": float(loss.detach()), "val_ndcg@20": score})
             if score > best:
                 best = score
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
