@@ -39,6 +39,7 @@ QUICKSTART_CANARY: dict[str, Any] = {
 }
 QUICKSTART_TRAINING: dict[str, Any] = {"split_seed": 0}
 SUMMARY_METHODS = ("global_mean", "item_bias", "user_item_bias", "global_model", "finetune")
+RANKING_METHODS = ("ranker", "meta_ranker", "plain_ranker", "popularity", "ease", "ease_weighted")
 
 
 @dataclass
@@ -49,6 +50,7 @@ class QuickstartRun:
     facts: list[str] = field(default_factory=list)
     reports: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    ranking: dict[str, Any] = field(default_factory=dict)
     algorithm: str = ""
     outcome: str = ""
 
@@ -189,6 +191,7 @@ def _train_stages(settings: Settings, run: QuickstartRun, *, training_set: Path)
         png = plot_mae(card.metrics, artifact.with_name(artifact.name + ".evaluation.png"))
     run.reports["evaluation (PNG)"] = str(png)
     run.metrics = card.metrics
+    run.ranking = card.ranking
     run.algorithm = str(card.algorithm)
     return artifact
 
@@ -296,11 +299,18 @@ def _serve_stage(settings: Settings, run: QuickstartRun, *, user: int) -> None:
         metadata = httpx.get(f"{service.url}/metadata", timeout=10).json()
     answer.raise_for_status()
     titles = SnapshotStore(settings.paths.snapshots).read_table("items").set_index("item_id")
-    # Ranked on raw predictions; the service reports them on the 1..5 rating scale.
-    table = Table("item", "title", "predicted rating", title=f"Top 5 for user {user}")
+    # Ranked by the ranker's score; the rating model predicts each item's rating (1..5).
+    table = Table(
+        "item", "title", "ranker score", "predicted rating", title=f"Top 5 for user {user}"
+    )
     for item in answer.json()["items"]:
         title = titles["title"].get(item["item_id"], "?")
-        table.add_row(str(item["item_id"]), str(title), f"{item['score']:.2f}")
+        table.add_row(
+            str(item["item_id"]),
+            str(title),
+            f"{item['score']:.2f}",
+            f"{item.get('predicted_rating', item['score']):.2f}",
+        )
     console.print(table)
     run.facts.append(
         f"Production service: {metadata['model_version']} ({metadata['algorithm']}, "
@@ -325,6 +335,22 @@ def _summary(settings: Settings, run: QuickstartRun) -> None:
         table.add_row(size, *cells)
     console.rule("Summary")
     console.print(table)
+    ranking = run.ranking.get("new_user", {})
+    if ranking:
+        ranked = Table(
+            "support",
+            *RANKING_METHODS,
+            title="New users, whole catalogue ranked: NDCG@20 of the served ranker vs baselines",
+        )
+        for cell, methods in ranking.items():
+            ranked.add_row(
+                cell,
+                *(
+                    "–" if m not in methods else f"{methods[m]['ndcg@20']:.3f}"
+                    for m in RANKING_METHODS
+                ),
+            )
+        console.print(ranked)
     for fact in run.facts:
         console.print(f"• {fact}", highlight=False, soft_wrap=True)
     console.print(f"• {run.outcome}", soft_wrap=True)
