@@ -25,17 +25,20 @@ from rich.table import Table
 
 STAGES = 13
 # A short canary for a laptop: three steps of 10 s under ~40 user visits/s (recommend +
-# feedback). The online-MAE limit
-# is loose because a 10 s window at 25 % holds only ~100 feedback events (MAE noise ≈ 0.1).
+# feedback). The online-MAE and hit-rate limits are loose because a 10 s window at 25 % holds
+# only ~100 feedback events (MAE noise ≈ 0.1) and a few dozen positive ones (hit-rate noise
+# ≈ 0.07).
 QUICKSTART_CANARY: dict[str, Any] = {
     "steps": [25, 50, 100],
     "interval_s": 10.0,
     "max_error_rate": 0.01,
     "max_p99_ms": 2000.0,
     "max_online_mae_delta": 0.25,
+    "max_online_hit_rate_drop": 0.15,
     "failure_threshold": 2,
     "min_requests": 30,
     "min_feedback": 20,
+    "min_positive_feedback": 20,
 }
 QUICKSTART_TRAINING: dict[str, Any] = {"split_seed": 0}
 SUMMARY_METHODS = ("global_mean", "item_bias", "user_item_bias", "global_model", "finetune")
