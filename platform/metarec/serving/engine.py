@@ -22,7 +22,7 @@ from metarec.serving.features import FeatureCache, ItemMatrix, UserFeatures, use
 from metarec.serving.loading import ServedModel
 from metarec.serving.metrics import ServingMetrics
 from metarec.serving.quality import OnlineHitRate, PredictionMemory, RollingMAE
-from metarec.serving.ranking import CatalogueRanker
+from metarec.serving.ranking import CatalogueRanker, RankingJob
 from metarec.serving.schemas import (
     FeedbackRequest,
     FeedbackResponse,
@@ -79,6 +79,14 @@ class AdaptationEngine:
             # On CPU a batch is a few ms of GIL-bound work: on the event loop, not a thread.
             inline=self.adapter.device.type == "cpu",
         )
+        self.rank_batcher: MicroBatcher[RankingJob, np.ndarray] | None = None
+        if self.ranker is not None:  # concurrent /recommend requests are ranked together
+            self.rank_batcher = MicroBatcher(
+                self.ranker,
+                max_batch_size=serving.max_batch_size,
+                max_latency_ms=serving.max_latency_ms,
+                inline=self.adapter.device.type == "cpu",
+            )
         self.memory = PredictionMemory(capacity=serving.prediction_memory)
         self.quality = RollingMAE(window=serving.quality_window)
         # The last list served per user, to count online hits of positive feedback.
@@ -94,6 +102,15 @@ class AdaptationEngine:
         zero = np.zeros(items.codes.shape[1], dtype=np.int64)
         one = np.array([0], dtype=np.int64)
         self.adapter([AdaptationJob(items, zero, one, np.array([3.0], np.float32), one)])
+        rest = np.arange(1, len(items.item_ids), dtype=np.int64)
+        if self.ranker is not None and len(rest):  # builds the item tower cache too
+            self.ranker([RankingJob(items, zero, one, np.array([3.0], np.float32), rest)])
+
+    async def close(self) -> None:
+        """Stop the micro-batchers' worker tasks."""
+        await self.batcher.close()
+        if self.rank_batcher is not None:
+            await self.rank_batcher.close()
 
     # -- validation -------------------------------------------------------------------------
 
@@ -228,13 +245,9 @@ class AdaptationEngine:
         if len(rows) == 0:
             return RecommendResponse(model_version=self.served.tag, items=[])
         codes = self._user_codes(items, user)
-        if self.ranker is not None:  # the served ranker orders the list
-            scores = self.ranker.scores(
-                items,
-                user_codes=codes,
-                support_rows=support_rows,
-                support_ratings=support_y,
-                candidate_rows=rows,
+        if self.rank_batcher is not None:  # the served ranker orders the list
+            scores = await self.rank_batcher.submit(
+                RankingJob(items, codes, support_rows, support_y, rows)
             )
         else:  # a version trained before ranking existed: ranked by predicted rating
             scores = await self.batcher.submit(

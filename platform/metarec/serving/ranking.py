@@ -12,6 +12,7 @@ usual case), the list equals offline evaluation's for the same user and support.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,25 @@ from metarec.serving.features import ItemMatrix
 from metarec.training.artifact import RankerParts
 from metarec.training.encoding import FeatureEncoder
 from metarec.training.ranking import blend, ranker_item_codes, ranker_user_codes
+
+
+@dataclass(frozen=True)
+class RankingJob:
+    """One ``/recommend`` request's ranking problem, as rows of an item matrix.
+
+    Attributes:
+        items: The item matrix the rows refer to.
+        user_codes: The user's encoded row (W,), zeros for an anonymous request.
+        support_rows: Item-matrix rows of the support set (S,).
+        support_ratings: Their ratings (S,).
+        candidate_rows: Item-matrix rows to score (C,), the support rows excluded.
+    """
+
+    items: ItemMatrix
+    user_codes: np.ndarray
+    support_rows: np.ndarray
+    support_ratings: np.ndarray
+    candidate_rows: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -40,7 +60,7 @@ def _zscore(values: np.ndarray) -> np.ndarray:
 
 
 class CatalogueRanker:
-    """Scores candidate items for one request with the version's served ranker."""
+    """Scores candidate items with the version's served ranker, a batch of requests at once."""
 
     def __init__(
         self, parts: RankerParts, *, encoder: FeatureEncoder, steps: int, blend_weight: float
@@ -79,6 +99,21 @@ class CatalogueRanker:
         return terms
 
     @torch.no_grad()
+    def __call__(self, jobs: Sequence[RankingJob]) -> list[np.ndarray]:
+        """Blended scores of each job's candidate rows, the users of all jobs adapted at once.
+
+        Jobs of one batch may refer to different item matrices (a refresh mid-batch): each
+        item matrix's jobs are adapted together.
+        """
+        out: dict[int, np.ndarray] = {}
+        groups: dict[int, list[int]] = {}
+        for n, job in enumerate(jobs):
+            groups.setdefault(id(job.items), []).append(n)
+        for members in groups.values():
+            scored = self._score([jobs[n] for n in members])
+            out.update(zip(members, scored, strict=True))
+        return [out[n] for n in range(len(jobs))]
+
     def scores(
         self,
         items: ItemMatrix,
@@ -88,32 +123,48 @@ class CatalogueRanker:
         support_ratings: np.ndarray,
         candidate_rows: np.ndarray,
     ) -> np.ndarray:
-        """Blended scores of ``candidate_rows`` (C,) (support rows must not be among them).
+        """Blended scores of one request's ``candidate_rows`` (C,); see :class:`RankingJob`."""
+        job = RankingJob(items, user_codes, support_rows, support_ratings, candidate_rows)
+        return self([job])[0]
 
-        Args:
-            items: The item matrix.
-            user_codes: The user's encoded row (W,), zeros for an anonymous request.
-            support_rows: Item-matrix rows of the support set (S,).
-            support_ratings: Their ratings (S,).
-            candidate_rows: Item-matrix rows to score (C,).
-        """
-        terms = self._terms(items)
-        weights = implicit_weights(support_ratings, scheme="weighted").astype(np.float32)
-        user = torch.from_numpy(ranker_user_codes(self.encoder, user_codes[None, :]))  # (1, U)
+    @torch.no_grad()
+    def _score(self, jobs: Sequence[RankingJob]) -> list[np.ndarray]:
+        terms = self._terms(jobs[0].items)
+        s_len = max(1, max(len(j.support_rows) for j in jobs))
+        support = np.zeros((len(jobs), s_len), np.int64)  # (T, S) padding: row 0, weight 0
+        weights = np.zeros((len(jobs), s_len), np.float32)  # (T, S)
+        for t, job in enumerate(jobs):
+            support[t, : len(job.support_rows)] = job.support_rows
+            weights[t, : len(job.support_rows)] = implicit_weights(
+                job.support_ratings, scheme="weighted"
+            )
+        codes = np.stack([j.user_codes for j in jobs])  # (T, W)
         meta = adapted_scores(
             self.parts.model,
             torch.empty(0),
-            user,
-            torch.from_numpy(support_rows[None, :].astype(np.int64)),
-            torch.from_numpy(weights[None, :]),
+            torch.from_numpy(ranker_user_codes(self.encoder, codes)),
+            torch.from_numpy(support),
+            torch.from_numpy(weights),
             steps=self.steps,
             tower=terms.tower,
-        )[0].numpy()  # (N,)
-        prior = np.zeros(len(candidate_rows), np.float64)  # (C,)
-        s_rows = terms.prior_rows[support_rows]
-        c_rows = terms.prior_rows[candidate_rows]
+        ).numpy()  # (T, N)
+        out = []
+        for t, job in enumerate(jobs):
+            prior = self._prior(terms, job, weights[t, : len(job.support_rows)])  # (C,)
+            out.append(
+                blend(
+                    _zscore(meta[t, job.candidate_rows]), _zscore(prior), weight=self.blend_weight
+                )
+            )
+        return out
+
+    def _prior(self, terms: _ItemTerms, job: RankingJob, weights: np.ndarray) -> np.ndarray:
+        """The EASE fold-in of the job's support set on its candidates (C,)."""
+        prior = np.zeros(len(job.candidate_rows), np.float64)
+        s_rows = terms.prior_rows[job.support_rows]
+        c_rows = terms.prior_rows[job.candidate_rows]
         s_known, c_known = s_rows >= 0, c_rows >= 0
         if s_known.any() and c_known.any():
             b = self.parts.ease.B  # (I, I)
             prior[c_known] = weights[s_known] @ b[np.ix_(s_rows[s_known], c_rows[c_known])]
-        return blend(_zscore(meta[candidate_rows]), _zscore(prior), weight=self.blend_weight)
+        return prior

@@ -165,7 +165,7 @@ class AdaptationService:
     async def shutdown(self) -> None:
         """Stop the refresher and the batcher; close the registry."""
         self._stop.set()
-        await self.engine.batcher.close()
+        await self.engine.close()
         self.registry.close()
 
     def _stage(self) -> str:
