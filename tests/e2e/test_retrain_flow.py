@@ -24,6 +24,8 @@ SMALL_TRAINING = {
     "hidden": [16, 16],
     "max_steps": 40,
     "ranker_max_steps": 30,
+    "factor_pretrain_steps": 30,
+    "factor_max_steps": 10,
     "ranker_eval_every": 15,
     "ranker_dim": 16,
     "meta_batch_size": 8,

@@ -28,6 +28,8 @@ TINY = {
     "hidden": [16, 16],
     "max_steps": 12,
     "ranker_max_steps": 30,
+    "factor_pretrain_steps": 30,
+    "factor_max_steps": 10,
     "ranker_eval_every": 15,
     "ranker_dim": 16,
     "meta_batch_size": 8,
@@ -41,7 +43,14 @@ TINY = {
     "max_ratings": 100,
     "support_sizes": ["5", "all"],
 }
-METHODS = {"global_mean", "item_bias", "user_item_bias", "global_model", "finetune"}
+METHODS = {
+    "global_mean",
+    "item_bias",
+    "user_item_bias",
+    "global_model",
+    "finetune",
+    "factor_map",
+}
 
 
 @pytest.fixture
@@ -244,3 +253,59 @@ def test_frozen_embeddings_stay_as_the_global_model_left_them(training_set, tmp_
         same = torch.equal(value, global_state[name])
         assert same if name.startswith(("fields.", "genres.")) else True, name
     assert not torch.equal(meta_state["decision.out.weight"], global_state["decision.out.weight"])
+
+
+def test_factor_fold_in_is_evaluated_stored_and_verified(training_set, tmp_path):
+    from metarec.errors import ModelArtifactError
+    from metarec.training.artifact import FACTOR_WEIGHTS, load_factor_model, read_card
+
+    config = TrainingConfig.build({**TINY, "scenarios": ["new_user"], "support_sizes": ["5"]})
+    card = train(training_set, config=config, out=tmp_path / "art")
+    assert set(card.metrics["new_user"]["5"]["factor_map"]) == {
+        "mae",
+        "rmse",
+        "ndcg@1",
+        "ndcg@3",
+        "ndcg@5",
+    }
+    assert card.factor_model is not None and card.factor_model["method"] == "factor_map"
+    assert card.factor_model["training"]["steps"] <= TINY["factor_max_steps"]
+    assert FACTOR_WEIGHTS in card.files
+    factor = load_factor_model(tmp_path / "art", read_card(tmp_path / "art"))
+    assert factor is not None
+    again = load_factor_model(tmp_path / "art", card)
+    for (name, a), (_, b) in zip(
+        factor.state_dict().items(), again.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert factor.config.to_dict() == card.factor_model["config"]
+
+    weights = tmp_path / "art" / FACTOR_WEIGHTS
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelArtifactError, match="does not match the model card"):
+        load_factor_model(tmp_path / "art", card)
+    with pytest.raises(ModelArtifactError, match="does not match the model card"):
+        evaluate_artifact(tmp_path / "art", training_set, scenarios=["new_user"])
+
+
+def test_factor_model_can_be_switched_off_and_needs_item_ids(training_set, tmp_path):
+    from metarec.errors import ConfigError
+    from metarec.training.artifact import FACTOR_WEIGHTS, load_factor_model
+
+    config = TrainingConfig.build(
+        {
+            **TINY,
+            "factor_model": False,
+            "ranker": False,
+            "scenarios": ["new_user"],
+            "support_sizes": ["5"],
+        }
+    )
+    card = train(training_set, config=config, out=tmp_path / "art")
+    assert "factor_map" not in card.metrics["new_user"]["5"]
+    assert card.factor_model is None and FACTOR_WEIGHTS not in card.files
+    assert load_factor_model(tmp_path / "art", card) is None
+    with pytest.raises(ConfigError, match="factor_model needs item ids"):
+        TrainingConfig.build({**TINY, "use_item_id": False})

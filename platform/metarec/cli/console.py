@@ -69,6 +69,7 @@ def training_progress(algorithm: str) -> Iterator[Callable[[Any], None]]:
     labels = {
         "global": "global model (epochs)",
         "meta": f"meta-training {algorithm}",
+        "factor": "factor fold-in (meta-training)",
         "evaluate": "cold-start evaluation",
     }
     with Progress(

@@ -18,6 +18,12 @@ steps from the prior mean on ``L / (n + 1)`` with learnt per-dimension rates (``
 Meta-SGD; ``torch.func.grad`` + ``vmap`` over users). Both are differentiable: the meta loss is
 the query MSE after adaptation, and its gradient flows through the inner loop into the item
 parameters, the prior and the rates. Padded support rows (mask 0) contribute exactly nothing.
+
+At prediction (not in the meta-training loss), an optional neighbourhood correction adds the
+support ratings' residuals after the fold-in, weighted by the item-item similarity of the learnt
+item factors: ``α Σ_s w_is e_s / (Σ_s w_is + c)`` with ``w_is = max(cos(q_i, q_s), 0)^p``
+(``neighbour_weight`` α, ``neighbour_count`` c, ``neighbour_power`` p; α = 0 turns it off).
+It needs no extra parameters: the similarity comes from the item factors alone.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from torch.func import grad, vmap
 
@@ -51,6 +58,9 @@ class FactorConfig:
         factor_precision_init: Initial prior precision of each user factor.
         support_encoder: Add ``Σ_s m_s r̃_s v_s / (n + c)`` (``v``: a learnt vector per item,
             ``r̃``: the rating minus ``μ + b_s``) to the prior mean.
+        neighbour_weight: Weight α of the neighbourhood correction at prediction (0: off).
+        neighbour_count: Pseudo-count c in its denominator (shrinks it with few neighbours).
+        neighbour_power: Exponent p of the clipped cosine similarities.
     """
 
     field_names: tuple[str, ...]
@@ -65,6 +75,9 @@ class FactorConfig:
     bias_precision_init: float = 3.0
     factor_precision_init: float = 10.0
     support_encoder: bool = False
+    neighbour_weight: float = 0.0
+    neighbour_count: float = 5.0
+    neighbour_power: float = 1.0
 
     def __post_init__(self) -> None:
         """Check the layout and the options."""
@@ -223,6 +236,35 @@ class FactorModel(nn.Module):
         """Ratings of rows ``x`` (T, N, W) for users ``theta`` (T, 1+F) → (T, N) (unclamped)."""
         offset, z = self.item_terms(x)  # (T, N), (T, N, 1+F)
         return offset + (z * theta.unsqueeze(-2)).sum(-1)  # (T, N)
+
+    def neighbour_correction(
+        self,
+        theta: torch.Tensor,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        support_mask: torch.Tensor,
+        query_x: torch.Tensor,
+    ) -> torch.Tensor:
+        """The neighbourhood correction of the query ratings (T, Q); zeros when it is off.
+
+        Args:
+            theta: Adapted user vectors (T, 1+F).
+            support_x: Encoded support rows (T, S, W).
+            support_y: Support ratings (T, S).
+            support_mask: Support mask (T, S).
+            query_x: Encoded query rows (T, Q, W).
+        """
+        cfg = self.config
+        if cfg.neighbour_weight == 0.0:
+            return torch.zeros(query_x.shape[:2], device=query_x.device)
+        item = self._column(cfg.item_field)
+        resid = (support_y - self.predict(theta, support_x)) * support_mask  # (T, S)
+        q_query = F.normalize(self.item_factors(query_x[..., item]), dim=-1)  # (T, Q, F)
+        q_support = F.normalize(self.item_factors(support_x[..., item]), dim=-1)  # (T, S, F)
+        sim = (q_query @ q_support.transpose(-1, -2)).clamp(min=0.0)  # (T, Q, S)
+        weight = sim.pow(cfg.neighbour_power) * support_mask.unsqueeze(-2)  # (T, Q, S)
+        total = (weight @ resid.unsqueeze(-1)).squeeze(-1)  # (T, Q)
+        return cfg.neighbour_weight * total / (weight.sum(-1) + cfg.neighbour_count)
 
     def forward(
         self,

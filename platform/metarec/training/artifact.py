@@ -1,5 +1,8 @@
 """Model artifacts: a directory with ``model.safetensors`` and ``model_card.json``.
 
+Beside them, optionally: the non-meta global model, the served ranker with its item prior, and
+the meta-learned factor fold-in (``factor_model.safetensors``).
+
 No pickle anywhere: weights are written and read with ``safetensors`` only. The card holds
 everything needed to rebuild the model alone (architecture, encoder vocabularies, inner loop)
 plus its lineage and metrics, and the sha256 of every weights file, verified before parsing.
@@ -25,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 import metarec
 from metarec.errors import ModelArtifactError
+from metarec.learning.factor_model import FactorConfig, FactorModel
 from metarec.learning.item_models import EASE
 from metarec.learning.model import MeLU, ModelConfig
 from metarec.learning.ranker import Ranker, RankerConfig
@@ -34,6 +38,7 @@ WEIGHTS = "model.safetensors"
 GLOBAL_WEIGHTS = "global_model.safetensors"
 RANKER_WEIGHTS = "ranker.safetensors"
 ITEM_PRIOR = "item_prior.safetensors"
+FACTOR_WEIGHTS = "factor_model.safetensors"
 CARD = "model_card.json"
 
 Metrics = dict[str, dict[str, dict[str, dict[str, float]]]]
@@ -64,6 +69,7 @@ class ModelCard(BaseModel):
     test_users: dict[str, list[int]]
     ranking: dict[str, Any] = {}
     ranker: dict[str, Any] | None = None
+    factor_model: dict[str, Any] | None = None
     weights_sha256: str
     files: dict[str, str]
 
@@ -116,6 +122,7 @@ def save_artifact(
     global_model: MeLU | None,
     card: dict[str, Any],
     ranker: RankerParts | None = None,
+    factor_model: FactorModel | None = None,
 ) -> ModelCard:
     """Write an artifact directory atomically (a temporary sibling renamed into place).
 
@@ -125,6 +132,9 @@ def save_artifact(
         global_model: The non-meta baseline model (same architecture), stored beside it.
         card: Card fields except ``model``, ``weights_sha256``, ``files``, ``format_version``.
         ranker: The served ranker's weights (``card["ranker"]`` describes them), if any.
+        factor_model: The meta-learned factor fold-in, if any; its architecture is recorded in
+            ``card["factor_model"]["config"]`` (other entries of ``card["factor_model"]``, e.g.
+            its training report, are kept).
 
     Returns:
         The written card.
@@ -147,6 +157,16 @@ def save_artifact(
         save_file(prior, str(tmp / ITEM_PRIOR), metadata={"format": "pt"})
         files[RANKER_WEIGHTS] = sha256_file(tmp / RANKER_WEIGHTS)
         files[ITEM_PRIOR] = sha256_file(tmp / ITEM_PRIOR)
+    if factor_model is not None:
+        save_file(_state(factor_model), str(tmp / FACTOR_WEIGHTS), metadata={"format": "pt"})
+        files[FACTOR_WEIGHTS] = sha256_file(tmp / FACTOR_WEIGHTS)
+        card = {
+            **card,
+            "factor_model": {
+                **(card.get("factor_model") or {}),
+                "config": factor_model.config.to_dict(),
+            },
+        }
     written = ModelCard(
         **card,
         model=model.config.to_dict(),
@@ -264,6 +284,36 @@ def load_ranker(path: Path, card: ModelCard) -> RankerParts | None:
         ease=EASE.from_weights(prior["ease"].numpy()),
         item_ids=prior["item_ids"].numpy(),
     )
+
+
+def load_factor_model(path: Path, card: ModelCard) -> FactorModel | None:
+    """The meta-learned factor fold-in stored in the artifact, or None without one.
+
+    Its file's sha256 is checked against the card before it is parsed (``safetensors`` only).
+
+    Raises:
+        ModelArtifactError: The file is missing, altered, not safetensors, or does not fit the
+            card's factor architecture.
+    """
+    if card.factor_model is None:
+        return None
+    path = Path(path)
+    if FACTOR_WEIGHTS not in card.files:
+        raise ModelArtifactError(
+            f"{path}: the card describes a factor model but lists no {FACTOR_WEIGHTS}.",
+            fix=FIX_WEIGHTS,
+        )
+    try:
+        config = FactorConfig.from_dict(card.factor_model["config"])
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ModelArtifactError(
+            f"model card: invalid factor model architecture ({exc}).",
+            fix="retrain the model with `metarec train`.",
+        ) from exc
+    model = FactorModel(config)
+    state = _read_verified(path, FACTOR_WEIGHTS, card.files[FACTOR_WEIGHTS])
+    _fill(model, state, path / FACTOR_WEIGHTS)
+    return model
 
 
 def load_artifact(path: Path) -> tuple[MeLU, ModelCard]:

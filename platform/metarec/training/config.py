@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from metarec.errors import ConfigError
 from metarec.learning.algorithms import Algorithm
@@ -85,8 +92,8 @@ class TrainingConfig(BaseModel):
     ranker_inner_lr: float = Field(
         default=0.5, gt=0, description="Initial per-dimension inner step size (learnt)."
     )
-    ranker_outer_lr: float = Field(default=3e-3, gt=0)
-    ranker_max_steps: int = Field(default=800, ge=1, description="Outer steps (upper bound).")
+    ranker_outer_lr: float = Field(default=5e-4, gt=0)
+    ranker_max_steps: int = Field(default=2500, ge=1, description="Outer steps (upper bound).")
     ranker_batch_size: int = Field(default=64, ge=1, description="Users per outer step.")
     ranker_eval_every: int = Field(
         default=100, ge=1, description="Validate (NDCG@20 of validation users) every N steps."
@@ -96,6 +103,19 @@ class TrainingConfig(BaseModel):
     )
     ranking_orders: tuple[Literal["time", "random"], ...] = Field(
         default=("time", "random"), description="Support orders of the ranking protocol."
+    )
+    # Meta-learned factor fold-in (an extra rating method, "factor_map")
+    factor_model: bool = Field(
+        default=True,
+        description="Fit the meta-learned factor fold-in (learning.factor_model) after "
+        "meta-training, evaluate it as `factor_map` and store it in the artifact "
+        "(factor_model.safetensors). Needs use_item_id: true.",
+    )
+    factor_pretrain_steps: int = Field(
+        default=300, ge=0, description="Full-batch steps of its matrix-factorisation pretraining."
+    )
+    factor_max_steps: int = Field(
+        default=400, ge=0, description="Its outer (meta-training) steps (upper bound)."
     )
     # Splits and evaluation
     n_folds: int | None = Field(
@@ -120,6 +140,14 @@ class TrainingConfig(BaseModel):
         for size in value:
             parse_support_size(size)
         return tuple(str(v).lower() for v in value)
+
+    @model_validator(mode="after")
+    def _check_factor_model(self) -> TrainingConfig:
+        if self.factor_model and not self.use_item_id:
+            raise ValueError(
+                "factor_model needs item ids: set use_item_id: true, or factor_model: false"
+            )
+        return self
 
     @classmethod
     def from_yaml(cls, path: Path, **overrides: object) -> TrainingConfig:
@@ -147,7 +175,8 @@ class TrainingConfig(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+                ": ".join(filter(None, (".".join(str(p) for p in e["loc"]), e["msg"])))
+                for e in exc.errors()
             )
             raise ConfigError(
                 f"{source}: invalid training config ({problems}).",

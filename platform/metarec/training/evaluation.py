@@ -15,7 +15,13 @@ from metarec.features.training_set import load_training_set
 from metarec.learning.algorithms import InnerLoop
 from metarec.learning.item_models import EASE, ItemKNN, ItemMean, Popularity
 from metarec.learning.metrics import METRIC_NAMES
-from metarec.training.artifact import ModelCard, load_artifact, load_global_model, load_ranker
+from metarec.training.artifact import (
+    ModelCard,
+    load_artifact,
+    load_factor_model,
+    load_global_model,
+    load_ranker,
+)
 from metarec.training.config import TrainingConfig
 from metarec.training.encoding import FeatureEncoder
 from metarec.training.methods import AdaptedModel
@@ -45,7 +51,8 @@ def evaluate_artifact(
 
     The user split is rebuilt from the card's seed, so by default the held-out users are the
     card's ``test_users``; pass ``users`` (``{scenario: [user ids]}``, e.g. another model's
-    ``test_users``) to evaluate on exactly those users.
+    ``test_users``) to evaluate on exactly those users. An artifact with a factor fold-in
+    (``factor_model.safetensors``) adds the method ``factor_map``.
 
     Args:
         artifact_dir: Directory written by ``metarec train``.
@@ -60,7 +67,8 @@ def evaluate_artifact(
     """
     model, card = load_artifact(artifact_dir)
     global_model = load_global_model(artifact_dir, card)
-    config = TrainingConfig.build(card.hyperparameters, source=f"{artifact_dir} model card")
+    factor = load_factor_model(Path(artifact_dir), card)
+    config = card_config(card, source=f"{artifact_dir} model card")
     df, _ = load_training_set(Path(training_set_path))
     split_info = card.split
     split = plan_split(
@@ -80,6 +88,8 @@ def evaluate_artifact(
     model.to(target)
     if global_model is not None:
         global_model.to(target)
+    if factor is not None:
+        factor.to(target)
     inner = InnerLoop(steps=int(card.inner_loop["steps"]), lr=float(card.inner_loop["lr"]))
     chosen = users if users is not None else card.test_users
     metrics, _ = evaluate_all(
@@ -93,6 +103,7 @@ def evaluate_artifact(
         min_ratings=config.min_ratings,
         max_ratings=config.max_ratings,
         device=target,
+        factor=factor,
     )
     return metrics
 
@@ -190,7 +201,7 @@ def evaluate_ranking_artifact(
             f"{artifact_dir}: the artifact has no catalogue ranker.",
             fix="retrain it with this MetaRec (`metarec train`), which trains and stores one.",
         )
-    config = TrainingConfig.build(card.hyperparameters, source=f"{artifact_dir} model card")
+    config = card_config(card, source=f"{artifact_dir} model card")
     df, _ = load_training_set(Path(training_set_path))
     data = prepare(
         df,
@@ -234,6 +245,12 @@ def evaluate_ranking_artifact(
         users=users if users is not None else card.test_users,
         seed=data.split.seed,
     )
+
+
+def card_config(card: ModelCard, *, source: str) -> TrainingConfig:
+    """The card's training config; cards written before ``factor_model`` existed read as off."""
+    data = {"factor_model": card.factor_model is not None, **card.hyperparameters}
+    return TrainingConfig.build(data, source=source)
 
 
 def card_split(df: pd.DataFrame, card: ModelCard, config: TrainingConfig) -> Split:

@@ -32,6 +32,9 @@ class FactorTrainingConfig:
         inner_steps: Steps of the ``"sgd"`` inner loop.
         inner_lr_init: Initial per-dimension rate of the ``"sgd"`` inner loop.
         support_encoder: Let the support set modulate the prior mean.
+        neighbour_weight: Weight of the item-factor neighbourhood correction at prediction.
+        neighbour_count: Its pseudo-count.
+        neighbour_power: Its similarity exponent.
         user_fields: User attributes that set the prior mean.
         pretrain_steps: Full-batch Adam steps of the plain matrix factorisation.
         pretrain_lr: Its learning rate.
@@ -62,6 +65,9 @@ class FactorTrainingConfig:
     inner_steps: int = 10
     inner_lr_init: float = 0.1
     support_encoder: bool = False
+    neighbour_weight: float = 1.0
+    neighbour_count: float = 5.0
+    neighbour_power: float = 1.0
     user_fields: tuple[str, ...] = ("gender", "age_bucket", "occupation")
     pretrain_steps: int = 300
     pretrain_lr: float = 0.05
@@ -130,6 +136,9 @@ def factor_config_for(
         bias_precision_init=config.user_bias_reg,
         factor_precision_init=config.user_factor_reg,
         support_encoder=config.support_encoder,
+        neighbour_weight=config.neighbour_weight,
+        neighbour_count=config.neighbour_count,
+        neighbour_power=config.neighbour_power,
     )
 
 
@@ -371,6 +380,9 @@ def factor_predictions(
                 batch.support_mask,
                 user_x=batch.query_x[:, 0],
             ).detach()  # (T, 1+F)
-        pred = model.predict(theta, batch.query_x).clamp(1.0, 5.0).cpu().numpy()  # (T, Q)
+        pred = model.predict(theta, batch.query_x) + model.neighbour_correction(
+            theta, batch.support_x, batch.support_y, batch.support_mask, batch.query_x
+        )  # (T, Q)
+        pred = pred.clamp(1.0, 5.0).cpu().numpy()  # (T, Q)
         out.extend(pred[i, : len(t.query_y)].astype(np.float64) for i, t in enumerate(chunk))
     return out

@@ -11,11 +11,14 @@ import torch
 from metarec.learning.adaptation import adapt, predict
 from metarec.learning.algorithms import InnerLoop
 from metarec.learning.baselines import BiasModel
+from metarec.learning.factor_model import FactorModel
 from metarec.learning.metrics import evaluate_predictions
 from metarec.learning.model import MeLU
 from metarec.learning.tasks import Task, batches, collate
+from metarec.training.factor_training import factor_predictions
 
 BASELINE_METHODS = ("global_mean", "item_bias", "user_item_bias", "global_model", "finetune")
+FACTOR_METHOD = "factor_map"
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ def evaluate_tasks(
     global_model: MeLU | None,
     finetune: InnerLoop | None,
     device: torch.device,
+    factor: FactorModel | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics of every method on ``tasks`` (one user each, same support and query sets).
 
@@ -87,6 +91,7 @@ def evaluate_tasks(
         global_model: The non-meta model (``global_model`` and ``finetune`` methods), if any.
         finetune: Fine-tuning steps/rate for ``finetune``.
         device: Where the models run.
+        factor: The meta-learned factor fold-in (method ``factor_map``), if any.
 
     Returns:
         ``{method: {metric: value}}``.
@@ -109,4 +114,6 @@ def evaluate_tasks(
             )
     for name, adapted in meta.items():
         preds[name] = adapted_predictions(adapted, tasks, device=device)
+    if factor is not None:
+        preds[FACTOR_METHOD] = factor_predictions(factor, tasks, device=device)
     return {name: evaluate_predictions(p, truths) for name, p in preds.items()}

@@ -303,8 +303,8 @@ class RankerTraining:
     dim: int = 64
     inner_steps: int = 3
     inner_lr_init: float = 0.5
-    outer_lr: float = 3e-3
-    max_steps: int = 800
+    outer_lr: float = 5e-4
+    max_steps: int = 2500
     batch_size: int = 64
     eval_every: int = 100
     support_min: int = 3

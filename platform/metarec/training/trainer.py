@@ -2,7 +2,8 @@
 
 ``train`` checks the validation record, splits users, encodes features, trains the non-meta
 global model, meta-trains (checkpointing every N steps, early stopping on validation users),
-evaluates every method on the held-out users of every scenario, and writes the artifact.
+fits the meta-learned factor fold-in, evaluates every method on the held-out users of every
+scenario, and writes the artifact.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from metarec.errors import DeviceError
 from metarec.features.training_set import TrainingSetManifest, load_training_set
 from metarec.learning.algorithms import Algorithm, InnerLoop, meta_step
 from metarec.learning.baselines import BiasModel
+from metarec.learning.factor_model import FactorModel
 from metarec.learning.global_model import fit_global
 from metarec.learning.metrics import evaluate_predictions
 from metarec.learning.model import MeLU
@@ -37,6 +39,11 @@ from metarec.training.artifact import (
 from metarec.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from metarec.training.config import TrainingConfig
 from metarec.training.encoding import FeatureEncoder
+from metarec.training.factor_training import (
+    FactorTrainingConfig,
+    FactorTrainingReport,
+    fit_factor_model,
+)
 from metarec.training.methods import AdaptedModel, adapted_predictions, evaluate_tasks
 from metarec.training.ranking import RankerTraining, RankingData, ranker_config_for
 from metarec.training.ranking_eval import Cells, RankingRun, train_and_evaluate_ranking
@@ -48,7 +55,7 @@ from metarec.validation.record import require_passed
 class ProgressEvent:
     """One report from the training loop."""
 
-    phase: str  # "global", "meta", "ranker", "evaluate"
+    phase: str  # "global", "meta", "factor", "ranker", "evaluate"
     step: int
     total: int
     meta_loss: float | None = None
@@ -161,8 +168,12 @@ def evaluate_all(
     max_ratings: int,
     device: torch.device,
     on_progress: ProgressCallback | None = None,
+    factor: FactorModel | None = None,
 ) -> tuple[dict, dict[str, list[int]]]:
-    """Metrics ``{scenario: {size: {method: {metric}}}}`` and the users of each scenario."""
+    """Metrics ``{scenario: {size: {method: {metric}}}}`` and the users of each scenario.
+
+    ``factor`` (the meta-learned factor fold-in) adds the method ``factor_map``.
+    """
     metrics: dict = {}
     used: dict[str, list[int]] = {}
     total = len(scenarios) * len(support_sizes)
@@ -187,6 +198,7 @@ def evaluate_all(
                     global_model=global_model,
                     finetune=finetune,
                     device=device,
+                    factor=factor,
                 )
             done += 1
             if on_progress:
@@ -285,6 +297,11 @@ def train(
         device=device,
         on_progress=on_progress,
     )
+    factor, factor_card = (
+        fit_factor(data, config=config, device=device, on_progress=on_progress)
+        if config.factor_model
+        else (None, None)
+    )
     use_meta_sgd = config.algorithm is Algorithm.METASGD
     metrics, users = evaluate_all(
         data,
@@ -298,8 +315,10 @@ def train(
         max_ratings=config.max_ratings,
         device=device,
         on_progress=on_progress,
+        factor=factor,
     )
     fields = _card_fields(config, manifest, record.result_id, data, state, metrics, users)
+    fields["factor_model"] = factor_card
     parts = None
     if config.ranker:
         run = rank_catalogue(
@@ -312,10 +331,66 @@ def train(
         fields.update(ranking=run.table, ranker=run.card)
         parts = RankerParts(model=run.served.model, ease=run.served.ease, item_ids=run.item_ids)
     card = save_artifact(
-        out, model=model.cpu(), global_model=global_model.cpu(), card=fields, ranker=parts
+        out,
+        model=model.cpu(),
+        global_model=global_model.cpu(),
+        card=fields,
+        ranker=parts,
+        factor_model=None if factor is None else factor.cpu(),
     )
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # the run is complete; nothing to resume
     return card
+
+
+def factor_settings(config: TrainingConfig) -> FactorTrainingConfig:
+    """The factor fold-in's training settings from the training config (others: defaults)."""
+    return FactorTrainingConfig(
+        pretrain_steps=config.factor_pretrain_steps,
+        meta_steps=config.factor_max_steps,
+        seed=config.seed,
+    )
+
+
+def fit_factor(
+    data: PreparedData,
+    *,
+    config: TrainingConfig,
+    device: torch.device,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[FactorModel, dict]:
+    """Fit the meta-learned factor fold-in; returns it and its model-card entry.
+
+    The entry holds its training settings and report; the artifact adds its architecture.
+    """
+    settings = factor_settings(config)
+    report = FactorTrainingReport()
+    model = fit_factor_model(
+        data.source,
+        data.split,
+        data.encoder,
+        config=settings,
+        device=device,
+        on_progress=(
+            lambda step, loss, val: on_progress(
+                ProgressEvent("factor", step, settings.meta_steps, loss, val)
+            )
+        )
+        if on_progress
+        else None,
+        report=report,
+    )
+    best = None if report.best_val_mae == float("inf") else report.best_val_mae
+    entry = {
+        "method": "factor_map",
+        "training_config": settings.to_dict(),
+        "training": {
+            "pretrain_loss": None if np.isnan(report.pretrain_loss) else report.pretrain_loss,
+            "steps": report.steps,
+            "best_step": report.best_step,
+            "best_val_mae": best,
+        },
+    }
+    return model, entry
 
 
 def ranking_data(data: PreparedData) -> RankingData:

@@ -194,3 +194,36 @@ def test_unknown_items_have_no_bias_and_no_factors():
     offset, z = model.item_terms_from_codes(torch.tensor([0]))
     assert float(offset[0].detach()) == pytest.approx(float(model.mean.detach()))
     np.testing.assert_array_equal(z[0, 1:].detach().numpy(), 0.0)
+
+
+def test_neighbour_correction_equals_a_per_task_loop_and_ignores_padding():
+    import dataclasses
+
+    base = make_factor_model(3)
+    config = dataclasses.replace(
+        base.config, neighbour_weight=0.8, neighbour_count=2.0, neighbour_power=2.0
+    )
+    model = FactorModel(config).double()
+    model.load_state_dict(base.state_dict())
+    tasks = random_tasks(11, 5, support=(1, 9))
+    sx, sy, sm, qx, *_ = _batch(tasks)
+    theta = model.adapt(sx, sy, sm, user_x=qx[:, 0]).detach()  # (T, D)
+    batched = model.neighbour_correction(theta, sx, sy, sm, qx).detach()  # (T, Q)
+    col = config.field_names.index(config.item_field)
+    q = model.item_factors.weight.detach().numpy()  # (I, F)
+    for i, task in enumerate(tasks):
+        th = theta[i : i + 1]
+        support = torch.as_tensor(task.support_x)[None]  # (1, S, W)
+        resid = task.support_y - model.predict(th, support)[0].detach().numpy()  # (S,)
+        for j, row in enumerate(task.query_x):
+            a = q[row[col]]
+            num = den = 0.0
+            for s, srow in enumerate(task.support_x):
+                b = q[srow[col]]
+                norm = max(np.linalg.norm(a), 1e-12) * max(np.linalg.norm(b), 1e-12)
+                w = max(float(a @ b) / norm, 0.0) ** 2.0
+                num, den = num + w * resid[s], den + w
+            expected = 0.8 * num / (den + 2.0)
+            assert float(batched[i, j]) == pytest.approx(expected, abs=1e-9)
+    off = base.neighbour_correction(theta, sx, sy, sm, qx)
+    assert float(off.abs().max()) == 0.0
