@@ -55,13 +55,14 @@ def fixture_metrics(
     return metrics
 
 
-def fixture_ranking(*, ranker: float = 0.30) -> dict[str, Any]:
+def fixture_ranking(*, ranker: float = 0.30, **baselines: float) -> dict[str, Any]:
     """A card ranking table where the served ranker has nDCG@20 ``ranker``.
 
-    The layout is ``ranking[scenario][cell][method][metric]``; the baselines are fixed
-    (popularity: 0.20), so the default ranker beats them all.
+    The layout is ``ranking[scenario][cell][method][metric]``; the baselines default to
+    :data:`RANKING_BASELINES` (popularity: 0.20, so the default ranker beats them all) and
+    can be overridden by name.
     """
-    methods = {**RANKING_BASELINES, "ranker": ranker}
+    methods = {**RANKING_BASELINES, **baselines, "ranker": ranker}
     return {
         scenario: {
             cell: {

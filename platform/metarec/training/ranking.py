@@ -313,7 +313,37 @@ class RankerTraining:
     seed: int = 0
 
 
-Validate = Callable[[], float]
+class BestOnValidation:
+    """Validates every ``every`` steps (and at the last); keeps the best-scoring weights."""
+
+    def __init__(
+        self, model: Ranker, validate: Callable[[Ranker], float], *, every: int, last: int
+    ) -> None:
+        """Watch ``model``; ``validate`` scores it (higher is better)."""
+        self.model = model
+        self.validate = validate
+        self.every = every
+        self.last = last
+        self.best = -float("inf")
+        self.state: dict[str, torch.Tensor] | None = None
+        self.history: list[dict[str, float]] = []
+
+    def after_step(self, step: int, loss: float) -> None:
+        """Validate when due; remember the weights when they are the best so far."""
+        if step % self.every and step != self.last:
+            return
+        self.model.eval()
+        score = self.validate(self.model)
+        self.history.append({"step": step, "loss": loss, "val_ndcg@20": score})
+        if score > self.best:
+            self.best = score
+            self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def best_model(self) -> tuple[Ranker, list[dict[str, float]]]:
+        """The model with the best weights (CPU, eval mode) and the validation history."""
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
+        return self.model.cpu().eval(), self.history
 
 
 def _pad(lists: Sequence[np.ndarray], *, dtype: type, fill: float = 0) -> torch.Tensor:
@@ -390,7 +420,7 @@ def fit_meta_ranker(
     item_codes = torch.from_numpy(data.item_codes).to(device)
     pool = _eligible_training_users(data, config)
     rng = np.random.default_rng([config.seed, 11])
-    best, best_state, history = -1.0, None, []
+    keeper = BestOnValidation(model, validate, every=config.eval_every, last=config.max_steps)
     for step in range(1, config.max_steps + 1):
         users = rng.choice(pool, size=min(config.batch_size, len(pool)), replace=False)
         sup, sup_w, qry, qry_w, codes = (
@@ -407,17 +437,9 @@ def fit_meta_ranker(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         optimizer.step()
         if on_step:
-            on_step(step, config.max_steps, float(loss))
-        if step % config.eval_every == 0 or step == config.max_steps:
-            model.eval()
-            score = validate(model)
-            history.append({"step": step, "loss": float(loss.detach()), "val_ndcg@20": score})
-            if score > best:
-                best = score
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return model.cpu().eval(), history
+            on_step(step, config.max_steps, float(loss.detach()))
+        keeper.after_step(step, float(loss.detach()))
+    return keeper.best_model()
 
 
 def fit_plain_ranker(
@@ -446,7 +468,7 @@ def fit_plain_ranker(
     item_codes = torch.from_numpy(data.item_codes).to(device)
     rng = np.random.default_rng([config.seed, 12])
     weights = torch.from_numpy(data.train_matrix)
-    best, best_state, history = -1.0, None, []
+    keeper = BestOnValidation(model, validate, every=config.eval_every, last=config.max_steps)
     for step in range(1, config.max_steps + 1):
         rows = rng.choice(len(users), size=min(config.batch_size, len(users)), replace=False)
         target = weights[rows].to(device)  # (T, I)
@@ -463,16 +485,8 @@ def fit_plain_ranker(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step % config.eval_every == 0 or step == config.max_steps:
-            model.eval()
-            score = validate(model)
-            history.append({"step": step, "loss": float(loss.detach()), "val_ndcg@20": score})
-            if score > best:
-                best = score
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return model.cpu().eval(), history
+        keeper.after_step(step, float(loss.detach()))
+    return keeper.best_model()
 
 
 @torch.no_grad()

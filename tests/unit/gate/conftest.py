@@ -14,43 +14,12 @@ import pytest
 from metarec.gate.policy import GatePolicy, load_policy
 from metarec.gate.run import gate_artifact
 from metarec.registry import Registry, VersionRef
-from metarec.registry.testing import SCENARIOS, write_fixture_artifact
+from metarec.registry.testing import (
+    fixture_ranking,
+    write_fixture_artifact,
+)
 
-RANKING_CELLS = tuple(f"{order}@{k}" for order in ("time", "random") for k in (5, 10, 20))
-# nDCG@20 of every baseline (the served ranker's is set per test).
-RANKING_BASELINES = {
-    "meta_ranker": 0.27,
-    "plain_ranker": 0.25,
-    "rating_model": 0.15,
-    "popularity": 0.20,
-    "item_mean": 0.10,
-    "item_knn": 0.22,
-    "ease": 0.24,
-    "ease_weighted": 0.26,
-}
-
-
-def make_ranking(*, ranker: float = 0.30, **baselines: float) -> dict[str, Any]:
-    """A ranking table where ``ranker`` has nDCG@20 ``ranker`` (baselines overridable)."""
-    methods = {**RANKING_BASELINES, **baselines, "ranker": ranker}
-    return {
-        scenario: {
-            cell: {
-                method: {
-                    "recall@20": min(1.0, ndcg * 1.5),
-                    "ndcg@20": ndcg,
-                    "hit@10": min(1.0, ndcg * 2),
-                    "mrr": ndcg * 0.9,
-                    "coverage": 0.3,
-                    "personalisation": 0.8,
-                    "popularity": 1.0 if method == "popularity" else 0.6,
-                }
-                for method, ndcg in methods.items()
-            }
-            for cell in RANKING_CELLS
-        }
-        for scenario in SCENARIOS
-    }
+make_ranking = fixture_ranking
 
 
 def set_ranking(artifact: Path, ranking: dict[str, Any] | None) -> Path:
