@@ -70,19 +70,7 @@ def evaluate_artifact(
     factor = load_factor_model(Path(artifact_dir), card)
     config = card_config(card, source=f"{artifact_dir} model card")
     df, _ = load_training_set(Path(training_set_path))
-    split_info = card.split
-    split = plan_split(
-        df,
-        seed=int(split_info["seed"]),
-        val_fraction=config.val_fraction,
-        test_fraction=config.test_fraction,
-        new_item_fraction=config.new_item_fraction,
-        n_folds=config.n_folds,
-        test_fold=config.test_fold,
-    )
-    split = Split(
-        **{**split.model_dump(), "new_item_cutoff_year": int(split_info["new_item_cutoff_year"])}
-    )
+    split = card_split(df, card, config)
     data = prepare(df, split=split, encoder=FeatureEncoder(**card.encoder), config=config)
     target = resolve_device(device)
     model.to(target)
