@@ -25,186 +25,50 @@ Every rule reads one of the card's two tables (``table``):
 
 Every rule applies to each (scenario, cell) of its table, or to their mean with ``cells: mean``;
 ``scenarios`` restricts the scenarios.
+
+The rule types, and what each means, are in :mod:`metarec.gate.rules`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from importlib import resources
 from pathlib import Path
-from typing import Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from metarec.errors import GatePolicyError
+from metarec.gate.rules import (
+    DIRECTIONLESS,
+    LOWER_IS_BETTER,
+    RANKING_CELL,
+    AbsoluteRule,
+    MarginRule,
+    RegressionRule,
+    Rule,
+    Table,
+    has_direction,
+    lower_is_better,
+)
 
-LOWER_IS_BETTER = ("mae", "rmse", "mse")
-# Neither larger nor smaller is better: only absolute bounds may be put on these.
-DIRECTIONLESS = {"popularity": "the mean popularity percentile of the recommended items"}
+__all__ = [
+    "DEFAULT_POLICY",
+    "DIRECTIONLESS",
+    "LOWER_IS_BETTER",
+    "RANKING_CELL",
+    "AbsoluteRule",
+    "GatePolicy",
+    "MarginRule",
+    "RegressionRule",
+    "Rule",
+    "Table",
+    "has_direction",
+    "load_policy",
+    "lower_is_better",
+]
+
 DEFAULT_POLICY = "default_policy.yaml"
-RANKING_CELL = re.compile(r"^(time|random)@[1-9][0-9]*$")
-
-Table = Literal["rating", "ranking"]
-
-
-def lower_is_better(metric: str) -> bool:
-    """Whether smaller values of ``metric`` are better (errors) or larger (rankings)."""
-    return metric.lower() in LOWER_IS_BETTER
-
-
-def has_direction(metric: str) -> bool:
-    """Whether ``metric`` has a better direction (margins and regressions need one)."""
-    return metric.lower() not in DIRECTIONLESS
-
-
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    metric: str = Field(
-        min_length=1, description="Metric name, e.g. mae, rmse, ndcg@5; ndcg@20 (ranking)."
-    )
-    table: Table = Field(
-        default="rating",
-        description="`rating`: the card's `metrics` (rating prediction); `ranking`: the card's "
-        "`ranking` (whole-catalogue top-N of the served ranker).",
-    )
-    scenarios: list[str] | None = Field(
-        default=None, description="Only these scenarios (default: every scenario evaluated)."
-    )
-    support_sizes: list[int | str] | None = Field(
-        default=None,
-        description="Rating rules: only these support sizes, e.g. [5, 10, all] (default: every "
-        "one evaluated).",
-    )
-    ranking_cells: list[str] | None = Field(
-        default=None,
-        description="Ranking rules: only these cells, `<order>@<K>` with order `time` or "
-        "`random`, e.g. [random@10, time@10] (default: every one evaluated).",
-    )
-    cells: Literal["each", "mean"] = Field(
-        default="each",
-        description="`each`: every (scenario, cell) must pass; `mean`: their mean.",
-    )
-
-    @field_validator("ranking_cells")
-    @classmethod
-    def _cell_names(cls, cells: list[str] | None) -> list[str] | None:
-        bad = [cell for cell in cells or [] if not RANKING_CELL.match(str(cell))]
-        if bad:
-            raise ValueError(
-                f"ranking cells are `<order>@<K>` with order `time` or `random` and K a "
-                f"positive integer, e.g. random@10 (got {', '.join(map(str, bad))})"
-            )
-        return cells
-
-    @model_validator(mode="after")
-    def _selector_fits_table(self) -> _Rule:
-        if self.table == "ranking" and self.support_sizes is not None:
-            raise ValueError(
-                "`support_sizes` selects cells of the rating table; a `table: ranking` rule "
-                "selects its cells with `ranking_cells`, e.g. [random@10]"
-            )
-        if self.table == "rating" and self.ranking_cells is not None:
-            raise ValueError(
-                "`ranking_cells` needs `table: ranking` (rating rules select cells with "
-                "`support_sizes`)"
-            )
-        return self
-
-    def _subject(self) -> str:
-        return self.metric if self.table == "rating" else f"ranking {self.metric}"
-
-    def _scope(self) -> str:
-        parts: list[str] = [self.cells]
-        if self.scenarios is not None:
-            parts.append("/".join(self.scenarios))
-        selected = self.support_sizes if self.table == "rating" else self.ranking_cells
-        if selected is not None:
-            parts.append("/".join(str(cell) for cell in selected))
-        return f"({', '.join(parts)})"
-
-
-class _DirectedRule(_Rule):
-    """A rule that compares two values, so its metric needs a better direction."""
-
-    @model_validator(mode="after")
-    def _metric_has_direction(self) -> _DirectedRule:
-        if not has_direction(self.metric):
-            raise ValueError(
-                f"`{self.metric}` ({DIRECTIONLESS[self.metric.lower()]}) is neither better "
-                "higher nor lower, so it cannot be a margin or a regression: bound it with an "
-                "absolute rule (`min`/`max`) instead"
-            )
-        return self
-
-
-class AbsoluteRule(_Rule):
-    """The candidate's metric must stay within bounds."""
-
-    max: float | None = None
-    min: float | None = None
-
-    @model_validator(mode="after")
-    def _one_bound(self) -> AbsoluteRule:
-        if self.max is None and self.min is None:
-            raise ValueError("an absolute rule needs `max`, `min` or both")
-        return self
-
-    def label(self) -> str:
-        """Human-readable rule."""
-        bounds = []
-        if self.min is not None:
-            bounds.append(f"≥ {self.min:g}")
-        if self.max is not None:
-            bounds.append(f"≤ {self.max:g}")
-        return f"absolute: {self._subject()} {' and '.join(bounds)} {self._scope()}"
-
-
-class MarginRule(_DirectedRule):
-    """The candidate must beat a baseline method by at least ``min_improvement``."""
-
-    over: str = Field(min_length=1, description="Baseline method, e.g. global_mean, item_bias.")
-    min_improvement: float = Field(
-        default=0.0,
-        description="Required improvement (direction-aware: lower error or higher nDCG).",
-    )
-    relative: bool = Field(
-        default=False, description="Improvement as a fraction of the baseline's value."
-    )
-
-    def label(self) -> str:
-        """Human-readable rule."""
-        unit = "×baseline" if self.relative else ""
-        return (
-            f"margin: {self._subject()} better than {self.over} by ≥ "
-            f"{self.min_improvement:g}{unit} {self._scope()}"
-        )
-
-
-class RegressionRule(_DirectedRule):
-    """The candidate may be worse than production by at most ``max_regression``."""
-
-    max_regression: float = Field(ge=0.0, description="Allowed worsening (direction-aware).")
-    relative: bool = Field(
-        default=False, description="Regression as a fraction of production's value."
-    )
-
-    def label(self) -> str:
-        """Human-readable rule."""
-        unit = "×production" if self.relative else ""
-        return (
-            f"regression: {self._subject()} worse than production by ≤ "
-            f"{self.max_regression:g}{unit} {self._scope()}"
-        )
 
 
 class GatePolicy(BaseModel):
@@ -232,6 +96,10 @@ class GatePolicy(BaseModel):
     absolute: list[AbsoluteRule] = Field(default_factory=list)
     margins: list[MarginRule] = Field(default_factory=list)
     regression: list[RegressionRule] = Field(default_factory=list)
+
+    def rules(self) -> list[Rule]:
+        """Every rule, in the order of the decision's checks (absolute, margins, regression)."""
+        return [*self.absolute, *self.margins, *self.regression]
 
     def compares_production(self, table: Table) -> bool:
         """Whether a regression rule reads ``table`` (so production's numbers of it count)."""

@@ -18,6 +18,7 @@ import json
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -123,6 +124,7 @@ def gate_artifact(
     registry: Registry | None = None,
     evaluate: Evaluator | None = None,
     evaluate_ranking: RankingEvaluator | None = None,
+    decided_at: datetime | None = None,
 ) -> GateDecision:
     """Decide whether the artifact may be registered.
 
@@ -135,6 +137,7 @@ def gate_artifact(
             if given (else production's stored card metrics are used).
         evaluate_ranking: Re-evaluates production's ranking table on the candidate's held-out
             users, if given (else production's stored ``card["ranking"]`` is used).
+        decided_at: The decision's time (default: now, in UTC).
 
     Returns:
         The decision (not stored: :meth:`Registry.register` stores it with the version, and
@@ -143,48 +146,61 @@ def gate_artifact(
     manifest = inspect_artifact(Path(artifact_dir))
     card = manifest.card
     method = policy.method or str(card.get("algorithm") or "")
-    metrics: Metrics = card.get("metrics") or {}
     ranking: RankingMetrics = card.get("ranking") or {}
-    test_users: Mapping[str, Any] = card.get("test_users") or {}
-    notes: list[str] = []
-    if not method:
-        notes.append("the card names no algorithm and the policy no method")
     production = registry.production(model) if registry is not None else None
-    if production is None or registry is None:
-        return decide(
-            policy,
-            model=model,
-            artifact_digest=manifest.digest,
-            candidate_metrics=metrics,
-            candidate_method=method,
-            candidate_ranking=ranking,
-            notes=notes,
+    compared: dict[str, Any] = {}
+    if production is not None and registry is not None:
+        compared = _production_inputs(
+            registry,
+            production,
+            card.get("test_users") or {},
+            method=method,
+            evaluate=evaluate,
+            evaluate_ranking=evaluate_ranking,
+            ranking_needed=bool(ranking) and policy.compares_production("ranking"),
         )
-    rating = _production_rating(registry, production, test_users, evaluate=evaluate)
-    production_ranking = _production_ranking(
-        registry,
-        production,
-        test_users,
-        evaluate_ranking=evaluate_ranking,
-        needed=bool(ranking) and policy.compares_production("ranking"),
-    )
     return decide(
         policy,
         model=model,
         artifact_digest=manifest.digest,
-        candidate_metrics=metrics,
+        candidate_metrics=card.get("metrics") or {},
         candidate_method=method,
-        production_metrics=rating.numbers,
-        production_method=production.lineage.algorithm or method,
-        production_version=production.version,
-        comparison_basis=rating.basis,
-        same_users=rating.same_users,
-        notes=notes,
         candidate_ranking=ranking,
-        production_ranking=production_ranking.numbers,
-        ranking_comparison_basis=production_ranking.basis,
-        ranking_same_users=production_ranking.same_users,
+        notes=[] if method else ["the card names no algorithm and the policy no method"],
+        decided_at=decided_at or datetime.now(UTC),
+        **compared,
     )
+
+
+def _production_inputs(
+    registry: Registry,
+    production: VersionInfo,
+    test_users: Mapping[str, Any],
+    *,
+    method: str,
+    evaluate: Evaluator | None,
+    evaluate_ranking: RankingEvaluator | None,
+    ranking_needed: bool,
+) -> dict[str, Any]:
+    """Production's side of :func:`decide`: both tables, how they were obtained, its version."""
+    rating = _production_rating(registry, production, test_users, evaluate=evaluate)
+    ranking = _production_ranking(
+        registry,
+        production,
+        test_users,
+        evaluate_ranking=evaluate_ranking,
+        needed=ranking_needed,
+    )
+    return {
+        "production_metrics": rating.numbers,
+        "production_method": production.lineage.algorithm or method,
+        "production_version": production.version,
+        "comparison_basis": rating.basis,
+        "same_users": rating.same_users,
+        "production_ranking": ranking.numbers,
+        "ranking_comparison_basis": ranking.basis,
+        "ranking_same_users": ranking.same_users,
+    }
 
 
 def _same_users(production: VersionInfo, test_users: Mapping[str, Any]) -> bool:

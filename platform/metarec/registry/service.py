@@ -43,6 +43,7 @@ from metarec.registry.db import READ_ONLY_OPTION, create_registry_engine, upgrad
 from metarec.registry.schema import LedgerRow, ModelRow, VersionRow
 from metarec.registry.types import (
     Action,
+    GateEvidence,
     LedgerEntry,
     Lineage,
     ModelSummary,
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
     import torch
 
     from metarec.config import Settings
-    from metarec.gate.decision import GateDecision
 
 
 class _Unset:
@@ -303,7 +303,7 @@ class Registry:
         artifact_dir: Path,
         *,
         model: str,
-        gate_decision: GateDecision,
+        gate_decision: GateEvidence,
         actor: str,
         reason: str = "registered after passing the evaluation gate",
     ) -> VersionInfo:
@@ -450,7 +450,7 @@ class Registry:
         return exported
 
     def record_rejection(
-        self, *, model: str, gate_decision: GateDecision, actor: str, artifact: str
+        self, *, model: str, gate_decision: GateEvidence, actor: str, artifact: str
     ) -> None:
         """Append a ``reject`` ledger entry (no version is created) for a rejected candidate."""
         VersionRef(model=model, version=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -120,3 +120,29 @@ class ModelSummary(BaseModel):
     versions: int
     production: int | None
     created_at: datetime
+
+
+class GateEvidence(Protocol):
+    """What the registry needs of an evaluation gate decision to register or reject a candidate.
+
+    :class:`metarec.gate.GateDecision` is one; the registry stores its JSON with the version and
+    in the ledger, and never imports the gate (the gate reads the registry, not the reverse).
+    """
+
+    @property
+    def accepted(self) -> bool:
+        """Whether every check passed."""
+        ...
+
+    @property
+    def artifact_digest(self) -> str:
+        """The digest of the artifact the decision is for."""
+        ...
+
+    def summary(self) -> str:
+        """One line: accepted, or the broken rules."""
+        ...
+
+    def model_dump(self, *, mode: str = ...) -> dict[str, Any]:
+        """The decision as JSON-able data (``mode="json"``)."""
+        ...

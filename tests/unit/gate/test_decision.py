@@ -1,6 +1,7 @@
 """The pure gate decision: every rule kind met and broken, with its numbers."""
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from metarec.gate.decision import GateDecision, decide
@@ -13,12 +14,16 @@ from metarec.gate.policy import (
 )
 from metarec.registry.testing import fixture_metrics
 
+# decide is pure: the caller passes the decision time.
+DECIDED_AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
 
 def run(policy, candidate, **kwargs):
     return decide(
         policy,
         model="metarec",
         artifact_digest="d" * 64,
+        decided_at=DECIDED_AT,
         candidate_metrics=candidate,
         candidate_method="maml",
         **kwargs,

@@ -2,6 +2,7 @@
 production, a card without a ranking table, and the ranking summary."""
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from metarec.gate.decision import NO_RANKING, decide
@@ -11,12 +12,16 @@ from metarec.registry.testing import fixture_metrics
 NDCG_MARGIN = "margin: ranking ndcg@20 better than popularity by ≥ 0 (mean, new_user)"
 NDCG_REGRESSION = "regression: ranking ndcg@20 worse than production by ≤ 0.02 (mean, new_user)"
 
+# decide is pure: the caller passes the decision time.
+DECIDED_AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
 
 def run(policy, ranking, **kwargs):
     return decide(
         policy,
         model="metarec",
         artifact_digest="d" * 64,
+        decided_at=DECIDED_AT,
         candidate_metrics=fixture_metrics(),
         candidate_method="maml",
         candidate_ranking=ranking,
