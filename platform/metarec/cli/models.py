@@ -116,28 +116,28 @@ def print_decision(decision: Any) -> None:
 
 
 def print_ranking_summary(decision: Any) -> None:
-    """Per ranking cell: the served ranker's nDCG@20 beside production's and every baseline's."""
+    """One table per scenario: methods as rows, ranking cells as columns (nDCG@20).
+
+    The served ranker comes first, then production (when compared), then every baseline.
+    """
     rows = decision.ranking_summary
     if not rows:
         return
-    baselines = sorted({name for row in rows for name in row.baselines})
-    table = Table(
-        title=f"Ranking — {rows[0].metric} of {decision.ranking_method} "
-        f"({decision.ranking_comparison_basis or 'no production'})"
-    )
-    for column in ("scenario", "cell", decision.ranking_method or "candidate", "production"):
-        table.add_column(column)
-    for name in baselines:
-        table.add_column(name, justify="right")
-    for row in rows:
-        table.add_row(
-            row.scenario,
-            row.cell,
-            _fmt(row.candidate),
-            _fmt(row.production),
-            *(_fmt(row.baselines.get(name)) for name in baselines),
+    candidate = decision.ranking_method or "candidate"
+    for scenario in dict.fromkeys(row.scenario for row in rows):
+        cells = [row for row in rows if row.scenario == scenario]
+        table = Table(
+            "method",
+            *(row.cell for row in cells),
+            title=f"{scenario}: {cells[0].metric} by support order@K "
+            f"({decision.ranking_comparison_basis or 'no production'})",
         )
-    console.print(table)
+        table.add_row(f"[bold]{candidate}[/bold]", *(_fmt(row.candidate) for row in cells))
+        if any(row.production is not None for row in cells):
+            table.add_row("production", *(_fmt(row.production) for row in cells))
+        for name in sorted({name for row in cells for name in row.baselines}):
+            table.add_row(name, *(_fmt(row.baselines.get(name)) for row in cells))
+        console.print(table)
 
 
 TrainingSetOption = Annotated[
