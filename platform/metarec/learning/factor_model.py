@@ -24,12 +24,17 @@ support ratings' residuals after the fold-in, weighted by the item-item similari
 item factors: ``α Σ_s w_is e_s / (Σ_s w_is + c)`` with ``w_is = max(cos(q_i, q_s), 0)^p``
 (``neighbour_weight`` α, ``neighbour_count`` c, ``neighbour_power`` p; α = 0 turns it off).
 It needs no extra parameters: the similarity comes from the item factors alone.
+
+Options (off by default): ``train_neighbour`` learns α and c and adds the correction inside the
+meta loss; ``size_precision`` scales the prior precision by a learnt function of the support
+size; ``members > 1`` makes the model a seed ensemble (it holds ``members − 1`` independently
+trained copies, and :meth:`FactorModel.predict_tasks` averages all members' predictions).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -61,6 +66,15 @@ class FactorConfig:
         neighbour_weight: Weight α of the neighbourhood correction at prediction (0: off).
         neighbour_count: Pseudo-count c in its denominator (shrinks it with few neighbours).
         neighbour_power: Exponent p of the clipped cosine similarities.
+        train_neighbour: Learn α and c (from ``neighbour_weight``/``neighbour_count``) and add
+            the correction inside the meta-training loss too.
+        size_precision: Scale the prior precision by a learnt factor of the support size:
+            ``exp(g(log2(n + 1)))``, ``g`` piecewise linear with one learnt value (bias, factors)
+            per knot ``0 .. size_knots − 1`` (init 0, constant beyond the last knot).
+        size_knots: Knots of ``g``.
+        members: Models in a seed ensemble: the model itself plus ``members − 1`` independently
+            trained copies (``extra_members``) whose predictions :meth:`FactorModel.predict_tasks`
+            averages.
     """
 
     field_names: tuple[str, ...]
@@ -78,9 +92,15 @@ class FactorConfig:
     neighbour_weight: float = 0.0
     neighbour_count: float = 5.0
     neighbour_power: float = 1.0
+    train_neighbour: bool = False
+    size_precision: bool = False
+    size_knots: int = 7
+    members: int = 1
 
     def __post_init__(self) -> None:
         """Check the layout and the options."""
+        if self.members < 1:
+            raise ValueError(f"members must be at least 1, got {self.members}")
         if self.inner not in INNER_MODES:
             raise ValueError(f"inner must be one of {INNER_MODES}, got {self.inner!r}")
         if len(self.field_names) != len(self.field_sizes):
@@ -146,6 +166,15 @@ class FactorModel(nn.Module):
             self.log_support_count = nn.Parameter(torch.tensor(math.log(3.0)))
         else:
             self.support_vectors = None
+        if config.train_neighbour:
+            self.log_neighbour = nn.Parameter(
+                torch.log(torch.tensor([config.neighbour_weight, config.neighbour_count]))
+            )
+        if config.size_precision:
+            self.size_log_scale = nn.Parameter(torch.zeros(config.size_knots, 2))
+        self.extra_members = nn.ModuleList(
+            FactorModel(replace(config, members=1)) for _ in range(config.members - 1)
+        )
 
     def _column(self, name: str) -> int:
         return self.config.field_names.index(name)
@@ -195,6 +224,26 @@ class FactorModel(nn.Module):
         """Prior precision ``λ`` per dimension of ``θ_u`` (1+F,)."""
         return self.log_precision.exp()
 
+    def task_precision(self, support_mask: torch.Tensor) -> torch.Tensor:
+        """Prior precision per task (T, 1+F); the shared one (1+F,) without size_precision."""
+        if not self.config.size_precision:
+            return self.precision
+        knots = self.config.size_knots
+        pos = torch.log2(support_mask.detach().sum(-1) + 1.0).clamp(0.0, knots - 1.0)  # (T,)
+        lo = pos.floor().long().clamp(max=knots - 2)  # (T,)
+        frac = (pos - lo.to(pos.dtype)).unsqueeze(-1)  # (T, 1)
+        g = self.size_log_scale[lo] * (1 - frac) + self.size_log_scale[lo + 1] * frac  # (T, 2)
+        scale = torch.cat([g[:, :1], g[:, 1:].expand(-1, self.config.n_factors)], dim=-1)
+        return self.precision * scale.exp()  # (T, 1+F)
+
+    @property
+    def neighbour_parameters(self) -> tuple[torch.Tensor | float, torch.Tensor | float]:
+        """``(α, c)`` of the neighbourhood correction (learnt with ``train_neighbour``)."""
+        if self.config.train_neighbour:
+            alpha, count = self.log_neighbour.exp()
+            return alpha, count
+        return self.config.neighbour_weight, self.config.neighbour_count
+
     @property
     def inner_rates(self) -> torch.Tensor:
         """Per-dimension rates of the ``"sgd"`` inner loop (1+F,)."""
@@ -225,11 +274,12 @@ class FactorModel(nn.Module):
         target = (support_y - offset) * support_mask  # (T, S) residual to explain
         z = z * support_mask.unsqueeze(-1)  # (T, S, 1+F), padded rows are zero
         prior = self.prior_mean(user_x, support_x, support_y, support_mask)  # (T, 1+F)
+        precision = self.task_precision(support_mask)  # (1+F,) or (T, 1+F)
         if self.config.inner == "map":
-            return map_fold_in(z, target, prior, self.precision)
+            return map_fold_in(z, target, prior, precision)
         n_steps = self.config.inner_steps if steps is None else steps
         return sgd_fold_in(
-            z, target, support_mask, prior, self.precision, self.inner_rates, steps=n_steps
+            z, target, support_mask, prior, precision, self.inner_rates, steps=n_steps
         )
 
     def predict(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -255,7 +305,7 @@ class FactorModel(nn.Module):
             query_x: Encoded query rows (T, Q, W).
         """
         cfg = self.config
-        if cfg.neighbour_weight == 0.0:
+        if cfg.neighbour_weight == 0.0 and not cfg.train_neighbour:
             return torch.zeros(query_x.shape[:2], device=query_x.device)
         item = self._column(cfg.item_field)
         resid = (support_y - self.predict(theta, support_x)) * support_mask  # (T, S)
@@ -264,7 +314,39 @@ class FactorModel(nn.Module):
         sim = (q_query @ q_support.transpose(-1, -2)).clamp(min=0.0)  # (T, Q, S)
         weight = sim.pow(cfg.neighbour_power) * support_mask.unsqueeze(-2)  # (T, Q, S)
         total = (weight @ resid.unsqueeze(-1)).squeeze(-1)  # (T, Q)
-        return cfg.neighbour_weight * total / (weight.sum(-1) + cfg.neighbour_count)
+        alpha, count = self.neighbour_parameters
+        return alpha * total / (weight.sum(-1) + count)
+
+    def predict_member(
+        self,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        support_mask: torch.Tensor,
+        query_x: torch.Tensor,
+    ) -> torch.Tensor:
+        """This model's own prediction (fold-in + neighbourhood correction) → (T, Q)."""
+        theta = self.adapt(support_x, support_y, support_mask, user_x=query_x[:, 0])  # (T, 1+F)
+        return self.predict(theta, query_x) + self.neighbour_correction(
+            theta, support_x, support_y, support_mask, query_x
+        )  # (T, Q)
+
+    def predict_tasks(
+        self,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        support_mask: torch.Tensor,
+        query_x: torch.Tensor,
+    ) -> torch.Tensor:
+        """The served prediction of the query rows (T, Q), unclamped.
+
+        The mean over the ensemble members of :meth:`predict_member`; the user attributes are
+        read off the first query row.
+        """
+        preds = [
+            m.predict_member(support_x, support_y, support_mask, query_x)
+            for m in (self, *self.extra_members)
+        ]
+        return torch.stack(preds).mean(0)  # (T, Q)
 
     def forward(
         self,
@@ -275,10 +357,16 @@ class FactorModel(nn.Module):
     ) -> torch.Tensor:
         """Adapt to the support sets and predict the query rows → (T, Q).
 
-        The user attributes are read from the first query row (always a real row).
+        The user attributes are read from the first query row (always a real row). With
+        ``train_neighbour`` the neighbourhood correction is added (so the meta loss fits it).
         """
         theta = self.adapt(support_x, support_y, support_mask, user_x=query_x[:, 0])  # (T, 1+F)
-        return self.predict(theta, query_x)
+        pred = self.predict(theta, query_x)  # (T, Q)
+        if self.config.train_neighbour:
+            pred = pred + self.neighbour_correction(
+                theta, support_x, support_y, support_mask, query_x
+            )
+        return pred
 
 
 def map_fold_in(
@@ -290,7 +378,7 @@ def map_fold_in(
         z: Masked design rows (T, S, D) (padded rows all zero).
         target: Masked residual ratings (T, S).
         prior: Prior means (T, D).
-        precision: Prior precisions (D,).
+        precision: Prior precisions (D,) or (T, D).
 
     Returns:
         ``(zᵀz + diag λ)⁻¹ (zᵀ target + λ ⊙ prior)``, shape (T, D).
@@ -347,7 +435,8 @@ def sgd_fold_in(
     Returns:
         Adapted ``θ`` (T, D); differentiable (second order) in every input.
     """
-    task_grad = vmap(grad(fold_in_loss), in_dims=(0, 0, 0, 0, 0, None))
+    per_task = 0 if precision.dim() == 2 else None
+    task_grad = vmap(grad(fold_in_loss), in_dims=(0, 0, 0, 0, 0, per_task))
     theta = prior  # (T, D)
     for _ in range(steps):
         theta = theta - rates * task_grad(theta, z, target, mask, prior, precision)  # (T, D)

@@ -3,7 +3,9 @@
 ``fit_factor_model`` first fits a plain biased matrix factorisation on the meta-train users'
 ratings of existing items (item biases and factors; each train user gets free parameters there),
 then meta-trains the fold-in episodically on the same users (random support/query splits, the
-outer loss is the query MSE after adaptation) with early stopping on the validation users' MAE.
+outer loss is the query MAE after adaptation) with early stopping on the validation users' MAE.
+By default it does this five times with different seeds and returns the seed ensemble (one
+``FactorModel`` holding the other four as ``extra_members``; predictions are averaged).
 No validation or test user's rating ever reaches an item parameter: item codes come from the
 encoder (fitted on meta-train rows) and both phases read meta-train rows only.
 """
@@ -11,7 +13,7 @@ encoder (fitted on meta-train rows) and both phases read meta-train rows only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -35,6 +37,10 @@ class FactorTrainingConfig:
         neighbour_weight: Weight of the item-factor neighbourhood correction at prediction.
         neighbour_count: Its pseudo-count.
         neighbour_power: Its similarity exponent.
+        train_neighbour: Learn α and c of the correction inside the meta loss (not kept).
+        size_precision: Learn a support-size-dependent prior precision scale (not kept).
+        members: Seed ensemble: fit this many models (seeds ``seed + 1000 m``) and average
+            their predictions (one :class:`FactorModel` holding the others as members).
         user_fields: User attributes that set the prior mean.
         pretrain_steps: Full-batch Adam steps of the plain matrix factorisation.
         pretrain_lr: Its learning rate.
@@ -46,7 +52,8 @@ class FactorTrainingConfig:
         meta_batch_size: Tasks per outer step.
         outer_lr: Adam rate of the outer loop.
         train_items: Let the outer loop move the item biases and factors too.
-        outer_loss: Query loss of the outer loop, ``"mse"`` or ``"mae"``.
+        outer_loss: Query loss of the outer loop, ``"mse"`` or ``"mae"`` (the evaluation
+            metric; chosen on validation users).
         support_min: Smallest meta-training support set.
         support_max: Largest meta-training support set.
         query_size: Query ratings per task.
@@ -68,6 +75,9 @@ class FactorTrainingConfig:
     neighbour_weight: float = 1.0
     neighbour_count: float = 5.0
     neighbour_power: float = 1.0
+    train_neighbour: bool = False
+    size_precision: bool = False
+    members: int = 5
     user_fields: tuple[str, ...] = ("gender", "age_bucket", "occupation")
     pretrain_steps: int = 300
     pretrain_lr: float = 0.05
@@ -79,7 +89,7 @@ class FactorTrainingConfig:
     meta_batch_size: int = 64
     outer_lr: float = 0.003
     train_items: bool = True
-    outer_loss: str = "mse"
+    outer_loss: str = "mae"
     support_min: int = 3
     support_max: int = 60
     query_size: int = 10
@@ -109,6 +119,7 @@ class FactorTrainingReport:
     best_step: int = 0
     best_val_mae: float = float("inf")
     history: list[dict[str, float]] | None = None
+    members: list[dict[str, float]] = field(default_factory=list)
 
 
 def factor_config_for(
@@ -139,6 +150,9 @@ def factor_config_for(
         neighbour_weight=config.neighbour_weight,
         neighbour_count=config.neighbour_count,
         neighbour_power=config.neighbour_power,
+        train_neighbour=config.train_neighbour,
+        size_precision=config.size_precision,
+        members=config.members,
     )
 
 
@@ -267,6 +281,16 @@ def fit_factor_model(
     config = config or FactorTrainingConfig()
     report = report if report is not None else FactorTrainingReport()
     device = torch.device(device)
+    if config.members > 1:
+        return _fit_ensemble(
+            source,
+            split,
+            encoder,
+            config=config,
+            device=device,
+            on_progress=on_progress,
+            report=report,
+        )
     rows = source.rows_of(split.train_users)  # existing items only
     items = source.x[rows, encoder.field_names.index("item_id")]
     torch.manual_seed(config.seed)
@@ -280,6 +304,46 @@ def fit_factor_model(
     _meta_train(
         model, source, split, config=config, device=device, on_progress=on_progress, report=report
     )
+    return model.eval()
+
+
+def _fit_ensemble(
+    source: TaskSource,
+    split: Split,
+    encoder: FeatureEncoder,
+    *,
+    config: FactorTrainingConfig,
+    device: torch.device,
+    on_progress: Callable[[int, float, float | None], None] | None,
+    report: FactorTrainingReport,
+) -> FactorModel:
+    """Fit ``config.members`` single models (seeds ``seed + 1000 m``) and stack them.
+
+    Member 0 is the model itself, the others its ``extra_members``. ``report`` describes
+    member 0, plus every member's best step and validation MAE.
+    """
+    fitted = []
+    for m in range(config.members):
+        member_report = report if m == 0 else FactorTrainingReport()
+        fitted.append(
+            fit_factor_model(
+                source,
+                split,
+                encoder,
+                config=replace(config, members=1, seed=config.seed + 1000 * m),
+                device=device,
+                on_progress=on_progress,
+                report=member_report,
+            )
+        )
+        report.members.append(
+            {"best_step": member_report.best_step, "best_val_mae": member_report.best_val_mae}
+        )
+    model = FactorModel(replace(fitted[0].config, members=config.members)).to(device)
+    state = dict(fitted[0].state_dict())
+    for m, member in enumerate(fitted[1:]):
+        state.update({f"extra_members.{m}.{k}": v for k, v in member.state_dict().items()})
+    model.load_state_dict(state)
     return model.eval()
 
 
@@ -374,15 +438,9 @@ def factor_predictions(
     for chunk in batches(tasks, batch_size):
         batch = collate(chunk).to(device)
         with torch.enable_grad():  # the "sgd" inner loop differentiates the inner loss
-            theta = model.adapt(
-                batch.support_x,
-                batch.support_y,
-                batch.support_mask,
-                user_x=batch.query_x[:, 0],
-            ).detach()  # (T, 1+F)
-        pred = model.predict(theta, batch.query_x) + model.neighbour_correction(
-            theta, batch.support_x, batch.support_y, batch.support_mask, batch.query_x
-        )  # (T, Q)
+            pred = model.predict_tasks(
+                batch.support_x, batch.support_y, batch.support_mask, batch.query_x
+            ).detach()  # (T, Q)
         pred = pred.clamp(1.0, 5.0).cpu().numpy()  # (T, Q)
         out.extend(pred[i, : len(t.query_y)].astype(np.float64) for i, t in enumerate(chunk))
     return out

@@ -227,3 +227,73 @@ def test_neighbour_correction_equals_a_per_task_loop_and_ignores_padding():
             assert float(batched[i, j]) == pytest.approx(expected, abs=1e-9)
     off = base.neighbour_correction(theta, sx, sy, sm, qx)
     assert float(off.abs().max()) == 0.0
+
+
+def test_a_seed_ensemble_averages_its_members_and_round_trips():
+    import dataclasses
+
+    members = [make_factor_model(s) for s in (12, 13, 14)]
+    config = dataclasses.replace(members[0].config, members=3, neighbour_weight=1.0)
+    model = FactorModel(config).double()
+    state = dict(members[0].state_dict())
+    for m, member in enumerate(members[1:]):
+        state.update({f"extra_members.{m}.{k}": v for k, v in member.state_dict().items()})
+    model.load_state_dict(state)
+    tasks = random_tasks(15, 4, support=(1, 7))
+    sx, sy, sm, qx, *_ = _batch(tasks)
+    singles = []
+    for member in members:
+        single = FactorModel(dataclasses.replace(config, members=1)).double()
+        single.load_state_dict(member.state_dict())
+        singles.append(single.predict_member(sx, sy, sm, qx))
+    expected = torch.stack(singles).mean(0)
+    torch.testing.assert_close(model.predict_tasks(sx, sy, sm, qx), expected, rtol=0, atol=TOL)
+    rebuilt = FactorModel(FactorConfig.from_dict(json.loads(json.dumps(config.to_dict()))))
+    rebuilt = rebuilt.double()
+    rebuilt.load_state_dict(model.state_dict())
+    assert torch.equal(rebuilt.predict_tasks(sx, sy, sm, qx), model.predict_tasks(sx, sy, sm, qx))
+    with pytest.raises(ValueError, match="members"):
+        dataclasses.replace(config, members=0)
+
+
+def test_size_precision_scales_the_prior_precision_by_support_size():
+    import dataclasses
+
+    base = make_factor_model(16)
+    model = FactorModel(dataclasses.replace(base.config, size_precision=True)).double()
+    state = dict(base.state_dict())
+    scale = torch.linspace(-1.0, 1.0, 2 * model.config.size_knots, dtype=torch.float64)
+    state["size_log_scale"] = scale.reshape(-1, 2)
+    model.load_state_dict(state)
+    tasks = random_tasks(17, 5, support=(1, 9))
+    sx, sy, sm, qx, *_ = _batch(tasks)
+    theta = model.adapt(sx, sy, sm, user_x=qx[:, 0]).detach()
+    for i, task in enumerate(tasks):
+        pos = min(np.log2(len(task.support_y) + 1.0), model.config.size_knots - 1.0)
+        g = [
+            np.interp(pos, range(model.config.size_knots), scale.reshape(-1, 2)[:, j])
+            for j in (0, 1)
+        ]
+        lam = base.precision * torch.tensor([np.exp(g[0])] + [np.exp(g[1])] * 4).double()
+        sxi = torch.as_tensor(task.support_x)
+        syi = torch.as_tensor(task.support_y, dtype=torch.float64)
+        offset, z = base.item_terms(sxi)
+        prior = base.prior_mean(qx[i : i + 1, 0], sxi[None], syi[None], torch.ones(1, len(syi)))
+        ref = torch.linalg.solve(z.T @ z + torch.diag(lam), z.T @ (syi - offset) + lam * prior[0])
+        torch.testing.assert_close(theta[i], ref.detach(), rtol=0, atol=TOL)
+
+
+def test_a_trained_neighbour_correction_is_part_of_the_meta_loss():
+    import dataclasses
+
+    base = make_factor_model(18)
+    config = dataclasses.replace(base.config, train_neighbour=True, neighbour_weight=1.0)
+    model = FactorModel(config).double()
+    model.load_state_dict({**base.state_dict(), "log_neighbour": torch.tensor([0.0, 1.0])})
+    tasks = random_tasks(19, 4, support=(2, 8))
+    batch = _batch(tasks)
+    theta = model.adapt(*batch[:3], user_x=batch[3][:, 0])
+    expected = model.predict(theta, batch[3]) + model.neighbour_correction(theta, *batch[:4])
+    torch.testing.assert_close(model(*batch[:4]), expected, rtol=0, atol=TOL)
+    (g,) = torch.autograd.grad(meta_loss(model, *batch), [model.log_neighbour])
+    assert float(g.abs().sum()) > 0.0
