@@ -18,6 +18,7 @@ of the same version (e.g. a retried task) is resumed, never duplicated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -117,25 +118,16 @@ def canary_rollout(
             )
         store = RolloutStore(engine=registry.engine)
         state = _resume_or_start(registry, store, ref, RolloutSpec(**(spec or {})), actor)
-        traffic = None
-        if settings.rollout.router == "local":
-            from metarec.serving.local_canary import run_local_canary
-
-            result = run_local_canary(
-                settings,
-                registry=registry,
-                store=store,
-                state=state,
-                rows=_replay_rows(settings, training_set) if generate_traffic else [],
-                traffic_rate_per_s=traffic_rate_per_s,
-                timeout_s=timeout_s,
-                actor=actor,
-            )
-            final, traffic = result.state, result.traffic
-        else:
-            from metarec.rollout.controller import wait_for_rollout
-
-            final = wait_for_rollout(store, state.id, timeout_s=timeout_s)
+        final, traffic = _carry_out(
+            settings,
+            registry,
+            store,
+            state,
+            rows=lambda: _replay_rows(settings, training_set) if generate_traffic else [],
+            traffic_rate_per_s=traffic_rate_per_s,
+            timeout_s=timeout_s,
+            actor=actor,
+        )
         reports = _write_reports(settings, store, final)
         output = _finished(
             identity,
@@ -151,6 +143,43 @@ def canary_rollout(
             fix=f"read the rollout report {output.report_html}; production stays v{production}.",
         )
     return output
+
+
+def _carry_out(
+    settings: Any,
+    registry: Any,
+    store: Any,
+    state: Any,
+    *,
+    rows: Callable[[], list[tuple[int, int, float]]],
+    traffic_rate_per_s: float | None,
+    timeout_s: float,
+    actor: str,
+) -> tuple[Any, Any]:
+    """Run the rollout here (router ``local``) or wait for the cluster's controller.
+
+    Locally the generated traffic replays ``rows()`` (read only then: a cluster needs none).
+
+    Returns:
+        The final (or timed-out) state and, locally, the generated traffic's summary.
+    """
+    if settings.rollout.router == "local":
+        from metarec.serving.local_canary import run_local_canary
+
+        result = run_local_canary(
+            settings,
+            registry=registry,
+            store=store,
+            state=state,
+            rows=rows(),
+            traffic_rate_per_s=traffic_rate_per_s,
+            timeout_s=timeout_s,
+            actor=actor,
+        )
+        return result.state, result.traffic
+    from metarec.rollout.controller import wait_for_rollout
+
+    return wait_for_rollout(store, state.id, timeout_s=timeout_s), None
 
 
 def _resume_or_start(registry: Any, store: Any, ref: Any, spec: Any, actor: str) -> Any:
@@ -192,12 +221,11 @@ def _finished(
     outcome: Outcome = {"Succeeded": "promoted", "Aborted": "aborted"}.get(
         state.phase.value, "rolled-back"
     )
-    online_mae = {"production": state.production_mae, "canary": None}
-    for window in (state.verdict or {}).get("windows") or []:  # the newest measured values
-        for role in online_mae:
-            value = ((window.get("metrics") or {}).get(role) or {}).get("online_mae")
-            if value is not None:
-                online_mae[role] = value
+    online_mae: dict[str, float | None] = {"production": state.production_mae, "canary": None}
+    if state.verdict is not None:  # the newest measured values
+        for role, before in online_mae.items():
+            latest = state.verdict.latest(role, "online_mae")
+            online_mae[role] = before if latest is None else latest
     return CanaryOutput(
         **identity,
         outcome=outcome,

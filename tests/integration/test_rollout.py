@@ -18,7 +18,7 @@ from metarec.registry.testing import register_fixture
 from metarec.rollout import Phase, RolloutSpec
 from metarec.rollout.controller import RolloutController, start_rollout
 from metarec.rollout.metrics import ScrapeMetricSource
-from metarec.rollout.router import LocalWeightedRouter, Weights
+from metarec.rollout.routers import LocalWeightedRouter, Weights
 from metarec.rollout.store import RolloutStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -130,7 +130,7 @@ def _assert_rolled_back(registry, final, weights, store, failing_check):
     assert weights == Weights(production=100, canary=0)
     assert registry.production("metarec").version == 1
     assert registry.get_version(VersionRef(model="metarec", version=2)).stage is Stage.STAGING
-    assert final.verdict["status"] == "failed"
+    assert final.verdict.status == "failed"
     events = store.events(final.id)
     analysed = [e for e in events if e.checks is not None]
     # Rolled back within the failure threshold: exactly `failure_threshold` failed windows.
@@ -140,7 +140,7 @@ def _assert_rolled_back(registry, final, weights, store, failing_check):
     ]
     last = {c["name"]: c for c in analysed[-1].checks}
     assert not last[failing_check]["passed"]
-    assert failing_check in final.verdict["reason"]
+    assert failing_check in final.verdict.reason
     assert events[-1].action == "failed" and events[-1].canary_weight == 0
     # Never promoted: the registry ledger has no promotion of v2.
     assert not [
@@ -151,7 +151,7 @@ def _assert_rolled_back(registry, final, weights, store, failing_check):
 def test_canary_with_20_percent_5xx_is_rolled_back(registry: Registry):
     final, weights, outcomes, load, store = run_rollout(registry, {"error_every": 5})
     _assert_rolled_back(registry, final, weights, store, "error_rate")
-    rate = next(c for c in final.verdict["final_checks"] if c["name"] == "error_rate")["value"]
+    rate = next(c for c in final.verdict.final_checks if c.name == "error_rate").value
     assert 0.15 < rate < 0.3
     assert_no_production_failure_and_nothing_lost(outcomes, load)
     assert any(o.backend == "canary" and o.status == 500 for o in outcomes)
@@ -160,7 +160,7 @@ def test_canary_with_20_percent_5xx_is_rolled_back(registry: Registry):
 def test_slow_canary_is_rolled_back(registry: Registry):
     final, weights, outcomes, load, store = run_rollout(registry, {"latency_s": 0.5})
     _assert_rolled_back(registry, final, weights, store, "latency_p99_ms")
-    p99 = next(c for c in final.verdict["final_checks"] if c["name"] == "latency_p99_ms")["value"]
+    p99 = next(c for c in final.verdict.final_checks if c.name == "latency_p99_ms").value
     assert p99 > 300
     assert_no_production_failure_and_nothing_lost(outcomes, load)
 
@@ -168,6 +168,6 @@ def test_slow_canary_is_rolled_back(registry: Registry):
 def test_canary_with_bad_predictions_is_rolled_back(registry: Registry):
     final, weights, outcomes, load, store = run_rollout(registry, {"bias": 1.5})
     _assert_rolled_back(registry, final, weights, store, "online_mae_delta")
-    delta = next(c for c in final.verdict["final_checks"] if c["name"] == "online_mae_delta")
-    assert delta["value"] == pytest.approx(1.0, abs=0.05)  # |t+1.5-t| − |t+0.5-t|
+    delta = next(c for c in final.verdict.final_checks if c.name == "online_mae_delta")
+    assert delta.value == pytest.approx(1.0, abs=0.05)  # |t+1.5-t| − |t+0.5-t|
     assert_no_production_failure_and_nothing_lost(outcomes, load)

@@ -23,7 +23,7 @@ from metarec.registry.testing import register_fixture
 from metarec.rollout import Phase
 from metarec.rollout.controller import RolloutController
 from metarec.rollout.metrics import ScrapeMetricSource
-from metarec.rollout.router import LocalWeightedRouter, Weights
+from metarec.rollout.routers import LocalWeightedRouter, Weights
 from metarec.rollout.store import RolloutStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -235,7 +235,7 @@ def test_abort_sets_the_canary_weight_to_zero(home: Path, services, capsys):
         thread.join(timeout=10)
         router.stop()
     state = store.latest("metarec")
-    assert state.phase is Phase.ABORTED and state.verdict["status"] == "aborted"
+    assert state.phase is Phase.ABORTED and state.verdict.status == "aborted"
     assert router.weights() == Weights(production=100, canary=0)
     assert registry.get_version(VersionRef(model="metarec", version=2)).stage is Stage.STAGING
     assert run(["rollout", "abort"]) == 1  # nothing active any more

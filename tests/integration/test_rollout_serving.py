@@ -40,7 +40,7 @@ from metarec.registry.service import artifact_root
 from metarec.rollout import Phase, RolloutSpec
 from metarec.rollout.controller import RolloutController, start_rollout
 from metarec.rollout.metrics import ScrapeMetricSource
-from metarec.rollout.router import LocalWeightedRouter, Weights
+from metarec.rollout.routers import LocalWeightedRouter, Weights
 from metarec.rollout.store import RolloutStore
 from metarec.serving.process import free_port
 from metarec.serving.testing import mark_validated, train_and_register
@@ -276,17 +276,17 @@ def roll_out(
     finally:
         outcomes = load.stop()
         router.stop()
-    for window in (final.verdict or {}).get("windows", []):
+    for window in final.verdict.windows if final.verdict else []:
         print(  # the measured numbers, visible with -s
-            f"{window['result']} at {window['canary_weight']}%: "
+            f"{window.result} at {window.canary_weight}%: "
             + ", ".join(
-                f"{c['name']}={'n/a' if c['value'] is None else format(c['value'], '.4g')}"
-                for c in window["checks"]
+                f"{c.name}={'n/a' if c.value is None else format(c.value, '.4g')}"
+                for c in window.checks
             )
-            + f", canary requests={window['metrics']['canary']['requests']:.0f}"
-            + f", canary feedback={window['metrics']['canary']['feedback']:.0f}"
-            + f", canary MAE={window['metrics']['canary']['online_mae']}"
-            + f", production MAE={window['metrics']['production']['online_mae']}"
+            + f", canary requests={window.metrics['canary']['requests']:.0f}"
+            + f", canary feedback={window.metrics['canary']['feedback']:.0f}"
+            + f", canary MAE={window.metrics['canary']['online_mae']}"
+            + f", production MAE={window.metrics['production']['online_mae']}"
         )
     return Rollout(final, weights, outcomes, load._sent, store)
 
@@ -309,7 +309,7 @@ def assert_rolled_back(services, registry, rollout: Rollout, version, failing_ch
     assert registry.production(version.model).version == services.v1.version
     ref = VersionRef(model=version.model, version=version.version)
     assert registry.get_version(ref).stage is Stage.STAGING
-    assert final.verdict["status"] == "failed" and failing_check in final.verdict["reason"]
+    assert final.verdict.status == "failed" and failing_check in final.verdict.reason
     events = rollout.store.events(final.id)
     analysed = [e for e in events if e.checks is not None]
     # Within the failure threshold: exactly `failure_threshold` failed windows, then 0 %.
@@ -326,7 +326,7 @@ def assert_rolled_back(services, registry, rollout: Rollout, version, failing_ch
         if e.version == version.version and e.action is Action.PROMOTE
     ]
     assert_no_production_failure_and_nothing_lost(rollout)
-    return {c["name"]: c for c in final.verdict["final_checks"]}
+    return {c.name: c.model_dump() for c in final.verdict.final_checks}
 
 
 def test_healthy_real_canary_is_promoted(services: Services, registry: Registry):

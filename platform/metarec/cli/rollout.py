@@ -318,7 +318,7 @@ def router(
     ] = None,
 ) -> None:
     """Run the local weighted proxy alone (drive it with router `http` from a controller)."""
-    from metarec.rollout.router import LocalWeightedRouter
+    from metarec.rollout.routers.local import LocalWeightedRouter
 
     settings: Settings = ctx.obj
     config = settings.rollout

@@ -61,24 +61,43 @@ def decide(state: RolloutState, metrics: WindowMetrics | None) -> Decision:
     baselines = _Baselines.measure(state, metrics)
 
     if canary.requests < spec.min_requests:
-        if not overdue:
-            return _wait(
-                state,
-                f"{canary.requests:.0f} canary requests in the window, "
-                f"{spec.min_requests} needed for a verdict",
-                _Baselines.of(state),
-            )
-        missing = CheckResult(
-            name="canary_requests",
-            value=canary.requests,
-            threshold=spec.min_requests,
-            passed=False,
-            detail=f"only {canary.requests:.0f} canary requests {waited}, "
-            f"{spec.min_requests} needed for a verdict",
-        )
-        return _judge(state, [missing], baselines)
+        return _short_of_requests(state, canary.requests, baselines, overdue=overdue, waited=waited)
+    return _analyse(state, metrics, baselines, overdue=overdue, waited=waited)
 
-    checks = _traffic_checks(state, canary)
+
+def _short_of_requests(
+    state: RolloutState, requests: float, baselines: _Baselines, *, overdue: bool, waited: str
+) -> Decision:
+    """Rule 4: too few canary requests: wait, or fail ``canary_requests`` once overdue."""
+    spec = state.spec
+    if not overdue:
+        return _wait(
+            state,
+            f"{requests:.0f} canary requests in the window, "
+            f"{spec.min_requests} needed for a verdict",
+            _Baselines.of(state),
+        )
+    missing = CheckResult(
+        name="canary_requests",
+        value=requests,
+        threshold=spec.min_requests,
+        passed=False,
+        detail=f"only {requests:.0f} canary requests {waited}, "
+        f"{spec.min_requests} needed for a verdict",
+    )
+    return _judge(state, [missing], baselines)
+
+
+def _analyse(
+    state: RolloutState,
+    metrics: WindowMetrics,
+    baselines: _Baselines,
+    *,
+    overdue: bool,
+    waited: str,
+) -> Decision:
+    """Rules 5 and 6: every check; a quality check short of data waits unless overdue."""
+    checks = _traffic_checks(state, metrics.canary)
     quality = [
         check
         for check in (

@@ -18,9 +18,20 @@ from metarec.errors import MetaRecError, RegistryConflictError
 from metarec.registry import Registry, Stage, VersionRef
 from metarec.rollout.analysis import decide
 from metarec.rollout.metrics import MetricSource
-from metarec.rollout.router import Router
+from metarec.rollout.routers.base import Router
 from metarec.rollout.store import RolloutStore
-from metarec.rollout.types import Action, Decision, Phase, RolloutSpec, RolloutState
+from metarec.rollout.types import (
+    Action,
+    Decision,
+    EventKind,
+    Phase,
+    RolloutSpec,
+    RolloutState,
+    Verdict,
+    VerdictStatus,
+    VerdictWindow,
+    WindowMetrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +168,7 @@ class RolloutController:
     def _event(
         self,
         state: RolloutState,
-        action: str,
+        action: EventKind,
         message: str,
         decision: Decision | None = None,
         metrics: dict[str, Any] | None = None,
@@ -196,7 +207,7 @@ class RolloutController:
                 state,
                 Phase.FAILED,
                 canary=0,
-                status="failed",
+                status=VerdictStatus.FAILED,
                 reason=f"{info.tag} is {info.stage.value}, not staging",
             )
         weight = state.spec.steps[0]
@@ -212,44 +223,20 @@ class RolloutController:
         )
         self._attached.add(state.id)
         state = self.store.save(state)
-        self._event(state, "start", f"canary {state.model}:v{state.version} at {weight} %")
+        self._event(state, EventKind.START, f"canary {state.model}:v{state.version} at {weight} %")
         return state
 
     def _progress(self, state: RolloutState) -> RolloutState:
         if state.id not in self._attached:
-            # First step in this process (e.g. after a restart): re-assert the persisted
-            # weights and open a fresh window.
-            self._set_weights(state.canary_weight)
-            state = self.store.save(
-                state.model_copy(
-                    update={
-                        "window_started_at": self._new_window(state),
-                        "message": f"resumed at {state.canary_weight} %",
-                    }
-                )
-            )
-            self._attached.add(state.id)
-            self._event(state, "resume", f"controller resumed at {state.canary_weight} %")
-            return state
+            return self._attach(state)
         started = state.window_started_at or self.clock()
         window_s = (self.clock() - started).total_seconds()
         metrics = self.metrics.read_window(state, window_s=window_s)
         state = self._with_hit_rate_baseline(state)
         decision = decide(state, metrics)
-        snapshot = metrics.model_dump(mode="json")
-        for side, window in (("canary", metrics.canary), ("production", metrics.production)):
-            snapshot[side]["error_rate"] = window.error_rate
-            snapshot[side]["online_mae"] = window.online_mae
-            snapshot[side]["online_hit_rate"] = window.online_hit_rate
-        # The hit-rate baseline the analysis used (restored from here after a restart).
-        snapshot["production_hit_rate"] = decision.production_hit_rate
         if decision.action is Action.WAIT:
-            if metrics.window_s == 0.0 and state.window_started_at is not None and window_s > 0:
-                # The source started a new window itself (no baseline): align the clock.
-                state = state.model_copy(update={"window_started_at": self.clock()})
-            if decision.reason != state.message or metrics.window_s == 0.0:
-                state = self.store.save(state.model_copy(update={"message": decision.reason}))
-            return state
+            return self._wait(state, decision, metrics, window_s)
+        snapshot = _snapshot(metrics, decision)
         update: dict[str, Any] = {
             "failed_checks": decision.failed_checks,
             "production_mae": decision.production_mae,
@@ -258,41 +245,75 @@ class RolloutController:
         if decision.action is Action.RETRY:
             update["window_started_at"] = self._new_window(state)
             state = self.store.save(state.model_copy(update=update))
-            self._event(state, "retry", decision.reason, decision, snapshot)
+            self._event(state, EventKind.RETRY, decision.reason, decision, snapshot)
             return state
+        if decision.action is Action.ROLLBACK:
+            self._event(state, EventKind.ROLLBACK, decision.reason, decision, snapshot)
+            state = self._decided(state, update, Phase.ROLLING_BACK, VerdictStatus.FAILED, decision)
+            return self._roll_back(state)
+        self._event(state, EventKind.PASSED, decision.reason, decision, snapshot)
         if decision.action is Action.ADVANCE:
-            self._event(state, "passed", decision.reason, decision, snapshot)
-            weight = state.spec.steps[state.step_index + 1]
-            self._set_weights(weight)
-            update |= {
-                "step_index": state.step_index + 1,
-                "canary_weight": weight,
-                "window_started_at": self._new_window(state),
-                "message": f"canary at {weight} %",
-            }
-            state = self.store.save(state.model_copy(update=update))
-            self._event(state, "advance", f"canary at {weight} %")
-            return state
-        if decision.action is Action.PROMOTE:
-            self._event(state, "passed", decision.reason, decision, snapshot)
-            update |= {"phase": Phase.PROMOTING}
-            state = state.model_copy(update=update)
-            state = self.store.save(
-                state.model_copy(update={"verdict": self._verdict(state, "passed", decision)})
-            )
-            return self._promote(state)
-        # ROLLBACK
-        self._event(state, "rollback", decision.reason, decision, snapshot)
-        update |= {"phase": Phase.ROLLING_BACK}
-        state = state.model_copy(update=update)
+            return self._advance(state, update)
+        # PROMOTE
+        state = self._decided(state, update, Phase.PROMOTING, VerdictStatus.PASSED, decision)
+        return self._promote(state)
+
+    def _attach(self, state: RolloutState) -> RolloutState:
+        """First step in this process (e.g. after a restart): re-assert weights, open a window."""
+        self._set_weights(state.canary_weight)
         state = self.store.save(
-            state.model_copy(update={"verdict": self._verdict(state, "failed", decision)})
+            state.model_copy(
+                update={
+                    "window_started_at": self._new_window(state),
+                    "message": f"resumed at {state.canary_weight} %",
+                }
+            )
         )
-        return self._roll_back(state)
+        self._attached.add(state.id)
+        self._event(state, EventKind.RESUME, f"controller resumed at {state.canary_weight} %")
+        return state
+
+    def _wait(
+        self, state: RolloutState, decision: Decision, metrics: WindowMetrics, window_s: float
+    ) -> RolloutState:
+        """No verdict yet: keep the window (aligned when the source restarted it)."""
+        if metrics.window_s == 0.0 and state.window_started_at is not None and window_s > 0:
+            # The source started a new window itself (no baseline): align the clock.
+            state = state.model_copy(update={"window_started_at": self.clock()})
+        if decision.reason != state.message or metrics.window_s == 0.0:
+            state = self.store.save(state.model_copy(update={"message": decision.reason}))
+        return state
+
+    def _advance(self, state: RolloutState, update: dict[str, Any]) -> RolloutState:
+        """Checks passed: set the next step's weights and open its window."""
+        weight = state.spec.steps[state.step_index + 1]
+        self._set_weights(weight)
+        update |= {
+            "step_index": state.step_index + 1,
+            "canary_weight": weight,
+            "window_started_at": self._new_window(state),
+            "message": f"canary at {weight} %",
+        }
+        state = self.store.save(state.model_copy(update=update))
+        self._event(state, EventKind.ADVANCE, f"canary at {weight} %")
+        return state
+
+    def _decided(
+        self,
+        state: RolloutState,
+        update: dict[str, Any],
+        phase: Phase,
+        status: VerdictStatus,
+        decision: Decision,
+    ) -> RolloutState:
+        """Enter ``phase`` and keep the verdict the analysis reached."""
+        state = state.model_copy(update={**update, "phase": phase})
+        verdict = self._verdict(state, status, decision)
+        return self.store.save(state.model_copy(update={"verdict": verdict}))
 
     def _promote(self, state: RolloutState) -> RolloutState:
         ref = VersionRef(model=state.model, version=state.version)
-        verdict = state.verdict or self._verdict(state, "passed", None)
+        verdict = state.verdict or self._verdict(state, VerdictStatus.PASSED, None)
         if self.registry.get_version(ref).stage is not Stage.PRODUCTION:  # idempotent
             try:
                 self.registry.promote(
@@ -300,7 +321,7 @@ class RolloutController:
                     actor=self.actor,
                     reason=f"canary rollout {state.id} passed every step "
                     f"({', '.join(f'{s} %' for s in state.spec.steps)})",
-                    evidence={"canary_verdict": verdict},
+                    evidence={"canary_verdict": verdict.model_dump(mode="json")},
                     expected_production=state.production_version,
                 )
             except RegistryConflictError as exc:
@@ -308,7 +329,7 @@ class RolloutController:
                     state,
                     Phase.FAILED,
                     canary=0,
-                    status="failed",
+                    status=VerdictStatus.FAILED,
                     reason=f"production changed during the rollout: {exc.problem}",
                 )
         # The canary now serves the production version: it keeps all traffic until the
@@ -317,27 +338,38 @@ class RolloutController:
             state,
             Phase.SUCCEEDED,
             canary=100,
-            status="passed",
+            status=VerdictStatus.PASSED,
             reason=f"{ref.tag} promoted to production",
         )
 
     def _roll_back(self, state: RolloutState) -> RolloutState:
         reason = state.message or "rolled back"
-        return self._finish(state, Phase.FAILED, canary=0, status="failed", reason=reason)
+        return self._finish(
+            state, Phase.FAILED, canary=0, status=VerdictStatus.FAILED, reason=reason
+        )
 
     def _abort(self, state: RolloutState) -> RolloutState:
         return self._finish(
-            state, Phase.ABORTED, canary=0, status="aborted", reason="aborted by an operator"
+            state,
+            Phase.ABORTED,
+            canary=0,
+            status=VerdictStatus.ABORTED,
+            reason="aborted by an operator",
         )
 
     def _finish(
-        self, state: RolloutState, phase: Phase, *, canary: int, status: str, reason: str
+        self,
+        state: RolloutState,
+        phase: Phase,
+        *,
+        canary: int,
+        status: VerdictStatus,
+        reason: str,
     ) -> RolloutState:
         self._set_weights(canary)
         verdict = state.verdict or self._verdict(state, status, None, reason=reason)
         if phase is not Phase.SUCCEEDED:
-            verdict = {**verdict, "status": status}
-            verdict.setdefault("reason", reason)
+            verdict = verdict.model_copy(update={"status": status})
         state = self.store.save(
             state.model_copy(
                 update={
@@ -349,43 +381,53 @@ class RolloutController:
             )
         )
         self._attached.discard(state.id)
-        self._event(state, phase.value.lower(), reason)
+        self._event(state, EventKind.ended(phase), reason)
         return state
 
     def _verdict(
         self,
         state: RolloutState,
-        status: str,
+        status: VerdictStatus,
         decision: Decision | None,
         *,
         reason: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Verdict:
         windows = [
-            {
-                "at": event.at.isoformat(),
-                "step": event.step_index,
-                "canary_weight": event.canary_weight,
-                "result": event.action,
-                "checks": event.checks,
-                "metrics": event.metrics,
-            }
+            VerdictWindow(
+                at=event.at,
+                step=event.step_index,
+                canary_weight=event.canary_weight,
+                result=event.action,
+                checks=event.checks,
+                metrics=event.metrics,
+            )
             for event in self.store.events(state.id)
             if event.checks is not None
         ]
-        return {
-            "rollout_id": state.id,
-            "status": status,
-            "model": state.model,
-            "version": state.version,
-            "production_version": state.production_version,
-            "reason": reason or (decision.reason if decision else state.message),
-            "spec": state.spec.model_dump(mode="json"),
-            "final_checks": []
-            if decision is None
-            else [check.model_dump(mode="json") for check in decision.checks],
-            "windows": windows,
-            "decided_at": self.clock().isoformat(),
-        }
+        return Verdict(
+            rollout_id=state.id,
+            status=status,
+            model=state.model,
+            version=state.version,
+            production_version=state.production_version,
+            reason=reason or (decision.reason if decision else state.message),
+            spec=state.spec,
+            final_checks=[] if decision is None else decision.checks,
+            windows=windows,
+            decided_at=self.clock(),
+        )
+
+
+def _snapshot(metrics: WindowMetrics, decision: Decision) -> dict[str, Any]:
+    """What an analysed event stores: both windows with their ratios, and the baseline used."""
+    snapshot = metrics.model_dump(mode="json")
+    for side, window in (("canary", metrics.canary), ("production", metrics.production)):
+        snapshot[side]["error_rate"] = window.error_rate
+        snapshot[side]["online_mae"] = window.online_mae
+        snapshot[side]["online_hit_rate"] = window.online_hit_rate
+    # The hit-rate baseline the analysis used (restored from here after a restart).
+    snapshot["production_hit_rate"] = decision.production_hit_rate
+    return snapshot
 
 
 def wait_for_rollout(

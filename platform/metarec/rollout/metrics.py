@@ -4,7 +4,8 @@
   and subtracts (local, the embedded default). With ``router_url`` (what the wiring passes for
   the local routers), requests, 5xx and latency come from the router's caller-side metrics
   (``metarec_router_requests_total{backend,endpoint,status}``,
-  ``metarec_router_request_duration_seconds``, see :class:`~metarec.rollout.router.RouterMetrics`):
+  ``metarec_router_request_duration_seconds``, see
+  :class:`~metarec.rollout.routers.local_metrics.RouterMetrics`):
   what clients experienced, including answers a crashed canary never gave and faults between
   the router and the service. Without it, they come from the services' own ``/metrics``.
 * :class:`PrometheusMetricSource`: queries the Prometheus HTTP API with ``increase`` and
@@ -15,7 +16,8 @@ Online quality always comes from the adaptation service's own metrics, labelled
 online MAE = Δ sum / Δ count), ``metarec_feedback_positive_total`` and
 ``metarec_feedback_hits_total`` (windowed online hit rate = Δ hits / Δ positives); its
 ``metarec_requests_total{endpoint,model_version,status}`` and
-``metarec_request_latency_seconds`` are the service-side traffic series.
+``metarec_request_latency_seconds`` are the service-side traffic series. Every series and
+label name comes from :mod:`metarec.metrics_contract`, which the producers import too.
 """
 
 from __future__ import annotations
@@ -30,20 +32,20 @@ from typing import Protocol, runtime_checkable
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from metarec import metrics_contract as contract
 from metarec.errors import MetricSourceError
-from metarec.rollout.router import METRICS_PATH, ROUTER_LATENCY, ROUTER_REQUESTS
 from metarec.rollout.types import RolloutState, ServiceWindow, WindowMetrics
 
 log = logging.getLogger(__name__)
 
-REQUESTS = "metarec_requests_total"
-LATENCY_BUCKET = "metarec_request_latency_seconds_bucket"
-FEEDBACK = "metarec_feedback_total"
-ABS_ERROR = "metarec_feedback_abs_error_sum"
-POSITIVE = "metarec_feedback_positive_total"
-HITS = "metarec_feedback_hits_total"
+REQUESTS = contract.REQUESTS
+LATENCY_BUCKET = contract.bucket(contract.REQUEST_LATENCY)
+FEEDBACK = contract.FEEDBACK
+ABS_ERROR = contract.FEEDBACK_ABS_ERROR_SUM
+POSITIVE = contract.FEEDBACK_POSITIVE
+HITS = contract.FEEDBACK_HITS
 # Endpoints whose requests the analysis counts (health, metadata and /metrics are not traffic).
-ANALYSED_ENDPOINTS = ("recommend", "predict", "feedback")
+ANALYSED_ENDPOINTS = contract.TRAFFIC_ENDPOINTS
 
 
 @runtime_checkable
@@ -103,7 +105,7 @@ class _Scrape:
 
 
 def _endpoint_counted(labels: dict[str, str]) -> bool:
-    endpoint = labels.get("endpoint")
+    endpoint = labels.get(contract.ENDPOINT)
     return endpoint is None or endpoint.strip("/").split("/")[-1] in ANALYSED_ENDPOINTS
 
 
@@ -122,15 +124,15 @@ def parse_metrics(text: str, *, model_version: str | None = None) -> _Scrape:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
-            if model_version is not None and labels.get("model_version") != model_version:
+            if model_version is not None and labels.get(contract.MODEL_VERSION) != model_version:
                 continue
             name, value = sample.name, float(sample.value)
             if name == REQUESTS and _endpoint_counted(labels):
                 scrape.requests += value
-                if str(labels.get("status", "")).startswith("5"):
+                if str(labels.get(contract.STATUS, "")).startswith("5"):
                     scrape.errors += value
             elif name == LATENCY_BUCKET and _endpoint_counted(labels):
-                bound = float(labels["le"])
+                bound = float(labels[contract.LE])
                 scrape.buckets[bound] = scrape.buckets.get(bound, 0.0) + value
             elif name == FEEDBACK:
                 scrape.feedback += value
@@ -154,20 +156,20 @@ def parse_router_metrics(text: str) -> dict[str, _Scrape]:
         of the analysed endpoints; the feedback fields are left empty.
     """
     scrapes = {"production": _Scrape(), "canary": _Scrape()}
-    latency_bucket = f"{ROUTER_LATENCY}_bucket"
+    latency_bucket = contract.bucket(contract.ROUTER_LATENCY)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
-            scrape = scrapes.get(labels.get("backend", ""))
+            scrape = scrapes.get(labels.get(contract.BACKEND, ""))
             if scrape is None or not _endpoint_counted(labels):
                 continue
             value = float(sample.value)
-            if sample.name == ROUTER_REQUESTS:
+            if sample.name == contract.ROUTER_REQUESTS:
                 scrape.requests += value
-                if str(labels.get("status", "")).startswith("5"):
+                if str(labels.get(contract.STATUS, "")).startswith("5"):
                     scrape.errors += value
             elif sample.name == latency_bucket:
-                bound = float(labels["le"])
+                bound = float(labels[contract.LE])
                 scrape.buckets[bound] = scrape.buckets.get(bound, 0.0) + value
     return scrapes
 
@@ -224,7 +226,7 @@ class ScrapeMetricSource:
         Args:
             production_url: Base URL of the production service (``/metrics`` is appended).
             canary_url: Base URL of the canary service.
-            router_url: Base URL of a :class:`~metarec.rollout.router.LocalWeightedRouter`
+            router_url: Base URL of a :class:`~metarec.rollout.routers.local.LocalWeightedRouter`
                 (``/-/rollout/metrics`` is appended); None: traffic from the services.
             version_label: How the services write the ``model_version`` label (``{model}``,
                 ``{version}``). Only each side's own version is read from its ``/metrics``:
@@ -234,7 +236,9 @@ class ScrapeMetricSource:
             clock: Monotonic clock (tests pass their own).
         """
         self._urls = {"production": production_url.rstrip("/"), "canary": canary_url.rstrip("/")}
-        self._router_url = None if router_url is None else router_url.rstrip("/") + METRICS_PATH
+        self._router_url = (
+            None if router_url is None else router_url.rstrip("/") + contract.ROUTER_METRICS_PATH
+        )
         self._label = version_label
         self._timeout = timeout_s
         self._clock = clock
@@ -372,21 +376,20 @@ class PrometheusMetricSource:
     def _service(self, version_label: str | None, window: str) -> ServiceWindow:
         if version_label is None:
             return ServiceWindow()
-        selector = f'model_version="{version_label}"'
-        endpoints = f'endpoint=~"/?({"|".join(ANALYSED_ENDPOINTS)})"'
+        selector = f'{contract.MODEL_VERSION}="{version_label}"'
+        endpoints = f'{contract.ENDPOINT}=~"/?({"|".join(ANALYSED_ENDPOINTS)})"'
+        server_errors = f'{endpoints},{contract.STATUS}=~"5.."'
 
         def total(promql: str) -> float:
             return self.query(promql) or 0.0
 
         p99 = self.query(
             "histogram_quantile(0.99, sum by (le) (rate("
-            f"metarec_request_latency_seconds_bucket{{{selector},{endpoints}}}[{window}])))"
+            f"{LATENCY_BUCKET}{{{selector},{endpoints}}}[{window}])))"
         )
         return ServiceWindow(
             requests=total(f"sum(increase({REQUESTS}{{{selector},{endpoints}}}[{window}]))"),
-            errors=total(
-                f'sum(increase({REQUESTS}{{{selector},{endpoints},status=~"5.."}}[{window}]))'
-            ),
+            errors=total(f"sum(increase({REQUESTS}{{{selector},{server_errors}}}[{window}]))"),
             p99_ms=None if p99 is None else p99 * 1000.0,
             feedback=total(f"sum(increase({FEEDBACK}{{{selector}}}[{window}]))"),
             abs_error_sum=total(f"sum(increase({ABS_ERROR}{{{selector}}}[{window}]))"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -141,7 +140,7 @@ def render_html(state: RolloutState, events: list[RolloutEvent]) -> str:
             f"{event.canary_weight}</td><td>{html.escape(checks)}</td>"
             f"<td>{html.escape(event.message)}</td></tr>"
         )
-    verdict = html.escape(json.dumps(state.verdict, indent=2)) if state.verdict else "none yet"
+    verdict = html.escape(state.verdict.model_dump_json(indent=2)) if state.verdict else "none yet"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Rollout {state.model}:v{state.version} — {state.phase.value}</title>

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from metarec.errors import RolloutConflictError, RolloutError, RolloutNotFoundError
 from metarec.rollout.schema import RolloutEventRow, RolloutRow
-from metarec.rollout.types import ACTIVE_PHASES, Phase, RolloutSpec, RolloutState
+from metarec.rollout.types import ACTIVE_PHASES, EventKind, Phase, RolloutSpec, RolloutState
 
 
 class RolloutEvent(BaseModel):
@@ -24,7 +24,7 @@ class RolloutEvent(BaseModel):
     id: int
     at: datetime
     phase: Phase
-    action: str
+    action: EventKind
     step_index: int
     production_weight: int
     canary_weight: int
@@ -188,7 +188,7 @@ class RolloutStore:
             # An abort request is sticky: a concurrent `rollout abort` is never overwritten.
             row.abort_requested = row.abort_requested or state.abort_requested
             row.window_started_at = state.window_started_at
-            row.verdict = state.verdict
+            row.verdict = None if state.verdict is None else state.verdict.model_dump(mode="json")
             row.message = state.message
             row.updated_at = _now()
             return _state(row)
@@ -214,7 +214,7 @@ class RolloutStore:
         self,
         state: RolloutState,
         *,
-        action: str,
+        action: EventKind,
         production_weight: int,
         canary_weight: int,
         metrics: dict[str, Any] | None = None,
@@ -229,7 +229,7 @@ class RolloutStore:
                     rollout_id=state.id,
                     at=at or _now(),
                     phase=state.phase.value,
-                    action=action,
+                    action=EventKind(action).value,
                     step_index=state.step_index,
                     production_weight=production_weight,
                     canary_weight=canary_weight,
@@ -252,7 +252,7 @@ class RolloutStore:
                     id=row.id,
                     at=_utc(row.at),
                     phase=Phase(row.phase),
-                    action=row.action,
+                    action=EventKind(row.action),
                     step_index=row.step_index,
                     production_weight=row.production_weight,
                     canary_weight=row.canary_weight,

@@ -1,4 +1,4 @@
-"""Value types of a rollout: phases, the spec (steps and thresholds), state and window metrics."""
+"""Value types of a rollout: phase, event kind, spec, state, window metrics and verdict."""
 
 from __future__ import annotations
 
@@ -27,6 +27,25 @@ class Phase(StrEnum):
 
 
 ACTIVE_PHASES = tuple(phase for phase in Phase if not phase.terminal)
+
+
+class EventKind(StrEnum):
+    """What one event of a rollout's timeline records (its ``action`` column)."""
+
+    START = "start"  # the first step's weights are set
+    RESUME = "resume"  # a (re)started controller re-asserted the persisted weights
+    PASSED = "passed"  # an analysed window's checks passed
+    RETRY = "retry"  # an analysed window failed, fewer times in a row than the threshold
+    ROLLBACK = "rollback"  # an analysed window failed failure-threshold times in a row
+    ADVANCE = "advance"  # the next step's weights are set
+    SUCCEEDED = "succeeded"  # terminal: promoted to production
+    FAILED = "failed"  # terminal: rolled back (or production changed under the rollout)
+    ABORTED = "aborted"  # terminal: an operator stopped it
+
+    @classmethod
+    def ended(cls, phase: Phase) -> EventKind:
+        """The event that records the end of a rollout in the terminal ``phase``."""
+        return cls(phase.value.lower())
 
 
 class Action(StrEnum):
@@ -162,7 +181,7 @@ class RolloutState(BaseModel):
     )
     abort_requested: bool = False
     window_started_at: datetime | None = None
-    verdict: dict[str, Any] | None = None
+    verdict: Verdict | None = None
     message: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -211,3 +230,59 @@ class Decision(BaseModel):
     production_mae: float | None = None
     production_hit_rate: float | None = None
     reason: str = ""
+
+
+class VerdictStatus(StrEnum):
+    """How a rollout ended, as its verdict says."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+
+class VerdictWindow(BaseModel):
+    """One analysed window, as the verdict keeps it."""
+
+    at: datetime
+    step: int = Field(description="Index of the traffic step the window ran at.")
+    canary_weight: int
+    result: EventKind = Field(description="passed, retry or rollback.")
+    checks: list[CheckResult] = Field(default_factory=list)
+    metrics: dict[str, Any] | None = Field(
+        default=None, description="Both services' window metrics, as the event stored them."
+    )
+
+
+class Verdict(BaseModel):
+    """Why a rollout ended as it did: kept with the rollout and, on promotion, in the ledger."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rollout_id: str
+    status: VerdictStatus
+    model: str
+    version: int
+    production_version: int | None = None
+    reason: str = ""
+    spec: RolloutSpec
+    final_checks: list[CheckResult] = Field(
+        default_factory=list, description="The checks of the window that decided (if any)."
+    )
+    windows: list[VerdictWindow] = Field(default_factory=list)
+    decided_at: datetime
+
+    def latest(self, side: str, metric: str) -> float | None:
+        """The newest analysed window's value of ``metric`` for ``side`` (None: never measured).
+
+        Args:
+            side: ``production`` or ``canary``.
+            metric: A window metric, e.g. ``online_mae``.
+        """
+        for window in reversed(self.windows):
+            value = ((window.metrics or {}).get(side) or {}).get(metric)
+            if value is not None:
+                return float(value)
+        return None
+
+
+RolloutState.model_rebuild()  # its ``verdict`` field names Verdict, defined after it

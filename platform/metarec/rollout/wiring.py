@@ -4,44 +4,49 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from metarec.config import Settings
+from metarec.config import RolloutSettings, Settings
 from metarec.errors import ConfigError
 from metarec.rollout.metrics import MetricSource, PrometheusMetricSource, ScrapeMetricSource
-from metarec.rollout.router import (
-    GatewayAPIRouter,
+from metarec.rollout.routers import (
+    GatewayAPIRouterConfig,
     HTTPRouterClient,
+    HTTPRouterConfig,
+    LocalRouterConfig,
     LocalWeightedRouter,
     Router,
+    RouterConfig,
 )
+from metarec.rollout.routers import build_router as build_router_from_config
+
+
+def router_config(rollout: RolloutSettings) -> RouterConfig:
+    """The typed config of the router that ``rollout.router`` names, from its flat settings."""
+    if rollout.router == "local":
+        return LocalRouterConfig(
+            production_url=rollout.production_url,
+            canary_url=rollout.canary_url,
+            listen_host=rollout.listen_host,
+            listen_port=rollout.listen_port,
+        )
+    if rollout.router == "http":
+        return HTTPRouterConfig(url=rollout.router_url)
+    return GatewayAPIRouterConfig(
+        namespace=rollout.namespace,
+        httproute=rollout.httproute,
+        production_backend=rollout.production_backend,
+        canary_backend=rollout.canary_backend,
+    )
 
 
 def build_router(settings: Settings) -> tuple[Router, Callable[[], None]]:
-    """The configured router and a function that releases it.
+    """The configured router and a function that releases it (its :meth:`Router.close`).
 
     ``local`` starts the weighted proxy (listening at ``rollout.listen_host:listen_port``);
     ``http`` drives one started by ``metarec rollout router``; ``gateway-api`` patches the
     HTTPRoute with the pod's service account (or the local kubeconfig).
     """
-    config = settings.rollout
-    if config.router == "local":
-        router = LocalWeightedRouter(
-            production_url=config.production_url,
-            canary_url=config.canary_url,
-            host=config.listen_host,
-            port=config.listen_port,
-        ).start()
-        return router, router.stop
-    if config.router == "http":
-        return HTTPRouterClient(url=config.router_url), lambda: None
-    return (
-        GatewayAPIRouter.in_cluster(
-            namespace=config.namespace,
-            name=config.httproute,
-            production_backend=config.production_backend,
-            canary_backend=config.canary_backend,
-        ),
-        lambda: None,
-    )
+    router = build_router_from_config(router_config(settings.rollout))
+    return router, router.close
 
 
 def router_metrics_url(settings: Settings, router: Router | None = None) -> str | None:

@@ -90,21 +90,10 @@ def run_local_canary(
     Raises:
         ServingModelError: A service did not start (its log tail is in the message).
     """
-    log_dir = settings.paths.rollouts / state.id
-    log_dir.mkdir(parents=True, exist_ok=True)
-    logs = {"production": log_dir / "production.log", "canary": log_dir / "canary.log"}
     traffic: TrafficGenerator | None = None
     summary: TrafficSummary | None = None
     with contextlib.ExitStack() as stack:
-        services = {}
-        for role, version in (("production", state.production_version), ("canary", state.version)):
-            service = ServiceProcess(
-                settings, version=str(version), extra_env=SERVICE_ENV, log_path=logs[role]
-            )
-            stack.callback(service.stop)
-            services[role] = service.launch()  # both start at once, then wait for both
-        for service in services.values():
-            service.wait_ready()
+        services = _start_services(settings, state, stack)
         wired = local_rollout_settings(
             settings, production_url=services["production"].url, canary_url=services["canary"].url
         )
@@ -127,11 +116,42 @@ def run_local_canary(
                 k=traffic_k,
             ).start()
         try:
-            final = controller.run_until_done(state.id, poll_s=poll_s, timeout_s=timeout_s)
-            if not final.phase.terminal:  # timed out: abort, the canary weight goes back to 0
-                store.save(final.model_copy(update={"abort_requested": True}))
-                final = controller.reconcile(state.id)
+            final = _run_to_the_end(controller, store, state, poll_s=poll_s, timeout_s=timeout_s)
         finally:
             if traffic is not None:
                 summary = traffic.stop()
     return LocalCanaryResult(state=final, traffic=summary)
+
+
+def _start_services(
+    settings: Settings, state: RolloutState, stack: contextlib.ExitStack
+) -> dict[str, ServiceProcess]:
+    """Both versions as ready ``bentoml serve`` processes (stopped when ``stack`` closes)."""
+    log_dir = settings.paths.rollouts / state.id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    services = {}
+    for role, version in (("production", state.production_version), ("canary", state.version)):
+        service = ServiceProcess(
+            settings, version=str(version), extra_env=SERVICE_ENV, log_path=log_dir / f"{role}.log"
+        )
+        stack.callback(service.stop)
+        services[role] = service.launch()  # both start at once, then wait for both
+    for service in services.values():
+        service.wait_ready()
+    return services
+
+
+def _run_to_the_end(
+    controller: RolloutController,
+    store: RolloutStore,
+    state: RolloutState,
+    *,
+    poll_s: float,
+    timeout_s: float,
+) -> RolloutState:
+    """Reconcile until the rollout ends; past ``timeout_s`` abort it (canary weight 0)."""
+    final = controller.run_until_done(state.id, poll_s=poll_s, timeout_s=timeout_s)
+    if not final.phase.terminal:
+        store.save(final.model_copy(update={"abort_requested": True}))
+        final = controller.reconcile(state.id)
+    return final

@@ -8,12 +8,15 @@ values where BentoML's ``/metrics`` collects them. Windowed online MAE for canar
 rolling MAE over the last ``serving.quality_window`` events. Windowed online hit rate is
 ``Δ metarec_feedback_hits_total / Δ metarec_feedback_positive_total`` (counters, so Prometheus
 can sum them over pods and take a rate); ``metarec_online_hit_rate`` is the rolling hit rate
-over the last ``serving.hit_rate_window`` positive events.
+over the last ``serving.hit_rate_window`` positive events. Series and label names come from
+:mod:`metarec.metrics_contract`, which the canary analysis reads them by.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
+
+from metarec import metrics_contract as contract
 
 LATENCY_BUCKETS = (
     0.001,
@@ -54,68 +57,68 @@ class ServingMetrics:
         self.registry = registry or CollectorRegistry()
         self._request_series: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
-            "metarec_requests_total",
+            contract.REQUESTS,
             "Requests by endpoint and HTTP status class.",
-            ["endpoint", "model_version", "status"],
+            [contract.ENDPOINT, contract.MODEL_VERSION, contract.STATUS],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "metarec_request_latency_seconds",
+            contract.REQUEST_LATENCY,
             "Request latency (whole HTTP request, in the service process).",
-            ["endpoint", "model_version"],
+            [contract.ENDPOINT, contract.MODEL_VERSION],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.adaptation_steps = Counter(
-            "metarec_adaptation_steps_total",
+            contract.ADAPTATION_STEPS,
             "Inner-loop gradient steps taken (steps × adapted requests).",
-            ["model_version"],
+            [contract.MODEL_VERSION],
             registry=self.registry,
         )
         self.batch_size = Histogram(
-            "metarec_adaptation_batch_size",
+            contract.ADAPTATION_BATCH_SIZE,
             "Requests adapted together in one batch.",
-            ["model_version"],
+            [contract.MODEL_VERSION],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
             registry=self.registry,
         )
         self.feedback = Counter(
-            "metarec_feedback",
+            contract.FEEDBACK,
             "Feedback events scored against a prediction.",
-            ["model_version"],
+            [contract.MODEL_VERSION],
             registry=self.registry,
         )
         # A Summary exposes exactly ``metarec_feedback_abs_error_sum`` (and ``_count``), a
         # monotonic counter of summed absolute errors (a Counter would add ``_total``).
         self.feedback_abs_error = Summary(
-            "metarec_feedback_abs_error",
+            contract.FEEDBACK_ABS_ERROR,
             "|predicted - observed| of scored feedback events (_sum, _count).",
-            ["model_version"],
+            [contract.MODEL_VERSION],
             registry=self.registry,
         )
         self.online_mae = Gauge(
-            "metarec_online_mae",
+            contract.ONLINE_MAE,
             "Rolling MAE of predictions against feedback.",
-            ["model_version"],
+            [contract.MODEL_VERSION],
             multiprocess_mode="mostrecent",
             registry=self.registry,
         )
         self.feedback_positive = Counter(
-            "metarec_feedback_positive",
+            contract.FEEDBACK_POSITIVE,
             "Positive feedback events (rating >= 4) of users who were served a list.",
-            ["model_version"],
+            [contract.MODEL_VERSION],
             registry=self.registry,
         )
         self.feedback_hits = Counter(
-            "metarec_feedback_hits",
+            contract.FEEDBACK_HITS,
             "Positive feedback events whose item was in the last list served to the user.",
-            ["model_version"],
+            [contract.MODEL_VERSION],
             registry=self.registry,
         )
         self.online_hit_rate = Gauge(
-            "metarec_online_hit_rate",
+            contract.ONLINE_HIT_RATE,
             "Rolling share of positive feedback items that were in the list served.",
-            ["model_version"],
+            [contract.MODEL_VERSION],
             multiprocess_mode="mostrecent",
             registry=self.registry,
         )

@@ -12,7 +12,7 @@ FORBIDDEN = ("metarec.serving", "metarec.components", "metarec.workflows", "bent
 
 
 def test_rollout_never_imports_a_concrete_service_or_orchestrator():
-    for path in ROLLOUT.glob("*.py"):
+    for path in ROLLOUT.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
             if isinstance(node, ast.Import):

@@ -10,7 +10,7 @@ from metarec.registry import Action, Stage, VersionRef
 from metarec.registry.testing import register_fixture
 from metarec.rollout import Phase, RolloutSpec, ServiceWindow, WindowMetrics
 from metarec.rollout.controller import RolloutController, start_rollout
-from metarec.rollout.router import Weights
+from metarec.rollout.routers import Weights
 from metarec.rollout.store import RolloutStore
 
 SPEC = RolloutSpec(steps=(50, 100), interval_s=10, min_requests=10, failure_threshold=2)
@@ -27,6 +27,9 @@ class MemoryRouter:
 
     def weights(self) -> Weights:
         return self.current
+
+    def close(self) -> None:
+        pass
 
 
 class ScriptedMetrics:
@@ -125,7 +128,7 @@ def test_failures_roll_back_and_a_restarted_controller_resumes(registry):
     clock.tick()
     final = restarted.reconcile(state.id)
     assert final.phase is Phase.FAILED and router.current == Weights(production=100, canary=0)
-    assert final.verdict["status"] == "failed" and "error_rate" in final.verdict["reason"]
+    assert final.verdict.status == "failed" and "error_rate" in final.verdict.reason
     assert registry.get_version(VersionRef(model="metarec", version=2)).stage is Stage.STAGING
 
 
@@ -213,5 +216,5 @@ def test_the_hit_rate_baseline_survives_a_restart_and_serves_the_full_canary_ste
     clock.tick()
     final = restarted.reconcile(state.id)
     assert final.phase is Phase.SUCCEEDED
-    checks = {c["name"]: c for c in final.verdict["final_checks"]}
-    assert checks["online_hit_rate"]["value"] == pytest.approx(-0.01)
+    checks = {c.name: c for c in final.verdict.final_checks}
+    assert checks["online_hit_rate"].value == pytest.approx(-0.01)

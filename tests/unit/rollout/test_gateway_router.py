@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from kubernetes import client
 from metarec.errors import RouterError
-from metarec.rollout.router import GatewayAPIRouter, Router, Weights
+from metarec.rollout.routers import GatewayAPIRouter, Router, Weights
 
 PATH = "/apis/gateway.networking.k8s.io/v1/namespaces/ml/httproutes/metarec"
 

@@ -12,16 +12,9 @@ import httpx
 import pytest
 from metarec.errors import RouterError
 from metarec.rollout.metrics import histogram_quantile, parse_router_metrics
-from metarec.rollout.router import (
-    HTTPRouterClient,
-    LocalWeightedRouter,
-    Router,
-    RouterMetrics,
-    Weights,
-    endpoint_label,
-    user_bucket,
-    user_id_of,
-)
+from metarec.rollout.routers import HTTPRouterClient, LocalWeightedRouter, Router, Weights
+from metarec.rollout.routers.local import user_bucket, user_id_of
+from metarec.rollout.routers.local_metrics import RouterMetrics, endpoint_label
 
 
 def _load_backend():

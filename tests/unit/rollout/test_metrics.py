@@ -17,7 +17,7 @@ from metarec.rollout.metrics import (
     parse_metrics,
     window_between,
 )
-from metarec.rollout.router import LocalWeightedRouter, user_bucket
+from metarec.rollout.routers.local import LocalWeightedRouter, user_bucket
 from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from metarec.rollout.report import METRIC_PANELS, VERSION_PANELS, render_png, write_report
-from metarec.rollout.router import Weights
+from metarec.rollout.routers import Weights
 
 
 def test_report_png_and_html(registry, tmp_path: Path):

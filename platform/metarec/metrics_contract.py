@@ -1,0 +1,47 @@
+"""The Prometheus series and labels that MetaRec's producers and consumers agree on.
+
+Producers: the adaptation service (:mod:`metarec.serving.metrics`) and the local weighted
+router (:mod:`metarec.rollout.routers.local_metrics`). Consumers: the canary analysis
+(:mod:`metarec.rollout.metrics`). Both sides import the names from here, so a rename is one
+edit and the two can never disagree.
+
+Names are the exposed sample names (a counter's ``_total`` included); prometheus_client accepts
+them as they are for a ``Counter``. This module imports nothing, so any package may use it.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- labels
+ENDPOINT = "endpoint"
+MODEL_VERSION = "model_version"
+STATUS = "status"  # the HTTP status class: "2xx", "4xx", "5xx"
+BACKEND = "backend"  # the router's side: "production" or "canary"
+LE = "le"  # a histogram bucket's upper bound
+
+# Endpoints whose requests are traffic (health, metadata and /metrics are not).
+TRAFFIC_ENDPOINTS = ("recommend", "predict", "feedback")
+
+# ---------------------------------------------------------------- adaptation service
+REQUESTS = "metarec_requests_total"  # counter {endpoint, model_version, status}
+REQUEST_LATENCY = "metarec_request_latency_seconds"  # histogram {endpoint, model_version}
+ADAPTATION_STEPS = "metarec_adaptation_steps_total"  # counter {model_version}
+ADAPTATION_BATCH_SIZE = "metarec_adaptation_batch_size"  # histogram {model_version}
+FEEDBACK = "metarec_feedback_total"  # counter {model_version}: scored feedback events
+# Summary {model_version}: its ``_sum`` is a monotonic sum of |predicted - observed|, so the
+# windowed online MAE is Δ FEEDBACK_ABS_ERROR_SUM / Δ FEEDBACK.
+FEEDBACK_ABS_ERROR = "metarec_feedback_abs_error"
+FEEDBACK_ABS_ERROR_SUM = f"{FEEDBACK_ABS_ERROR}_sum"
+ONLINE_MAE = "metarec_online_mae"  # gauge {model_version}: rolling MAE
+FEEDBACK_POSITIVE = "metarec_feedback_positive_total"  # counter {model_version}
+FEEDBACK_HITS = "metarec_feedback_hits_total"  # counter {model_version}
+ONLINE_HIT_RATE = "metarec_online_hit_rate"  # gauge {model_version}: rolling hit rate
+
+# ---------------------------------------------------------------- local weighted router
+ROUTER_REQUESTS = "metarec_router_requests_total"  # counter {backend, endpoint, status}
+ROUTER_LATENCY = "metarec_router_request_duration_seconds"  # histogram {backend, endpoint}
+ROUTER_METRICS_PATH = "/-/rollout/metrics"  # where the router exposes them
+
+
+def bucket(histogram: str) -> str:
+    """The sample name of a histogram's buckets: ``x`` → ``x_bucket``."""
+    return f"{histogram}_bucket"
