@@ -18,6 +18,7 @@ from metarec.data.schema import RATING_MAX, RATING_MIN
 from metarec.errors import ServingInputError
 from metarec.serving.adapter import AdaptationJob, BatchedAdapter
 from metarec.serving.batching import MicroBatcher
+from metarec.serving.factor_adapter import FactorAdapter
 from metarec.serving.features import FeatureCache, ItemMatrix, UserFeatures, user_columns
 from metarec.serving.loading import ServedModel
 from metarec.serving.metrics import ServingMetrics
@@ -60,7 +61,12 @@ class AdaptationEngine:
         self.features = features
         self.serving = serving
         self.metrics = metrics or ServingMetrics(model_version=served.tag)
-        self.adapter = BatchedAdapter(served.adapted)
+        # The rating model: the artifact's factor fold-in when it has one, else MeLU's.
+        self.adapter: BatchedAdapter | FactorAdapter = (
+            BatchedAdapter(served.adapted)
+            if served.factor is None
+            else FactorAdapter(served.factor, served.encoder)
+        )
         self.ranker = (
             None
             if served.ranker is None or served.card.ranker is None
@@ -353,6 +359,7 @@ class AdaptationEngine:
             stage=stage,
             feature_service="online_adaptation",
             algorithm=served.card.algorithm,
+            rating_model=served.rating_model,
             adaptation_steps=inner.steps,
             adaptation_lr=None if served.adapted.use_meta_sgd else inner.lr,
             meta_sgd=served.adapted.use_meta_sgd,

@@ -2,7 +2,9 @@
 
 The served model adapts exactly as offline evaluation does (:func:`offline_adaptation`): the
 card's inner-loop steps and rate, Meta-SGD rates when the card says so, first-order inner
-gradients, predictions clamped to 1..5 (see :mod:`metarec.training.methods`).
+gradients, predictions clamped to 1..5 (see :mod:`metarec.training.methods`). When the artifact
+holds a meta-learned factor fold-in (``factor_model.safetensors``), it is loaded too (checksum
+verified) and predicts the served ratings instead (:mod:`metarec.serving.factor_adapter`).
 """
 
 from __future__ import annotations
@@ -14,22 +16,39 @@ from pathlib import Path
 from metarec.config import Settings
 from metarec.errors import ServingModelError
 from metarec.learning.algorithms import InnerLoop
+from metarec.learning.factor_model import FactorModel
 from metarec.registry.service import Registry
 from metarec.registry.types import Stage, VersionInfo, VersionRef
-from metarec.training.artifact import ModelCard, RankerParts, load_artifact, load_ranker
+from metarec.training.artifact import (
+    ModelCard,
+    RankerParts,
+    load_artifact,
+    load_factor_model,
+    load_ranker,
+)
 from metarec.training.encoding import FeatureEncoder
 from metarec.training.methods import AdaptedModel
 
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A loaded version: the model with its adaptation rule, encoder and registry record."""
+    """A loaded version: the model with its adaptation rule, encoder and registry record.
+
+    ``factor`` is the artifact's factor fold-in (None without one): when present it predicts
+    the served ratings, else the MeLU model (``adapted``) does.
+    """
 
     info: VersionInfo
     card: ModelCard
     adapted: AdaptedModel
     encoder: FeatureEncoder
     ranker: RankerParts | None = None
+    factor: FactorModel | None = None
+
+    @property
+    def rating_model(self) -> str:
+        """The model that predicts ratings: ``"factor_map"`` or the card's algorithm."""
+        return "factor_map" if self.factor is not None else self.card.algorithm
 
     @property
     def tag(self) -> str:
@@ -82,7 +101,8 @@ def load_served_model(
         stage: Stage used when no version is given; default ``settings.serving.stage``.
 
     Returns:
-        The model, its card, encoder and adaptation rule.
+        The model, its card, encoder and adaptation rule (and the ranker and factor model
+        when the artifact has them).
     """
     serving = settings.serving
     with Registry.open(settings) as registry:
@@ -97,9 +117,13 @@ def load_served_model(
             folder = registry.fetch(ref, Path(tmp) / "artifact")
             model, card = load_artifact(folder)
             ranker = load_ranker(folder, card)
-    model.eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
+            factor = load_factor_model(folder, card)
+    for module in (model, factor):
+        if module is None:
+            continue
+        module.eval()
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
     inner = offline_adaptation(card, steps_override=serving.adaptation_steps)
     adapted = AdaptedModel(model, inner, bool(card.inner_loop.get("meta_sgd")))
     return ServedModel(
@@ -108,4 +132,5 @@ def load_served_model(
         adapted=adapted,
         encoder=FeatureEncoder(**card.encoder),
         ranker=ranker,
+        factor=factor,
     )

@@ -132,6 +132,7 @@ class Metadata(BaseModel):
     stage: str
     feature_service: str
     algorithm: str
+    rating_model: str
     adaptation_steps: int
     adaptation_lr: float | None
     meta_sgd: bool
