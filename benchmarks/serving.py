@@ -46,6 +46,11 @@ MODEL_CONFIG = {
     "inner_steps": 3,
     "inner_lr": 0.02,
     "min_users_per_value": 20,
+    # The served ranker and the factor fold-in are trained briefly: the benchmark measures
+    # serving cost, which does not depend on how long they were trained.
+    "ranker_max_steps": 200,
+    "ranker_eval_every": 100,
+    "factor_max_steps": 50,
 }
 
 
@@ -57,7 +62,7 @@ def prepare(data: Path, home: Path):
     from metarec.environment import apply_process_environment
     from metarec.features.store import apply_features, materialize_features
     from metarec.features.training_set import build_training_set, load_training_set
-    from metarec.serving.testing import mark_validated, train_and_register
+    from metarec.testing.serving import mark_validated, train_and_register
 
     settings = load_settings(home=home, registry={"export_bentoml": False})
     apply_process_environment(settings)

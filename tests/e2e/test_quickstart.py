@@ -15,7 +15,7 @@ import yaml
 from metarec.cli.main import run
 from metarec.config import load_settings
 from metarec.registry import Action, Registry
-from metarec.serving.testing import PERMISSIVE_POLICY, SMALL_CONFIG
+from metarec.testing.serving import PERMISSIVE_POLICY, SMALL_CONFIG
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ from metarec.data.schema import Dataset
 from metarec.data.snapshots import SnapshotStore
 from metarec.features.store import apply_features
 from metarec.registry import Registry
-from metarec.serving.testing import mark_validated, train_and_register
+from metarec.testing.serving import mark_validated, train_and_register
 from metarec.validation.gate import build_reference_profile
 from metarec.workflows.prefect_flows import retrain_flow
 

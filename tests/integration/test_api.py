@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from metarec.api import create_app
 from metarec.config import load_settings
 from metarec.registry import Registry
-from metarec.registry.testing import write_fixture_artifact
+from metarec.testing.registry import write_fixture_artifact
 
 pytestmark = pytest.mark.integration
 

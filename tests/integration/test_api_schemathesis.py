@@ -14,7 +14,7 @@ from hypothesis import strategies as st  # noqa: E402
 from metarec.api import create_app  # noqa: E402
 from metarec.config import load_settings  # noqa: E402
 from metarec.registry import Registry, VersionRef  # noqa: E402
-from metarec.registry.testing import register_fixture  # noqa: E402
+from metarec.testing.registry import register_fixture  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

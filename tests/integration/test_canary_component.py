@@ -10,9 +10,9 @@ import pytest
 from metarec.components.canary_rollout import BOOTSTRAP_REASON, canary_rollout
 from metarec.errors import RolloutError, RolloutFailedError
 from metarec.registry import Action, Registry, Stage, VersionRef
-from metarec.registry.testing import register_fixture
 from metarec.rollout.store import RolloutStore
 from metarec.rollout.types import Phase, RolloutSpec
+from metarec.testing.registry import register_fixture
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 from metarec.registry import Registry, VersionRef
 from metarec.registry.artifacts import verify_directory
 from metarec.registry.bento import bento_model_path
-from metarec.registry.testing import register_fixture
+from metarec.testing.registry import register_fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

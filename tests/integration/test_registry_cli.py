@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from metarec.cli.main import run
-from metarec.registry.testing import write_fixture_artifact
+from metarec.testing.registry import write_fixture_artifact
 
 pytestmark = pytest.mark.integration
 

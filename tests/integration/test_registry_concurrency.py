@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from metarec.registry import Action, Registry, VersionRef
-from metarec.registry.testing import (
+from metarec.testing.registry import (
     postgres_schema,
     promotion_worker,
     register_fixture,
@@ -212,7 +212,7 @@ def test_simultaneous_registrations_get_distinct_versions(registry_url, tmp_path
 
     from metarec.gate.policy import load_policy
     from metarec.gate.run import gate_artifact
-    from metarec.registry.testing import write_fixture_artifact
+    from metarec.testing.registry import write_fixture_artifact
 
     root = str(tmp_path / "artifacts")
     registries = [Registry.connect(url=registry_url, artifact_root=root) for _ in range(4)]

@@ -12,7 +12,7 @@ from metarec.errors import GateRejectedError
 from metarec.gate.policy import load_policy
 from metarec.gate.run import gate_artifact, training_set_evaluator
 from metarec.registry import Registry, VersionRef
-from metarec.serving.testing import mark_validated
+from metarec.testing.serving import mark_validated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

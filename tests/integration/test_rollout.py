@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from metarec.registry import Action, Registry, Stage, VersionRef
-from metarec.registry.testing import register_fixture
 from metarec.rollout import Phase, RolloutSpec
 from metarec.rollout.controller import RolloutController, start_rollout
 from metarec.rollout.metrics import ScrapeMetricSource
 from metarec.rollout.routers import LocalWeightedRouter, Weights
 from metarec.rollout.store import RolloutStore
+from metarec.testing.registry import register_fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,12 +19,12 @@ import pytest
 from metarec.cli.main import run
 from metarec.config import load_settings
 from metarec.registry import Action, Registry, Stage, VersionRef
-from metarec.registry.testing import register_fixture
 from metarec.rollout import Phase
 from metarec.rollout.controller import RolloutController
 from metarec.rollout.metrics import ScrapeMetricSource
 from metarec.rollout.routers import LocalWeightedRouter, Weights
 from metarec.rollout.store import RolloutStore
+from metarec.testing.registry import register_fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

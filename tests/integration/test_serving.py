@@ -26,11 +26,12 @@ from metarec.registry import Registry, VersionRef
 from metarec.registry.types import VersionInfo
 from metarec.serving.loading import offline_adaptation
 from metarec.serving.process import ServiceProcess
-from metarec.serving.testing import mark_validated, train_and_register
-from metarec.training.artifact import load_artifact, load_ranker
+from metarec.testing.serving import mark_validated, train_and_register
+from metarec.training.artifact import load_artifact, load_factor_model, load_ranker
 from metarec.training.config import TrainingConfig
 from metarec.training.encoding import FeatureEncoder
 from metarec.training.evaluation import card_split
+from metarec.training.factor_training import factor_predictions
 from metarec.training.methods import AdaptedModel, adapted_predictions
 from metarec.training.ranking import RankingTask
 from metarec.training.ranking_eval import ServedRanker
@@ -146,6 +147,11 @@ def test_predictions_equal_offline_evaluation(client: httpx.Client, served: Serv
     model, card = load_artifact(folder)
     encoder = FeatureEncoder(**card.encoder)
     adapted = AdaptedModel(model, offline_adaptation(card), bool(card.inner_loop.get("meta_sgd")))
+    # The service predicts ratings with the factor fold-in when the artifact has one (the
+    # small test config trains one), else with the MeLU model.
+    factor = load_factor_model(folder, card)
+    served_model = "factor_map" if factor is not None else card.algorithm
+    assert client.get("/metadata").json()["rating_model"] == served_model
     users = ratings.groupby("user_id").size()
     checked = 0
     for user_id in users[users >= 15].index[:3]:
@@ -160,7 +166,10 @@ def test_predictions_equal_offline_evaluation(client: httpx.Client, served: Serv
             query_y=query["rating"].to_numpy(np.float32),
             query_items=query["item_id"].to_numpy(np.int64),
         )
-        offline = adapted_predictions(adapted, [task], device=torch.device("cpu"))[0]
+        if factor is not None:
+            offline = factor_predictions(factor, [task], device=torch.device("cpu"))[0]
+        else:
+            offline = adapted_predictions(adapted, [task], device=torch.device("cpu"))[0]
         body = client.post(
             "/predict",
             json={

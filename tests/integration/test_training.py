@@ -12,7 +12,7 @@ import torch
 import yaml
 from metarec.cli.main import run
 from metarec.features.training_set import manifest_path, read_manifest
-from metarec.serving.testing import mark_validated
+from metarec.testing.serving import mark_validated
 from metarec.training.artifact import load_artifact
 from metarec.training.config import TrainingConfig
 from metarec.training.evaluation import evaluate_artifact

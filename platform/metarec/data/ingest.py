@@ -12,8 +12,8 @@ from metarec.data.movielens import read_ml1m, read_ml100k
 from metarec.data.schema import Dataset
 from metarec.data.snapshots import SnapshotInfo, SnapshotStore
 from metarec.data.synthetic import SyntheticSpec, generate_synthetic
+from metarec.data.tables import feature_tables
 from metarec.errors import MetaRecError
-from metarec.features.tables import feature_tables
 
 
 class DataSource(StrEnum):

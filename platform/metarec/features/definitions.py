@@ -14,7 +14,7 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource
 from feast.types import Array, Float64, Int64, String
 from feast.value_type import ValueType
 
-from metarec.features.tables import TIMESTAMP_FIELD
+from metarec.data.tables import TIMESTAMP_FIELD
 
 META_TRAINING = "meta_training"
 ONLINE_ADAPTATION = "online_adaptation"

@@ -14,7 +14,7 @@ import pytest
 from metarec.gate.policy import GatePolicy, load_policy
 from metarec.gate.run import gate_artifact
 from metarec.registry import Registry, VersionRef
-from metarec.registry.testing import (
+from metarec.testing.registry import (
     fixture_ranking,
     write_fixture_artifact,
 )

@@ -12,7 +12,7 @@ from metarec.gate.policy import (
     RegressionRule,
     load_policy,
 )
-from metarec.registry.testing import fixture_metrics
+from metarec.testing.registry import fixture_metrics
 
 # decide is pure: the caller passes the decision time.
 DECIDED_AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

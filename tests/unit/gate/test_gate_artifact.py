@@ -7,7 +7,7 @@ from metarec.gate.decision import NO_RANKING
 from metarec.gate.policy import load_policy
 from metarec.gate.run import gate_artifact, training_set_ranking_evaluator
 from metarec.registry import Registry
-from metarec.registry.testing import fixture_metrics
+from metarec.testing.registry import fixture_metrics
 
 NDCG_REGRESSION = "regression: ranking ndcg@20 worse than production by ≤ 0.02 (mean, new_user)"
 USERS = {"new_user": [7, 8], "new_item": [9], "new_user_new_item": [10]}

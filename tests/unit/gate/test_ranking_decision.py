@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from metarec.gate.decision import NO_RANKING, decide
 from metarec.gate.policy import AbsoluteRule, GatePolicy, MarginRule, RegressionRule, load_policy
-from metarec.registry.testing import fixture_metrics
+from metarec.testing.registry import fixture_metrics
 
 NDCG_MARGIN = "margin: ranking ndcg@20 better than popularity by ≥ 0 (mean, new_user)"
 NDCG_REGRESSION = "regression: ranking ndcg@20 worse than production by ≤ 0.02 (mean, new_user)"

@@ -8,7 +8,7 @@ from metarec.gate.checks import Numbers, rule_checks
 from metarec.gate.decision import decide
 from metarec.gate.policy import AbsoluteRule, GatePolicy, MarginRule, RegressionRule, load_policy
 from metarec.gate.run import gate_artifact
-from metarec.registry.testing import fixture_metrics
+from metarec.testing.registry import fixture_metrics
 
 NOON = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

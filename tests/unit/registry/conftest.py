@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from metarec.registry import Registry
-from metarec.registry.testing import register_fixture, write_fixture_artifact
+from metarec.testing.registry import register_fixture, write_fixture_artifact
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from metarec.gate.policy import load_policy
 from metarec.gate.run import gate_artifact
 from metarec.registry import Registry, VersionRef
-from metarec.registry.testing import registry_snapshot as snapshot
+from metarec.testing.registry import registry_snapshot as snapshot
 
 
 class InjectedError(RuntimeError):

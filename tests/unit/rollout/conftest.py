@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from metarec.registry import Registry, VersionRef
-from metarec.registry.testing import register_fixture
+from metarec.testing.registry import register_fixture
 
 # Lets tests here import their sibling helpers (test_controller, backend).
 sys.path.insert(0, str(Path(__file__).parent))

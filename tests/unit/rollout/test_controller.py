@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from metarec.errors import RolloutConflictError, RolloutError
 from metarec.registry import Action, Stage, VersionRef
-from metarec.registry.testing import register_fixture
 from metarec.rollout import Phase, RolloutSpec, ServiceWindow, WindowMetrics
 from metarec.rollout.controller import RolloutController, start_rollout
 from metarec.rollout.routers import Weights
 from metarec.rollout.store import RolloutStore
+from metarec.testing.registry import register_fixture
 
 SPEC = RolloutSpec(steps=(50, 100), interval_s=10, min_requests=10, failure_threshold=2)
 

@@ -1,6 +1,6 @@
 import pandas as pd
 from metarec.data.schema import STATIC_PROFILE_TIMESTAMP, Dataset, normalise_frames
-from metarec.features.tables import feature_tables, user_history_table, user_recent_ratings_table
+from metarec.data.tables import feature_tables, user_history_table, user_recent_ratings_table
 
 
 def _dataset():

@@ -1,5 +1,8 @@
 """The Feast offline source tables, derived from a dataset when it is ingested.
 
+They are part of every snapshot (`data.ingest.write_snapshot` writes them), so they live in `data`;
+`features` reads their names and timestamp field from here (features → data, never back).
+
 History features are point-in-time safe: the row stamped ``t`` summarises only ratings made
 strictly before ``t``, so joining an interaction at ``t`` never sees its own rating. A last row one
 second after the user's final rating carries the complete history for the online store.
