@@ -41,7 +41,14 @@ QUICKSTART_CANARY: dict[str, Any] = {
     "min_positive_feedback": 20,
 }
 QUICKSTART_TRAINING: dict[str, Any] = {"split_seed": 0}
-SUMMARY_METHODS = ("global_mean", "item_bias", "user_item_bias", "global_model", "finetune")
+SUMMARY_METHODS = (
+    "factor_map",
+    "global_mean",
+    "item_bias",
+    "user_item_bias",
+    "global_model",
+    "finetune",
+)
 RANKING_METHODS = ("ranker", "meta_ranker", "plain_ranker", "popularity", "ease", "ease_weighted")
 
 
@@ -316,7 +323,8 @@ def _serve_stage(settings: Settings, run: QuickstartRun, *, user: int) -> None:
         )
     console.print(table)
     run.facts.append(
-        f"Production service: {metadata['model_version']} ({metadata['algorithm']}, "
+        f"Production service: {metadata['model_version']} (ranker + "
+        f"{metadata.get('rating_model', metadata['algorithm'])} ratings, "
         f"{metadata['n_items']:,} items); serve it with `metarec serve --stage production`"
     )
 
