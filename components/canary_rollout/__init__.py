@@ -223,9 +223,9 @@ def _finished(
     )
     online_mae: dict[str, float | None] = {"production": state.production_mae, "canary": None}
     if state.verdict is not None:  # the newest measured values
-        for role, before in online_mae.items():
+        for role, known in online_mae.items():
             latest = state.verdict.latest(role, "online_mae")
-            online_mae[role] = before if latest is None else latest
+            online_mae[role] = known if latest is None else latest
     return CanaryOutput(
         **identity,
         outcome=outcome,

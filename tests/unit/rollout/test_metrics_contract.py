@@ -20,7 +20,8 @@ def _samples(text: str) -> dict[str, set[str]]:
 
 
 def test_the_adaptation_service_exposes_what_the_analysis_reads():
-    metrics = ServingMetrics(model_version="metarec:v3")
+    # Its own version label: serving metrics of one process share their series.
+    metrics = ServingMetrics(model_version="metarec:contract-test")
     metrics.observe_request("predict", 200, 0.01)
     metrics.observe_feedback([0.5], 0.5)
     metrics.observe_hits(1, 1, 1.0)
