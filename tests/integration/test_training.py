@@ -15,7 +15,7 @@ from metarec.features.training_set import manifest_path, read_manifest
 from metarec.testing.serving import mark_validated
 from metarec.training.artifact import load_artifact
 from metarec.training.config import TrainingConfig
-from metarec.training.evaluation import evaluate_artifact
+from metarec.training.evaluation import evaluate_artifact, evaluate_ranking_artifact
 from metarec.training.trainer import ProgressEvent, train
 from metarec.validation.record import (
     TrainingSetNotValidatedError,
@@ -112,6 +112,14 @@ def test_train_writes_a_complete_artifact_that_evaluates_the_same(training_set, 
         users={"new_user": subset},
     )
     assert few["new_user"]["5"]["fomaml"] != again["new_user"]["5"]["fomaml"]
+    # The gate's production comparison re-ranks the catalogue with the stored ranker on the
+    # card's users: it reproduces the card's ranking table (every method it re-evaluates).
+    ranking = evaluate_ranking_artifact(tmp_path / "art", training_set, scenarios=["new_user"])
+    assert set(ranking["new_user"]) == set(card.ranking["new_user"])
+    for cell, methods in ranking["new_user"].items():
+        for method, values in methods.items():
+            stored = card.ranking["new_user"][cell][method]
+            assert values == pytest.approx(stored, abs=1e-6), (cell, method)
 
 
 class KilledError(Exception):

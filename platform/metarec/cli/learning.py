@@ -114,10 +114,23 @@ def evaluate(
     ] = None,
     device: Annotated[DeviceOption, typer.Option(help="Compute device.")] = DeviceOption.CPU,
 ) -> None:
-    """Evaluate an artifact and every baseline: print a table, write JSON and a PNG plot."""
+    """Evaluate an artifact and every baseline: print tables, write JSON and a PNG plot.
+
+    Rating prediction (MAE, RMSE, nDCG inside the query set) for every scenario and support
+    size; then, for an artifact with a catalogue ranker, the whole-catalogue ranking protocol
+    (NDCG@20 of the served ranker and the item baselines, time and random order, K = 5/10/20).
+    """
     from metarec.errors import MetaRecError
     from metarec.features.training_set import newest_training_set
-    from metarec.training.evaluation import evaluate_artifact, metrics_table, plot_mae, write_json
+    from metarec.training.artifact import read_card
+    from metarec.training.evaluation import (
+        evaluate_artifact,
+        evaluate_ranking_artifact,
+        metrics_table,
+        plot_mae,
+        ranking_tables,
+        write_json,
+    )
     from metarec.training.scenarios import Scenario, parse_support_size
 
     settings = ctx.obj
@@ -150,3 +163,12 @@ def evaluate(
     png_path = plot_mae(metrics, target / "evaluation_mae.png")
     console.print(f"JSON: {json_path}", soft_wrap=True, highlight=False)
     console.print(f"Plot: {png_path}", soft_wrap=True, highlight=False)
+    if read_card(artifact).ranker is None:
+        console.print("No catalogue ranker in this artifact: whole-catalogue ranking skipped.")
+        return
+    with console.status("Ranking the catalogue"):
+        ranking = evaluate_ranking_artifact(artifact, path, scenarios=scenarios)
+    for table in ranking_tables(ranking, title=f"Whole-catalogue ranking of {artifact.name}"):
+        console.print(table)
+    ranking_path = write_json(ranking, target / "ranking.json")
+    console.print(f"Ranking JSON: {ranking_path}", soft_wrap=True, highlight=False)

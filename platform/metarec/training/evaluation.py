@@ -116,7 +116,35 @@ def metrics_table(metrics: Metrics, *, title: str = "Cold-start evaluation") -> 
     return table
 
 
-def write_json(metrics: Metrics, path: Path) -> Path:
+def ranking_tables(
+    table: RankingTable, *, metric: str = "ndcg@20", title: str = "Whole-catalogue ranking"
+) -> list[Table]:
+    """Rich tables of a ranking table: one per scenario, methods as rows, order@K as columns.
+
+    The best value of each column is bold green.
+    """
+    out = []
+    for scenario, cells in table.items():
+        names = list(cells)
+        methods = list(dict.fromkeys(m for cell in cells.values() for m in cell))
+        best = {c: max(v[metric] for v in cells[c].values()) for c in names}
+        rich = Table(
+            Column("method", min_width=14),
+            *(Column(c, justify="right") for c in names),
+            title=f"{title}: {scenario}, {metric}",
+        )
+        for method in methods:
+            row = []
+            for c in names:
+                value = cells[c].get(method, {}).get(metric)
+                text = "–" if value is None else f"{value:.4f}"
+                row.append(f"[bold green]{text}[/bold green]" if value == best[c] else text)
+            rich.add_row(method, *row)
+        out.append(rich)
+    return out
+
+
+def write_json(metrics: Metrics | RankingTable, path: Path) -> Path:
     """Write the metrics as JSON; return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics, indent=2, sort_keys=False))

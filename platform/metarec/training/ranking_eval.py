@@ -347,6 +347,7 @@ def train_and_evaluate_ranking(
     device: torch.device,
     on_step: Callable[[str, int, int], None] | None = None,
     keep_per_user: dict | None = None,
+    users: dict[str, list[int]] | None = None,
 ) -> RankingRun:
     """Fit the baselines and both rankers, choose the blend, evaluate every method.
 
@@ -361,6 +362,7 @@ def train_and_evaluate_ranking(
         device: Where the rankers train.
         on_step: Progress: (phase, step, total).
         keep_per_user: Filled with per-user NDCG@20 (see :func:`evaluate_ranking`).
+        users: Users per scenario to evaluate (default: every held-out user of the split).
 
     Returns:
         The served ranker, the ranking table and the card's ``ranker`` section.
@@ -420,6 +422,7 @@ def train_and_evaluate_ranking(
         cells=cells,
         seed=split.seed,
         keep_per_user=keep_per_user,
+        users=users,
     )
     card = {
         "config": ranker_config.to_dict(),

@@ -327,6 +327,7 @@ def train(
             rating_model=AdaptedModel(model.cpu(), inner, use_meta_sgd),
             device=device,
             on_progress=on_progress,
+            users=users,  # the card's test users: what the gate re-evaluates production on
         )
         fields.update(ranking=run.table, ranker=run.card)
         parts = RankerParts(model=run.served.model, ease=run.served.ease, item_ids=run.item_ids)
@@ -429,10 +430,13 @@ def rank_catalogue(
     device: torch.device,
     on_progress: ProgressCallback | None = None,
     keep_per_user: dict | None = None,
+    users: dict[str, list[int]] | None = None,
 ) -> RankingRun:
     """Train the catalogue ranker and run the ranking protocol on the held-out users.
 
     ``keep_per_user`` (optional) is filled with per-user NDCG@20 ``[scenario][cell][method]``.
+    ``users`` (optional, per scenario) restricts the evaluation, e.g. to the card's
+    ``test_users``, so that the gate re-evaluates production on exactly the same users.
     """
     rdata = ranking_data(data)
     return train_and_evaluate_ranking(
@@ -450,6 +454,7 @@ def rank_catalogue(
         if on_progress
         else None,
         keep_per_user=keep_per_user,
+        users=users,
     )
 
 
