@@ -1,21 +1,25 @@
 """Pipeline component: the evaluation gate on one candidate artifact.
 
-A thin, typed face over :func:`metarec.gate.run.gate_artifact` for Prefect tasks and KFP
-components (which wrap it; this module imports neither). It writes the decision as JSON beside
-the artifact folder (``<artifact>.gate.json``, outside the folder so the artifact's digest does
-not change) and returns small JSON-able values. Idempotent: the same artifact, policy and
-production version give the same verdict. On rejection it records the rejection in the ledger
-and raises :class:`metarec.errors.GateRejectedError` naming the broken rules, so the pipeline
-stops before registration.
+A thin, typed face over :func:`metarec.ops.register_candidate` (``register=False``: gate, and
+record a rejection) for Prefect tasks and KFP components (which wrap it; this module imports
+neither). It writes the decision as JSON beside the artifact folder (``<artifact>.gate.json``,
+outside the folder so the artifact's digest does not change) and returns small JSON-able values.
+Idempotent: the same artifact, policy and production version give the same verdict. On rejection
+it records the rejection in the ledger and raises :class:`metarec.errors.GateRejectedError`
+naming the broken rules, so the pipeline stops before registration.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from metarec.components import component_settings
 from metarec.errors import GateRejectedError
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from metarec.gate.decision import GateDecision
 
 
 class GateOutput(BaseModel):
@@ -67,39 +71,25 @@ def gate_model(
     Raises:
         GateRejectedError: The candidate broke at least one rule (all are listed).
     """
-    from metarec.gate.policy import load_policy
-    from metarec.gate.run import (
-        gate_artifact,
-        training_set_evaluator,
-        training_set_ranking_evaluator,
-    )
-    from metarec.registry import Registry
-    from metarec.registry.artifacts import inspect_artifact
+    from metarec.ops import register_candidate
 
     settings = component_settings(home)
-    name = model or settings.registry.model_name
-    evaluate = evaluate_ranking = None
-    if training_set is not None:
-        card = inspect_artifact(Path(artifact)).card
-        evaluate = training_set_evaluator(Path(training_set), like=card.get("metrics") or {})
-        evaluate_ranking = training_set_ranking_evaluator(
-            Path(training_set), like=card.get("ranking") or {}
-        )
-    with Registry.open(settings) as registry:
-        decision = gate_artifact(
-            Path(artifact),
-            policy=load_policy(Path(policy) if policy else settings.registry.gate_policy),
-            model=name,
-            registry=registry,
-            evaluate=evaluate,
-            evaluate_ranking=evaluate_ranking,
-        )
-        out = decision_path_for(artifact)
+    out = decision_path_for(artifact)
+
+    def write_decision(decision: GateDecision) -> None:
         out.write_text(decision.model_dump_json(indent=2))
-        if not decision.accepted:
-            registry.record_rejection(
-                model=name, gate_decision=decision, actor=actor, artifact=str(artifact)
-            )
+
+    outcome = register_candidate(
+        settings,
+        artifact=Path(artifact),
+        model=model or settings.registry.model_name,
+        policy=Path(policy) if policy else None,
+        training_set=Path(training_set) if training_set else None,
+        actor=actor,
+        register=False,
+        on_decision=write_decision,
+    )
+    decision = outcome.decision
     result = GateOutput(
         accepted=decision.accepted,
         summary=decision.summary(),

@@ -38,8 +38,8 @@ from metarec.errors import (
     VersionNotFoundError,
 )
 from metarec.gate.decision import GateDecision
-from metarec.gate.policy import load_policy
-from metarec.gate.run import Evaluator, RankingEvaluator, gate_artifact
+from metarec.gate.run import Evaluator, RankingEvaluator
+from metarec.ops import gate_candidate, register_candidate
 from metarec.registry.service import UNSET, Registry
 from metarec.registry.types import (
     MODEL_NAME_PATTERN,
@@ -211,16 +211,6 @@ def create_app(
         """The append-only ledger of a model (optionally of one version), oldest first."""
         return reg.history(model, version=version)
 
-    def run_gate(reg: Registry, artifact: str, model: str) -> GateDecision:
-        return gate_artifact(
-            Path(artifact),
-            policy=load_policy(settings.registry.gate_policy),
-            model=model,
-            registry=reg,
-            evaluate=evaluate,
-            evaluate_ranking=evaluate_ranking,
-        )
-
     @app.post("/gate", dependencies=write, tags=["gate"])
     def gate(
         reg: Reg,
@@ -228,7 +218,14 @@ def create_app(
         model: Annotated[str, Query(pattern=MODEL_NAME_PATTERN)] = settings.registry.model_name,
     ) -> GateDecision:
         """Run the evaluation gate on an artifact folder on the server; nothing is stored."""
-        return run_gate(reg, body.artifact, model)
+        return gate_candidate(
+            settings,
+            artifact=Path(body.artifact),
+            model=model,
+            registry=reg,
+            evaluate=evaluate,
+            evaluate_ranking=evaluate_ranking,
+        )
 
     @app.post("/models/{model}/versions", status_code=201, dependencies=write, tags=["models"])
     def register(reg: Reg, model: ModelName, body: RegisterRequest) -> VersionInfo:
@@ -237,24 +234,26 @@ def create_app(
         A rejected candidate is not registered: the answer is 422 with the decision, and the
         rejection is recorded in the ledger.
         """
-        decision = run_gate(reg, body.artifact, model)
-        if not decision.accepted:
-            reg.record_rejection(
-                model=model, gate_decision=decision, actor=body.actor, artifact=body.artifact
-            )
-            error = GateRejectedError(
-                f"The evaluation gate rejected {body.artifact}: {decision.summary()}.",
-                fix="improve the candidate (or review the gate policy).",
-            )
-            error.decision = decision.model_dump(mode="json")  # type: ignore[attr-defined]
-            raise error
-        return reg.register(
-            Path(body.artifact),
+        outcome = register_candidate(
+            settings,
+            artifact=Path(body.artifact),
             model=model,
-            gate_decision=decision,
+            policy=None,
+            training_set=None,
             actor=body.actor,
             reason=body.reason,
+            registry=reg,
+            evaluate=evaluate,
+            evaluate_ranking=evaluate_ranking,
         )
+        if outcome.registered is None:
+            error = GateRejectedError(
+                f"The evaluation gate rejected {body.artifact}: {outcome.decision.summary()}.",
+                fix="improve the candidate (or review the gate policy).",
+            )
+            error.decision = outcome.decision.model_dump(mode="json")  # type: ignore[attr-defined]
+            raise error
+        return outcome.registered
 
     def expected(body: TransitionRequest) -> int | object | None:
         if body.expected_production is None:

@@ -1,6 +1,7 @@
 """``metarec models``, ``metarec gate`` and ``metarec api``: the registry from the shell.
 
-Thin faces over :class:`metarec.registry.Registry` and :func:`metarec.gate.run.gate_artifact`.
+Thin faces over :class:`metarec.registry.Registry` and the use cases in :mod:`metarec.ops`
+(:func:`~metarec.ops.gate_candidate`, :func:`~metarec.ops.register_candidate`).
 """
 
 from __future__ import annotations
@@ -150,44 +151,6 @@ TrainingSetOption = Annotated[
 ]
 
 
-def _gate(
-    settings: Settings,
-    artifact: Path,
-    *,
-    model: str,
-    policy: Path | None,
-    training_set: Path | None,
-) -> Any:
-    from metarec.gate.policy import load_policy
-    from metarec.gate.run import (
-        gate_artifact,
-        training_set_evaluator,
-        training_set_ranking_evaluator,
-    )
-    from metarec.registry.artifacts import inspect_artifact
-
-    evaluate = evaluate_ranking = None
-    if training_set is not None:
-        card = inspect_artifact(artifact).card
-        evaluate = training_set_evaluator(training_set, like=card.get("metrics") or {})
-        evaluate_ranking = training_set_ranking_evaluator(
-            training_set, like=card.get("ranking") or {}
-        )
-    registry = _open(settings)
-    try:
-        return registry, gate_artifact(
-            artifact,
-            policy=load_policy(policy or settings.registry.gate_policy),
-            model=model,
-            registry=registry,
-            evaluate=evaluate,
-            evaluate_ranking=evaluate_ranking,
-        )
-    except BaseException:
-        registry.close()
-        raise
-
-
 def gate(
     ctx: typer.Context,
     artifact: Annotated[Path, typer.Argument(help="Artifact folder (weights + model card).")],
@@ -204,15 +167,16 @@ def gate(
 
     Exit code 0 when accepted, 4 when rejected. Nothing is registered.
     """
+    from metarec.ops import gate_candidate
+
     settings: Settings = ctx.obj
-    registry, decision = _gate(
+    decision = gate_candidate(
         settings,
-        artifact,
+        artifact=artifact,
         model=model or settings.registry.model_name,
         policy=policy,
         training_set=training_set,
     )
-    registry.close()
     print_decision(decision)
     if json_out is not None:
         json_out.write_text(decision.model_dump_json(indent=2))
@@ -371,25 +335,26 @@ def register(
 
     A rejected candidate is not registered; the rejection is recorded in the ledger.
     """
+    from metarec.ops import register_candidate
+
     settings: Settings = ctx.obj
     name = model or settings.registry.model_name
-    who = actor or _actor()
-    registry, decision = _gate(
-        settings, artifact, model=name, policy=policy, training_set=training_set
+    outcome = register_candidate(
+        settings,
+        artifact=artifact,
+        model=name,
+        policy=policy,
+        training_set=training_set,
+        actor=actor or _actor(),
+        reason=reason,
+        on_decision=print_decision,
     )
-    with registry:
-        print_decision(decision)
-        if not decision.accepted:
-            registry.record_rejection(
-                model=name, gate_decision=decision, actor=who, artifact=str(artifact)
-            )
-            raise GateRejectedError(
-                f"{artifact} was not registered: {decision.summary()}.",
-                fix="improve the candidate (or review the gate policy); the rejection is in "
-                f"`metarec models history --model {name}`.",
-            )
-        info = registry.register(
-            artifact, model=name, gate_decision=decision, actor=who, reason=reason
+    info = outcome.registered
+    if info is None:
+        raise GateRejectedError(
+            f"{artifact} was not registered: {outcome.decision.summary()}.",
+            fix="improve the candidate (or review the gate policy); the rejection is in "
+            f"`metarec models history --model {name}`.",
         )
     console.print(
         f"[green]✓[/green] registered {info.tag} ([yellow]staging[/yellow]), artifact "

@@ -1,0 +1,195 @@
+"""Gate a candidate, then register it in staging or record the rejection in the ledger.
+
+The one implementation behind ``metarec gate``, ``metarec models register``, ``POST /gate``,
+``POST /models/{model}/versions`` and the ``gate_model`` pipeline component. The callers word
+a rejection their own way (an exit code, an HTTP status, an exception naming the decision
+file); this module returns the outcome and raises only the errors of the steps it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from metarec.config import Settings
+from metarec.gate.decision import GateDecision
+from metarec.gate.policy import load_policy
+from metarec.gate.run import (
+    Evaluator,
+    RankingEvaluator,
+    gate_artifact,
+    training_set_evaluator,
+    training_set_ranking_evaluator,
+)
+from metarec.registry import Registry, VersionInfo
+from metarec.registry.artifacts import inspect_artifact
+
+DEFAULT_REASON = "registered after passing the evaluation gate"
+
+
+class Rejection(BaseModel):
+    """Where a rejection was recorded: a ``reject`` entry in the ledger of ``model``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    artifact: str
+    artifact_digest: str
+    actor: str
+
+
+class RegistrationOutcome(BaseModel):
+    """What :func:`register_candidate` did: the decision, then the version or the rejection."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decision: GateDecision
+    registered: VersionInfo | None = None
+    rejection: Rejection | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the gate accepted the candidate."""
+        return self.decision.accepted
+
+
+def _evaluators(
+    artifact: Path,
+    training_set: Path | None,
+    evaluate: Evaluator | None,
+    evaluate_ranking: RankingEvaluator | None,
+) -> tuple[Evaluator | None, RankingEvaluator | None]:
+    """Re-evaluate production on the candidate's training set when one is given."""
+    if training_set is None:
+        return evaluate, evaluate_ranking
+    if evaluate is not None or evaluate_ranking is not None:
+        raise ValueError("pass either a training set or evaluators, not both")
+    card = inspect_artifact(artifact).card
+    return (
+        training_set_evaluator(training_set, like=card.get("metrics") or {}),
+        training_set_ranking_evaluator(training_set, like=card.get("ranking") or {}),
+    )
+
+
+def gate_candidate(
+    settings: Settings,
+    *,
+    artifact: Path,
+    model: str,
+    registry: Registry | None = None,
+    policy: Path | None = None,
+    training_set: Path | None = None,
+    evaluate: Evaluator | None = None,
+    evaluate_ranking: RankingEvaluator | None = None,
+) -> GateDecision:
+    """Run the evaluation gate on ``artifact``; nothing is stored.
+
+    Args:
+        settings: MetaRec settings (the default gate policy).
+        artifact: Candidate artifact folder (weights + model card).
+        model: Registered model the candidate is for.
+        registry: An open registry, for production's version and metrics (default: open the
+            configured one and close it after).
+        policy: Gate policy YAML (default: ``registry.gate_policy``, else the shipped one).
+        training_set: The candidate's training set: production is then re-evaluated on the
+            candidate's held-out users (default: production's stored metrics are used).
+        evaluate: Re-evaluates production's rating metrics (instead of ``training_set``).
+        evaluate_ranking: Re-evaluates production's ranking table (instead of
+            ``training_set``).
+
+    Returns:
+        The gate's decision, every rule with its numbers.
+    """
+    evaluate, evaluate_ranking = _evaluators(artifact, training_set, evaluate, evaluate_ranking)
+    if registry is None:
+        with Registry.open(settings) as opened:
+            return _gate(settings, artifact, model, opened, policy, evaluate, evaluate_ranking)
+    return _gate(settings, artifact, model, registry, policy, evaluate, evaluate_ranking)
+
+
+def _gate(
+    settings: Settings,
+    artifact: Path,
+    model: str,
+    registry: Registry,
+    policy: Path | None,
+    evaluate: Evaluator | None,
+    evaluate_ranking: RankingEvaluator | None,
+) -> GateDecision:
+    return gate_artifact(
+        artifact,
+        policy=load_policy(policy or settings.registry.gate_policy),
+        model=model,
+        registry=registry,
+        evaluate=evaluate,
+        evaluate_ranking=evaluate_ranking,
+    )
+
+
+def register_candidate(
+    settings: Settings,
+    *,
+    artifact: Path,
+    model: str,
+    policy: Path | None,
+    training_set: Path | None,
+    actor: str,
+    reason: str = DEFAULT_REASON,
+    register: bool = True,
+    registry: Registry | None = None,
+    evaluate: Evaluator | None = None,
+    evaluate_ranking: RankingEvaluator | None = None,
+    on_decision: Callable[[GateDecision], None] | None = None,
+) -> RegistrationOutcome:
+    """Gate ``artifact``; register it in staging if accepted, else record the rejection.
+
+    Args:
+        settings: MetaRec settings (registry location, default gate policy).
+        artifact: Candidate artifact folder (weights + model card).
+        model: Registered model the candidate is for.
+        policy: Gate policy YAML (default: ``registry.gate_policy``, else the shipped one).
+        training_set: The candidate's training set (see :func:`gate_candidate`).
+        actor: Who acts (kept in the ledger).
+        reason: Why (kept in the ledger with the registration).
+        register: ``False`` stops after the gate: a rejection is still recorded, an accepted
+            candidate is left for a later registration step (the pipeline's gate step).
+        registry: An open registry (default: open the configured one and close it after).
+        evaluate: Re-evaluates production's rating metrics (instead of ``training_set``).
+        evaluate_ranking: Re-evaluates production's ranking table (instead of
+            ``training_set``).
+        on_decision: Called with the decision as soon as it is made, before anything is
+            written (a face prints it; a component writes it to a file).
+
+    Returns:
+        The decision with the registered version (accepted, ``register=True``) or where the
+        rejection was recorded (rejected).
+    """
+    evaluate, evaluate_ranking = _evaluators(artifact, training_set, evaluate, evaluate_ranking)
+    owned = registry is None
+    current = Registry.open(settings) if registry is None else registry
+    try:
+        decision = _gate(settings, artifact, model, current, policy, evaluate, evaluate_ranking)
+        if on_decision is not None:
+            on_decision(decision)
+        if not decision.accepted:
+            current.record_rejection(
+                model=model, gate_decision=decision, actor=actor, artifact=str(artifact)
+            )
+            rejection = Rejection(
+                model=model,
+                artifact=str(artifact),
+                artifact_digest=decision.artifact_digest,
+                actor=actor,
+            )
+            return RegistrationOutcome(decision=decision, rejection=rejection)
+        if not register:
+            return RegistrationOutcome(decision=decision)
+        info = current.register(
+            artifact, model=model, gate_decision=decision, actor=actor, reason=reason
+        )
+        return RegistrationOutcome(decision=decision, registered=info)
+    finally:
+        if owned:
+            current.close()

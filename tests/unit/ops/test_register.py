@@ -1,0 +1,79 @@
+"""`register_candidate`: the one "gate, then register or record the rejection" use case."""
+
+from pathlib import Path
+
+import pytest
+from metarec.config import load_settings
+from metarec.ops import gate_candidate, register_candidate
+from metarec.registry import Action, Registry, Stage, VersionRef
+from metarec.testing.registry import register_fixture, write_fixture_artifact
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    return load_settings(home=tmp_path / "home", registry={"export_bentoml": False})
+
+
+def test_accepted_candidate_is_registered_in_staging(settings, tmp_path):
+    artifact = write_fixture_artifact(tmp_path / "good", seed=1)
+    seen = []
+    outcome = register_candidate(
+        settings,
+        artifact=artifact,
+        model="metarec",
+        policy=None,
+        training_set=None,
+        actor="alice",
+        reason="first",
+        on_decision=seen.append,
+    )
+    assert outcome.accepted and outcome.rejection is None
+    assert seen == [outcome.decision]
+    info = outcome.registered
+    assert info is not None and (info.tag, info.stage) == ("metarec:v1", Stage.STAGING)
+    with Registry.open(settings) as registry:
+        assert registry.get_version(VersionRef(model="metarec", version=1)).stage == Stage.STAGING
+        last = registry.history("metarec")[-1]
+    assert (last.action, last.actor, last.reason) == (Action.REGISTER, "alice", "first")
+
+
+def test_rejected_candidate_is_recorded_and_not_registered(settings, tmp_path):
+    with Registry.open(settings) as registry:
+        register_fixture(registry, tmp_path / "first", seed=1)
+        registry.promote(VersionRef(model="metarec", version=1), actor="a", reason="r")
+        bad = write_fixture_artifact(tmp_path / "bad", seed=2, mae=0.99)
+        outcome = register_candidate(
+            settings,
+            artifact=bad,
+            model="metarec",
+            policy=None,
+            training_set=None,
+            actor="bob",
+            registry=registry,
+        )
+        assert not outcome.accepted and outcome.registered is None
+        assert outcome.rejection is not None
+        assert (outcome.rejection.model, outcome.rejection.artifact) == ("metarec", str(bad))
+        assert outcome.rejection.artifact_digest == outcome.decision.artifact_digest
+        assert [v.version for v in registry.list_versions("metarec")] == [1]
+        last = registry.history("metarec")[-1]
+        assert (last.action, last.version, last.actor) == (Action.REJECT, None, "bob")
+        assert last.evidence["gate"]["accepted"] is False
+        assert last.evidence["source"] == str(bad)
+
+
+def test_gate_only_records_a_rejection_but_registers_nothing(settings, tmp_path):
+    good = write_fixture_artifact(tmp_path / "good", seed=1)
+    outcome = register_candidate(
+        settings,
+        artifact=good,
+        model="metarec",
+        policy=None,
+        training_set=None,
+        actor="pipeline",
+        register=False,
+    )
+    assert outcome.accepted and outcome.registered is None and outcome.rejection is None
+    assert gate_candidate(settings, artifact=good, model="metarec").accepted
+    with Registry.open(settings) as registry:
+        assert registry.list_models() == []
