@@ -307,7 +307,12 @@ def choose_blend(
     data: RankingData,
     val_cells: Sequence[tuple[list[RankingTask], np.ndarray]],
 ) -> float:
-    """The blend weight of the EASE prior with the best validation NDCG@20."""
+    """The blend weight of the EASE prior with the best validation NDCG@20.
+
+    Without validation tasks (a tiny data set) the meta-learned ranker is served alone (0).
+    """
+    if not val_cells:
+        return 0.0
     cache = [
         (
             standardise(ranker_scores(model, data, tasks, steps=steps), tasks, ranked),
