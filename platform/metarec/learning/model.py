@@ -17,8 +17,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-DECISION_PREFIX = "decision."
-
 DualTerms = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
 
 

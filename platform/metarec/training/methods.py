@@ -17,7 +17,6 @@ from metarec.learning.model import MeLU
 from metarec.learning.tasks import Task, batches, collate
 from metarec.training.factor_training import factor_predictions
 
-BASELINE_METHODS = ("global_mean", "item_bias", "user_item_bias", "global_model", "finetune")
 FACTOR_METHOD = "factor_map"
 
 
