@@ -19,7 +19,7 @@ from metarec.registry import Registry, Stage, VersionRef
 from metarec.rollout.analysis import decide
 from metarec.rollout.metrics import MetricSource
 from metarec.rollout.routers.base import Router
-from metarec.rollout.store import RolloutStore
+from metarec.rollout.store import EventRecord, RolloutStore
 from metarec.rollout.types import (
     Action,
     Decision,
@@ -288,15 +288,13 @@ class RolloutController:
         """Checks passed: set the next step's weights and open its window."""
         weight = state.spec.steps[state.step_index + 1]
         self._set_weights(weight)
-        update |= {
-            "step_index": state.step_index + 1,
-            "canary_weight": weight,
-            "window_started_at": self._new_window(state),
-            "message": f"canary at {weight} %",
-        }
-        state = self.store.save(state.model_copy(update=update))
-        self._event(state, EventKind.ADVANCE, f"canary at {weight} %")
-        return state
+        message = f"canary at {weight} %"
+        update |= {"step_index": state.step_index + 1, "canary_weight": weight, "message": message}
+        state = state.model_copy(update={**update, "window_started_at": self._new_window(state)})
+        event = EventRecord(
+            EventKind.ADVANCE, 100 - weight, weight, message=message, at=self.clock()
+        )
+        return self.store.save(state, event=event)  # the state and its event: one transaction
 
     def _decided(
         self,

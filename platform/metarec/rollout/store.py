@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -171,9 +172,15 @@ class RolloutStore:
             )
             return None if row is None else _state(row)
 
-    def save(self, state: RolloutState) -> RolloutState:
-        """Write the mutable fields of ``state`` (phase, step, weights, counters, verdict)."""
+    def save(self, state: RolloutState, *, event: EventRecord | None = None) -> RolloutState:
+        """Write the mutable fields of ``state`` (phase, step, weights, counters, verdict).
+
+        With ``event``, the event is appended in the same transaction: a process killed
+        between the two can never leave a state change without its timeline entry.
+        """
         with self._session() as session:
+            if event is not None:
+                session.add(_event_row(state, event))
             row = session.get(RolloutRow, state.id)
             if row is None:
                 raise RolloutNotFoundError(
@@ -223,21 +230,17 @@ class RolloutStore:
         at: datetime | None = None,
     ) -> None:
         """Append one event to the rollout's timeline (``at``: default now)."""
+        record = EventRecord(
+            action=action,
+            production_weight=production_weight,
+            canary_weight=canary_weight,
+            metrics=metrics,
+            checks=checks,
+            message=message,
+            at=at,
+        )
         with self._session() as session:
-            session.add(
-                RolloutEventRow(
-                    rollout_id=state.id,
-                    at=at or _now(),
-                    phase=state.phase.value,
-                    action=EventKind(action).value,
-                    step_index=state.step_index,
-                    production_weight=production_weight,
-                    canary_weight=canary_weight,
-                    metrics=metrics,
-                    checks=checks,
-                    message=message,
-                )
-            )
+            session.add(_event_row(state, record))
 
     def events(self, rollout_id: str) -> list[RolloutEvent]:
         """The rollout's events, oldest first."""
@@ -262,6 +265,34 @@ class RolloutStore:
                 )
                 for row in rows
             ]
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One timeline entry to append (see :meth:`RolloutStore.add_event`)."""
+
+    action: EventKind
+    production_weight: int
+    canary_weight: int
+    metrics: dict[str, Any] | None = None
+    checks: list[dict[str, Any]] | None = None
+    message: str = ""
+    at: datetime | None = None
+
+
+def _event_row(state: RolloutState, record: EventRecord) -> RolloutEventRow:
+    return RolloutEventRow(
+        rollout_id=state.id,
+        at=record.at or _now(),
+        phase=state.phase.value,
+        action=EventKind(record.action).value,
+        step_index=state.step_index,
+        production_weight=record.production_weight,
+        canary_weight=record.canary_weight,
+        metrics=record.metrics,
+        checks=record.checks,
+        message=record.message,
+    )
 
 
 def _state(row: RolloutRow) -> RolloutState:
