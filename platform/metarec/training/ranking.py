@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -113,9 +114,7 @@ class RankingData:
     user_rows: dict[int, np.ndarray]  # user → (W,) encoded row, only user columns non-zero
     histories: dict[int, History]
     train_users: list[int]
-    train_matrix: np.ndarray  # (n_train, I) rating-weighted, existing items only
-    train_binary: np.ndarray  # (n_train, I) 1 where rated
-    train_ratings: np.ndarray  # (n_train, I) rating, 0 = unrated
+    train_ratings: np.ndarray  # (n_train, I) rating, 0 = unrated; existing items only
 
     @classmethod
     def build(
@@ -155,15 +154,10 @@ class RankingData:
             user_codes[user] = all_user_codes[rows[0]]
             user_rows[user] = user_only[rows[0]]
         train = [u for u in train_users if u in histories]
-        shape = (len(train), len(catalogue))
-        weighted = np.zeros(shape, np.float32)
-        binary = np.zeros(shape, np.float32)
-        rated = np.zeros(shape, np.float32)
+        rated = np.zeros((len(train), len(catalogue)), np.float32)
         for n, user in enumerate(train):
             h = histories[user]
             keep = ~new_item[h.items]
-            weighted[n, h.items[keep]] = implicit_weights(h.ratings[keep], scheme="weighted")
-            binary[n, h.items[keep]] = 1.0
             rated[n, h.items[keep]] = h.ratings[keep]
         return cls(
             item_ids=catalogue.astype(np.int64),
@@ -174,10 +168,21 @@ class RankingData:
             user_rows=user_rows,
             histories=histories,
             train_users=train,
-            train_matrix=weighted,
-            train_binary=binary,
             train_ratings=rated,
         )
+
+    @cached_property
+    def train_binary(self) -> np.ndarray:
+        """(n_train, I) 1 where a meta-training user rated the (existing) item."""
+        return (self.train_ratings > 0).astype(np.float32)
+
+    @cached_property
+    def train_matrix(self) -> np.ndarray:
+        """(n_train, I) rating weights (4–5 → 1, 1–3 → 0.5) where rated, else 0."""
+        rated = self.train_ratings > 0
+        weights = np.zeros_like(self.train_ratings)
+        weights[rated] = implicit_weights(self.train_ratings[rated], scheme="weighted")
+        return weights
 
     @property
     def n_items(self) -> int:
