@@ -45,6 +45,13 @@ class RankingEvaluator(Protocol):
         ...
 
 
+def _layout(table: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """The scenarios of a card table and the columns (support sizes or cells) under them."""
+    return sorted(table), sorted(
+        {str(column) for by_column in table.values() for column in by_column}
+    )
+
+
 def training_set_evaluator(training_set: Path, *, like: Metrics) -> Evaluator:
     """An evaluator that re-evaluates an artifact on ``training_set`` (MetaRec's trainer).
 
@@ -57,8 +64,7 @@ def training_set_evaluator(training_set: Path, *, like: Metrics) -> Evaluator:
     """
     from metarec.training.evaluation import evaluate_artifact
 
-    scenarios = list(like)
-    sizes = sorted({str(size) for by_size in like.values() for size in by_size})
+    scenarios, sizes = _layout(like)
 
     def evaluate(artifact_dir: Path, users: Mapping[str, Any]) -> Metrics:
         return evaluate_artifact(
@@ -89,8 +95,7 @@ def training_set_ranking_evaluator(
     Returns:
         ``evaluate_ranking(artifact_dir, users) -> ranking`` for :func:`gate_artifact`.
     """
-    scenarios = sorted(like)
-    cells = sorted({str(cell) for by_cell in like.values() for cell in by_cell})
+    scenarios, cells = _layout(like)
 
     def evaluate_ranking(artifact_dir: Path, users: Mapping[str, Any]) -> RankingMetrics:
         from metarec.training.evaluation import evaluate_ranking_artifact
