@@ -92,8 +92,8 @@ class InvalidTransitionError(RegistryError):
     """A stage transition that the lifecycle staging → production → archived does not allow."""
 
 
-class ArtifactError(RegistryError):
-    """A model artifact folder is incomplete, unsafe (pickle) or unreadable."""
+class ArtifactError(MetaRecError):
+    """A model artifact is missing, incomplete, unsafe (pickle), tampered with or unreadable."""
 
 
 class ArtifactChecksumError(ChecksumMismatchError):
@@ -152,10 +152,6 @@ class ValidationFailedError(MetaRecError):
             f"{', '.join(self.failures)}.{where}",
             fix=fix,
         )
-
-
-class ModelArtifactError(MetaRecError):
-    """A model artifact is missing, incomplete, tampered with, or not in MetaRec's format."""
 
 
 class CheckpointError(MetaRecError):

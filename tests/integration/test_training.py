@@ -264,7 +264,7 @@ def test_frozen_embeddings_stay_as_the_global_model_left_them(training_set, tmp_
 
 
 def test_factor_fold_in_is_evaluated_stored_and_verified(training_set, tmp_path):
-    from metarec.errors import ModelArtifactError
+    from metarec.errors import ArtifactError
     from metarec.training.artifact import FACTOR_WEIGHTS, load_factor_model, read_card
 
     config = TrainingConfig.build({**TINY, "scenarios": ["new_user"], "support_sizes": ["5"]})
@@ -292,9 +292,9 @@ def test_factor_fold_in_is_evaluated_stored_and_verified(training_set, tmp_path)
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(ModelArtifactError, match="does not match the model card"):
+    with pytest.raises(ArtifactError, match="does not match the model card"):
         load_factor_model(tmp_path / "art", card)
-    with pytest.raises(ModelArtifactError, match="does not match the model card"):
+    with pytest.raises(ArtifactError, match="does not match the model card"):
         evaluate_artifact(tmp_path / "art", training_set, scenarios=["new_user"])
 
 

@@ -4,7 +4,7 @@
 evaluation and fine-tuning call it, and the serving layer calls it to adapt to a batch of
 requests. The inner loop of every task runs together: ``torch.func.grad`` gives one task's
 gradient, ``torch.func.vmap`` maps it over the task axis, and the decision MLP runs with each
-task's own parameters (:meth:`~metarec.learning.model.Decision.run`, a pure function of them).
+task's own parameters (:meth:`~metarec.learning.model.DecisionLayers.run`, a pure function of them).
 Support sets are padded; the masked mean loss makes padded rows contribute exactly zero to every
 gradient.
 """
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import torch
 from torch.func import grad, vmap
 
-from metarec.learning.model import Decision, MeLU
+from metarec.learning.model import DecisionLayers, MeLU
 
 Params = dict[str, torch.Tensor]
 LearningRate = float | Mapping[str, torch.Tensor]
@@ -39,7 +39,7 @@ def _step(param: torch.Tensor, grad: torch.Tensor, rate: torch.Tensor | float) -
 
 
 def adapt_embedded(
-    decision: Decision,
+    decision: DecisionLayers,
     params: Mapping[str, torch.Tensor],
     h: torch.Tensor,
     y: torch.Tensor,
@@ -97,12 +97,12 @@ FIRST_WEIGHT = "hidden.0.weight"
 FIRST_BIAS = "hidden.0.bias"
 
 
-def _has_first_layer(decision: Decision, params: Mapping[str, torch.Tensor]) -> bool:
+def _has_first_layer(decision: DecisionLayers, params: Mapping[str, torch.Tensor]) -> bool:
     return len(decision.hidden) > 0 and FIRST_WEIGHT in params and FIRST_BIAS in params
 
 
 def _inner_loop_dual(
-    decision: Decision,
+    decision: DecisionLayers,
     start: Params,
     h: torch.Tensor,
     y: torch.Tensor,
@@ -187,7 +187,7 @@ def _inner_loop_dual(
 
 
 def _adapt_first_layer_closed_form(
-    decision: Decision,
+    decision: DecisionLayers,
     start: Params,
     h: torch.Tensor,
     y: torch.Tensor,
@@ -213,7 +213,7 @@ def _adapt_first_layer_closed_form(
 
 
 def adapt_and_predict_embedded(
-    decision: Decision,
+    decision: DecisionLayers,
     params: Mapping[str, torch.Tensor],
     h: torch.Tensor,
     y: torch.Tensor,
@@ -303,7 +303,7 @@ def adapt(
     )
 
 
-def predict_embedded(decision: Decision, adapted: Params, h: torch.Tensor) -> torch.Tensor:
+def predict_embedded(decision: DecisionLayers, adapted: Params, h: torch.Tensor) -> torch.Tensor:
     """Predict with per-task parameters (T, ...) from embedded rows (T, Q, D) → (T, Q)."""
 
     def one_task(p: Params, h_t: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,7 @@ class ModelConfig:
         return cls(**values)  # type: ignore[arg-type]
 
 
-class Decision(nn.Module):
+class DecisionLayers(nn.Module):
     """The per-task adapted part: an MLP from the concatenated embeddings to one rating."""
 
     def __init__(self, in_features: int, hidden: tuple[int, ...], output_bias: float) -> None:
@@ -164,7 +164,7 @@ class MeLU(nn.Module):
         dim = config.embedding_dim
         self.fields = nn.ModuleList(nn.Embedding(n, dim, padding_idx=0) for n in config.field_sizes)
         self.genres = nn.Embedding(config.n_genres, dim, padding_idx=0) if config.n_genres else None
-        self.decision = Decision(config.n_fields * dim, config.hidden, config.output_bias)
+        self.decision = DecisionLayers(config.n_fields * dim, config.hidden, config.output_bias)
         self.biases = nn.ModuleDict()
         for name in config.bias_fields:
             size = config.field_sizes[config.field_names.index(name)]

@@ -22,7 +22,7 @@ the scoring are organised for serving:
   the embedding columns where some item is non-zero (the user fields' columns are exact zeros
   for items: 24 of 56 columns with the ml-100k features), so it multiplies those columns of
   each request's weight only. The remaining layers run
-  as batched matrix products with each request's adapted parameters, as ``Decision.forward``
+  as batched matrix products with each request's adapted parameters, as ``DecisionLayers.forward``
   does (ReLU between layers). The sums are reassociated, so the predictions equal offline
   evaluation's to float32 rounding (≈1e-6; the tests hold them to 1e-5).
 """

@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import metarec
-from metarec.errors import ModelArtifactError
+from metarec.errors import ArtifactError
 from metarec.learning.factor_model import FactorConfig, FactorModel
 from metarec.learning.item_models import EASE
 from metarec.learning.model import MeLU, ModelConfig
@@ -185,7 +185,7 @@ def read_card(path: Path) -> ModelCard:
     """Read and validate ``model_card.json`` of an artifact directory.
 
     Raises:
-        ModelArtifactError: Missing, not JSON, an unknown format version or invalid fields.
+        ArtifactError: Missing, not JSON, an unknown format version or invalid fields.
     """
     path = Path(path)
     card_path = path / CARD
@@ -194,13 +194,13 @@ def read_card(path: Path) -> ModelCard:
         "(model.safetensors + model_card.json)."
     )
     if not card_path.is_file():
-        raise ModelArtifactError(f"{path}: no {CARD} in the artifact.", fix=fix)
+        raise ArtifactError(f"{path}: no {CARD} in the artifact.", fix=fix)
     try:
         data = json.loads(card_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelArtifactError(f"{card_path}: not a JSON model card ({exc}).", fix=fix) from exc
+        raise ArtifactError(f"{card_path}: not a JSON model card ({exc}).", fix=fix) from exc
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
-        raise ModelArtifactError(
+        raise ArtifactError(
             f"{card_path}: unsupported format_version "
             f"{data.get('format_version') if isinstance(data, dict) else None!r} "
             f"(this MetaRec reads {FORMAT_VERSION}).",
@@ -209,7 +209,7 @@ def read_card(path: Path) -> ModelCard:
     try:
         return ModelCard.model_validate(data)
     except ValidationError as exc:
-        raise ModelArtifactError(f"{card_path}: invalid model card ({exc}).", fix=fix) from exc
+        raise ArtifactError(f"{card_path}: invalid model card ({exc}).", fix=fix) from exc
 
 
 FIX_WEIGHTS = "restore the artifact from the registry or retrain; never edit weights by hand."
@@ -220,10 +220,10 @@ def _read_verified(path: Path, name: str, expected_sha: str) -> dict[str, torch.
     file = path / name
     fix = FIX_WEIGHTS
     if not file.is_file():
-        raise ModelArtifactError(f"{file}: weights file missing.", fix=fix)
+        raise ArtifactError(f"{file}: weights file missing.", fix=fix)
     actual = sha256_file(file)
     if actual != expected_sha:
-        raise ModelArtifactError(
+        raise ArtifactError(
             f"{file}: sha256 {actual} does not match the model card ({expected_sha}); the "
             "weights were changed or replaced.",
             fix=fix,
@@ -231,7 +231,7 @@ def _read_verified(path: Path, name: str, expected_sha: str) -> dict[str, torch.
     try:
         return load_file(str(file), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelArtifactError(
+        raise ArtifactError(
             f"{file}: not a safetensors file ({exc}); MetaRec never loads pickle.", fix=fix
         ) from exc
 
@@ -240,7 +240,7 @@ def _fill(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path) ->
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ModelArtifactError(
+        raise ArtifactError(
             f"{file}: weights do not fit the architecture in the card ({exc}).", fix=FIX_WEIGHTS
         ) from exc
     model.eval()
@@ -256,7 +256,7 @@ def load_ranker(path: Path, card: ModelCard) -> RankerParts | None:
     """The served ranker stored in the artifact (checksums verified), or None without one.
 
     Raises:
-        ModelArtifactError: A file is missing, altered, not safetensors, or does not fit the
+        ArtifactError: A file is missing, altered, not safetensors, or does not fit the
             card's ranker architecture.
     """
     if card.ranker is None:
@@ -264,13 +264,13 @@ def load_ranker(path: Path, card: ModelCard) -> RankerParts | None:
     path = Path(path)
     for name in (RANKER_WEIGHTS, ITEM_PRIOR):
         if name not in card.files:
-            raise ModelArtifactError(
+            raise ArtifactError(
                 f"{path}: the card describes a ranker but lists no {name}.", fix=FIX_WEIGHTS
             )
     try:
         config = RankerConfig.from_dict(card.ranker["config"])
     except (TypeError, KeyError, ValueError) as exc:
-        raise ModelArtifactError(
+        raise ArtifactError(
             f"model card: invalid ranker architecture ({exc}).",
             fix="retrain the model with `metarec train`.",
         ) from exc
@@ -278,7 +278,7 @@ def load_ranker(path: Path, card: ModelCard) -> RankerParts | None:
     _fill(model, _read_verified(path, RANKER_WEIGHTS, card.files[RANKER_WEIGHTS]), path)
     prior = _read_verified(path, ITEM_PRIOR, card.files[ITEM_PRIOR])
     if set(prior) != {"ease", "item_ids"}:
-        raise ModelArtifactError(f"{path / ITEM_PRIOR}: unexpected tensors.", fix=FIX_WEIGHTS)
+        raise ArtifactError(f"{path / ITEM_PRIOR}: unexpected tensors.", fix=FIX_WEIGHTS)
     return RankerParts(
         model=model,
         ease=EASE.from_weights(prior["ease"].numpy()),
@@ -292,21 +292,21 @@ def load_factor_model(path: Path, card: ModelCard) -> FactorModel | None:
     Its file's sha256 is checked against the card before it is parsed (``safetensors`` only).
 
     Raises:
-        ModelArtifactError: The file is missing, altered, not safetensors, or does not fit the
+        ArtifactError: The file is missing, altered, not safetensors, or does not fit the
             card's factor architecture.
     """
     if card.factor_model is None:
         return None
     path = Path(path)
     if FACTOR_WEIGHTS not in card.files:
-        raise ModelArtifactError(
+        raise ArtifactError(
             f"{path}: the card describes a factor model but lists no {FACTOR_WEIGHTS}.",
             fix=FIX_WEIGHTS,
         )
     try:
         config = FactorConfig.from_dict(card.factor_model["config"])
     except (TypeError, KeyError, ValueError) as exc:
-        raise ModelArtifactError(
+        raise ArtifactError(
             f"model card: invalid factor model architecture ({exc}).",
             fix="retrain the model with `metarec train`.",
         ) from exc
@@ -323,7 +323,7 @@ def load_artifact(path: Path) -> tuple[MeLU, ModelCard]:
     with ``safetensors`` only (never pickle, never ``torch.load``).
 
     Raises:
-        ModelArtifactError: Missing files, a checksum mismatch, a foreign or pickle file, or weights
+        ArtifactError: Missing files, a checksum mismatch, a foreign or pickle file, or weights
             that do not fit the card's architecture.
     """
     card = read_card(path)
@@ -344,7 +344,7 @@ def _model_config(card: ModelCard) -> ModelConfig:
     try:
         return ModelConfig.from_dict(card.model)
     except (TypeError, KeyError, ValueError) as exc:
-        raise ModelArtifactError(
+        raise ArtifactError(
             f"model card: invalid architecture ({exc}).",
             fix="retrain the model with `metarec train`.",
         ) from exc

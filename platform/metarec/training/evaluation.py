@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Column, Table
 
-from metarec.errors import ModelArtifactError
+from metarec.errors import ArtifactError
 from metarec.features.training_set import load_training_set
 from metarec.learning.algorithms import InnerLoop
 from metarec.learning.item_models import EASE, ItemKNN, ItemMean, Popularity
@@ -207,13 +207,13 @@ def evaluate_ranking_artifact(
         ``{scenario: {cell: {method: {metric: value}}}}``.
 
     Raises:
-        ModelArtifactError: The artifact has no ranker (trained before ranking existed).
+        ArtifactError: The artifact has no ranker (trained before ranking existed).
     """
     del device
     model, card = load_artifact(artifact_dir)
     parts = load_ranker(Path(artifact_dir), card)
     if parts is None or card.ranker is None:
-        raise ModelArtifactError(
+        raise ArtifactError(
             f"{artifact_dir}: the artifact has no catalogue ranker.",
             fix="retrain it with this MetaRec (`metarec train`), which trains and stores one.",
         )
@@ -227,7 +227,7 @@ def evaluate_ranking_artifact(
     )
     rdata = ranking_data(data)
     if not np.array_equal(rdata.item_ids, parts.item_ids):
-        raise ModelArtifactError(
+        raise ArtifactError(
             f"{artifact_dir}: the ranker's catalogue differs from {training_set_path}'s items.",
             fix="evaluate on the training set the artifact was trained on (or retrain).",
         )

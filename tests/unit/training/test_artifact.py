@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from metarec.errors import MetaRecError, ModelArtifactError
+from metarec.errors import ArtifactError, MetaRecError
 from metarec.learning.model import MeLU, ModelConfig
 from metarec.training.artifact import (
     CARD,
@@ -88,7 +88,7 @@ def test_tampered_weights_are_rejected(artifact):
     raw = bytearray((path / WEIGHTS).read_bytes())
     raw[-1] ^= 0xFF
     (path / WEIGHTS).write_bytes(bytes(raw))
-    with pytest.raises(ModelArtifactError, match="does not match the model card"):
+    with pytest.raises(ArtifactError, match="does not match the model card"):
         load_artifact(path)
 
 
@@ -106,7 +106,7 @@ def test_pickle_in_place_of_weights_is_rejected_without_running_it(artifact, tmp
     card = json.loads((path / CARD).read_text())
     card["weights_sha256"] = card["files"][WEIGHTS] = sha256_file(path / WEIGHTS)
     (path / CARD).write_text(json.dumps(card))
-    with pytest.raises(ModelArtifactError, match="not a safetensors file") as info:
+    with pytest.raises(ArtifactError, match="not a safetensors file") as info:
         load_artifact(path)
     assert "Fix:" in str(info.value)
     assert not marker.exists()
@@ -115,19 +115,19 @@ def test_pickle_in_place_of_weights_is_rejected_without_running_it(artifact, tmp
 def test_torch_save_file_is_rejected(artifact):
     path, model = artifact
     torch.save(model.state_dict(), path / WEIGHTS)
-    with pytest.raises(ModelArtifactError):
+    with pytest.raises(ArtifactError):
         load_artifact(path)
 
 
 def test_missing_or_foreign_card(tmp_path, artifact):
-    with pytest.raises(ModelArtifactError, match=r"no model_card\.json"):
+    with pytest.raises(ArtifactError, match=r"no model_card\.json"):
         load_artifact(tmp_path / "nothing")
     path, _ = artifact
     (path / CARD).write_text("{not json")
     with pytest.raises(MetaRecError, match="not a JSON model card"):
         load_artifact(path)
     (path / CARD).write_text(json.dumps({"format_version": 99}))
-    with pytest.raises(ModelArtifactError, match="format_version"):
+    with pytest.raises(ArtifactError, match="format_version"):
         load_artifact(path)
 
 
@@ -136,5 +136,5 @@ def test_weights_that_do_not_fit_the_card(artifact):
     card = json.loads((path / CARD).read_text())
     card["model"]["hidden"] = [16]
     (path / CARD).write_text(json.dumps(card))
-    with pytest.raises(ModelArtifactError, match="do not fit"):
+    with pytest.raises(ArtifactError, match="do not fit"):
         load_artifact(path)
