@@ -115,7 +115,7 @@ def interleaved(project, loop, rounds: int, sync) -> tuple[list[float], list[flo
     return project_times, loop_times
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=256)
     parser.add_argument("--shots", type=int, default=10)
@@ -138,13 +138,82 @@ def main() -> None:
         help="torch threads for both sides (default: 1 on CPU, where the shared 2-core machine "
         "is oversubscribed and spinning threads make timings meaningless; torch's own on CUDA).",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def choose_device(args: argparse.Namespace) -> torch.device:
+    """The device asked for (``auto``: CUDA when present), with the torch threads set."""
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
     threads = args.threads or (1 if device.type == "cpu" else None)
     if threads:
         torch.set_num_threads(threads)
+    return device
+
+
+def compare_gradients(model: MeLU, batch, loop_data, inner: InnerLoop) -> dict[str, object]:
+    """Both sides' meta-gradients on the whole batch: do they agree, and how closely."""
+    project_step(model, batch, inner)
+    g_project = grads(model)
+    loop_step(model, loop_data, inner)
+    g_loop = grads(model)
+    agree = set(g_project) == set(g_loop) and all(
+        torch.allclose(g_project[k], g_loop[k], rtol=1e-3, atol=1e-5) for k in g_project
+    )
+    return {
+        "gradients_agree": agree,
+        "grad_max_abs_diff": max(float((g_project[k] - g_loop[k]).abs().max()) for k in g_project),
+        "grad_max_abs": max(float(g_loop[k].abs().max()) for k in g_loop),
+    }
+
+
+def throughput(
+    model: MeLU, batch, loop_data, inner: InnerLoop, args: argparse.Namespace, sync
+) -> dict[str, object]:
+    """Time both sides interleaved; the loop on ``--loop-tasks`` tasks, scaled to all."""
+    n_loop = min(args.loop_tasks or args.tasks, args.tasks)
+    loop_subset = loop_data[:n_loop]
+    project_times, loop_times = interleaved(
+        lambda: project_step(model, batch, inner),
+        lambda: loop_step(model, loop_subset, inner),
+        args.repeats,
+        sync,
+    )
+    scale = args.tasks / n_loop  # the loop's time is linear in its tasks
+    ratios = [lt * scale / pt for pt, lt in zip(project_times, loop_times, strict=True)]
+    project_s = statistics.median(project_times)
+    loop_s_full = statistics.median(loop_times) * scale
+    return {
+        "project": {"seconds_per_step": project_s, "tasks_per_s": args.tasks / project_s},
+        "loop": {
+            "seconds_per_step": loop_s_full,
+            "tasks_per_s": args.tasks / loop_s_full,
+            "timed_tasks": n_loop,
+        },
+        "speedup": statistics.median(ratios),
+        "speedup_per_round": ratios,
+    }
+
+
+def report(result: dict) -> None:
+    """Print the table, then the JSON object."""
+    project, loop = result["project"], result["loop"]
+    print(f"{'implementation':<16}{'s/step':>12}{'tasks/s':>14}")
+    print(
+        f"{'project (vmap)':<16}{project['seconds_per_step']:>12.4f}{project['tasks_per_s']:>14.1f}"
+    )
+    print(f"{'per-task loop':<16}{loop['seconds_per_step']:>12.4f}{loop['tasks_per_s']:>14.1f}")
+    print(
+        f"speedup {result['speedup']:.1f}x, gradients agree: {result['gradients_agree']} "
+        f"(max |diff| {result['grad_max_abs_diff']:.2e})"
+    )
+    print(json.dumps(result))
+
+
+def main() -> None:
+    args = parse_args()
+    device = choose_device(args)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     inner = InnerLoop(steps=args.inner_steps, lr=0.01)
     torch.manual_seed(0)
@@ -158,33 +227,8 @@ def main() -> None:
         )
         for t in tasks
     ]
-
-    # 1. The gradients agree (on the whole batch).
-    project_step(model, batch, inner)
-    g_project = grads(model)
-    loop_step(model, loop_data, inner)
-    g_loop = grads(model)
-    max_abs = max(float((g_project[k] - g_loop[k]).abs().max()) for k in g_project)
-    max_ref = max(float(g_loop[k].abs().max()) for k in g_loop)
-    agree = set(g_project) == set(g_loop) and all(
-        torch.allclose(g_project[k], g_loop[k], rtol=1e-3, atol=1e-5) for k in g_project
-    )
-
-    # 2. Throughput.
-    n_loop = min(args.loop_tasks or args.tasks, args.tasks)
-    loop_subset = loop_data[:n_loop]
-    project_times, loop_times = interleaved(
-        lambda: project_step(model, batch, inner),
-        lambda: loop_step(model, loop_subset, inner),
-        args.repeats,
-        sync,
-    )
-    scale = args.tasks / n_loop  # the loop's time is linear in its tasks
-    ratios = [lt * scale / pt for pt, lt in zip(project_times, loop_times, strict=True)]
-    project_s = statistics.median(project_times)
-    loop_s_full = statistics.median(loop_times) * scale
-    project_tps = args.tasks / project_s
-    loop_tps = args.tasks / loop_s_full
+    gradients = compare_gradients(model, batch, loop_data, inner)  # 1. the gradients agree
+    timings = throughput(model, batch, loop_data, inner, args, sync)  # 2. throughput
     result = {
         "benchmark": "meta_training_throughput",
         "algorithm": "maml (second order)",
@@ -195,22 +239,15 @@ def main() -> None:
         "query": args.query,
         "inner_steps": args.inner_steps,
         "model": "8 fields x 32-d embeddings -> 64 -> 64 -> 1",
-        "gradients_agree": agree,
-        "grad_max_abs_diff": max_abs,
-        "grad_max_abs": max_ref,
-        "project": {"seconds_per_step": project_s, "tasks_per_s": project_tps},
-        "loop": {"seconds_per_step": loop_s_full, "tasks_per_s": loop_tps, "timed_tasks": n_loop},
-        "speedup": statistics.median(ratios),
-        "speedup_per_round": ratios,
+        **gradients,
+        **timings,
         "rounds": args.repeats,
         "target_speedup": 100.0 if device.type == "cuda" else 8.0,
     }
-    result["target_met"] = bool(agree and result["speedup"] >= result["target_speedup"])
-    print(f"{'implementation':<16}{'s/step':>12}{'tasks/s':>14}")
-    print(f"{'project (vmap)':<16}{project_s:>12.4f}{project_tps:>14.1f}")
-    print(f"{'per-task loop':<16}{loop_s_full:>12.4f}{loop_tps:>14.1f}")
-    print(f"speedup {result['speedup']:.1f}x, gradients agree: {agree} (max |diff| {max_abs:.2e})")
-    print(json.dumps(result))
+    result["target_met"] = bool(
+        result["gradients_agree"] and result["speedup"] >= result["target_speedup"]
+    )
+    report(result)
 
 
 if __name__ == "__main__":

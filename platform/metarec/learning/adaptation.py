@@ -4,22 +4,26 @@
 evaluation and fine-tuning call it, and the serving layer calls it to adapt to a batch of
 requests. The inner loop of every task runs together: ``torch.func.grad`` gives one task's
 gradient, ``torch.func.vmap`` maps it over the task axis, and the decision MLP runs with each
-task's own parameters (:meth:`~metarec.learning.model.DecisionLayers.run`, a pure function of them).
-Support sets are padded; the masked mean loss makes padded rows contribute exactly zero to every
-gradient.
+task's own parameters through its one forward pass (:mod:`metarec.learning.scoring`, a pure
+function of the parameters). Support sets are padded; the masked mean loss makes padded rows
+contribute exactly zero to every gradient.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch.func import grad, vmap
 
 from metarec.learning.model import DecisionLayers, MeLU
+from metarec.learning.scoring import Linear, linear, score_preactivation
 
 Params = dict[str, torch.Tensor]
 LearningRate = float | Mapping[str, torch.Tensor]
+History = list[tuple[torch.Tensor | None, torch.Tensor | None]]
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -36,6 +40,43 @@ def _step(param: torch.Tensor, grad: torch.Tensor, rate: torch.Tensor | float) -
     if isinstance(rate, torch.Tensor):
         return param - rate * grad
     return torch.add(param, grad, alpha=-float(rate))
+
+
+class _Support(NamedTuple):
+    """Embedded support sets: rows h (T, S, D), targets y (T, S), mask (T, S)."""
+
+    h: torch.Tensor
+    y: torch.Tensor
+    mask: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """Inner-loop settings: steps, rate (scalar or per parameter), first order or not."""
+
+    steps: int
+    lr: LearningRate
+    first_order: bool
+
+
+class _DualState(NamedTuple):
+    """The closed-form inner loop's result, every tensor with a leading task axis (T, ...).
+
+    Attributes:
+        rest: The adapted parameters outside the closed form (the output unit's).
+        first: A (T, S, H1): the first layer's weight moved by ``Aᵀ h``, its bias by ``Σ A``.
+        history: Per later hidden layer, its inputs a (T, k·S, in) and updates b (T, k·S, out)
+            of all k steps: its weight moved by ``bᵀ a``, its bias by ``Σ b``.
+    """
+
+    rest: Params
+    first: torch.Tensor
+    history: History
+
+
+def _closed_form_applies(decision: DecisionLayers, lr: LearningRate) -> bool:
+    """The closed-form (dual) inner loop needs one scalar rate and a first hidden layer."""
+    return not isinstance(lr, Mapping) and len(decision.hidden) > 0
 
 
 def adapt_embedded(
@@ -65,10 +106,21 @@ def adapt_embedded(
         Adapted parameters, each with a leading task axis (T, ...).
     """
     start = dict(params)
-    if steps > 0 and not isinstance(lr, Mapping) and _has_first_layer(decision, start):
-        return _adapt_first_layer_closed_form(
-            decision, start, h, y, mask, steps=steps, lr=float(lr), first_order=first_order
-        )
+    if steps == 0:
+        n_tasks = h.shape[0]
+        return {k: v.unsqueeze(0).expand(n_tasks, *v.shape) for k, v in start.items()}
+    support = _Support(h, y, mask)
+    if _closed_form_applies(decision, lr):
+        settings = _Settings(steps, float(lr), first_order)  # type: ignore[arg-type]
+        state = _inner_loop_dual(decision, start, support, settings)
+        return _build_adapted(decision, start, h.detach() if first_order else h, state)
+    return _inner_loop_plain(decision, start, support, _Settings(steps, lr, first_order))
+
+
+def _inner_loop_plain(
+    decision: DecisionLayers, start: Params, support: _Support, settings: _Settings
+) -> Params:
+    """The inner loop on every parameter: ``grad`` of one task's loss, ``vmap`` over tasks."""
 
     def task_loss(
         p: Params, h_t: torch.Tensor, y_t: torch.Tensor, m_t: torch.Tensor
@@ -80,39 +132,25 @@ def adapt_embedded(
 
     def one_task(h_t: torch.Tensor, y_t: torch.Tensor, m_t: torch.Tensor) -> Params:
         p = start
-        for _ in range(steps):
+        for _ in range(settings.steps):
             g = task_grad(p, h_t, y_t, m_t)
-            if first_order:
+            if settings.first_order:
                 g = {k: v.detach() for k, v in g.items()}
-            p = {k: _step(p[k], g[k], _rate(lr, k)) for k in p}
+            p = {k: _step(p[k], g[k], _rate(settings.lr, k)) for k in p}
         return p
 
-    if steps == 0:
-        n_tasks = h.shape[0]
-        return {k: v.unsqueeze(0).expand(n_tasks, *v.shape) for k, v in start.items()}
-    return vmap(one_task)(h, y, mask)
+    return vmap(one_task)(support.h, support.y, support.mask)
 
 
-FIRST_WEIGHT = "hidden.0.weight"
-FIRST_BIAS = "hidden.0.bias"
-
-
-def _has_first_layer(decision: DecisionLayers, params: Mapping[str, torch.Tensor]) -> bool:
-    return len(decision.hidden) > 0 and FIRST_WEIGHT in params and FIRST_BIAS in params
+def _plus_gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a bᵀ + 1`` for batches a (T, M, D), b (T, N, D) → (T, M, N); the 1 is the bias's share."""
+    return torch.baddbmm(torch.ones((), dtype=a.dtype, device=a.device), a, b.transpose(1, 2))
 
 
 def _inner_loop_dual(
-    decision: DecisionLayers,
-    start: Params,
-    h: torch.Tensor,
-    y: torch.Tensor,
-    mask: torch.Tensor,
-    *,
-    steps: int,
-    lr: float,
-    first_order: bool,
-) -> tuple[Params, torch.Tensor]:
-    """The inner loop for a scalar rate, with the first layer tracked in closed form.
+    decision: DecisionLayers, start: Params, support: _Support, settings: _Settings
+) -> _DualState:
+    """The inner loop for a scalar rate, with every hidden layer tracked in closed form.
 
     The first layer's gradient on a support set is ``δᵀ h`` (δ: the loss gradient w.r.t. its
     pre-activations z, shape (S, H1)), so after any number of plain gradient steps its weight is
@@ -120,95 +158,100 @@ def _inner_loop_dual(
     the support rows move by ``−lr (h hᵀ + 1) δ``. The inner loop therefore never materialises a
     per-task first-layer weight: z is computed once with the shared weight (one large matmul),
     each step costs an (S × S) Gram product instead of an (S × D × H1) one, and the adapted
-    weight is built once at the end (or never: see :func:`adapt_and_predict_embedded`).
-    ``torch.func.grad`` differentiates the rest of the MLP and the pre-activations, ``vmap``
-    maps over tasks. Mathematically identical to the plain loop (the tests compare it with a
-    per-task loop); padded rows have δ = 0 exactly. Returns the other adapted parameters
-    (T, ...) and A (T, S, H1).
+    weight is built once at the end (or never: see :func:`adapt_and_predict_embedded`). Each
+    later hidden layer is kept the same way, as the history of its inputs and updates (dual
+    terms of :func:`~metarec.learning.scoring.score_preactivation`). ``torch.func.grad``
+    differentiates the output unit, the pre-activations and a zero shift on each later layer's
+    output (whose gradient is that layer's δ); ``vmap`` maps over tasks. Mathematically
+    identical to the plain loop (the tests compare it with a per-task loop); padded rows have
+    δ = 0 exactly.
     """
-    w1, b1 = start[FIRST_WEIGHT], start[FIRST_BIAS]  # (H1, D), (H1,)
-    n_later = len(decision.hidden) - 1  # hidden layers after the first, also in closed form
-    shared = {k: v for k, v in start.items() if k.startswith("hidden.")}  # never per task
-    rest = {k: v for k, v in start.items() if not k.startswith("hidden.")}  # the output layer
-    z0 = torch.nn.functional.linear(h, w1, b1)  # (T, S, H1) shared weight: one matmul
-    gram = torch.baddbmm(torch.ones((), dtype=h.dtype, device=h.device), h, h.transpose(1, 2))
-    # gram: (T, S, S) = h hᵀ + 1 (the 1 is the bias's share)
+    layers = decision.layers(start)
+    shared = decision.named(layers[:-1])  # the hidden layers: never per task
+    rest = {k: v for k, v in start.items() if k not in shared}  # the output unit
+    z0 = linear(layers[0], support.h)  # (T, S, H1) shared weight: one matmul
+    gram = _plus_gram(support.h, support.h)  # (T, S, S)
+    one_task = _dual_task(decision, shared, rest, settings)
+    rest_t, first, history = vmap(one_task)(z0, gram, support.y, support.mask)
+    return _DualState(rest_t, first, history)
+
+
+def _dual_loss(decision: DecisionLayers, shared: Params) -> Callable[..., tuple]:
+    """One task's support loss from first-layer pre-activations, later layers in dual form."""
 
     def task_loss(
         p: Params,
         z: torch.Tensor,
         shifts: list[torch.Tensor],
-        history: list[tuple[torch.Tensor | None, torch.Tensor | None]],
+        history: History,
         y_t: torch.Tensor,
         m_t: torch.Tensor,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         inputs: list[torch.Tensor] = []
         dual = [(a, b, s) for (a, b), s in zip(history, shifts, strict=True)]
-        kwargs = {"preactivation": True, "dual": dual, "inputs": inputs}
-        pred = decision.run({**shared, **p}, z, **kwargs)  # (S,)
+        later = decision.layers({**shared, **p})[1:]
+        pred = score_preactivation(later, z, dual=dual, inputs=inputs)  # (S,)
         return masked_mse(pred, y_t, m_t), inputs  # (), n_later × (S, in)
 
-    task_grad = grad(task_loss, argnums=(0, 1, 2), has_aux=True)
+    return task_loss
+
+
+def _dual_task(
+    decision: DecisionLayers, shared: Params, rest: Params, settings: _Settings
+) -> Callable[..., tuple[Params, torch.Tensor, History]]:
+    """One task's closed-form inner loop (to ``vmap``): returns its rest, A and history."""
+    widths = [layer.out_features for layer in decision.hidden[1:]]  # the later hidden layers
+    task_grad = grad(_dual_loss(decision, shared), argnums=(0, 1, 2), has_aux=True)
+    lr = float(settings.lr)  # type: ignore[arg-type]
 
     def one_task(
-        z: torch.Tensor, k_t: torch.Tensor, y_t: torch.Tensor, m_t: torch.Tensor
-    ) -> tuple[Params, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        p = rest
-        acc = None  # A: (S, H1)
-        a_hist: list[list[torch.Tensor]] = [[] for _ in range(n_later)]  # steps × (S, in)
-        b_hist: list[list[torch.Tensor]] = [[] for _ in range(n_later)]  # steps × (S, out)
-        history: list[tuple[torch.Tensor | None, torch.Tensor | None]] = [(None, None)] * n_later
-        for _ in range(steps):
-            shifts = [
-                torch.zeros_like(z[:, :1]).expand(-1, layer.out_features).contiguous()
-                for layer in decision.hidden[1:]
-            ]  # (S, out) each: their gradients are the later layers' δ
+        z: torch.Tensor, gram: torch.Tensor, y_t: torch.Tensor, m_t: torch.Tensor
+    ) -> tuple[Params, torch.Tensor, History]:
+        p, acc = rest, torch.zeros_like(z)  # A: (S, H1)
+        history: History = [(None, None)] * len(widths)
+        for _ in range(settings.steps):
+            shifts = [torch.zeros_like(z[:, :1]).expand(-1, w).contiguous() for w in widths]
             (g, g_z, g_shifts), inputs = task_grad(p, z, shifts, history, y_t, m_t)
-            if first_order:
+            if settings.first_order:
                 g = {k: v.detach() for k, v in g.items()}
-                g_z = g_z.detach()
-                g_shifts = [v.detach() for v in g_shifts]
-                inputs = [v.detach() for v in inputs]
+                g_z, g_shifts, inputs = g_z.detach(), _detached(g_shifts), _detached(inputs)
             p = {k: _step(p[k], g[k], lr) for k in p}
             step_z = g_z * -lr  # (S, H1)
-            acc = step_z if acc is None else acc + step_z
-            z = z + k_t @ step_z  # (S, H1)
-            for i in range(n_later):
-                a_hist[i].append(inputs[i])  # (S, in): the layer's input at this step
-                b_hist[i].append(g_shifts[i] * -lr)  # (S, out)
-            history = [
-                (torch.cat(a_hist[i]), torch.cat(b_hist[i])) for i in range(n_later)
-            ]  # (k·S, in), (k·S, out)
-        a_out = [a for a, _ in history]
-        b_out = [b for _, b in history]
-        return p, acc, a_out, b_out
+            acc = acc + step_z
+            z = z + gram @ step_z  # (S, H1)
+            history = _extended(history, inputs, [g * -lr for g in g_shifts])
+        return p, acc, history
 
-    return vmap(one_task)(z0, gram, y, mask)  # acc: (T, S, H1); histories (T, steps·S, ·)
+    return one_task
 
 
-def _adapt_first_layer_closed_form(
-    decision: DecisionLayers,
-    start: Params,
-    h: torch.Tensor,
-    y: torch.Tensor,
-    mask: torch.Tensor,
-    *,
-    steps: int,
-    lr: float,
-    first_order: bool,
+def _detached(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [t.detach() for t in tensors]
+
+
+def _extended(history: History, inputs: list[torch.Tensor], updates: list[torch.Tensor]) -> History:
+    """Append one step's inputs (S, in) and updates (S, out) to each later layer's history."""
+    return [
+        (x if a is None else torch.cat([a, x]), u if b is None else torch.cat([b, u]))
+        for (a, b), x, u in zip(history, inputs, updates, strict=True)
+    ]  # (k·S, in), (k·S, out)
+
+
+def _moved(layer: Linear, a: torch.Tensor, b: torch.Tensor) -> Linear:
+    """A layer after the closed-form update: weight ``W + bᵀ a`` (T, out, in), bias ``b₀ + Σ b``."""
+    weight, bias = layer  # (out, in), (out,)
+    return torch.baddbmm(weight.unsqueeze(0), b.transpose(1, 2), a), bias + b.sum(1)
+
+
+def _build_adapted(
+    decision: DecisionLayers, start: Params, h: torch.Tensor, state: _DualState
 ) -> Params:
-    """:func:`adapt_embedded` through :func:`_inner_loop_dual`; builds the first layer once."""
-    adapted, acc, a_hist, b_hist = _inner_loop_dual(
-        decision, start, h, y, mask, steps=steps, lr=lr, first_order=first_order
-    )
-    h_w = h.detach() if first_order else h  # first order: the whole inner gradient is constant
-    w1, b1 = start[FIRST_WEIGHT], start[FIRST_BIAS]  # (H1, D), (H1,)
-    adapted[FIRST_WEIGHT] = torch.baddbmm(w1.unsqueeze(0), acc.transpose(1, 2), h_w)  # (T, H1, D)
-    adapted[FIRST_BIAS] = b1 + acc.sum(1)  # (T, H1)
-    for i, (a, b) in enumerate(zip(a_hist, b_hist, strict=True), start=1):
-        w, bias = start[f"hidden.{i}.weight"], start[f"hidden.{i}.bias"]  # (out, in), (out,)
-        adapted[f"hidden.{i}.weight"] = torch.baddbmm(w.unsqueeze(0), b.transpose(1, 2), a)
-        adapted[f"hidden.{i}.bias"] = bias + b.sum(1)  # (T, out)
+    """The adapted parameters (T, ...) of :func:`_inner_loop_dual`; builds each layer once."""
+    layers = decision.layers(start)
+    hidden = [_moved(layers[0], h, state.first)]  # (T, H1, D), (T, H1)
+    for layer, (a, b) in zip(layers[1:-1], state.history, strict=True):
+        hidden.append(_moved(layer, a, b))  # (T, out, in), (T, out)
+    adapted = {**decision.named(hidden), **state.rest}
     return {k: adapted[k] for k in start}
 
 
@@ -230,31 +273,24 @@ def adapt_and_predict_embedded(
     (``h_q W₀ᵀ + b₀ + (h_q hᵀ + 1) A``), so no per-task first-layer weight is ever built.
     """
     start = dict(params)
-    if steps == 0 or isinstance(lr, Mapping) or not _has_first_layer(decision, start):
+    if steps == 0 or not _closed_form_applies(decision, lr):
         adapted = adapt_embedded(
             decision, start, h, y, mask, steps=steps, lr=lr, first_order=first_order
         )
         return predict_embedded(decision, adapted, h_query)
-    adapted, acc, a_hist, b_hist = _inner_loop_dual(
-        decision, start, h, y, mask, steps=steps, lr=float(lr), first_order=first_order
-    )
+    settings = _Settings(steps, float(lr), first_order)  # type: ignore[arg-type]
+    state = _inner_loop_dual(decision, start, _Support(h, y, mask), settings)
     h_s = h.detach() if first_order else h
-    cross = torch.baddbmm(
-        torch.ones((), dtype=h.dtype, device=h.device), h_query, h_s.transpose(1, 2)
-    )  # (T, Q, S) = h_q hᵀ + 1
-    z_q = torch.nn.functional.linear(h_query, start[FIRST_WEIGHT], start[FIRST_BIAS])  # (T, Q, H1)
-    z_q = torch.baddbmm(z_q, cross, acc)  # (T, Q, H1)
+    layers = decision.layers(start)
+    z_q = torch.baddbmm(linear(layers[0], h_query), _plus_gram(h_query, h_s), state.first)
+    # z_q: (T, Q, H1) = h_q W₀ᵀ + b₀ + (h_q hᵀ + 1) A
+    shared = decision.named(layers[:-1])
 
-    shared = {k: v for k, v in start.items() if k.startswith("hidden.")}
+    def one_task(p: Params, z: torch.Tensor, history: History) -> torch.Tensor:
+        dual = [(a, b, None) for a, b in history]
+        return score_preactivation(decision.layers({**shared, **p})[1:], z, dual=dual)  # (Q,)
 
-    def one_task(
-        p: Params, z: torch.Tensor, a_t: list[torch.Tensor], b_t: list[torch.Tensor]
-    ) -> torch.Tensor:
-        dual = [(a, b, None) for a, b in zip(a_t, b_t, strict=True)]
-        kwargs = {"preactivation": True, "dual": dual}
-        return decision.run({**shared, **p}, z, **kwargs)  # (Q,)
-
-    return vmap(one_task)(adapted, z_q, a_hist, b_hist)
+    return vmap(one_task)(state.rest, z_q, state.history)
 
 
 def adapt(

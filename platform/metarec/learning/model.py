@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
 
-DualTerms = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
+from metarec.learning.scoring import Linear, score
 
 
 @dataclass(frozen=True)
@@ -61,12 +60,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able form (lists instead of tuples)."""
-        data = asdict(self)
-        data["field_names"] = list(self.field_names)
-        data["field_sizes"] = list(self.field_sizes)
-        data["hidden"] = list(self.hidden)
-        data["bias_fields"] = list(self.bias_fields)
-        return data
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ModelConfig:
@@ -79,7 +73,12 @@ class ModelConfig:
 
 
 class DecisionLayers(nn.Module):
-    """The per-task adapted part: an MLP from the concatenated embeddings to one rating."""
+    """The per-task adapted part: an MLP from the concatenated embeddings to one rating.
+
+    The forward pass itself is :mod:`metarec.learning.scoring` (a pure function of the layers'
+    parameters); this module owns the parameters and their names (``hidden.0.weight`` ...
+    ``out.bias``), and :meth:`layers` / :meth:`named` translate between the two.
+    """
 
     def __init__(self, in_features: int, hidden: tuple[int, ...], output_bias: float) -> None:
         super().__init__()
@@ -87,72 +86,58 @@ class DecisionLayers(nn.Module):
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.out = nn.Linear(widths[-1], 1)
         nn.init.constant_(self.out.bias, output_bias)
+        self.layer_names = (*(f"hidden.{i}" for i in range(len(hidden))), "out")
 
-    def forward(
-        self,
-        h: torch.Tensor,
-        *,
-        preactivation: bool = False,
-        dual: Sequence[DualTerms] | None = None,
-        inputs: list[torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """Predict ratings from embedded features ``h`` of shape (..., D); returns (...).
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Predict ratings from embedded features ``h`` of shape (..., D); returns (...)."""
+        return self.run(dict(self.named_parameters()), h)
 
-        Runs :meth:`run` with the module's own parameters (see there for the keywords).
-        """
-        params = dict(self.named_parameters())
-        return self.run(params, h, preactivation=preactivation, dual=dual, inputs=inputs)
-
-    def run(
-        self,
-        params: Mapping[str, torch.Tensor],
-        h: torch.Tensor,
-        *,
-        preactivation: bool = False,
-        dual: Sequence[DualTerms] | None = None,
-        inputs: list[torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+    def run(self, params: Mapping[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` with the given parameters (``hidden.0.weight`` ... ``out.bias``).
 
         A pure function of ``params`` and ``h``: what ``torch.func.functional_call`` computes,
         without swapping the module's parameters in and out on every call (the inner loop
         calls it once per step).
 
-        The closed-form inner loop (:mod:`metarec.learning.adaptation`) uses the keywords:
-
-        * ``preactivation``: ``h`` is already the first hidden layer's pre-activation (..., H1);
-          the first layer is skipped.
-        * ``dual``: one ``(a, b, shift)`` per remaining hidden layer: its output becomes
-          ``layer(x) + (x aᵀ + 1) b + shift``, i.e. the layer with weight ``W + bᵀ a`` and bias
-          ``b₀ + Σ b`` (a: (N, in), b: (N, out), either None for no history; shift: (..., out)
-          or None).
-        * ``inputs``: collects each remaining hidden layer's input x (..., in).
-
         Args:
             params: Every parameter of the module, by name.
-            h: Embedded features (..., D), or pre-activations (..., H1).
-            preactivation: See above.
-            dual: See above.
-            inputs: See above.
+            h: Embedded features (..., D).
 
         Returns:
             Predictions (...).
         """
-        first = 1 if preactivation else 0
-        if preactivation:
-            h = torch.relu(h)  # (..., H1)
-        for n, i in enumerate(range(first, len(self.hidden))):
-            if inputs is not None:
-                inputs.append(h)
-            z = F.linear(h, params[f"hidden.{i}.weight"], params[f"hidden.{i}.bias"])  # (..., H)
-            if dual is not None:
-                a, b, shift = dual[n]
-                if a is not None:
-                    z = z + (h @ a.transpose(-1, -2) + 1) @ b  # (..., H)
-                if shift is not None:
-                    z = z + shift
-            h = torch.relu(z)  # (..., H)
-        return F.linear(h, params["out.weight"], params["out.bias"]).squeeze(-1)  # (...)
+        return score(self.layers(params), h)
+
+    def layers(self, params: Mapping[str, torch.Tensor]) -> list[Linear]:
+        """The linear layers' ``(weight, bias)`` in order, the output unit last.
+
+        Args:
+            params: Parameters keyed as in this module, with or without a leading task axis.
+
+        Returns:
+            One pair per layer, for :mod:`metarec.learning.scoring`.
+        """
+        return [(params[f"{name}.weight"], params[f"{name}.bias"]) for name in self.layer_names]
+
+    def named(self, layers: Sequence[Linear]) -> dict[str, torch.Tensor]:
+        """Inverse of :meth:`layers`: the parameters of the first ``len(layers)`` layers, by name.
+
+        Args:
+            layers: ``(weight, bias)`` of the first layers in order (all of them, or a prefix).
+
+        Returns:
+            ``{"hidden.0.weight": ..., "hidden.0.bias": ..., ...}``.
+        """
+        if len(layers) > len(self.layer_names):
+            n = len(self.layer_names)
+            raise ValueError(
+                f"{len(layers)} layers given, the MLP has {n}: pass at most {n} (weight, bias)"
+            )
+        params: dict[str, torch.Tensor] = {}
+        for name, (weight, bias) in zip(self.layer_names, layers, strict=False):
+            params[f"{name}.weight"] = weight
+            params[f"{name}.bias"] = bias
+        return params
 
 
 class MeLU(nn.Module):

@@ -55,10 +55,7 @@ class RankerConfig:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able form (lists instead of tuples)."""
-        data = asdict(self)
-        data["user_field_sizes"] = list(self.user_field_sizes)
-        data["item_field_sizes"] = list(self.item_field_sizes)
-        return data
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> RankerConfig:

@@ -15,16 +15,16 @@ the scoring are organised for serving:
   zero, so the sum equals ``model.embed`` of the composed row bit for bit. The outer-loop offset
   (e.g. the learnt item bias, ``model.offset``) is additive over fields in the same way: it is
   subtracted from the support ratings before adaptation and added back to the predictions.
-* The first decision layer is linear, so an item row's pre-activation under a request's adapted
-  weight ``W`` and bias ``b`` splits into ``h_item Wᵀ + (h_user Wᵀ + b)``: the item part is one
-  matrix product of the cached item embeddings with every request's weight at once (no per-row
-  embedding is ever composed), the user part is one row per request. The item part reads only
-  the embedding columns where some item is non-zero (the user fields' columns are exact zeros
-  for items: 24 of 56 columns with the ml-100k features), so it multiplies those columns of
-  each request's weight only. The remaining layers run
-  as batched matrix products with each request's adapted parameters, as ``DecisionLayers.forward``
-  does (ReLU between layers). The sums are reassociated, so the predictions equal offline
-  evaluation's to float32 rounding (≈1e-6; the tests hold them to 1e-5).
+* The rows are scored by the decision MLP's one forward pass,
+  :func:`metarec.learning.scoring.score_split_rows`, with every request's adapted parameters at
+  once (``model.decision.layers`` hands them over as layers; serving never reads parameter
+  names). A row's embedding is the cached item part plus the request's user part, and the first
+  layer is linear, so the item part is one matrix product of the cached item embeddings with
+  every request's weight (no per-row embedding is ever composed) and the user part one row per
+  request. The item part reads only the embedding columns where some item is non-zero (the user
+  fields' columns are exact zeros for items: 24 of 56 columns with the ml-100k features). The
+  sums are reassociated, so the predictions equal offline evaluation's to float32 rounding
+  (≈1e-6; the tests hold them to 1e-5).
 """
 
 from __future__ import annotations
@@ -37,10 +37,9 @@ import numpy as np
 import torch
 
 from metarec.learning.adaptation import adapt_embedded
+from metarec.learning.scoring import Linear, score_split_rows
 from metarec.serving.features import ItemMatrix
 from metarec.training.methods import AdaptedModel
-
-Params = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -82,57 +81,6 @@ class ItemTerms:
     h_used: torch.Tensor
 
 
-def decision_layers(decision: torch.nn.Module) -> list[str]:
-    """Parameter prefixes of the decision MLP's linear layers in order (ReLU between them).
-
-    Args:
-        decision: The model's decision module (``hidden`` layers, then ``out``).
-
-    Returns:
-        ``["hidden.0", ..., "out"]``.
-    """
-    n_hidden = len(decision.hidden)
-    return [f"hidden.{i}" for i in range(n_hidden)] + ["out"]
-
-
-def score_rows(
-    layers: Sequence[str],
-    fast: Params,
-    h_items: torch.Tensor,
-    h_users: torch.Tensor,
-    *,
-    item_columns: torch.Tensor,
-) -> torch.Tensor:
-    """Raw MLP outputs of item rows under each task's adapted parameters (no offsets).
-
-    The row embedding is ``h_item + h_user``; the first layer is applied to each part
-    separately (it is linear), so the item part never has to be composed per task.
-
-    Args:
-        layers: Linear layers in order (:func:`decision_layers`).
-        fast: Adapted parameters, each with a leading task axis (T, ...).
-        h_items: The ``item_columns`` of the item embeddings, shared (N, C) or per task
-            (T, N, C).
-        h_users: Each task's user embedding (T, D).
-        item_columns: The embedding columns ``h_items`` holds (C,): every other column of the
-            item embeddings is zero, so the first layer's item part needs only these columns
-            of its weight.
-
-    Returns:
-        Outputs (T, N).
-    """
-    first = layers[0]
-    w, b = fast[f"{first}.weight"], fast[f"{first}.bias"]  # (T, H1, D), (T, H1)
-    user = torch.baddbmm(b.unsqueeze(1), h_users.unsqueeze(1), w.transpose(1, 2))  # (T, 1, H1)
-    w_items = w.index_select(2, item_columns)  # (T, H1, C)
-    # In place on the fresh (T, N, ·) products: the same values, less memory traffic.
-    z = torch.matmul(h_items, w_items.transpose(1, 2)).add_(user)  # (T, N, H1)
-    for name in layers[1:]:
-        w, b = fast[f"{name}.weight"], fast[f"{name}.bias"]  # (T, out, in), (T, out)
-        z = torch.baddbmm(b.unsqueeze(1), z.relu_(), w.transpose(1, 2))  # (T, N, out)
-    return z.squeeze(-1)  # (T, N)
-
-
 class BatchedAdapter:
     """Adapts a batch of jobs in one ``vmap`` call and returns each job's predictions."""
 
@@ -152,7 +100,6 @@ class BatchedAdapter:
         use_rates = adapted.use_meta_sgd and model.inner_lrs is not None
         self._lr = model.inner_lr() if use_rates else adapted.inner.lr
         self._params = {k: v.detach() for k, v in model.decision_params().items()}
-        self._layers = decision_layers(model.decision)
 
     @property
     def steps(self) -> int:
@@ -196,6 +143,34 @@ class BatchedAdapter:
             return []
         model = self.adapted.model
         terms = self.item_terms(jobs[0].items)
+        with torch.no_grad():
+            users = torch.from_numpy(np.stack([j.user_codes for j in jobs])).to(self.device)
+            h_users = model.embed(users)  # (T, D)
+            off_users = model.offset(users)  # (T,)
+            hs, ys, mask = self._support_set(jobs, terms, h_users, off_users)
+        with torch.enable_grad():
+            fast = adapt_embedded(
+                model.decision,
+                self._params,
+                hs,
+                ys,
+                mask,
+                steps=self.adapted.inner.steps,
+                lr=self._lr,
+                first_order=True,
+            )
+        with torch.no_grad():
+            layers = model.decision.layers({k: v.detach() for k, v in fast.items()})
+            return self._score(jobs, terms, layers, h_users, off_users)
+
+    def _support_set(
+        self,
+        jobs: Sequence[AdaptationJob],
+        terms: ItemTerms,
+        h_users: torch.Tensor,
+        off_users: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Padded support embeddings (T, S, D), targets (rating − offset) and mask (T, S)."""
         n_tasks = len(jobs)
         s_len = max(1, max(len(j.support_rows) for j in jobs))
         rows = np.zeros((n_tasks, s_len), dtype=np.int64)  # (T, S) padding: row 0, masked
@@ -206,46 +181,37 @@ class BatchedAdapter:
             rows[t, :s] = job.support_rows
             y[t, :s] = job.support_y
             mask[t, :s] = 1.0
-        with torch.no_grad():
-            users = torch.from_numpy(np.stack([j.user_codes for j in jobs])).to(self.device)
-            h_users = model.embed(users)  # (T, D)
-            off_users = model.offset(users)  # (T,)
-            rows_t = torch.from_numpy(rows).to(self.device)  # (T, S)
-            mask_t = torch.from_numpy(mask).to(self.device)  # (T, S)
-            keep = mask_t.unsqueeze(-1)  # (T, S, 1)
-            hs = (terms.h[rows_t] + h_users.unsqueeze(1)) * keep  # (T, S, D), padding exactly 0
-            offs = terms.offsets[rows_t] + off_users.unsqueeze(1)  # (T, S)
-            ys = (torch.from_numpy(y).to(self.device) - offs) * mask_t  # (T, S) rating − offset
-        with torch.enable_grad():
-            fast = adapt_embedded(
-                model.decision,
-                self._params,
-                hs,
-                ys,
-                mask_t,
-                steps=self.adapted.inner.steps,
-                lr=self._lr,
-                first_order=True,
-            )
-        with torch.no_grad():
-            fast = {k: v.detach() for k, v in fast.items()}
-            q_max = max(len(j.query_rows) for j in jobs)
-            n_items = len(terms.offsets)
-            if 2 * q_max >= n_items:  # most of the catalogue: score it all, pick rows after
-                raw = score_rows(
-                    self._layers, fast, terms.h_used, h_users, item_columns=terms.columns
-                )  # (T, N)
-                pred = raw + (terms.offsets.unsqueeze(0) + off_users.unsqueeze(1))  # (T, N)
-                scores = pred.cpu().numpy()
-                return [scores[t, job.query_rows] for t, job in enumerate(jobs)]
-            query = np.zeros((n_tasks, q_max), dtype=np.int64)  # (T, Q) padding: row 0
-            for t, job in enumerate(jobs):
-                query[t, : len(job.query_rows)] = job.query_rows
-            query_t = torch.from_numpy(query).to(self.device)  # (T, Q)
-            h_query = terms.h_used[query_t]  # (T, Q, C)
-            raw = score_rows(
-                self._layers, fast, h_query, h_users, item_columns=terms.columns
-            )  # (T, Q)
-            pred = raw + (terms.offsets[query_t] + off_users.unsqueeze(1))  # (T, Q)
+        rows_t = torch.from_numpy(rows).to(self.device)  # (T, S)
+        mask_t = torch.from_numpy(mask).to(self.device)  # (T, S)
+        keep = mask_t.unsqueeze(-1)  # (T, S, 1)
+        hs = (terms.h[rows_t] + h_users.unsqueeze(1)) * keep  # (T, S, D), padding exactly 0
+        offs = terms.offsets[rows_t] + off_users.unsqueeze(1)  # (T, S)
+        ys = (torch.from_numpy(y).to(self.device) - offs) * mask_t  # (T, S) rating − offset
+        return hs, ys, mask_t
+
+    def _score(
+        self,
+        jobs: Sequence[AdaptationJob],
+        terms: ItemTerms,
+        layers: list[Linear],
+        h_users: torch.Tensor,
+        off_users: torch.Tensor,
+    ) -> list[np.ndarray]:
+        """Each job's query rows under its adapted layers (T, ...), offsets added back."""
+        q_max = max(len(j.query_rows) for j in jobs)
+        if 2 * q_max >= len(terms.offsets):  # most of the catalogue: score it all, pick after
+            raw = score_split_rows(
+                layers, terms.h_used, h_users, shared_columns=terms.columns
+            )  # (T, N)
+            pred = raw + (terms.offsets.unsqueeze(0) + off_users.unsqueeze(1))  # (T, N)
             scores = pred.cpu().numpy()
+            return [scores[t, job.query_rows] for t, job in enumerate(jobs)]
+        query = np.zeros((len(jobs), q_max), dtype=np.int64)  # (T, Q) padding: row 0
+        for t, job in enumerate(jobs):
+            query[t, : len(job.query_rows)] = job.query_rows
+        query_t = torch.from_numpy(query).to(self.device)  # (T, Q)
+        h_query = terms.h_used[query_t]  # (T, Q, C)
+        raw = score_split_rows(layers, h_query, h_users, shared_columns=terms.columns)  # (T, Q)
+        pred = raw + (terms.offsets[query_t] + off_users.unsqueeze(1))  # (T, Q)
+        scores = pred.cpu().numpy()
         return [scores[t, : len(job.query_rows)] for t, job in enumerate(jobs)]

@@ -98,6 +98,21 @@ def test_served_predictions_equal_offline(hidden, meta_sgd, query_size):
     assert np.ptp(np.concatenate(offline)) > 0.1  # not a constant model
 
 
+@pytest.mark.parametrize("hidden", [(), (8, 6)])
+@pytest.mark.parametrize("query_size", [5, N_ITEMS - 5])  # gathered rows; whole catalogue
+def test_served_scores_equal_the_module_forward(hidden, query_size):
+    """Unadapted (0 steps), the serving scorer gives the model's own forward on composed rows."""
+    model = _model(hidden, meta_sgd=False)
+    adapted = AdaptedModel(model, InnerLoop(steps=0, lr=0.05))
+    jobs, tasks = _jobs_and_tasks([_items(0), _items(1)], query_size)
+    served = BatchedAdapter(adapted)(jobs)
+    with torch.no_grad():
+        forward = [model(torch.from_numpy(task.query_x)).numpy() for task in tasks]
+    for online, expected in zip(served, forward, strict=True):
+        np.testing.assert_allclose(online, expected, atol=TOLERANCE, rtol=0)
+    assert np.ptp(np.concatenate(forward)) > 0.1  # not a constant model
+
+
 def test_a_job_alone_equals_the_job_in_a_batch():
     adapted = AdaptedModel(_model((8, 6), False), InnerLoop(steps=2, lr=0.05))
     jobs, _ = _jobs_and_tasks([_items(0)], N_ITEMS - 5)
