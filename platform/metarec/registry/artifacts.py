@@ -13,46 +13,41 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
-from pydantic import BaseModel, ConfigDict
 
+from metarec.digests import sha256_bytes, sha256_file
 from metarec.errors import ArtifactChecksumError, ArtifactError
+from metarec.registry.card import card_from_json
+
+if TYPE_CHECKING:
+    from metarec.training.artifact import ModelCard
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
 REQUIRED_FILES = (WEIGHTS_FILE, CARD_FILE)
 # Formats that can execute code when loaded: never accepted in an artifact.
 UNSAFE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".npy")
-_CHUNK = 1 << 20
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+_FOLDER_FIX = "pass the folder that training wrote (model.safetensors + model_card.json)."
 
 
-class ArtifactManifest(BaseModel):
+@dataclass(frozen=True)
+class ArtifactManifest:
     """What an artifact folder holds: relative file name → sha256, the digest and the card."""
-
-    model_config = ConfigDict(frozen=True)
 
     files: dict[str, str]
     digest: str
-    card: dict[str, Any]
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a local file, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    card: ModelCard
 
 
 def manifest_digest(files: dict[str, str]) -> str:
     """The artifact digest: sha256 over the sorted ``name sha256`` lines of its files."""
     lines = "".join(f"{name} {sha}\n" for name, sha in sorted(files.items()))
-    return hashlib.sha256(lines.encode()).hexdigest()
+    return sha256_bytes(lines.encode())
 
 
 def check_safetensors_header(data: bytes, *, where: str) -> dict[str, Any]:
@@ -92,26 +87,43 @@ def inspect_artifact(artifact_dir: Path) -> ArtifactManifest:
         artifact_dir: The folder (``model.safetensors``, ``model_card.json``, extras).
 
     Returns:
-        The manifest: per-file sha256, digest and the parsed model card.
+        The manifest: per-file sha256, digest and the typed model card.
 
     Raises:
-        ArtifactError: Missing files, unsafe files, links, or an unreadable card or weights.
+        ArtifactError: Missing files, unsafe files, links, unreadable weights, or a card that
+            is not a valid :class:`~metarec.training.artifact.ModelCard`.
     """
     artifact_dir = Path(artifact_dir)
+    _check_required_files(artifact_dir)
+    files = _hash_files(artifact_dir)
+    _check_weights_header(artifact_dir / WEIGHTS_FILE)
+    card = read_card_file(artifact_dir / CARD_FILE)
+    return ArtifactManifest(files=files, digest=manifest_digest(files), card=card)
+
+
+def read_card_file(path: Path) -> ModelCard:
+    """Read ``model_card.json`` as a typed :class:`~metarec.training.artifact.ModelCard`.
+
+    Raises:
+        ArtifactError: The file is not JSON, or not a valid model card.
+    """
+    return card_from_json(Path(path).read_bytes(), where=str(path))
+
+
+def _check_required_files(artifact_dir: Path) -> None:
     if not artifact_dir.is_dir():
-        raise ArtifactError(
-            f"Artifact folder {artifact_dir} does not exist.",
-            fix="pass the folder that training wrote (model.safetensors + model_card.json).",
-        )
+        raise ArtifactError(f"Artifact folder {artifact_dir} does not exist.", fix=_FOLDER_FIX)
     missing = [name for name in REQUIRED_FILES if not (artifact_dir / name).is_file()]
     if missing:
         raise ArtifactError(
-            f"Artifact folder {artifact_dir} lacks {', '.join(missing)}.",
-            fix="pass the folder that training wrote (model.safetensors + model_card.json).",
+            f"Artifact folder {artifact_dir} lacks {', '.join(missing)}.", fix=_FOLDER_FIX
         )
+
+
+def _hash_files(artifact_dir: Path) -> dict[str, str]:
+    """Relative name → sha256 of every file; links and pickle-style files are refused."""
     files: dict[str, str] = {}
     for path in sorted(artifact_dir.rglob("*")):
-        relative = path.relative_to(artifact_dir).as_posix()
         if path.is_symlink():
             raise ArtifactError(
                 f"{path} is a symbolic link.", fix="copy the file into the artifact folder."
@@ -124,26 +136,18 @@ def inspect_artifact(artifact_dir: Path) -> ArtifactManifest:
                 "when loaded.",
                 fix="remove it; MetaRec artifacts hold safetensors weights and JSON only.",
             )
-        files[relative] = sha256_file(path)
-    with (artifact_dir / WEIGHTS_FILE).open("rb") as handle:
+        files[path.relative_to(artifact_dir).as_posix()] = sha256_file(path)
+    return files
+
+
+def _check_weights_header(weights: Path) -> None:
+    """Refuse weights that are not safetensors, reading only the header."""
+    with weights.open("rb") as handle:
         head = handle.read(8)
         if len(head) == 8:
             (size,) = struct.unpack("<Q", head)
             head += handle.read(min(size, _MAX_SAFETENSORS_HEADER))
-    check_safetensors_header(head, where=str(artifact_dir / WEIGHTS_FILE))
-    try:
-        card = json.loads((artifact_dir / CARD_FILE).read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(
-            f"{artifact_dir / CARD_FILE} is not valid JSON ({exc}).",
-            fix="re-export the artifact; the model card is written by training.",
-        ) from exc
-    if not isinstance(card, dict):
-        raise ArtifactError(
-            f"{artifact_dir / CARD_FILE} is not a JSON object.",
-            fix="re-export the artifact; the model card is written by training.",
-        )
-    return ArtifactManifest(files=files, digest=manifest_digest(files), card=card)
+    check_safetensors_header(head, where=str(weights))
 
 
 class ArtifactStore:
@@ -199,11 +203,9 @@ class ArtifactStore:
 
     @staticmethod
     def _hash_remote(fs: Any, path: str) -> str:
-        digest = hashlib.sha256()
+        """Hex sha256 of a stored file, streamed (any fsspec file system)."""
         with fs.open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+            return hashlib.file_digest(handle, "sha256").hexdigest()
 
     def read_verified(self, uri: str, name: str, *, sha256: str, version: str) -> bytes:
         """Read one stored file and verify its checksum before returning a single byte.
@@ -231,7 +233,7 @@ class ArtifactStore:
                 f"Model version {version}: stored file {target} is missing.",
                 fix="restore the artifact storage or roll back to another version.",
             ) from exc
-        actual = hashlib.sha256(data).hexdigest()
+        actual = sha256_bytes(data)
         if actual != sha256:
             raise ArtifactChecksumError(version, path=target, expected=sha256, actual=actual)
         return data

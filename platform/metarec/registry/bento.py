@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from metarec.errors import RegistryError
+from metarec.registry.artifacts import verify_directory
+from metarec.registry.schema import VersionRow
 
 
 def _model_store(bentoml_home: Path) -> Any:
@@ -81,6 +83,52 @@ def export_bento_model(
             fix="check BENTOML_HOME is writable, or set registry.export_bentoml to false.",
         ) from exc
     return str(model.tag)
+
+
+def export_registered(
+    bentoml_home: Path, *, model: str, artifact_dir: Path, row: VersionRow
+) -> str:
+    """Save a version being registered as a BentoML model and verify the saved copy.
+
+    Labels name the model, version and algorithm; metadata holds the registry digest, the
+    per-file sha256 and the lineage columns.
+
+    Args:
+        bentoml_home: BentoML's home.
+        model: The registered model's name.
+        artifact_dir: The local artifact folder being registered.
+        row: The version's row (number, digest, files and lineage columns set).
+
+    Returns:
+        The BentoML tag (``<model>:v<N>``).
+
+    Raises:
+        RegistryError: BentoML refused the model.
+        ArtifactChecksumError: The saved copy does not match the registered files.
+    """
+    tag = f"{model}:v{row.version}"
+    exported = export_bento_model(
+        bentoml_home=bentoml_home,
+        tag=tag,
+        artifact_dir=artifact_dir,
+        files=row.files,
+        labels={
+            "metarec.model": model,
+            "metarec.version": f"v{row.version}",
+            "metarec.algorithm": str(row.algorithm or "unknown"),
+        },
+        metadata={
+            "registry_digest": row.digest,
+            "files_sha256": row.files,
+            "dataset_fingerprint": row.dataset_fingerprint,
+            "feature_service": row.feature_service,
+            "code_version": row.code_version,
+        },
+    )
+    verify_directory(
+        bento_model_path(bentoml_home=bentoml_home, tag=tag), files=row.files, version=tag
+    )
+    return exported
 
 
 def delete_bento_model(*, bentoml_home: Path, tag: str) -> None:

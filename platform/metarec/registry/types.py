@@ -63,7 +63,7 @@ class VersionRef(BaseModel):
 
 
 class Lineage(BaseModel):
-    """Where a version came from, copied from its model card at registration."""
+    """Where a version came from, read from its typed model card."""
 
     algorithm: str | None = None
     feature_service: str | None = None
@@ -78,6 +78,11 @@ class Lineage(BaseModel):
     )
     metrics: dict[str, Any] = Field(default_factory=dict)
     test_users: dict[str, Any] = Field(default_factory=dict)
+    card_error: str | None = Field(
+        default=None,
+        description="Why the stored model card could not be read (a card of an older MetaRec): "
+        "training_config, metrics and test_users are then empty.",
+    )
 
 
 class VersionInfo(BaseModel):

@@ -1,14 +1,20 @@
 """Small, valid model artifacts for tests and demos (no training needed).
 
-The weights are a tiny safetensors file; the card follows the training card's layout, with
-metrics that the caller can make good or bad.
+The weights are a tiny safetensors file; the card is a complete, valid training card
+(:class:`~metarec.training.artifact.ModelCard`), with metrics that the caller can make good or
+bad.
 """
 
 from __future__ import annotations
 
-import json
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from metarec.digests import sha256_file
+
+if TYPE_CHECKING:
+    from metarec.training.artifact import ModelCard
 
 METHODS = ("global_mean", "item_bias", "user_item_bias", "global_model", "finetune")
 SCENARIOS = ("new_user", "new_item", "new_user_new_item")
@@ -93,11 +99,12 @@ def write_fixture_artifact(
     test_users: dict[str, list[int]] | None = None,
     ranker_ndcg: float | None = 0.30,
 ) -> Path:
-    """Write ``model.safetensors`` + ``model_card.json`` into ``directory`` and return it.
+    """Write ``model.safetensors`` + a valid ``model_card.json`` into ``directory``; return it.
 
-    Different seeds give different weights (so different digests). ``ranker_ndcg`` is the served
-    ranker's nDCG@20 in the card's ranking table (None: a card written before ranking
-    evaluation, without ``ranking``).
+    The card is a complete :class:`~metarec.training.artifact.ModelCard` (validated before it
+    is written), with the sha256 of the weights. Different seeds give different weights (so
+    different digests). ``ranker_ndcg`` is the served ranker's nDCG@20 in the card's ranking
+    table (None: a card written before ranking evaluation, with an empty ``ranking``).
     """
     import torch
     from safetensors.torch import save_file
@@ -105,34 +112,63 @@ def write_fixture_artifact(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
+    weights = directory / "model.safetensors"
     save_file(
         {
             "decision.0.weight": torch.randn(4, 3, generator=generator),
             "decision.0.bias": torch.zeros(4),
         },
-        str(directory / "model.safetensors"),
+        str(weights),
     )
-    card = {
-        "format_version": 1,
-        "algorithm": algorithm,
-        "feature_service": "meta_training",
-        "feature_service_version": "1",
-        "dataset_fingerprint": f"sha256:{seed:064x}",
-        "snapshot_id": "snapshot-0001",
-        "validation_result_id": f"validation-{seed}",
-        "code_version": "0.1.0+test",
-        "created_at": "2026-12-01T00:00:00+00:00",
-        "hyperparameters": {"inner_lr": 0.01, "inner_steps": 3, "seed": seed},
-        "architecture": {"embedding_dim": 8, "hidden": [4]},
-        "metrics": fixture_metrics(algorithm=algorithm, mae=mae, ndcg=ndcg),
-        "test_users": test_users
+    card = fixture_card(
+        seed=seed,
+        algorithm=algorithm,
+        metrics=fixture_metrics(algorithm=algorithm, mae=mae, ndcg=ndcg),
+        test_users=test_users
         if test_users is not None
         else {scenario: [1, 2, 3] for scenario in SCENARIOS},
-    }
-    if ranker_ndcg is not None:
-        card["ranking"] = fixture_ranking(ranker=ranker_ndcg)
-    (directory / "model_card.json").write_text(json.dumps(card, indent=2))
+        ranking={} if ranker_ndcg is None else fixture_ranking(ranker=ranker_ndcg),
+        weights_sha256=sha256_file(weights),
+    )
+    (directory / "model_card.json").write_text(card.model_dump_json(indent=2))
     return directory
+
+
+def fixture_card(
+    *,
+    seed: int,
+    algorithm: str,
+    metrics: dict[str, Any],
+    test_users: dict[str, list[int]],
+    ranking: dict[str, Any],
+    weights_sha256: str,
+) -> ModelCard:
+    """A complete, valid model card for fixture weights with sha256 ``weights_sha256``."""
+    from metarec.training.artifact import FORMAT_VERSION, WEIGHTS, ModelCard
+
+    return ModelCard(
+        format_version=FORMAT_VERSION,
+        algorithm=algorithm,
+        model={"embedding_dim": 8, "hidden": [4]},
+        encoder={"users": {}, "items": {}},
+        inner_loop={"lr": 0.01, "steps": 3},
+        finetune={"lr": 0.01, "steps": 3},
+        hyperparameters={"inner_lr": 0.01, "inner_steps": 3, "seed": seed},
+        split={"seed": seed, "test_users": sorted({u for us in test_users.values() for u in us})},
+        feature_service="meta_training",
+        feature_service_version="1",
+        dataset_fingerprint=f"sha256:{seed:064x}",
+        snapshot_id="snapshot-0001",
+        validation_result_id=f"validation-{seed}",
+        code_version={"metarec": "0.1.0+test", "git_commit": None},
+        created_at=datetime(2026, 12, 1, tzinfo=UTC),
+        training={"epochs": 1, "history": [{"epoch": 1, "loss": 0.5}]},
+        metrics=metrics,
+        test_users=test_users,
+        ranking=ranking,
+        weights_sha256=weights_sha256,
+        files={WEIGHTS: weights_sha256},
+    )
 
 
 def register_fixture(

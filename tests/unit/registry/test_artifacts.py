@@ -100,7 +100,7 @@ def test_digest_depends_on_every_file(artifact):
     folder = artifact(seed=1)
     first = inspect_artifact(folder).digest
     card = json.loads((folder / "model_card.json").read_text())
-    card["code_version"] = "changed"
+    card["snapshot_id"] = "changed"
     (folder / "model_card.json").write_text(json.dumps(card))
     assert inspect_artifact(folder).digest != first
 

@@ -71,7 +71,7 @@ def test_lineage_comes_from_the_model_card(registry, register):
     assert lineage.feature_service == "meta_training"
     assert lineage.dataset_fingerprint == f"sha256:{5:064x}"
     assert lineage.validation_result_id == "validation-5"
-    assert lineage.code_version == "0.1.0+test"
+    assert lineage.code_version == "metarec=0.1.0+test"
     assert lineage.training_config["hyperparameters"]["seed"] == 5
     assert lineage.metrics["new_user"]["5"]["maml"]["mae"] == pytest.approx(0.78)
     assert info.gate_decision["accepted"] is True

@@ -21,12 +21,24 @@ APPEND_ONLY_MESSAGE = "registry_ledger is append-only: entries are never updated
 
 def upgrade() -> None:
     """Create the tables, indexes and triggers."""
+    _create_models()
+    _create_versions()
+    _create_ledger()
+    _create_ledger_triggers(op.get_bind().dialect.name)
+
+
+def _create_models() -> None:
+    """``registry_models``: one row per model name."""
     op.create_table(
         "registry_models",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("name", sa.String(64), nullable=False, unique=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
+
+
+def _create_versions() -> None:
+    """``registry_versions`` and the index that allows one production version per model."""
     op.create_table(
         "registry_versions",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -63,6 +75,10 @@ def upgrade() -> None:
         sqlite_where=PRODUCTION_ONLY,
         postgresql_where=PRODUCTION_ONLY,
     )
+
+
+def _create_ledger() -> None:
+    """``registry_ledger``: the append-only history, indexed by operation."""
     op.create_table(
         "registry_ledger",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -80,7 +96,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_registry_ledger_operation_id", "registry_ledger", ["operation_id"])
 
-    dialect = op.get_bind().dialect.name
+
+def _create_ledger_triggers(dialect: str) -> None:
+    """Triggers refusing ``UPDATE`` and ``DELETE`` (PostgreSQL: ``TRUNCATE`` too) on the ledger."""
     if dialect == "sqlite":
         for event in ("UPDATE", "DELETE"):
             op.execute(
