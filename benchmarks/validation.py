@@ -46,6 +46,38 @@ def _build_training_set(settings, data: Path) -> Path:
     return out
 
 
+def _copied_training_set(settings, home: Path) -> Path:
+    """The newest training set of ``home`` (and its manifest), copied into ``settings``' home."""
+    from metarec.features.training_set import manifest_path
+    from metarec.validation.gate import newest_training_set
+
+    source = newest_training_set(load_settings(home=home))
+    training_set = settings.paths.training_sets / source.name
+    training_set.parent.mkdir(parents=True)
+    shutil.copyfile(source, training_set)
+    shutil.copyfile(manifest_path(source), manifest_path(training_set))
+    return training_set
+
+
+def _time_gate(settings, training_set: Path, repeat: int):
+    """Seconds of the reference profile, then of ``repeat`` whole gates (and their suites)."""
+    from metarec.validation.gate import build_reference_profile, validate_training_set
+
+    started = time.perf_counter()
+    build_reference_profile(settings, training_set=training_set)
+    profile_seconds = time.perf_counter() - started
+    runs: list[float] = []
+    suite_seconds: list[float] = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = validate_training_set(settings, training_set=training_set)
+        runs.append(time.perf_counter() - started)
+        suite_seconds.append(result.duration_seconds)
+        if not result.success:
+            sys.exit(f"validation failed: {result.failed_expectations}")
+    return profile_seconds, runs, suite_seconds, result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared/datasets/ml-100k.zip")
@@ -58,37 +90,18 @@ def main() -> None:
         apply_process_environment(settings)
         # Every import happens here, before any timer starts.
         import great_expectations as gx
-        from metarec.features.training_set import manifest_path
-        from metarec.validation.gate import (
-            build_reference_profile,
-            newest_training_set,
-            validate_training_set,
-        )
+        import metarec.features.training_set
+        import metarec.validation.gate  # noqa: F401
 
         if args.home is not None:
-            source = newest_training_set(load_settings(home=args.home))
-            training_set = settings.paths.training_sets / source.name
-            training_set.parent.mkdir(parents=True)
-            shutil.copyfile(source, training_set)
-            shutil.copyfile(manifest_path(source), manifest_path(training_set))
+            training_set = _copied_training_set(settings, args.home)
         else:
             if not args.data.is_file():
                 sys.exit(f"{args.data} not found: pass --data PATH to ml-100k.zip")
             training_set = _build_training_set(settings, args.data)
-
-        started = time.perf_counter()
-        build_reference_profile(settings, training_set=training_set)
-        profile_seconds = time.perf_counter() - started
-
-        runs: list[float] = []
-        suite_seconds: list[float] = []
-        for _ in range(args.repeat):
-            started = time.perf_counter()
-            result = validate_training_set(settings, training_set=training_set)
-            runs.append(time.perf_counter() - started)
-            suite_seconds.append(result.duration_seconds)
-            if not result.success:
-                sys.exit(f"validation failed: {result.failed_expectations}")
+        profile_seconds, runs, suite_seconds, result = _time_gate(
+            settings, training_set, args.repeat
+        )
 
     output = {
         "benchmark": "validation",

@@ -1,7 +1,7 @@
 """Canary rollouts end to end: real HTTP services, a real router, real traffic, real registry.
 
-The services are the test-side stand-ins of ``tests/unit/rollout/backend.py`` (the adaptation
-service's HTTP contract and Prometheus metrics, with fault injection), behind the real
+The services are the test-side stand-ins of ``tests/integration/rollout_backend.py`` (the
+adaptation service's HTTP contract and Prometheus metrics, with fault injection), behind the real
 :class:`LocalWeightedRouter`; the controller scrapes their ``/metrics`` and writes the real
 registry (SQLite). A bounded load loop (request count and deadline) drives traffic.
 """
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _load_backend():
-    path = Path(__file__).resolve().parents[1] / "unit" / "rollout" / "backend.py"
+    path = Path(__file__).resolve().parent / "rollout_backend.py"
     spec = importlib.util.spec_from_file_location("metarec_rollout_test_backend", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -134,9 +134,9 @@ def _assert_rolled_back(registry, final, weights, store, failing_check):
     events = store.events(final.id)
     analysed = [e for e in events if e.checks is not None]
     # Rolled back within the failure threshold: exactly `failure_threshold` failed windows.
-    assert [e.action for e in analysed if e.action in ("retry", "rollback")] == [
+    assert [e.action for e in analysed if e.action in ("retry", "checks_failed")] == [
         "retry",
-        "rollback",
+        "checks_failed",
     ]
     last = {c["name"]: c for c in analysed[-1].checks}
     assert not last[failing_check]["passed"]

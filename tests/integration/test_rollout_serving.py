@@ -57,7 +57,7 @@ def _load(path: Path, name: str):
 
 
 HERE = Path(__file__).resolve().parent
-backend = _load(HERE.parent / "unit" / "rollout" / "backend.py", "metarec_rollout_test_backend")
+backend = _load(HERE / "rollout_backend.py", "metarec_rollout_test_backend")
 faults = _load(HERE / "rollout_faults.py", "metarec_rollout_faults")
 controllers = _load(HERE / "controller_process.py", "metarec_controller_process")
 
@@ -317,9 +317,9 @@ def assert_rolled_back(services, registry, rollout: Rollout, version, failing_ch
     events = rollout.store.events(final.id)
     analysed = [e for e in events if e.checks is not None]
     # Within the failure threshold: exactly `failure_threshold` failed windows, then 0 %.
-    assert [e.action for e in analysed if e.action in ("retry", "rollback")] == [
+    assert [e.action for e in analysed if e.action in ("retry", "checks_failed")] == [
         "retry",
-        "rollback",
+        "checks_failed",
     ]
     for event in analysed[-2:]:
         assert not {c["name"]: c for c in event.checks}[failing_check]["passed"]
@@ -484,9 +484,9 @@ def test_controller_killed_mid_rollout_resumes_with_real_services(
         assert registry.production(services.v2.model).version == services.v2.version
     else:
         # The failure count survived the kill: one more failed window after the restart.
-        assert [e.action for e in events if e.action in ("retry", "rollback")] == [
+        assert [e.action for e in events if e.action in ("retry", "checks_failed")] == [
             "retry",
-            "rollback",
+            "checks_failed",
         ]
         assert weights == Weights(production=100, canary=0)
         assert registry.production(services.v1.model).version == services.v1.version

@@ -13,6 +13,7 @@ from metarec.data.schema import Dataset
 from metarec.data.snapshots import SnapshotInfo, SnapshotStore
 from metarec.data.synthetic import SyntheticSpec, generate_synthetic
 from metarec.data.tables import feature_tables
+from metarec.digests import sha256_bytes
 from metarec.errors import MetaRecError
 
 
@@ -82,7 +83,7 @@ def input_identity(
     """
     if source is DataSource.SYNTHETIC:
         spec = (synthetic or SyntheticSpec()).model_dump_json()
-        return "synthetic:" + hashlib.sha256(spec.encode()).hexdigest()
+        return "synthetic:" + sha256_bytes(spec.encode())
     if path is None:
         return ""
     path = Path(path)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,165 @@ def _year_from_date_or_title(dates: pd.Series, titles: pd.Series) -> pd.Series:
     return from_date.fillna(from_title).astype("Int64")
 
 
+def _read_table(
+    reader: _ArchiveReader, name: str, *, separator: str, columns: tuple[str, ...]
+) -> tuple[pd.DataFrame, str]:
+    """The string columns of the archive's file ``name``, and the label errors name it by."""
+    label = reader.label(name)
+    raw = _split_lines(
+        reader.read_text(name, encoding="latin-1"),
+        label=label,
+        separator=separator,
+        n_fields=len(columns),
+        columns=columns,
+    )
+    return raw, label
+
+
+def _read_ratings(reader: _ArchiveReader, name: str, *, separator: str) -> pd.DataFrame:
+    """The interactions of a ``user, item, rating, timestamp`` file (both layouts)."""
+    columns = ("user_id", "item_id", "rating", "timestamp")
+    raw, label = _read_table(reader, name, separator=separator, columns=columns)
+    interactions = pd.DataFrame({c: _to_int(raw, c, label=label) for c in raw.columns})
+    interactions["event_timestamp"] = pd.to_datetime(interactions["timestamp"], unit="s", utc=True)
+    return interactions
+
+
+def _users(raw: pd.DataFrame, *, label: str, occupations: pd.Series) -> pd.DataFrame:
+    """The user profiles of a users file, with its occupations already as names."""
+    users = pd.DataFrame(
+        {
+            "user_id": _to_int(raw, "user_id", label=label),
+            "age": _to_int(raw, "age", label=label),
+            "gender": raw["gender"].str.strip(),
+            "occupation": occupations,
+            "zip_prefix": raw["zip_code"].map(zip_prefix),
+        }
+    )
+    users["age_bucket"] = users["age"].map(age_bucket)
+    users["valid_from"] = STATIC_PROFILE_TIMESTAMP
+    return users
+
+
+def _items(
+    raw: pd.DataFrame, *, label: str, titles: pd.Series, years: pd.Series, genres: pd.Series
+) -> pd.DataFrame:
+    """The item profiles of an items file (an empty genre list is ``unknown``)."""
+    return pd.DataFrame(
+        {
+            "item_id": _to_int(raw, "item_id", label=label),
+            "title": titles,
+            "release_year": years,
+            "genres": genres.replace("", "unknown"),
+            "valid_from": STATIC_PROFILE_TIMESTAMP,
+        }
+    )
+
+
+def _ml100k_items(reader: _ArchiveReader) -> pd.DataFrame:
+    """``u.item``: genres are 0/1 flag columns, the year comes from the release date."""
+    columns = ("item_id", "title", "release_date", "video_release_date", "url", *GENRES)
+    raw, label = _read_table(reader, "u.item", separator="|", columns=columns)
+    flags = pd.DataFrame({g: _to_int(raw, g, label=label) for g in GENRES})
+    genres = flags.apply(lambda row: GENRE_SEPARATOR.join(g for g in GENRES if row[g] == 1), axis=1)
+    return _items(
+        raw,
+        label=label,
+        titles=raw["title"].str.strip(),
+        years=_year_from_date_or_title(raw["release_date"], raw["title"]),
+        genres=genres,
+    )
+
+
+def _ml100k_occupations(raw: pd.DataFrame, *, label: str) -> pd.Series:
+    """``u.user`` names its occupations already."""
+    return raw["occupation"].str.strip()
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where one MovieLens release keeps its ratings, users and items, and how to read them."""
+
+    name: str  # as errors name the dataset
+    source: str  # Dataset.source
+    required: tuple[str, ...]
+    ratings: str
+    ratings_separator: str
+    users: str
+    users_separator: str
+    user_columns: tuple[str, ...]
+    occupations: Callable[..., pd.Series]  # (raw users, *, label) -> occupation names
+    items: Callable[[_ArchiveReader], pd.DataFrame]
+
+
+def _read(path: Path, layout: _Layout) -> Dataset:
+    """Read the release ``layout`` describes from ``path`` (an archive or a folder)."""
+    reader = _ArchiveReader(path, required=layout.required, dataset_name=layout.name)
+    interactions = _read_ratings(reader, layout.ratings, separator=layout.ratings_separator)
+    raw, label = _read_table(
+        reader, layout.users, separator=layout.users_separator, columns=layout.user_columns
+    )
+    users = _users(raw, label=label, occupations=layout.occupations(raw, label=label))
+    items = layout.items(reader)
+    users, items, interactions = normalise_frames(users, items, interactions)
+    return Dataset(users=users, items=items, interactions=interactions, source=layout.source)
+
+
+def _ml1m_occupations(raw: pd.DataFrame, *, label: str) -> pd.Series:
+    """``users.dat`` occupation codes (0-20) as the names its README lists."""
+    codes = _to_int(raw, "occupation", label=label)
+    unknown = ~codes.between(0, len(ML1M_OCCUPATIONS) - 1)
+    if unknown.any():
+        position = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise DataFormatError(
+            label,
+            line=int(raw.index[position]) + 1,
+            problem=f"occupation code {codes.iloc[position]} is not one of 0-20.",
+            fix="use the MovieLens-1M occupation codes listed in its README.",
+        )
+    return codes.map(lambda code: ML1M_OCCUPATIONS[code])
+
+
+def _ml1m_items(reader: _ArchiveReader) -> pd.DataFrame:
+    """``movies.dat``: genres are already ``|``-joined, the year is in the title."""
+    columns = ("item_id", "title", "genres")
+    raw, label = _read_table(reader, "movies.dat", separator="::", columns=columns)
+    titles = raw["title"].str.strip()
+    return _items(
+        raw,
+        label=label,
+        titles=titles,
+        years=_year_from_date_or_title(pd.Series("", index=raw.index), titles),
+        genres=raw["genres"].str.strip(),
+    )
+
+
+_ML100K = _Layout(
+    name="MovieLens-100K",
+    source="ml-100k",
+    required=ML100K_FILES,
+    ratings="u.data",
+    ratings_separator="\t",
+    users="u.user",
+    users_separator="|",
+    user_columns=("user_id", "age", "gender", "occupation", "zip_code"),
+    occupations=_ml100k_occupations,
+    items=_ml100k_items,
+)
+_ML1M = _Layout(
+    name="MovieLens-1M",
+    source="ml-1m",
+    required=ML1M_FILES,
+    ratings="ratings.dat",
+    ratings_separator="::",
+    users="users.dat",
+    users_separator="::",
+    user_columns=("user_id", "gender", "age", "occupation", "zip_code"),
+    occupations=_ml1m_occupations,
+    items=_ml1m_items,
+)
+
+
 def read_ml100k(path: Path) -> Dataset:
     """Read the official MovieLens-100K layout.
 
@@ -165,61 +325,7 @@ def read_ml100k(path: Path) -> Dataset:
         DataSourceNotFoundError: The path or a required file is missing.
         DataFormatError: A file does not have the official format.
     """
-    reader = _ArchiveReader(path, required=ML100K_FILES, dataset_name="MovieLens-100K")
-
-    label = reader.label("u.data")
-    raw = _split_lines(
-        reader.read_text("u.data", encoding="latin-1"),
-        label=label,
-        separator="\t",
-        n_fields=4,
-        columns=("user_id", "item_id", "rating", "timestamp"),
-    )
-    interactions = pd.DataFrame({c: _to_int(raw, c, label=label) for c in raw.columns})
-    interactions["event_timestamp"] = pd.to_datetime(interactions["timestamp"], unit="s", utc=True)
-
-    label = reader.label("u.user")
-    raw = _split_lines(
-        reader.read_text("u.user", encoding="latin-1"),
-        label=label,
-        separator="|",
-        n_fields=5,
-        columns=("user_id", "age", "gender", "occupation", "zip_code"),
-    )
-    users = pd.DataFrame(
-        {
-            "user_id": _to_int(raw, "user_id", label=label),
-            "age": _to_int(raw, "age", label=label),
-            "gender": raw["gender"].str.strip(),
-            "occupation": raw["occupation"].str.strip(),
-            "zip_prefix": raw["zip_code"].map(zip_prefix),
-        }
-    )
-    users["age_bucket"] = users["age"].map(age_bucket)
-    users["valid_from"] = STATIC_PROFILE_TIMESTAMP
-
-    label = reader.label("u.item")
-    columns = ("item_id", "title", "release_date", "video_release_date", "url", *GENRES)
-    raw = _split_lines(
-        reader.read_text("u.item", encoding="latin-1"),
-        label=label,
-        separator="|",
-        n_fields=len(columns),
-        columns=columns,
-    )
-    flags = pd.DataFrame({g: _to_int(raw, g, label=label) for g in GENRES})
-    genres = flags.apply(lambda row: GENRE_SEPARATOR.join(g for g in GENRES if row[g] == 1), axis=1)
-    items = pd.DataFrame(
-        {
-            "item_id": _to_int(raw, "item_id", label=label),
-            "title": raw["title"].str.strip(),
-            "release_year": _year_from_date_or_title(raw["release_date"], raw["title"]),
-            "genres": genres.replace("", "unknown"),
-            "valid_from": STATIC_PROFILE_TIMESTAMP,
-        }
-    )
-    users, items, interactions = normalise_frames(users, items, interactions)
-    return Dataset(users=users, items=items, interactions=interactions, source="ml-100k")
+    return _read(path, _ML100K)
 
 
 def read_ml1m(path: Path) -> Dataset:
@@ -235,66 +341,4 @@ def read_ml1m(path: Path) -> Dataset:
         DataSourceNotFoundError: The path or a required file is missing.
         DataFormatError: A file does not have the official format.
     """
-    reader = _ArchiveReader(path, required=ML1M_FILES, dataset_name="MovieLens-1M")
-
-    label = reader.label("ratings.dat")
-    raw = _split_lines(
-        reader.read_text("ratings.dat", encoding="latin-1"),
-        label=label,
-        separator="::",
-        n_fields=4,
-        columns=("user_id", "item_id", "rating", "timestamp"),
-    )
-    interactions = pd.DataFrame({c: _to_int(raw, c, label=label) for c in raw.columns})
-    interactions["event_timestamp"] = pd.to_datetime(interactions["timestamp"], unit="s", utc=True)
-
-    label = reader.label("users.dat")
-    raw = _split_lines(
-        reader.read_text("users.dat", encoding="latin-1"),
-        label=label,
-        separator="::",
-        n_fields=5,
-        columns=("user_id", "gender", "age", "occupation", "zip_code"),
-    )
-    occupation_codes = _to_int(raw, "occupation", label=label)
-    unknown = ~occupation_codes.between(0, len(ML1M_OCCUPATIONS) - 1)
-    if unknown.any():
-        position = int(np.flatnonzero(unknown.to_numpy())[0])
-        raise DataFormatError(
-            label,
-            line=int(raw.index[position]) + 1,
-            problem=f"occupation code {occupation_codes.iloc[position]} is not one of 0-20.",
-            fix="use the MovieLens-1M occupation codes listed in its README.",
-        )
-    users = pd.DataFrame(
-        {
-            "user_id": _to_int(raw, "user_id", label=label),
-            "age": _to_int(raw, "age", label=label),
-            "gender": raw["gender"].str.strip(),
-            "occupation": occupation_codes.map(lambda code: ML1M_OCCUPATIONS[code]),
-            "zip_prefix": raw["zip_code"].map(zip_prefix),
-        }
-    )
-    users["age_bucket"] = users["age"].map(age_bucket)
-    users["valid_from"] = STATIC_PROFILE_TIMESTAMP
-
-    label = reader.label("movies.dat")
-    raw = _split_lines(
-        reader.read_text("movies.dat", encoding="latin-1"),
-        label=label,
-        separator="::",
-        n_fields=3,
-        columns=("item_id", "title", "genres"),
-    )
-    titles = raw["title"].str.strip()
-    items = pd.DataFrame(
-        {
-            "item_id": _to_int(raw, "item_id", label=label),
-            "title": titles,
-            "release_year": _year_from_date_or_title(pd.Series("", index=raw.index), titles),
-            "genres": raw["genres"].str.strip().replace("", "unknown"),
-            "valid_from": STATIC_PROFILE_TIMESTAMP,
-        }
-    )
-    users, items, interactions = normalise_frames(users, items, interactions)
-    return Dataset(users=users, items=items, interactions=interactions, source="ml-1m")
+    return _read(path, _ML1M)

@@ -8,17 +8,18 @@ previous snapshot current, intact and readable.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from metarec.clock import utc_now
+from metarec.digests import sha256_file
 from metarec.errors import ChecksumMismatchError, SnapshotNotFoundError
 
 MANIFEST = "manifest.json"
@@ -41,10 +42,6 @@ class SnapshotInfo(BaseModel):
     def table_path(self, name: str) -> Path:
         """Path of one table's parquet file."""
         return self.path / f"{name}.parquet"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -80,7 +77,7 @@ class SnapshotStore:
             The new snapshot.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        created = datetime.now(UTC)
+        created = utc_now()
         snapshot_id = f"{created:%Y%m%dT%H%M%S%fZ}-{source}"
         staging = self.root / f".tmp-{uuid.uuid4().hex}"
         staging.mkdir()
@@ -89,7 +86,7 @@ class SnapshotStore:
             for name, frame in tables.items():
                 path = staging / f"{name}.parquet"
                 frame.to_parquet(path, index=False)
-                hashes[path.name] = _sha256(path)
+                hashes[path.name] = sha256_file(path)
             manifest = {
                 "snapshot_id": snapshot_id,
                 "source": source,
@@ -168,11 +165,11 @@ class SnapshotStore:
                 f"Table {name!r} not in snapshot {info.snapshot_id}.",
                 fix=f"use one of: {', '.join(sorted(info.row_counts))}.",
             )
-        if verify and _sha256(path) != info.file_sha256[path.name]:
+        if verify and sha256_file(path) != info.file_sha256[path.name]:
             raise ChecksumMismatchError(
                 str(path),
                 expected=info.file_sha256[path.name],
-                actual=_sha256(path),
+                actual=sha256_file(path),
                 fix="snapshots are immutable; ingest the data again.",
             )
         return pd.read_parquet(path)

@@ -59,8 +59,16 @@ def generate_synthetic(spec: SyntheticSpec | None = None) -> Dataset:
     """
     spec = spec or SyntheticSpec()
     rng = np.random.default_rng(spec.seed)
-    dim = spec.latent_dim
+    # One generator, drawn from in this order: users, items, then the ratings.
+    users = _users(rng, spec)
+    items, item_latent, item_bias = _items(rng, spec)
+    interactions = _interactions(rng, spec, users, item_latent=item_latent, item_bias=item_bias)
+    users, items, interactions = normalise_frames(users, items, interactions)
+    return Dataset(users=users, items=items, interactions=interactions, source="synthetic")
 
+
+def _users(rng: np.random.Generator, spec: SyntheticSpec) -> pd.DataFrame:
+    """Random profiles: age, gender, occupation and zip prefix."""
     ages = rng.integers(15, 70, size=spec.n_users)
     genders = rng.choice(["M", "F"], size=spec.n_users, p=[0.7, 0.3])
     occupations = rng.choice(list(ML100K_OCCUPATIONS), size=spec.n_users)
@@ -76,7 +84,14 @@ def generate_synthetic(spec: SyntheticSpec | None = None) -> Dataset:
         }
     )
     users["age_bucket"] = users["age"].map(age_bucket)
+    return users
 
+
+def _items(
+    rng: np.random.Generator, spec: SyntheticSpec
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Items with one to three genres; their latent vectors (genres plus noise) and biases."""
+    dim = spec.latent_dim
     real_genres = GENRES[1:]
     genre_vectors = rng.normal(0, 0.6, size=(len(real_genres), dim))
     item_genres = []
@@ -98,8 +113,19 @@ def generate_synthetic(spec: SyntheticSpec | None = None) -> Dataset:
         }
     )
     items["release_year"] = items["title"].str.extract(r"\((\d{4})\)$")[0].astype("int64")
-    item_bias = rng.normal(0, 0.4, spec.n_items)
+    return items, item_latent, rng.normal(0, 0.4, spec.n_items)
 
+
+def _interactions(
+    rng: np.random.Generator,
+    spec: SyntheticSpec,
+    users: pd.DataFrame,
+    *,
+    item_latent: np.ndarray,
+    item_bias: np.ndarray,
+) -> pd.DataFrame:
+    """Each user's ratings: a taste shared with their group plus a personal part, over time."""
+    dim = spec.latent_dim
     group_vectors = {
         key: rng.normal(0, 0.5, dim)
         for key in [(o, b) for o in ML100K_OCCUPATIONS for _, b in AGE_BUCKETS]
@@ -122,5 +148,4 @@ def generate_synthetic(spec: SyntheticSpec | None = None) -> Dataset:
             rows.append((int(user.user_id), int(item_index) + 1, int(rating), int(ts)))
     interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
     interactions["event_timestamp"] = pd.to_datetime(interactions["timestamp"], unit="s", utc=True)
-    users, items, interactions = normalise_frames(users, items, interactions)
-    return Dataset(users=users, items=items, interactions=interactions, source="synthetic")
+    return interactions

@@ -62,6 +62,98 @@ def _source(root: str, name: str) -> FileSource:
     )
 
 
+def _entity(name: str, key: str, description: str) -> Entity:
+    return Entity(name=name, join_keys=[key], value_type=ValueType.INT64, description=description)
+
+
+def _view(
+    source_root: str,
+    name: str,
+    entity: Entity,
+    schema: list[Field],
+    *,
+    description: str,
+    online: bool = True,
+) -> FeatureView:
+    """A never-expiring feature view of one entity over the source table ``name``."""
+    return FeatureView(
+        name=name,
+        entities=[entity],
+        ttl=NO_EXPIRY,
+        schema=schema,
+        source=_source(source_root, name),
+        online=online,
+        description=description,
+    )
+
+
+def _user_views(source_root: str, user: Entity) -> tuple[FeatureView, FeatureView, FeatureView]:
+    """The user's profile, rating history statistics and recent ratings."""
+    profile = _view(
+        source_root,
+        "user_profile",
+        user,
+        [
+            Field(
+                name="age", dtype=Int64, description="Age in years (MovieLens-1M: bucket start)."
+            ),
+            Field(name="age_bucket", dtype=String, description="MovieLens-1M age bucket."),
+            Field(name="gender", dtype=String, description="M or F."),
+            Field(name="occupation", dtype=String),
+            Field(name="zip_prefix", dtype=String, description="First three zip characters."),
+        ],
+        description="Demographic profile of a user, versioned by validity start.",
+    )
+    history = _view(
+        source_root,
+        "user_history",
+        user,
+        [
+            Field(name="rating_count", dtype=Int64, description="Ratings strictly before now."),
+            Field(name="rating_mean", dtype=Float64, description="Their mean (0 when none)."),
+            Field(name="rating_std", dtype=Float64, description="Their std (0 when none)."),
+        ],
+        description="Point-in-time statistics of the user's earlier ratings.",
+    )
+    recent = _view(
+        source_root,
+        "user_recent_ratings",
+        user,
+        [
+            Field(name="recent_item_ids", dtype=Array(Int64), description="Newest first."),
+            Field(name="recent_ratings", dtype=Array(Int64), description="Aligned with ids."),
+        ],
+        description="The user's most recent ratings: the default support set when serving.",
+    )
+    return profile, history, recent
+
+
+def _item_view(source_root: str, item: Entity) -> FeatureView:
+    return _view(
+        source_root,
+        "item_profile",
+        item,
+        [
+            Field(name="title", dtype=String),
+            Field(name="release_year", dtype=Int64),
+            Field(name="genres", dtype=String, description="'|'-separated genre names."),
+        ],
+        description="Item attributes: genres and release year.",
+    )
+
+
+def _label_view(source_root: str, interaction: Entity) -> FeatureView:
+    return _view(
+        source_root,
+        "interaction_label",
+        interaction,
+        [Field(name="rating", dtype=Int64, description="The observed rating (label).")],
+        online=False,
+        description="Training labels. Listed first in meta_training so that Feast's point-in-time "
+        "join keeps one row per interaction (a user can rate two items in the same second).",
+    )
+
+
 def build_definitions(source_root: str, *, snapshot_id: str = "") -> FeatureDefinitions:
     """Build the Feast objects over the source tables under ``source_root``.
 
@@ -72,89 +164,14 @@ def build_definitions(source_root: str, *, snapshot_id: str = "") -> FeatureDefi
     Returns:
         The definitions.
     """
-    user = Entity(
-        name="user",
-        join_keys=["user_id"],
-        value_type=ValueType.INT64,
-        description="A person who rates items; each user is one meta-learning task.",
+    user = _entity(
+        "user", "user_id", "A person who rates items; each user is one meta-learning task."
     )
-    item = Entity(
-        name="item",
-        join_keys=["item_id"],
-        value_type=ValueType.INT64,
-        description="A rated item (a movie).",
-    )
-    interaction = Entity(
-        name="interaction",
-        join_keys=["interaction_id"],
-        value_type=ValueType.INT64,
-        description="One rating event (user, item, time).",
-    )
-    interaction_label = FeatureView(
-        name="interaction_label",
-        entities=[interaction],
-        ttl=NO_EXPIRY,
-        schema=[Field(name="rating", dtype=Int64, description="The observed rating (label).")],
-        source=_source(source_root, "interaction_label"),
-        online=False,
-        description="Training labels. Listed first in meta_training so that Feast's point-in-time "
-        "join keeps one row per interaction (a user can rate two items in the same second).",
-    )
-    user_profile = FeatureView(
-        name="user_profile",
-        entities=[user],
-        ttl=NO_EXPIRY,
-        schema=[
-            Field(
-                name="age", dtype=Int64, description="Age in years (MovieLens-1M: bucket start)."
-            ),
-            Field(name="age_bucket", dtype=String, description="MovieLens-1M age bucket."),
-            Field(name="gender", dtype=String, description="M or F."),
-            Field(name="occupation", dtype=String),
-            Field(name="zip_prefix", dtype=String, description="First three zip characters."),
-        ],
-        source=_source(source_root, "user_profile"),
-        online=True,
-        description="Demographic profile of a user, versioned by validity start.",
-    )
-    item_profile = FeatureView(
-        name="item_profile",
-        entities=[item],
-        ttl=NO_EXPIRY,
-        schema=[
-            Field(name="title", dtype=String),
-            Field(name="release_year", dtype=Int64),
-            Field(name="genres", dtype=String, description="'|'-separated genre names."),
-        ],
-        source=_source(source_root, "item_profile"),
-        online=True,
-        description="Item attributes: genres and release year.",
-    )
-    user_history = FeatureView(
-        name="user_history",
-        entities=[user],
-        ttl=NO_EXPIRY,
-        schema=[
-            Field(name="rating_count", dtype=Int64, description="Ratings strictly before now."),
-            Field(name="rating_mean", dtype=Float64, description="Their mean (0 when none)."),
-            Field(name="rating_std", dtype=Float64, description="Their std (0 when none)."),
-        ],
-        source=_source(source_root, "user_history"),
-        online=True,
-        description="Point-in-time statistics of the user's earlier ratings.",
-    )
-    user_recent_ratings = FeatureView(
-        name="user_recent_ratings",
-        entities=[user],
-        ttl=NO_EXPIRY,
-        schema=[
-            Field(name="recent_item_ids", dtype=Array(Int64), description="Newest first."),
-            Field(name="recent_ratings", dtype=Array(Int64), description="Aligned with ids."),
-        ],
-        source=_source(source_root, "user_recent_ratings"),
-        online=True,
-        description="The user's most recent ratings: the default support set when serving.",
-    )
+    item = _entity("item", "item_id", "A rated item (a movie).")
+    interaction = _entity("interaction", "interaction_id", "One rating event (user, item, time).")
+    interaction_label = _label_view(source_root, interaction)
+    user_profile, user_history, user_recent_ratings = _user_views(source_root, user)
+    item_profile = _item_view(source_root, item)
     tags = {"snapshot_id": snapshot_id} if snapshot_id else {}
     meta_training = FeatureService(
         name=META_TRAINING,

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from feast import FeatureStore, RepoConfig
 
+from metarec.clock import utc_now
 from metarec.config import Settings
 from metarec.data.snapshots import SnapshotInfo
 from metarec.errors import EntityNotFoundError, FeatureStoreError
@@ -148,7 +149,7 @@ def materialize_features(settings: Settings, *, end: datetime | None = None) -> 
     """
     store = open_store(settings)
     applied_snapshot_id(store)
-    end = end or datetime.now(UTC)
+    end = end or utc_now()
     # Feast prints a styled line per feature view to stdout; callers show their own progress.
     with contextlib.redirect_stdout(io.StringIO()):
         store.materialize(start_date=EPOCH, end_date=end)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from metarec.clock import utc_now
 from metarec.config import Settings
 from metarec.data.snapshots import SnapshotStore
+from metarec.digests import sha256_bytes
 from metarec.errors import DataSourceNotFoundError, FeatureStoreError
 from metarec.features.definitions import META_TRAINING
 from metarec.features.fingerprint import dataset_fingerprint
@@ -85,7 +86,7 @@ def read_manifest(training_set: Path) -> TrainingSetManifest:
 def feature_service_version(refs: list[str], snapshot_id: str) -> str:
     """A short, stable version of a feature service: its feature references and snapshot."""
     payload = json.dumps({"features": sorted(refs), "snapshot": snapshot_id}).encode()
-    return hashlib.sha256(payload).hexdigest()[:12]
+    return sha256_bytes(payload)[:12]
 
 
 def build_training_set(
@@ -138,7 +139,7 @@ def build_training_set(
         feature_service_version=feature_service_version(refs, snapshot_id),
         snapshot_id=snapshot_id,
         feast_project=store.project,
-        created_at=datetime.now(UTC),
+        created_at=utc_now(),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")

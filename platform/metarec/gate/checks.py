@@ -208,21 +208,43 @@ def rule_checks(rule: Rule, numbers: Numbers, *, production: str) -> list[GateCh
     return checks
 
 
-def failed(rule: Rule, detail: str, *, reference_name: str | None = None) -> GateCheck:
-    """A rule that could not be evaluated at all (fails closed)."""
+def _overall(
+    rule: str,
+    kind: CheckKind,
+    *,
+    passed: bool,
+    detail: str,
+    metric: str = "-",
+    reference_name: str | None = None,
+    table: Table = "rating",
+) -> GateCheck:
+    """A check of the whole evaluation, not of one cell: no value, reference or threshold."""
     return GateCheck(
-        rule=rule.label(),
-        kind=rule.kind,
+        rule=rule,
+        kind=kind,
         scenario="-",
         support_size="-",
-        metric=rule.metric,
+        metric=metric,
         value=None,
         reference=None,
         reference_name=reference_name,
         threshold=None,
         observed=None,
+        passed=passed,
+        detail=detail,
+        table=table,
+    )
+
+
+def failed(rule: Rule, detail: str, *, reference_name: str | None = None) -> GateCheck:
+    """A rule that could not be evaluated at all (fails closed)."""
+    return _overall(
+        rule.label(),
+        rule.kind,
         passed=False,
         detail=detail,
+        metric=rule.metric,
+        reference_name=reference_name,
         table=rule.table,
     )
 
@@ -237,17 +259,9 @@ def _unmatched(rule: Rule, numbers: Numbers) -> GateCheck:
 
 def coverage_check() -> GateCheck:
     """The failed check of a card without rating metrics."""
-    return GateCheck(
-        rule="coverage: the card has evaluation metrics",
-        kind="coverage",
-        scenario="-",
-        support_size="-",
-        metric="-",
-        value=None,
-        reference=None,
-        reference_name=None,
-        threshold=None,
-        observed=None,
+    return _overall(
+        "coverage: the card has evaluation metrics",
+        "coverage",
         passed=False,
         detail="the model card has no metrics: evaluate the candidate before gating",
     )
@@ -272,21 +286,14 @@ def comparability_checks(
             else ("production", "production's numbers")
         )
         checks.append(
-            GateCheck(
-                rule=f"comparability: {subject} compared on the candidate's held-out users",
-                kind="comparability",
-                scenario="-",
-                support_size="-",
-                metric="-",
-                value=None,
-                reference=None,
-                reference_name=production,
-                threshold=None,
-                observed=None,
+            _overall(
+                f"comparability: {subject} compared on the candidate's held-out users",
+                "comparability",
                 passed=not require_same_users,
                 detail=f"{what} ({numbers.basis}) are not on the same held-out users: pass "
                 "the candidate's training set (`metarec gate --training-set`) to re-evaluate "
                 "production on them",
+                reference_name=production,
                 table=numbers.table,
             )
         )

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from metarec.clock import as_utc
 from metarec.gate.checks import (
     NO_RANKING,
     GateCheck,
@@ -157,7 +158,7 @@ def decide(
         comparison_basis=comparison_basis,
         checks=checks,
         notes=notes,
-        decided_at=decided_at if decided_at.tzinfo else decided_at.replace(tzinfo=UTC),
+        decided_at=as_utc(decided_at),
         **_ranking_fields(ranking, compared=has_production),
     )
 

@@ -31,13 +31,13 @@ The rule types, and what each means, are in :mod:`metarec.gate.rules`.
 
 from __future__ import annotations
 
-import hashlib
 from importlib import resources
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from metarec.digests import sha256_bytes
 from metarec.errors import GatePolicyError
 from metarec.gate.rules import (
     DIRECTIONLESS,
@@ -107,7 +107,7 @@ class GatePolicy(BaseModel):
 
     def digest(self) -> str:
         """sha256 of the policy's canonical JSON (stored with every decision)."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        return sha256_bytes(self.model_dump_json().encode())
 
 
 def load_policy(path: Path | None = None) -> GatePolicy:

@@ -174,6 +174,8 @@ class _DirectedRule(_Rule):
     """
 
     verb: ClassVar[str]
+    bound: ClassVar[str]  # how the observed number relates to the threshold: ≥ or ≤
+    against: ClassVar[str]  # what a relative rule's number is a fraction of
     if TYPE_CHECKING:
         # A field of each subclass (its description names the reference); not declared here,
         # so the policy's JSON, and its digest, keep their field order.
@@ -191,6 +193,17 @@ class _DirectedRule(_Rule):
 
     def _observe(self, gain: float) -> tuple[float, bool]:
         raise NotImplementedError
+
+    def _comparison(self) -> str:
+        raise NotImplementedError
+
+    def label(self) -> str:
+        """Human-readable rule."""
+        unit = f"×{self.against}" if self.relative else ""
+        return (
+            f"{self.kind}: {self._subject()} {self._comparison()} by {self.bound} "
+            f"{self.threshold:g}{unit} {self._scope()}"
+        )
 
     def judge(
         self, value: float | None, reference: float | None, *, method: str, reference_name: str
@@ -258,6 +271,8 @@ class MarginRule(_DirectedRule):
 
     kind: ClassVar[RuleKind] = "margin"
     verb: ClassVar[str] = "improvement"
+    bound: ClassVar[str] = "≥"
+    against: ClassVar[str] = "baseline"
 
     over: str = Field(min_length=1, description="Baseline method, e.g. global_mean, item_bias.")
     min_improvement: float = Field(
@@ -268,13 +283,8 @@ class MarginRule(_DirectedRule):
         default=False, description="Improvement as a fraction of the baseline's value."
     )
 
-    def label(self) -> str:
-        """Human-readable rule."""
-        unit = "×baseline" if self.relative else ""
-        return (
-            f"margin: {self._subject()} better than {self.over} by ≥ "
-            f"{self.min_improvement:g}{unit} {self._scope()}"
-        )
+    def _comparison(self) -> str:
+        return f"better than {self.over}"
 
     @property
     def threshold(self) -> float:
@@ -298,19 +308,16 @@ class RegressionRule(_DirectedRule):
 
     kind: ClassVar[RuleKind] = "regression"
     verb: ClassVar[str] = "regression"
+    bound: ClassVar[str] = "≤"
+    against: ClassVar[str] = "production"
 
     max_regression: float = Field(ge=0.0, description="Allowed worsening (direction-aware).")
     relative: bool = Field(
         default=False, description="Regression as a fraction of production's value."
     )
 
-    def label(self) -> str:
-        """Human-readable rule."""
-        unit = "×production" if self.relative else ""
-        return (
-            f"regression: {self._subject()} worse than production by ≤ "
-            f"{self.max_regression:g}{unit} {self._scope()}"
-        )
+    def _comparison(self) -> str:
+        return "worse than production"
 
     @property
     def threshold(self) -> float:

@@ -14,17 +14,17 @@ whether they were computed on the same users.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from metarec.clock import utc_now
 from metarec.gate.decision import GateDecision, Metrics, RankingMetrics, decide
 from metarec.gate.policy import GatePolicy
-from metarec.registry.artifacts import CARD_FILE, inspect_artifact
+from metarec.registry.artifacts import inspect_artifact
 from metarec.registry.service import Registry
 from metarec.registry.types import VersionInfo, VersionRef
 
@@ -150,15 +150,15 @@ def gate_artifact(
     """
     manifest = inspect_artifact(Path(artifact_dir))
     card = manifest.card
-    method = policy.method or str(card.get("algorithm") or "")
-    ranking: RankingMetrics = card.get("ranking") or {}
+    method = policy.method or card.algorithm
+    ranking: RankingMetrics = card.ranking
     production = registry.production(model) if registry is not None else None
     compared: dict[str, Any] = {}
     if production is not None and registry is not None:
         compared = _production_inputs(
             registry,
             production,
-            card.get("test_users") or {},
+            card.test_users,
             method=method,
             evaluate=evaluate,
             evaluate_ranking=evaluate_ranking,
@@ -168,11 +168,11 @@ def gate_artifact(
         policy,
         model=model,
         artifact_digest=manifest.digest,
-        candidate_metrics=card.get("metrics") or {},
+        candidate_metrics=card.metrics,
         candidate_method=method,
         candidate_ranking=ranking,
         notes=[] if method else ["the card names no algorithm and the policy no method"],
-        decided_at=decided_at or datetime.now(UTC),
+        decided_at=decided_at or utc_now(),
         **compared,
     )
 
@@ -285,8 +285,6 @@ def _production_ranking(
 
 
 def _stored_ranking(registry: Registry, production: VersionInfo) -> Mapping[str, Any]:
-    """``ranking`` of production's registered card (checksum-verified); {} when it has none."""
+    """``ranking`` of production's registered card (checksum-verified, typed); {} if none."""
     ref = VersionRef(model=production.model, version=production.version)
-    card = json.loads(registry.read_file(ref, CARD_FILE))
-    ranking = card.get("ranking") if isinstance(card, dict) else None
-    return ranking if isinstance(ranking, dict) else {}
+    return registry.read_card(ref).ranking

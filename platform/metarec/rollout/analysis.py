@@ -38,7 +38,7 @@ def decide(state: RolloutState, metrics: WindowMetrics | None) -> Decision:
        (fails with ``canary_feedback`` / ``production_feedback`` /
        ``canary_positive_feedback`` / ``production_positive_feedback``).
     6. Any check failed → consecutive failures + 1; reaching ``failure_threshold`` →
-       ``ROLLBACK``, else ``RETRY``. All passed → failures reset; ``PROMOTE`` on the last
+       ``FAIL``, else ``RETRY``. All passed → failures reset; ``PROMOTE`` on the last
        step, else ``ADVANCE``.
 
     Args:
@@ -77,13 +77,11 @@ def _short_of_requests(
             f"{spec.min_requests} needed for a verdict",
             _Baselines.of(state),
         )
-    missing = CheckResult(
-        name="canary_requests",
-        value=requests,
-        threshold=spec.min_requests,
-        passed=False,
-        detail=f"only {requests:.0f} canary requests {waited}, "
-        f"{spec.min_requests} needed for a verdict",
+    missing = _lacking(
+        "canary_requests",
+        requests,
+        spec.min_requests,
+        f"only {requests:.0f} canary requests {waited}, {spec.min_requests} needed for a verdict",
     )
     return _judge(state, [missing], baselines)
 
@@ -183,21 +181,19 @@ def _mae_check(
     if spec.max_online_mae_delta is None:
         return None
     if canary.feedback < spec.min_feedback or canary.online_mae is None:
-        return CheckResult(
-            name="canary_feedback",
-            value=canary.feedback,
-            threshold=spec.min_feedback,
-            passed=False,
-            detail=f"{canary.feedback:.0f} canary feedback events in the window, "
+        return _lacking(
+            "canary_feedback",
+            canary.feedback,
+            spec.min_feedback,
+            f"{canary.feedback:.0f} canary feedback events in the window, "
             f"{spec.min_feedback} needed for the online-MAE verdict",
         )
     if production_mae is None:
-        return CheckResult(
-            name="production_feedback",
-            value=metrics.production.feedback,
-            threshold=spec.min_feedback,
-            passed=False,
-            detail="no production online MAE measured yet (production needs "
+        return _lacking(
+            "production_feedback",
+            metrics.production.feedback,
+            spec.min_feedback,
+            "no production online MAE measured yet (production needs "
             f"{spec.min_feedback} feedback events in a window)",
         )
     delta = canary.online_mae - production_mae
@@ -223,21 +219,19 @@ def _hit_rate_check(
         return None
     needed = spec.min_positive_feedback
     if canary.positive_feedback < needed or canary.online_hit_rate is None:
-        return CheckResult(
-            name="canary_positive_feedback",
-            value=canary.positive_feedback,
-            threshold=needed,
-            passed=False,
-            detail=f"{canary.positive_feedback:.0f} canary positive feedback events in the "
+        return _lacking(
+            "canary_positive_feedback",
+            canary.positive_feedback,
+            needed,
+            f"{canary.positive_feedback:.0f} canary positive feedback events in the "
             f"window, {needed} needed for the online hit-rate verdict",
         )
     if production_hit_rate is None:
-        return CheckResult(
-            name="production_positive_feedback",
-            value=metrics.production.positive_feedback,
-            threshold=needed,
-            passed=False,
-            detail="no production online hit rate measured yet (production needs "
+        return _lacking(
+            "production_positive_feedback",
+            metrics.production.positive_feedback,
+            needed,
+            "no production online hit rate measured yet (production needs "
             f"{needed} positive feedback events in a window)",
         )
     delta = canary.online_hit_rate - production_hit_rate
@@ -253,7 +247,7 @@ def _hit_rate_check(
 
 
 def _judge(state: RolloutState, checks: list[CheckResult], baselines: _Baselines) -> Decision:
-    """Count a failed window (``RETRY``/``ROLLBACK``) or a passed one (``ADVANCE``/``PROMOTE``)."""
+    """Count a failed window (``RETRY``/``FAIL``) or a passed one (``ADVANCE``/``PROMOTE``)."""
     spec = state.spec
     kept = {"production_mae": baselines.mae, "production_hit_rate": baselines.hit_rate}
     failed = [check for check in checks if not check.passed]
@@ -262,7 +256,7 @@ def _judge(state: RolloutState, checks: list[CheckResult], baselines: _Baselines
         names = ", ".join(_failure(c) for c in failed)
         if count >= spec.failure_threshold:
             return Decision(
-                action=Action.ROLLBACK,
+                action=Action.FAIL,
                 checks=checks,
                 failed_checks=count,
                 reason=f"{count} failed window(s) in a row (threshold "
@@ -294,6 +288,11 @@ def _wait(state: RolloutState, reason: str, baselines: _Baselines) -> Decision:
         production_hit_rate=baselines.hit_rate,
         reason=reason,
     )
+
+
+def _lacking(name: str, value: float, needed: float, detail: str) -> CheckResult:
+    """The failed data check ``name``: ``value`` is short of the ``needed`` minimum."""
+    return CheckResult(name=name, value=value, threshold=needed, passed=False, detail=detail)
 
 
 def _failure(check: CheckResult) -> str:

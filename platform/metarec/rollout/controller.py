@@ -11,10 +11,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from metarec.errors import MetaRecError, RegistryConflictError
+from metarec.clock import utc_now
+from metarec.errors import MetaRecError, RegistryConflictError, RolloutError
 from metarec.registry import Registry, Stage, VersionRef
 from metarec.rollout.analysis import decide
 from metarec.rollout.metrics import MetricSource
@@ -36,10 +37,6 @@ from metarec.rollout.types import (
 log = logging.getLogger(__name__)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def start_rollout(
     *,
     registry: Registry,
@@ -55,8 +52,6 @@ def start_rollout(
         RolloutError: The version is not in staging.
         RolloutConflictError: Another rollout of the model is active.
     """
-    from metarec.errors import RolloutError
-
     info = registry.get_version(ref)
     if info.stage is not Stage.STAGING:
         raise RolloutError(
@@ -84,7 +79,7 @@ class RolloutController:
         router: Router,
         metrics: MetricSource,
         actor: str = "rollout-controller",
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         """Wire the controller to its collaborators (interfaces, never concrete services).
 
@@ -156,7 +151,7 @@ class RolloutController:
             return self._progress(state)
         if state.phase is Phase.PROMOTING:
             return self._promote(state)
-        return self._roll_back(state)
+        return self._end_failed(state)  # RollingBack: the checks failed
 
     def _set_weights(self, canary: int) -> None:
         self.router.set_weights(production=100 - canary, canary=canary)
@@ -173,18 +168,17 @@ class RolloutController:
         decision: Decision | None = None,
         metrics: dict[str, Any] | None = None,
     ) -> None:
-        self.store.add_event(
-            state,
-            action=action,
-            production_weight=100 - state.canary_weight,
-            canary_weight=state.canary_weight,
+        checks = None if decision is None else [c.model_dump(mode="json") for c in decision.checks]
+        event = EventRecord(
+            action,
+            100 - state.canary_weight,
+            state.canary_weight,
             metrics=metrics,
-            checks=None
-            if decision is None
-            else [check.model_dump(mode="json") for check in decision.checks],
+            checks=checks,
             message=message,
             at=self.clock(),
         )
+        self.store.add_event(state, event)
 
     def _with_hit_rate_baseline(self, state: RolloutState) -> RolloutState:
         """``state`` with the production hit-rate baseline of its newest analysed window.
@@ -203,13 +197,7 @@ class RolloutController:
     def _initialize(self, state: RolloutState) -> RolloutState:
         info = self.registry.get_version(VersionRef(model=state.model, version=state.version))
         if info.stage is not Stage.STAGING:
-            return self._finish(
-                state,
-                Phase.FAILED,
-                canary=0,
-                status=VerdictStatus.FAILED,
-                reason=f"{info.tag} is {info.stage.value}, not staging",
-            )
+            return self._fail(state, f"{info.tag} is {info.stage.value}, not staging")
         weight = state.spec.steps[0]
         self._set_weights(weight)
         state = state.model_copy(
@@ -247,10 +235,10 @@ class RolloutController:
             state = self.store.save(state.model_copy(update=update))
             self._event(state, EventKind.RETRY, decision.reason, decision, snapshot)
             return state
-        if decision.action is Action.ROLLBACK:
-            self._event(state, EventKind.ROLLBACK, decision.reason, decision, snapshot)
+        if decision.action is Action.FAIL:
+            self._event(state, EventKind.CHECKS_FAILED, decision.reason, decision, snapshot)
             state = self._decided(state, update, Phase.ROLLING_BACK, VerdictStatus.FAILED, decision)
-            return self._roll_back(state)
+            return self._end_failed(state)
         self._event(state, EventKind.PASSED, decision.reason, decision, snapshot)
         if decision.action is Action.ADVANCE:
             return self._advance(state, update)
@@ -323,13 +311,7 @@ class RolloutController:
                     expected_production=state.production_version,
                 )
             except RegistryConflictError as exc:
-                return self._finish(
-                    state,
-                    Phase.FAILED,
-                    canary=0,
-                    status=VerdictStatus.FAILED,
-                    reason=f"production changed during the rollout: {exc.problem}",
-                )
+                return self._fail(state, f"production changed during the rollout: {exc.problem}")
         # The canary now serves the production version: it keeps all traffic until the
         # production service is redeployed on it.
         return self._finish(
@@ -340,8 +322,12 @@ class RolloutController:
             reason=f"{ref.tag} promoted to production",
         )
 
-    def _roll_back(self, state: RolloutState) -> RolloutState:
-        reason = state.message or "rolled back"
+    def _end_failed(self, state: RolloutState) -> RolloutState:
+        """The checks failed (phase ``RollingBack``): canary weight 0, phase ``Failed``."""
+        return self._fail(state, state.message or "rolled back")
+
+    def _fail(self, state: RolloutState, reason: str) -> RolloutState:
+        """End in ``Failed`` with the canary at weight 0 (the version stays in staging)."""
         return self._finish(
             state, Phase.FAILED, canary=0, status=VerdictStatus.FAILED, reason=reason
         )

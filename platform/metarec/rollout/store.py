@@ -6,14 +6,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
-from sqlalchemy import Engine, select
+from pydantic import BaseModel, ConfigDict, field_validator
+from sqlalchemy import Engine, Select, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from metarec.clock import as_utc, utc_now
 from metarec.errors import RolloutConflictError, RolloutError, RolloutNotFoundError
 from metarec.rollout.schema import RolloutEventRow, RolloutRow
 from metarec.rollout.types import ACTIVE_PHASES, EventKind, Phase, RolloutSpec, RolloutState
@@ -21,6 +22,8 @@ from metarec.rollout.types import ACTIVE_PHASES, EventKind, Phase, RolloutSpec, 
 
 class RolloutEvent(BaseModel):
     """One stored controller event (a row of the rollout's timeline)."""
+
+    model_config = ConfigDict(from_attributes=True)  # read straight from a RolloutEventRow
 
     id: int
     at: datetime
@@ -33,15 +36,10 @@ class RolloutEvent(BaseModel):
     checks: list[dict[str, Any]] | None
     message: str
 
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return as_utc(value)
 
 
 class RolloutStore:
@@ -87,7 +85,7 @@ class RolloutStore:
         Raises:
             RolloutConflictError: Another rollout of ``model`` is active.
         """
-        now = _now()
+        now = utc_now()
         row = RolloutRow(
             id=uuid.uuid4().hex,
             model=model,
@@ -129,12 +127,7 @@ class RolloutStore:
 
     @staticmethod
     def _active_row(session: Session, model: str) -> RolloutRow | None:
-        return session.scalar(
-            select(RolloutRow).where(
-                RolloutRow.model == model,
-                RolloutRow.phase.in_([phase.value for phase in ACTIVE_PHASES]),
-            )
-        )
+        return session.scalar(_active_rows().where(RolloutRow.model == model))
 
     def get(self, rollout_id: str) -> RolloutState:
         """The rollout with ``rollout_id``.
@@ -143,20 +136,17 @@ class RolloutStore:
             RolloutNotFoundError: No such rollout.
         """
         with self._session() as session:
-            row = session.get(RolloutRow, rollout_id)
-            if row is None:
-                raise RolloutNotFoundError(
-                    f"No rollout with id {rollout_id}.",
-                    fix="list rollouts with `metarec rollout status`.",
-                )
+            row = _found(
+                session.get(RolloutRow, rollout_id),
+                f"No rollout with id {rollout_id}.",
+                fix="list rollouts with `metarec rollout status`.",
+            )
             return _state(row)
 
     def active(self, model: str | None = None) -> list[RolloutState]:
         """Active (non-terminal) rollouts, oldest first; of ``model`` only when given."""
         with self._session() as session:
-            query = select(RolloutRow).where(
-                RolloutRow.phase.in_([phase.value for phase in ACTIVE_PHASES])
-            )
+            query = _active_rows()
             if model is not None:
                 query = query.where(RolloutRow.model == model)
             return [_state(row) for row in session.scalars(query.order_by(RolloutRow.created_at))]
@@ -181,12 +171,11 @@ class RolloutStore:
         with self._session() as session:
             if event is not None:
                 session.add(_event_row(state, event))
-            row = session.get(RolloutRow, state.id)
-            if row is None:
-                raise RolloutNotFoundError(
-                    f"Rollout {state.id} vanished from the database.",
-                    fix="start the rollout again with `metarec rollout start`.",
-                )
+            row = _found(
+                session.get(RolloutRow, state.id),
+                f"Rollout {state.id} vanished from the database.",
+                fix="start the rollout again with `metarec rollout start`.",
+            )
             row.phase = state.phase.value
             row.step_index = state.step_index
             row.canary_weight = state.canary_weight
@@ -197,7 +186,7 @@ class RolloutStore:
             row.window_started_at = state.window_started_at
             row.verdict = None if state.verdict is None else state.verdict.model_dump(mode="json")
             row.message = state.message
-            row.updated_at = _now()
+            row.updated_at = utc_now()
             return _state(row)
 
     def request_abort(self, model: str) -> RolloutState:
@@ -207,40 +196,19 @@ class RolloutStore:
             RolloutNotFoundError: No rollout of ``model`` is active.
         """
         with self._session() as session:
-            row = self._active_row(session, model)
-            if row is None:
-                raise RolloutNotFoundError(
-                    f"No active rollout of {model}.",
-                    fix="see `metarec rollout status`; start one with `metarec rollout start`.",
-                )
+            row = _found(
+                self._active_row(session, model),
+                f"No active rollout of {model}.",
+                fix="see `metarec rollout status`; start one with `metarec rollout start`.",
+            )
             row.abort_requested = True
-            row.updated_at = _now()
+            row.updated_at = utc_now()
             return _state(row)
 
-    def add_event(
-        self,
-        state: RolloutState,
-        *,
-        action: EventKind,
-        production_weight: int,
-        canary_weight: int,
-        metrics: dict[str, Any] | None = None,
-        checks: list[dict[str, Any]] | None = None,
-        message: str = "",
-        at: datetime | None = None,
-    ) -> None:
-        """Append one event to the rollout's timeline (``at``: default now)."""
-        record = EventRecord(
-            action=action,
-            production_weight=production_weight,
-            canary_weight=canary_weight,
-            metrics=metrics,
-            checks=checks,
-            message=message,
-            at=at,
-        )
+    def add_event(self, state: RolloutState, event: EventRecord) -> None:
+        """Append ``event`` to the rollout's timeline (its ``at``: default now)."""
         with self._session() as session:
-            session.add(_event_row(state, record))
+            session.add(_event_row(state, event))
 
     def events(self, rollout_id: str) -> list[RolloutEvent]:
         """The rollout's events, oldest first."""
@@ -250,21 +218,7 @@ class RolloutStore:
                 .where(RolloutEventRow.rollout_id == rollout_id)
                 .order_by(RolloutEventRow.id)
             )
-            return [
-                RolloutEvent(
-                    id=row.id,
-                    at=_utc(row.at),
-                    phase=Phase(row.phase),
-                    action=EventKind(row.action),
-                    step_index=row.step_index,
-                    production_weight=row.production_weight,
-                    canary_weight=row.canary_weight,
-                    metrics=row.metrics,
-                    checks=row.checks,
-                    message=row.message,
-                )
-                for row in rows
-            ]
+            return [RolloutEvent.model_validate(row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -280,10 +234,22 @@ class EventRecord:
     at: datetime | None = None
 
 
+def _active_rows() -> Select[tuple[RolloutRow]]:
+    """The query of the rollouts in a non-terminal phase."""
+    return select(RolloutRow).where(RolloutRow.phase.in_([p.value for p in ACTIVE_PHASES]))
+
+
+def _found(row: RolloutRow | None, problem: str, *, fix: str) -> RolloutRow:
+    """``row``, or :class:`RolloutNotFoundError` saying ``problem`` and ``fix`` when None."""
+    if row is None:
+        raise RolloutNotFoundError(problem, fix=fix)
+    return row
+
+
 def _event_row(state: RolloutState, record: EventRecord) -> RolloutEventRow:
     return RolloutEventRow(
         rollout_id=state.id,
-        at=record.at or _now(),
+        at=record.at or utc_now(),
         phase=state.phase.value,
         action=EventKind(record.action).value,
         step_index=state.step_index,
@@ -308,9 +274,9 @@ def _state(row: RolloutRow) -> RolloutState:
         failed_checks=row.failed_checks,
         production_mae=row.production_mae,
         abort_requested=row.abort_requested,
-        window_started_at=_utc(row.window_started_at),
+        window_started_at=as_utc(row.window_started_at),
         verdict=row.verdict,
         message=row.message,
-        created_at=_utc(row.created_at),
-        updated_at=_utc(row.updated_at),
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
     )

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -107,6 +107,26 @@ class TrafficSummary:
         return sum(n for status, n in self.statuses.items() if status >= 500 or status == 0)
 
 
+@dataclass
+class _Counts:
+    """What the threads sent and got back so far (guarded by the generator's lock)."""
+
+    sent: int = 0
+    feedback: int = 0
+    positive: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    backends: Counter[str] = field(default_factory=Counter)
+    unservable: set[int] = field(default_factory=set)
+
+
+def _check_options(*, threads: int, rate_per_s: float | None, sizes: tuple[int, ...]) -> None:
+    """Refuse a non-positive thread count, rate, support size, ``k`` or feedback size."""
+    if threads < 1 or (rate_per_s is not None and rate_per_s <= 0):
+        raise ValueError("threads must be ≥ 1 and rate_per_s > 0.")
+    if min(sizes) < 1:
+        raise ValueError("support_size, k and feedback_size must be ≥ 1.")
+
+
 class TrafficGenerator:
     """Replays users' visits against a service URL from a few threads until stopped or spent."""
 
@@ -147,10 +167,9 @@ class TrafficGenerator:
             ValueError: No user with a later rating after their support set, or a non-positive
                 thread count, rate, support size, ``k`` or feedback size.
         """
-        if threads < 1 or (rate_per_s is not None and rate_per_s <= 0):
-            raise ValueError("threads must be ≥ 1 and rate_per_s > 0.")
-        if min(support_size, k, feedback_size) < 1:
-            raise ValueError("support_size, k and feedback_size must be ≥ 1.")
+        _check_options(
+            threads=threads, rate_per_s=rate_per_s, sizes=(support_size, k, feedback_size)
+        )
         self.visits = user_visits(rows, support_size=support_size, feedback_size=feedback_size)
         if not self.visits:
             raise ValueError(
@@ -168,12 +187,7 @@ class TrafficGenerator:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
-        self._sent = 0
-        self._feedback = 0
-        self._positive = 0
-        self._statuses: Counter[int] = Counter()
-        self._backends: Counter[str] = Counter()
-        self._unservable: set[int] = set()
+        self._counts = _Counts()
         self._started = 0.0
         self._ended: float | None = None
 
@@ -188,6 +202,21 @@ class TrafficGenerator:
             self._workers.append(worker)
         return self
 
+    def wait(self, *, timeout_s: float = 30.0) -> bool:
+        """Block until the threads end by themselves (visit budget or deadline spent).
+
+        Returns:
+            True when every thread ended, False when ``timeout_s`` passed first.
+        """
+        end = time.monotonic() + timeout_s
+        for worker in self._workers:
+            worker.join(timeout=max(0.0, end - time.monotonic()))
+        if any(worker.is_alive() for worker in self._workers):
+            return False
+        if self._ended is None:
+            self._ended = time.monotonic()
+        return True
+
     def stop(self, *, timeout_s: float = 30.0) -> TrafficSummary:
         """Stop the threads (each finishes its request in flight) and summarise."""
         self._stop.set()
@@ -200,13 +229,14 @@ class TrafficGenerator:
     def summary(self) -> TrafficSummary:
         """Counts so far."""
         with self._lock:
+            counts = self._counts
             return TrafficSummary(
-                recommendations=self._sent,
-                feedback=self._feedback,
-                positive_feedback=self._positive,
-                statuses=dict(self._statuses),
-                by_backend=dict(self._backends),
-                skipped_users=len(self._unservable),
+                recommendations=counts.sent,
+                feedback=counts.feedback,
+                positive_feedback=counts.positive,
+                statuses=dict(counts.statuses),
+                by_backend=dict(counts.backends),
+                skipped_users=len(counts.unservable),
                 duration_s=round((self._ended or time.monotonic()) - self._started, 3),
             )
 
@@ -219,17 +249,17 @@ class TrafficGenerator:
     # ------------------------------------------------------------------ worker
     def _take_budget(self) -> bool:
         with self._lock:
-            if self._sent >= self.max_requests:
+            if self._counts.sent >= self.max_requests:
                 return False
-            self._sent += 1
+            self._counts.sent += 1
             return True
 
     def _record(self, response: httpx.Response | None) -> int:
         status = NO_ANSWER if response is None else response.status_code
         with self._lock:
-            self._statuses[status] += 1
+            self._counts.statuses[status] += 1
             if response is not None:
-                self._backends[response.headers.get("x-metarec-backend", "direct")] += 1
+                self._counts.backends[response.headers.get("x-metarec-backend", "direct")] += 1
         return status
 
     def _post(self, client: httpx.Client, path: str, body: dict) -> int:
@@ -247,7 +277,7 @@ class TrafficGenerator:
         """
         if 400 <= status < 500:
             with self._lock:
-                self._unservable.add(visit.user_id)
+                self._counts.unservable.add(visit.user_id)
             return True
         return False
 
@@ -267,8 +297,8 @@ class TrafficGenerator:
             return
         positive = sum(rating >= POSITIVE_RATING for _, rating in visit.later)
         with self._lock:
-            self._feedback += len(events)
-            self._positive += positive
+            self._counts.feedback += len(events)
+            self._counts.positive += positive
 
     def _run(self, index: int) -> None:
         rng = random.Random(self.seed * 1_000 + index)
@@ -283,10 +313,10 @@ class TrafficGenerator:
                     if wait > 0 and self._stop.wait(wait):
                         return
                     next_at = max(next_at + gap, time.monotonic() - gap)
-                if len(self._unservable) >= len(self.visits):
+                if len(self._counts.unservable) >= len(self.visits):
                     return  # nothing left that the services can answer
                 visit = rng.choice(self.visits)
-                if visit.user_id in self._unservable:
+                if visit.user_id in self._counts.unservable:
                     continue
                 if not self._take_budget():
                     return

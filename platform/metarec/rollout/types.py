@@ -29,6 +29,10 @@ class Phase(StrEnum):
 ACTIVE_PHASES = tuple(phase for phase in Phase if not phase.terminal)
 
 
+# What events (and verdict windows) stored for EventKind.CHECKS_FAILED before issue 17.
+LEGACY_CHECKS_FAILED = "rollback"
+
+
 class EventKind(StrEnum):
     """What one event of a rollout's timeline records (its ``action`` column)."""
 
@@ -36,11 +40,18 @@ class EventKind(StrEnum):
     RESUME = "resume"  # a (re)started controller re-asserted the persisted weights
     PASSED = "passed"  # an analysed window's checks passed
     RETRY = "retry"  # an analysed window failed, fewer times in a row than the threshold
-    ROLLBACK = "rollback"  # an analysed window failed failure-threshold times in a row
+    # An analysed window failed failure-threshold times in a row: the rollout fails (canary
+    # weight 0, the version stays in staging). Stored as "rollback" before issue 17.
+    CHECKS_FAILED = "checks_failed"
     ADVANCE = "advance"  # the next step's weights are set
     SUCCEEDED = "succeeded"  # terminal: promoted to production
-    FAILED = "failed"  # terminal: rolled back (or production changed under the rollout)
+    FAILED = "failed"  # terminal: canary weight 0 (checks failed or production changed)
     ABORTED = "aborted"  # terminal: an operator stopped it
+
+    @classmethod
+    def _missing_(cls, value: object) -> EventKind | None:
+        """Read the value older rows stored for :attr:`CHECKS_FAILED` (``"rollback"``)."""
+        return cls.CHECKS_FAILED if value == LEGACY_CHECKS_FAILED else None
 
     @classmethod
     def ended(cls, phase: Phase) -> EventKind:
@@ -56,7 +67,9 @@ class Action(StrEnum):
     RETRY = "retry"  # checks failed, but fewer times in a row than the failure threshold
     ADVANCE = "advance"  # checks passed: next traffic step
     PROMOTE = "promote"  # checks passed on the last step
-    ROLLBACK = "rollback"  # checks failed failure-threshold times in a row
+    # Checks failed failure-threshold times in a row: canary weight 0, the version stays in
+    # staging (not the registry's rollback, which re-promotes the previous production version).
+    FAIL = "fail"
     ABORT = "abort"  # an operator asked to stop
 
 
@@ -246,7 +259,7 @@ class VerdictWindow(BaseModel):
     at: datetime
     step: int = Field(description="Index of the traffic step the window ran at.")
     canary_weight: int
-    result: EventKind = Field(description="passed, retry or rollback.")
+    result: EventKind = Field(description="passed, retry or checks_failed.")
     checks: list[CheckResult] = Field(default_factory=list)
     metrics: dict[str, Any] | None = Field(
         default=None, description="Both services' window metrics, as the event stored them."

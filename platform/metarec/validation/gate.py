@@ -13,11 +13,12 @@ integrity expectation; its statistics become a new profile version.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from metarec.clock import as_utc, utc_now
 from metarec.config import Settings
 from metarec.errors import DataFormatError, DataSourceNotFoundError, ValidationFailedError
 from metarec.features.fingerprint import dataset_fingerprint
@@ -69,6 +70,15 @@ def _load(training_set: Path) -> tuple[pd.DataFrame, TrainingSetManifest]:
     return frame, manifest
 
 
+def _open(
+    settings: Settings, training_set: Path | None
+) -> tuple[Path, pd.DataFrame, TrainingSetManifest, SuiteSpec]:
+    """The training set (default: the newest), its table, manifest and its service's suite."""
+    path = (training_set or newest_training_set(settings)).expanduser().resolve()
+    frame, manifest = _load(path)
+    return path, frame, manifest, load_suite(manifest.feature_service)
+
+
 def _lineage_outcome(manifest: TrainingSetManifest, fingerprint: str) -> ExpectationOutcome:
     return ExpectationOutcome(
         name=LINEAGE_CHECK,
@@ -83,10 +93,35 @@ def _lineage_outcome(manifest: TrainingSetManifest, fingerprint: str) -> Expecta
     )
 
 
-def _now(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+def _moment(now: datetime | None) -> datetime:
+    """The validation time: ``now`` in UTC, or the clock's when None."""
+    return utc_now() if now is None else as_utc(now)
+
+
+def _checked(
+    frame: pd.DataFrame,
+    manifest: TrainingSetManifest,
+    suite: SuiteSpec,
+    *,
+    now: datetime,
+    profile: ReferenceProfile | None,
+    progress_bars: bool = False,
+) -> tuple[str, list[ExpectationOutcome]]:
+    """The frame's fingerprint, and the lineage check then the suite's expectations."""
+    fingerprint = dataset_fingerprint(frame)
+    outcomes = [_lineage_outcome(manifest, fingerprint)]
+    outcomes += run_suite(frame, suite, now=now, profile=profile, progress_bars=progress_bars)
+    return fingerprint, outcomes
+
+
+def _write(result: ValidationResult, training_set: Path) -> None:
+    """The JSON result and the HTML report, then the validation record beside the training set."""
+    write_result_json(result, Path(result.result_json))
+    write_report(result, Path(result.report_html))
+    fields = set(ValidationRecord.model_fields)
+    write_validation_record(
+        training_set, ValidationRecord.model_validate(result.model_dump(include=fields))
+    )
 
 
 def _failure_fix(outcomes: list[ExpectationOutcome], training_set: Path) -> str:
@@ -130,18 +165,14 @@ def validate_training_set(
     """
     import great_expectations as gx
 
-    path = (training_set or newest_training_set(settings)).expanduser().resolve()
-    frame, manifest = _load(path)
-    suite = load_suite(manifest.feature_service)
+    path, frame, manifest, suite = _open(settings, training_set)
     profile = profile_store(settings).current(manifest.feature_service)
-    moment = _now(now)
     started = time.perf_counter()
-    fingerprint = dataset_fingerprint(frame)
-    outcomes = [_lineage_outcome(manifest, fingerprint)]
-    outcomes += run_suite(frame, suite, now=moment, profile=profile, progress_bars=progress_bars)
+    fingerprint, outcomes = _checked(
+        frame, manifest, suite, now=_moment(now), profile=profile, progress_bars=progress_bars
+    )
     duration = time.perf_counter() - started
-
-    created_at = datetime.now(UTC)
+    created_at = utc_now()
     result_id = new_result_id(created_at)
     json_path = results_dir(settings) / f"{result_id}.json"
     html_path = results_dir(settings) / f"{result_id}.html"
@@ -164,24 +195,7 @@ def validate_training_set(
         result_json=str(json_path),
         expectations=outcomes,
     )
-    write_result_json(result, json_path)
-    write_report(result, html_path)
-    write_validation_record(
-        path,
-        ValidationRecord(
-            result_id=result.result_id,
-            success=result.success,
-            suite_name=result.suite_name,
-            suite_version=result.suite_version,
-            feature_service=result.feature_service,
-            feature_service_version=result.feature_service_version,
-            dataset_fingerprint=result.dataset_fingerprint,
-            failed_expectations=result.failed_expectations,
-            report_html=result.report_html,
-            result_json=result.result_json,
-            created_at=result.created_at,
-        ),
-    )
+    _write(result, path)
     return result
 
 
@@ -209,8 +223,7 @@ def check_integrity(
     now: datetime,
 ) -> list[ExpectationOutcome]:
     """Run the lineage check and every integrity expectation (no reference profile needed)."""
-    outcomes = [_lineage_outcome(manifest, dataset_fingerprint(frame))]
-    return outcomes + run_suite(frame, suite, now=now, profile=None)
+    return _checked(frame, manifest, suite, now=now, profile=None)[1]
 
 
 def build_reference_profile(
@@ -235,10 +248,8 @@ def build_reference_profile(
         DataSourceNotFoundError: The training set does not exist.
         FeatureStoreError: It has no manifest.
     """
-    path = (training_set or newest_training_set(settings)).expanduser().resolve()
-    frame, manifest = _load(path)
-    suite = load_suite(manifest.feature_service)
-    outcomes = check_integrity(frame, manifest, suite, now=_now(now))
+    path, frame, manifest, suite = _open(settings, training_set)
+    outcomes = check_integrity(frame, manifest, suite, now=_moment(now))
     failed = [item.name for item in outcomes if not item.success]
     if failed:
         raise ValidationFailedError(
@@ -257,7 +268,7 @@ def build_reference_profile(
         training_set=str(path),
         dataset_fingerprint=manifest.fingerprint,
         snapshot_id=manifest.snapshot_id,
-        created_at=datetime.now(UTC),
+        created_at=utc_now(),
         statistics=compute_statistics(frame, quantiles=suite.drift.ratings_per_user_quantiles),
     )
     return profile, store.add(profile)

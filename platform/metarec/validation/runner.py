@@ -295,8 +295,14 @@ def _kind(spec: ExpectationSpec) -> ExpectationKind:
 
 
 def _outcome(
-    spec: ExpectationSpec, kwargs: dict[str, Any], *, success: bool, error: str | None
+    spec: ExpectationSpec,
+    kwargs: dict[str, Any],
+    *,
+    success: bool,
+    error: str | None,
+    **observed: Any,
 ) -> ExpectationOutcome:
+    """The outcome of ``spec`` run with ``kwargs``; ``observed``: what the run measured."""
     return ExpectationOutcome(
         name=spec.key,
         type=spec.type,
@@ -306,6 +312,7 @@ def _outcome(
         kwargs=jsonable(kwargs),
         success=success,
         exception=error,
+        **observed,
     )
 
 
@@ -321,19 +328,15 @@ def _outcome_from_gx(
         observed = {"missing": mismatched["missing"]}
     unexpected = details.get("unexpected_count")
     percent = details.get("unexpected_percent")
-    return ExpectationOutcome(
-        name=spec.key,
-        type=spec.type,
-        kind=_kind(spec),
-        batch=spec.batch.value,
-        description=spec.description,
-        kwargs=jsonable(kwargs),
+    return _outcome(
+        spec,
+        kwargs,
         success=bool(result.success) and error is None,
+        error=error,
         observed_value=jsonable(observed),
         unexpected_count=None if unexpected is None else int(unexpected),
         unexpected_percent=None if percent is None else float(percent),
         partial_unexpected_list=jsonable(details.get("partial_unexpected_list") or []),
-        exception=error,
     )
 
 

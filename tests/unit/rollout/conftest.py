@@ -9,7 +9,7 @@ import pytest
 from metarec.registry import Registry, VersionRef
 from metarec.testing.registry import register_fixture
 
-# Lets tests here import their sibling helpers (test_controller, backend).
+# Lets tests here import their sibling helpers (test_controller).
 sys.path.insert(0, str(Path(__file__).parent))
 
 

@@ -68,7 +68,7 @@ def test_error_rate_fails_then_rolls_back_at_threshold():
     check = next(c for c in first.checks if c.name == "error_rate")
     assert check.value == pytest.approx(0.2) and not check.passed
     second = decide(state(failed_checks=1), window(errors=20))
-    assert second.action is Action.ROLLBACK and second.failed_checks == 2
+    assert second.action is Action.FAIL and second.failed_checks == 2
     assert "error_rate=0.2 > 0.01" in second.reason
 
 
@@ -79,7 +79,7 @@ def test_a_passing_window_resets_consecutive_failures():
 
 def test_latency_p99_over_limit_fails():
     decision = decide(state(failed_checks=1), window(p99=250))
-    assert decision.action is Action.ROLLBACK
+    assert decision.action is Action.FAIL
     assert [c.name for c in decision.checks if not c.passed] == ["latency_p99_ms"]
 
 
@@ -151,7 +151,7 @@ def test_too_few_requests_waits_at_most_max_wait_intervals_then_fails():
     assert "canary_requests=3 < 50" in first.reason
     assert "only 3 canary requests after 50 s (5 intervals)" in check.detail
     second = decide(state(failed_checks=1), window(requests=3, window_s=50))
-    assert second.action is Action.ROLLBACK and second.failed_checks == 2
+    assert second.action is Action.FAIL and second.failed_checks == 2
 
 
 def test_missing_feedback_fails_the_window_once_overdue():
@@ -206,7 +206,7 @@ def test_online_hit_rate_passes_within_the_drop_and_fails_beyond_it():
     assert bad.action is Action.RETRY
     assert [c.name for c in bad.checks if not c.passed] == ["online_hit_rate"]
     assert "online_hit_rate=-0.2 < -0.05" in bad.reason
-    assert decide(state(spec=spec, failed_checks=1), hits(c_rate=0.1)).action is Action.ROLLBACK
+    assert decide(state(spec=spec, failed_checks=1), hits(c_rate=0.1)).action is Action.FAIL
 
 
 def test_online_hit_rate_uses_the_production_baseline_at_full_canary():

@@ -16,6 +16,8 @@ from kubernetes import client
 from metarec.errors import RouterError
 from metarec.rollout.routers import GatewayAPIRouter, Router, Weights
 
+pytestmark = pytest.mark.integration
+
 PATH = "/apis/gateway.networking.k8s.io/v1/namespaces/ml/httproutes/metarec"
 
 

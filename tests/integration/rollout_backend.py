@@ -7,7 +7,10 @@ the same Prometheus metrics through a real ``prometheus_client`` registry, onlin
 5xx, added latency, biased predictions) live here, never in the production service.
 
 A :class:`LoadLoop` sends bounded real HTTP traffic (a request count AND a deadline) through a
-router and records, per request, which backend answered and with what status.
+router and records, per request, which backend answered and with what status; a test waits for
+traffic with :meth:`LoadLoop.wait_outcomes` (a count, never a sleep).
+
+Both start threads and sockets: only integration tests load this module (by file path).
 """
 
 from __future__ import annotations
@@ -259,11 +262,18 @@ class LoadLoop:
             )
         except httpx.HTTPError as exc:
             outcome = Outcome(kind, None, None, repr(exc))
-        with self._lock:
+        with self._changed:
             self.outcomes.append(outcome)
+            self._changed.notify_all()
+
+    def wait_outcomes(self, count: int, *, timeout_s: float = 30.0) -> bool:
+        """Block until ``count`` requests got an outcome; False when ``timeout_s`` passed first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.outcomes) >= count, timeout=timeout_s)
 
     def start(self) -> LoadLoop:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._workers = [
             threading.Thread(target=self._worker, args=(i,), daemon=True)
             for i in range(self.threads)
