@@ -26,17 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from coldstart_targets import BASELINE, legacy_targets, ratios, targets
+from ml100k import build_training_set
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "ml-100k.zip"
 ALGORITHMS = ("maml", "fomaml", "reptile")
 FACTOR = "factor_map"
-BASELINE = "user_item_bias"
-SIZES = ("5", "10", "20", "all")
-# Issue 16, item 7: the best meta-learned model vs user + item bias, new users (MAE change).
-REQUIRED = {"5": 0.0, "10": -0.02, "20": -0.02, "all": 0.0}
-GOALS = {"5": -0.020, "10": -0.027, "20": -0.033, "all": -0.038}
-SUSPECT_5_SHOT_GAIN = 0.03
 
 # Tuned for ml-100k on a 2-core CPU: init from the global model, short meta-training.
 CONFIG = {
@@ -61,32 +57,6 @@ CONFIG = {
     "finetune_lr": 0.02,
 }
 QUICK = {"max_steps": 20, "global_epochs": 2, "eval_every": 10}
-
-
-def build_training_set(data: Path, home: Path) -> Path:
-    """Ingest → Feast apply → historical retrieval → validation gate, in ``home``."""
-    from metarec.config import load_settings
-    from metarec.data.ingest import DataSource, read_source, write_snapshot
-    from metarec.data.snapshots import SnapshotStore
-    from metarec.environment import apply_process_environment
-    from metarec.features.store import apply_features
-    from metarec.features.training_set import build_training_set as build
-    from metarec.validation.gate import build_reference_profile, validate_training_set
-
-    settings = load_settings(home=home)
-    apply_process_environment(settings)
-    dataset = read_source(DataSource.ML_100K, path=data, download_dir=settings.paths.home)
-    snapshot = write_snapshot(dataset, SnapshotStore(settings.paths.snapshots))
-    apply_features(settings, snapshot)
-    path = settings.paths.training_sets / "ml-100k.parquet"
-    build(settings, out=path)
-    # A fresh home has no reference profile yet: accept this training set as the reference
-    # (integrity checked), then run the full gate on it, as the first pipeline run does.
-    build_reference_profile(settings, training_set=path)
-    result = validate_training_set(settings, training_set=path)
-    if not result.success:
-        raise SystemExit(f"validation gate failed on {path}: {result}")
-    return path
 
 
 def mean_metrics(runs: list[dict]) -> dict:
@@ -131,128 +101,26 @@ def add_methods(target: dict, extra: dict, *, check: str = BASELINE) -> None:
                 here.setdefault(method, values)
 
 
-def legacy_targets(metrics: dict, algorithms: list[str]) -> dict:
-    """The issue's earlier new-user targets (6 % / 4 % MAE, nDCG@3 above item bias)."""
-    new_user = metrics["new_user"]
-    checks = {}
-    for size, methods in new_user.items():
-        present = [a for a in algorithms if a in methods]
-        if not present:
-            continue
-        best = min(present, key=lambda a: methods[a]["mae"])
-        base = methods[BASELINE]["mae"]
-        need = 0.06 if size == "5" else 0.04
-        gain = 1 - methods[best]["mae"] / base
-        checks[f"new_user/{size}: best meta MAE >= {need:.0%} below user_item_bias"] = {
-            "best": best,
-            "mae": methods[best]["mae"],
-            "user_item_bias": base,
-            "improvement": gain,
-            "met": gain >= need,
-        }
-        checks[f"new_user/{size}: nDCG@3 above item_bias"] = {
-            "best": best,
-            "ndcg@3": methods[best]["ndcg@3"],
-            "item_bias": methods["item_bias"]["ndcg@3"],
-            "met": methods[best]["ndcg@3"] > methods["item_bias"]["ndcg@3"],
-        }
-    return checks
-
-
-def paired_ratio(values: list[float], base: list[float]) -> dict[str, float]:
-    """Mean of the per-re-split ratios ``values/base`` minus 1, with a 95 % t-interval."""
-    from scipy import stats
-
-    change = np.asarray(values) / np.asarray(base) - 1.0
-    n = len(change)
-    half = float(stats.t.ppf(0.975, n - 1) * change.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
-    mean = float(change.mean())
-    return {"change": mean, "ci95": [mean - half, mean + half], "n": n}
-
-
-def ratios(per_split: list[dict], methods: list[str]) -> dict:
-    """``{size: {method: {metric: paired_ratio}}}`` on new users, against user_item_bias."""
-    out: dict = {}
-    for size in per_split[0]["new_user"]:
-        out[size] = {}
-        for method in methods:
-            rows = [r["new_user"][size] for r in per_split if method in r["new_user"][size]]
-            if len(rows) != len(per_split):
-                continue
-            out[size][method] = {
-                metric: paired_ratio(
-                    [r[method][metric] for r in rows], [r[BASELINE][metric] for r in rows]
-                )
-                for metric in ("mae", "rmse")
-            }
-    return out
-
-
-def targets(change: dict, meta_methods: list[str]) -> dict:
-    """Issue 16 item 7: the best meta-learned model's MAE vs user_item_bias at every size."""
-    checks: dict = {}
-    for size in SIZES:
-        present = {m: change[size][m] for m in meta_methods if m in change.get(size, {})}
-        if not present:
-            continue
-        best = min(present, key=lambda m: present[m]["mae"]["change"])
-        mae = present[best]["mae"]
-        required, goal = REQUIRED[size], GOALS[size]
-        word = "at or below" if required == 0 else f">= {-required:.0%} below"
-        checks[f"new_user/{size}: best meta MAE {word} user_item_bias"] = {
-            "best": best,
-            "mae_change": mae["change"],
-            "ci95": mae["ci95"],
-            "rmse_change": present[best]["rmse"]["change"],
-            "required": required,
-            "met": mae["change"] <= required,
-        }
-        checks[f"new_user/{size}: goal {goal:+.1%}"] = {
-            "best": best,
-            "mae_change": mae["change"],
-            "goal": goal,
-            "met": mae["change"] <= goal,
-        }
-    five = change.get("5", {})
-    if any(-v["mae"]["change"] > SUSPECT_5_SHOT_GAIN for v in five.values()):
-        checks["new_user/5: gain above 3 % (check for leakage)"] = {"met": False}
-    checks["all_required_met"] = all(
-        c["met"] for k, c in checks.items() if "goal" not in k and isinstance(c, dict)
-    )
-    return checks
-
-
-def prepare_split(df, config: dict, seed: int):
+def prepare_split(df, config: dict, seed: int):  # type: ignore[no-untyped-def]
     """The trainer's split, encoding and bias baselines for one re-split (same tasks)."""
     from metarec.training.config import TrainingConfig
-    from metarec.training.scenarios import plan_split
-    from metarec.training.trainer import prepare
+    from metarec.training.preparation import config_split, prepare
 
     cfg = TrainingConfig.build({**config, "seed": seed})
-    split = plan_split(
-        df,
-        seed=seed,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        new_item_fraction=cfg.new_item_fraction,
-    )
-    return cfg, prepare(df, split=split, encoder=None, config=cfg)
+    return cfg, prepare(df, split=config_split(df, cfg, seed=seed), encoder=None, config=cfg)
 
 
-def evaluation_tasks(data, cfg) -> dict:
+def evaluation_tasks(data, cfg) -> dict:  # type: ignore[no-untyped-def]
     """``{scenario: {size: tasks}}``, exactly the trainer's evaluation tasks."""
-    from metarec.training.scenarios import parse_support_size
+    from metarec.training.methods import scenario_tasks, scenario_users
 
     out: dict = {}
     for scenario in cfg.scenarios:
-        users = data.source.eligible_users(
-            scenario, data.split, min_ratings=cfg.min_ratings, max_ratings=cfg.max_ratings
+        users = scenario_users(
+            data, scenario, None, min_ratings=cfg.min_ratings, max_ratings=cfg.max_ratings
         )
         out[scenario.value] = {
-            size: data.source.evaluation_tasks(
-                scenario, users, support_size=parse_support_size(size), seed=data.split.seed
-            )
-            for size in cfg.support_sizes
+            size: scenario_tasks(data, scenario, users, size) for size in cfg.support_sizes
         }
     return out
 
@@ -298,7 +166,7 @@ def leakage_check(df, config: dict, seed: int, factor_config, tasks: dict, model
     """Refit the factor model with every test user's rating removed from the data: the item
     parameters and test predictions must not change (bitwise)."""
     from metarec.training.factor_training import factor_predictions, fit_factor_model
-    from metarec.training.trainer import prepare
+    from metarec.training.preparation import prepare
 
     _, data = prepare_split(df, config, seed)
     kept = df[~df["user_id"].isin(data.split.test_users)].reset_index(drop=True)
@@ -345,7 +213,8 @@ def ratio_table(change: dict):
     return table
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--resplits", type=int, default=10, help="Re-splits: seeds 0..N-1.")
@@ -362,78 +231,106 @@ def main() -> None:
         "--factor-set", nargs="*", default=[], help="FactorTrainingConfig overrides key=json."
     )
     parser.add_argument("--keep", type=Path, default=None, help="Keep the home here.")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    return parser.parse_args()
 
-    import pandas as pd
-    from metarec.training.config import TrainingConfig
-    from metarec.training.evaluation import metrics_table
-    from metarec.training.factor_training import FactorTrainingConfig
-    from metarec.training.trainer import resolve_device, train
-    from rich.console import Console
 
-    console = Console(stderr=True, width=230)
+def settings(args: argparse.Namespace) -> tuple[dict, dict, list[int]]:
+    """(TrainingConfig values, FactorTrainingConfig overrides, seeds) from the command line."""
     config = dict(CONFIG)
     seeds = args.seeds if args.seeds is not None else list(range(args.resplits))
-    algorithms = [] if args.skip_melu else list(args.algorithms)
     factor_overrides: dict = {}
     if args.quick:
         config.update(QUICK)
         seeds = seeds[:1]
         factor_overrides["meta_steps"] = 20
-    for item in args.set:
-        key, value = item.split("=", 1)
-        config[key] = json.loads(value)
-    for item in args.factor_set:
-        key, value = item.split("=", 1)
-        factor_overrides[key] = json.loads(value)
+    for target, items in ((config, args.set), (factor_overrides, args.factor_set)):
+        for item in items:
+            key, value = item.split("=", 1)
+            target[key] = json.loads(value)
+    return config, factor_overrides, seeds
+
+
+def train_algorithms(training_set: Path, config: dict, seed: int, args, workdir: Path, console):  # type: ignore[no-untyped-def]
+    """Meta-train each MeLU algorithm on re-split ``seed``; returns (card metrics, seconds)."""
+    from metarec.training.config import TrainingConfig
+    from metarec.training.trainer import train
+
+    cards, seconds = [], {}
+    for algorithm in [] if args.skip_melu else list(args.algorithms):
+        run = TrainingConfig.build(
+            {**config, "algorithm": algorithm, "seed": seed, "device": args.device}
+        )
+        t0 = time.perf_counter()
+        card = train(training_set, config=run, out=workdir / f"{algorithm}-{seed}")
+        key = f"{algorithm}/seed{seed}"
+        seconds[key] = time.perf_counter() - t0
+        console.print(
+            f"re-split {seed} {algorithm}: {seconds[key]:.0f}s, "
+            f"{card.training['steps']} steps (best {card.training['best_step']})"
+        )
+        cards.append(card.metrics)
+    return cards, seconds
+
+
+def run_resplits(training_set: Path, args, config, factor_overrides, seeds, workdir, console):  # type: ignore[no-untyped-def]
+    """Per re-split: baselines and the factor fold-in, then each MeLU algorithm's card.
+
+    Returns (metrics per re-split, training seconds, factor training info, leakage check).
+    """
+    import pandas as pd
+    from metarec.training.factor_settings import FactorTrainingConfig
+    from metarec.training.trainer import resolve_device
+
     device = str(resolve_device(args.device))
-    started = time.perf_counter()
+    df = pd.read_parquet(training_set)
     per_split, train_seconds, factor_info, leak = [], {}, {}, None
+    for seed in seeds:
+        factor_config = FactorTrainingConfig(**{**factor_overrides, "seed": seed})
+        cfg, data = prepare_split(df, config, seed)
+        tasks = evaluation_tasks(data, cfg)
+        metrics, info, model = factor_metrics(data, tasks, factor_config, device=device)
+        factor_info[f"seed{seed}"] = info
+        console.print(
+            f"re-split {seed} {FACTOR}: {info['seconds']:.0f}s, {info['steps']} steps "
+            f"(best {info['best_step']})"
+        )
+        if leak is None:
+            leak = leakage_check(df, config, seed, factor_config, tasks, model)
+            console.print(f"leakage check: {leak}", markup=False)
+        cards, seconds = train_algorithms(training_set, config, seed, args, workdir, console)
+        train_seconds.update(seconds)
+        if cards:
+            add_methods(metrics, merge(cards))
+        per_split.append(metrics)
+    return per_split, train_seconds, factor_info, leak
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+
+    from metarec.training.evaluation import metrics_table
+    from metarec.training.factor_settings import FactorTrainingConfig
+    from rich.console import Console
+
+    console = Console(stderr=True, width=230)
+    config, factor_overrides, seeds = settings(args)
+    algorithms = [] if args.skip_melu else list(args.algorithms)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="metarec-quality-") as tmp:
         home = args.keep or Path(tmp) / "home"
         console.print(f"building the training set through Feast in {home} ...")
         training_set = build_training_set(args.data.resolve(), home)
         prep_s = time.perf_counter() - started
-        df = pd.read_parquet(training_set)
-        for seed in seeds:
-            factor_config = FactorTrainingConfig(**{**factor_overrides, "seed": seed})
-            cfg, data = prepare_split(df, config, seed)
-            tasks = evaluation_tasks(data, cfg)
-            metrics, info, model = factor_metrics(data, tasks, factor_config, device=device)
-            factor_info[f"seed{seed}"] = info
-            console.print(
-                f"re-split {seed} {FACTOR}: {info['seconds']:.0f}s, {info['steps']} steps "
-                f"(best {info['best_step']})"
-            )
-            if leak is None:
-                leak = leakage_check(df, config, seed, factor_config, tasks, model)
-                console.print(f"leakage check: {leak}", markup=False)
-            cards = []
-            for algorithm in algorithms:
-                run = TrainingConfig.build(
-                    {**config, "algorithm": algorithm, "seed": seed, "device": args.device}
-                )
-                t0 = time.perf_counter()
-                card = train(training_set, config=run, out=Path(tmp) / f"{algorithm}-{seed}")
-                train_seconds[f"{algorithm}/seed{seed}"] = time.perf_counter() - t0
-                console.print(
-                    f"re-split {seed} {algorithm}: "
-                    f"{train_seconds[f'{algorithm}/seed{seed}']:.0f}s, "
-                    f"{card.training['steps']} steps (best {card.training['best_step']})"
-                )
-                cards.append(card.metrics)
-            if cards:
-                add_methods(metrics, merge(cards))
-            per_split.append(metrics)
+        per_split, train_seconds, factor_info, leak = run_resplits(
+            training_set, args, config, factor_overrides, seeds, Path(tmp), console
+        )
     metrics = mean_metrics(per_split)
     console.print(metrics_table(metrics, title=f"ml-100k cold start, mean of re-splits {seeds}"))
     meta_methods = [*algorithms, FACTOR]
-    methods = [m for m in metrics["new_user"]["5"] if m != BASELINE]
-    change = ratios(per_split, methods)
+    change = ratios(per_split, [m for m in metrics["new_user"]["5"] if m != BASELINE])
     console.print(ratio_table(change))
     checks = targets(change, meta_methods)
-    legacy = legacy_targets(metrics, meta_methods)
     for name, check in checks.items():
         if isinstance(check, dict):
             console.print("met   " if check["met"] else "MISSED", f"{name}: {check}", markup=False)
@@ -458,7 +355,7 @@ def main() -> None:
         "leakage_check": leak,
         "metrics": metrics,
         "ratios": change,
-        "legacy_targets": legacy,
+        "legacy_targets": legacy_targets(metrics, meta_methods),
         "targets": checks,
     }
     print(json.dumps(result))

@@ -2,7 +2,7 @@
 
 The training set comes through MetaRec's own path in a METAREC home (a temporary one unless
 ``--home``), built once: ingest → snapshot → Feast apply → point-in-time historical retrieval →
-validation gate (``build_training_set`` of ``coldstart_quality.py``). The users are then cut
+validation gate (``build_training_set`` of ``ml100k.py``). The users are then cut
 into ``--folds`` seeded folds (``plan_split(n_folds=, test_fold=)``) so that every eligible user
 is a test user exactly once; per fold and seed, ``metarec.training.trainer.rank_catalogue``
 fits the baselines, meta-trains the catalogue ranker and the plain ranker, chooses every
@@ -27,6 +27,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ def training_set_in(data: Path, home: Path) -> Path:
         log(f"reusing the training set {path}")
         return path
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from coldstart_quality import build_training_set
+    from ml100k import build_training_set
 
     log(f"building the training set through Feast in {home} ...")
     return build_training_set(data, home)
@@ -72,50 +73,13 @@ def training_set_in(data: Path, home: Path) -> Path:
 
 def train_rating_model(data, config, device: torch.device, workdir: Path):  # type: ignore[no-untyped-def]
     """Today's rating model (global fit + meta-training), as ``trainer.train`` trains it."""
-    from metarec.learning.algorithms import Algorithm, InnerLoop
-    from metarec.learning.global_model import fit_global
-    from metarec.training.checkpoint import TrainState
-    from metarec.training.methods import AdaptedModel
-    from metarec.training.trainer import _meta_train, build_models
+    from metarec.training.checkpoint import Checkpointing
+    from metarec.training.rating_training import train_rating_models
 
-    global_model, model = build_models(data, config)
-    global_model.to(device)
-    fit_global(
-        global_model,
-        data.source.x[data.train_rows],
-        data.source.y[data.train_rows],
-        epochs=config.global_epochs,
-        weight_decay=config.global_weight_decay,
-        lr=config.global_lr,
-        seed=config.seed,
-        device=device,
-    )
-    if config.init_from_global:
-        model.load_state_dict(global_model.state_dict(), strict=False)
-    model.to(device)
-    params = [
-        p
-        for name, p in model.named_parameters()
-        if config.meta_train_embeddings or not name.startswith(("fields.", "genres."))
-    ]
-    optimizer = torch.optim.AdamW(
-        params, lr=config.outer_lr, weight_decay=config.outer_weight_decay
-    )
-    inner = InnerLoop(steps=config.inner_steps, lr=config.inner_lr)
-    _meta_train(
-        model,
-        optimizer,
-        data,
-        config=config,
-        inner=inner,
-        state=TrainState(),
-        best=None,
-        ckpt_dir=workdir,
-        run_key=f"topn-{config.seed}-{config.test_fold}",
-        device=device,
-        on_progress=None,
-    )
-    return AdaptedModel(model.cpu(), inner, config.algorithm is Algorithm.METASGD)
+    checkpoints = Checkpointing(workdir, run_key=f"topn-{config.seed}-{config.test_fold}")
+    rating = train_rating_models(data, config=config, device=device, checkpoints=checkpoints)
+    rating.model.cpu()
+    return rating.adapted()
 
 
 def split_cell(cell: str) -> tuple[str, str]:
@@ -239,37 +203,47 @@ def targets(ratio: dict, seconds: list[float]) -> dict:
     return checks
 
 
-def ndcg_table(metrics: dict, title: str):  # type: ignore[no-untyped-def]
+def rich_table(title: str, labels: Sequence[str], values: Sequence[str]):  # type: ignore[no-untyped-def]
+    """An empty rich table: ``labels`` columns, then right-aligned ``values`` columns."""
     from rich.table import Table
 
+    table = Table(title=title)
+    for col in labels:
+        table.add_column(col)
+    for col in values:
+        table.add_column(col, justify="right")
+    return table
+
+
+def cells_of(nested: dict) -> Iterator[tuple[str, str, str, dict]]:
+    """``(scenario, order, K, value)`` of a ``{scenario: {order: {K: value}}}`` dict."""
+    for scenario, orders in nested.items():
+        for order, ks in orders.items():
+            for k, value in ks.items():
+                yield scenario, order, k, value
+
+
+def ndcg_table(metrics: dict, title: str):  # type: ignore[no-untyped-def]
     methods = [
         m
         for m in METHODS
         if any(m in ms for o in metrics.values() for c in o.values() for ms in c.values())
     ]
-    table = Table(title=title)
-    for col in ("scenario", "order", "K"):
-        table.add_column(col)
-    for method in methods:
-        table.add_column(method, justify="right")
-    for scenario, orders in metrics.items():
-        for order, ks in orders.items():
-            for k, ms in ks.items():
-                best = max(ms[m]["ndcg@20"] for m in methods if m in ms)
-                cells = []
-                for m in methods:
-                    if m not in ms:
-                        cells.append("-")
-                        continue
-                    v = f"{ms[m]['ndcg@20']:.4f}"
-                    cells.append(f"[bold]{v}[/bold]" if ms[m]["ndcg@20"] == best else v)
-                table.add_row(scenario, order, k, *cells)
+    table = rich_table(title, ("scenario", "order", "K"), methods)
+    for scenario, order, k, ms in cells_of(metrics):
+        best = max(ms[m]["ndcg@20"] for m in methods if m in ms)
+        cells = []
+        for m in methods:
+            if m not in ms:
+                cells.append("-")
+                continue
+            v = f"{ms[m]['ndcg@20']:.4f}"
+            cells.append(f"[bold]{v}[/bold]" if ms[m]["ndcg@20"] == best else v)
+        table.add_row(scenario, order, k, *cells)
     return table
 
 
 def ratio_rich(ratio: dict):  # type: ignore[no-untyped-def]
-    from rich.table import Table
-
     keys = (
         "ranker/ease_best",
         "meta_ranker/ease_best",
@@ -277,25 +251,24 @@ def ratio_rich(ratio: dict):  # type: ignore[no-untyped-def]
         "meta_ranker/popularity",
         "meta_ranker/plain_ranker",
     )
-    table = Table(title="NDCG@20 ratios, pooled users [95% paired bootstrap CI]")
-    for col in ("scenario", "order", "K", "EASE"):
-        table.add_column(col)
-    for key in keys:
-        table.add_column(key, justify="right")
-    for scenario, orders in ratio.items():
-        for order, ks in orders.items():
-            for k, r in ks.items():
-                cells = [
-                    f"{r[key]['ratio']:.3f} [{r[key]['ci95'][0]:.3f},{r[key]['ci95'][1]:.3f}]"
-                    if key in r
-                    else "-"
-                    for key in keys
-                ]
-                table.add_row(scenario, order, k, r["strongest_ease"], *cells)
+    table = rich_table(
+        "NDCG@20 ratios, pooled users [95% paired bootstrap CI]",
+        ("scenario", "order", "K", "EASE"),
+        keys,
+    )
+    for scenario, order, k, r in cells_of(ratio):
+        cells = [
+            f"{r[key]['ratio']:.3f} [{r[key]['ci95'][0]:.3f},{r[key]['ci95'][1]:.3f}]"
+            if key in r
+            else "-"
+            for key in keys
+        ]
+        table.add_row(scenario, order, k, r["strongest_ease"], *cells)
     return table
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--folds", type=int, default=5, help="User folds (each is test once).")
@@ -309,97 +282,76 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default).")
     parser.add_argument("--set", nargs="*", default=[], help="TrainingConfig overrides key=json.")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return parser.parse_args()
 
-    from metarec.features.training_set import load_training_set
-    from metarec.training.config import TrainingConfig
-    from metarec.training.scenarios import plan_split
-    from metarec.training.trainer import prepare, rank_catalogue, seed_everything
-    from rich.console import Console
 
-    overrides: dict = {}
-    if args.quick:
-        overrides.update(QUICK)
+def config_overrides(args: argparse.Namespace) -> dict:
+    """TrainingConfig overrides: ``--quick``'s, then every ``--set key=json``."""
+    overrides: dict = dict(QUICK) if args.quick else {}
     for item in args.set:
         key, value = item.split("=", 1)
         overrides[key] = json.loads(value)
-    folds_run = [0] if args.quick else list(range(args.folds))
+    return overrides
+
+
+def run_fold(df, args, overrides: dict, *, seed: int, fold: int, workdir: Path) -> dict:  # type: ignore[no-untyped-def]
+    """One (seed, fold): prepare, optionally train the rating model, rank the catalogue.
+
+    Returns ``{"table", "per_user", "rank_seconds", "rating_seconds"}``.
+    """
+    from metarec.training.config import TrainingConfig
+    from metarec.training.preparation import config_split, prepare
+    from metarec.training.trainer import rank_catalogue, seed_everything
+
+    tag = f"seed{seed}/fold{fold}"
+    config = TrainingConfig.build(
+        {**overrides, "n_folds": args.folds, "test_fold": fold, "seed": seed, "device": "cpu"}
+    )
+    seed_everything(seed)
+    split = config_split(df, config)
+    data = prepare(df, split=split, encoder=None, config=config)
     device = torch.device("cpu")
-    started = time.perf_counter()
-    tables: list[dict] = []
-    per_user: list[dict] = []
-    seconds: dict = {"rank_catalogue": {}, "rating_model": {}}
-    with tempfile.TemporaryDirectory(prefix="metarec-topn-") as tmp:
-        home = args.home.resolve() if args.home else Path(tmp) / "home"
-        path = training_set_in(args.data.resolve(), home)
-        seconds["prepare"] = time.perf_counter() - started
-        df, _ = load_training_set(path)
-        for seed in args.seeds:
-            for fold in folds_run:
-                tag = f"seed{seed}/fold{fold}"
-                config = TrainingConfig.build(
-                    {
-                        **overrides,
-                        "n_folds": args.folds,
-                        "test_fold": fold,
-                        "seed": seed,
-                        "device": "cpu",
-                    }
-                )
-                seed_everything(seed)
-                split = plan_split(
-                    df,
-                    seed=seed if config.split_seed is None else config.split_seed,
-                    val_fraction=config.val_fraction,
-                    test_fraction=config.test_fraction,
-                    new_item_fraction=config.new_item_fraction,
-                    n_folds=args.folds,
-                    test_fold=fold,
-                )
-                data = prepare(df, split=split, encoder=None, config=config)
-                rating_model = None
-                if args.with_rating_model:
-                    t0 = time.perf_counter()
-                    rating_model = train_rating_model(data, config, device, Path(tmp) / tag)
-                    seconds["rating_model"][tag] = time.perf_counter() - t0
-                    log(f"{tag}: rating model {seconds['rating_model'][tag]:.0f}s")
+    rating_model, rating_seconds = None, None
+    if args.with_rating_model:
+        t0 = time.perf_counter()
+        rating_model = train_rating_model(data, config, device, workdir / tag)
+        rating_seconds = time.perf_counter() - t0
+        log(f"{tag}: rating model {rating_seconds:.0f}s")
 
-                def progress(event, tag=tag) -> None:  # type: ignore[no-untyped-def]
-                    if event.phase == "ranker" and event.step % 100 == 0:
-                        log(f"{tag}: ranker step {event.step}/{event.total}")
+    def progress(event) -> None:  # type: ignore[no-untyped-def]
+        if event.phase == "ranker" and event.step % 100 == 0:
+            log(f"{tag}: ranker step {event.step}/{event.total}")
 
-                keep: dict = {}
-                t0 = time.perf_counter()
-                run = rank_catalogue(
-                    data,
-                    config=config,
-                    rating_model=rating_model,
-                    device=device,
-                    on_progress=progress,
-                    keep_per_user=keep,
-                )
-                took = time.perf_counter() - t0
-                seconds["rank_catalogue"][tag] = took
-                new = run.table.get("new_user", {})
-                log(
-                    f"{tag}: rank_catalogue {took:.0f}s, {len(split.test_users)} test users, "
-                    f"blend {run.card['blend_weight']}, new_user random@10 NDCG@20 "
-                    + ", ".join(
-                        f"{m}={v['ndcg@20']:.4f}" for m, v in new.get("random@10", {}).items()
-                    )
-                )
-                tables.append(run.table)
-                per_user.append(keep)
-    metrics = mean_metrics(tables)
-    ratio = ratios(metrics, per_user)
-    checks = targets(ratio, list(seconds["rank_catalogue"].values()))
-    if not args.with_rating_model:
-        checks["note"] = "rating_model was not run (use --with-rating-model; ~2 min per fold)"
-    seconds["total"] = time.perf_counter() - started
+    keep: dict = {}
+    t0 = time.perf_counter()
+    run = rank_catalogue(
+        data,
+        config=config,
+        rating_model=rating_model,
+        device=device,
+        on_progress=progress,
+        keep_per_user=keep,
+    )
+    took = time.perf_counter() - t0
+    new = run.table.get("new_user", {})
+    log(
+        f"{tag}: rank_catalogue {took:.0f}s, {len(split.test_users)} test users, "
+        f"blend {run.card['blend_weight']}, new_user random@10 NDCG@20 "
+        + ", ".join(f"{m}={v['ndcg@20']:.4f}" for m, v in new.get("random@10", {}).items())
+    )
+    return {
+        "table": run.table,
+        "per_user": keep,
+        "rank_seconds": took,
+        "rating_seconds": rating_seconds,
+    }
+
+
+def print_report(metrics: dict, ratio: dict, checks: dict, *, runs: str, with_rating: bool) -> None:
+    """The NDCG@20 table, the ratio table and the target checks (rich, on stdout)."""
+    from rich.console import Console
+
     console = Console(width=250)
-    runs = f"{len(folds_run)} fold(s) of {args.folds}, seeds {args.seeds}"
     console.print(ndcg_table(metrics, f"ml-100k top-N: NDCG@20, mean over {runs}"))
     console.print(ratio_rich(ratio))
     for name, check in checks.items():
@@ -408,8 +360,42 @@ def main() -> None:
             console.print(mark, f"{name}: {check}", markup=False)
         else:
             console.print(check, markup=False)
-    if not args.with_rating_model:
+    if not with_rating:
         console.print("rating_model: not run (--with-rating-model to include it)")
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from metarec.features.training_set import load_training_set
+
+    overrides = config_overrides(args)
+    folds_run = [0] if args.quick else list(range(args.folds))
+    started = time.perf_counter()
+    runs: list[dict] = []
+    seconds: dict = {"rank_catalogue": {}, "rating_model": {}}
+    with tempfile.TemporaryDirectory(prefix="metarec-topn-") as tmp:
+        home = args.home.resolve() if args.home else Path(tmp) / "home"
+        path = training_set_in(args.data.resolve(), home)
+        seconds["prepare"] = time.perf_counter() - started
+        df, _ = load_training_set(path)
+        for seed in args.seeds:
+            for fold in folds_run:
+                run = run_fold(df, args, overrides, seed=seed, fold=fold, workdir=Path(tmp))
+                tag = f"seed{seed}/fold{fold}"
+                seconds["rank_catalogue"][tag] = run["rank_seconds"]
+                if run["rating_seconds"] is not None:
+                    seconds["rating_model"][tag] = run["rating_seconds"]
+                runs.append(run)
+    metrics = mean_metrics([r["table"] for r in runs])
+    ratio = ratios(metrics, [r["per_user"] for r in runs])
+    checks = targets(ratio, list(seconds["rank_catalogue"].values()))
+    if not args.with_rating_model:
+        checks["note"] = "rating_model was not run (use --with-rating-model; ~2 min per fold)"
+    seconds["total"] = time.perf_counter() - started
+    described = f"{len(folds_run)} fold(s) of {args.folds}, seeds {args.seeds}"
+    print_report(metrics, ratio, checks, runs=described, with_rating=args.with_rating_model)
     result = {
         "benchmark": "topn_quality",
         "data": str(args.data),

@@ -39,7 +39,18 @@ from dataclasses import asdict, dataclass, replace
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
-from torch.func import grad, vmap
+
+from metarec.learning.factor_fold_in import fold_in_loss, map_fold_in, sgd_fold_in
+
+__all__ = [
+    "FactorConfig",
+    "FactorModel",
+    "fold_in_loss",
+    "map_fold_in",
+    "masked_query_loss",
+    "meta_loss",
+    "sgd_fold_in",
+]
 
 INNER_MODES = ("map", "sgd")
 LOSSES = ("mse", "mae")
@@ -325,10 +336,7 @@ class FactorModel(nn.Module):
         query_x: torch.Tensor,
     ) -> torch.Tensor:
         """This model's own prediction (fold-in + neighbourhood correction) → (T, Q)."""
-        theta = self.adapt(support_x, support_y, support_mask, user_x=query_x[:, 0])  # (T, 1+F)
-        return self.predict(theta, query_x) + self.neighbour_correction(
-            theta, support_x, support_y, support_mask, query_x
-        )  # (T, Q)
+        return self._fold_in_predict(support_x, support_y, support_mask, query_x, correct=True)
 
     def predict_tasks(
         self,
@@ -360,87 +368,27 @@ class FactorModel(nn.Module):
         The user attributes are read from the first query row (always a real row). With
         ``train_neighbour`` the neighbourhood correction is added (so the meta loss fits it).
         """
+        return self._fold_in_predict(
+            support_x, support_y, support_mask, query_x, correct=self.config.train_neighbour
+        )
+
+    def _fold_in_predict(
+        self,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        support_mask: torch.Tensor,
+        query_x: torch.Tensor,
+        *,
+        correct: bool,
+    ) -> torch.Tensor:
+        """Adapt (user attributes from the first query row), predict, add the correction."""
         theta = self.adapt(support_x, support_y, support_mask, user_x=query_x[:, 0])  # (T, 1+F)
         pred = self.predict(theta, query_x)  # (T, Q)
-        if self.config.train_neighbour:
+        if correct:
             pred = pred + self.neighbour_correction(
                 theta, support_x, support_y, support_mask, query_x
             )
         return pred
-
-
-def map_fold_in(
-    z: torch.Tensor, target: torch.Tensor, prior: torch.Tensor, precision: torch.Tensor
-) -> torch.Tensor:
-    """Posterior mode of ``θ`` under ``target ≈ z θ`` with prior ``N(prior, diag(1/precision))``.
-
-    Args:
-        z: Masked design rows (T, S, D) (padded rows all zero).
-        target: Masked residual ratings (T, S).
-        prior: Prior means (T, D).
-        precision: Prior precisions (D,) or (T, D).
-
-    Returns:
-        ``(zᵀz + diag λ)⁻¹ (zᵀ target + λ ⊙ prior)``, shape (T, D).
-    """
-    gram = z.transpose(-1, -2) @ z + torch.diag_embed(precision.expand_as(prior))  # (T, D, D)
-    rhs = (z * target.unsqueeze(-1)).sum(-2) + precision * prior  # (T, D)
-    return torch.linalg.solve(gram, rhs)  # (T, D)
-
-
-def fold_in_loss(
-    theta: torch.Tensor,
-    z: torch.Tensor,
-    target: torch.Tensor,
-    mask: torch.Tensor,
-    prior: torch.Tensor,
-    precision: torch.Tensor,
-) -> torch.Tensor:
-    """One task's inner loss ``(Σ m (r̃ − z θ)² + Σ λ (θ − prior)²) / (n + 1)`` → ().
-
-    Args:
-        theta: The user's vector (D,).
-        z: Masked design rows (S, D).
-        target: Masked residuals (S,).
-        mask: Support mask (S,).
-        prior: Prior mean (D,).
-        precision: Prior precision (D,).
-    """
-    err = (target - z @ theta) * mask  # (S,)
-    penalty = (precision * (theta - prior) ** 2).sum()  # ()
-    return ((err**2).sum() + penalty) / (mask.sum() + 1.0)
-
-
-def sgd_fold_in(
-    z: torch.Tensor,
-    target: torch.Tensor,
-    mask: torch.Tensor,
-    prior: torch.Tensor,
-    precision: torch.Tensor,
-    rates: torch.Tensor,
-    *,
-    steps: int,
-) -> torch.Tensor:
-    """``steps`` Meta-SGD steps on :func:`fold_in_loss` from the prior mean, batched over tasks.
-
-    Args:
-        z: Masked design rows (T, S, D).
-        target: Masked residuals (T, S).
-        mask: Support mask (T, S).
-        prior: Prior means, the starting points (T, D).
-        precision: Prior precisions (D,).
-        rates: Per-dimension step sizes (D,).
-        steps: Gradient steps (0 returns the prior mean).
-
-    Returns:
-        Adapted ``θ`` (T, D); differentiable (second order) in every input.
-    """
-    per_task = 0 if precision.dim() == 2 else None
-    task_grad = vmap(grad(fold_in_loss), in_dims=(0, 0, 0, 0, 0, per_task))
-    theta = prior  # (T, D)
-    for _ in range(steps):
-        theta = theta - rates * task_grad(theta, z, target, mask, prior, precision)  # (T, D)
-    return theta
 
 
 def masked_query_loss(

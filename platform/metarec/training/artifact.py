@@ -10,15 +10,15 @@ plus its lineage and metrics, and the sha256 of every weights file, verified bef
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import metarec
+from metarec.digests import sha256_file
 from metarec.errors import ArtifactError
 from metarec.learning.factor_model import FactorConfig, FactorModel
 from metarec.learning.item_models import EASE
@@ -42,6 +43,8 @@ FACTOR_WEIGHTS = "factor_model.safetensors"
 CARD = "model_card.json"
 
 Metrics = dict[str, dict[str, dict[str, dict[str, float]]]]
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+ConfigT = TypeVar("ConfigT")
 
 
 class ModelCard(BaseModel):
@@ -93,15 +96,6 @@ def code_version() -> dict[str, str | None]:
     return {"metarec": metarec.__version__, "git_commit": commit}
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class RankerParts:
     """The served ranker's weights: the meta-learned model and the EASE item-item prior."""
@@ -143,23 +137,13 @@ def save_artifact(
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(_state(model), str(tmp / WEIGHTS), metadata={"format": "pt"})
-    files = {WEIGHTS: sha256_file(tmp / WEIGHTS)}
+    files = {WEIGHTS: _write(tmp / WEIGHTS, _state(model))}
     if global_model is not None:
-        save_file(_state(global_model), str(tmp / GLOBAL_WEIGHTS), metadata={"format": "pt"})
-        files[GLOBAL_WEIGHTS] = sha256_file(tmp / GLOBAL_WEIGHTS)
+        files[GLOBAL_WEIGHTS] = _write(tmp / GLOBAL_WEIGHTS, _state(global_model))
     if ranker is not None:
-        save_file(_state(ranker.model), str(tmp / RANKER_WEIGHTS), metadata={"format": "pt"})
-        prior = {
-            "ease": torch.from_numpy(np.ascontiguousarray(ranker.ease.weights())),
-            "item_ids": torch.from_numpy(np.ascontiguousarray(ranker.item_ids, dtype=np.int64)),
-        }
-        save_file(prior, str(tmp / ITEM_PRIOR), metadata={"format": "pt"})
-        files[RANKER_WEIGHTS] = sha256_file(tmp / RANKER_WEIGHTS)
-        files[ITEM_PRIOR] = sha256_file(tmp / ITEM_PRIOR)
+        files.update(_write_ranker(tmp, ranker))
     if factor_model is not None:
-        save_file(_state(factor_model), str(tmp / FACTOR_WEIGHTS), metadata={"format": "pt"})
-        files[FACTOR_WEIGHTS] = sha256_file(tmp / FACTOR_WEIGHTS)
+        files[FACTOR_WEIGHTS] = _write(tmp / FACTOR_WEIGHTS, _state(factor_model))
         card = {
             **card,
             "factor_model": {
@@ -179,6 +163,24 @@ def save_artifact(
         shutil.rmtree(out)
     os.replace(tmp, out)
     return written
+
+
+def _write(file: Path, tensors: dict[str, torch.Tensor]) -> str:
+    """Write ``tensors`` as a safetensors file; return its sha256 (for the card)."""
+    save_file(tensors, str(file), metadata={"format": "pt"})
+    return sha256_file(file)
+
+
+def _write_ranker(directory: Path, ranker: RankerParts) -> dict[str, str]:
+    """Write the served ranker's weights and its EASE item prior; return their sha256s."""
+    prior = {
+        "ease": torch.from_numpy(np.ascontiguousarray(ranker.ease.weights())),
+        "item_ids": torch.from_numpy(np.ascontiguousarray(ranker.item_ids, dtype=np.int64)),
+    }
+    return {
+        RANKER_WEIGHTS: _write(directory / RANKER_WEIGHTS, _state(ranker.model)),
+        ITEM_PRIOR: _write(directory / ITEM_PRIOR, prior),
+    }
 
 
 def read_card(path: Path) -> ModelCard:
@@ -236,20 +238,37 @@ def _read_verified(path: Path, name: str, expected_sha: str) -> dict[str, torch.
         ) from exc
 
 
-def _fill(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:
+def _filled(model: ModuleT, path: Path, name: str, expected_sha: str) -> ModuleT:
+    """``model`` with the verified weights of ``path / name`` loaded (strict, eval mode)."""
+    state = _read_verified(path, name, expected_sha)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ArtifactError(
-            f"{file}: weights do not fit the architecture in the card ({exc}).", fix=FIX_WEIGHTS
+            f"{path / name}: weights do not fit the architecture in the card ({exc}).",
+            fix=FIX_WEIGHTS,
         ) from exc
-    model.eval()
+    return model.eval()
 
 
-def _load_weights(path: Path, name: str, expected_sha: str, config: ModelConfig) -> MeLU:
-    model = MeLU(config)
-    _fill(model, _read_verified(path, name, expected_sha), path / name)
-    return model
+def _architecture(what: str, build: Callable[[], ConfigT]) -> ConfigT:
+    """The architecture ``build`` parses from the card (``what`` names it in the error)."""
+    try:
+        return build()
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ArtifactError(
+            f"model card: invalid {what} ({exc}).",
+            fix="retrain the model with `metarec train`.",
+        ) from exc
+
+
+def _require_listed(path: Path, card: ModelCard, what: str, *names: str) -> None:
+    """Every file of ``names`` is listed in the card (which describes ``what``)."""
+    for name in names:
+        if name not in card.files:
+            raise ArtifactError(
+                f"{path}: the card describes {what} but lists no {name}.", fix=FIX_WEIGHTS
+            )
 
 
 def load_ranker(path: Path, card: ModelCard) -> RankerParts | None:
@@ -259,23 +278,13 @@ def load_ranker(path: Path, card: ModelCard) -> RankerParts | None:
         ArtifactError: A file is missing, altered, not safetensors, or does not fit the
             card's ranker architecture.
     """
-    if card.ranker is None:
+    ranker = card.ranker
+    if ranker is None:
         return None
     path = Path(path)
-    for name in (RANKER_WEIGHTS, ITEM_PRIOR):
-        if name not in card.files:
-            raise ArtifactError(
-                f"{path}: the card describes a ranker but lists no {name}.", fix=FIX_WEIGHTS
-            )
-    try:
-        config = RankerConfig.from_dict(card.ranker["config"])
-    except (TypeError, KeyError, ValueError) as exc:
-        raise ArtifactError(
-            f"model card: invalid ranker architecture ({exc}).",
-            fix="retrain the model with `metarec train`.",
-        ) from exc
-    model = Ranker(config)
-    _fill(model, _read_verified(path, RANKER_WEIGHTS, card.files[RANKER_WEIGHTS]), path)
+    _require_listed(path, card, "a ranker", RANKER_WEIGHTS, ITEM_PRIOR)
+    config = _architecture("ranker architecture", lambda: RankerConfig.from_dict(ranker["config"]))
+    model = _filled(Ranker(config), path, RANKER_WEIGHTS, card.files[RANKER_WEIGHTS])
     prior = _read_verified(path, ITEM_PRIOR, card.files[ITEM_PRIOR])
     if set(prior) != {"ease", "item_ids"}:
         raise ArtifactError(f"{path / ITEM_PRIOR}: unexpected tensors.", fix=FIX_WEIGHTS)
@@ -295,25 +304,15 @@ def load_factor_model(path: Path, card: ModelCard) -> FactorModel | None:
         ArtifactError: The file is missing, altered, not safetensors, or does not fit the
             card's factor architecture.
     """
-    if card.factor_model is None:
+    factor = card.factor_model
+    if factor is None:
         return None
     path = Path(path)
-    if FACTOR_WEIGHTS not in card.files:
-        raise ArtifactError(
-            f"{path}: the card describes a factor model but lists no {FACTOR_WEIGHTS}.",
-            fix=FIX_WEIGHTS,
-        )
-    try:
-        config = FactorConfig.from_dict(card.factor_model["config"])
-    except (TypeError, KeyError, ValueError) as exc:
-        raise ArtifactError(
-            f"model card: invalid factor model architecture ({exc}).",
-            fix="retrain the model with `metarec train`.",
-        ) from exc
-    model = FactorModel(config)
-    state = _read_verified(path, FACTOR_WEIGHTS, card.files[FACTOR_WEIGHTS])
-    _fill(model, state, path / FACTOR_WEIGHTS)
-    return model
+    _require_listed(path, card, "a factor model", FACTOR_WEIGHTS)
+    config = _architecture(
+        "factor model architecture", lambda: FactorConfig.from_dict(factor["config"])
+    )
+    return _filled(FactorModel(config), path, FACTOR_WEIGHTS, card.files[FACTOR_WEIGHTS])
 
 
 def load_artifact(path: Path) -> tuple[MeLU, ModelCard]:
@@ -327,8 +326,8 @@ def load_artifact(path: Path) -> tuple[MeLU, ModelCard]:
             that do not fit the card's architecture.
     """
     card = read_card(path)
-    config = _model_config(card)
-    return _load_weights(Path(path), WEIGHTS, card.weights_sha256, config), card
+    config = _architecture("architecture", lambda: ModelConfig.from_dict(card.model))
+    return _filled(MeLU(config), Path(path), WEIGHTS, card.weights_sha256), card
 
 
 def load_global_model(path: Path, card: ModelCard) -> MeLU | None:
@@ -337,19 +336,4 @@ def load_global_model(path: Path, card: ModelCard) -> MeLU | None:
     if sha is None:
         return None
     config = ModelConfig.from_dict({**card.model, "meta_sgd": False})
-    return _load_weights(Path(path), GLOBAL_WEIGHTS, sha, config)
-
-
-def _model_config(card: ModelCard) -> ModelConfig:
-    try:
-        return ModelConfig.from_dict(card.model)
-    except (TypeError, KeyError, ValueError) as exc:
-        raise ArtifactError(
-            f"model card: invalid architecture ({exc}).",
-            fix="retrain the model with `metarec train`.",
-        ) from exc
-
-
-def now() -> datetime:
-    """The current UTC time (for ``created_at``)."""
-    return datetime.now(UTC)
+    return _filled(MeLU(config), Path(path), GLOBAL_WEIGHTS, sha)

@@ -7,6 +7,7 @@ run resumed from step ``k`` does exactly what the uninterrupted run did after st
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from metarec.errors import CheckpointError
+from metarec.training.config import TrainingConfig
+from metarec.training.meta_loop import BestOnValidation, Weights
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -32,6 +35,42 @@ class TrainState:
     bad_evals: int = 0
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+
+    def best_on_validation(self, weights: Weights | None, *, patience: int) -> BestOnValidation:
+        """The early-stopping record of this state (validation MAE, lower is better)."""
+        return BestOnValidation(
+            min_delta=1e-5,
+            patience=patience,
+            to_cpu=True,
+            best=self.best_val_mae,
+            best_step=self.best_step,
+            bad_evals=self.bad_evals,
+            weights=weights,
+        )
+
+    def record(self, keeper: BestOnValidation, *, improved: bool) -> None:
+        """Copy ``keeper``'s record after a validation; stop early once it is exhausted."""
+        self.best_val_mae, self.best_step, self.bad_evals = (
+            keeper.best,
+            keeper.best_step,
+            keeper.bad_evals,
+        )
+        if not improved:
+            self.stopped_early = keeper.exhausted
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where a run writes its checkpoints, and the key that a resumed run must match."""
+
+    directory: Path
+    run_key: str
+
+
+def run_key(config: TrainingConfig, fingerprint: str) -> str:
+    """Identity of a run for resuming: the config (minus device) and the data fingerprint."""
+    payload = config.model_dump(mode="json", exclude={"device"})
+    return hashlib.sha256(json.dumps([payload, fingerprint], sort_keys=True).encode()).hexdigest()
 
 
 def save_checkpoint(

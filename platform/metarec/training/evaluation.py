@@ -15,8 +15,10 @@ from metarec.features.training_set import load_training_set
 from metarec.learning.algorithms import InnerLoop
 from metarec.learning.item_models import EASE, ItemKNN, ItemMean, Popularity
 from metarec.learning.metrics import METRIC_NAMES
+from metarec.learning.model import MeLU
 from metarec.training.artifact import (
     ModelCard,
+    RankerParts,
     load_artifact,
     load_factor_model,
     load_global_model,
@@ -24,16 +26,17 @@ from metarec.training.artifact import (
 )
 from metarec.training.config import TrainingConfig
 from metarec.training.encoding import FeatureEncoder
-from metarec.training.methods import AdaptedModel
+from metarec.training.methods import AdaptedModel, evaluate_all
+from metarec.training.preparation import PreparedData, config_split, prepare, ranking_data
+from metarec.training.ranking import Cells, RankingData
 from metarec.training.ranking_eval import (
-    Cells,
     RankingMethods,
     RankingTable,
     ServedRanker,
     evaluate_ranking,
 )
-from metarec.training.scenarios import Scenario, Split, plan_split
-from metarec.training.trainer import evaluate_all, prepare, ranking_data, resolve_device
+from metarec.training.scenarios import Scenario, Split
+from metarec.training.trainer import resolve_device
 
 Metrics = dict[str, dict[str, dict[str, dict[str, float]]]]
 
@@ -68,21 +71,17 @@ def evaluate_artifact(
     model, card = load_artifact(artifact_dir)
     global_model = load_global_model(artifact_dir, card)
     factor = load_factor_model(Path(artifact_dir), card)
-    config = card_config(card, source=f"{artifact_dir} model card")
-    df, _ = load_training_set(Path(training_set_path))
-    split = card_split(df, card, config)
-    data = prepare(df, split=split, encoder=FeatureEncoder(**card.encoder), config=config)
+    config, data = _card_data(artifact_dir, training_set_path, card)
     target = resolve_device(device)
     model.to(target)
     if global_model is not None:
         global_model.to(target)
     if factor is not None:
         factor.to(target)
-    inner = InnerLoop(steps=int(card.inner_loop["steps"]), lr=float(card.inner_loop["lr"]))
     chosen = users if users is not None else card.test_users
     metrics, _ = evaluate_all(
         data,
-        meta={card.algorithm: AdaptedModel(model, inner, bool(card.inner_loop.get("meta_sgd")))},
+        meta={card.algorithm: card_adapted_model(model, card)},
         global_model=global_model,
         finetune=InnerLoop(steps=int(card.finetune["steps"]), lr=float(card.finetune["lr"])),
         scenarios=tuple(Scenario(s) for s in (scenarios or config.scenarios)),
@@ -94,6 +93,27 @@ def evaluate_artifact(
         factor=factor,
     )
     return metrics
+
+
+def card_adapted_model(model: MeLU, card: ModelCard) -> AdaptedModel:
+    """The card's meta-learned model with the inner loop the card records."""
+    inner = InnerLoop(steps=int(card.inner_loop["steps"]), lr=float(card.inner_loop["lr"]))
+    return AdaptedModel(model, inner, bool(card.inner_loop.get("meta_sgd")))
+
+
+def _card_data(
+    artifact_dir: Path, training_set_path: Path, card: ModelCard
+) -> tuple[TrainingConfig, PreparedData]:
+    """The card's training config and the training set prepared as the card's run did."""
+    config = card_config(card, source=f"{artifact_dir} model card")
+    df, _ = load_training_set(Path(training_set_path))
+    data = prepare(
+        df,
+        split=card_split(df, card, config),
+        encoder=FeatureEncoder(**card.encoder),
+        config=config,
+    )
+    return config, data
 
 
 def metrics_table(metrics: Metrics, *, title: str = "Cold-start evaluation") -> Table:
@@ -217,49 +237,47 @@ def evaluate_ranking_artifact(
             f"{artifact_dir}: the artifact has no catalogue ranker.",
             fix="retrain it with this MetaRec (`metarec train`), which trains and stores one.",
         )
-    config = card_config(card, source=f"{artifact_dir} model card")
-    df, _ = load_training_set(Path(training_set_path))
-    data = prepare(
-        df,
-        split=card_split(df, card, config),
-        encoder=FeatureEncoder(**card.encoder),
-        config=config,
-    )
+    config, data = _card_data(artifact_dir, training_set_path, card)
     rdata = ranking_data(data)
     if not np.array_equal(rdata.item_ids, parts.item_ids):
         raise ArtifactError(
             f"{artifact_dir}: the ranker's catalogue differs from {training_set_path}'s items.",
             fix="evaluate on the training set the artifact was trained on (or retrain).",
         )
-    chosen = card.ranker.get("chosen_on_validation", {})
-    methods = RankingMethods(
+    return evaluate_ranking(
+        card_ranking_methods(card, parts, card_adapted_model(model, card), rdata),
+        rdata,
+        data.split,
+        scenarios=tuple(Scenario(s) for s in (scenarios or card.ranking or config.scenarios)),
+        cells=Cells.parse(cells or card.ranker.get("cells")),
+        users=users if users is not None else card.test_users,
+        seed=data.split.seed,
+    )
+
+
+def card_ranking_methods(
+    card: ModelCard, parts: RankerParts, rating_model: AdaptedModel, rdata: RankingData
+) -> RankingMethods:
+    """The served ranker of an artifact plus the item baselines refitted on ``rdata``.
+
+    The baselines take the hyper-parameters the card chose on its validation users.
+    """
+    ranker = card.ranker or {}
+    chosen = ranker.get("chosen_on_validation", {})
+    return RankingMethods(
         served=ServedRanker(
             model=parts.model,
-            steps=int(card.ranker["inner_steps"]),
+            steps=int(ranker["inner_steps"]),
             ease=parts.ease,
-            blend_weight=float(card.ranker["blend_weight"]),
+            blend_weight=float(ranker["blend_weight"]),
         ),
-        rating_model=AdaptedModel(
-            model,
-            InnerLoop(steps=int(card.inner_loop["steps"]), lr=float(card.inner_loop["lr"])),
-            bool(card.inner_loop.get("meta_sgd")),
-        ),
+        rating_model=rating_model,
         popularity=Popularity.fit(rdata.train_binary),
         item_mean=ItemMean.fit(
             rdata.train_ratings, shrinkage=float(chosen.get("item_mean_shrinkage", 20.0))
         ),
         item_knn=ItemKNN.fit(rdata.train_binary, neighbours=chosen.get("item_knn_neighbours")),
         ease_binary=EASE.fit(rdata.train_binary, l2=float(chosen.get("ease_l2", 1000.0))),
-    )
-    names = cells or card.ranker.get("cells")
-    return evaluate_ranking(
-        methods,
-        rdata,
-        data.split,
-        scenarios=tuple(Scenario(s) for s in (scenarios or card.ranking or config.scenarios)),
-        cells=Cells.parse(names),
-        users=users if users is not None else card.test_users,
-        seed=data.split.seed,
     )
 
 
@@ -271,14 +289,6 @@ def card_config(card: ModelCard, *, source: str) -> TrainingConfig:
 
 def card_split(df: pd.DataFrame, card: ModelCard, config: TrainingConfig) -> Split:
     """The card's user split, rebuilt from its seed (and its new-item cutoff year)."""
-    split = plan_split(
-        df,
-        seed=int(card.split["seed"]),
-        val_fraction=config.val_fraction,
-        test_fraction=config.test_fraction,
-        new_item_fraction=config.new_item_fraction,
-        n_folds=config.n_folds,
-        test_fold=config.test_fold,
-    )
+    split = config_split(df, config, seed=int(card.split["seed"]))
     cutoff = int(card.split["new_item_cutoff_year"])
     return Split(**{**split.model_dump(), "new_item_cutoff_year": cutoff})

@@ -13,147 +13,23 @@ encoder (fitted on meta-train rows) and both phases read meta-train rows only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from metarec.learning.factor_model import FactorConfig, FactorModel, meta_loss
-from metarec.learning.tasks import Task, batches, collate
+from metarec.learning.factor_model import FactorModel, meta_loss
+from metarec.learning.tasks import Task, TaskBatch, batches, collate
 from metarec.training.encoding import FeatureEncoder
+from metarec.training.factor_settings import (
+    FactorTrainingConfig,
+    FactorTrainingReport,
+    factor_config_for,
+)
+from metarec.training.meta_loop import BestOnValidation, EpisodeSampler, weights_copy
 from metarec.training.scenarios import Scenario, Split, TaskSource
 
-
-@dataclass(frozen=True)
-class FactorTrainingConfig:
-    """Hyper-parameters of :func:`fit_factor_model` (defaults tuned on ml-100k validation users).
-
-    Attributes:
-        n_factors: Factor dimension ``F``.
-        inner: ``"map"`` (closed-form fold-in) or ``"sgd"`` (Meta-SGD steps).
-        inner_steps: Steps of the ``"sgd"`` inner loop.
-        inner_lr_init: Initial per-dimension rate of the ``"sgd"`` inner loop.
-        support_encoder: Let the support set modulate the prior mean.
-        neighbour_weight: Weight of the item-factor neighbourhood correction at prediction.
-        neighbour_count: Its pseudo-count.
-        neighbour_power: Its similarity exponent.
-        train_neighbour: Learn α and c of the correction inside the meta loss (not kept).
-        size_precision: Learn a support-size-dependent prior precision scale (not kept).
-        members: Seed ensemble: fit this many models (seeds ``seed + 1000 m``) and average
-            their predictions (one :class:`FactorModel` holding the others as members).
-        user_fields: User attributes that set the prior mean.
-        pretrain_steps: Full-batch Adam steps of the plain matrix factorisation.
-        pretrain_lr: Its learning rate.
-        item_bias_reg: L2 precision of the item biases (pseudo-ratings).
-        item_factor_reg: L2 precision of the item factors.
-        user_bias_reg: L2 precision of the train users' biases (also the initial prior).
-        user_factor_reg: L2 precision of the train users' factors (also the initial prior).
-        meta_steps: Outer steps (upper bound).
-        meta_batch_size: Tasks per outer step.
-        outer_lr: Adam rate of the outer loop.
-        train_items: Let the outer loop move the item biases and factors too.
-        outer_loss: Query loss of the outer loop, ``"mse"`` or ``"mae"`` (the evaluation
-            metric; chosen on validation users).
-        support_min: Smallest meta-training support set.
-        support_max: Largest meta-training support set.
-        query_size: Query ratings per task.
-        max_ratings: Ratings drawn per meta-training task at most.
-        eval_every: Outer steps between validations.
-        patience: Validations without improvement before stopping.
-        val_support_sizes: Support sizes of the validation tasks (their MAEs are averaged).
-        val_draws: Query/support draws per validation user (more draws, less noisy stopping).
-        min_user_ratings: Validation users need at least this many ratings (MeLU protocol).
-        max_user_ratings: ... and at most this many.
-        seed: Seeds initialisation and task sampling.
-    """
-
-    n_factors: int = 16
-    inner: str = "map"
-    inner_steps: int = 10
-    inner_lr_init: float = 0.1
-    support_encoder: bool = False
-    neighbour_weight: float = 1.0
-    neighbour_count: float = 5.0
-    neighbour_power: float = 1.0
-    train_neighbour: bool = False
-    size_precision: bool = False
-    members: int = 5
-    user_fields: tuple[str, ...] = ("gender", "age_bucket", "occupation")
-    pretrain_steps: int = 300
-    pretrain_lr: float = 0.05
-    item_bias_reg: float = 3.0
-    item_factor_reg: float = 10.0
-    user_bias_reg: float = 3.0
-    user_factor_reg: float = 10.0
-    meta_steps: int = 400
-    meta_batch_size: int = 64
-    outer_lr: float = 0.003
-    train_items: bool = True
-    outer_loss: str = "mae"
-    support_min: int = 3
-    support_max: int = 60
-    query_size: int = 10
-    max_ratings: int = 100
-    eval_every: int = 10
-    patience: int = 5
-    val_support_sizes: tuple[int, ...] = (5, 10, 20)
-    val_draws: int = 3
-    min_user_ratings: int = 13
-    max_user_ratings: int = 100
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-able form."""
-        data = asdict(self)
-        data["user_fields"] = list(self.user_fields)
-        data["val_support_sizes"] = list(self.val_support_sizes)
-        return data
-
-
-@dataclass
-class FactorTrainingReport:
-    """What happened during :func:`fit_factor_model`."""
-
-    pretrain_loss: float = float("nan")
-    steps: int = 0
-    best_step: int = 0
-    best_val_mae: float = float("inf")
-    history: list[dict[str, float]] | None = None
-    members: list[dict[str, float]] = field(default_factory=list)
-
-
-def factor_config_for(
-    encoder: FeatureEncoder, *, config: FactorTrainingConfig, global_mean: float
-) -> FactorConfig:
-    """The :class:`FactorConfig` matching ``encoder``'s row layout.
-
-    Raises:
-        ValueError: The encoder has no ``item_id`` field (``use_item_id`` off).
-    """
-    if "item_id" not in encoder.field_names:
-        raise ValueError(
-            "the factor model needs item ids in the encoded rows: set use_item_id: true"
-        )
-    fields = tuple(f for f in config.user_fields if f in encoder.field_names)
-    return FactorConfig(
-        field_names=tuple(encoder.field_names),
-        field_sizes=tuple(len(encoder.vocabularies[n]) + 1 for n in encoder.field_names),
-        user_fields=fields,
-        n_factors=config.n_factors,
-        global_mean=global_mean,
-        inner=config.inner,
-        inner_steps=config.inner_steps,
-        inner_lr_init=config.inner_lr_init,
-        bias_precision_init=config.user_bias_reg,
-        factor_precision_init=config.user_factor_reg,
-        support_encoder=config.support_encoder,
-        neighbour_weight=config.neighbour_weight,
-        neighbour_count=config.neighbour_count,
-        neighbour_power=config.neighbour_power,
-        train_neighbour=config.train_neighbour,
-        size_precision=config.size_precision,
-        members=config.members,
-    )
+EPISODE_STREAM = 5  # seeds this loop's task sampling apart from the other loops'
 
 
 def pretrain_factors(
@@ -220,13 +96,11 @@ def pretrain_factors(
 def _validation_tasks(
     source: TaskSource, split: Split, config: FactorTrainingConfig
 ) -> list[list[Task]]:
-    users = [
-        u
-        for u in split.val_users
-        if config.min_user_ratings
-        <= len(source.existing.rows.get(u, ()))
-        <= config.max_user_ratings
-    ]
+    users = source.rated_between(
+        split.val_users,
+        min_ratings=config.min_user_ratings,
+        max_ratings=config.max_user_ratings,
+    )
     return [
         [
             task
@@ -357,65 +231,67 @@ def _meta_train(
     on_progress: Callable[[int, float, float | None], None] | None,
     report: FactorTrainingReport,
 ) -> None:
+    """Meta-train the fold-in episodically; stop early on the validation MAE; keep the best."""
     items = ("item_bias.", "item_factors.", "mean")
     params = [
         p for n, p in model.named_parameters() if config.train_items or not n.startswith(items)
     ]
     optimizer = torch.optim.Adam(params, lr=config.outer_lr)
-    pool = np.array(
-        [u for u in split.train_users if len(source.existing.rows.get(u, ())) > config.query_size]
+    sampler = EpisodeSampler.of_users(
+        source,
+        split.train_users,
+        batch_size=config.meta_batch_size,
+        query_size=config.query_size,
+        support_min=config.support_min,
+        support_max=config.support_max,
+        max_ratings=config.max_ratings,
+        seed=config.seed,
+        stream=EPISODE_STREAM,
     )
     val_sets = _validation_tasks(source, split, config)
-    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    report.best_val_mae = _validation_mae(model, val_sets, device) if val_sets else float("inf")
-    report.history = [{"step": 0, "val_mae": report.best_val_mae}]
-    bad = 0
+    keeper = BestOnValidation(min_delta=1e-5, patience=config.patience, weights=weights_copy(model))
+    keeper.best = _validation_mae(model, val_sets, device) if val_sets else float("inf")
+    report.best_val_mae = keeper.best
+    report.history = [{"step": 0, "val_mae": keeper.best}]
     for step in range(1, config.meta_steps + 1):
-        rng = np.random.default_rng([config.seed, 5, step])
-        users = rng.choice(pool, size=min(config.meta_batch_size, len(pool)), replace=False)
-        tasks = source.training_tasks(
-            users,
-            rng=rng,
-            query_size=config.query_size,
-            support_min=config.support_min,
-            support_max=config.support_max,
-            max_ratings=config.max_ratings,
-        )
-        batch = collate(tasks).to(device)
-        model.train()
-        optimizer.zero_grad(set_to_none=True)
-        loss = meta_loss(
-            model,
-            batch.support_x,
-            batch.support_y,
-            batch.support_mask,
-            batch.query_x,
-            batch.query_y,
-            batch.query_mask,
-            kind=config.outer_loss,
-        )
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            model.item_bias.weight[0].zero_()
-            model.item_factors.weight[0].zero_()
+        batch = collate(sampler.tasks(step)).to(device)
+        loss = _outer_step(model, optimizer, batch, kind=config.outer_loss)
         report.steps = step
         val_mae = None
         if val_sets and step % config.eval_every == 0:
             val_mae = _validation_mae(model, val_sets, device)
-            report.history.append(
-                {"step": step, "meta_loss": float(loss.detach()), "val_mae": val_mae}
-            )
-            if val_mae < report.best_val_mae - 1e-5:
-                report.best_val_mae, report.best_step, bad = val_mae, step, 0
-                best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                bad += 1
+            report.history.append({"step": step, "meta_loss": loss, "val_mae": val_mae})
+            keeper.observe(step, val_mae, model)
+            report.best_val_mae, report.best_step = keeper.best, keeper.best_step
         if on_progress is not None:
-            on_progress(step, float(loss.detach()), val_mae)
-        if bad >= config.patience:
+            on_progress(step, loss, val_mae)
+        if keeper.exhausted:
             break
-    model.load_state_dict(best)
+    keeper.restore(model)
+
+
+def _outer_step(
+    model: FactorModel, optimizer: torch.optim.Optimizer, batch: TaskBatch, *, kind: str
+) -> float:
+    """One outer step on the query loss after adaptation; the padding item stays zero."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    loss = meta_loss(
+        model,
+        batch.support_x,
+        batch.support_y,
+        batch.support_mask,
+        batch.query_x,
+        batch.query_y,
+        batch.query_mask,
+        kind=kind,
+    )
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        model.item_bias.weight[0].zero_()
+        model.item_factors.weight[0].zero_()
+    return float(loss.detach())
 
 
 @torch.no_grad()

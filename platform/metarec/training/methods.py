@@ -1,4 +1,8 @@
-"""Evaluate every method (baselines and meta-learned models) on the same tasks."""
+"""Evaluate every method (baselines and meta-learned models) on the same tasks.
+
+:func:`evaluate_tasks` scores every method on one list of tasks; :func:`evaluate_all` does so
+for every scenario and support size of a prepared training set (the card's ``metrics``).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ from metarec.learning.metrics import evaluate_predictions
 from metarec.learning.model import MeLU
 from metarec.learning.tasks import Task, batches, collate
 from metarec.training.factor_training import factor_predictions
+from metarec.training.preparation import PreparedData
+from metarec.training.progress import ProgressCallback, ProgressEvent
+from metarec.training.scenarios import Scenario, parse_support_size
 
 FACTOR_METHOD = "factor_map"
 
@@ -116,3 +123,77 @@ def evaluate_tasks(
     if factor is not None:
         preds[FACTOR_METHOD] = factor_predictions(factor, tasks, device=device)
     return {name: evaluate_predictions(p, truths) for name, p in preds.items()}
+
+
+def scenario_users(
+    data: PreparedData,
+    scenario: Scenario,
+    users: dict[str, list[int]] | None,
+    *,
+    min_ratings: int,
+    max_ratings: int,
+) -> list[int]:
+    """The users evaluated in ``scenario``: those given for it, else the protocol's users."""
+    chosen = (users or {}).get(scenario.value)
+    if chosen is None:
+        chosen = data.source.eligible_users(
+            scenario, data.split, min_ratings=min_ratings, max_ratings=max_ratings
+        )
+    return [int(u) for u in chosen]
+
+
+def scenario_tasks(
+    data: PreparedData, scenario: Scenario, users: Sequence[int], size: str
+) -> list[Task]:
+    """The evaluation tasks of ``users`` in ``scenario`` with support size ``size``."""
+    return data.source.evaluation_tasks(
+        scenario, users, support_size=parse_support_size(size), seed=data.split.seed
+    )
+
+
+def evaluate_all(
+    data: PreparedData,
+    *,
+    meta: dict[str, AdaptedModel],
+    global_model: MeLU | None,
+    finetune: InnerLoop | None,
+    scenarios: tuple[Scenario, ...],
+    support_sizes: tuple[str, ...],
+    users: dict[str, list[int]] | None,
+    min_ratings: int,
+    max_ratings: int,
+    device: torch.device,
+    on_progress: ProgressCallback | None = None,
+    factor: FactorModel | None = None,
+) -> tuple[dict, dict[str, list[int]]]:
+    """Metrics ``{scenario: {size: {method: {metric}}}}`` and the users of each scenario.
+
+    ``factor`` (the meta-learned factor fold-in) adds the method ``factor_map``; the other
+    methods are those of :func:`evaluate_tasks`.
+    """
+    metrics: dict = {}
+    used: dict[str, list[int]] = {}
+    total = len(scenarios) * len(support_sizes)
+    done = 0
+    for scenario in scenarios:
+        chosen = scenario_users(
+            data, scenario, users, min_ratings=min_ratings, max_ratings=max_ratings
+        )
+        used[scenario.value] = chosen
+        metrics[scenario.value] = {}
+        for size in support_sizes:
+            tasks = scenario_tasks(data, scenario, chosen, size)
+            if tasks:
+                metrics[scenario.value][size] = evaluate_tasks(
+                    tasks,
+                    bias=data.bias,
+                    meta=meta,
+                    global_model=global_model,
+                    finetune=finetune,
+                    device=device,
+                    factor=factor,
+                )
+            done += 1
+            if on_progress:
+                on_progress(ProgressEvent("evaluate", done, total))
+    return metrics, used

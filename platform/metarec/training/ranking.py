@@ -1,4 +1,4 @@
-"""Ranking the whole catalogue for a user: data, the meta-learned ranker's training, the blend.
+"""Ranking the whole catalogue for a user: the data, the tasks, the scores and the blend.
 
 The catalogue is every item of the training set, in ascending item id (position = row of every
 (·, I) array). Histories are each user's ratings in time order (the training set's order).
@@ -6,19 +6,19 @@ The catalogue is every item of the training set, in ascending item id (position 
 * :class:`RankingData` cuts a prepared training set into what the ranking code needs: item and
   user codes for :class:`~metarec.learning.ranker.Ranker`, histories, and the implicit matrix of
   the meta-training users (existing items only: new items and held-out users never reach it).
-* :func:`fit_meta_ranker` meta-trains the ranker: each task is a training user whose first K
-  ratings (time or random order) are the support, and whose later ratings of 4 or 5 are the query
-  (softmax over the catalogue, support items removed); the user vector is adapted in the inner
-  loop (second order); early stopping on validation users' NDCG@20.
-* :func:`fit_plain_ranker` is the same model without meta-training: one free vector per
-  training user, fitted on whole histories, then fine-tuned on a new user's support set.
-* The served ranker blends the meta-learned ranker with the rating-weighted EASE fold-in; the
-  blend weight and EASE's λ are chosen on validation users (:func:`blend`).
+* :meth:`RankingData.tasks` cuts evaluation tasks: the first K ratings (time or random order)
+  are the support, the later ratings of 4 or 5 are the relevant items.
+* The scores of a ranker (:func:`ranker_scores`) or an EASE fold-in (:func:`ease_scores`), their
+  masking, per-user standardisation and NDCG@20; the served ranker blends the meta-learned
+  ranker with the rating-weighted EASE fold-in (:func:`blend`; the weight and EASE's λ are
+  chosen on validation users in :mod:`metarec.training.ranking_choice`).
+
+The rankers are trained in :mod:`metarec.training.ranker_training`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -26,24 +26,38 @@ import numpy as np
 import torch
 
 from metarec.learning.item_models import EASE, implicit_weights
-from metarec.learning.ranker import (
-    Ranker,
-    RankerConfig,
-    adapted_scores,
-    exclusion_mask,
-    logits,
-    query_loss,
-)
+from metarec.learning.ranker import Ranker, RankerConfig, adapted_scores
 from metarec.learning.ranking_metrics import per_user_metrics
 from metarec.training.encoding import ITEM_FIELDS, USER_FIELDS, FeatureEncoder
 
 ORDERS = ("time", "random")
+KS = (5, 10, 20)
 LIKED = 4.0
 
 
 def cell_name(order: str, k: int) -> str:
     """``"random@10"``: the key of one (order, support size) cell of the ranking table."""
     return f"{order}@{k}"
+
+
+@dataclass(frozen=True)
+class Cells:
+    """Which (order, K) cells to evaluate."""
+
+    orders: tuple[str, ...] = ORDERS
+    ks: tuple[int, ...] = KS
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return ((order, k) for order in self.orders for k in self.ks)
+
+    @classmethod
+    def parse(cls, names: Sequence[str] | None) -> Cells:
+        """From cell names like ``random@10`` (None: every cell)."""
+        if not names:
+            return cls()
+        orders = tuple(dict.fromkeys(n.split("@")[0] for n in names))
+        ks = tuple(sorted({int(n.split("@")[1]) for n in names}))
+        return cls(orders=orders, ks=ks)
 
 
 def ranker_columns(encoder: FeatureEncoder) -> tuple[list[int], list[int]]:
@@ -296,202 +310,6 @@ def standardise(scores: np.ndarray, tasks: Sequence[RankingTask], ranked: np.nda
 def blend(meta: np.ndarray, prior: np.ndarray, *, weight: float) -> np.ndarray:
     """The served ranker's scores: ``(1 − w)·meta + w·prior`` of per-user z-scores."""
     return (1.0 - weight) * meta + weight * prior
-
-
-# -- training -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RankerTraining:
-    """Settings of ranker training (from :class:`~metarec.training.config.TrainingConfig`)."""
-
-    dim: int = 64
-    inner_steps: int = 3
-    inner_lr_init: float = 0.5
-    outer_lr: float = 5e-4
-    max_steps: int = 2500
-    batch_size: int = 64
-    eval_every: int = 100
-    support_min: int = 3
-    support_max: int = 30
-    max_query: int = 100
-    seed: int = 0
-
-
-class BestOnValidation:
-    """Validates every ``every`` steps (and at the last); keeps the best-scoring weights."""
-
-    def __init__(
-        self, model: Ranker, validate: Callable[[Ranker], float], *, every: int, last: int
-    ) -> None:
-        """Watch ``model``; ``validate`` scores it (higher is better)."""
-        self.model = model
-        self.validate = validate
-        self.every = every
-        self.last = last
-        self.best = -float("inf")
-        self.state: dict[str, torch.Tensor] | None = None
-        self.history: list[dict[str, float]] = []
-
-    def after_step(self, step: int, loss: float) -> None:
-        """Validate when due; remember the weights when they are the best so far."""
-        if step % self.every and step != self.last:
-            return
-        self.model.eval()
-        score = self.validate(self.model)
-        self.history.append({"step": step, "loss": loss, "val_ndcg@20": score})
-        if score > self.best:
-            self.best = score
-            self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-
-    def best_model(self) -> tuple[Ranker, list[dict[str, float]]]:
-        """The model with the best weights (CPU, eval mode) and the validation history."""
-        if self.state is not None:
-            self.model.load_state_dict(self.state)
-        return self.model.cpu().eval(), self.history
-
-
-def _pad(lists: Sequence[np.ndarray], *, dtype: type, fill: float = 0) -> torch.Tensor:
-    length = max(1, max(len(x) for x in lists))
-    out = np.full((len(lists), length), fill, dtype=dtype)
-    for n, x in enumerate(lists):
-        out[n, : len(x)] = x
-    return torch.from_numpy(out)
-
-
-def _training_batch(
-    data: RankingData, users: np.ndarray, rng: np.random.Generator, config: RankerTraining
-) -> tuple[torch.Tensor, ...]:
-    """Support/query of training users on existing items; half time order, half random."""
-    sup, sup_w, qry, qry_w, codes = [], [], [], [], []
-    for user in users:
-        h = data.histories[int(user)]
-        keep = ~data.new_item[h.items]
-        items, ratings = h.items[keep], h.ratings[keep]
-        if rng.random() < 0.5:
-            perm = rng.permutation(len(items))
-            items, ratings = items[perm], ratings[perm]
-        k = int(rng.integers(config.support_min, min(config.support_max, len(items) - 1) + 1))
-        q_items, q_ratings = items[k:], ratings[k:]
-        if len(q_items) > config.max_query:
-            pick = np.sort(rng.choice(len(q_items), config.max_query, replace=False))
-            q_items, q_ratings = q_items[pick], q_ratings[pick]
-        sup.append(items[:k])
-        sup_w.append(implicit_weights(ratings[:k], scheme="weighted"))
-        qry.append(q_items)
-        qry_w.append((q_ratings >= LIKED).astype(np.float32))
-        codes.append(data.user_codes[int(user)])
-    return (
-        _pad(sup, dtype=np.int64),
-        _pad(sup_w, dtype=np.float32),
-        _pad(qry, dtype=np.int64),
-        _pad(qry_w, dtype=np.float32),
-        torch.from_numpy(np.stack(codes)),
-    )
-
-
-def _eligible_training_users(data: RankingData, config: RankerTraining) -> np.ndarray:
-    counts = {u: int((~data.new_item[data.histories[u].items]).sum()) for u in data.train_users}
-    return np.array([u for u, n in counts.items() if n >= config.support_min + 2], dtype=np.int64)
-
-
-def fit_meta_ranker(
-    data: RankingData,
-    *,
-    config: RankerTraining,
-    ranker_config: RankerConfig,
-    validate: Callable[[Ranker], float],
-    device: torch.device,
-    on_step: Callable[[int, int, float], None] | None = None,
-) -> tuple[Ranker, list[dict[str, float]]]:
-    """Meta-train a ranker; keep the weights with the best validation score.
-
-    Args:
-        data: Ranking data.
-        config: Training settings.
-        ranker_config: Architecture.
-        validate: Validation NDCG of a model (higher is better).
-        device: Where to train.
-        on_step: Called with (step, total, loss).
-
-    Returns:
-        The best model (on CPU, eval mode) and the validation history.
-    """
-    torch.manual_seed(config.seed)
-    model = Ranker(ranker_config).to(device)
-    optimizer = torch.optim.Adam(
-        [p for p in model.parameters() if p.requires_grad], lr=config.outer_lr
-    )
-    item_codes = torch.from_numpy(data.item_codes).to(device)
-    pool = _eligible_training_users(data, config)
-    rng = np.random.default_rng([config.seed, 11])
-    keeper = BestOnValidation(model, validate, every=config.eval_every, last=config.max_steps)
-    for step in range(1, config.max_steps + 1):
-        users = rng.choice(pool, size=min(config.batch_size, len(pool)), replace=False)
-        sup, sup_w, qry, qry_w, codes = (
-            t.to(device) for t in _training_batch(data, users, rng, config)
-        )
-        model.train()
-        tower = model.items(item_codes)
-        s = adapted_scores(
-            model, item_codes, codes, sup, sup_w, steps=config.inner_steps, tower=tower
-        )  # (T, I)
-        loss = query_loss(s, qry, qry_w, exclusion_mask(data.n_items, sup, sup_w))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        optimizer.step()
-        if on_step:
-            on_step(step, config.max_steps, float(loss.detach()))
-        keeper.after_step(step, float(loss.detach()))
-    return keeper.best_model()
-
-
-def fit_plain_ranker(
-    data: RankingData,
-    *,
-    config: RankerTraining,
-    ranker_config: RankerConfig,
-    validate: Callable[[Ranker], float],
-    device: torch.device,
-) -> tuple[Ranker, list[dict[str, float]]]:
-    """The same model without meta-training: free training-user vectors, whole histories.
-
-    A training user's vector is the attribute prior plus a free vector; the softmax loss is
-    over each user's whole history on existing items (rating weights). No support encoder, no
-    inner loop in training: a new user starts at the attribute prior and is fine-tuned on the
-    support set at evaluation.
-    """
-    torch.manual_seed(config.seed)
-    plain = RankerConfig(**{**ranker_config.to_dict(), "support_encoder": False})  # type: ignore[arg-type]
-    model = Ranker(RankerConfig.from_dict(plain.to_dict())).to(device)
-    users = np.array(data.train_users, dtype=np.int64)
-    free = torch.nn.Embedding(len(users), ranker_config.dim).to(device)
-    torch.nn.init.zeros_(free.weight)
-    params = [p for p in model.parameters() if p.requires_grad] + list(free.parameters())
-    optimizer = torch.optim.Adam(params, lr=config.outer_lr)
-    item_codes = torch.from_numpy(data.item_codes).to(device)
-    rng = np.random.default_rng([config.seed, 12])
-    weights = torch.from_numpy(data.train_matrix)
-    keeper = BestOnValidation(model, validate, every=config.eval_every, last=config.max_steps)
-    for step in range(1, config.max_steps + 1):
-        rows = rng.choice(len(users), size=min(config.batch_size, len(users)), replace=False)
-        target = weights[rows].to(device)  # (T, I)
-        codes = torch.from_numpy(np.stack([data.user_codes[int(u)] for u in users[rows]])).to(
-            device
-        )
-        model.train()
-        tower = model.items(item_codes)
-        empty = torch.zeros(len(rows), 1, dtype=torch.int64, device=device)
-        u = model.prior(codes, tower, empty, torch.zeros(len(rows), 1, device=device))
-        u = u + free(torch.from_numpy(rows).to(device))  # (T, D)
-        log_p = torch.log_softmax(logits(u, tower), dim=-1)  # (T, I)
-        loss = -((log_p * target).sum(-1) / target.sum(-1).clamp(min=1e-6)).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        keeper.after_step(step, float(loss.detach()))
-    return keeper.best_model()
 
 
 @torch.no_grad()

@@ -26,55 +26,47 @@ from metarec.learning.adaptation import adapt, predict
 from metarec.learning.item_models import EASE, ItemKNN, ItemMean, Popularity
 from metarec.learning.ranker import Ranker, RankerConfig
 from metarec.learning.ranking_metrics import per_user_metrics, topn_metrics
+from metarec.training.artifact import RankerParts
 from metarec.training.methods import AdaptedModel
+from metarec.training.ranker_training import RankerTraining, fit_meta_ranker, fit_plain_ranker
 from metarec.training.ranking import (
-    ORDERS,
-    RankerTraining,
+    Cells,
     RankingData,
     RankingTask,
     blend,
     cell_name,
     ease_scores,
-    fit_meta_ranker,
-    fit_plain_ranker,
     mask_scores,
-    ndcg20,
     ranker_scores,
     relevance,
     standardise,
-    support_matrix,
+)
+from metarec.training.ranking_choice import (
+    PLAIN_LRS,
+    Scorer,
+    ValidationCell,
+    choose,
+    choose_blend,
+    fit_baselines,
+    fold_in_scorer,
+    mean_ndcg,
+    validation_tasks,
 )
 from metarec.training.scenarios import Scenario, Split
 
-KS = (5, 10, 20)
-EASE_L2 = (100.0, 300.0, 1000.0, 3000.0)
-KNN_NEIGHBOURS = (50, 200, None)
-ITEM_MEAN_SHRINKAGE = (5.0, 20.0, 50.0)
-PLAIN_LRS = (0.1, 0.3, 1.0)
-BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
+__all__ = [
+    "Cells",
+    "RankingMethods",
+    "RankingRun",
+    "RankingTable",
+    "ServedRanker",
+    "choose_blend",
+    "evaluate_ranking",
+    "rating_model_scores",
+    "train_and_evaluate_ranking",
+]
 
-Scorer = Callable[[Sequence[RankingTask]], np.ndarray]
 RankingTable = dict[str, dict[str, dict[str, dict[str, float]]]]
-
-
-@dataclass(frozen=True)
-class Cells:
-    """Which (order, K) cells to evaluate."""
-
-    orders: tuple[str, ...] = ORDERS
-    ks: tuple[int, ...] = KS
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return ((order, k) for order in self.orders for k in self.ks)
-
-    @classmethod
-    def parse(cls, names: Sequence[str] | None) -> Cells:
-        """From cell names like ``random@10`` (None: every cell)."""
-        if not names:
-            return cls()
-        orders = tuple(dict.fromkeys(n.split("@")[0] for n in names))
-        ks = tuple(sorted({int(n.split("@")[1]) for n in names}))
-        return cls(orders=orders, ks=ks)
 
 
 @dataclass
@@ -135,14 +127,10 @@ class RankingMethods:
             ("item_knn", self.item_knn),
         ):
             if model is not None:
-                out[name] = _fold_in(model, n, scheme="binary")
+                out[name] = fold_in_scorer(model, n, scheme="binary")
         if self.ease_binary is not None:
-            out["ease"] = _fold_in(self.ease_binary, n, scheme="binary")
+            out["ease"] = fold_in_scorer(self.ease_binary, n, scheme="binary")
         return out
-
-
-def _fold_in(model: Popularity | ItemMean | ItemKNN | EASE, n_items: int, *, scheme: str) -> Scorer:
-    return lambda ts: model.score(support_matrix(ts, n_items, scheme=scheme))
 
 
 @torch.no_grad()
@@ -244,92 +232,6 @@ def evaluate_ranking(
     return table
 
 
-def validation_tasks(
-    data: RankingData, users: Sequence[int], *, seed: int, cells: Cells
-) -> list[tuple[list[RankingTask], np.ndarray]]:
-    """New-user tasks of validation users for every cell, with the ranked set (all items)."""
-    every = np.ones(data.n_items, bool)
-    out = []
-    for order, k in cells:
-        tasks = data.tasks(users, k=k, order=order, seed=seed, support_from=None, ranked=every)
-        if tasks:
-            out.append((tasks, every))
-    return out
-
-
-def mean_ndcg(score: Scorer, cells: Sequence[tuple[list[RankingTask], np.ndarray]]) -> float:
-    """Mean NDCG@20 of a scorer over validation cells."""
-    if not cells:
-        return 0.0
-    return float(np.mean([ndcg20(score(tasks), tasks, ranked) for tasks, ranked in cells]))
-
-
-def choose(
-    candidates: dict[object, Scorer], cells: Sequence[tuple[list[RankingTask], np.ndarray]]
-) -> object:
-    """The candidate key with the best mean validation NDCG@20 (first on ties)."""
-    scored = {key: mean_ndcg(score, cells) for key, score in candidates.items()}
-    return max(scored, key=lambda key: scored[key])
-
-
-def fit_baselines(
-    data: RankingData, val_cells: Sequence[tuple[list[RankingTask], np.ndarray]]
-) -> tuple[dict[str, object], dict[str, float | int | None]]:
-    """Fit the item baselines, each hyper-parameter chosen on validation users."""
-    n = data.n_items
-    fitted: dict[str, object] = {"popularity": Popularity.fit(data.train_binary)}
-    chosen: dict[str, float | int | None] = {}
-    means = {s: ItemMean.fit(data.train_ratings, shrinkage=s) for s in ITEM_MEAN_SHRINKAGE}
-    chosen["item_mean_shrinkage"] = choose(
-        {s: _fold_in(m, n, scheme="binary") for s, m in means.items()}, val_cells
-    )  # type: ignore[assignment]
-    fitted["item_mean"] = means[chosen["item_mean_shrinkage"]]  # type: ignore[index]
-    knns = {k: ItemKNN.fit(data.train_binary, neighbours=k) for k in KNN_NEIGHBOURS}
-    chosen["item_knn_neighbours"] = choose(
-        {k: _fold_in(m, n, scheme="binary") for k, m in knns.items()}, val_cells
-    )  # type: ignore[assignment]
-    fitted["item_knn"] = knns[chosen["item_knn_neighbours"]]  # type: ignore[index]
-    for name, matrix, scheme in (
-        ("ease", data.train_binary, "binary"),
-        ("ease_weighted", data.train_matrix, "weighted"),
-    ):
-        models = {l2: EASE.fit(matrix, l2=l2) for l2 in EASE_L2}
-        best = choose({l2: _fold_in(m, n, scheme=scheme) for l2, m in models.items()}, val_cells)
-        chosen[f"{name}_l2"] = best  # type: ignore[assignment]
-        fitted[name] = models[best]  # type: ignore[index]
-    return fitted, chosen
-
-
-def choose_blend(
-    model: Ranker,
-    steps: int,
-    ease: EASE,
-    data: RankingData,
-    val_cells: Sequence[tuple[list[RankingTask], np.ndarray]],
-) -> float:
-    """The blend weight of the EASE prior with the best validation NDCG@20.
-
-    Without validation tasks (a tiny data set) the meta-learned ranker is served alone (0).
-    """
-    if not val_cells:
-        return 0.0
-    cache = [
-        (
-            standardise(ranker_scores(model, data, tasks, steps=steps), tasks, ranked),
-            standardise(ease_scores(ease, tasks, data.n_items, scheme="weighted"), tasks, ranked),
-            tasks,
-            ranked,
-        )
-        for tasks, ranked in val_cells
-    ]
-    best, best_score = 0.0, -1.0
-    for weight in BLEND_WEIGHTS:
-        score = float(np.mean([ndcg20(blend(m, p, weight=weight), t, r) for m, p, t, r in cache]))
-        if score > best_score + 1e-9:
-            best, best_score = weight, score
-    return best
-
-
 @dataclass
 class RankingRun:
     """What the trainer keeps from the ranking part of a run."""
@@ -338,6 +240,69 @@ class RankingRun:
     item_ids: np.ndarray
     table: RankingTable
     card: dict[str, object]
+
+    def parts(self) -> RankerParts:
+        """The served ranker's weights as the artifact stores them."""
+        return RankerParts(model=self.served.model, ease=self.served.ease, item_ids=self.item_ids)
+
+
+@dataclass
+class FittedRankers:
+    """Both trained rankers, their validation histories and the plain ranker's chosen rate."""
+
+    meta: Ranker
+    meta_history: list[dict[str, float]]
+    plain: Ranker
+    plain_history: list[dict[str, float]]
+    plain_lr: float
+
+
+def fit_rankers(
+    data: RankingData,
+    val_cells: Sequence[ValidationCell],
+    *,
+    settings: RankerTraining,
+    ranker_config: RankerConfig,
+    device: torch.device,
+    on_step: Callable[[str, int, int], None] | None = None,
+) -> FittedRankers:
+    """Train the meta-learned and the plain ranker (best on ``val_cells``); choose the rate.
+
+    The plain ranker's fine-tuning rate is chosen among :data:`PLAIN_LRS` on ``val_cells``.
+    """
+    steps = settings.inner_steps
+
+    def validate(lr: float | None) -> Callable[[Ranker], float]:
+        def score(model: Ranker) -> float:
+            return mean_ndcg(
+                lambda ts: ranker_scores(model.cpu(), data, ts, steps=steps, lr=lr), val_cells
+            )
+
+        return lambda model: _on_device(score, model, device)
+
+    meta, meta_history = fit_meta_ranker(
+        data,
+        config=settings,
+        ranker_config=ranker_config,
+        validate=validate(None),
+        device=device,
+        on_step=(lambda step, total, _loss: on_step("ranker", step, total)) if on_step else None,
+    )
+    plain, plain_history = fit_plain_ranker(
+        data,
+        config=settings,
+        ranker_config=ranker_config,
+        validate=validate(PLAIN_LRS[1]),
+        device=device,
+    )
+    plain_lr = choose(
+        {
+            lr: (lambda ts, lr=lr: ranker_scores(plain, data, ts, steps=steps, lr=lr))
+            for lr in PLAIN_LRS
+        },
+        val_cells,
+    )
+    return FittedRankers(meta, meta_history, plain, plain_history, float(plain_lr))  # type: ignore[arg-type]
 
 
 def train_and_evaluate_ranking(
@@ -374,53 +339,21 @@ def train_and_evaluate_ranking(
     """
     val_cells = validation_tasks(data, split.val_users, seed=split.seed, cells=cells)
     fitted, chosen = fit_baselines(data, val_cells)
-
-    def validate(steps: int, lr: float | None) -> Callable[[Ranker], float]:
-        return lambda model: mean_ndcg(
-            lambda ts: ranker_scores(model.cpu(), data, ts, steps=steps, lr=lr), val_cells
-        )
-
-    def progress(phase: str) -> Callable[[int, int, float], None] | None:
-        return (lambda step, total, _loss: on_step(phase, step, total)) if on_step else None
-
-    meta, meta_history = fit_meta_ranker(
+    rankers = fit_rankers(
         data,
-        config=settings,
-        ranker_config=ranker_config,
-        validate=lambda m: _on_device(validate(settings.inner_steps, None), m, device),
-        device=device,
-        on_step=progress("ranker"),
-    )
-    plain, plain_history = fit_plain_ranker(
-        data,
-        config=settings,
-        ranker_config=ranker_config,
-        validate=lambda m: _on_device(validate(settings.inner_steps, PLAIN_LRS[1]), m, device),
-        device=device,
-    )
-    steps = settings.inner_steps
-    plain_lr = choose(
-        {
-            lr: (lambda ts, lr=lr: ranker_scores(plain, data, ts, steps=steps, lr=lr))
-            for lr in PLAIN_LRS
-        },
         val_cells,
+        settings=settings,
+        ranker_config=ranker_config,
+        device=device,
+        on_step=on_step,
     )
-    ease = fitted["ease_weighted"]
-    weight = choose_blend(meta, settings.inner_steps, ease, data, val_cells)  # type: ignore[arg-type]
-    served = ServedRanker(model=meta, steps=settings.inner_steps, ease=ease, blend_weight=weight)  # type: ignore[arg-type]
-    methods = RankingMethods(
-        served=served,
-        plain=plain,
-        plain_lr=float(plain_lr),  # type: ignore[arg-type]
-        rating_model=rating_model,
-        popularity=fitted["popularity"],  # type: ignore[arg-type]
-        item_mean=fitted["item_mean"],  # type: ignore[arg-type]
-        item_knn=fitted["item_knn"],  # type: ignore[arg-type]
-        ease_binary=fitted["ease"],  # type: ignore[arg-type]
+    ease: EASE = fitted["ease_weighted"]  # type: ignore[assignment]
+    weight = choose_blend(rankers.meta, settings.inner_steps, ease, data, val_cells)
+    served = ServedRanker(
+        model=rankers.meta, steps=settings.inner_steps, ease=ease, blend_weight=weight
     )
     table = evaluate_ranking(
-        methods,
+        _every_method(served, rankers, rating_model, fitted),
         data,
         split,
         scenarios=scenarios,
@@ -429,16 +362,52 @@ def train_and_evaluate_ranking(
         keep_per_user=keep_per_user,
         users=users,
     )
-    card = {
+    card = _ranker_card(ranker_config, settings, served, rankers, chosen, cells)
+    return RankingRun(served=served, item_ids=data.item_ids, table=table, card=card)
+
+
+def _every_method(
+    served: ServedRanker,
+    rankers: FittedRankers,
+    rating_model: AdaptedModel | None,
+    baselines: dict[str, object],
+) -> RankingMethods:
+    """The served ranker, both rankers, the rating model and the fitted item baselines."""
+    return RankingMethods(
+        served=served,
+        plain=rankers.plain,
+        plain_lr=rankers.plain_lr,
+        rating_model=rating_model,
+        popularity=baselines["popularity"],  # type: ignore[arg-type]
+        item_mean=baselines["item_mean"],  # type: ignore[arg-type]
+        item_knn=baselines["item_knn"],  # type: ignore[arg-type]
+        ease_binary=baselines["ease"],  # type: ignore[arg-type]
+    )
+
+
+def _ranker_card(
+    ranker_config: RankerConfig,
+    settings: RankerTraining,
+    served: ServedRanker,
+    rankers: FittedRankers,
+    chosen: dict[str, float | int | None],
+    cells: Cells,
+) -> dict[str, object]:
+    """The card's ``ranker`` section: architecture, blend, choices and training histories."""
+    weight = served.blend_weight
+    return {
         "config": ranker_config.to_dict(),
         "inner_steps": settings.inner_steps,
         "blend_weight": weight,
         "ease_l2": chosen["ease_weighted_l2"],
-        "chosen_on_validation": {**chosen, "plain_ranker_lr": plain_lr, "blend_weight": weight},
+        "chosen_on_validation": {
+            **chosen,
+            "plain_ranker_lr": rankers.plain_lr,
+            "blend_weight": weight,
+        },
         "cells": [cell_name(o, k) for o, k in cells],
-        "history": {"meta_ranker": meta_history, "plain_ranker": plain_history},
+        "history": {"meta_ranker": rankers.meta_history, "plain_ranker": rankers.plain_history},
     }
-    return RankingRun(served=served, item_ids=data.item_ids, table=table, card=card)
 
 
 def _on_device(score: Callable[[Ranker], float], model: Ranker, device: torch.device) -> float:

@@ -173,9 +173,23 @@ class TaskSource:
         max_ratings: int = 100,
     ) -> list[int]:
         """Users evaluated in ``scenario`` under the MeLU protocol (13–100 ratings there)."""
-        group = self.existing if scenario is Scenario.NEW_USER else self.new
         pool = split.train_users if scenario is Scenario.NEW_ITEM else split.test_users
-        return [u for u in pool if min_ratings <= len(group.rows.get(u, ())) <= max_ratings]
+        return self.rated_between(
+            pool,
+            min_ratings=min_ratings,
+            max_ratings=max_ratings,
+            new_items=scenario is not Scenario.NEW_USER,
+        )
+
+    def rated_between(
+        self, users: Iterable[int], *, min_ratings: int, max_ratings: int, new_items: bool = False
+    ) -> list[int]:
+        """Those of ``users`` with ``min_ratings``..``max_ratings`` ratings of existing items.
+
+        With ``new_items``, their ratings of new items are counted instead.
+        """
+        group = self.new if new_items else self.existing
+        return [u for u in users if min_ratings <= len(group.rows.get(u, ())) <= max_ratings]
 
     def evaluation_tasks(
         self,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from metarec.digests import sha256_file
 from metarec.errors import ArtifactError, MetaRecError
 from metarec.learning.model import MeLU, ModelConfig
 from metarec.training.artifact import (
@@ -16,7 +17,6 @@ from metarec.training.artifact import (
     load_artifact,
     load_global_model,
     save_artifact,
-    sha256_file,
 )
 
 CONFIG = ModelConfig(
