@@ -2,7 +2,7 @@
 
 The sha256 of every file comes from the registry database (recorded at registration), never
 from beside the stored files. Weights are parsed by ``safetensors`` only and the model card into
-a typed :class:`~metarec.training.artifact.ModelCard`.
+a typed :class:`~metarec.training.model_card.ModelCard`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from metarec.registry.types import VersionInfo, VersionRef
 if TYPE_CHECKING:
     import torch
 
-    from metarec.training.artifact import ModelCard
+    from metarec.training.model_card import ModelCard
 
 
 def read_file(db: Sessions, store: ArtifactStore, ref: VersionRef, name: str) -> bytes:

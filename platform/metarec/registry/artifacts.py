@@ -24,7 +24,7 @@ from metarec.errors import ArtifactChecksumError, ArtifactError
 from metarec.registry.card import card_from_json
 
 if TYPE_CHECKING:
-    from metarec.training.artifact import ModelCard
+    from metarec.training.model_card import ModelCard
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
@@ -91,7 +91,7 @@ def inspect_artifact(artifact_dir: Path) -> ArtifactManifest:
 
     Raises:
         ArtifactError: Missing files, unsafe files, links, unreadable weights, or a card that
-            is not a valid :class:`~metarec.training.artifact.ModelCard`.
+            is not a valid :class:`~metarec.training.model_card.ModelCard`.
     """
     artifact_dir = Path(artifact_dir)
     _check_required_files(artifact_dir)
@@ -102,7 +102,7 @@ def inspect_artifact(artifact_dir: Path) -> ArtifactManifest:
 
 
 def read_card_file(path: Path) -> ModelCard:
-    """Read ``model_card.json`` as a typed :class:`~metarec.training.artifact.ModelCard`.
+    """Read ``model_card.json`` as a typed :class:`~metarec.training.model_card.ModelCard`.
 
     Raises:
         ArtifactError: The file is not JSON, or not a valid model card.

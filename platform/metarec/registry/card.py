@@ -1,32 +1,30 @@
 """The model card, typed on read: JSON from an artifact folder or the registry → ``ModelCard``.
 
-Training writes ``model_card.json`` as a :class:`metarec.training.artifact.ModelCard`; the
+Training writes ``model_card.json`` as a :class:`metarec.training.model_card.ModelCard`; the
 registry reads it back as one, never as a ``dict``. A card that is not a valid ``ModelCard`` of
 the format this MetaRec reads is refused with :class:`~metarec.errors.ArtifactError` naming the
 first invalid fields.
 
-``metarec.training.artifact`` imports torch, so it is imported when a card is parsed, not when
-the registry is imported (listing versions or opening the API must stay fast).
+``metarec.training.model_card`` holds the schema without torch, so importing the registry stays
+cheap (listing versions, opening the API).
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
 from metarec.errors import ArtifactError
-
-if TYPE_CHECKING:
-    from metarec.training.artifact import ModelCard
+from metarec.training.model_card import FORMAT_VERSION, ModelCard
 
 RETRAIN_FIX = "re-export the artifact with `metarec train` (the model card is written by training)."
 _SHOWN_ERRORS = 3
 
 
 def parse_card(data: Any, *, where: str, fix: str = RETRAIN_FIX) -> ModelCard:
-    """Validate parsed card JSON as a :class:`~metarec.training.artifact.ModelCard`.
+    """Validate parsed card JSON as a :class:`~metarec.training.model_card.ModelCard`.
 
     Args:
         data: The parsed JSON (any value: a non-object is refused).
@@ -40,8 +38,6 @@ def parse_card(data: Any, *, where: str, fix: str = RETRAIN_FIX) -> ModelCard:
         ArtifactError: Not a JSON object, a format version this MetaRec does not read, or
             missing / invalid fields.
     """
-    from metarec.training.artifact import FORMAT_VERSION, ModelCard
-
     if not isinstance(data, dict):
         raise ArtifactError(f"{where} is not a JSON object.", fix=fix)
     found = data.get("format_version")

@@ -2,7 +2,7 @@
 
 At registration the card's lineage fields are copied into columns of the version row (short,
 indexed strings) and the whole card is stored beside them. On read, the stored card is parsed
-into a :class:`~metarec.training.artifact.ModelCard` again for the training configuration,
+into a :class:`~metarec.training.model_card.ModelCard` again for the training configuration,
 metrics and held-out users. A stored card that is no longer a valid ``ModelCard`` (registered by
 an older MetaRec) does not break reads: the lineage keeps its columns and says why the rest is
 missing in ``card_error``.
@@ -19,7 +19,7 @@ from metarec.registry.schema import VersionRow
 from metarec.registry.types import Lineage
 
 if TYPE_CHECKING:
-    from metarec.training.artifact import ModelCard
+    from metarec.training.model_card import ModelCard
 
 # Entries of the card copied into the training configuration as they are.
 _CONFIG_KEYS = ("hyperparameters", "model", "inner_loop", "finetune")

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import torch
 
     from metarec.config import Settings
-    from metarec.training.artifact import ModelCard
+    from metarec.training.model_card import ModelCard
 
 __all__ = ["UNSET", "Registry", "StepHook", "artifact_root", "database_url"]
 

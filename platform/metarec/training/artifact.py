@@ -13,28 +13,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-import metarec
 from metarec.digests import sha256_file
 from metarec.errors import ArtifactError
 from metarec.learning.factor_model import FactorConfig, FactorModel
 from metarec.learning.item_models import EASE
 from metarec.learning.model import MeLU, ModelConfig
 from metarec.learning.ranker import Ranker, RankerConfig
+from metarec.training.model_card import FORMAT_VERSION, ModelCard
 
-FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 GLOBAL_WEIGHTS = "global_model.safetensors"
 RANKER_WEIGHTS = "ranker.safetensors"
@@ -42,58 +39,8 @@ ITEM_PRIOR = "item_prior.safetensors"
 FACTOR_WEIGHTS = "factor_model.safetensors"
 CARD = "model_card.json"
 
-Metrics = dict[str, dict[str, dict[str, dict[str, float]]]]
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 ConfigT = TypeVar("ConfigT")
-
-
-class ModelCard(BaseModel):
-    """``model_card.json``: how to rebuild the model, where it came from, how good it is."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    format_version: int = FORMAT_VERSION
-    algorithm: str
-    model: dict[str, Any]
-    encoder: dict[str, Any]
-    inner_loop: dict[str, Any]
-    finetune: dict[str, Any]
-    hyperparameters: dict[str, Any]
-    split: dict[str, Any]
-    feature_service: str
-    feature_service_version: str
-    dataset_fingerprint: str
-    snapshot_id: str
-    validation_result_id: str
-    code_version: dict[str, str | None]
-    created_at: datetime
-    training: dict[str, Any]
-    metrics: Metrics
-    test_users: dict[str, list[int]]
-    ranking: dict[str, Any] = {}
-    ranker: dict[str, Any] | None = None
-    factor_model: dict[str, Any] | None = None
-    weights_sha256: str
-    files: dict[str, str]
-
-
-def code_version() -> dict[str, str | None]:
-    """``metarec.__version__`` and the git commit of the checkout, when there is one."""
-    commit = None
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(metarec.__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        if result.returncode == 0:
-            commit = result.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"metarec": metarec.__version__, "git_commit": commit}
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ import numpy as np
 from metarec.clock import utc_now
 from metarec.features.training_set import TrainingSetManifest
 from metarec.learning.algorithms import Algorithm
-from metarec.training.artifact import code_version
 from metarec.training.checkpoint import TrainState
 from metarec.training.config import TrainingConfig
 from metarec.training.factor_settings import FactorTrainingConfig, FactorTrainingReport
+from metarec.training.model_card import code_version
 from metarec.training.preparation import PreparedData
 
 
