@@ -1,6 +1,6 @@
-"""``metarec flows`` and ``metarec pipelines``: a CLI plugin (entry point ``metarec.cli``).
+"""``metarec flows`` and ``metarec pipelines``: a plugin of the ``metarec`` command.
 
-The core CLI finds these through the ``metarec.cli`` entry-point group, so the core never
+The core CLI finds these through its entry-point group (``pyproject.toml``), so the core never
 imports Prefect or KFP; this module imports them only inside the commands.
 """
 
@@ -49,8 +49,8 @@ def run_flow(
     ] = None,
 ) -> None:
     """Run a flow once in this process (a temporary Prefect server is started when needed)."""
-    from metarec.cli.rollout import parse_duration, parse_steps
     from metarec.errors import MetaRecError
+    from metarec.ops.canary_spec import parse_duration, parse_steps
     from metarec.workflows.prefect_flows import materialize_flow, retrain_flow
 
     settings = ctx.obj

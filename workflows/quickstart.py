@@ -1,7 +1,8 @@
 """The quickstart: the whole loop on embedded defaults, printing each stage, then a summary.
 
-``metarec quickstart`` is a CLI plugin (entry point ``metarec.cli``) because it runs the loop
-over the same components as the Prefect flow and the KFP pipeline (the core never imports them).
+``metarec quickstart`` is a plugin of the ``metarec`` command (an entry point in
+``pyproject.toml``). It runs the loop through the same use cases the pipeline's components call
+(:mod:`metarec.ops`); how it prints is in :mod:`metarec.workflows.quickstart_views`.
 
 Data → features → validation → meta-training → evaluation → gate → registry → a production
 service → a canary of the new version under generated traffic → promotion. The first run has no
@@ -18,10 +19,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from metarec.cli.console import console, stage, training_progress
-from metarec.cli.data import DataSourceOption
 from metarec.config import Settings
-from rich.table import Table
+from metarec.data.ingest import DataSource
+from metarec.workflows.quickstart_views import (
+    console,
+    done,
+    print_features,
+    print_summary,
+    print_top,
+    stage,
+    training_bars,
+)
 
 STAGES = 13
 # A short canary for a laptop: three steps of 10 s under ~40 user visits/s (recommend +
@@ -41,15 +49,7 @@ QUICKSTART_CANARY: dict[str, Any] = {
     "min_positive_feedback": 20,
 }
 QUICKSTART_TRAINING: dict[str, Any] = {"split_seed": 0}
-SUMMARY_METHODS = (
-    "factor_map",
-    "global_mean",
-    "item_bias",
-    "user_item_bias",
-    "global_model",
-    "finetune",
-)
-RANKING_METHODS = ("ranker", "meta_ranker", "plain_ranker", "popularity", "ease", "ease_weighted")
+ACTOR = "quickstart"
 
 
 @dataclass
@@ -80,49 +80,47 @@ def run_quickstart(
     """Run every stage of the loop on ``settings``' home and print a summary."""
     run = QuickstartRun()
     console.rule(f"MetaRec quickstart (home: {settings.paths.home})")
-    training_set = _data_stages(settings, run, source=source, path=path, user=user)
+    snapshot = _data_stages(settings, run, source=DataSource(source), path=path, user=user)
+    training_set = _training_set_stages(settings, run, snapshot_id=snapshot)
     artifact = _train_stages(settings, run, training_set=training_set)
-    canary = {**QUICKSTART_CANARY, "interval_s": canary_interval_s}
-    version = _release_stages(
-        settings, run, artifact=artifact, training_set=training_set, canary=canary
-    )
-    if version is not None:
-        _serve_stage(settings, run, user=user)
-    _summary(settings, run)
+    gated = _gate_and_register(settings, run, artifact=artifact, training_set=training_set)
+    if gated is not None:
+        canary = {**QUICKSTART_CANARY, "interval_s": canary_interval_s}
+        version, production = gated
+        in_production = _canary_stage(
+            settings,
+            run,
+            version=version,
+            production=production,
+            training_set=training_set,
+            canary=canary,
+        )
+        if in_production is not None:
+            _serve_stage(settings, run, user=user)
+    print_summary(run)
 
 
 # ---------------------------------------------------------------------------- data
 def _data_stages(
-    settings: Settings, run: QuickstartRun, *, source: str, path: Path | None, user: int
-) -> Path:
-    from metarec.data.ingest import DataSource, input_identity, read_source, write_snapshot
+    settings: Settings, run: QuickstartRun, *, source: DataSource, path: Path | None, user: int
+) -> str:
+    """Ingest, apply the features, materialise them, read one user's; the snapshot id."""
+    from metarec.data.ingest import input_identity, read_source, write_snapshot
     from metarec.data.snapshots import SnapshotStore
-    from metarec.errors import ReferenceProfileNotFoundError
-    from metarec.features.definitions import META_TRAINING
     from metarec.features.store import (
         apply_features,
         materialize_features,
         online_features,
         open_store,
     )
-    from metarec.features.training_set import build_training_set, default_training_set_path
-    from metarec.validation.gate import (
-        build_reference_profile,
-        profile_store,
-        raise_for_failure,
-        validate_training_set,
-    )
 
-    data_source = DataSource(source)
-    origin = "the generator" if data_source is DataSource.SYNTHETIC else "the official archive"
-    with stage(_step(1, f"Ingest {source} from {path or origin}")):
-        dataset = read_source(
-            data_source, path=path, download_dir=settings.paths.home / "downloads"
-        )
+    origin = "the generator" if source is DataSource.SYNTHETIC else "the official archive"
+    with stage(_step(1, f"Ingest {source.value} from {path or origin}")):
+        dataset = read_source(source, path=path, download_dir=settings.paths.home / "downloads")
         snapshot = write_snapshot(
             dataset,
             SnapshotStore(settings.paths.snapshots),
-            input_checksum=input_identity(data_source, path=path),
+            input_checksum=input_identity(source, path=path),
         )
     with stage(_step(2, "Register features in Feast (apply)")):
         apply_features(settings, snapshot)
@@ -130,13 +128,26 @@ def _data_stages(
         materialize_features(settings)
     with stage(_step(4, f"Read user {user}'s features from the online store")):
         values = online_features(open_store(settings), user_id=user)
-    table = Table("feature", "value", title=f"User {user} (online store)")
-    for name, value in values.items():
-        table.add_row(name, str(value))
-    console.print(table)
-    out = default_training_set_path(settings, snapshot.snapshot_id)
+    print_features(user, values)
+    counts = dataset.summary()
+    run.facts.append(
+        f"Snapshot {snapshot.snapshot_id}: {counts['interactions']:,} ratings, "
+        f"{counts['users']:,} users, {counts['items']:,} items"
+    )
+    return snapshot.snapshot_id
+
+
+def _training_set_stages(settings: Settings, run: QuickstartRun, *, snapshot_id: str) -> Path:
+    """Build the training set, accept a first reference profile, validate; the set's path."""
+    from metarec.errors import ReferenceProfileNotFoundError
+    from metarec.features.definitions import META_TRAINING
+    from metarec.features.training_set import default_training_set_path
+    from metarec.ops import check_training_set, prepare_training_set
+    from metarec.validation.gate import build_reference_profile, profile_store
+
+    out = default_training_set_path(settings, snapshot_id)
     with stage(_step(5, "Build the point-in-time training set (Feast historical retrieval)")):
-        manifest = build_training_set(settings, out=out)
+        manifest = prepare_training_set(settings, out=out)
     try:
         profile = profile_store(settings).current(META_TRAINING)
         profile_note = f"reference profile {profile.label}"
@@ -146,13 +157,9 @@ def _data_stages(
             profile, _ = build_reference_profile(settings, training_set=out)
         profile_note = f"reference profile {profile.label} (new)"
     with stage(_step(7, "Validate the training set (Great Expectations gate)")):
-        result = validate_training_set(settings, training_set=out)
-    raise_for_failure(result)
-    counts = dataset.summary()
+        result = check_training_set(settings, training_set=out)
     passed = sum(item.success for item in result.expectations)
     run.facts += [
-        f"Snapshot {snapshot.snapshot_id}: {counts['interactions']:,} ratings, "
-        f"{counts['users']:,} users, {counts['items']:,} items",
         f"Training set: {manifest.rows:,} rows, fingerprint {manifest.fingerprint[:19]}…",
         f"Validation: passed {passed}/{len(result.expectations)} expectations against "
         f"{profile_note}",
@@ -174,29 +181,28 @@ def _next_artifact(settings: Settings, fingerprint: str) -> tuple[Path, int]:
 
 
 def _train_stages(settings: Settings, run: QuickstartRun, *, training_set: Path) -> Path:
-    import yaml
     from metarec.features.training_set import read_manifest
-    from metarec.training.config import TrainingConfig
+    from metarec.ops import train_candidate, training_config
     from metarec.training.evaluation import plot_mae
-    from metarec.training.trainer import train
 
     fingerprint = read_manifest(training_set).fingerprint.removeprefix("sha256:")[:12]
     artifact, seed = _next_artifact(settings, fingerprint)
-    # The split stays fixed (split_seed 0) so the gate compares versions on the same users.
-    values = dict(QUICKSTART_TRAINING)
-    if settings.workflows.training_config is not None:  # the same YAML scheduled retrains use
-        values.update(yaml.safe_load(settings.workflows.training_config.read_text()) or {})
-    config = TrainingConfig.build({**values, "seed": seed})
-    label = f"Meta-train {config.algorithm.value} (seed {seed}) and evaluate cold start"
-    started = time.perf_counter()
-    console.print(f"   {_step(8, label)}", highlight=False)
-    with training_progress(config.algorithm.value) as report:
-        card = train(training_set, config=config, out=artifact, on_progress=report)
-    console.print(
-        f"[green]✓[/green] {_step(8, label)} [dim]({time.perf_counter() - started:.1f}s, "
-        f"{card.training['steps']} steps, best at {card.training['best_step']})[/dim]",
-        highlight=False,
+    # The split stays fixed (split_seed 0) so the gate compares versions on the same users;
+    # the YAML of scheduled retrains (workflows.training_config) applies on top.
+    config = training_config(
+        defaults=QUICKSTART_TRAINING,
+        config_file=settings.workflows.training_config,
+        values={"seed": seed},
     )
+    label = _step(8, f"Meta-train {config.algorithm.value} (seed {seed}) and evaluate cold start")
+    started = time.perf_counter()
+    console.print(f"   {label}", highlight=False)
+    with training_bars() as report:
+        card = train_candidate(
+            settings, training_set=training_set, config=config, out=artifact, on_progress=report
+        ).card
+    training = card.training
+    done(label, started, f", {training['steps']} steps, best at {training['best_step']}")
     with stage(_step(9, "Plot cold-start MAE against the baselines")):
         png = plot_mae(card.metrics, artifact.with_name(artifact.name + ".evaluation.png"))
     run.reports["evaluation (PNG)"] = str(png)
@@ -207,87 +213,111 @@ def _train_stages(settings: Settings, run: QuickstartRun, *, training_set: Path)
 
 
 # ---------------------------------------------------------------------------- release
-def _release_stages(
-    settings: Settings,
-    run: QuickstartRun,
-    *,
-    artifact: Path,
-    training_set: Path,
-    canary: dict[str, Any],
-) -> int | None:
-    """Gate, register, canary (or bootstrap); the version now in production, or None."""
-    from metarec.components.canary_rollout import canary_rollout
-    from metarec.components.gate_model import gate_model
-    from metarec.components.register_model import register_model
+def _gate_and_register(
+    settings: Settings, run: QuickstartRun, *, artifact: Path, training_set: Path
+) -> tuple[int, int | None] | None:
+    """Gate the candidate, then register it in staging.
 
-    home = str(settings.paths.home)
+    Returns:
+        The registered version and the production version the gate compared it with; None
+        when the gate rejected it.
+    """
+    from metarec.ops import register_candidate, register_gated
+
+    model = settings.registry.model_name
+    decision_file = artifact.with_name(artifact.name + ".gate.json")
     with stage(_step(10, "Evaluation gate (default policy, against production if any)")):
-        verdict = gate_model(
-            artifact=str(artifact),
-            home=home,
-            training_set=str(training_set),
-            actor="quickstart",
-            raise_on_reject=False,
+        gated = register_candidate(
+            settings,
+            artifact=artifact,
+            model=model,
+            policy=None,
+            training_set=training_set,
+            actor=ACTOR,
+            register=False,
+            on_decision=lambda d: decision_file.write_text(d.model_dump_json(indent=2)),
         )
-    run.facts.append(f"Gate: {verdict.summary} (decision {verdict.decision_path})")
-    if not verdict.accepted:
+    decision = gated.decision
+    run.facts.append(f"Gate: {decision.summary()} (decision {decision_file})")
+    if not decision.accepted:
+        broken = ", ".join(sorted({check.rule for check in decision.broken}))
         run.outcome = (
-            f"[yellow]The gate rejected the candidate ({', '.join(verdict.broken_rules)}); "
-            "production is unchanged.[/yellow]"
+            f"[yellow]The gate rejected the candidate ({broken}); production is unchanged.[/yellow]"
         )
         return None
     with stage(_step(11, "Register the candidate in staging")):
-        registered = register_model(
-            artifact=str(artifact), decision=verdict.decision_path, home=home, actor="quickstart"
+        registered = register_gated(
+            settings, artifact=artifact, model=model, decision=decision, actor=ACTOR
         )
-    run.facts.append(f"Registered {registered.tag}" + (" (already)" if registered.reused else ""))
-    production = verdict.production_version  # what the gate compared against
+    run.facts.append(
+        f"Registered {registered.version.tag}" + (" (already)" if registered.reused else "")
+    )
+    return registered.version.version, decision.production_version
+
+
+def _canary_stage(
+    settings: Settings,
+    run: QuickstartRun,
+    *,
+    version: int,
+    production: int | None,
+    training_set: Path,
+    canary: dict[str, Any],
+) -> int | None:
+    """Canary (or, first, promote) the version; the version now in production, or None."""
+    from metarec.ops import release_canary
+    from metarec.registry import VersionRef
+    from metarec.rollout.traffic import replay_rows
+    from metarec.rollout.types import RolloutSpec
+
+    ref = VersionRef(model=settings.registry.model_name, version=version)
     label = _step(
         12,
-        f"Canary {registered.tag} against v{production} under generated traffic, then promote"
+        f"Canary {ref.tag} against v{production} under generated traffic, then promote"
         if production is not None
-        else f"Promote {registered.tag}: the first version, nothing to canary against yet",
+        else f"Promote {ref.tag}: the first version, nothing to canary against yet",
     )
     console.print(f"   {label} …", highlight=False)
     started = time.perf_counter()
-    rollout = canary_rollout(
-        version=registered.version,
-        home=home,
-        spec=canary,
-        training_set=str(training_set),
-        actor="quickstart",
-        raise_on_failure=False,
+    outcome = release_canary(
+        settings,
+        ref=ref,
+        spec=RolloutSpec(**canary),
+        actor=ACTOR,
+        rows=lambda: replay_rows(training_set),
     )
-    console.print(
-        f"[green]✓[/green] {label} [dim]({time.perf_counter() - started:.1f}s)[/dim]",
-        highlight=False,
-    )
-    if rollout.outcome == "bootstrapped":
-        run.outcome = (
-            f"[green]{rollout.tag} is in production[/green] (first version: nothing to canary "
-            "against). Run the quickstart again to train a new version and canary it against "
-            f"{rollout.tag}."
+    done(label, started)
+    run.outcome = _outcome_text(outcome, steps=canary["steps"])
+    if "html" in outcome.reports:
+        run.reports["rollout timeline (HTML)"] = str(outcome.reports["html"])
+        run.reports["rollout timeline (PNG)"] = str(outcome.reports["png"])
+    return outcome.production_after
+
+
+def _outcome_text(outcome: Any, *, steps: list[int]) -> str:
+    """One sentence on how the release ended."""
+    tag = outcome.ref.tag
+    if outcome.outcome == "bootstrapped":
+        return (
+            f"[green]{tag} is in production[/green] (first version: nothing to canary "
+            f"against). Run the quickstart again to train a new version and canary it against "
+            f"{tag}."
         )
-    elif rollout.outcome == "promoted":
-        mae = rollout.online_mae
-        run.outcome = (
-            f"[green]{rollout.tag} promoted to production[/green] after a canary over "
-            f"{', '.join(f'{s} %' for s in canary['steps'])} "
+    if outcome.outcome == "promoted":
+        mae, traffic = outcome.online_mae, outcome.traffic
+        return (
+            f"[green]{tag} promoted to production[/green] after a canary over "
+            f"{', '.join(f'{s} %' for s in steps)} "
             f"(online MAE canary {_fmt(mae.get('canary'))} vs production "
-            f"{_fmt(mae.get('production'))}; {rollout.traffic['predictions']:,} predictions, "
-            f"{rollout.traffic['server_errors']} server errors)"
+            f"{_fmt(mae.get('production'))}; {traffic.predictions:,} predictions, "
+            f"{traffic.server_errors} server errors)"
         )
-    elif rollout.outcome == "already-production":
-        run.outcome = f"{rollout.tag} was already in production."
-    else:
-        run.outcome = (
-            f"[yellow]Canary of {rollout.tag} {rollout.outcome}: {rollout.reason}; production "
-            f"stays v{rollout.production_after}.[/yellow]"
-        )
-    if rollout.report_html:
-        run.reports["rollout timeline (HTML)"] = rollout.report_html
-        run.reports["rollout timeline (PNG)"] = str(rollout.report_png)
-    return rollout.production_after
+    if outcome.outcome == "already-production":
+        return f"{tag} was already in production."
+    return (
+        f"[yellow]Canary of {tag} {outcome.outcome}: {outcome.reason}; production "
+        f"stays v{outcome.production_after}.[/yellow]"
+    )
 
 
 def _fmt(value: float | None) -> str:
@@ -310,64 +340,12 @@ def _serve_stage(settings: Settings, run: QuickstartRun, *, user: int) -> None:
     answer.raise_for_status()
     titles = SnapshotStore(settings.paths.snapshots).read_table("items").set_index("item_id")
     # Ranked by the ranker's score; the rating model predicts each item's rating (1..5).
-    table = Table(
-        "item", "title", "ranker score", "predicted rating", title=f"Top 5 for user {user}"
-    )
-    for item in answer.json()["items"]:
-        title = titles["title"].get(item["item_id"], "?")
-        table.add_row(
-            str(item["item_id"]),
-            str(title),
-            f"{item['score']:.2f}",
-            f"{item.get('predicted_rating', item['score']):.2f}",
-        )
-    console.print(table)
+    print_top(user, answer.json()["items"], titles["title"])
     run.facts.append(
         f"Production service: {metadata['model_version']} (ranker + "
         f"{metadata.get('rating_model', metadata['algorithm'])} ratings, "
         f"{metadata['n_items']:,} items); serve it with `metarec serve --stage production`"
     )
-
-
-# ---------------------------------------------------------------------------- summary
-def _summary(settings: Settings, run: QuickstartRun) -> None:
-    new_user = run.metrics.get("new_user", {})
-    table = Table(
-        "support",
-        run.algorithm,
-        *SUMMARY_METHODS,
-        title="New users: MAE (nDCG@3) on held-out users, meta-learned vs baselines",
-    )
-    for size, methods in new_user.items():
-        cells = []
-        for method in (run.algorithm, *SUMMARY_METHODS):
-            values = methods.get(method)
-            cells.append("–" if values is None else f"{values['mae']:.3f} ({values['ndcg@3']:.3f})")
-        table.add_row(size, *cells)
-    console.rule("Summary")
-    console.print(table)
-    ranking = run.ranking.get("new_user", {})
-    if ranking:
-        ranked = Table(
-            "support",
-            *RANKING_METHODS,
-            title="New users, whole catalogue ranked: NDCG@20 of the served ranker vs baselines",
-        )
-        for cell, methods in ranking.items():
-            ranked.add_row(
-                cell,
-                *(
-                    "–" if m not in methods else f"{methods[m]['ndcg@20']:.3f}"
-                    for m in RANKING_METHODS
-                ),
-            )
-        console.print(ranked)
-    for fact in run.facts:
-        console.print(f"• {fact}", highlight=False, soft_wrap=True)
-    console.print(f"• {run.outcome}", soft_wrap=True)
-    for name, path in run.reports.items():
-        console.print(f"• Report, {name}: {path}", highlight=False, soft_wrap=True)
-    console.print(f"Quickstart finished in {time.perf_counter() - run.started:.0f} s.")
 
 
 def quickstart(
@@ -376,9 +354,7 @@ def quickstart(
         Path | None,
         typer.Option(help="Local ml-100k.zip or folder; default: download the official archive."),
     ] = None,
-    source: Annotated[
-        DataSourceOption, typer.Option(help="Dataset to use.")
-    ] = DataSourceOption.ML_100K,
+    source: Annotated[DataSource, typer.Option(help="Dataset to use.")] = DataSource.ML_100K,
     user: Annotated[
         int, typer.Option(help="User whose features and recommendations are shown.")
     ] = 1,

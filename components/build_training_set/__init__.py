@@ -34,9 +34,9 @@ def build_training_set(*, home: str | None = None, out: str | None = None) -> Tr
     Returns:
         The training set's path, fingerprint and lineage.
     """
-    from metarec.features.training_set import build_training_set as build
+    from metarec.ops import prepare_training_set
 
-    manifest = build(component_settings(home), out=Path(out) if out else None)
+    manifest = prepare_training_set(component_settings(home), out=Path(out) if out else None)
     return TrainingSetOutput(
         path=manifest.path,
         fingerprint=manifest.fingerprint,

@@ -1,7 +1,7 @@
 """Pipeline component: roll a registered staging version out as a canary, then promote it.
 
-A thin, typed face over :mod:`metarec.rollout` for Prefect tasks and KFP components (this module
-imports neither). Where it runs depends on ``rollout.router``:
+A thin, typed face over :func:`metarec.ops.release_canary` for Prefect tasks and KFP components
+(this module imports neither). Where it runs depends on ``rollout.router``:
 
 * ``local`` (the embedded default): the production and canary versions are served by two real
   ``bentoml serve`` processes behind the local weighted router; generated traffic replays
@@ -18,16 +18,19 @@ of the same version (e.g. a retried task) is resumed, never duplicated.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from metarec.components import component_settings
 from metarec.errors import RolloutFailedError
+from metarec.ops.canary_spec import BOOTSTRAP_REASON, FAILED_OUTCOMES, PROMOTED_OUTCOMES, Outcome
 from pydantic import BaseModel, ConfigDict, computed_field
 
-Outcome = Literal["promoted", "bootstrapped", "already-production", "rolled-back", "aborted"]
-BOOTSTRAP_REASON = "first production version: no incumbent to run a canary against"
+if TYPE_CHECKING:
+    from metarec.ops.canary import CanaryOutcome
+    from metarec.rollout.traffic import TrafficSummary
+
+__all__ = ["BOOTSTRAP_REASON", "CanaryOutput", "canary_rollout"]
 
 
 class CanaryOutput(BaseModel):
@@ -52,7 +55,7 @@ class CanaryOutput(BaseModel):
     @property
     def promoted(self) -> bool:
         """Whether this call put the version in production (canary passed, or first version)."""
-        return self.outcome in ("promoted", "bootstrapped")
+        return self.outcome in PROMOTED_OUTCOMES
 
 
 def canary_rollout(
@@ -89,106 +92,29 @@ def canary_rollout(
         RolloutFailedError: The canary was rolled back, aborted or timed out.
         RolloutError: The version is not in staging, or another rollout is active.
     """
-    from metarec.registry import Registry, Stage, VersionRef
-    from metarec.rollout.store import RolloutStore
+    from metarec.ops import release_canary
+    from metarec.registry import VersionRef
     from metarec.rollout.types import RolloutSpec
 
     settings = component_settings(home)
     ref = VersionRef(model=model or settings.registry.model_name, version=int(version))
-    with Registry.open(settings) as registry:
-        info = registry.get_version(ref)
-        production = registry.production_version(ref.model)
-        identity = {"model": ref.model, "version": ref.version, "tag": ref.tag}
-        if info.stage is Stage.PRODUCTION:
-            return CanaryOutput(
-                **identity,
-                outcome="already-production",
-                reason="already in production",
-                production_before=production,
-                production_after=production,
-            )
-        if production is None:
-            registry.promote(ref, actor=actor, reason=BOOTSTRAP_REASON, expected_production=None)
-            return CanaryOutput(
-                **identity,
-                outcome="bootstrapped",
-                reason=BOOTSTRAP_REASON,
-                production_before=None,
-                production_after=ref.version,
-            )
-        store = RolloutStore(engine=registry.engine)
-        state = _resume_or_start(registry, store, ref, RolloutSpec(**(spec or {})), actor)
-        final, traffic = _carry_out(
-            settings,
-            registry,
-            store,
-            state,
-            rows=lambda: _replay_rows(settings, training_set) if generate_traffic else [],
-            traffic_rate_per_s=traffic_rate_per_s,
-            timeout_s=timeout_s,
-            actor=actor,
-        )
-        reports = _write_reports(settings, store, final)
-        output = _finished(
-            identity,
-            final,
-            before=production,
-            after=registry.production_version(ref.model),
-            reports=reports,
-            traffic=traffic,
-        )
-    if raise_on_failure and output.outcome in ("rolled-back", "aborted"):
+    outcome = release_canary(
+        settings,
+        ref=ref,
+        spec=RolloutSpec(**(spec or {})),
+        actor=actor,
+        rows=lambda: _replay_rows(settings, training_set) if generate_traffic else [],
+        traffic_rate_per_s=traffic_rate_per_s,
+        timeout_s=timeout_s,
+    )
+    output = _output(outcome)
+    if raise_on_failure and output.outcome in FAILED_OUTCOMES:
         raise RolloutFailedError(
             f"The canary of {ref.tag} was not promoted ({output.outcome}): {output.reason}.",
-            fix=f"read the rollout report {output.report_html}; production stays v{production}.",
+            fix=f"read the rollout report {output.report_html}; production stays "
+            f"v{output.production_before}.",
         )
     return output
-
-
-def _carry_out(
-    settings: Any,
-    registry: Any,
-    store: Any,
-    state: Any,
-    *,
-    rows: Callable[[], list[tuple[int, int, float]]],
-    traffic_rate_per_s: float | None,
-    timeout_s: float,
-    actor: str,
-) -> tuple[Any, Any]:
-    """Run the rollout here (router ``local``) or wait for the cluster's controller.
-
-    Locally the generated traffic replays ``rows()`` (read only then: a cluster needs none).
-
-    Returns:
-        The final (or timed-out) state and, locally, the generated traffic's summary.
-    """
-    if settings.rollout.router == "local":
-        from metarec.serving.local_canary import run_local_canary
-
-        result = run_local_canary(
-            settings,
-            registry=registry,
-            store=store,
-            state=state,
-            rows=rows(),
-            traffic_rate_per_s=traffic_rate_per_s,
-            timeout_s=timeout_s,
-            actor=actor,
-        )
-        return result.state, result.traffic
-    from metarec.rollout.controller import wait_for_rollout
-
-    return wait_for_rollout(store, state.id, timeout_s=timeout_s), None
-
-
-def _resume_or_start(registry: Any, store: Any, ref: Any, spec: Any, actor: str) -> Any:
-    from metarec.rollout.controller import start_rollout
-
-    for state in store.active(ref.model):
-        if state.version == ref.version:
-            return state
-    return start_rollout(registry=registry, store=store, ref=ref, spec=spec, actor=actor)
 
 
 def _replay_rows(settings: Any, training_set: str | None) -> list[tuple[int, int, float]]:
@@ -198,51 +124,29 @@ def _replay_rows(settings: Any, training_set: str | None) -> list[tuple[int, int
     return replay_rows(Path(training_set) if training_set else newest_training_set(settings))
 
 
-def _write_reports(settings: Any, store: Any, state: Any) -> dict[str, str]:
-    from metarec.rollout.report import write_report
-
-    events = store.events(state.id)
-    folder = settings.paths.rollouts / state.id
-    return {
-        suffix: str(write_report(state, events, folder / f"report.{suffix}"))
-        for suffix in ("html", "png")
-    }
-
-
-def _finished(
-    identity: dict[str, Any],
-    state: Any,
-    *,
-    before: int | None,
-    after: int | None,
-    reports: dict[str, str],
-    traffic: Any,
-) -> CanaryOutput:
-    outcome: Outcome = {"Succeeded": "promoted", "Aborted": "aborted"}.get(
-        state.phase.value, "rolled-back"
-    )
-    online_mae: dict[str, float | None] = {"production": state.production_mae, "canary": None}
-    if state.verdict is not None:  # the newest measured values
-        for role, known in online_mae.items():
-            latest = state.verdict.latest(role, "online_mae")
-            online_mae[role] = known if latest is None else latest
+def _output(outcome: CanaryOutcome) -> CanaryOutput:
+    reports = {suffix: str(path) for suffix, path in outcome.reports.items()}
     return CanaryOutput(
-        **identity,
-        outcome=outcome,
-        reason=state.message,
-        production_before=before,
-        production_after=after,
-        rollout_id=state.id,
-        report_html=reports["html"],
-        report_png=reports["png"],
-        online_mae=online_mae,
-        traffic=None
-        if traffic is None
-        else {
-            "predictions": traffic.predictions,
-            "feedback": traffic.feedback,
-            "server_errors": traffic.server_errors,
-            "by_backend": traffic.by_backend,
-            "duration_s": traffic.duration_s,
-        },
+        model=outcome.ref.model,
+        version=outcome.ref.version,
+        tag=outcome.ref.tag,
+        outcome=outcome.outcome,
+        reason=outcome.reason,
+        production_before=outcome.production_before,
+        production_after=outcome.production_after,
+        rollout_id=None if outcome.state is None else outcome.state.id,
+        report_html=reports.get("html"),
+        report_png=reports.get("png"),
+        online_mae=outcome.online_mae,
+        traffic=None if outcome.traffic is None else _traffic(outcome.traffic),
     )
+
+
+def _traffic(summary: TrafficSummary) -> dict[str, Any]:
+    return {
+        "predictions": summary.predictions,
+        "feedback": summary.feedback,
+        "server_errors": summary.server_errors,
+        "by_backend": summary.by_backend,
+        "duration_s": summary.duration_s,
+    }

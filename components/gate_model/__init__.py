@@ -75,10 +75,6 @@ def gate_model(
 
     settings = component_settings(home)
     out = decision_path_for(artifact)
-
-    def write_decision(decision: GateDecision) -> None:
-        out.write_text(decision.model_dump_json(indent=2))
-
     outcome = register_candidate(
         settings,
         artifact=Path(artifact),
@@ -87,21 +83,24 @@ def gate_model(
         training_set=Path(training_set) if training_set else None,
         actor=actor,
         register=False,
-        on_decision=write_decision,
+        on_decision=lambda decision: out.write_text(decision.model_dump_json(indent=2)),
     )
     decision = outcome.decision
-    result = GateOutput(
-        accepted=decision.accepted,
-        summary=decision.summary(),
-        decision_path=str(out),
-        artifact_digest=decision.artifact_digest,
-        policy_name=decision.policy_name,
-        production_version=decision.production_version,
-        broken_rules=sorted({check.rule for check in decision.broken}),
-    )
     if not decision.accepted and raise_on_reject:
         raise GateRejectedError(
             f"The evaluation gate rejected {artifact}: {decision.summary()}.",
             fix=f"see every number in {out}; improve the candidate or review the gate policy.",
         )
-    return result
+    return _output(decision, out)
+
+
+def _output(decision: GateDecision, path: Path) -> GateOutput:
+    return GateOutput(
+        accepted=decision.accepted,
+        summary=decision.summary(),
+        decision_path=str(path),
+        artifact_digest=decision.artifact_digest,
+        policy_name=decision.policy_name,
+        production_version=decision.production_version,
+        broken_rules=sorted({check.rule for check in decision.broken}),
+    )

@@ -1,6 +1,6 @@
 """Pipeline component: register a gated artifact as a staging version.
 
-A thin, typed face over :meth:`metarec.registry.Registry.register` for Prefect tasks and KFP
+A thin, typed face over :func:`metarec.ops.register_gated` for Prefect tasks and KFP
 components (this module imports neither). Idempotent: registering an artifact that is already
 registered returns the existing version (``reused=True``) and writes nothing.
 """
@@ -56,12 +56,10 @@ def register_model(
         ArtifactError: The decision was made for another artifact, or the folder is invalid.
     """
     from metarec.gate.decision import GateDecision
-    from metarec.registry import Registry
-    from metarec.registry.artifacts import inspect_artifact
+    from metarec.ops import register_gated
     from pydantic import ValidationError
 
     settings = component_settings(home)
-    name = model or settings.registry.model_name
     try:
         gate_decision = GateDecision.model_validate_json(Path(decision).read_text())
     except (OSError, ValidationError) as exc:
@@ -69,12 +67,15 @@ def register_model(
             f"Gate decision {decision} is missing or not a decision ({exc}).",
             fix="pass the decision_path that gate_model returned.",
         ) from exc
-    with Registry.open(settings) as registry:
-        existing = registry.find_by_digest(name, inspect_artifact(Path(artifact)).digest)
-        reused = existing is not None
-        info = existing or registry.register(
-            Path(artifact), model=name, gate_decision=gate_decision, actor=actor, reason=reason
-        )
+    done = register_gated(
+        settings,
+        artifact=Path(artifact),
+        model=model or settings.registry.model_name,
+        decision=gate_decision,
+        actor=actor,
+        reason=reason,
+    )
+    info = done.version
     return RegisterOutput(
         model=info.model,
         version=info.version,
@@ -83,5 +84,5 @@ def register_model(
         digest=info.digest,
         artifact_uri=info.artifact_uri,
         bento_tag=info.bento_tag,
-        reused=reused,
+        reused=done.reused,
     )

@@ -6,8 +6,6 @@ hyper-parameters is returned as it is; an interrupted run resumes from its check
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -51,48 +49,33 @@ def train_model(
         home: MetaRec home (default: the configured one).
         config: Hyper-parameter overrides (``TrainingConfig`` fields).
         config_file: YAML file of hyper-parameters (overrides applied on top).
-        out: Artifact folder (default: ``<home>/artifacts/runs/<fingerprint+config hash>``).
+        out: Artifact folder (default: ``<home>/artifacts/runs/<algorithm>-<fingerprint+config
+            hash>``).
 
     Returns:
         The artifact folder and its lineage.
 
     Raises:
         TrainingSetNotValidatedError: No passing validation record for this content.
+        ConfigError: A hyper-parameter is not valid.
     """
-    import yaml
-    from metarec.features.training_set import read_manifest
-    from metarec.training.artifact import read_card
-    from metarec.training.config import TrainingConfig
-    from metarec.training.trainer import train
+    from metarec.ops import train_candidate, training_config
 
     settings = component_settings(home)
-    values: dict[str, Any] = {}
-    if config_file:
-        values.update(yaml.safe_load(Path(config_file).read_text()) or {})
-    values.update(config or {})
-    training_config = TrainingConfig(**values)
-    manifest = read_manifest(Path(training_set))
-    if out is None:
-        key = json.dumps(
-            {
-                "fingerprint": manifest.fingerprint,
-                "config": training_config.model_dump(mode="json"),
-            },
-            sort_keys=True,
-        )
-        run = hashlib.sha256(key.encode()).hexdigest()[:16]
-        target = settings.paths.artifacts / "runs" / f"{training_config.algorithm}-{run}"
-    else:
-        target = Path(out)
-    if (target / "model_card.json").is_file():
-        card, reused = read_card(target), True
-    else:
-        card, reused = train(Path(training_set), config=training_config, out=target), False
+    trained = train_candidate(
+        settings,
+        training_set=Path(training_set),
+        config=training_config(
+            values=config, config_file=Path(config_file) if config_file else None
+        ),
+        out=Path(out) if out else None,
+    )
+    card = trained.card
     return TrainOutput(
-        artifact=str(target),
+        artifact=str(trained.artifact),
         algorithm=str(card.algorithm),
         dataset_fingerprint=card.dataset_fingerprint,
         validation_result_id=card.validation_result_id,
         new_user_mae=_headline_mae(card.metrics, str(card.algorithm)),
-        reused=reused,
+        reused=trained.reused,
     )

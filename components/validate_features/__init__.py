@@ -1,6 +1,6 @@
 """Pipeline component: the feature validation gate on one training set.
 
-A thin, typed face over :mod:`metarec.validation.gate` for Prefect tasks and KFP components
+A thin, typed face over :func:`metarec.ops.check_training_set` for Prefect tasks and KFP components
 (which wrap it; this module imports neither). Inputs and outputs are paths and small JSON-able
 values. It is idempotent: validating the same training set again gives the same verdict and
 rewrites the record beside it. On failure it raises
@@ -55,11 +55,10 @@ def validate_features(
         ValidationFailedError: At least one expectation failed (all are listed).
         ReferenceProfileNotFoundError: No reference profile exists yet.
     """
-    from metarec.validation.gate import raise_for_failure, validate_training_set
+    from metarec.ops import check_training_set
 
     settings = component_settings(home)
-    result = validate_training_set(settings, training_set=Path(training_set), now=now)
-    raise_for_failure(result)
+    result = check_training_set(settings, training_set=Path(training_set), now=now)
     return ValidationOutput(
         result_id=result.result_id,
         success=result.success,

@@ -72,7 +72,7 @@ def test_a_retried_task_resumes_the_active_rollout_instead_of_starting_another(
             )
         return type("Result", (), {"state": final, "traffic": None})()
 
-    monkeypatch.setattr("metarec.serving.local_canary.run_local_canary", fake_local_run)
+    monkeypatch.setattr("metarec.ops.local_canary.run_local_canary", fake_local_run)
     with pytest.raises(
         RolloutFailedError, match=r"was not promoted \(rolled-back\): error rate 0\.2"
     ):

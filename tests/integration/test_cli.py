@@ -147,9 +147,17 @@ def test_help_explains_every_command(capsys):
         ["features", "show", "--help"],
         ["features", "training-set", "--help"],
         ["quickstart", "--help"],
+        ["retrain", "--help"],
     ):
         assert run(command) == 0
         assert "Usage" in capsys.readouterr().out
+
+
+def test_retrain_with_an_unreadable_config_names_the_file_before_any_work(home, tmp_path, capsys):
+    missing = tmp_path / "missing.yaml"
+    assert run(_cli(home, "retrain", "--config", str(missing))) == 2  # ConfigError
+    err = capsys.readouterr().err
+    assert "missing.yaml: cannot read training config" in err and "Traceback" not in err
 
 
 @pytest.mark.slow

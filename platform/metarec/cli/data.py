@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -52,19 +52,39 @@ def ingest(
     The snapshot (users, items, interactions and the Feast source tables, as parquet) is written
     atomically: if anything fails, the previous snapshot stays current and readable.
     """
-    from metarec.data.ingest import DataSource, read_source, write_snapshot
+    from metarec.data.ingest import DataSource, write_snapshot
     from metarec.data.snapshots import SnapshotStore
-    from metarec.data.synthetic import SyntheticSpec
 
     settings = ctx.obj
     data_source = DataSource(source.value)
+    spec = _synthetic_spec(users=users, items=items, seed=seed)
+    if data_source is not DataSource.SYNTHETIC and path is None:
+        with download_progress(f"Downloading {url or data_source.value}") as on_download:
+            dataset = _read(
+                settings, data_source, url=url, checksum=checksum, on_download=on_download
+            )
+    else:
+        with stage(f"Reading {data_source.value} from {path or 'generator'}"):
+            dataset = _read(settings, data_source, path=path, synthetic=spec)
+    with stage("Deriving feature tables and writing the snapshot"):
+        info = write_snapshot(dataset, SnapshotStore(settings.paths.snapshots))
+    counts = dataset.summary()
+    console.print(
+        f"Ingested {counts['interactions']:,} ratings by {counts['users']:,} users on "
+        f"{counts['items']:,} items → snapshot [bold]{info.snapshot_id}[/bold] ({info.path})"
+    )
+
+
+def _synthetic_spec(*, users: int, items: int, seed: int) -> Any:
+    """The synthetic generator's spec for ``--users``/``--items``/``--seed``."""
     from pydantic import ValidationError
 
+    from metarec.data.synthetic import SyntheticSpec
     from metarec.errors import MetaRecError
 
     per_user_max = min(80, items)
     try:
-        spec = SyntheticSpec(
+        return SyntheticSpec(
             n_users=users,
             n_items=items,
             seed=seed,
@@ -77,31 +97,12 @@ def ingest(
             f"Invalid synthetic dataset size: {first['msg']}.",
             fix="pass --users >= 2 and --items >= 2.",
         ) from exc
-    where = path or url or "official archive"
-    if data_source is not DataSource.SYNTHETIC and path is None:
-        with download_progress(f"Downloading {url or data_source.value}") as on_download:
-            dataset = read_source(
-                data_source,
-                url=url,
-                checksum=checksum,
-                download_dir=settings.paths.home / "downloads",
-                on_download=on_download,
-            )
-    else:
-        with stage(f"Reading {data_source.value} from {where if path else 'generator'}"):
-            dataset = read_source(
-                data_source,
-                path=path,
-                download_dir=settings.paths.home / "downloads",
-                synthetic=spec,
-            )
-    with stage("Deriving feature tables and writing the snapshot"):
-        info = write_snapshot(dataset, SnapshotStore(settings.paths.snapshots))
-    counts = dataset.summary()
-    console.print(
-        f"Ingested {counts['interactions']:,} ratings by {counts['users']:,} users on "
-        f"{counts['items']:,} items → snapshot [bold]{info.snapshot_id}[/bold] ({info.path})"
-    )
+
+
+def _read(settings: Any, data_source: Any, **options: Any) -> Any:
+    from metarec.data.ingest import read_source
+
+    return read_source(data_source, download_dir=settings.paths.home / "downloads", **options)
 
 
 @app.command()

@@ -1,14 +1,18 @@
-"""``metarec train`` and ``metarec evaluate``: thin faces over :mod:`metarec.training`."""
+"""``metarec train``, ``metarec evaluate`` and ``metarec retrain``.
+
+Thin faces over :mod:`metarec.training` and the retrain use case (:func:`metarec.ops.retrain`).
+"""
 
 from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from metarec.cli.console import console, training_progress
+from metarec.cli.options import ActorOption, default_actor
 
 
 class AlgorithmOption(enum.StrEnum):
@@ -120,39 +124,12 @@ def evaluate(
     size; then, for an artifact with a catalogue ranker, the whole-catalogue ranking protocol
     (NDCG@20 of the served ranker and the item baselines, time and random order, K = 5/10/20).
     """
-    from metarec.errors import MetaRecError
     from metarec.features.training_set import newest_training_set
     from metarec.training.artifact import read_card
-    from metarec.training.evaluation import (
-        evaluate_artifact,
-        evaluate_ranking_artifact,
-        metrics_table,
-        plot_mae,
-        ranking_tables,
-        write_json,
-    )
-    from metarec.training.scenarios import Scenario, parse_support_size
+    from metarec.training.evaluation import evaluate_artifact, metrics_table, plot_mae, write_json
 
-    settings = ctx.obj
-    if more_sizes and not support_sizes:
-        raise MetaRecError(
-            f"Unexpected arguments: {' '.join(more_sizes)}.",
-            fix="give one artifact directory; list support sizes after --support-sizes.",
-        )
-    values = [*(support_sizes or []), *(more_sizes or [])]
-    sizes = [s for value in values for s in value.replace(",", " ").split()]
-    try:
-        for size in sizes:
-            parse_support_size(size)
-        scenarios = [Scenario(s) for s in scenario] if scenario else None
-    except ValueError as exc:
-        raise MetaRecError(
-            f"Invalid option ({exc}).",
-            fix="support sizes are positive integers or 'all'; scenarios are "
-            + ", ".join(s.value for s in Scenario)
-            + ".",
-        ) from exc
-    path = training_set or newest_training_set(settings)
+    sizes, scenarios = _parse_cells(support_sizes, more_sizes, scenario)
+    path = training_set or newest_training_set(ctx.obj)
     with console.status("Evaluating"):
         metrics = evaluate_artifact(
             artifact, path, scenarios=scenarios, support_sizes=sizes or None, device=device.value
@@ -166,9 +143,95 @@ def evaluate(
     if read_card(artifact).ranker is None:
         console.print("No catalogue ranker in this artifact: whole-catalogue ranking skipped.")
         return
+    _evaluate_ranking(artifact, path, scenarios=scenarios, target=target)
+
+
+def _parse_cells(
+    support_sizes: list[str] | None, more_sizes: list[str] | None, scenario: list[str] | None
+) -> tuple[list[str], list[Any] | None]:
+    """``--support-sizes 5 10,all`` and ``--scenario`` → support sizes and scenarios."""
+    from metarec.errors import MetaRecError
+    from metarec.training.scenarios import Scenario, parse_support_size
+
+    if more_sizes and not support_sizes:
+        raise MetaRecError(
+            f"Unexpected arguments: {' '.join(more_sizes)}.",
+            fix="give one artifact directory; list support sizes after --support-sizes.",
+        )
+    values = [*(support_sizes or []), *(more_sizes or [])]
+    sizes = [s for value in values for s in value.replace(",", " ").split()]
+    try:
+        for size in sizes:
+            parse_support_size(size)
+        return sizes, [Scenario(s) for s in scenario] if scenario else None
+    except ValueError as exc:
+        raise MetaRecError(
+            f"Invalid option ({exc}).",
+            fix="support sizes are positive integers or 'all'; scenarios are "
+            + ", ".join(s.value for s in Scenario)
+            + ".",
+        ) from exc
+
+
+def _evaluate_ranking(
+    artifact: Path, training_set: Path, *, scenarios: list[Any] | None, target: Path
+) -> None:
+    """The whole-catalogue ranking protocol: print its tables, write ``ranking.json``."""
+    from metarec.training.evaluation import evaluate_ranking_artifact, ranking_tables, write_json
+
     with console.status("Ranking the catalogue"):
-        ranking = evaluate_ranking_artifact(artifact, path, scenarios=scenarios)
+        ranking = evaluate_ranking_artifact(artifact, training_set, scenarios=scenarios)
     for table in ranking_tables(ranking, title=f"Whole-catalogue ranking of {artifact.name}"):
         console.print(table)
     ranking_path = write_json(ranking, target / "ranking.json")
     console.print(f"Ranking JSON: {ranking_path}", soft_wrap=True, highlight=False)
+
+
+def retrain(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="YAML file of training hyper-parameters (default: workflows.training_config).",
+        ),
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="Gate policy YAML (default: registry.gate_policy).")
+    ] = None,
+    actor: ActorOption = None,
+) -> None:
+    """Build the training set, validate it, meta-train, gate and register a new staging version.
+
+    What the scheduled retrain does before its canary, here in this process.
+
+    Exit code 4 when the gate rejects the candidate (the rejection is in the ledger).
+    """
+    from metarec.cli.model_views import print_decision
+    from metarec.errors import GateRejectedError
+    from metarec.ops import retrain as run_retrain
+    from metarec.ops import training_config
+
+    settings = ctx.obj
+    hyperparameters = training_config(config_file=config or settings.workflows.training_config)
+    with training_progress(hyperparameters.algorithm.value) as report:
+        outcome = run_retrain(
+            settings,
+            config=hyperparameters,
+            actor=actor or default_actor(),
+            policy=policy,
+            on_progress=report,
+        )
+    print_decision(outcome.registration.decision)
+    info = outcome.registration.registered
+    if info is None:
+        raise GateRejectedError(
+            f"{outcome.candidate.artifact} was not registered: "
+            f"{outcome.registration.decision.summary()}.",
+            fix="improve the candidate (or review the gate policy); the rejection is in "
+            f"`metarec models history --model {settings.registry.model_name}`.",
+        )
+    console.print(
+        f"[green]✓[/green] registered {info.tag} ([yellow]staging[/yellow]) from "
+        f"{outcome.training_set.path}; start its canary with `metarec rollout start {info.tag}`."
+    )

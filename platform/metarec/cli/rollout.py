@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
-import re
 import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,51 +12,14 @@ from typing import Annotated, Any
 import typer
 
 from metarec.cli.console import console
+from metarec.cli.options import default_actor, version_ref
 from metarec.config import Settings
-from metarec.errors import ConfigError, RolloutNotFoundError
+from metarec.errors import RolloutNotFoundError
 
 app = typer.Typer(
     help="Canary rollouts: shift traffic in steps, analyse, promote or roll back.",
     no_args_is_help=True,
 )
-
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(text: str) -> float:
-    """``30s``, ``2m``, ``500ms``, ``1h`` or plain seconds → seconds.
-
-    Raises:
-        ConfigError: Not a duration.
-    """
-    match = _DURATION.match(text)
-    if match is None or float(match[1]) <= 0:
-        raise ConfigError(
-            f"{text!r} is not a positive duration.", fix="write e.g. 30s, 2m, 500ms or 45."
-        )
-    return float(match[1]) * _UNITS[match[2]]
-
-
-def parse_steps(text: str) -> tuple[int, ...]:
-    """``10,25,50,100`` → (10, 25, 50, 100).
-
-    Raises:
-        ConfigError: Not a comma-separated list of integers.
-    """
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise ConfigError(
-            f"--steps {text!r} is not a list of percentages.", fix="write e.g. 10,25,50,100."
-        ) from exc
-
-
-def _actor() -> str:
-    try:
-        return os.environ.get("METAREC_ACTOR") or getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _open(settings: Settings) -> tuple[Any, Any]:
@@ -68,21 +28,6 @@ def _open(settings: Settings) -> tuple[Any, Any]:
 
     registry = Registry.open(settings)
     return registry, RolloutStore(engine=registry.engine)
-
-
-def _controller(settings: Settings, registry: Any, store: Any) -> tuple[Any, Any]:
-    from metarec.rollout.controller import RolloutController
-    from metarec.rollout.wiring import build_metrics, build_router
-
-    router, release = build_router(settings)
-    controller = RolloutController(
-        registry=registry,
-        store=store,
-        router=router,
-        metrics=build_metrics(settings, router=router),
-        actor=f"rollout-controller ({_actor()})",
-    )
-    return controller, release
 
 
 def _print_state(state: Any) -> None:
@@ -100,112 +45,113 @@ def _print_state(state: Any) -> None:
         console.print(f"  {state.message}", highlight=False)
 
 
+StepsOption = Annotated[str, typer.Option(help="Canary weights in percent.")]
+IntervalOption = Annotated[str, typer.Option(help="Analysis window per step (30s, 2m).")]
+MaxErrorRateOption = Annotated[float, typer.Option(help="Highest canary 5xx share.")]
+MaxP99Option = Annotated[
+    float | None, typer.Option(help="Highest canary latency p99 in ms (unset: unchecked).")
+]
+MaxMaeDeltaOption = Annotated[
+    float | None,
+    typer.Option(help="Highest canary − production online MAE (unset: unchecked)."),
+]
+MaxHitRateDropOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Largest drop of the canary's online hit rate below production's, 0..1 "
+        "(unset: unchecked)."
+    ),
+]
+FailureThresholdOption = Annotated[
+    int, typer.Option(help="Failed windows in a row that roll back.")
+]
+MinRequestsOption = Annotated[
+    int, typer.Option(help="Canary requests a window needs for a verdict.")
+]
+MinFeedbackOption = Annotated[
+    int, typer.Option(help="Feedback events per service for the MAE verdict.")
+]
+MinPositiveFeedbackOption = Annotated[
+    int, typer.Option(help="Positive feedback events per service for the hit-rate verdict.")
+]
+MaxWaitIntervalsOption = Annotated[
+    int,
+    typer.Option(
+        help="Intervals a window may wait for --min-requests / --min-feedback before it "
+        "counts as failed (missing data is a failed check)."
+    ),
+]
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="Run the controller in this process until the rollout ends (else a running "
+        "`metarec rollout controller` carries it out).",
+    ),
+]
+ReportOption = Annotated[
+    Path | None, typer.Option(help="With --wait: write the report here (.html or .png).")
+]
+
+
 @app.command()
 def start(
     ctx: typer.Context,
     version: Annotated[str, typer.Argument(help="Staging version to roll out (3, v3, name:v3).")],
-    steps: Annotated[str, typer.Option(help="Canary weights in percent.")] = "10,25,50,100",
-    interval: Annotated[str, typer.Option(help="Analysis window per step (30s, 2m).")] = "30s",
-    max_error_rate: Annotated[float, typer.Option(help="Highest canary 5xx share.")] = 0.01,
-    max_p99_ms: Annotated[
-        float | None, typer.Option(help="Highest canary latency p99 in ms (unset: unchecked).")
-    ] = None,
-    max_online_mae_delta: Annotated[
-        float | None,
-        typer.Option(help="Highest canary − production online MAE (unset: unchecked)."),
-    ] = None,
-    max_online_hit_rate_drop: Annotated[
-        float | None,
-        typer.Option(
-            help="Largest drop of the canary's online hit rate below production's, 0..1 "
-            "(unset: unchecked)."
-        ),
-    ] = None,
-    failure_threshold: Annotated[
-        int, typer.Option(help="Failed windows in a row that roll back.")
-    ] = 2,
-    min_requests: Annotated[
-        int, typer.Option(help="Canary requests a window needs for a verdict.")
-    ] = 20,
-    min_feedback: Annotated[
-        int, typer.Option(help="Feedback events per service for the MAE verdict.")
-    ] = 20,
-    min_positive_feedback: Annotated[
-        int, typer.Option(help="Positive feedback events per service for the hit-rate verdict.")
-    ] = 20,
-    max_wait_intervals: Annotated[
-        int,
-        typer.Option(
-            help="Intervals a window may wait for --min-requests / --min-feedback before it "
-            "counts as failed (missing data is a failed check)."
-        ),
-    ] = 5,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait/--no-wait",
-            help="Run the controller in this process until the rollout ends (else a running "
-            "`metarec rollout controller` carries it out).",
-        ),
-    ] = False,
-    report: Annotated[
-        Path | None, typer.Option(help="With --wait: write the report here (.html or .png).")
-    ] = None,
+    steps: StepsOption = "10,25,50,100",
+    interval: IntervalOption = "30s",
+    max_error_rate: MaxErrorRateOption = 0.01,
+    max_p99_ms: MaxP99Option = None,
+    max_online_mae_delta: MaxMaeDeltaOption = None,
+    max_online_hit_rate_drop: MaxHitRateDropOption = None,
+    failure_threshold: FailureThresholdOption = 2,
+    min_requests: MinRequestsOption = 20,
+    min_feedback: MinFeedbackOption = 20,
+    min_positive_feedback: MinPositiveFeedbackOption = 20,
+    max_wait_intervals: MaxWaitIntervalsOption = 5,
+    wait: WaitOption = False,
+    report: ReportOption = None,
 ) -> None:
     """Start a canary rollout of a staging version."""
-    from pydantic import ValidationError
-
-    from metarec.registry import VersionRef
-    from metarec.rollout.controller import start_rollout
-    from metarec.rollout.types import RolloutSpec
+    from metarec.ops import rollout_spec, run_canary, start_canary
 
     settings: Settings = ctx.obj
-    try:
-        spec = RolloutSpec(
-            steps=parse_steps(steps),
-            interval_s=parse_duration(interval),
-            max_error_rate=max_error_rate,
-            max_p99_ms=max_p99_ms,
-            max_online_mae_delta=max_online_mae_delta,
-            max_online_hit_rate_drop=max_online_hit_rate_drop,
-            failure_threshold=failure_threshold,
-            min_requests=min_requests,
-            min_feedback=min_feedback,
-            min_positive_feedback=min_positive_feedback,
-            max_wait_intervals=max_wait_intervals,
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(
-            f"Invalid rollout option {first['loc'][0]}: {first['msg']}.",
-            fix="see `metarec rollout start --help`.",
-        ) from exc
-    ref = VersionRef.parse(version, default_model=settings.registry.model_name)
-    registry, store = _open(settings)
-    try:
-        state = start_rollout(registry=registry, store=store, ref=ref, spec=spec, actor=_actor())
-        console.print(f"started rollout {state.id} of {ref.tag}: steps {list(spec.steps)}")
-        if not wait:
-            console.print("the rollout controller carries it out; see `metarec rollout status`.")
-            return
-        controller, release = _controller(settings, registry, store)
-        try:
-            final = controller.run_until_done(state.id, poll_s=settings.rollout.poll_s)
-        finally:
-            release()
-        _print_state(final)
-        if report is not None:
-            _write_report(store, final, report)
-        if final.phase.value != "Succeeded":
-            raise typer.Exit(code=4)
-    finally:
-        registry.close()
+    spec = rollout_spec(
+        steps=steps,
+        interval=interval,
+        max_error_rate=max_error_rate,
+        max_p99_ms=max_p99_ms,
+        max_online_mae_delta=max_online_mae_delta,
+        max_online_hit_rate_drop=max_online_hit_rate_drop,
+        failure_threshold=failure_threshold,
+        min_requests=min_requests,
+        min_feedback=min_feedback,
+        min_positive_feedback=min_positive_feedback,
+        max_wait_intervals=max_wait_intervals,
+    )
+    ref = version_ref(settings, version, None)
+    state = start_canary(settings, ref=ref, spec=spec, actor=default_actor())
+    console.print(f"started rollout {state.id} of {ref.tag}: steps {list(spec.steps)}")
+    if not wait:
+        console.print("the rollout controller carries it out; see `metarec rollout status`.")
+        return
+    actor = f"rollout-controller ({default_actor()})"
+    final = run_canary(settings, rollout_id=state.id, actor=actor)
+    _print_state(final)
+    if report is not None:
+        _write_report(settings, final, report)
+    if final.phase.value != "Succeeded":
+        raise typer.Exit(code=4)
 
 
-def _write_report(store: Any, state: Any, output: Path) -> None:
+def _write_report(settings: Settings, state: Any, output: Path) -> None:
     from metarec.rollout.report import write_report
 
-    path = write_report(state, store.events(state.id), output)
+    registry, store = _open(settings)
+    try:
+        path = write_report(state, store.events(state.id), output)
+    finally:
+        registry.close()
     console.print(f"report: {path}")
 
 
@@ -240,7 +186,7 @@ def status(
                     highlight=False,
                 )
         if report is not None:
-            _write_report(store, state, report)
+            _write_report(settings, state, report)
     finally:
         registry.close()
 
@@ -284,28 +230,26 @@ def controller(
     ] = None,
 ) -> None:
     """Run the rollout controller until SIGTERM/SIGINT (what the Helm chart runs)."""
+    from metarec.ops import run_controller
+
     settings: Settings = ctx.obj
     stop = threading.Event()
     ready = threading.Event()
     health = _health_server(health_port, ready) if health_port else None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    registry, store = _open(settings)
+
+    def on_ready() -> None:
+        ready.set()
+        console.print(
+            f"rollout controller running (router {settings.rollout.router}, "
+            f"every {settings.rollout.poll_s:g}s)"
+        )
+
     try:
-        rollout_controller, release = _controller(settings, registry, store)
-        try:
-            ready.set()
-            console.print(
-                f"rollout controller running (router {settings.rollout.router}, "
-                f"every {settings.rollout.poll_s:g}s)"
-            )
-            rollout_controller.run(
-                stop=stop, poll_s=settings.rollout.poll_s, model=settings.registry.model_name
-            )
-        finally:
-            release()
+        actor = f"rollout-controller ({default_actor()})"
+        run_controller(settings, stop=stop, actor=actor, on_ready=on_ready)
     finally:
-        registry.close()
         if health is not None:
             health.shutdown()
 

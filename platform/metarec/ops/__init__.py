@@ -1,22 +1,69 @@
 """Use cases: the operations the CLI, the API and the components share, written once.
 
 Each takes typed inputs and returns a typed output; it is the only kind of module that calls
-more than one domain package. The faces (``metarec.cli``, ``metarec.api``) and the pipeline
+more than one domain package. The faces (the CLI, the control-plane API) and the pipeline
 components parse, call one of these and print or serialise the result.
+
+=========================  ============================================================
+module                     use cases
+=========================  ============================================================
+:mod:`.register`           :func:`gate_candidate`, :func:`register_candidate`,
+                           :func:`register_gated`
+:mod:`.transitions`        :func:`promote`, :func:`rollback`, :func:`archive`
+:mod:`.canary`             :func:`start_canary`, :func:`run_canary`, :func:`run_controller`,
+                           :func:`release_canary`
+:mod:`.local_canary`       :func:`run_local_canary`
+:mod:`.canary_spec`        :func:`rollout_spec` (a canary's spec from typed options)
+:mod:`.retraining`         :func:`retrain` and its steps
+=========================  ============================================================
+
+Names are imported on first use, so a face that needs one use case does not import the
+dependencies of all of them (training, validation, serving).
 """
 
-from metarec.ops.register import (
-    DEFAULT_REASON,
-    RegistrationOutcome,
-    Rejection,
-    gate_candidate,
-    register_candidate,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_REASON",
-    "RegistrationOutcome",
-    "Rejection",
-    "gate_candidate",
-    "register_candidate",
-]
+from importlib import import_module
+from typing import Any
+
+_MODULES = {
+    "register": (
+        "DEFAULT_REASON",
+        "Registered",
+        "RegistrationOutcome",
+        "Rejection",
+        "gate_candidate",
+        "register_candidate",
+        "register_gated",
+    ),
+    "transitions": ("Transition", "archive", "promote", "rollback"),
+    "canary": (
+        "CanaryOutcome",
+        "release_canary",
+        "run_canary",
+        "run_controller",
+        "start_canary",
+        "write_reports",
+    ),
+    "local_canary": ("LocalCanaryResult", "run_local_canary"),
+    "canary_spec": ("BOOTSTRAP_REASON", "parse_duration", "parse_steps", "rollout_spec"),
+    "retraining": (
+        "RetrainOutcome",
+        "TrainedCandidate",
+        "check_training_set",
+        "prepare_training_set",
+        "retrain",
+        "train_candidate",
+        "training_config",
+    ),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a use case from its module on first use."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{module}"), name)

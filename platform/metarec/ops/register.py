@@ -23,6 +23,7 @@ from metarec.gate.run import (
     training_set_evaluator,
     training_set_ranking_evaluator,
 )
+from metarec.ops._registry import registry_session
 from metarec.registry import Registry, VersionInfo
 from metarec.registry.artifacts import inspect_artifact
 
@@ -68,8 +69,8 @@ def _evaluators(
         raise ValueError("pass either a training set or evaluators, not both")
     card = inspect_artifact(artifact).card
     return (
-        training_set_evaluator(training_set, like=card.get("metrics") or {}),
-        training_set_ranking_evaluator(training_set, like=card.get("ranking") or {}),
+        training_set_evaluator(training_set, like=card.metrics),
+        training_set_ranking_evaluator(training_set, like=card.ranking),
     )
 
 
@@ -103,10 +104,8 @@ def gate_candidate(
         The gate's decision, every rule with its numbers.
     """
     evaluate, evaluate_ranking = _evaluators(artifact, training_set, evaluate, evaluate_ranking)
-    if registry is None:
-        with Registry.open(settings) as opened:
-            return _gate(settings, artifact, model, opened, policy, evaluate, evaluate_ranking)
-    return _gate(settings, artifact, model, registry, policy, evaluate, evaluate_ranking)
+    with registry_session(settings, registry) as current:
+        return _gate(settings, artifact, model, current, policy, evaluate, evaluate_ranking)
 
 
 def _gate(
@@ -167,21 +166,13 @@ def register_candidate(
         rejection was recorded (rejected).
     """
     evaluate, evaluate_ranking = _evaluators(artifact, training_set, evaluate, evaluate_ranking)
-    owned = registry is None
-    current = Registry.open(settings) if registry is None else registry
-    try:
+    with registry_session(settings, registry) as current:
         decision = _gate(settings, artifact, model, current, policy, evaluate, evaluate_ranking)
         if on_decision is not None:
             on_decision(decision)
         if not decision.accepted:
-            current.record_rejection(
-                model=model, gate_decision=decision, actor=actor, artifact=str(artifact)
-            )
-            rejection = Rejection(
-                model=model,
-                artifact=str(artifact),
-                artifact_digest=decision.artifact_digest,
-                actor=actor,
+            rejection = _record_rejection(
+                current, decision, model=model, artifact=artifact, actor=actor
             )
             return RegistrationOutcome(decision=decision, rejection=rejection)
         if not register:
@@ -190,6 +181,65 @@ def register_candidate(
             artifact, model=model, gate_decision=decision, actor=actor, reason=reason
         )
         return RegistrationOutcome(decision=decision, registered=info)
-    finally:
-        if owned:
-            current.close()
+
+
+def _record_rejection(
+    registry: Registry, decision: GateDecision, *, model: str, artifact: Path, actor: str
+) -> Rejection:
+    """Write the ``reject`` ledger entry of ``decision`` and say where it is."""
+    registry.record_rejection(
+        model=model, gate_decision=decision, actor=actor, artifact=str(artifact)
+    )
+    return Rejection(
+        model=model, artifact=str(artifact), artifact_digest=decision.artifact_digest, actor=actor
+    )
+
+
+class Registered(BaseModel):
+    """What :func:`register_gated` did: the version, and whether it was there already."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: VersionInfo
+    reused: bool
+
+
+def register_gated(
+    settings: Settings,
+    *,
+    artifact: Path,
+    model: str,
+    decision: GateDecision,
+    actor: str,
+    reason: str = DEFAULT_REASON,
+    registry: Registry | None = None,
+) -> Registered:
+    """Register an artifact the gate already accepted (the pipeline's step after the gate).
+
+    Idempotent: an artifact already registered under ``model`` (same digest) is returned as it
+    is and nothing is written.
+
+    Args:
+        settings: MetaRec settings (registry location).
+        artifact: The gated artifact folder.
+        model: Registered model name.
+        decision: The gate's decision on ``artifact``.
+        actor: Who registers (kept in the ledger).
+        reason: Why (kept in the ledger).
+        registry: An open registry (default: open the configured one for this call).
+
+    Returns:
+        The registered (or already registered) version.
+
+    Raises:
+        GateRejectedError: The decision rejected the candidate.
+        ArtifactError: The decision was made for another artifact, or the folder is invalid.
+    """
+    with registry_session(settings, registry) as current:
+        existing = current.find_by_digest(model, inspect_artifact(artifact).digest)
+        if existing is not None:
+            return Registered(version=existing, reused=True)
+        info = current.register(
+            artifact, model=model, gate_decision=decision, actor=actor, reason=reason
+        )
+    return Registered(version=info, reused=False)

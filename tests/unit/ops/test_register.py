@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from metarec.config import load_settings
-from metarec.ops import gate_candidate, register_candidate
+from metarec.ops import gate_candidate, register_candidate, register_gated
 from metarec.registry import Action, Registry, Stage, VersionRef
 from metarec.testing.registry import register_fixture, write_fixture_artifact
 
@@ -77,3 +77,20 @@ def test_gate_only_records_a_rejection_but_registers_nothing(settings, tmp_path)
     assert gate_candidate(settings, artifact=good, model="metarec").accepted
     with Registry.open(settings) as registry:
         assert registry.list_models() == []
+
+
+def test_register_gated_registers_once_then_returns_the_existing_version(settings, tmp_path):
+    good = write_fixture_artifact(tmp_path / "good", seed=1)
+    decision = gate_candidate(settings, artifact=good, model="metarec")
+    first = register_gated(
+        settings, artifact=good, model="metarec", decision=decision, actor="pipeline"
+    )
+    again = register_gated(
+        settings, artifact=good, model="metarec", decision=decision, actor="pipeline"
+    )
+    assert (first.reused, again.reused) == (False, True)
+    assert first.version.tag == again.version.tag == "metarec:v1"
+    assert first.version.stage is Stage.STAGING
+    with Registry.open(settings) as registry:
+        registrations = [e for e in registry.history("metarec") if e.action is Action.REGISTER]
+    assert len(registrations) == 1

@@ -1,4 +1,4 @@
-"""Carry one canary rollout out on this machine (the embedded default: laptop, quickstart, CI).
+"""Use case: carry one canary rollout out on this machine (laptop, quickstart, CI).
 
 :func:`run_local_canary` starts the production and canary versions as two real ``bentoml serve``
 processes, puts the local weighted router in front, drives generated traffic through it (users
@@ -6,7 +6,8 @@ replayed as ``/recommend`` on their first ratings, then ``/feedback`` with their
 :class:`~metarec.rollout.traffic.TrafficGenerator`), runs
 the rollout controller in this process until the rollout ends, then stops everything. (On a
 cluster the rollout controller Deployment does this under real traffic; see
-:func:`metarec.rollout.controller.wait_for_rollout`.)
+:func:`metarec.rollout.controller.wait_for_rollout`.) It lives in the use-case layer because it
+joins two domain packages: serving (the processes) and rollout (router, controller, traffic).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from metarec.config import Settings
 from metarec.registry import Registry
 from metarec.rollout.controller import RolloutController
+from metarec.rollout.routers import Router
 from metarec.rollout.store import RolloutStore
 from metarec.rollout.traffic import Row, TrafficGenerator, TrafficSummary
 from metarec.rollout.types import RolloutState
@@ -91,7 +93,6 @@ def run_local_canary(
         ServingModelError: A service did not start (its log tail is in the message).
     """
     traffic: TrafficGenerator | None = None
-    summary: TrafficSummary | None = None
     with contextlib.ExitStack() as stack:
         services = _start_services(settings, state, stack)
         wired = local_rollout_settings(
@@ -99,13 +100,7 @@ def run_local_canary(
         )
         router, release = build_router(wired)
         stack.callback(release)
-        controller = RolloutController(
-            registry=registry,
-            store=store,
-            router=router,
-            metrics=build_metrics(wired, router=router),
-            actor=actor,
-        )
+        controller = _controller(wired, registry, store, router, actor=actor)
         if rows:
             traffic = TrafficGenerator(
                 url=router.url,
@@ -118,9 +113,21 @@ def run_local_canary(
         try:
             final = _run_to_the_end(controller, store, state, poll_s=poll_s, timeout_s=timeout_s)
         finally:
-            if traffic is not None:
-                summary = traffic.stop()
+            summary = None if traffic is None else traffic.stop()
     return LocalCanaryResult(state=final, traffic=summary)
+
+
+def _controller(
+    settings: Settings, registry: Registry, store: RolloutStore, router: Router, *, actor: str
+) -> RolloutController:
+    """The rollout controller on ``router``, reading the metrics ``settings`` wire to it."""
+    return RolloutController(
+        registry=registry,
+        store=store,
+        router=router,
+        metrics=build_metrics(settings, router=router),
+        actor=actor,
+    )
 
 
 def _start_services(

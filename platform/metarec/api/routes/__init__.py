@@ -1,0 +1,1 @@
+"""The control plane's routes, one router per concern."""

@@ -1,0 +1,306 @@
+"""Canary use cases: start a rollout, carry it out here, or release a version through one.
+
+* :func:`start_canary` creates the rollout of a staging version (``metarec rollout start``); a
+  controller carries it out.
+* :func:`run_canary` runs the rollout controller in this process until that rollout ends
+  (``metarec rollout start --wait``); :func:`run_controller` runs it until told to stop
+  (``metarec rollout controller``, the Deployment of the Helm chart).
+* :func:`release_canary` is the pipeline's last step: canary a staging version against
+  production and promote it when every step passes (the ``canary_rollout`` component, the
+  quickstart). The first version has nothing to canary against and is promoted directly; a
+  version already in production is left as it is; an active rollout of the same version is
+  resumed, never duplicated.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metarec.config import Settings
+from metarec.ops import local_canary
+from metarec.ops._registry import registry_session
+from metarec.ops.canary_spec import BOOTSTRAP_REASON, PROMOTED_OUTCOMES, Outcome
+from metarec.registry import Registry, Stage, VersionRef
+from metarec.rollout.controller import RolloutController, start_rollout, wait_for_rollout
+from metarec.rollout.report import write_report
+from metarec.rollout.store import RolloutStore
+from metarec.rollout.traffic import Row, TrafficSummary
+from metarec.rollout.types import Phase, RolloutSpec, RolloutState
+from metarec.rollout.wiring import build_metrics, build_router
+
+REPORT_SUFFIXES = ("html", "png")
+_OUTCOMES: dict[Phase, Outcome] = {Phase.SUCCEEDED: "promoted", Phase.ABORTED: "aborted"}
+
+
+@dataclass(frozen=True)
+class CanaryOutcome:
+    """How :func:`release_canary` ended, with the rollout's final state when one ran."""
+
+    ref: VersionRef
+    outcome: Outcome
+    reason: str
+    production_before: int | None
+    production_after: int | None
+    state: RolloutState | None = None
+    reports: dict[str, Path] = field(default_factory=dict)
+    traffic: TrafficSummary | None = None
+
+    @property
+    def promoted(self) -> bool:
+        """Whether this call put the version in production (canary passed, or first version)."""
+        return self.outcome in PROMOTED_OUTCOMES
+
+    @property
+    def online_mae(self) -> dict[str, float | None]:
+        """The newest online MAE measured of production and canary (None: never measured)."""
+        if self.state is None:
+            return {}
+        values: dict[str, float | None] = {
+            "production": self.state.production_mae,
+            "canary": None,
+        }
+        if self.state.verdict is not None:
+            for role, known in values.items():
+                latest = self.state.verdict.latest(role, "online_mae")
+                values[role] = known if latest is None else latest
+        return values
+
+
+def start_canary(
+    settings: Settings,
+    *,
+    ref: VersionRef,
+    spec: RolloutSpec,
+    actor: str,
+    resume: bool = False,
+    registry: Registry | None = None,
+) -> RolloutState:
+    """Create the rollout of staging version ``ref`` (a controller carries it out).
+
+    Args:
+        settings: MetaRec settings (the registry database holds the rollout).
+        ref: The staging version.
+        spec: Traffic steps and analysis thresholds.
+        actor: Who starts it (kept with the rollout).
+        resume: Return an active rollout of the same version instead of refusing (a retried
+            pipeline step).
+        registry: An open registry (default: open the configured one for this call).
+
+    Raises:
+        VersionNotFoundError: No such version.
+        RolloutError: The version is not in staging.
+        RolloutConflictError: Another rollout of the model is active.
+    """
+    with registry_session(settings, registry) as current:
+        store = RolloutStore(engine=current.engine)
+        if resume:
+            for state in store.active(ref.model):
+                if state.version == ref.version:
+                    return state
+        return start_rollout(registry=current, store=store, ref=ref, spec=spec, actor=actor)
+
+
+@contextmanager
+def _controller(
+    settings: Settings, registry: Registry, *, actor: str
+) -> Iterator[RolloutController]:
+    """The rollout controller on the configured router and metric source (released after)."""
+    router, release = build_router(settings)
+    try:
+        yield RolloutController(
+            registry=registry,
+            store=RolloutStore(engine=registry.engine),
+            router=router,
+            metrics=build_metrics(settings, router=router),
+            actor=actor,
+        )
+    finally:
+        release()
+
+
+def run_canary(
+    settings: Settings, *, rollout_id: str, actor: str, registry: Registry | None = None
+) -> RolloutState:
+    """Run the rollout controller (``rollout.router``) here until the rollout ends.
+
+    Args:
+        settings: MetaRec settings (router, metric source, poll period).
+        rollout_id: The rollout to carry out.
+        actor: Who the ledger names for a promotion.
+        registry: An open registry (default: open the configured one for this call).
+
+    Returns:
+        The final state.
+    """
+    with (
+        registry_session(settings, registry) as current,
+        _controller(settings, current, actor=actor) as controller,
+    ):
+        return controller.run_until_done(rollout_id, poll_s=settings.rollout.poll_s)
+
+
+def run_controller(
+    settings: Settings,
+    *,
+    stop: threading.Event,
+    actor: str,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Reconcile every active rollout of ``registry.model_name`` until ``stop`` is set.
+
+    What the rollout controller Deployment runs (``metarec rollout controller``).
+
+    Args:
+        settings: MetaRec settings (router, metric source, poll period, model).
+        stop: Set it to stop after the current reconcile.
+        actor: Who the ledger names for promotions.
+        on_ready: Called once the router and the metric source are wired (readiness).
+    """
+    with (
+        registry_session(settings, None) as registry,
+        _controller(settings, registry, actor=actor) as controller,
+    ):
+        if on_ready is not None:
+            on_ready()
+        controller.run(
+            stop=stop, poll_s=settings.rollout.poll_s, model=settings.registry.model_name
+        )
+
+
+def write_reports(store: RolloutStore, state: RolloutState, folder: Path) -> dict[str, Path]:
+    """Write the rollout's timeline into ``folder`` as ``report.html`` and ``report.png``."""
+    events = store.events(state.id)
+    return {
+        suffix: write_report(state, events, folder / f"report.{suffix}")
+        for suffix in REPORT_SUFFIXES
+    }
+
+
+def release_canary(
+    settings: Settings,
+    *,
+    ref: VersionRef,
+    spec: RolloutSpec,
+    actor: str,
+    rows: Callable[[], Sequence[Row]] = list,
+    traffic_rate_per_s: float | None = 40.0,
+    timeout_s: float = 1800.0,
+) -> CanaryOutcome:
+    """Canary ``ref`` against production and promote it when every step passes.
+
+    With router ``local`` the two versions are served here behind the local router under
+    generated traffic (:func:`~metarec.ops.local_canary.run_local_canary`); otherwise the
+    rollout controller of the cluster carries the rollout out and this waits for its end.
+
+    Args:
+        settings: MetaRec settings.
+        ref: The staging version to release.
+        spec: Traffic steps and analysis thresholds.
+        actor: Who the ledger names.
+        rows: Ratings the local traffic replays (called only with router ``local``; empty:
+            no generated traffic).
+        traffic_rate_per_s: Highest generated user visits per second.
+        timeout_s: Give up after this long; the canary weight then goes back to 0.
+
+    Returns:
+        The outcome; with a rollout, its final state, reports and the traffic's summary.
+
+    Raises:
+        RolloutError: The version is not in staging, or another rollout is active.
+    """
+    with registry_session(settings, None) as registry:
+        production = registry.production_version(ref.model)
+        direct = _without_canary(registry, ref, production=production, actor=actor)
+        if direct is not None:
+            return direct
+        state = start_canary(
+            settings, ref=ref, spec=spec, actor=actor, resume=True, registry=registry
+        )
+        final, traffic = _carry_out(
+            settings,
+            registry,
+            state,
+            rows=rows,
+            rate=traffic_rate_per_s,
+            timeout_s=timeout_s,
+            actor=actor,
+        )
+        return _finished(settings, registry, ref, final, before=production, traffic=traffic)
+
+
+def _without_canary(
+    registry: Registry, ref: VersionRef, *, production: int | None, actor: str
+) -> CanaryOutcome | None:
+    """The outcome when no canary is needed (already in production, or the first version)."""
+    if registry.get_version(ref).stage is Stage.PRODUCTION:
+        return CanaryOutcome(
+            ref=ref,
+            outcome="already-production",
+            reason="already in production",
+            production_before=production,
+            production_after=production,
+        )
+    if production is None:
+        registry.promote(ref, actor=actor, reason=BOOTSTRAP_REASON, expected_production=None)
+        return CanaryOutcome(
+            ref=ref,
+            outcome="bootstrapped",
+            reason=BOOTSTRAP_REASON,
+            production_before=None,
+            production_after=ref.version,
+        )
+    return None
+
+
+def _carry_out(
+    settings: Settings,
+    registry: Registry,
+    state: RolloutState,
+    *,
+    rows: Callable[[], Sequence[Row]],
+    rate: float | None,
+    timeout_s: float,
+    actor: str,
+) -> tuple[RolloutState, TrafficSummary | None]:
+    """Run the rollout here (router ``local``) or wait for the cluster's controller."""
+    store = RolloutStore(engine=registry.engine)
+    if settings.rollout.router != "local":
+        return wait_for_rollout(store, state.id, timeout_s=timeout_s), None
+    result = local_canary.run_local_canary(  # looked up at call time: tests stand in for it
+        settings,
+        registry=registry,
+        store=store,
+        state=state,
+        rows=rows(),
+        traffic_rate_per_s=rate,
+        timeout_s=timeout_s,
+        actor=actor,
+    )
+    return result.state, result.traffic
+
+
+def _finished(
+    settings: Settings,
+    registry: Registry,
+    ref: VersionRef,
+    state: RolloutState,
+    *,
+    before: int | None,
+    traffic: TrafficSummary | None,
+) -> CanaryOutcome:
+    """The outcome of a rollout that ran, its reports written."""
+    folder = settings.paths.rollouts / state.id
+    return CanaryOutcome(
+        ref=ref,
+        outcome=_OUTCOMES.get(state.phase, "rolled-back"),
+        reason=state.message,
+        production_before=before,
+        production_after=registry.production_version(ref.model),
+        state=state,
+        reports=write_reports(RolloutStore(engine=registry.engine), state, folder),
+        traffic=traffic,
+    )

@@ -1,0 +1,129 @@
+"""How the quickstart prints: a line per stage, training bars, the tables and the summary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+
+SUMMARY_METHODS = (
+    "factor_map",
+    "global_mean",
+    "item_bias",
+    "user_item_bias",
+    "global_model",
+    "finetune",
+)
+RANKING_METHODS = ("ranker", "meta_ranker", "plain_ranker", "popularity", "ease", "ease_weighted")
+
+
+def done(label: str, started: float, extra: str = "") -> None:
+    """The ✓ line of a finished stage, with its duration (and ``extra``)."""
+    console.print(
+        f"[green]✓[/green] {label} [dim]({time.perf_counter() - started:.1f}s{extra})[/dim]",
+        highlight=False,
+    )
+
+
+@contextmanager
+def stage(label: str) -> Iterator[None]:
+    """A spinner while the stage runs, then its ✓ line."""
+    started = time.perf_counter()
+    with console.status(label):
+        yield
+    done(label, started)
+
+
+@contextmanager
+def training_bars() -> Iterator[Callable[[Any], None]]:
+    """One bar per training phase; yields the ``on_progress(event)`` callback training takes."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        bars: dict[str, Any] = {}
+
+        def report(event: Any) -> None:
+            if event.phase not in bars:
+                bars[event.phase] = progress.add_task(event.phase, total=event.total)
+            progress.update(bars[event.phase], completed=event.step)
+
+        yield report
+
+
+def print_features(user: int, values: dict[str, Any]) -> None:
+    """A user's features as the online store holds them."""
+    table = Table("feature", "value", title=f"User {user} (online store)")
+    for name, value in values.items():
+        table.add_row(name, str(value))
+    console.print(table)
+
+
+def print_top(user: int, items: list[dict[str, Any]], titles: Any) -> None:
+    """The service's answer: items ranked by the ranker, with the predicted rating."""
+    table = Table(
+        "item", "title", "ranker score", "predicted rating", title=f"Top 5 for user {user}"
+    )
+    for item in items:
+        table.add_row(
+            str(item["item_id"]),
+            str(titles.get(item["item_id"], "?")),
+            f"{item['score']:.2f}",
+            f"{item.get('predicted_rating', item['score']):.2f}",
+        )
+    console.print(table)
+
+
+def _rating_table(algorithm: str, new_user: dict[str, Any]) -> Table:
+    table = Table(
+        "support",
+        algorithm,
+        *SUMMARY_METHODS,
+        title="New users: MAE (nDCG@3) on held-out users, meta-learned vs baselines",
+    )
+    for size, methods in new_user.items():
+        cells = []
+        for method in (algorithm, *SUMMARY_METHODS):
+            values = methods.get(method)
+            cells.append("–" if values is None else f"{values['mae']:.3f} ({values['ndcg@3']:.3f})")
+        table.add_row(size, *cells)
+    return table
+
+
+def _ranking_table(ranking: dict[str, Any]) -> Table:
+    table = Table(
+        "support",
+        *RANKING_METHODS,
+        title="New users, whole catalogue ranked: NDCG@20 of the served ranker vs baselines",
+    )
+    for cell, methods in ranking.items():
+        table.add_row(
+            cell,
+            *("–" if m not in methods else f"{methods[m]['ndcg@20']:.3f}" for m in RANKING_METHODS),
+        )
+    return table
+
+
+def print_summary(run: Any) -> None:
+    """The summary: the metric tables, every fact, the outcome and the reports."""
+    console.rule("Summary")
+    console.print(_rating_table(run.algorithm, run.metrics.get("new_user", {})))
+    ranking = run.ranking.get("new_user", {})
+    if ranking:
+        console.print(_ranking_table(ranking))
+    for fact in run.facts:
+        console.print(f"• {fact}", highlight=False, soft_wrap=True)
+    console.print(f"• {run.outcome}", soft_wrap=True)
+    for name, path in run.reports.items():
+        console.print(f"• Report, {name}: {path}", highlight=False, soft_wrap=True)
+    console.print(f"Quickstart finished in {time.perf_counter() - run.started:.0f} s.")
