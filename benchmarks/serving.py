@@ -231,7 +231,8 @@ def measure(settings, info, bodies, *, services: dict[str, dict], args, logs: Pa
     return windows
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ml-100k zip or folder.")
     parser.add_argument("--clients", type=int, default=16, help="Concurrent clients.")
@@ -250,37 +251,36 @@ def main() -> None:
     parser.add_argument(
         "--with-bentoml-path",
         action="store_true",
-        help="Also drive the service with serving.direct_endpoints off (BentoML answers the "
-        "endpoints), in the same alternation; reports it as service_bentoml_path.",
+        help="Also drive the service with serving.direct_endpoints off (the endpoints are "
+        "@bentoml.api methods, with all of BentoML's layers), in the same alternation; "
+        "reports it as service_bentoml_path.",
     )
     parser.add_argument("--users", type=int, default=300, help="Distinct request bodies.")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per service.")
     parser.add_argument(
         "--home", type=Path, default=None, help="Keep the prepared home here (reused if present)."
     )
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="metarec-bench-serving-") as tmp:
-        home = args.home or Path(tmp) / "home"
-        began = time.perf_counter()
-        settings, info, df = prepare(args.data, home)
-        print(f"prepared {info.tag} in {time.perf_counter() - began:.1f} s", flush=True)
-        bodies = make_requests(df, n=args.users)
-        threads = {"METAREC_SERVING__TORCH_THREADS": str(args.threads)}
-        services = {
-            "service": threads,
-            "baseline": {
-                **threads,
-                "METAREC_SERVING__MAX_BATCH_SIZE": "1",
-                "METAREC_SERVING__MAX_LATENCY_MS": "0",
-            },
-        }
-        if args.with_bentoml_path:
-            services["service_bentoml_path"] = {
-                **threads,
-                "METAREC_SERVING__DIRECT_ENDPOINTS": "false",
-            }
-        windows = measure(settings, info, bodies, services=services, args=args, logs=Path(tmp))
+
+def service_environments(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """Each service to start, by name, with its extra environment."""
+    threads = {"METAREC_SERVING__TORCH_THREADS": str(args.threads)}
+    services = {
+        "service": threads,
+        "baseline": {
+            **threads,
+            "METAREC_SERVING__MAX_BATCH_SIZE": "1",
+            "METAREC_SERVING__MAX_LATENCY_MS": "0",
+        },
+    }
+    if args.with_bentoml_path:
+        services["service_bentoml_path"] = {**threads, "METAREC_SERVING__DIRECT_ENDPOINTS": "false"}
+    return services
+
+
+def build_report(windows: dict[str, list[dict]], args: argparse.Namespace) -> dict:
+    """The JSON report: each service's figures, the ratios and whether the targets hold."""
     service, baseline = summarise(windows["service"]), summarise(windows["baseline"])
     ratios = window_ratios(service, baseline)
     speedup = round(statistics.median(ratios), 2) if ratios else None
@@ -293,8 +293,7 @@ def main() -> None:
             "service_bentoml_path": through_bentoml,
             "direct_path_gain": round(statistics.median(gains), 2) if gains else None,
         }
-    load = [round(x, 2) for x in os.getloadavg()]
-    report = {
+    return {
         "clients": args.clients,
         "duration_s": args.duration,
         "rounds": args.rounds,
@@ -308,7 +307,7 @@ def main() -> None:
         "speedup_by_round": [round(r, 2) for r in ratios],
         **extra,
         "cpu_count": os.cpu_count(),
-        "load_average_1_5_15": load,
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "targets": {
             "p99_ms_max": TARGET_P99_MS,
             "speedup_min": TARGET_SPEEDUP,
@@ -316,14 +315,34 @@ def main() -> None:
             "speedup_met": speedup is not None and speedup >= TARGET_SPEEDUP,
         },
     }
+
+
+def print_summary(report: dict) -> None:
+    """A table of the services, the speedup, then the report as one line of JSON."""
     print(f"{'':14}{'rps':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    rows = {"service": service, "baseline": baseline}
-    if extra:
-        rows["bentoml_path"] = extra["service_bentoml_path"]
+    rows = {"service": report["service"], "baseline": report["baseline"]}
+    if "service_bentoml_path" in report:
+        rows["bentoml_path"] = report["service_bentoml_path"]
     for name, row in rows.items():
         print(f"{name:14}{row['rps']:>10}{row['p50_ms']:>10}{row['p99_ms']:>10}{row['errors']:>8}")
-    print(f"speedup {speedup}x (target ≥ {TARGET_SPEEDUP}x); p99 target ≤ {TARGET_P99_MS} ms")
+    print(
+        f"speedup {report['speedup']}x (target ≥ {TARGET_SPEEDUP}x); "
+        f"p99 target ≤ {TARGET_P99_MS} ms"
+    )
     print(json.dumps(report))
+
+
+def main() -> None:
+    args = parse_args()
+    with tempfile.TemporaryDirectory(prefix="metarec-bench-serving-") as tmp:
+        home = args.home or Path(tmp) / "home"
+        began = time.perf_counter()
+        settings, info, df = prepare(args.data, home)
+        print(f"prepared {info.tag} in {time.perf_counter() - began:.1f} s", flush=True)
+        bodies = make_requests(df, n=args.users)
+        services = service_environments(args)
+        windows = measure(settings, info, bodies, services=services, args=args, logs=Path(tmp))
+    print_summary(build_report(windows, args))
 
 
 if __name__ == "__main__":

@@ -5,5 +5,6 @@ registry version, checksum verified, and how offline evaluation adapts it), :mod
 (Feast online features, item matrix cached in memory), :mod:`.adapter` (batched adaptation
 through the meta-learning core), :mod:`.batching` (the micro-batcher), :mod:`.quality` (online
 MAE from feedback), :mod:`.metrics` (Prometheus), :mod:`.engine` (the request logic, no
-BentoML), :mod:`.service` (the ``@bentoml.service`` class).
+BentoML), :mod:`.http` (the request guard), :mod:`.endpoints` (the JSON endpoints as a mounted
+Starlette app), :mod:`.service` (the ``@bentoml.service`` class).
 """

@@ -56,6 +56,14 @@ class ServingMetrics:
         self.model_version = model_version
         self.registry = registry or CollectorRegistry()
         self._request_series: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._create_request_metrics()
+        self._create_adaptation_metrics()
+        self._create_feedback_metrics()
+        self._create_hit_metrics()
+        self._start_series_at_zero()
+
+    def _create_request_metrics(self) -> None:
+        """Requests by endpoint and status class, and their latency."""
         self.requests = Counter(
             contract.REQUESTS,
             "Requests by endpoint and HTTP status class.",
@@ -69,6 +77,9 @@ class ServingMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+    def _create_adaptation_metrics(self) -> None:
+        """Inner-loop steps taken and the sizes of adaptation batches."""
         self.adaptation_steps = Counter(
             contract.ADAPTATION_STEPS,
             "Inner-loop gradient steps taken (steps × adapted requests).",
@@ -82,6 +93,9 @@ class ServingMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
             registry=self.registry,
         )
+
+    def _create_feedback_metrics(self) -> None:
+        """Scored feedback events, their summed absolute error and the rolling MAE."""
         self.feedback = Counter(
             contract.FEEDBACK,
             "Feedback events scored against a prediction.",
@@ -103,6 +117,9 @@ class ServingMetrics:
             multiprocess_mode="mostrecent",
             registry=self.registry,
         )
+
+    def _create_hit_metrics(self) -> None:
+        """Positive feedback events, hits among them and the rolling hit rate."""
         self.feedback_positive = Counter(
             contract.FEEDBACK_POSITIVE,
             "Positive feedback events (rating >= 4) of users who were served a list.",
@@ -122,18 +139,20 @@ class ServingMetrics:
             multiprocess_mode="mostrecent",
             registry=self.registry,
         )
-        # Series exist (at 0) from the start, so rates and ratios are defined at once.
+
+    def _start_series_at_zero(self) -> None:
+        """Create every series (at 0) from the start, so rates and ratios are defined at once."""
+        version = self.model_version
         for endpoint in ("recommend", "predict", "feedback", "metadata"):
-            self.latency.labels(endpoint, model_version)
+            self.latency.labels(endpoint, version)
             for status in ("2xx", "4xx", "5xx"):
-                self.requests.labels(endpoint, model_version, status)
-        self.adaptation_steps.labels(model_version)
-        self.feedback.labels(model_version)
-        self.feedback_abs_error.labels(model_version)
-        self.online_mae.labels(model_version).set(0.0)
-        self.feedback_positive.labels(model_version)
-        self.feedback_hits.labels(model_version)
-        self.online_hit_rate.labels(model_version).set(0.0)
+                self.requests.labels(endpoint, version, status)
+        for counter in (self.adaptation_steps, self.feedback, self.feedback_positive):
+            counter.labels(version)
+        self.feedback_hits.labels(version)
+        self.feedback_abs_error.labels(version)
+        self.online_mae.labels(version).set(0.0)
+        self.online_hit_rate.labels(version).set(0.0)
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one request and its latency."""

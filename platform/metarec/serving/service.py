@@ -6,11 +6,15 @@ Which version it serves comes from the settings (``METAREC_SERVING__VERSION`` or
 ``METAREC_SERVING__STAGE``; ``metarec serve`` sets them). Endpoints (JSON over HTTP):
 ``POST /recommend``, ``POST /predict``, ``POST /feedback``, ``GET /metadata``, plus BentoML's
 ``/livez``, ``/readyz`` and ``/metrics``. Bad input is answered with a 4xx naming the field.
+
+With ``serving.direct_endpoints`` (the default) the three ``POST`` endpoints are a mounted
+Starlette app (:mod:`metarec.serving.endpoints`), kept out of BentoML's access log and traces by
+the service's config; otherwise they are ``@bentoml.api`` methods that BentoML answers with all
+its layers. The answers are the same either way.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
 import threading
 from collections.abc import Awaitable, Callable
@@ -24,8 +28,12 @@ from starlette.responses import JSONResponse
 from metarec.config import load_settings
 from metarec.environment import apply_process_environment
 from metarec.errors import MetaRecError, ServingInputError
-from metarec.serving.direct import DirectEndpoints, DirectRoute, DirectRoutes
-from metarec.serving.front import serve_own_middlewares_first
+from metarec.serving.endpoints import (
+    JsonEndpoint,
+    document_endpoints,
+    json_app,
+    skip_logging_and_tracing,
+)
 from metarec.serving.http import MetricsSink, RequestGuard
 from metarec.serving.metrics import ServingMetrics
 from metarec.serving.schemas import (
@@ -43,13 +51,11 @@ apply_process_environment(_BOOT_SETTINGS)
 # The request guard is built by BentoML from these options before the instance exists; the
 # instance binds its metrics into the sink when its model is loaded.
 _SINK = MetricsSink()
-# The JSON endpoints answered without BentoML's per-request layer (serving.direct_endpoints).
-_DIRECT = DirectRoutes()
 SERVICE_NAME = "metarec_adaptation"
 EngineCall = Callable[[Any], Awaitable[Any]]
 # Middle-generation collections between two full ones (CPython's default is 10).
 FULL_COLLECTION_EVERY = 100
-# BentoML's request timeout (traffic.timeout); the direct endpoints apply the same one.
+# BentoML's request timeout (traffic.timeout): a 504 for a request that takes longer.
 REQUEST_TIMEOUT_S = 30
 
 
@@ -58,11 +64,12 @@ def _tune_garbage_collector() -> None:
 
     Everything loaded at start-up (≈0.5 M objects: torch, Feast, BentoML) lives as long as the
     process; a full collection traverses it (≈0.25 s here), a pause every request in flight
-    waits for. Frozen objects are skipped. BentoML's request timeout keeps each request's
-    context (OpenTelemetry span, futures) alive for ``traffic.timeout`` seconds, so after the
-    freeze CPython's "25 % new long-lived objects" rule would start a full collection about
-    every second under load; one every ``FULL_COLLECTION_EVERY`` middle-generation collections
-    spaces them out instead (measured in docs/serving.md).
+    waits for. Frozen objects are skipped. BentoML's request timeout keeps a timer and a future
+    per request alive for ``traffic.timeout`` seconds (with its OpenTelemetry span where the
+    path is traced), so after the freeze CPython's "25 % new long-lived objects" rule would
+    start a full collection about every second under load; one every
+    ``FULL_COLLECTION_EVERY`` middle-generation collections spaces them out instead (measured
+    in docs/serving.md).
     """
     gc.freeze()
     young, middle, _ = gc.get_threshold()
@@ -81,25 +88,63 @@ async def _answer(call: EngineCall, request: BaseModel) -> Any:
         return _error(exc)
 
 
-# GET endpoints live in a mounted FastAPI app (BentoML APIs are POST); BentoML merges its
-# OpenAPI into the service's. Handlers reach the instance through bentoml.get_current_service.
-_GET_APP = FastAPI(title="metarec adaptation (GET)", docs_url=None, redoc_url=None)
+def _engine_handler(name: str) -> Callable[[BaseModel], Awaitable[Any]]:
+    """A mounted endpoint's handler: the running instance's engine method ``name``."""
+
+    async def handle(request: BaseModel) -> Any:
+        service: _Adaptation = bentoml.get_current_service()
+        return await _answer(getattr(service.engine, name), request)
+
+    return handle
 
 
-@_GET_APP.get("/metadata", response_model=Metadata, summary="What is served")
+JSON_ENDPOINTS = (
+    JsonEndpoint(
+        "/recommend",
+        RecommendRequest,
+        RecommendResponse,
+        _engine_handler("recommend"),
+        "Adapt to the user's support set (or recent ratings) and return the top-k items.",
+    ),
+    JsonEndpoint(
+        "/predict",
+        PredictRequest,
+        PredictResponse,
+        _engine_handler("predict"),
+        "Adapt to the user's support set and predict ratings of the given items.",
+    ),
+    JsonEndpoint(
+        "/feedback",
+        FeedbackRequest,
+        FeedbackResponse,
+        _engine_handler("feedback"),
+        "Score observed ratings against the service's predictions (online MAE).",
+    ),
+)
+
+
 def _metadata() -> Metadata:
     """The served model name, version, stage, feature service, adaptation rule and limits."""
-    service: AdaptationService = bentoml.get_current_service()
+    service: _Adaptation = bentoml.get_current_service()
     return service.metadata()
 
 
-@bentoml.asgi_app(_GET_APP, path="/")
-@bentoml.service(
-    name=SERVICE_NAME,
-    workers=1,
-    traffic={"timeout": REQUEST_TIMEOUT_S},
-)
-class AdaptationService:
+def _fastapi_app(*, documented: tuple[JsonEndpoint, ...]) -> FastAPI:
+    """The mounted FastAPI app: ``GET /metadata``, and ``documented`` for the OpenAPI document.
+
+    BentoML APIs are POST, so GET endpoints live in a mounted app; BentoML merges a mounted
+    FastAPI app's OpenAPI into the service's. Handlers reach the instance through
+    ``bentoml.get_current_service``.
+    """
+    app = FastAPI(title="metarec adaptation", docs_url=None, redoc_url=None)
+    app.add_api_route(
+        "/metadata", _metadata, methods=["GET"], response_model=Metadata, summary="What is served"
+    )
+    document_endpoints(app, documented, server_name=SERVICE_NAME)
+    return app
+
+
+class _Adaptation:
     """Adapt a registry version to each user's few ratings, inside the request."""
 
     def __init__(self) -> None:
@@ -133,25 +178,6 @@ class AdaptationService:
         )
         self._refresher.start()
         _SINK.bind(metrics)
-        if settings.serving.direct_endpoints:
-            _DIRECT.bind(self._direct_routes(), server_name=SERVICE_NAME)
-
-    def _direct_routes(self) -> dict[str, DirectRoute]:
-        """The JSON endpoints, validated by BentoML's own input models, answered by the engine.
-
-        BentoML's input models subclass the request schemas, so the validated body is the
-        engine's request as it is.
-        """
-        apis = AdaptationService.apis  # the bentoml.Service (this class, decorated)
-        calls = {
-            "recommend": self.engine.recommend,
-            "predict": self.engine.predict,
-            "feedback": self.engine.feedback,
-        }
-        return {
-            f"/{name}": DirectRoute(apis[name].input_spec, functools.partial(_answer, call))
-            for name, call in calls.items()
-        }
 
     def _refresh_loop(self) -> None:
         interval = self.settings.serving.feature_refresh_seconds
@@ -179,6 +205,14 @@ class AdaptationService:
         except MetaRecError:
             return info.stage.value
 
+    def metadata(self) -> Metadata:
+        """The served model, version, stage, feature service and limits."""
+        return self.engine.metadata(stage=self._stage())
+
+
+class _AnsweredByBentoML(_Adaptation):
+    """The JSON endpoints as ``@bentoml.api`` methods (``serving.direct_endpoints: false``)."""
+
     @bentoml.api(input_spec=RecommendRequest, output_spec=RecommendResponse)
     async def recommend(self, **fields: Any) -> RecommendResponse | JSONResponse:
         """Adapt to the user's support set (or recent ratings) and return the top-k items."""
@@ -194,19 +228,28 @@ class AdaptationService:
         """Score observed ratings against the service's predictions (online MAE)."""
         return await _answer(self.engine.feedback, FeedbackRequest.model_construct(**fields))
 
-    def metadata(self) -> Metadata:
-        """The served model, version, stage, feature service and limits."""
-        return self.engine.metadata(stage=self._stage())
 
+def _build_service(*, direct_endpoints: bool) -> Any:
+    """The ``@bentoml.service``: its class, config, mounted apps and middleware.
 
-# Outermost first: the guard (body limit, content type, request metrics) sees every request,
-# then the direct JSON endpoints answer theirs; everything else reaches BentoML. With the direct
-# endpoints on, both run in front of BentoML's per-request layers (metarec.serving.front).
-AdaptationService.add_asgi_middleware(
-    RequestGuard, max_body_bytes=_BOOT_SETTINGS.serving.max_body_bytes, sink=_SINK
-)
-if _BOOT_SETTINGS.serving.direct_endpoints:
-    AdaptationService.add_asgi_middleware(
-        DirectEndpoints, routes=_DIRECT, timeout_s=REQUEST_TIMEOUT_S
+    Mounted apps are matched in the order they are mounted: the Starlette app of the JSON
+    endpoints before the FastAPI app (which declares them too, for the OpenAPI document).
+    The request guard (body limit, content type, metarec request metrics) is the service's
+    ASGI middleware: it sees every request, on either path.
+    """
+    options: dict[str, Any] = {"name": SERVICE_NAME, "workers": 1}
+    options["traffic"] = {"timeout": REQUEST_TIMEOUT_S}
+    mounted = JSON_ENDPOINTS if direct_endpoints else ()
+    if mounted:
+        options |= skip_logging_and_tracing([e.path for e in mounted])
+    service = bentoml.service(**options)(_Adaptation if mounted else _AnsweredByBentoML)
+    if mounted:
+        service.mount_asgi_app(json_app(mounted, server_name=SERVICE_NAME), path="/")
+    service.mount_asgi_app(_fastapi_app(documented=mounted), path="/")
+    service.add_asgi_middleware(
+        RequestGuard, max_body_bytes=_BOOT_SETTINGS.serving.max_body_bytes, sink=_SINK
     )
-    serve_own_middlewares_first(AdaptationService)
+    return service
+
+
+AdaptationService = _build_service(direct_endpoints=_BOOT_SETTINGS.serving.direct_endpoints)

@@ -1,5 +1,3 @@
-import threading
-
 from metarec.serving.metrics import ServingMetrics, status_class
 from metarec.serving.quality import (
     POSITIVE_RATING,
@@ -92,24 +90,6 @@ def test_online_hit_rate_rolls_over_the_last_window_positive_events():
     tracker.served(1, [1])
     tracker.score([(1, 1, 5.0)] * 4)
     assert tracker.score([(1, 2, 5.0)] * 3).rate == 0.25  # 1 hit left in the last 4
-
-
-def test_online_hit_rate_is_thread_safe():
-    tracker = OnlineHitRate(capacity=1000, window=100_000)
-    positives: list[int] = []
-
-    def work(user: int) -> None:
-        for n in range(200):
-            tracker.served(user, [n, n + 1])
-            positives.append(tracker.score([(user, n, 5.0), (user, n + 5, 5.0)]).positives)
-
-    threads = [threading.Thread(target=work, args=(u,)) for u in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sum(positives) == 8 * 200 * 2
-    assert tracker.score([]).rate == 0.5  # every user's own list: one hit, one miss each time
 
 
 def test_hit_series_are_labelled_with_the_model_version():
