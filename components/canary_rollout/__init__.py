@@ -1,7 +1,7 @@
 """Pipeline component: roll a registered staging version out as a canary, then promote it.
 
 A thin, typed face over :func:`metarec.ops.release_canary` for Prefect tasks and KFP components
-(this module imports neither). Where it runs depends on ``rollout.router``:
+(this module imports neither). Where it runs depends on ``rollout.router.kind``:
 
 * ``local`` (the embedded default): the production and canary versions are served by two real
   ``bentoml serve`` processes behind the local weighted router; generated traffic replays

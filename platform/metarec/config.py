@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +24,12 @@ from pydantic_settings import (
 
 from metarec.compute import ComputeSpec
 from metarec.errors import ConfigError
+from metarec.router_config import (
+    MOVED_ROUTER_KEYS,
+    LocalRouterConfig,
+    RouterConfig,
+    moved_router_key_message,
+)
 
 # The repository root when MetaRec runs from a checkout (platform/metarec/config.py → root).
 _CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
@@ -207,31 +213,22 @@ class RolloutSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    router: Literal["local", "http", "gateway-api"] = Field(
-        default="local",
-        description="`local`: the controller itself runs the weighted proxy in front of the two "
-        "local services (listen_host:listen_port). `http`: drive a proxy started separately "
-        "with `metarec rollout router` at router_url. `gateway-api`: patch the weights of a "
-        "Kubernetes HTTPRoute.",
-    )
-    listen_host: str = Field(default="127.0.0.1", description="Local proxy interface.")
-    listen_port: int = Field(default=8080, ge=0, le=65535, description="Local proxy port.")
-    router_url: str = Field(
-        default="http://127.0.0.1:8080", description="Base URL of the proxy (router `http`)."
+    router: RouterConfig = Field(
+        default_factory=LocalRouterConfig,
+        description="The router that splits the traffic, a table told apart by `kind`. `local`: "
+        "the controller itself runs the weighted proxy in front of the two services "
+        "(listen_host:listen_port). `http`: drive a proxy started separately with `metarec "
+        "rollout router` at url. `gateway-api`: patch the weights of a Kubernetes HTTPRoute.",
     )
     production_url: str = Field(
-        default="http://127.0.0.1:3000", description="Local production service base URL."
+        default="http://127.0.0.1:3000",
+        description="Production service base URL (the local router's upstream; its /metrics "
+        "are scraped).",
     )
     canary_url: str = Field(
-        default="http://127.0.0.1:3001", description="Local canary service base URL."
-    )
-    namespace: str = Field(default="default", description="Namespace of the HTTPRoute.")
-    httproute: str = Field(default="metarec", description="Name of the HTTPRoute to patch.")
-    production_backend: str = Field(
-        default="metarec-serving", description="Production Service name in backendRefs."
-    )
-    canary_backend: str = Field(
-        default="metarec-canary", description="Canary Service name in backendRefs."
+        default="http://127.0.0.1:3001",
+        description="Canary service base URL (the local router's upstream; its /metrics are "
+        "scraped).",
     )
     metrics_source: Literal["auto", "scrape", "prometheus"] = Field(
         default="auto",
@@ -244,6 +241,16 @@ class RolloutSettings(BaseModel):
         description="How the adaptation service writes the model_version metric label.",
     )
     poll_s: float = Field(default=1.0, gt=0, description="Controller reconcile period.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_flat_router_keys(cls, data: Any) -> Any:
+        """Name the new key of a router setting given at its old, flat place."""
+        if isinstance(data, dict):
+            for key in data:
+                if key in MOVED_ROUTER_KEYS:
+                    raise ValueError(moved_router_key_message(str(key)))
+        return data
 
 
 class MetaRecPaths(BaseModel):

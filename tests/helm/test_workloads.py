@@ -3,9 +3,12 @@ writable volumes only where MetaRec writes, configuration through env and Secret
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
+from metarec.config import load_settings
+from metarec.router_config import GatewayAPIRouterConfig
 
 HOME = "/var/lib/metarec"
 
@@ -175,11 +178,32 @@ def test_the_controller_knows_its_route_and_backends(default, chart):
         "spec"
     ]["containers"]
     env = _env(container)
-    assert env["METAREC_ROLLOUT__HTTPROUTE"]["value"] == chart.name("serving")
-    assert env["METAREC_ROLLOUT__PRODUCTION_BACKEND"]["value"] == chart.name("serving-production")
-    assert env["METAREC_ROLLOUT__CANARY_BACKEND"]["value"] == chart.name("serving-canary")
-    assert env["METAREC_ROLLOUT__NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+    assert env["METAREC_ROLLOUT__ROUTER__KIND"]["value"] == "gateway-api"
+    assert env["METAREC_ROLLOUT__ROUTER__HTTPROUTE"]["value"] == chart.name("serving")
+    assert env["METAREC_ROLLOUT__ROUTER__PRODUCTION_BACKEND"]["value"] == chart.name(
+        "serving-production"
+    )
+    assert env["METAREC_ROLLOUT__ROUTER__CANARY_BACKEND"]["value"] == chart.name("serving-canary")
+    assert env["METAREC_ROLLOUT__ROUTER__NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == (
         "metadata.namespace"
+    )
+
+
+def test_the_controller_environment_loads_as_its_gateway_api_router(default, chart, monkeypatch):
+    (container,) = default.get("Deployment", chart.name("rollout-controller"))["spec"]["template"][
+        "spec"
+    ]["containers"]
+    for key in [k for k in os.environ if k.startswith("METAREC_")]:
+        monkeypatch.delenv(key)
+    for key, entry in _env(container).items():
+        if key.startswith("METAREC_"):
+            monkeypatch.setenv(key, entry.get("value", "metarec"))  # valueFrom: the namespace
+    router = load_settings().rollout.router
+    assert router == GatewayAPIRouterConfig(
+        namespace="metarec",
+        httproute=chart.name("serving"),
+        production_backend=chart.name("serving-production"),
+        canary_backend=chart.name("serving-canary"),
     )
 
 

@@ -100,8 +100,8 @@ def _controller_process(home: Path, router: LocalWeightedRouter, prod, canary, l
     return controllers.start_controller(
         {
             "METAREC_HOME": str(home),
-            "METAREC_ROLLOUT__ROUTER": "http",
-            "METAREC_ROLLOUT__ROUTER_URL": router.url,
+            "METAREC_ROLLOUT__ROUTER__KIND": "http",
+            "METAREC_ROLLOUT__ROUTER__URL": router.url,
             "METAREC_ROLLOUT__PRODUCTION_URL": prod.url,
             "METAREC_ROLLOUT__CANARY_URL": canary.url,
             "METAREC_ROLLOUT__POLL_S": "0.2",
@@ -252,8 +252,8 @@ def test_start_wait_runs_the_local_router_and_writes_the_report(
     production, make_canary = services
     canary = make_canary(latency_s=0.5)
     port = free_port()
-    monkeypatch.setenv("METAREC_ROLLOUT__ROUTER", "local")
-    monkeypatch.setenv("METAREC_ROLLOUT__LISTEN_PORT", str(port))
+    monkeypatch.setenv("METAREC_ROLLOUT__ROUTER__KIND", "local")
+    monkeypatch.setenv("METAREC_ROLLOUT__ROUTER__LISTEN_PORT", str(port))
     monkeypatch.setenv("METAREC_ROLLOUT__PRODUCTION_URL", production.url)
     monkeypatch.setenv("METAREC_ROLLOUT__CANARY_URL", canary.url)
     monkeypatch.setenv("METAREC_ROLLOUT__POLL_S", "0.2")

@@ -144,6 +144,19 @@ def start(
         raise typer.Exit(code=4)
 
 
+def _print_events(events: list[Any]) -> None:
+    """One line per event: time, action (as wide as the longest kind), weights, message."""
+    from metarec.rollout.types import EventKind
+
+    width = max(len(kind.value) for kind in EventKind)
+    for event in events:
+        console.print(
+            f"  {event.at:%H:%M:%S} {event.action:<{width}} "
+            f"{event.production_weight:>3}/{event.canary_weight:<3} {event.message}",
+            highlight=False,
+        )
+
+
 def _write_report(settings: Settings, state: Any, output: Path) -> None:
     from metarec.rollout.report import write_report
 
@@ -179,12 +192,7 @@ def status(
             typer.echo(json.dumps(payload, indent=2))
         else:
             _print_state(state)
-            for event in events:
-                console.print(
-                    f"  {event.at:%H:%M:%S} {event.action:<10} "
-                    f"{event.production_weight:>3}/{event.canary_weight:<3} {event.message}",
-                    highlight=False,
-                )
+            _print_events(events)
         if report is not None:
             _write_report(settings, state, report)
     finally:
@@ -242,7 +250,7 @@ def controller(
     def on_ready() -> None:
         ready.set()
         console.print(
-            f"rollout controller running (router {settings.rollout.router}, "
+            f"rollout controller running (router {settings.rollout.router.kind}, "
             f"every {settings.rollout.poll_s:g}s)"
         )
 
@@ -258,22 +266,28 @@ def controller(
 def router(
     ctx: typer.Context,
     port: Annotated[
-        int | None, typer.Option(help="Listen port (default rollout.listen_port).")
+        int | None,
+        typer.Option(help="Listen port (default rollout.router.listen_port of router local)."),
     ] = None,
 ) -> None:
-    """Run the local weighted proxy alone (drive it with router `http` from a controller)."""
+    """Run the local weighted proxy alone (drive it with router `http` from a controller).
+
+    It listens where ``rollout.router`` says when that is a ``local`` router (else on the local
+    router's defaults) and proxies to ``rollout.production_url`` and ``rollout.canary_url``.
+    """
     from metarec.rollout.routers.local import LocalWeightedRouter
+    from metarec.router_config import LocalRouterConfig
 
     settings: Settings = ctx.obj
     config = settings.rollout
+    listen = config.router if isinstance(config.router, LocalRouterConfig) else LocalRouterConfig()
+    if port is not None:
+        listen = listen.model_copy(update={"listen_port": port})
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    proxy = LocalWeightedRouter(
-        production_url=config.production_url,
-        canary_url=config.canary_url,
-        host=config.listen_host,
-        port=config.listen_port if port is None else port,
+    proxy = LocalWeightedRouter.from_config(
+        listen, production_url=config.production_url, canary_url=config.canary_url
     ).start()
     console.print(f"weighted router at {proxy.url} → {config.production_url} | {config.canary_url}")
     try:

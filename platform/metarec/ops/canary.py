@@ -125,7 +125,7 @@ def _controller(
 def run_canary(
     settings: Settings, *, rollout_id: str, actor: str, registry: Registry | None = None
 ) -> RolloutState:
-    """Run the rollout controller (``rollout.router``) here until the rollout ends.
+    """Run the rollout controller (on the ``rollout.router``) here until the rollout ends.
 
     Args:
         settings: MetaRec settings (router, metric source, poll period).
@@ -268,7 +268,7 @@ def _carry_out(
 ) -> tuple[RolloutState, TrafficSummary | None]:
     """Run the rollout here (router ``local``) or wait for the cluster's controller."""
     store = RolloutStore(engine=registry.engine)
-    if settings.rollout.router != "local":
+    if settings.rollout.router.kind != "local":
         return wait_for_rollout(store, state.id, timeout_s=timeout_s), None
     result = local_canary.run_local_canary(  # looked up at call time: tests stand in for it
         settings,

@@ -25,6 +25,7 @@ from metarec.rollout.store import RolloutStore
 from metarec.rollout.traffic import Row, TrafficGenerator, TrafficSummary
 from metarec.rollout.types import RolloutState
 from metarec.rollout.wiring import build_metrics, build_router
+from metarec.router_config import LocalRouterConfig
 from metarec.serving.process import ServiceProcess
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,17 @@ class LocalCanaryResult:
 
 
 def local_rollout_settings(settings: Settings, *, production_url: str, canary_url: str) -> Settings:
-    """``settings`` with the local router in front of the given services (free listen port)."""
+    """``settings`` with the local router in front of the given services (free listen port).
+
+    The configured local router's interface is kept (default 127.0.0.1).
+    """
+    configured = settings.rollout.router
+    host = configured.listen_host if isinstance(configured, LocalRouterConfig) else "127.0.0.1"
     rollout = settings.rollout.model_copy(
         update={
-            "router": "local",
+            "router": LocalRouterConfig(listen_host=host, listen_port=0),
             "production_url": production_url,
             "canary_url": canary_url,
-            "listen_port": 0,
         }
     )
     return settings.model_copy(update={"rollout": rollout})

@@ -279,14 +279,14 @@ class ScrapeMetricSource:
         text = self._get(
             self._router_url,
             "router",
-            "check that the rollout router runs (rollout.router_url / listen_port).",
+            "check that the rollout router runs (rollout.router.url / rollout.router.listen_port).",
         )
         try:
             traffic = parse_router_metrics(text)
         except ValueError as exc:
             raise MetricSourceError(
                 f"The router's metrics at {self._router_url} are not Prometheus text ({exc}).",
-                fix="point rollout.router_url at `metarec rollout router`.",
+                fix="point rollout.router.url at `metarec rollout router`.",
             ) from exc
         for which, scrape in traffic.items():
             try:

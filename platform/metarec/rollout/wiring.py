@@ -4,48 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from metarec.config import RolloutSettings, Settings
+from metarec.config import Settings
 from metarec.errors import ConfigError
 from metarec.rollout.metrics import MetricSource, PrometheusMetricSource, ScrapeMetricSource
 from metarec.rollout.routers import (
-    GatewayAPIRouterConfig,
     HTTPRouterClient,
     HTTPRouterConfig,
     LocalRouterConfig,
     LocalWeightedRouter,
     Router,
-    RouterConfig,
 )
 from metarec.rollout.routers import build_router as build_router_from_config
 
-
-def router_config(rollout: RolloutSettings) -> RouterConfig:
-    """The typed config of the router that ``rollout.router`` names, from its flat settings."""
-    if rollout.router == "local":
-        return LocalRouterConfig(
-            production_url=rollout.production_url,
-            canary_url=rollout.canary_url,
-            listen_host=rollout.listen_host,
-            listen_port=rollout.listen_port,
-        )
-    if rollout.router == "http":
-        return HTTPRouterConfig(url=rollout.router_url)
-    return GatewayAPIRouterConfig(
-        namespace=rollout.namespace,
-        httproute=rollout.httproute,
-        production_backend=rollout.production_backend,
-        canary_backend=rollout.canary_backend,
-    )
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 def build_router(settings: Settings) -> tuple[Router, Callable[[], None]]:
     """The configured router and a function that releases it (its :meth:`Router.close`).
 
-    ``local`` starts the weighted proxy (listening at ``rollout.listen_host:listen_port``);
-    ``http`` drives one started by ``metarec rollout router``; ``gateway-api`` patches the
-    HTTPRoute with the pod's service account (or the local kubeconfig).
+    ``rollout.router`` says which: ``local`` starts the weighted proxy (listening at its
+    ``listen_host:listen_port``, in front of ``rollout.production_url`` and ``canary_url``);
+    ``http`` drives one started by ``metarec rollout router`` at its ``url``; ``gateway-api``
+    patches the HTTPRoute with the pod's service account (or the local kubeconfig).
     """
-    router = build_router_from_config(router_config(settings.rollout))
+    rollout = settings.rollout
+    router = build_router_from_config(
+        rollout.router, production_url=rollout.production_url, canary_url=rollout.canary_url
+    )
     return router, router.close
 
 
@@ -54,18 +39,18 @@ def router_metrics_url(settings: Settings, router: Router | None = None) -> str 
 
     The started router's own URL when given, else what the settings say: router ``local``
     listens at ``listen_host:listen_port`` (a wildcard host is reached on 127.0.0.1), router
-    ``http`` is at ``router_url``. None for ``gateway-api`` (on a cluster the mesh or gateway
+    ``http`` is at its ``url``. None for ``gateway-api`` (on a cluster the mesh or gateway
     exports the caller-side metrics to Prometheus) and for router ``local`` on a free port
     (``listen_port: 0``) when the started router is not given: the analysis then reads traffic
     from the services' own ``/metrics``.
     """
     if isinstance(router, LocalWeightedRouter | HTTPRouterClient):
         return router.url
-    config = settings.rollout
-    if config.router == "http":
-        return config.router_url
-    if config.router == "local" and config.listen_port:
-        host = "127.0.0.1" if config.listen_host in ("0.0.0.0", "::", "") else config.listen_host
+    config = settings.rollout.router
+    if isinstance(config, HTTPRouterConfig):
+        return config.url
+    if isinstance(config, LocalRouterConfig) and config.listen_port:
+        host = "127.0.0.1" if config.listen_host in _WILDCARD_HOSTS else config.listen_host
         return f"http://{host}:{config.listen_port}"
     return None
 

@@ -17,10 +17,11 @@ from metarec.ops import (
     rollout_spec,
     start_canary,
 )
-from metarec.ops.local_canary import LocalCanaryResult
+from metarec.ops.local_canary import LocalCanaryResult, local_rollout_settings
 from metarec.registry import Action, Registry, Stage, VersionRef
 from metarec.rollout.store import RolloutStore
 from metarec.rollout.types import Phase, RolloutSpec
+from metarec.router_config import LocalRouterConfig
 from metarec.testing.registry import register_fixture
 
 
@@ -120,3 +121,14 @@ def test_release_runs_the_local_canary_and_reports_how_it_ended(settings, staged
     with Registry.open(settings) as registry:
         assert registry.get_version(staged).stage is Stage.STAGING
         assert RolloutStore(engine=registry.engine).active("metarec") == []
+
+
+def test_a_local_canary_puts_the_local_router_on_a_free_port_in_front_of_its_services(tmp_path):
+    services = {"production_url": "http://127.0.0.1:4000", "canary_url": "http://127.0.0.1:4001"}
+    gateway = load_settings(home=tmp_path, rollout={"router": {"kind": "gateway-api"}})
+    wired = local_rollout_settings(gateway, **services).rollout
+    assert wired.router == LocalRouterConfig(listen_host="127.0.0.1", listen_port=0)
+    assert (wired.production_url, wired.canary_url) == tuple(services.values())
+    everywhere = load_settings(home=tmp_path, rollout={"router": {"listen_host": "0.0.0.0"}})
+    wired = local_rollout_settings(everywhere, **services).rollout
+    assert wired.router == LocalRouterConfig(listen_host="0.0.0.0", listen_port=0)

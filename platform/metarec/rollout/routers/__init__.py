@@ -9,15 +9,25 @@
   another process (``metarec rollout router``) through its admin endpoint.
 * :mod:`~metarec.rollout.routers.gateway_api`: :class:`GatewayAPIRouter`, the ``backendRefs``
   weights of a Kubernetes Gateway API ``HTTPRoute``.
-* :mod:`~metarec.rollout.routers.factory`: :data:`RouterConfig` (a union told apart by
-  ``kind``) and :func:`build_router`.
+* :mod:`~metarec.rollout.routers.factory`: :func:`build_router` from a :data:`RouterConfig`.
+
+The configs (:class:`LocalRouterConfig`, :class:`HTTPRouterConfig`,
+:class:`GatewayAPIRouterConfig` and their union :data:`RouterConfig`, told apart by ``kind``)
+live in the kernel, :mod:`metarec.router_config`, because the settings (``rollout.router``) are
+made of them too; they are re-exported here.
 """
 
 from metarec.rollout.routers.base import Router, Weights
-from metarec.rollout.routers.factory import RouterConfig, build_router, parse_router_config
-from metarec.rollout.routers.gateway_api import GatewayAPIRouter, GatewayAPIRouterConfig
-from metarec.rollout.routers.http import HTTPRouterClient, HTTPRouterConfig
-from metarec.rollout.routers.local import LocalRouterConfig, LocalWeightedRouter
+from metarec.rollout.routers.factory import build_router, parse_router_config
+from metarec.rollout.routers.gateway_api import GatewayAPIRouter
+from metarec.rollout.routers.http import HTTPRouterClient
+from metarec.rollout.routers.local import LocalWeightedRouter
+from metarec.router_config import (
+    GatewayAPIRouterConfig,
+    HTTPRouterConfig,
+    LocalRouterConfig,
+    RouterConfig,
+)
 
 __all__ = [
     "GatewayAPIRouter",

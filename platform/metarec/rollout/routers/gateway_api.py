@@ -6,32 +6,15 @@ Patched through the official Kubernetes Python client (what the Helm chart confi
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from metarec.errors import RouterError
 from metarec.rollout.routers.base import Weights
+from metarec.router_config import GatewayAPIRouterConfig
 
 HTTPROUTE_GROUP = "gateway.networking.k8s.io"
 HTTPROUTE_VERSION = "v1"
 HTTPROUTE_PLURAL = "httproutes"
-
-
-class GatewayAPIRouterConfig(BaseModel):
-    """``kind: gateway-api``: patch the weights of one HTTPRoute (the pod's service account)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["gateway-api"] = "gateway-api"
-    namespace: str = Field(default="default", description="Namespace of the HTTPRoute.")
-    httproute: str = Field(default="metarec", description="Name of the HTTPRoute to patch.")
-    production_backend: str = Field(
-        default="metarec-serving", description="Production Service name in backendRefs."
-    )
-    canary_backend: str = Field(
-        default="metarec-canary", description="Canary Service name in backendRefs."
-    )
 
 
 class GatewayAPIRouter:
@@ -112,8 +95,8 @@ class GatewayAPIRouter:
         except ApiException as exc:
             raise RouterError(
                 f"Cannot read {self._where()} (HTTP {exc.status}: {exc.reason}).",
-                fix="check rollout.namespace / rollout.httproute and that the controller's "
-                "ServiceAccount may get and patch it.",
+                fix="check rollout.router.namespace / rollout.router.httproute and that the "
+                "controller's ServiceAccount may get and patch it.",
             ) from exc
 
     def _rules(self, route: dict[str, Any]) -> list[tuple[int, int, int]]:
@@ -128,7 +111,7 @@ class GatewayAPIRouter:
                 f"{self._where()} has no rule with both backendRefs {self._production!r} and "
                 f"{self._canary!r}.",
                 fix="enable the canary in the Helm values (serving.canary.enabled) or correct "
-                "rollout.production_backend / rollout.canary_backend.",
+                "rollout.router.production_backend / rollout.router.canary_backend.",
             )
         return found
 

@@ -7,23 +7,11 @@ serving traffic.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
 
 from metarec.errors import RouterError
 from metarec.rollout.routers.base import ADMIN_PATH, Weights
-
-
-class HTTPRouterConfig(BaseModel):
-    """``kind: http``: drive a proxy started separately with ``metarec rollout router``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["http"] = "http"
-    url: str = Field(description="Base URL of the proxy.")
-    timeout_s: float = Field(default=10.0, gt=0, description="Timeout per admin call.")
+from metarec.router_config import HTTPRouterConfig
 
 
 class HTTPRouterClient:
@@ -46,7 +34,7 @@ class HTTPRouterClient:
         except httpx.HTTPError as exc:
             raise RouterError(
                 f"The local router at {self._url} does not answer ({type(exc).__name__}).",
-                fix="start it with `metarec rollout router` or correct rollout.router_url.",
+                fix="start it with `metarec rollout router` or correct rollout.router.url.",
             ) from exc
         if response.status_code != 200:
             raise RouterError(

@@ -19,16 +19,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ConfigDict, Field
 
 from metarec.errors import RouterError
 from metarec.metrics_contract import ROUTER_METRICS_PATH
 from metarec.rollout.routers.base import ADMIN_PATH, BACKEND_HEADER, Weights
 from metarec.rollout.routers.local_metrics import RouterMetrics, endpoint_label
+from metarec.router_config import LocalRouterConfig
 
 _HOP_BY_HOP = frozenset(
     {
@@ -45,18 +45,6 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _ROUTER = "router"  # the BACKEND_HEADER value of the router's own answers
-
-
-class LocalRouterConfig(BaseModel):
-    """``kind: local``: run the weighted proxy in this process, in front of two services."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["local"] = "local"
-    production_url: str = Field(description="Base URL of the production service.")
-    canary_url: str = Field(description="Base URL of the canary service.")
-    listen_host: str = Field(default="127.0.0.1", description="Interface to listen on.")
-    listen_port: int = Field(default=0, ge=0, le=65535, description="Port (0: a free one).")
 
 
 def user_bucket(user_id: object) -> int:
@@ -158,11 +146,19 @@ class LocalWeightedRouter:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_config(cls, config: LocalRouterConfig) -> LocalWeightedRouter:
-        """The proxy a :class:`LocalRouterConfig` describes (not started)."""
+    def from_config(
+        cls, config: LocalRouterConfig, *, production_url: str, canary_url: str
+    ) -> LocalWeightedRouter:
+        """The proxy a :class:`LocalRouterConfig` describes, in front of two services (not started).
+
+        Args:
+            config: Where the proxy listens.
+            production_url: Base URL of the production service (``rollout.production_url``).
+            canary_url: Base URL of the canary service (``rollout.canary_url``).
+        """
         return cls(
-            production_url=config.production_url,
-            canary_url=config.canary_url,
+            production_url=production_url,
+            canary_url=canary_url,
             host=config.listen_host,
             port=config.listen_port,
         )
