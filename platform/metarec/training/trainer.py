@@ -6,7 +6,7 @@ fits the meta-learned factor fold-in, evaluates every method on the held-out use
 scenario, trains the catalogue ranker, and writes the artifact. Each step lives in its own
 module: :mod:`~metarec.training.preparation`, :mod:`~metarec.training.rating_training`,
 :mod:`~metarec.training.factor_training`, :mod:`~metarec.training.methods`,
-:mod:`~metarec.training.ranking_eval`, :mod:`~metarec.training.card`,
+:mod:`~metarec.training.ranking_eval`, :mod:`~metarec.training.card_fields`,
 :mod:`~metarec.training.artifact`.
 """
 
@@ -24,7 +24,7 @@ from metarec.features.training_set import load_training_set
 from metarec.learning.algorithms import InnerLoop
 from metarec.learning.factor_model import FactorModel
 from metarec.training.artifact import ModelCard, save_artifact
-from metarec.training.card import card_fields, factor_card_entry
+from metarec.training.card_fields import card_fields, factor_card_entry
 from metarec.training.checkpoint import Checkpointing, run_key
 from metarec.training.config import TrainingConfig
 from metarec.training.factor_settings import FactorTrainingConfig, FactorTrainingReport
