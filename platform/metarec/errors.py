@@ -45,6 +45,21 @@ class DataFormatError(MetaRecError):
         super().__init__(f"{where}: {problem}", fix=fix)
 
 
+class TableFormatError(DataFormatError):
+    """A table given to ``data ingest --source table`` does not match its declared schema.
+
+    The message names the file, the column (and the first bad row, 1-based, header excluded).
+    """
+
+    def __init__(
+        self, path: Path | str, *, column: str, problem: str, fix: str, row: int | None = None
+    ) -> None:
+        self.column = column
+        self.row = row
+        where = f"column {column!r}" + (f", row {row}" if row is not None else "")
+        super().__init__(path, problem=f"{where}: {problem}", fix=fix)
+
+
 class ChecksumMismatchError(MetaRecError):
     """A downloaded or stored file does not match its expected checksum."""
 

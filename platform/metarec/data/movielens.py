@@ -253,7 +253,11 @@ def _read(path: Path, layout: _Layout) -> Dataset:
     )
     users = _users(raw, label=label, occupations=layout.occupations(raw, label=label))
     items = layout.items(reader)
-    users, items, interactions = normalise_frames(users, items, interactions)
+    # ``required`` lists the ratings, users and items files, in that order.
+    files = zip(("interactions", "users", "items"), layout.required, strict=True)
+    labels = {table: reader.label(name) for table, name in files}
+    # The generic table path: MovieLens is an instance of it, with its built-in schema.
+    users, items, interactions = normalise_frames(users, items, interactions, labels=labels)
     return Dataset(users=users, items=items, interactions=interactions, source=layout.source)
 
 

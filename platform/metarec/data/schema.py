@@ -1,14 +1,22 @@
 """The canonical MetaRec dataset: users, items and interactions, with their known value sets.
 
-Every source (MovieLens-100K, MovieLens-1M, synthetic) is converted into this one schema.
+Every source (a team's tables, MovieLens-100K, MovieLens-1M, synthetic) ends in the generic
+validator/normaliser (:mod:`metarec.data.table_normalise`); MovieLens and the synthetic generator
+through their built-in schema (:mod:`metarec.data.movielens_schema`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 
 import pandas as pd
+
+# The canonical MovieLens columns and their normaliser come from the generic table path.
+from metarec.data.movielens_schema import INTERACTION_COLUMNS as INTERACTION_COLUMNS
+from metarec.data.movielens_schema import ITEM_COLUMNS as ITEM_COLUMNS
+from metarec.data.movielens_schema import USER_COLUMNS as USER_COLUMNS
+from metarec.data.movielens_schema import normalise_frames as normalise_frames
+from metarec.data.table_schema import STATIC_PROFILE_TIMESTAMP as STATIC_PROFILE_TIMESTAMP
 
 GENRES: tuple[str, ...] = (
     "unknown",
@@ -96,13 +104,6 @@ AGE_BUCKETS: tuple[tuple[int, str], ...] = (
 RATING_MIN = 1
 RATING_MAX = 5
 
-# Profiles that do not change carry this validity start, so every interaction sees them.
-STATIC_PROFILE_TIMESTAMP = pd.Timestamp(datetime(1970, 1, 1, tzinfo=UTC))
-
-USER_COLUMNS = ("user_id", "age", "age_bucket", "gender", "occupation", "zip_prefix", "valid_from")
-ITEM_COLUMNS = ("item_id", "title", "release_year", "genres", "valid_from")
-INTERACTION_COLUMNS = ("interaction_id", "user_id", "item_id", "rating", "event_timestamp")
-
 
 def age_bucket(age: int) -> str:
     """Return the MovieLens-1M age bucket label of an age in years."""
@@ -125,14 +126,16 @@ class Dataset:
     Attributes:
         users: One row per user and profile version (``valid_from``).
         items: One row per item and profile version (``valid_from``).
-        interactions: One row per rating event.
-        source: Where it came from (``ml-100k``, ``ml-1m``, ``synthetic``).
+        interactions: One row per rating or event.
+        source: Where it came from (``ml-100k``, ``ml-1m``, ``synthetic``, ``table``).
+        metadata: Strings recorded in the snapshot's manifest (a table source's declared schema).
     """
 
     users: pd.DataFrame
     items: pd.DataFrame
     interactions: pd.DataFrame
     source: str
+    metadata: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, int]:
         """Row counts of each table."""
@@ -141,50 +144,3 @@ class Dataset:
             "items": int(self.items["item_id"].nunique()),
             "interactions": len(self.interactions),
         }
-
-
-def normalise_frames(
-    users: pd.DataFrame, items: pd.DataFrame, interactions: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Cast the three tables to the canonical column order and dtypes.
-
-    Args:
-        users: Users with at least :data:`USER_COLUMNS`.
-        items: Items with at least :data:`ITEM_COLUMNS`.
-        interactions: Interactions with at least :data:`INTERACTION_COLUMNS` (an
-            ``interaction_id`` is assigned in time order when missing).
-
-    Returns:
-        The three tables, with canonical columns only.
-    """
-    users = users.loc[:, list(USER_COLUMNS)].astype(
-        {
-            "user_id": "int64",
-            "age": "int64",
-            "age_bucket": "string",
-            "gender": "string",
-            "occupation": "string",
-            "zip_prefix": "string",
-        }
-    )
-    users["valid_from"] = pd.to_datetime(users["valid_from"], utc=True)
-    items = items.loc[:, list(ITEM_COLUMNS)].astype(
-        {"item_id": "int64", "title": "string", "release_year": "Int64", "genres": "string"}
-    )
-    items["valid_from"] = pd.to_datetime(items["valid_from"], utc=True)
-    interactions = interactions.copy()
-    interactions["event_timestamp"] = pd.to_datetime(interactions["event_timestamp"], utc=True)
-    if "interaction_id" not in interactions.columns:
-        # A stable key per rating event, in time order: Feast joins labels by it.
-        interactions = interactions.sort_values(
-            ["event_timestamp", "user_id", "item_id"], kind="stable"
-        )
-        interactions["interaction_id"] = range(1, len(interactions) + 1)
-    interactions = interactions.loc[:, list(INTERACTION_COLUMNS)].astype(
-        {"interaction_id": "int64", "user_id": "int64", "item_id": "int64", "rating": "int64"}
-    )
-    return (
-        users.reset_index(drop=True),
-        items.reset_index(drop=True),
-        interactions.reset_index(drop=True),
-    )

@@ -59,7 +59,7 @@ def user_history_table(dataset: Dataset) -> pd.DataFrame:
         variance = points["prior_total_sq"] / count - mean**2
     return pd.DataFrame(
         {
-            "user_id": points["user_id"].astype("int64"),
+            "user_id": points["user_id"].astype(dataset.interactions["user_id"].dtype),
             TIMESTAMP_FIELD: points[TIMESTAMP_FIELD],
             "rating_count": count,
             "rating_mean": mean.where(count > 0, 0.0).astype("float64"),
@@ -85,7 +85,7 @@ def user_recent_ratings_table(dataset: Dataset, *, keep: int = RECENT_RATINGS_KE
         rating_lists.append(ratings[start : int(prior)][::-1].tolist())
     return pd.DataFrame(
         {
-            "user_id": points["user_id"].astype("int64"),
+            "user_id": points["user_id"].astype(dataset.interactions["user_id"].dtype),
             TIMESTAMP_FIELD: points[TIMESTAMP_FIELD],
             "recent_item_ids": item_lists,
             "recent_ratings": rating_lists,
@@ -105,14 +105,20 @@ def feature_tables(dataset: Dataset) -> dict[str, pd.DataFrame]:
 
     Returns:
         Table name → frame: ``users``, ``items``, ``interactions``, ``user_profile``,
-        ``item_profile``, ``user_history``, ``user_recent_ratings``, ``interaction_label``.
+        ``item_profile``, ``user_history``, ``user_recent_ratings``, ``interaction_label`` (the
+        last three only when the interactions carry ratings).
     """
-    return {
+    tables = {
         "users": dataset.users,
         "items": dataset.items,
         "interactions": dataset.interactions,
         "user_profile": user_profile_table(dataset),
         "item_profile": item_profile_table(dataset),
+    }
+    if "rating" not in dataset.interactions.columns:
+        return tables  # implicit events: their history and label tables arrive with issue 18 item 4
+    return {
+        **tables,
         "user_history": user_history_table(dataset),
         "user_recent_ratings": user_recent_ratings_table(dataset),
         "interaction_label": interaction_table(dataset),

@@ -21,6 +21,7 @@ from feast import FeatureStore, RepoConfig
 
 from metarec.clock import utc_now
 from metarec.config import Settings
+from metarec.data.movielens_schema import require_movielens_columns
 from metarec.data.snapshots import SnapshotInfo
 from metarec.errors import EntityNotFoundError, FeatureStoreError
 from metarec.features.definitions import FEATURE_SERVICES, build_definitions
@@ -115,7 +116,11 @@ def apply_features(settings: Settings, snapshot: SnapshotInfo) -> list[str]:
 
     Returns:
         Names of the objects applied.
+
+    Raises:
+        FeatureStoreError: The snapshot lacks the MovieLens columns the definitions read.
     """
+    require_movielens_columns(snapshot)
     store = open_store(settings)
     definitions = build_definitions(
         source_root(settings, snapshot), snapshot_id=snapshot.snapshot_id
