@@ -105,23 +105,18 @@ def _data_stages(
     settings: Settings, run: QuickstartRun, *, source: DataSource, path: Path | None, user: int
 ) -> str:
     """Ingest, apply the features, materialise them, read one user's; the snapshot id."""
-    from metarec.data.ingest import input_identity, read_source, write_snapshot
-    from metarec.data.snapshots import SnapshotStore
     from metarec.features.store import (
         apply_features,
         materialize_features,
         online_features,
         open_store,
     )
+    from metarec.ops.ingestion import ingest
 
     origin = "the generator" if source is DataSource.SYNTHETIC else "the official archive"
     with stage(_step(1, f"Ingest {source.value} from {path or origin}")):
-        dataset = read_source(source, path=path, download_dir=settings.paths.home / "downloads")
-        snapshot = write_snapshot(
-            dataset,
-            SnapshotStore(settings.paths.snapshots),
-            input_checksum=input_identity(source, path=path),
-        )
+        ingested = ingest(settings, source=source, path=path)
+    snapshot = ingested.snapshot
     with stage(_step(2, "Register features in Feast (apply)")):
         apply_features(settings, snapshot)
     with stage(_step(3, "Materialise features into the online store")):
@@ -129,7 +124,7 @@ def _data_stages(
     with stage(_step(4, f"Read user {user}'s features from the online store")):
         values = online_features(open_store(settings), user_id=user)
     print_features(user, values)
-    counts = dataset.summary()
+    counts = ingested.counts
     run.facts.append(
         f"Snapshot {snapshot.snapshot_id}: {counts['interactions']:,} ratings, "
         f"{counts['users']:,} users, {counts['items']:,} items"

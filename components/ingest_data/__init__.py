@@ -32,9 +32,10 @@ def ingest_data(
     url: str | None = None,
     checksum: str | None = None,
     seed: int = 0,
+    schema: str | None = None,
     home: str | None = None,
 ) -> IngestOutput:
-    """Ingest ``source`` (``ml-100k``, ``ml-1m`` or ``synthetic``) into the MetaRec home.
+    """Ingest ``source`` (``ml-100k``, ``ml-1m``, ``synthetic`` or ``table``) into the MetaRec home.
 
     Args:
         source: Dataset layout.
@@ -42,6 +43,7 @@ def ingest_data(
         url: Archive URL when ``path`` is not given (checksum verified).
         checksum: Expected checksum of the download.
         seed: Synthetic generator seed.
+        schema: The schema YAML of a ``table`` source (its tables are read from where it says).
         home: MetaRec home (default: the configured one).
 
     Returns:
@@ -50,37 +52,26 @@ def ingest_data(
     Raises:
         MetaRecError: Bad input; the previous snapshot stays current.
     """
-    from metarec.data.ingest import DataSource, input_identity, read_source, write_snapshot
-    from metarec.data.snapshots import SnapshotStore
+    from metarec.data.ingest import DataSource
     from metarec.data.synthetic import SyntheticSpec
-    from metarec.errors import SnapshotNotFoundError
+    from metarec.ops.ingestion import ingest
 
-    settings = component_settings(home)
-    data_source = DataSource(source)
-    spec = SyntheticSpec(seed=seed)
-    identity = input_identity(data_source, path=Path(path) if path else None, synthetic=spec)
-    store = SnapshotStore(settings.paths.snapshots)
-    try:
-        current = store.get()
-    except SnapshotNotFoundError:
-        current = None
-    if current is not None and identity and current.metadata.get("input_checksum") == identity:
-        info, reused = current, True
-    else:
-        dataset = read_source(
-            data_source,
-            path=Path(path) if path else None,
-            url=url,
-            checksum=checksum,
-            download_dir=settings.paths.home / "downloads",
-            synthetic=spec,
-        )
-        info, reused = write_snapshot(dataset, store, input_checksum=identity), False
+    result = ingest(
+        component_settings(home),
+        source=DataSource(source),
+        path=Path(path) if path else None,
+        url=url,
+        checksum=checksum,
+        synthetic=SyntheticSpec(seed=seed),
+        schema=Path(schema) if schema else None,
+        reuse_unchanged=True,
+    )
+    info = result.snapshot
     return IngestOutput(
         snapshot_id=info.snapshot_id,
         snapshot_path=str(info.path),
         source=info.source,
         interactions=info.row_counts.get("interactions", 0),
         input_checksum=info.metadata.get("input_checksum", ""),
-        reused=reused,
+        reused=result.reused,
     )

@@ -73,38 +73,42 @@ def ingest(
     column, a duplicate key, an unparseable timestamp, an id that is neither an integer nor a
     string, or an empty table is refused with one line naming the file, the column and the fix.
     """
-    from metarec.data.ingest import DataSource, write_snapshot
-    from metarec.data.snapshots import SnapshotStore
-
-    settings = ctx.obj
-    data_source = DataSource(source.value)
-    spec = _synthetic_spec(users=users, items=items, seed=seed)
-    dataset = _read_with_progress(
-        settings, data_source, path=path, url=url, checksum=checksum, synthetic=spec, schema=schema
-    )
-    with stage("Deriving feature tables and writing the snapshot"):
-        info = write_snapshot(dataset, SnapshotStore(settings.paths.snapshots))
-    counts = dataset.summary()
-    noun = "events" if "rating" not in dataset.interactions.columns else "ratings"
-    console.print(
-        f"Ingested {counts['interactions']:,} {noun} by {counts['users']:,} users on "
-        f"{counts['items']:,} items → snapshot [bold]{info.snapshot_id}[/bold] ({info.path})"
-    )
-
-
-def _read_with_progress(settings: Any, data_source: Any, **options: Any) -> Any:
-    """Read the dataset, showing a download bar or a stage line."""
     from metarec.data.ingest import DataSource
 
-    path, url, checksum = options["path"], options["url"], options["checksum"]
+    data_source = DataSource(source.value)
+    result = _ingest_with_progress(
+        ctx.obj,
+        data_source,
+        path=path,
+        url=url,
+        checksum=checksum,
+        synthetic=_synthetic_spec(users=users, items=items, seed=seed),
+        schema=schema,
+    )
+    counts = result.counts
+    noun = "events" if result.label_kind == "event" else "ratings"
+    console.print(
+        f"Ingested {counts['interactions']:,} {noun} by {counts['users']:,} users on "
+        f"{counts['items']:,} items → snapshot [bold]{result.snapshot.snapshot_id}[/bold] "
+        f"({result.snapshot.path})"
+    )
+
+
+def _ingest_with_progress(settings: Any, data_source: Any, **options: Any) -> Any:
+    """Run the ingest use case, showing a download bar or a stage line."""
+    from metarec.data.ingest import DataSource
+    from metarec.ops.ingestion import ingest
+
     if data_source is DataSource.TABLE:
-        with stage(f"Reading and checking the tables declared in {options['schema']}"):
-            return _read(settings, data_source, schema=options["schema"])
-    if data_source is not DataSource.SYNTHETIC and path is None:
-        with download_progress(f"Downloading {url or data_source.value}") as on_download:
-            return _read(settings, data_source, url=url, checksum=checksum, on_download=on_download)
-    with stage(f"Reading {data_source.value} from {path or 'generator'}"):
-        return _read(settings, data_source, path=path, synthetic=options["synthetic"])
+        label = f"Reading and checking the tables declared in {options['schema']}"
+    elif data_source is not DataSource.SYNTHETIC and options["path"] is None:
+        url = options["url"] or data_source.value
+        with download_progress(f"Downloading {url}") as on_download:
+            return ingest(settings, source=data_source, on_download=on_download, **options)
+    else:
+        label = f"Reading {data_source.value} from {options['path'] or 'generator'}"
+    with stage(f"{label}; deriving feature tables and writing the snapshot"):
+        return ingest(settings, source=data_source, **options)
 
 
 def _synthetic_spec(*, users: int, items: int, seed: int) -> Any:
@@ -129,12 +133,6 @@ def _synthetic_spec(*, users: int, items: int, seed: int) -> Any:
             f"Invalid synthetic dataset size: {first['msg']}.",
             fix="pass --users >= 2 and --items >= 2.",
         ) from exc
-
-
-def _read(settings: Any, data_source: Any, **options: Any) -> Any:
-    from metarec.data.ingest import read_source
-
-    return read_source(data_source, download_dir=settings.paths.home / "downloads", **options)
 
 
 @app.command()

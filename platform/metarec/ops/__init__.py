@@ -7,6 +7,7 @@ components parse, call one of these and print or serialise the result.
 =========================  ============================================================
 module                     use cases
 =========================  ============================================================
+:mod:`.ingestion`          :func:`ingest` (a dataset into a new current snapshot)
 :mod:`.register`           :func:`gate_candidate`, :func:`register_candidate`,
                            :func:`register_gated`
 :mod:`.transitions`        :func:`promote`, :func:`rollback`, :func:`archive`
@@ -27,6 +28,7 @@ from importlib import import_module
 from typing import Any
 
 _MODULES = {
+    "ingestion": ("Ingested", "ingest"),
     "register": (
         "DEFAULT_REASON",
         "Registered",
