@@ -11,7 +11,7 @@ from rich.table import Table
 
 from metarec.cli.console import console, download_progress, stage
 
-app = typer.Typer(help="Ingest ratings data into versioned snapshots.", no_args_is_help=True)
+app = typer.Typer(help="Ingest data into versioned snapshots, or generate a catalogue to try it on.", no_args_is_help=True)
 
 
 class DataSourceOption(StrEnum):
@@ -132,6 +132,86 @@ def _synthetic_spec(*, users: int, items: int, seed: int) -> Any:
         raise MetaRecError(
             f"Invalid synthetic dataset size: {first['msg']}.",
             fix="pass --users >= 2 and --items >= 2.",
+        ) from exc
+
+
+class CatalogueFormatOption(StrEnum):
+    """File formats ``data generate --format`` writes."""
+
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
+class CataloguePresetOption(StrEnum):
+    """Sizes ``data generate --preset`` names."""
+
+    SMALL = "small"
+    LARGE = "large"
+
+
+class CatalogueLabelOption(StrEnum):
+    """Labels ``data generate --label`` writes."""
+
+    EVENT = "event"
+    RATING = "rating"
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder to write the tables, schema.yaml and truth.")],
+    preset: Annotated[
+        CataloguePresetOption,
+        typer.Option(help="Sizes: small (300 users, 200 items) or large (6,000 and 3,000)."),
+    ] = CataloguePresetOption.SMALL,
+    users: Annotated[
+        int | None, typer.Option(help="Number of users (overrides the preset).")
+    ] = None,
+    items: Annotated[
+        int | None, typer.Option(help="Number of items (overrides the preset).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same files.")] = 0,
+    file_format: Annotated[
+        CatalogueFormatOption, typer.Option("--format", help="Table files: csv or parquet.")
+    ] = CatalogueFormatOption.CSV,
+    label: Annotated[
+        CatalogueLabelOption,
+        typer.Option(help="event: view/click/purchase with weights; rating: one 1-5 per pair."),
+    ] = CatalogueLabelOption.EVENT,
+) -> None:
+    """Generate a non-MovieLens catalogue with planted structure, as a team's tables.
+
+    Writes interactions (customer_id, sku, event_time, event, weight), users (customer_id,
+    country, age) and items (sku, category, price, tags, a 16-dim text_embedding vector) into
+    --out, with the schema.yaml that ingests them and truth.parquet (the hidden segment of each
+    user and cluster of each item; not part of the schema). Users in a segment favour its item
+    clusters; country tells the segment well, age weakly; category, tags, price and the vector
+    tell the cluster. Item popularity is long-tailed and user activity heavy-tailed.
+    """
+    from metarec.data.catalogue_files import write_catalogue
+
+    spec = _catalogue_spec(preset.value, users=users, items=items, seed=seed, label=label.value)
+    with stage(f"Generating {spec.n_users:,} users and {spec.n_items:,} items into {out}"):
+        schema = write_catalogue(out, spec=spec, file_format=file_format.value)
+    console.print(f"Wrote the tables and [bold]{schema}[/bold]")
+    next_step = f"Next: metarec data ingest --source table --schema {schema}"
+    console.print(next_step, highlight=False, soft_wrap=True)
+
+
+def _catalogue_spec(preset: str, *, users: int | None, items: int | None, **options: Any) -> Any:
+    """The catalogue spec for ``--preset`` with ``--users``/``--items`` overrides."""
+    from pydantic import ValidationError
+
+    from metarec.data.catalogue import PRESETS, CatalogueSpec
+    from metarec.errors import MetaRecError
+
+    sizes = dict(PRESETS[preset])
+    sizes.update({k: v for k, v in (("n_users", users), ("n_items", items)) if v is not None})
+    try:
+        return CatalogueSpec(**sizes, **options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise MetaRecError(
+            f"Invalid catalogue size: {first['msg']}.", fix="pass --users >= 2 and --items >= 2."
         ) from exc
 
 
