@@ -11,7 +11,10 @@ from rich.table import Table
 
 from metarec.cli.console import console, download_progress, stage
 
-app = typer.Typer(help="Ingest data into versioned snapshots, or generate a catalogue to try it on.", no_args_is_help=True)
+app = typer.Typer(
+    help="Ingest data into versioned snapshots, or generate a catalogue to try it on.",
+    no_args_is_help=True,
+)
 
 
 class DataSourceOption(StrEnum):
