@@ -1,27 +1,21 @@
 """Feast definitions for `feast apply` run in this folder.
 
-The objects come from `metarec.features.definitions`, over the current MetaRec snapshot, so that
-`feast apply` here and `metarec features apply` register exactly the same thing.
+The objects come from `metarec.features.store.snapshot_definitions` over the current MetaRec
+snapshot (MovieLens' own objects, a table snapshot's declared features, and the views of
+`user_features.py` when it exists), so that `feast apply` here and `metarec features apply`
+register exactly the same thing.
 """
 
 from metarec.config import load_settings
 from metarec.data.snapshots import SnapshotStore
-from metarec.features.definitions import build_definitions
-from metarec.features.store import source_root
+from metarec.features.store import snapshot_definitions
 
 _settings = load_settings()
 _snapshot = SnapshotStore(_settings.paths.snapshots).get()
-_definitions = build_definitions(
-    source_root(_settings, _snapshot), snapshot_id=_snapshot.snapshot_id
-)
+_definitions = snapshot_definitions(_settings, _snapshot)
 
-user = _definitions.user
-item = _definitions.item
-interaction = _definitions.interaction
-interaction_label = _definitions.interaction_label
-user_profile = _definitions.user_profile
-item_profile = _definitions.item_profile
-user_history = _definitions.user_history
-user_recent_ratings = _definitions.user_recent_ratings
-meta_training = _definitions.meta_training
-online_adaptation = _definitions.online_adaptation
+# `feast apply` registers the Feast objects it finds among this module's names
+# (entity_user, view_user_profile, service_meta_training, ...).
+globals().update({f"entity_{obj.name}": obj for obj in _definitions.entities})
+globals().update({f"view_{obj.name}": obj for obj in _definitions.views})
+globals().update({f"service_{obj.name}": obj for obj in _definitions.services})

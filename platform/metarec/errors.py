@@ -81,6 +81,10 @@ class FeatureStoreError(MetaRecError):
     """The Feast feature store is not applied, not materialised, or misconfigured."""
 
 
+class ModelInputsError(MetaRecError):
+    """A training set lacks the columns the model's encoder reads (its inputs are fixed)."""
+
+
 class EntityNotFoundError(MetaRecError):
     """A user or item id has no features in the online store."""
 

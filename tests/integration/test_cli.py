@@ -178,3 +178,5 @@ def test_feature_commands_end_to_end_on_synthetic_data(home, capsys):
     capsys.readouterr()
     assert run(_cli(home, "features", "show", "--user", "99999")) == 1
     assert "user 99999 has no features in the online store" in capsys.readouterr().err
+    assert run(_cli(home, "features", "show", "--user", "abc")) == 1
+    assert "user id 'abc' is not an integer" in capsys.readouterr().err

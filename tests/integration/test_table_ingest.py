@@ -124,9 +124,10 @@ def test_help_explains_the_schema(capsys, monkeypatch):
         assert word in out, word
 
 
-def test_features_apply_on_a_table_snapshot_names_what_is_missing(home, capsys):
-    capsys.readouterr()
-    assert run(_cli(home, "features", "apply")) == 1
-    err = " ".join(capsys.readouterr().err.split())
-    assert "users.gender" in err and "items.genres" in err
-    assert "issue 18 items 2-3" in err and "users.country" in err
+def test_features_apply_on_a_table_snapshot_registers_the_declared_features(home, capsys):
+    from metarec.config import load_settings
+    from metarec.features.store import open_store
+
+    assert run(_cli(home, "features", "apply")) == 0
+    store = open_store(load_settings(home=home))
+    assert "country" in {f.name for f in store.get_feature_view("user_profile").features}

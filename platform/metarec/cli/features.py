@@ -41,8 +41,12 @@ def materialize(ctx: typer.Context) -> None:
 @app.command()
 def show(
     ctx: typer.Context,
-    user: Annotated[int | None, typer.Option(help="User id to look up.")] = None,
-    item: Annotated[int | None, typer.Option(help="Item id to look up.")] = None,
+    user: Annotated[
+        str | None, typer.Option(help="User id to look up (an integer or a text id).")
+    ] = None,
+    item: Annotated[
+        str | None, typer.Option(help="Item id to look up (an integer or a text id).")
+    ] = None,
 ) -> None:
     """Print a user's and/or an item's features from the online store."""
     from metarec.errors import MetaRecError

@@ -1,9 +1,10 @@
 """MovieLens (and the synthetic generator) as an instance of the generic table schema.
 
 The MovieLens readers parse their archive's files into tables with these columns and hand them to
-the same validator/normaliser as a team's own tables (:func:`normalise_frames`). MetaRec's Feast
-definitions and encoder read these columns today, so :func:`missing_movielens_columns` tells
-``metarec features apply`` when a snapshot cannot be used yet.
+the same validator/normaliser as a team's own tables (:func:`normalise_frames`). MetaRec's
+MovieLens Feast definitions read these columns, so :func:`require_movielens_columns` refuses a
+MovieLens-type snapshot without them (``table`` snapshots get definitions from their declared
+features instead: :mod:`metarec.features.table_definitions`).
 """
 
 from __future__ import annotations
@@ -112,21 +113,20 @@ def missing_movielens_columns(snapshot: SnapshotInfo) -> list[str]:
 
 
 def require_movielens_columns(snapshot: SnapshotInfo) -> None:
-    """Refuse a snapshot MetaRec's Feast definitions cannot read yet (a team's own columns).
+    """Refuse a MovieLens-type snapshot that lacks the columns its Feast definitions read.
+
+    ``table`` snapshots are not checked here: their declared features are registered instead.
 
     Raises:
-        FeatureStoreError: It lacks MovieLens columns; the message names them and the declared
-            features, which issue 18 items 2-3 (user-declared features) will register.
+        FeatureStoreError: It lacks MovieLens columns; the message names them.
     """
     missing = missing_movielens_columns(snapshot)
     if not missing:
         return
-    declared = snapshot.metadata.get("declared_features", "{}")
     raise FeatureStoreError(
         f"Snapshot {snapshot.snapshot_id} (source {snapshot.source}) lacks the MovieLens columns "
-        f"MetaRec's feature definitions and encoder read: {', '.join(missing)}. Its declared "
-        f"features {declared} cannot be registered or trained on yet: user-declared features "
-        "arrive with issue 18 items 2-3.",
-        fix="to train today, ingest ml-100k, ml-1m or synthetic data "
-        "(metarec data ingest --source ml-100k), which becomes the current snapshot.",
+        f"MetaRec's MovieLens feature definitions read: {', '.join(missing)}.",
+        fix="ingest the data again (metarec data ingest --source ml-100k|ml-1m|synthetic), or "
+        "ingest a team's own tables with --source table --schema PATH, whose declared features "
+        "are registered instead.",
     )

@@ -7,11 +7,12 @@ register exactly the same objects.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource
-from feast.types import Array, Float64, Int64, String
+from feast.types import Array, FeastType, Float64, Int64, String
 from feast.value_type import ValueType
 
 from metarec.data.tables import TIMESTAMP_FIELD
@@ -54,7 +55,8 @@ class FeatureDefinitions:
         ]
 
 
-def _source(root: str, name: str) -> FileSource:
+def file_source(root: str, name: str) -> FileSource:
+    """The Feast file source of the snapshot table ``name`` under ``root``."""
     return FileSource(
         name=f"{name}_source",
         path=f"{root.rstrip('/')}/{name}.parquet",
@@ -62,11 +64,14 @@ def _source(root: str, name: str) -> FileSource:
     )
 
 
-def _entity(name: str, key: str, description: str) -> Entity:
-    return Entity(name=name, join_keys=[key], value_type=ValueType.INT64, description=description)
+def make_entity(
+    name: str, key: str, description: str, *, value_type: ValueType = ValueType.INT64
+) -> Entity:
+    """An entity joined on ``key`` (integer ids unless ``value_type`` says otherwise)."""
+    return Entity(name=name, join_keys=[key], value_type=value_type, description=description)
 
 
-def _view(
+def feature_view(
     source_root: str,
     name: str,
     entity: Entity,
@@ -74,14 +79,15 @@ def _view(
     *,
     description: str,
     online: bool = True,
+    table: str | None = None,
 ) -> FeatureView:
-    """A never-expiring feature view of one entity over the source table ``name``."""
+    """A never-expiring feature view of one entity over the source table ``table or name``."""
     return FeatureView(
         name=name,
         entities=[entity],
         ttl=NO_EXPIRY,
         schema=schema,
-        source=_source(source_root, name),
+        source=file_source(source_root, table or name),
         online=online,
         description=description,
     )
@@ -89,7 +95,7 @@ def _view(
 
 def _user_views(source_root: str, user: Entity) -> tuple[FeatureView, FeatureView, FeatureView]:
     """The user's profile, rating history statistics and recent ratings."""
-    profile = _view(
+    profile = feature_view(
         source_root,
         "user_profile",
         user,
@@ -104,7 +110,12 @@ def _user_views(source_root: str, user: Entity) -> tuple[FeatureView, FeatureVie
         ],
         description="Demographic profile of a user, versioned by validity start.",
     )
-    history = _view(
+    return (profile, *rating_views(source_root, user))
+
+
+def rating_views(source_root: str, user: Entity) -> tuple[FeatureView, FeatureView]:
+    """The user's rating history statistics and recent ratings (snapshots with ratings)."""
+    history = feature_view(
         source_root,
         "user_history",
         user,
@@ -115,7 +126,7 @@ def _user_views(source_root: str, user: Entity) -> tuple[FeatureView, FeatureVie
         ],
         description="Point-in-time statistics of the user's earlier ratings.",
     )
-    recent = _view(
+    recent = feature_view(
         source_root,
         "user_recent_ratings",
         user,
@@ -125,11 +136,11 @@ def _user_views(source_root: str, user: Entity) -> tuple[FeatureView, FeatureVie
         ],
         description="The user's most recent ratings: the default support set when serving.",
     )
-    return profile, history, recent
+    return history, recent
 
 
 def _item_view(source_root: str, item: Entity) -> FeatureView:
-    return _view(
+    return feature_view(
         source_root,
         "item_profile",
         item,
@@ -142,34 +153,45 @@ def _item_view(source_root: str, item: Entity) -> FeatureView:
     )
 
 
-def _label_view(source_root: str, interaction: Entity) -> FeatureView:
-    return _view(
+def label_view(source_root: str, interaction: Entity, *, dtype: FeastType = Int64) -> FeatureView:
+    """The offline-only label view over ``interaction_label`` (the rating)."""
+    return feature_view(
         source_root,
         "interaction_label",
         interaction,
-        [Field(name="rating", dtype=Int64, description="The observed rating (label).")],
+        [Field(name="rating", dtype=dtype, description="The observed rating (label).")],
         online=False,
         description="Training labels. Listed first in meta_training so that Feast's point-in-time "
         "join keeps one row per interaction (a user can rate two items in the same second).",
     )
 
 
-def build_definitions(source_root: str, *, snapshot_id: str = "") -> FeatureDefinitions:
+def build_definitions(
+    source_root: str,
+    *,
+    snapshot_id: str = "",
+    extra_training: Sequence[FeatureView] = (),
+    extra_online: Sequence[FeatureView] = (),
+) -> FeatureDefinitions:
     """Build the Feast objects over the source tables under ``source_root``.
 
     Args:
         source_root: Folder or object-store prefix of a snapshot (``<root>/<table>.parquet``).
         snapshot_id: Recorded as a tag on the feature services, for lineage.
+        extra_training: A team's views joined to ``meta_training`` after MetaRec's own.
+        extra_online: A team's views joined to ``online_adaptation`` after MetaRec's own.
 
     Returns:
         The definitions.
     """
-    user = _entity(
+    user = make_entity(
         "user", "user_id", "A person who rates items; each user is one meta-learning task."
     )
-    item = _entity("item", "item_id", "A rated item (a movie).")
-    interaction = _entity("interaction", "interaction_id", "One rating event (user, item, time).")
-    interaction_label = _label_view(source_root, interaction)
+    item = make_entity("item", "item_id", "A rated item (a movie).")
+    interaction = make_entity(
+        "interaction", "interaction_id", "One rating event (user, item, time)."
+    )
+    interaction_label = label_view(source_root, interaction)
     user_profile, user_history, user_recent_ratings = _user_views(source_root, user)
     item_profile = _item_view(source_root, item)
     tags = {"snapshot_id": snapshot_id} if snapshot_id else {}
@@ -180,13 +202,14 @@ def build_definitions(source_root: str, *, snapshot_id: str = "") -> FeatureDefi
             user_profile[["age", "age_bucket", "gender", "occupation", "zip_prefix"]],
             item_profile[["release_year", "genres"]],
             user_history,
+            *extra_training,
         ],
         tags=tags,
         description="Features joined to every rating for meta-training and evaluation.",
     )
     online_adaptation = FeatureService(
         name=ONLINE_ADAPTATION,
-        features=[user_profile, item_profile, user_history, user_recent_ratings],
+        features=[user_profile, item_profile, user_history, user_recent_ratings, *extra_online],
         tags=tags,
         description="Features the adaptation service reads from the online store.",
     )

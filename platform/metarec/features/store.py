@@ -24,12 +24,16 @@ from metarec.config import Settings
 from metarec.data.movielens_schema import require_movielens_columns
 from metarec.data.snapshots import SnapshotInfo
 from metarec.errors import EntityNotFoundError, FeatureStoreError
-from metarec.features.definitions import FEATURE_SERVICES, build_definitions
+from metarec.features.catalog import SnapshotObjects, snapshot_objects, stale_views
+from metarec.features.declared import is_table_snapshot
+from metarec.features.definitions import FEATURE_SERVICES, ONLINE_ADAPTATION
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# MetaRec's user and item views (the serving layer reads these; item 3 derives them).
 USER_VIEWS = ("user_profile", "user_history", "user_recent_ratings")
 ITEM_VIEWS = ("item_profile",)
+EntityId = int | str
 
 
 def feature_store_yaml(settings: Settings) -> Path:
@@ -111,22 +115,37 @@ def source_root(settings: Settings, snapshot: SnapshotInfo) -> str:
     return str(snapshot.path)
 
 
+def snapshot_definitions(settings: Settings, snapshot: SnapshotInfo) -> SnapshotObjects:
+    """The Feast objects over ``snapshot``: MetaRec's own, its declared features, the team's.
+
+    Raises:
+        FeatureStoreError: A MovieLens-type snapshot lacks the MovieLens columns, or the
+            team's ``feature_repo/user_features.py`` is invalid.
+    """
+    if not is_table_snapshot(snapshot):
+        require_movielens_columns(snapshot)
+    return snapshot_objects(
+        snapshot, source_root=source_root(settings, snapshot), repo_path=settings.feast.repo_path
+    )
+
+
 def apply_features(settings: Settings, snapshot: SnapshotInfo) -> list[str]:
-    """Register MetaRec's Feast objects over ``snapshot`` (like ``feast apply``).
+    """Register the Feast objects over ``snapshot`` (like ``feast apply``).
+
+    MetaRec's views that an earlier snapshot registered and this one does not define (say, the
+    rating history after an event snapshot) are removed.
 
     Returns:
         Names of the objects applied.
 
     Raises:
-        FeatureStoreError: The snapshot lacks the MovieLens columns the definitions read.
+        FeatureStoreError: See :func:`snapshot_definitions`.
     """
-    require_movielens_columns(snapshot)
+    current = snapshot_definitions(settings, snapshot)
     store = open_store(settings)
-    definitions = build_definitions(
-        source_root(settings, snapshot), snapshot_id=snapshot.snapshot_id
-    )
-    objects = definitions.objects()
-    store.apply(objects)
+    stale = stale_views(store.list_feature_views(), current)
+    objects = current.objects()
+    store.apply(objects, objects_to_delete=list(stale), partial=not stale)
     return [obj.name for obj in objects]
 
 
@@ -161,30 +180,58 @@ def materialize_features(settings: Settings, *, end: datetime | None = None) -> 
     return end
 
 
+def _online_refs(store: FeatureStore) -> dict[str, list[str]]:
+    """Join key → ``view:feature`` references of the online service's views keyed by it alone."""
+    refs: dict[str, list[str]] = {}
+    service = store.get_feature_service(ONLINE_ADAPTATION)
+    for projection in service.feature_view_projections:
+        keys = store.get_feature_view(projection.name).join_keys
+        if len(keys) == 1:
+            names = [f"{projection.name}:{field.name}" for field in projection.features]
+            refs.setdefault(keys[0], []).extend(names)
+    return refs
+
+
+def _typed_id(store: FeatureStore, entity: str, value: EntityId) -> EntityId:
+    """``value`` as the entity's key type: text from the command line becomes an int for INT64."""
+    from feast import ValueType
+
+    if not isinstance(value, str) or store.get_entity(entity).value_type is not ValueType.INT64:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise EntityNotFoundError(
+            f"{entity} id {value!r} is not an integer, and this snapshot's {entity} ids are.",
+            fix=f"pass the {entity}'s integer id.",
+        ) from None
+
+
 def online_features(
-    store: FeatureStore, *, user_id: int | None = None, item_id: int | None = None
+    store: FeatureStore, *, user_id: EntityId | None = None, item_id: EntityId | None = None
 ) -> dict[str, Any]:
-    """Read one user's and/or one item's features from the online store.
+    """Read one user's and/or one item's features (those of the online service) online.
 
     Raises:
         EntityNotFoundError: The id has no features online.
+        FeatureStoreError: Nothing has been applied.
     """
+    applied_snapshot_id(store)
+    refs = _online_refs(store)
     result: dict[str, Any] = {}
     lookups = []
     if user_id is not None:
-        lookups.append(("user", "user_id", user_id, USER_VIEWS))
+        lookups.append(("user", "user_id", user_id))
     if item_id is not None:
-        lookups.append(("item", "item_id", item_id, ITEM_VIEWS))
-    for entity, key, value, views in lookups:
-        refs = [
-            f"{view.name}:{field.name}"
-            for view in store.list_feature_views()
-            if view.name in views
-            for field in view.features
-        ]
-        row = store.get_online_features(features=refs, entity_rows=[{key: value}]).to_dict()
-        values = {name: column[0] for name, column in row.items() if name != key}
-        if not refs or all(v is None for v in values.values()):
+        lookups.append(("item", "item_id", item_id))
+    for entity, key, raw in lookups:
+        value = _typed_id(store, entity, raw)
+        features = refs.get(key, [])
+        values: dict[str, Any] = {}
+        if features:
+            row = store.get_online_features(features=features, entity_rows=[{key: value}])
+            values = {name: column[0] for name, column in row.to_dict().items() if name != key}
+        if all(v is None for v in values.values()):
             raise EntityNotFoundError(
                 f"{entity} {value} has no features in the online store.",
                 fix=f"check that {entity} {value} exists in the ingested data, then run "

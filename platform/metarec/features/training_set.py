@@ -8,13 +8,21 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+from feast import FeatureService
 from pydantic import BaseModel, ConfigDict
 
 from metarec.clock import utc_now
 from metarec.config import Settings
-from metarec.data.snapshots import SnapshotStore
+from metarec.data.snapshots import SnapshotInfo, SnapshotStore
 from metarec.digests import sha256_bytes
 from metarec.errors import DataSourceNotFoundError, FeatureStoreError
+from metarec.features.catalog import MANAGED_VIEWS
+from metarec.features.declared import (
+    DeclaredFeature,
+    declared_features,
+    feature_from_field,
+    is_table_snapshot,
+)
 from metarec.features.definitions import META_TRAINING
 from metarec.features.fingerprint import dataset_fingerprint
 from metarec.features.store import applied_snapshot_id, open_store
@@ -36,6 +44,8 @@ class TrainingSetManifest(BaseModel):
     snapshot_id: str
     feast_project: str
     created_at: datetime
+    declared_features: list[DeclaredFeature] = []  # features checked from their types
+    table_snapshot: bool = False  # built over a team's own tables (``--source table``)
 
 
 def default_training_set_path(settings: Settings, snapshot_id: str) -> Path:
@@ -89,6 +99,29 @@ def feature_service_version(refs: list[str], snapshot_id: str) -> str:
     return sha256_bytes(payload)[:12]
 
 
+def checked_features(
+    snapshot: SnapshotInfo, service: FeatureService, *, columns: list[str]
+) -> list[DeclaredFeature]:
+    """The features of a training set whose checks follow from their types.
+
+    A ``table`` snapshot's declared features (with their declared type, nullability and vector
+    dimension), then the fields of a team's own views (``feature_repo/user_features.py``) typed
+    from their Feast type. MovieLens' own features are covered by the static suite instead.
+    """
+    declared = declared_features(snapshot) if is_table_snapshot(snapshot) else []
+    checked = [feature for feature in declared if feature.name in columns]
+    seen = {feature.name for feature in checked}
+    for projection in service.feature_view_projections:
+        if projection.name in MANAGED_VIEWS:
+            continue
+        for field in projection.features:
+            feature = feature_from_field(field)
+            if feature is not None and feature.name not in seen:
+                checked.append(feature)
+                seen.add(feature.name)
+    return checked
+
+
 def build_training_set(
     settings: Settings, *, out: Path | None = None, feature_service: str = META_TRAINING
 ) -> TrainingSetManifest:
@@ -109,9 +142,9 @@ def build_training_set(
     store = open_store(settings)
     snapshot_id = applied_snapshot_id(store)
     out = out or default_training_set_path(settings, snapshot_id)
-    interactions = SnapshotStore(settings.paths.snapshots).read_table(
-        "interactions", snapshot_id=snapshot_id
-    )
+    snapshots = SnapshotStore(settings.paths.snapshots)
+    snapshot = snapshots.get(snapshot_id)
+    interactions = snapshots.read_table("interactions", snapshot_id=snapshot_id)
     service = store.get_feature_service(feature_service)
     entity_df = interactions.loc[:, list(ENTITY_COLUMNS)]
     try:
@@ -140,7 +173,15 @@ def build_training_set(
         snapshot_id=snapshot_id,
         feast_project=store.project,
         created_at=utc_now(),
+        declared_features=checked_features(snapshot, service, columns=list(joined.columns)),
+        table_snapshot=is_table_snapshot(snapshot),
     )
+    _write(joined, manifest, out)
+    return manifest
+
+
+def _write(joined: pd.DataFrame, manifest: TrainingSetManifest, out: Path) -> None:
+    """Write the training set, then its manifest, each atomically."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     joined.to_parquet(tmp, index=False)
@@ -148,7 +189,6 @@ def build_training_set(
     tmp_manifest = manifest_path(out).with_suffix(".tmp")
     tmp_manifest.write_text(manifest.model_dump_json(indent=2))
     os.replace(tmp_manifest, manifest_path(out))
-    return manifest
 
 
 def load_training_set(path: Path) -> tuple[pd.DataFrame, TrainingSetManifest]:

@@ -11,12 +11,34 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from metarec.errors import ModelInputsError
 from metarec.learning.model import ModelConfig
 
 USER_FIELDS = ("gender", "age_bucket", "occupation", "zip_prefix")
 ITEM_FIELDS = ("release_bucket",)
 GENRE_SEPARATOR = "|"
 YEAR_BUCKET = 5
+
+
+# Columns the encoder and the task source read (fixed until issue 18 item 3 derives them).
+MODEL_INPUT_COLUMNS = ("user_id", "item_id", "rating", *USER_FIELDS, "release_year", "genres")
+
+
+def require_model_inputs(df: pd.DataFrame) -> None:
+    """Refuse a training set the fixed model inputs cannot read (say, a team's own features).
+
+    Raises:
+        ModelInputsError: One line naming the missing columns and issue 18 item 3.
+    """
+    missing = [column for column in MODEL_INPUT_COLUMNS if column not in df.columns]
+    if missing:
+        raise ModelInputsError(
+            f"The training set lacks the model's inputs {', '.join(missing)}: the encoder reads "
+            "MovieLens' rating, user demographics, release year and genres; model inputs that "
+            "follow the feature service (a team's declared features) arrive with issue 18 item 3.",
+            fix="train on an ml-100k, ml-1m or synthetic snapshot for now "
+            "(metarec data ingest --source ml-100k, then features apply and training-set).",
+        )
 
 
 def release_bucket(years: pd.Series) -> pd.Series:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from metarec.learning.baselines import BiasModel
 from metarec.training.config import TrainingConfig
-from metarec.training.encoding import FeatureEncoder
+from metarec.training.encoding import FeatureEncoder, require_model_inputs
 from metarec.training.ranking import RankingData
 from metarec.training.scenarios import Split, TaskSource, plan_split
 
@@ -40,6 +40,7 @@ def config_split(df: pd.DataFrame, config: TrainingConfig, *, seed: int | None =
         config: Fractions, folds and seeds.
         seed: The split seed (default: ``config.split_seed``, else ``config.seed``).
     """
+    require_model_inputs(df)
     if seed is None:
         seed = config.seed if config.split_seed is None else config.split_seed
     return plan_split(
@@ -56,7 +57,13 @@ def config_split(df: pd.DataFrame, config: TrainingConfig, *, seed: int | None =
 def prepare(
     df: pd.DataFrame, *, split: Split, encoder: FeatureEncoder | None, config: TrainingConfig
 ) -> PreparedData:
-    """Encode ``df`` and build the task source, fitting the encoder when none is given."""
+    """Encode ``df`` and build the task source, fitting the encoder when none is given.
+
+    Raises:
+        ModelInputsError: ``df`` lacks the columns the model reads (see
+            :func:`metarec.training.encoding.require_model_inputs`).
+    """
+    require_model_inputs(df)
     new_item = split.is_new_item(df["release_year"])
     known = df["user_id"].isin(split.train_users).to_numpy() & ~new_item
     if encoder is None:

@@ -27,12 +27,13 @@ from metarec.features.training_set import (
     newest_training_set,
     read_manifest,
 )
+from metarec.validation.declared import suite_for
 from metarec.validation.profile import ProfileStore, ReferenceProfile, compute_statistics
 from metarec.validation.record import ValidationRecord, write_validation_record
 from metarec.validation.report import write_report
 from metarec.validation.result import ValidationResult, new_result_id, write_result_json
 from metarec.validation.runner import ExpectationOutcome, run_suite
-from metarec.validation.suite import SuiteSpec, load_suite
+from metarec.validation.suite import SuiteSpec
 
 LINEAGE_CHECK = "training_set_matches_manifest"
 
@@ -73,10 +74,10 @@ def _load(training_set: Path) -> tuple[pd.DataFrame, TrainingSetManifest]:
 def _open(
     settings: Settings, training_set: Path | None
 ) -> tuple[Path, pd.DataFrame, TrainingSetManifest, SuiteSpec]:
-    """The training set (default: the newest), its table, manifest and its service's suite."""
+    """The training set (default: the newest), its table, manifest and suite (with features)."""
     path = (training_set or newest_training_set(settings)).expanduser().resolve()
     frame, manifest = _load(path)
-    return path, frame, manifest, load_suite(manifest.feature_service)
+    return path, frame, manifest, suite_for(manifest)
 
 
 def _lineage_outcome(manifest: TrainingSetManifest, fingerprint: str) -> ExpectationOutcome:
@@ -269,6 +270,10 @@ def build_reference_profile(
         dataset_fingerprint=manifest.fingerprint,
         snapshot_id=manifest.snapshot_id,
         created_at=utc_now(),
-        statistics=compute_statistics(frame, quantiles=suite.drift.ratings_per_user_quantiles),
+        statistics=compute_statistics(
+            frame,
+            quantiles=suite.drift.ratings_per_user_quantiles,
+            features=manifest.declared_features,
+        ),
     )
     return profile, store.add(profile)

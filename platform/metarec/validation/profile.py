@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from metarec.data.schema import RATING_MAX, RATING_MIN
 from metarec.errors import ReferenceProfileNotFoundError
+from metarec.features.declared import DeclaredFeature
+from metarec.validation.declared import FeatureStatistics, feature_statistics
 
 RATING_VALUES: tuple[int, ...] = tuple(range(RATING_MIN, RATING_MAX + 1))
 # Great Expectations' pandas quantiles use this interpolation; the profile uses the same.
@@ -33,10 +36,15 @@ class ProfileStatistics(BaseModel):
 
     row_count: int
     user_count: int
-    mean_rating: float
-    rating_shares: dict[int, float] = Field(description="Rating value → share of rows.")
+    mean_rating: float | None = Field(default=None, description="None without ratings.")
+    rating_shares: dict[int, float] = Field(
+        default_factory=dict, description="Rating value → share of rows."
+    )
     ratings_per_user_quantiles: dict[float, float] = Field(
-        description="Quantile → ratings per user at that quantile."
+        description="Quantile → ratings (interactions) per user at that quantile."
+    )
+    features: dict[str, FeatureStatistics] = Field(
+        default_factory=dict, description="Per checked feature: range, categories or dimension."
     )
 
 
@@ -62,28 +70,40 @@ class ReferenceProfile(BaseModel):
         return f"{self.feature_service}@v{self.version}"
 
 
-def compute_statistics(frame: pd.DataFrame, *, quantiles: tuple[float, ...]) -> ProfileStatistics:
+def compute_statistics(
+    frame: pd.DataFrame,
+    *,
+    quantiles: tuple[float, ...],
+    features: Sequence[DeclaredFeature] = (),
+) -> ProfileStatistics:
     """Compute the profile statistics of a training set (one that passed the integrity checks).
 
     Args:
         frame: The training set.
         quantiles: Quantiles of ratings per user to record.
+        features: Features checked from their type (the manifest's ``declared_features``).
 
     Returns:
-        The statistics.
+        The statistics (rating statistics only when the training set has a ``rating`` column).
     """
-    ratings = frame["rating"]
     per_user = frame.groupby("user_id", sort=False).size()
     values = per_user.quantile(list(quantiles), interpolation=QUANTILE_INTERPOLATION).tolist()
-    counts = ratings.value_counts()
+    rating_stats: dict[str, object] = {}
+    if "rating" in frame.columns:
+        ratings = frame["rating"]
+        counts = ratings.value_counts()
+        rating_stats = {
+            "mean_rating": float(ratings.mean()),
+            "rating_shares": {r: float(counts.get(r, 0)) / len(frame) for r in RATING_VALUES},
+        }
     return ProfileStatistics(
         row_count=len(frame),
         user_count=int(per_user.size),
-        mean_rating=float(ratings.mean()),
-        rating_shares={r: float(counts.get(r, 0)) / len(frame) for r in RATING_VALUES},
         ratings_per_user_quantiles={
             float(q): float(v) for q, v in zip(quantiles, values, strict=True)
         },
+        features=feature_statistics(frame, list(features)),
+        **rating_stats,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
@@ -21,8 +21,15 @@ from pydantic import BaseModel, ConfigDict
 
 from metarec.data.schema import AGE_BUCKETS, GENDERS, GENRE_SEPARATOR, GENRES, OCCUPATIONS
 from metarec.errors import ExpectationSuiteError, ReferenceProfileNotFoundError
-from metarec.validation.profile import RATING_VALUES, ReferenceProfile
-from metarec.validation.suite import BatchName, ExpectationSpec, SuiteSpec, resolve_kwargs
+from metarec.validation.declared import feature_parameters, vector_lengths
+from metarec.validation.profile import RATING_VALUES, ProfileStatistics, ReferenceProfile
+from metarec.validation.suite import (
+    BatchName,
+    DriftTolerances,
+    ExpectationSpec,
+    SuiteSpec,
+    resolve_kwargs,
+)
 
 ExpectationKind = Literal["integrity", "drift", "lineage"]
 _META_KEY = "metarec_name"
@@ -150,12 +157,8 @@ def suite_parameters(
     low, high = drift.row_count_ratio
     parameters["profile.row_count.min"] = math.floor(stats.row_count * low)
     parameters["profile.row_count.max"] = math.ceil(stats.row_count * high)
-    parameters["profile.mean_rating.min"] = stats.mean_rating - drift.mean_rating_abs
-    parameters["profile.mean_rating.max"] = stats.mean_rating + drift.mean_rating_abs
-    for rating in RATING_VALUES:
-        share = stats.rating_shares.get(rating, 0.0)
-        parameters[f"profile.rating_share.{rating}.min"] = max(0.0, share - drift.rating_share_abs)
-        parameters[f"profile.rating_share.{rating}.max"] = min(1.0, share + drift.rating_share_abs)
+    parameters.update(_rating_parameters(stats, drift))
+    parameters.update(feature_parameters(stats.features, drift))
     quantiles = list(drift.ratings_per_user_quantiles)
     missing = [q for q in quantiles if q not in stats.ratings_per_user_quantiles]
     if missing:
@@ -176,9 +179,34 @@ def suite_parameters(
     return parameters
 
 
-def derived_batches(frame: pd.DataFrame) -> dict[BatchName, pd.DataFrame | str]:
-    """Build every batch from the training set; a string explains why one cannot be built."""
-    batches: dict[BatchName, pd.DataFrame | str] = {BatchName.TRAINING_SET: frame}
+def _rating_parameters(stats: ProfileStatistics, drift: DriftTolerances) -> dict[str, Any]:
+    """The mean rating and rating share bounds (none when the reference has no ratings)."""
+    if stats.mean_rating is None:
+        return {}
+    parameters: dict[str, Any] = {
+        "profile.mean_rating.min": stats.mean_rating - drift.mean_rating_abs,
+        "profile.mean_rating.max": stats.mean_rating + drift.mean_rating_abs,
+    }
+    for rating in RATING_VALUES:
+        share = stats.rating_shares.get(rating, 0.0)
+        parameters[f"profile.rating_share.{rating}.min"] = max(0.0, share - drift.rating_share_abs)
+        parameters[f"profile.rating_share.{rating}.max"] = min(1.0, share + drift.rating_share_abs)
+    return parameters
+
+
+def derived_batches(
+    frame: pd.DataFrame, *, vector_columns: Sequence[str] = ()
+) -> dict[BatchName, pd.DataFrame | str]:
+    """Build every batch from the training set; a string explains why one cannot be built.
+
+    Args:
+        frame: The training set.
+        vector_columns: Vector features whose lengths form the ``feature_shapes`` batch.
+    """
+    batches: dict[BatchName, pd.DataFrame | str] = {
+        BatchName.TRAINING_SET: frame,
+        BatchName.FEATURE_SHAPES: vector_lengths(frame, list(vector_columns)),
+    }
     if "user_id" in frame.columns:
         counts = frame.groupby("user_id", sort=False, dropna=False).size()
         batches[BatchName.RATINGS_PER_USER] = pd.DataFrame(
@@ -253,7 +281,8 @@ def run_suite(
 
     specs = suite.expectations if profile is not None else suite.integrity
     parameters = suite_parameters(suite, now=now, profile=profile)
-    batches = derived_batches(frame)
+    vectors = [spec.kwargs["column"] for spec in specs if spec.batch is BatchName.FEATURE_SHAPES]
+    batches = derived_batches(frame, vector_columns=vectors)
     outcomes: dict[str, ExpectationOutcome] = {}
     context = _gx_context(progress_bars=progress_bars)
     source = context.data_sources.add_pandas("metarec")

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from metarec.errors import ExpectationSuiteError
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
+# Suites for training sets of a team's own tables (``table`` snapshots), per feature service.
+TABLE_SUITES_DIR = SUITES_DIR / "table"
 _PLACEHOLDER = re.compile(r"^\$\{([A-Za-z0-9_.]+)\}$")
 
 
@@ -27,6 +29,7 @@ class BatchName(StrEnum):
     TRAINING_SET = "training_set"
     RATINGS_PER_USER = "ratings_per_user"
     RATING_SHARES = "rating_shares"
+    FEATURE_SHAPES = "feature_shapes"  # per row: the length of each vector feature
 
 
 class DriftTolerances(BaseModel):
@@ -46,6 +49,11 @@ class DriftTolerances(BaseModel):
     )
     ratings_per_user_rel: float = Field(
         default=0.5, ge=0, description="Each quantile within ± this fraction of the reference."
+    )
+    feature_range_margin: float = Field(
+        default=0.1,
+        ge=0,
+        description="Numeric features within the reference [min, max] ± this share of its width.",
     )
 
 
@@ -122,7 +130,8 @@ def load_suite(feature_service: str, *, suites_dir: Path = SUITES_DIR) -> SuiteS
 
     Args:
         feature_service: Feast feature service name (the suite file's stem).
-        suites_dir: Folder holding the suite files.
+        suites_dir: Folder holding the suite files (:data:`TABLE_SUITES_DIR` for training sets
+            of a team's own tables).
 
     Returns:
         The suite.
