@@ -201,10 +201,11 @@ class ServingSettings(BaseModel):
     )
     direct_endpoints: bool = Field(
         default=True,
-        description="Answer POST /recommend, /predict and /feedback in the service's own ASGI "
-        "layer, in front of BentoML's per-request layers (same input models, answers and "
-        "errors; counted in the metarec_* metrics, not in BentoML's access log, traces or "
-        "request metrics). false: BentoML answers them, through all its layers.",
+        description="Answer POST /recommend, /predict and /feedback in a Starlette app mounted "
+        "on the service (BentoML's mount_asgi_app), behind BentoML's per-request layers but "
+        "left out of its access log and traces (same input models, answers and errors; "
+        "counted in the metarec_* and BentoML's request metrics). false: @bentoml.api "
+        "methods, answered by BentoML's own request path.",
     )
 
 

@@ -30,9 +30,10 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from metarec.serving.schemas import ErrorBody
 
@@ -73,28 +74,72 @@ def validation_error_body(exc: ValidationError) -> dict[str, Any]:
     }
 
 
-def _endpoint(spec: JsonEndpoint, headers: dict[str, str]) -> Endpoint:
-    """The Starlette endpoint of ``spec``: validate, handle, answer JSON."""
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (Starlette's ``Request.body``, without building a request).
 
-    async def endpoint(request: Request) -> Response:
+    Raises:
+        ClientDisconnect: The client went away (or the guard cut an oversized body off).
+    """
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class JsonRoute:
+    """The ASGI app of one endpoint's Starlette route: validate, handle, answer JSON.
+
+    Starlette calls a route whose endpoint is an ASGI app (not a function) as it is: no
+    ``Request`` object and no per-request exception wrapper, ≈ 7 µs less CPU per request than a
+    function endpoint (docs/serving.md). The answers are Starlette responses, the same bytes
+    and headers as a function endpoint's.
+    """
+
+    def __init__(self, spec: JsonEndpoint, *, server_name: str) -> None:
+        """Answer ``spec``.
+
+        Args:
+            spec: The endpoint.
+            server_name: The BentoML service name, for the ``Server`` header BentoML sends.
+        """
+        self.spec = spec
+        self.headers = {"server": f"BentoML Service/{server_name}"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        response = await self.respond(await read_body(receive))
+        await response(scope, receive, send)
+
+    async def respond(self, raw: bytes) -> Response:
+        """The answer to a request body: the handler's, a 400 or the fixed 500."""
         try:
-            body = spec.input_model.model_validate_json(await request.body() or b"{}")
+            body = self.spec.input_model.model_validate_json(raw or b"{}")
         except ValidationError as exc:
-            return JSONResponse(validation_error_body(exc), status_code=400, headers=headers)
+            return JSONResponse(validation_error_body(exc), status_code=400, headers=self.headers)
         try:
-            result = await spec.handler(body)
+            result = await self.spec.handler(body)
         except Exception:
-            logger.exception("Unexpected error answering POST %s", spec.path)
-            return JSONResponse(UNEXPECTED_ERROR, status_code=500, headers=headers)
+            logger.exception("Unexpected error answering POST %s", self.spec.path)
+            return JSONResponse(UNEXPECTED_ERROR, status_code=500, headers=self.headers)
         if isinstance(result, BaseModel):
             return Response(
-                result.model_dump_json(), media_type="application/json", headers=headers
+                result.model_dump_json(), media_type="application/json", headers=self.headers
             )
-        result.headers.update(headers)
+        result.headers.update(self.headers)
         return result
 
-    endpoint.__doc__ = spec.summary
-    return endpoint
+    def as_function(self) -> Endpoint:
+        """The same endpoint as a function of a Starlette request (for a FastAPI route)."""
+
+        async def endpoint(request: Request) -> Response:
+            return await self.respond(await request.body())
+
+        endpoint.__doc__ = self.spec.summary
+        return endpoint
 
 
 def json_app(endpoints: Sequence[JsonEndpoint], *, server_name: str) -> Starlette:
@@ -107,8 +152,9 @@ def json_app(endpoints: Sequence[JsonEndpoint], *, server_name: str) -> Starlett
     Returns:
         The app, to mount with ``mount_asgi_app(app, path="/")``.
     """
-    headers = {"server": f"BentoML Service/{server_name}"}
-    routes = [Route(e.path, _endpoint(e, headers), methods=["POST"]) for e in endpoints]
+    routes = [
+        Route(e.path, JsonRoute(e, server_name=server_name), methods=["POST"]) for e in endpoints
+    ]
     return Starlette(routes=routes)
 
 
@@ -152,11 +198,10 @@ def document_endpoints(
         endpoints: The endpoints to declare.
         server_name: The BentoML service name (``Server`` header).
     """
-    headers = {"server": f"BentoML Service/{server_name}"}
     for spec in endpoints:
         app.add_api_route(
             spec.path,
-            _endpoint(spec, headers),
+            JsonRoute(spec, server_name=server_name).as_function(),
             methods=["POST"],
             summary=spec.summary,
             response_model=spec.output_model,

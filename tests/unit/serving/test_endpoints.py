@@ -15,13 +15,19 @@ import bentoml
 import httpx
 import pytest
 from fastapi import FastAPI
-from metarec.serving.endpoints import JsonEndpoint, json_app, skip_logging_and_tracing
+from metarec.serving.endpoints import (
+    JsonEndpoint,
+    JsonRoute,
+    json_app,
+    read_body,
+    skip_logging_and_tracing,
+)
 from metarec.serving.http import MetricsSink, RequestGuard
 from metarec.serving.metrics import ServingMetrics
 from metarec.serving.schemas import RecommendRequest, RecommendResponse, ScoredItem
 from opentelemetry.util.http import ExcludeList
 from prometheus_client import generate_latest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 # A model version per client: under prometheus_client's multiprocess mode (set by BentoML once
@@ -226,3 +232,35 @@ def test_tracing_skips_exactly_the_endpoint_paths():
     assert excluded.url_disabled("http://127.0.0.1:3000/recommend")
     assert not excluded.url_disabled("http://127.0.0.1:3000/recommendations")
     assert not excluded.url_disabled("http://127.0.0.1:3000/metadata")
+
+
+def test_the_endpoints_are_asgi_routes_without_a_request_object():
+    endpoint = JsonEndpoint("/recommend", RecommendRequest, RecommendResponse, top_items, "Top.")
+    (route,) = json_app([endpoint], server_name="svc").routes
+    assert isinstance(route.app, JsonRoute)  # called as it is: no request_response wrapper
+    assert route.methods == {"POST"}
+
+
+def receiving(*messages: dict[str, Any]) -> Any:
+    queue = list(messages)
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0)
+
+    return receive
+
+
+@pytest.mark.anyio
+@ASYNCIO
+async def test_read_body_joins_the_chunks_and_fails_on_a_disconnect(anyio_backend):
+    chunks = receiving(
+        {"type": "http.request", "body": b'{"user_id"', "more_body": True},
+        {"type": "http.request", "body": b": 1}", "more_body": False},
+    )
+    assert await read_body(chunks) == b'{"user_id": 1}'
+    assert await read_body(receiving({"type": "http.request"})) == b""
+    gone = receiving(
+        {"type": "http.request", "body": b"{", "more_body": True}, {"type": "http.disconnect"}
+    )
+    with pytest.raises(ClientDisconnect):
+        await read_body(gone)

@@ -59,3 +59,15 @@ def test_without_direct_endpoints_bentoml_answers_them_with_all_its_layers():
     assert built["mounted"] == ["FastAPI"]
     assert "logging" not in built["config"] and "tracing" not in built["config"]
     assert {"/recommend", "/predict", "/feedback", "/metadata"} <= set(built["paths"])
+
+
+def test_the_garbage_collector_is_tuned_once_the_model_is_loaded():
+    """Start-up objects frozen; young collections above what requests in flight hold."""
+    code = (
+        "import gc, metarec.serving.service as s; s.tune_garbage_collector(); "
+        "print(list(gc.get_threshold()), gc.get_freeze_count() > 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[10000, 10, 100] True"
