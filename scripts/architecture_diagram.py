@@ -52,7 +52,8 @@ def _layers(contracts: list[dict]) -> list[str]:
 
 
 def _packages(layer: str) -> list[str]:
-    return [p.strip() for p in layer.replace("|", ":").split(":")]
+    """The packages of a layer; ``(name)`` marks an optional one (see pyproject.toml)."""
+    return [p.strip().strip("()") for p in layer.replace("|", ":").split(":")]
 
 
 def _edges_within(packages: list[str]) -> list[list[str]]:
