@@ -6,6 +6,7 @@ version that was in production before (so "v2 archived" can be said) and the new
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -55,16 +56,18 @@ def promote(
         InvalidTransitionError: The version is already in production.
         VersionNotFoundError / ModelNotFoundError: No such version.
     """
-    with registry_session(settings, registry) as current:
-        before = current.production_version(ref.model)
-        info = current.promote(
+    return _transition(
+        settings,
+        registry,
+        ref.model,
+        lambda current: current.promote(
             ref,
             actor=actor,
             reason=reason,
             evidence=evidence,
             expected_production=expected_production,
-        )
-    return Transition(version=info, production_before=before, production_after=info.version)
+        ),
+    )
 
 
 def rollback(
@@ -95,16 +98,18 @@ def rollback(
         VersionNotFoundError: There is no earlier production version to return to.
         RegistryConflictError: Production changed concurrently.
     """
-    with registry_session(settings, registry) as current:
-        before = current.production_version(model)
-        info = current.rollback(
+    return _transition(
+        settings,
+        registry,
+        model,
+        lambda current: current.rollback(
             model,
             actor=actor,
             reason=reason,
             evidence=evidence,
             expected_production=expected_production,
-        )
-    return Transition(version=info, production_before=before, production_after=info.version)
+        ),
+    )
 
 
 def archive(
@@ -133,8 +138,23 @@ def archive(
         InvalidTransitionError: The version is already archived.
         VersionNotFoundError / ModelNotFoundError: No such version.
     """
+    return _transition(
+        settings,
+        registry,
+        ref.model,
+        lambda current: current.archive(ref, actor=actor, reason=reason, evidence=evidence),
+    )
+
+
+def _transition(
+    settings: Settings,
+    registry: Registry | None,
+    model: str,
+    move: Callable[[Registry], VersionInfo],
+) -> Transition:
+    """Run one stage move; the moved version and ``model``'s production before and after."""
     with registry_session(settings, registry) as current:
-        before = current.production_version(ref.model)
-        info = current.archive(ref, actor=actor, reason=reason, evidence=evidence)
-        after = current.production_version(ref.model)
+        before = current.production_version(model)
+        info = move(current)
+        after = current.production_version(model)
     return Transition(version=info, production_before=before, production_after=after)
