@@ -36,8 +36,7 @@ SIZES = (3, 8, 22, 400, 20, 944, 1683)
 CONFIG = ModelConfig(
     field_names=FIELDS,
     field_sizes=SIZES,
-    n_genres=19,
-    max_genres=6,
+    bags=((19, 6),),
     embedding_dim=32,
     hidden=(64, 64),
     output_bias=3.5,
@@ -49,7 +48,7 @@ def make_tasks(n_tasks: int, *, shots: int, query: int, seed: int) -> list[Task]
 
     def rows(n: int) -> np.ndarray:
         cat = np.stack([rng.integers(1, s, n) for s in SIZES], 1)
-        genres = np.zeros((n, CONFIG.max_genres), dtype=np.int64)
+        genres = np.zeros((n, CONFIG.bags[0][1]), dtype=np.int64)
         genres[:, :2] = rng.integers(1, 19, (n, 2))
         return np.concatenate([cat, genres], 1).astype(np.int64)
 

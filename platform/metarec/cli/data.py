@@ -152,6 +152,13 @@ class CataloguePresetOption(StrEnum):
     LARGE = "large"
 
 
+class CatalogueIdsOption(StrEnum):
+    """Id styles ``data generate --ids`` writes."""
+
+    TEXT = "text"
+    INT = "int"
+
+
 class CatalogueLabelOption(StrEnum):
     """Labels ``data generate --label`` writes."""
 
@@ -180,6 +187,12 @@ def generate(
         CatalogueLabelOption,
         typer.Option(help="event: view/click/purchase with weights; rating: one 1-5 per pair."),
     ] = CatalogueLabelOption.EVENT,
+    ids: Annotated[
+        CatalogueIdsOption,
+        typer.Option(
+            help="text: c0001 / sku-0001; int: 1, 2, … (training and serving read int ids)."
+        ),
+    ] = CatalogueIdsOption.TEXT,
 ) -> None:
     """Generate a non-MovieLens catalogue with planted structure, as a team's tables.
 
@@ -192,7 +205,9 @@ def generate(
     """
     from metarec.data.catalogue_files import write_catalogue
 
-    spec = _catalogue_spec(preset.value, users=users, items=items, seed=seed, label=label.value)
+    spec = _catalogue_spec(
+        preset.value, users=users, items=items, seed=seed, label=label.value, ids=ids.value
+    )
     with stage(f"Generating {spec.n_users:,} users and {spec.n_items:,} items into {out}"):
         schema = write_catalogue(out, spec=spec, file_format=file_format.value)
     console.print(f"Wrote the tables and [bold]{schema}[/bold]")

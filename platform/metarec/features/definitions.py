@@ -16,12 +16,15 @@ from feast.types import Array, FeastType, Float64, Int64, String
 from feast.value_type import ValueType
 
 from metarec.data.tables import TIMESTAMP_FIELD
+from metarec.features.model_inputs import ENCODING_TAG, SEPARATOR_TAG
 
 META_TRAINING = "meta_training"
 ONLINE_ADAPTATION = "online_adaptation"
 FEATURE_SERVICES = (META_TRAINING, ONLINE_ADAPTATION)
 # Never expire: profiles and history rows are valid until superseded by a newer row.
 NO_EXPIRY = timedelta(0)
+# History aggregates are not model inputs: a user's history reaches the model as the support set.
+_SKIP = {ENCODING_TAG: "skip"}
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,10 @@ def _user_views(source_root: str, user: Entity) -> tuple[FeatureView, FeatureVie
         user,
         [
             Field(
-                name="age", dtype=Int64, description="Age in years (MovieLens-1M: bucket start)."
+                name="age",
+                dtype=Int64,
+                description="Age in years (MovieLens-1M: bucket start).",
+                tags={ENCODING_TAG: "skip"},  # age_bucket is the model's input
             ),
             Field(name="age_bucket", dtype=String, description="MovieLens-1M age bucket."),
             Field(name="gender", dtype=String, description="M or F."),
@@ -120,9 +126,21 @@ def rating_views(source_root: str, user: Entity) -> tuple[FeatureView, FeatureVi
         "user_history",
         user,
         [
-            Field(name="rating_count", dtype=Int64, description="Ratings strictly before now."),
-            Field(name="rating_mean", dtype=Float64, description="Their mean (0 when none)."),
-            Field(name="rating_std", dtype=Float64, description="Their std (0 when none)."),
+            Field(
+                name="rating_count",
+                dtype=Int64,
+                description="Ratings strictly before now.",
+                tags=_SKIP,
+            ),
+            Field(
+                name="rating_mean",
+                dtype=Float64,
+                description="Their mean (0 when none).",
+                tags=_SKIP,
+            ),
+            Field(
+                name="rating_std", dtype=Float64, description="Their std (0 when none).", tags=_SKIP
+            ),
         ],
         description="Point-in-time statistics of the user's earlier ratings.",
     )
@@ -146,8 +164,13 @@ def _item_view(source_root: str, item: Entity) -> FeatureView:
         item,
         [
             Field(name="title", dtype=String),
-            Field(name="release_year", dtype=Int64),
-            Field(name="genres", dtype=String, description="'|'-separated genre names."),
+            Field(name="release_year", dtype=Int64, tags={ENCODING_TAG: "bucket:5"}),
+            Field(
+                name="genres",
+                dtype=String,
+                description="'|'-separated genre names.",
+                tags={ENCODING_TAG: "bag", SEPARATOR_TAG: "|"},
+            ),
         ],
         description="Item attributes: genres and release year.",
     )
@@ -199,7 +222,7 @@ def build_definitions(
         name=META_TRAINING,
         features=[
             interaction_label,
-            user_profile[["age", "age_bucket", "gender", "occupation", "zip_prefix"]],
+            user_profile[["gender", "age_bucket", "occupation", "zip_prefix", "age"]],
             item_profile[["release_year", "genres"]],
             user_history,
             *extra_training,

@@ -30,9 +30,6 @@ from metarec.features.definitions import FEATURE_SERVICES, ONLINE_ADAPTATION
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# MetaRec's user and item views (the serving layer reads these; item 3 derives them).
-USER_VIEWS = ("user_profile", "user_history", "user_recent_ratings")
-ITEM_VIEWS = ("item_profile",)
 EntityId = int | str
 
 

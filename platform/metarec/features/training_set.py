@@ -25,6 +25,7 @@ from metarec.features.declared import (
 )
 from metarec.features.definitions import META_TRAINING
 from metarec.features.fingerprint import dataset_fingerprint
+from metarec.features.model_inputs import InputField, service_inputs
 from metarec.features.store import applied_snapshot_id, open_store
 
 ENTITY_COLUMNS = ("interaction_id", "user_id", "item_id", "event_timestamp")
@@ -46,6 +47,7 @@ class TrainingSetManifest(BaseModel):
     created_at: datetime
     declared_features: list[DeclaredFeature] = []  # features checked from their types
     table_snapshot: bool = False  # built over a team's own tables (``--source table``)
+    input_fields: list[InputField] = []  # the model's inputs (metarec.features.model_inputs)
 
 
 def default_training_set_path(settings: Settings, snapshot_id: str) -> Path:
@@ -163,6 +165,7 @@ def build_training_set(
     joined = joined.sort_values(["user_id", "event_timestamp", "item_id"], kind="stable")
     joined = joined.reset_index(drop=True)
     refs = [f"{view}:{name}" for view, name in fields]
+    declared = declared_features(snapshot) if is_table_snapshot(snapshot) else []
     manifest = TrainingSetManifest(
         path=str(out),
         fingerprint=dataset_fingerprint(joined),
@@ -175,6 +178,7 @@ def build_training_set(
         created_at=utc_now(),
         declared_features=checked_features(snapshot, service, columns=list(joined.columns)),
         table_snapshot=is_table_snapshot(snapshot),
+        input_fields=service_inputs(store, service, declared=declared),
     )
     _write(joined, manifest, out)
     return manifest

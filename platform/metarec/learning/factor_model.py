@@ -192,7 +192,7 @@ class FactorModel(nn.Module):
 
     def item_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed offset ``μ + b_i`` (...) and design row ``z_i = (1, q_i)`` (..., 1+F)."""
-        return self.item_terms_from_codes(x[..., self._column(self.config.item_field)])
+        return self.item_terms_from_codes(x[..., self._column(self.config.item_field)].long())
 
     def item_terms_from_codes(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`item_terms` from item codes (...) instead of encoded rows."""
@@ -220,9 +220,9 @@ class FactorModel(nn.Module):
         first = user_x  # (T, W)
         mean = self.prior_base.expand(first.shape[0], -1)  # (T, 1+F)
         for name, emb in zip(self.config.user_fields, self.prior_fields, strict=True):
-            mean = mean + emb(first[:, self._column(name)])  # (T, 1+F)
+            mean = mean + emb(first[:, self._column(name)].long())  # (T, 1+F)
         if self.support_vectors is not None:
-            items = support_x[..., self._column(self.config.item_field)]  # (T, S)
+            items = support_x[..., self._column(self.config.item_field)].long()  # (T, S)
             offset, _ = self.item_terms(support_x)  # (T, S)
             resid = (support_y - offset) * support_mask  # (T, S)
             count = support_mask.sum(-1, keepdim=True) + self.log_support_count.exp()  # (T, 1)
@@ -320,8 +320,8 @@ class FactorModel(nn.Module):
             return torch.zeros(query_x.shape[:2], device=query_x.device)
         item = self._column(cfg.item_field)
         resid = (support_y - self.predict(theta, support_x)) * support_mask  # (T, S)
-        q_query = F.normalize(self.item_factors(query_x[..., item]), dim=-1)  # (T, Q, F)
-        q_support = F.normalize(self.item_factors(support_x[..., item]), dim=-1)  # (T, S, F)
+        q_query = F.normalize(self.item_factors(query_x[..., item].long()), dim=-1)  # (T, Q, F)
+        q_support = F.normalize(self.item_factors(support_x[..., item].long()), dim=-1)  # (T, S, F)
         sim = (q_query @ q_support.transpose(-1, -2)).clamp(min=0.0)  # (T, Q, S)
         weight = sim.pow(cfg.neighbour_power) * support_mask.unsqueeze(-2)  # (T, Q, S)
         total = (weight @ resid.unsqueeze(-1)).squeeze(-1)  # (T, Q)

@@ -39,7 +39,7 @@ def fit_global(
     """
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    xt = torch.as_tensor(x, dtype=torch.int64, device=device)  # (N, W)
+    xt = torch.as_tensor(x, dtype=torch.float32, device=device)  # (N, W) codes and dense
     yt = torch.as_tensor(y, dtype=torch.float32, device=device)  # (N,)
     model.train()
     for epoch in range(epochs):

@@ -1,10 +1,11 @@
-"""MeLU-style rating regressor: attribute embeddings (the outer loop) → MLP decision layers.
+"""MeLU-style rating regressor: input embeddings (the outer loop) → MLP decision layers.
 
-Every example is one row of integer codes (see :class:`ModelConfig`): one code per categorical
-field, then up to ``max_genres`` genre codes padded with 0. Code 0 means "unknown / padding" in
-every vocabulary and its embedding row is fixed at zero, so unseen values and padding contribute
-nothing. Only the decision layers (``decision.*``) are adapted per task; the embeddings learn in
-the outer loop.
+Every example is one float row (see :class:`ModelConfig`): one code per categorical field, then
+each bag's codes padded with 0, then the dense (numeric and vector) columns. Code 0 means
+"unknown / padding" in every vocabulary and its embedding row is fixed at zero, so unseen values
+and padding contribute nothing. A bag is the mean of its members' embeddings; a dense field is a
+linear projection to the embedding width. Only the decision layers (``decision.*``) are adapted
+per task; the embeddings and projections learn in the outer loop.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ class ModelConfig:
     Attributes:
         field_names: Categorical fields, in column order (e.g. ``gender``, ``item_id``).
         field_sizes: Vocabulary size of each field, code 0 (unknown) included.
-        n_genres: Genre vocabulary size, code 0 (padding) included; 0 disables the genre field.
-        max_genres: How many genre codes follow the categorical codes in each row.
+        bags: ``(vocabulary size with padding, width)`` of each bag field (e.g. genres), whose
+            codes follow the categorical codes.
+        dense_widths: Columns of each dense field (numeric: 1, vector: its length), last.
         embedding_dim: Width of every field embedding.
         hidden: Widths of the hidden decision layers.
         output_bias: Initial bias of the output unit (e.g. the mean training rating).
@@ -39,8 +41,8 @@ class ModelConfig:
 
     field_names: tuple[str, ...]
     field_sizes: tuple[int, ...]
-    n_genres: int
-    max_genres: int
+    bags: tuple[tuple[int, int], ...] = ()
+    dense_widths: tuple[int, ...] = ()
     embedding_dim: int = 32
     hidden: tuple[int, ...] = (64, 64)
     output_bias: float = 3.5
@@ -50,13 +52,14 @@ class ModelConfig:
 
     @property
     def n_fields(self) -> int:
-        """Embedded fields: the categorical ones plus genres when present."""
-        return len(self.field_names) + (1 if self.n_genres else 0)
+        """Embedded fields: categorical, bags and dense fields."""
+        return len(self.field_names) + len(self.bags) + len(self.dense_widths)
 
     @property
     def input_width(self) -> int:
         """Columns of one encoded example row."""
-        return len(self.field_names) + self.max_genres
+        bag_width = sum(width for _, width in self.bags)
+        return len(self.field_names) + bag_width + sum(self.dense_widths)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able form (lists instead of tuples)."""
@@ -66,9 +69,13 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, object]) -> ModelConfig:
         """Inverse of :meth:`to_dict`."""
         values = dict(data)
-        for key in ("field_names", "field_sizes", "hidden", "bias_fields"):
+        n_genres, max_genres = values.pop("n_genres", None), values.pop("max_genres", None)
+        if n_genres:  # a legacy card: genres were the one bag
+            values["bags"] = [(n_genres, max_genres)]
+        for key in ("field_names", "field_sizes", "hidden", "bias_fields", "dense_widths"):
             if key in values:
                 values[key] = tuple(values[key])  # type: ignore[arg-type]
+        values["bags"] = tuple(tuple(bag) for bag in values.get("bags", ()))  # type: ignore[attr-defined]
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -148,7 +155,9 @@ class MeLU(nn.Module):
         self.config = config
         dim = config.embedding_dim
         self.fields = nn.ModuleList(nn.Embedding(n, dim, padding_idx=0) for n in config.field_sizes)
-        self.genres = nn.Embedding(config.n_genres, dim, padding_idx=0) if config.n_genres else None
+        self.bags = nn.ModuleList(nn.Embedding(n, dim, padding_idx=0) for n, _ in config.bags)
+        self.dense = nn.ModuleList(nn.Linear(width, dim) for width in config.dense_widths)
+        self.register_load_state_dict_pre_hook(_legacy_genres)
         self.decision = DecisionLayers(config.n_fields * dim, config.hidden, config.output_bias)
         self.biases = nn.ModuleDict()
         for name in config.bias_fields:
@@ -168,12 +177,17 @@ class MeLU(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Embed encoded rows ``x`` of shape (..., input_width) into (..., n_fields * dim)."""
         n_cat = len(self.config.field_names)
-        parts = [emb(x[..., i]) for i, emb in enumerate(self.fields)]  # n_cat × (..., E)
-        if self.genres is not None:
-            codes = x[..., n_cat : n_cat + self.config.max_genres]  # (..., G)
-            summed = self.genres(codes).sum(-2)  # (..., E), padding rows are zero
-            count = (codes > 0).sum(-1, keepdim=True).clamp(min=1)  # (..., 1)
-            parts.append(summed / count)  # (..., E) mean of the item's genres
+        codes = x[..., : n_cat + sum(w for _, w in self.config.bags)].long()  # (..., C)
+        parts = [emb(codes[..., i]) for i, emb in enumerate(self.fields)]  # n_cat × (..., E)
+        start = n_cat
+        for emb, (_, width) in zip(self.bags, self.config.bags, strict=True):
+            members = codes[..., start : start + width]  # (..., G)
+            count = (members > 0).sum(-1, keepdim=True).clamp(min=1)  # (..., 1)
+            parts.append(emb(members).sum(-2) / count)  # (..., E) mean, padding rows are zero
+            start += width
+        for project, width in zip(self.dense, self.config.dense_widths, strict=True):
+            parts.append(project(x[..., start : start + width]))  # (..., E)
+            start += width
         return torch.cat(parts, dim=-1)  # (..., F*E)
 
     def offset(self, x: torch.Tensor) -> torch.Tensor:
@@ -181,7 +195,7 @@ class MeLU(nn.Module):
         out = torch.zeros(x.shape[:-1], device=x.device, dtype=self.decision.out.weight.dtype)
         for name, emb in self.biases.items():
             column = self.config.field_names.index(name)
-            out = out + emb(x[..., column]).squeeze(-1)  # (...)
+            out = out + emb(x[..., column].long()).squeeze(-1)  # (...)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -197,6 +211,13 @@ class MeLU(nn.Module):
         if self.inner_lrs is None:
             return None
         return {name: self.inner_lrs[_lr_key(name)] for name, _ in self.decision.named_parameters()}
+
+
+def _legacy_genres(_module: nn.Module, state: dict, prefix: str, *_: object) -> None:
+    """Rename a legacy card's ``genres.weight`` (the one bag) to ``bags.0.weight``."""
+    legacy = f"{prefix}genres.weight"
+    if legacy in state:
+        state[f"{prefix}bags.0.weight"] = state.pop(legacy)
 
 
 def _lr_key(name: str) -> str:

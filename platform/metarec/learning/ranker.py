@@ -1,11 +1,13 @@
 """A meta-learned catalogue ranker: a two-tower softmax model whose user vector adapts per user.
 
 Items are vectors ``v_i`` with a bias ``b_i``, built from item attributes (item id when it was
-seen in training, release bucket, genres): a new item still gets a vector from its attributes.
+seen in training, categorical attributes, bags such as genres, and a linear map of the dense
+ones, such as a text embedding): a new item still gets a vector from its attributes.
 A user's score of every item is ``s = u · v_i + b_i``; ``softmax(s)`` over the catalogue is the
 probability that the user takes the item up next.
 
-A new user's vector starts at a prior ``u₀`` (embeddings of the user's attributes plus a support
+A new user's vector starts at a prior ``u₀`` (embeddings of the user's attributes, a linear map of
+their dense ones, plus a support
 encoder: a learnt linear map of the rating-weighted mean of the support items' vectors), then
 takes ``steps`` gradient steps on the support set's softmax cross-entropy with learnt
 per-dimension step sizes (Meta-SGD). The inner gradient has a closed form,
@@ -34,12 +36,17 @@ EXCLUDED = -1e9  # additive logit of items outside the ranked set (finite: no Na
 class RankerConfig:
     """Architecture of :class:`Ranker` (everything needed to rebuild it).
 
+    A user row is its categorical codes, then each bag's codes, then its dense columns; an item
+    row likewise.
+
     Attributes:
-        user_field_sizes: Vocabulary size of each user attribute field (code 0 = unknown).
+        user_field_sizes: Vocabulary size of each categorical user field (code 0 = unknown).
         item_field_sizes: Vocabulary size of each categorical item field (item id, release
             bucket, ...; code 0 = unknown).
-        n_genres: Genre vocabulary size with padding code 0; 0 disables genres.
-        max_genres: Genre codes after the categorical item codes in an item row.
+        item_bags: ``(vocabulary size with padding, width)`` of each item bag (genres, tags).
+        user_bags: The same for user bags.
+        item_dense_width: Dense columns at the end of an item row (numeric and vectors).
+        user_dense_width: Dense columns at the end of a user row.
         dim: Width of user and item vectors.
         support_encoder: Add the learnt map of the support items' mean vector to the prior.
         inner_lr_init: Initial per-dimension inner step size.
@@ -47,8 +54,10 @@ class RankerConfig:
 
     user_field_sizes: tuple[int, ...]
     item_field_sizes: tuple[int, ...]
-    n_genres: int
-    max_genres: int
+    item_bags: tuple[tuple[int, int], ...] = ()
+    user_bags: tuple[tuple[int, int], ...] = ()
+    item_dense_width: int = 0
+    user_dense_width: int = 0
     dim: int = 64
     support_encoder: bool = True
     inner_lr_init: float = 0.5
@@ -61,9 +70,24 @@ class RankerConfig:
     def from_dict(cls, data: dict[str, object]) -> RankerConfig:
         """Inverse of :meth:`to_dict`."""
         values = dict(data)
+        if "n_genres" in values:  # a legacy card: genres were the one item bag, always built
+            n_genres, max_genres = values.pop("n_genres"), values.pop("max_genres")
+            values["item_bags"] = [(max(int(n_genres), 1), max_genres)]  # type: ignore[call-overload]
         for key in ("user_field_sizes", "item_field_sizes"):
             values[key] = tuple(values[key])  # type: ignore[arg-type]
+        for key in ("item_bags", "user_bags"):
+            values[key] = tuple(tuple(bag) for bag in values.get(key, ()))  # type: ignore[attr-defined]
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def item_coded_width(self) -> int:
+        """Code columns of an item row (categorical and bags)."""
+        return len(self.item_field_sizes) + sum(width for _, width in self.item_bags)
+
+    @property
+    def user_coded_width(self) -> int:
+        """Code columns of a user row (categorical and bags)."""
+        return len(self.user_field_sizes) + sum(width for _, width in self.user_bags)
 
 
 @dataclass(frozen=True)
@@ -90,30 +114,55 @@ class Ranker(nn.Module):
         self.item_biases = nn.ModuleList(
             nn.Embedding(n, 1, padding_idx=0) for n in config.item_field_sizes
         )
-        self.genres = nn.Embedding(max(config.n_genres, 1), dim, padding_idx=0)
-        self.genre_bias = nn.Embedding(max(config.n_genres, 1), 1, padding_idx=0)
+        self.item_bags = nn.ModuleList(
+            nn.Embedding(n, dim, padding_idx=0) for n, _ in config.item_bags
+        )
+        self.item_bag_biases = nn.ModuleList(
+            nn.Embedding(n, 1, padding_idx=0) for n, _ in config.item_bags
+        )
+        self.user_bags = nn.ModuleList(
+            nn.Embedding(n, dim, padding_idx=0) for n, _ in config.user_bags
+        )
         self.encoder = nn.Linear(dim, dim, bias=False)
         self.log_inner_lr = nn.Parameter(torch.full((dim,), float(config.inner_lr_init)).log())
-        for emb in [*self.user_fields, *self.item_fields, self.genres]:
+        for emb in [*self.user_fields, *self.item_fields, *self.item_bags, *self.user_bags]:
             nn.init.normal_(emb.weight, std=0.05)
             emb.weight.data[0].zero_()
-        for emb in [*self.item_biases, self.genre_bias]:
+        for emb in [*self.item_biases, *self.item_bag_biases]:
             nn.init.zeros_(emb.weight)
         nn.init.zeros_(self.encoder.weight)
         if not config.support_encoder:
             self.encoder.weight.requires_grad_(False)
+        self.item_dense = _projection(config.item_dense_width, dim)
+        self.item_dense_bias = _projection(config.item_dense_width, 1, zero=True)
+        self.user_dense = _projection(config.user_dense_width, dim)
+        self.register_load_state_dict_pre_hook(_legacy_genres)
 
     # -- towers ---------------------------------------------------------------------------
 
     def items(self, item_codes: torch.Tensor) -> ItemTower:
-        """Vectors and biases of items from their codes (I, n_item_fields + max_genres)."""
-        n_cat = len(self.config.item_field_sizes)
-        v = sum(emb(item_codes[:, i]) for i, emb in enumerate(self.item_fields))  # (I, D)
-        b = sum(emb(item_codes[:, i]).squeeze(-1) for i, emb in enumerate(self.item_biases))
-        codes = item_codes[:, n_cat : n_cat + self.config.max_genres]  # (I, G)
-        count = (codes > 0).sum(-1, keepdim=True).clamp(min=1)  # (I, 1)
-        v = v + self.genres(codes).sum(-2) / count  # (I, D) mean of the item's genres
-        b = b + self.genre_bias(codes).squeeze(-1).sum(-1) / count.squeeze(-1)  # (I,)
+        """Vectors and biases of items from their rows (I, item row width)."""
+        config = self.config
+        codes = item_codes[:, : config.item_coded_width].long()  # (I, C)
+        v = torch.zeros(len(item_codes), config.dim, dtype=self.encoder.weight.dtype)
+        v = v.to(item_codes.device)  # (I, D)
+        b = torch.zeros(len(item_codes), dtype=v.dtype, device=v.device)  # (I,)
+        for i, (emb, bias) in enumerate(zip(self.item_fields, self.item_biases, strict=True)):
+            v = v + emb(codes[:, i])
+            b = b + bias(codes[:, i]).squeeze(-1)
+        start = len(config.item_field_sizes)
+        for emb, bias, (_, width) in zip(
+            self.item_bags, self.item_bag_biases, config.item_bags, strict=True
+        ):
+            members = codes[:, start : start + width]  # (I, G)
+            count = (members > 0).sum(-1, keepdim=True).clamp(min=1)  # (I, 1)
+            v = v + emb(members).sum(-2) / count  # (I, D) mean of the bag's members
+            b = b + bias(members).squeeze(-1).sum(-1) / count.squeeze(-1)  # (I,)
+            start += width
+        if self.item_dense is not None and self.item_dense_bias is not None:
+            dense = item_codes[:, start : start + config.item_dense_width].to(v.dtype)
+            v = v + self.item_dense(dense)  # (I, D)
+            b = b + self.item_dense_bias(dense).squeeze(-1)  # (I,)
         return ItemTower(v=v, b=b)
 
     def prior(
@@ -126,7 +175,7 @@ class Ranker(nn.Module):
         """Starting user vectors (T, D) from attributes and the support set.
 
         Args:
-            user_codes: Attribute codes (T, n_user_fields); zeros for an anonymous user.
+            user_codes: User rows (T, user row width); zeros for an anonymous user.
             tower: The item tower.
             support: Item indices of the support sets (T, S), padding anywhere (weight 0).
             weights: Weight of each support item (T, S); 0 for padding.
@@ -134,8 +183,18 @@ class Ranker(nn.Module):
         u = torch.zeros(
             user_codes.shape[0], self.config.dim, dtype=tower.v.dtype, device=tower.v.device
         )  # (T, D)
+        codes = user_codes[:, : self.config.user_coded_width].long()  # (T, C)
         for i, emb in enumerate(self.user_fields):
-            u = u + emb(user_codes[:, i])  # (T, D)
+            u = u + emb(codes[:, i])  # (T, D)
+        start = len(self.config.user_field_sizes)
+        for emb, (_, width) in zip(self.user_bags, self.config.user_bags, strict=True):
+            members = codes[:, start : start + width]  # (T, G)
+            count = (members > 0).sum(-1, keepdim=True).clamp(min=1)  # (T, 1)
+            u = u + emb(members).sum(-2) / count  # (T, D)
+            start += width
+        if self.user_dense is not None:
+            dense = user_codes[:, start : start + self.config.user_dense_width].to(u.dtype)
+            u = u + self.user_dense(dense)  # (T, D)
         if self.config.support_encoder:
             u = u + self.encoder(support_mean(tower.v, support, weights))  # (T, D)
         return u
@@ -143,6 +202,23 @@ class Ranker(nn.Module):
     def inner_lr(self) -> torch.Tensor:
         """Per-dimension inner step sizes (D,), positive."""
         return self.log_inner_lr.exp()
+
+
+def _projection(width: int, out: int, *, zero: bool = False) -> nn.Linear | None:
+    """A bias-free linear map of ``width`` dense columns (None when there are none)."""
+    if width == 0:
+        return None
+    layer = nn.Linear(width, out, bias=False)
+    if zero:
+        nn.init.zeros_(layer.weight)
+    return layer
+
+
+def _legacy_genres(_module: nn.Module, state: dict, prefix: str, *_: object) -> None:
+    """Rename a legacy card's genre embeddings (the one item bag) to ``item_bags.0``."""
+    for old, new in (("genres", "item_bags.0"), ("genre_bias", "item_bag_biases.0")):
+        if f"{prefix}{old}.weight" in state:
+            state[f"{prefix}{new}.weight"] = state.pop(f"{prefix}{old}.weight")
 
 
 def support_mean(v: torch.Tensor, support: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -255,8 +331,8 @@ def adapted_scores(
 
     Args:
         model: The ranker.
-        item_codes: Item rows (I, n_item_fields + max_genres) (ignored when ``tower`` is given).
-        user_codes: User attribute codes (T, n_user_fields).
+        item_codes: Item rows (I, item row width) (ignored when ``tower`` is given).
+        user_codes: User rows (T, user row width).
         support: Support item indices (T, S).
         weights: Support weights (T, S), 0 for padding.
         steps: Inner steps.

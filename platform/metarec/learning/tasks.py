@@ -20,7 +20,7 @@ class Task:
 
     Attributes:
         user_id: The user.
-        support_x: Encoded support rows, shape (S, input_width), int64.
+        support_x: Encoded support rows, shape (S, input_width), float32.
         support_y: Support ratings, shape (S,).
         support_items: Item ids of the support rows, shape (S,).
         query_x: Encoded query rows, shape (Q, input_width).
@@ -44,10 +44,10 @@ class TaskBatch:
     Shapes: ``T`` tasks, ``S`` max support size, ``Q`` max query size, ``W`` input width.
     """
 
-    support_x: torch.Tensor  # (T, S, W) int64
+    support_x: torch.Tensor  # (T, S, W) float32 (codes and dense columns)
     support_y: torch.Tensor  # (T, S) float32
     support_mask: torch.Tensor  # (T, S) float32, 1 = real example
-    query_x: torch.Tensor  # (T, Q, W) int64
+    query_x: torch.Tensor  # (T, Q, W) float32
     query_y: torch.Tensor  # (T, Q) float32
     query_mask: torch.Tensor  # (T, Q) float32
 
@@ -90,9 +90,9 @@ def collate(tasks: Sequence[Task], *, pad_to: tuple[int, int] | None = None) -> 
     if pad_to is not None:
         s_len, q_len = max(s_len, pad_to[0]), max(q_len, pad_to[1])
     s_len = max(s_len, 1)  # a task with an empty support set still gets one (masked) slot
-    sx, smask = _pad([t.support_x for t in tasks], s_len, np.int64)
+    sx, smask = _pad([t.support_x for t in tasks], s_len, np.float32)
     sy, _ = _pad([t.support_y for t in tasks], s_len, np.float32)
-    qx, qmask = _pad([t.query_x for t in tasks], q_len, np.int64)
+    qx, qmask = _pad([t.query_x for t in tasks], q_len, np.float32)
     qy, _ = _pad([t.query_y for t in tasks], q_len, np.float32)
     return TaskBatch(
         support_x=torch.from_numpy(sx),

@@ -51,6 +51,11 @@ class TrainingConfig(BaseModel):
         default=20, ge=1, description="Rarer user-attribute values (e.g. zip prefixes) → unknown."
     )
     min_item_ratings: int = Field(default=3, ge=1, description="Rarer item ids → unknown.")
+    inputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-field encoding overrides of the model inputs the training set records "
+        "(its feature service's fields): categorical, numeric, bag, vector, bucket:N or skip.",
+    )
     global_weight_decay: float = Field(default=0.3, ge=0, description="Global model L2.")
     # Meta-training
     max_steps: int = Field(default=150, ge=0, description="Outer steps (upper bound).")

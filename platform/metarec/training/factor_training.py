@@ -166,7 +166,7 @@ def fit_factor_model(
             report=report,
         )
     rows = source.rows_of(split.train_users)  # existing items only
-    items = source.x[rows, encoder.field_names.index("item_id")]
+    items = source.x[rows, encoder.field_names.index("item_id")].astype(np.int64)
     torch.manual_seed(config.seed)
     model = FactorModel(
         factor_config_for(encoder, config=config, global_mean=float(source.y[rows].mean()))

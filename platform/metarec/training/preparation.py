@@ -7,14 +7,17 @@ method sees the same users, rows and support/query sets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from metarec.errors import ModelInputsError
+from metarec.features.model_inputs import InputField
 from metarec.learning.baselines import BiasModel
 from metarec.training.config import TrainingConfig
-from metarec.training.encoding import FeatureEncoder, require_model_inputs
+from metarec.training.encoding import MOVIELENS_INPUTS, FeatureEncoder, with_overrides
 from metarec.training.ranking import RankingData
 from metarec.training.scenarios import Split, TaskSource, plan_split
 
@@ -40,7 +43,7 @@ def config_split(df: pd.DataFrame, config: TrainingConfig, *, seed: int | None =
         config: Fractions, folds and seeds.
         seed: The split seed (default: ``config.split_seed``, else ``config.seed``).
     """
-    require_model_inputs(df)
+    require_trainable(df)
     if seed is None:
         seed = config.seed if config.split_seed is None else config.split_seed
     return plan_split(
@@ -54,21 +57,58 @@ def config_split(df: pd.DataFrame, config: TrainingConfig, *, seed: int | None =
     )
 
 
+def require_trainable(df: pd.DataFrame) -> None:
+    """Refuse a training set the trainer cannot learn from yet, in one line.
+
+    Raises:
+        ModelInputsError: It has no ``rating`` label (implicit events: issue 18 item 4), or
+            its ids are text.
+    """
+    if "rating" not in df.columns:
+        raise ModelInputsError(
+            "The training set has no rating column: training on implicit events (label, "
+            "weight) arrives with issue 18 item 4.",
+            fix="ingest a rating label for now (`label: {kind: rating, column: …}` in the "
+            "schema, or `metarec data generate --label rating`).",
+        )
+    for column in ("user_id", "item_id"):
+        if not pd.api.types.is_integer_dtype(df[column]):
+            raise ModelInputsError(
+                f"The training set's {column} is text; the trainer and the service read "
+                "integer ids for now.",
+                fix="give the team's ids as integers (or `metarec data generate --ids int`).",
+            )
+
+
 def prepare(
-    df: pd.DataFrame, *, split: Split, encoder: FeatureEncoder | None, config: TrainingConfig
+    df: pd.DataFrame,
+    *,
+    split: Split,
+    encoder: FeatureEncoder | None,
+    config: TrainingConfig,
+    inputs: Sequence[InputField] | None = None,
 ) -> PreparedData:
     """Encode ``df`` and build the task source, fitting the encoder when none is given.
 
+    Args:
+        df: The training set.
+        split: Its user split.
+        encoder: A fitted encoder (evaluating a saved model), or None to fit one.
+        config: Training settings (encoder options and input overrides).
+        inputs: The model's input fields (the training set manifest's); None: MovieLens'.
+
     Raises:
-        ModelInputsError: ``df`` lacks the columns the model reads (see
-            :func:`metarec.training.encoding.require_model_inputs`).
+        ModelInputsError: ``df`` cannot be trained on (see :func:`require_trainable`), or
+            lacks an input column.
     """
-    require_model_inputs(df)
-    new_item = split.is_new_item(df["release_year"])
+    require_trainable(df)
+    new_item = split.is_new_item(df)
     known = df["user_id"].isin(split.train_users).to_numpy() & ~new_item
     if encoder is None:
+        fields = with_overrides(inputs or MOVIELENS_INPUTS, config.inputs)
         encoder = FeatureEncoder.fit(
             df,
+            inputs=fields,
             id_rows=df[known],
             use_user_id=config.use_user_id,
             use_item_id=config.use_item_id,
@@ -104,6 +144,6 @@ def ranking_data(data: PreparedData) -> RankingData:
         user_ids=source.user_ids,
         item_ids=source.item_ids,
         ratings=source.y,
-        new_item_rows=data.split.is_new_item(data.df["release_year"]),
+        new_item_rows=data.split.is_new_item(data.df),
         train_users=data.split.train_users,
     )

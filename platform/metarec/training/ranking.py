@@ -28,7 +28,7 @@ import torch
 from metarec.learning.item_models import EASE, implicit_weights
 from metarec.learning.ranker import Ranker, RankerConfig, adapted_scores
 from metarec.learning.ranking_metrics import per_user_metrics
-from metarec.training.encoding import ITEM_FIELDS, USER_FIELDS, FeatureEncoder
+from metarec.training.encoding import DENSE, EncodedField, FeatureEncoder
 
 ORDERS = ("time", "random")
 KS = (5, 10, 20)
@@ -60,39 +60,49 @@ class Cells:
         return cls(orders=orders, ks=ks)
 
 
-def ranker_columns(encoder: FeatureEncoder) -> tuple[list[int], list[int]]:
-    """Columns of an encoded row that feed the ranker: (user fields, categorical item fields).
+def _ranker_fields(encoder: FeatureEncoder, side: str) -> list[EncodedField]:
+    """A side's fields in ranker row order: categorical, bags, dense (no ``user_id``)."""
+    fields = [
+        *encoder.select(side=side, kinds=("categorical",)),
+        *encoder.select(side=side, kinds=("bag",)),
+        *encoder.select(side=side, kinds=DENSE),
+    ]
+    return [f for f in fields if f.name != "user_id"]
 
-    Genre codes follow the categorical fields and are always item columns.
+
+def ranker_columns(encoder: FeatureEncoder) -> tuple[list[int], list[int]]:
+    """Columns of an encoded row that feed the ranker: (user row, item row).
+
+    Each row is its side's categorical codes, then its bags' codes, then its dense columns.
+    The user id never feeds the ranker (a new user has none).
     """
-    names = encoder.field_names
-    users = [i for i, n in enumerate(names) if n in USER_FIELDS]
-    items = [i for i, n in enumerate(names) if n in (*ITEM_FIELDS, "item_id")]
+    users = encoder.columns(_ranker_fields(encoder, "user"))
+    items = encoder.columns(_ranker_fields(encoder, "item"))
     return users, items
 
 
 def ranker_item_codes(encoder: FeatureEncoder, codes: np.ndarray) -> np.ndarray:
-    """Item rows for the ranker (N, n_item_fields + max_genres) from encoded rows (N, W)."""
+    """Item rows for the ranker (N, item row width) from encoded rows (N, W)."""
     _, items = ranker_columns(encoder)
-    genres = list(range(len(encoder.field_names), encoder.width))
-    return np.ascontiguousarray(codes[:, items + genres])
+    return np.ascontiguousarray(codes[:, items])
 
 
 def ranker_user_codes(encoder: FeatureEncoder, codes: np.ndarray) -> np.ndarray:
-    """User attribute codes for the ranker (N, n_user_fields) from encoded rows (N, W)."""
+    """User rows for the ranker (N, user row width) from encoded rows (N, W)."""
     users, _ = ranker_columns(encoder)
     return np.ascontiguousarray(codes[:, users])
 
 
 def ranker_config_for(encoder: FeatureEncoder, *, dim: int, inner_lr_init: float) -> RankerConfig:
-    """The :class:`RankerConfig` matching an encoder's vocabularies."""
-    users, items = ranker_columns(encoder)
-    size = {n: len(encoder.vocabularies[n]) + 1 for n in encoder.field_names}
+    """The :class:`RankerConfig` matching an encoder's fields."""
+    user, item = _ranker_fields(encoder, "user"), _ranker_fields(encoder, "item")
     return RankerConfig(
-        user_field_sizes=tuple(size[encoder.field_names[i]] for i in users),
-        item_field_sizes=tuple(size[encoder.field_names[i]] for i in items),
-        n_genres=len(encoder.genres) + 1,
-        max_genres=encoder.max_genres,
+        user_field_sizes=tuple(f.size for f in user if f.kind == "categorical"),
+        item_field_sizes=tuple(f.size for f in item if f.kind == "categorical"),
+        item_bags=tuple((f.size, f.width) for f in item if f.kind == "bag"),
+        user_bags=tuple((f.size, f.width) for f in user if f.kind == "bag"),
+        item_dense_width=sum(f.width for f in item if f.kind in DENSE),
+        user_dense_width=sum(f.width for f in user if f.kind in DENSE),
         dim=dim,
         inner_lr_init=inner_lr_init,
     )
@@ -225,7 +235,7 @@ class RankingData:
 
         Support = the first ``k`` ratings (of ``support_from`` items); relevant = the later
         ratings ≥ 4 among ``ranked`` items. Users with fewer ratings or nothing relevant left
-        are skipped.
+        are skipped. ``k = 0`` is a new user with no support yet: every liked item is relevant.
 
         Args:
             users: Users to cut.
@@ -245,7 +255,8 @@ class RankingData:
             if len(support_pos) < k:
                 continue
             rest = np.ones(len(h.items), bool)
-            rest[: support_pos[-1] + 1] = False  # only what comes after the support
+            if k > 0:
+                rest[: support_pos[-1] + 1] = False  # only what comes after the support
             support_items = h.items[support_pos]
             liked = rest & (h.ratings >= LIKED) & ranked[h.items]
             relevant = np.setdiff1d(h.items[liked], support_items)

@@ -150,7 +150,7 @@ def rating_model_scores(
         part = tasks[start : start + chunk]
         users = torch.from_numpy(np.stack([data.user_rows[t.user_id] for t in part]))  # (T, W)
         s_len = max(len(t.support) for t in part)
-        sx = torch.zeros(len(part), s_len, rows.shape[1], dtype=torch.int64)
+        sx = torch.zeros(len(part), s_len, rows.shape[1], dtype=rows.dtype)
         sy = torch.zeros(len(part), s_len)
         sm = torch.zeros(len(part), s_len)
         for n, t in enumerate(part):

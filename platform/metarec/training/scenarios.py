@@ -2,6 +2,8 @@
 
 * Users are split, seeded and disjoint, into meta-train / validation / test.
 * Items are split by release year: the newest ~20 % (whole years) are "new" and never trained on.
+  A training set without ``release_year`` (a team's own tables) splits them by the day of their
+  first interaction instead.
 * ``new_user``: test users rating existing items. ``new_item``: meta-train users rating new items.
   ``new_user_new_item``: test users rating new items.
 * MeLU protocol: a user is evaluated when they have 13–100 ratings in the scenario; the query set
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -52,17 +55,33 @@ class Split(BaseModel):
     train_users: list[int]
     val_users: list[int]
     test_users: list[int]
-    new_item_cutoff_year: int
+    new_item_cutoff_year: int  # a release year, or a day number (``new_item_by``)
+    new_item_by: Literal["release_year", "first_seen_day"] = "release_year"
 
-    def is_new_item(self, release_year: pd.Series) -> np.ndarray:
-        """True for items released in or after the cutoff year (unknown year: existing)."""
-        years = pd.to_numeric(release_year, errors="coerce")
-        return (years >= self.new_item_cutoff_year).fillna(False).to_numpy(bool)
+    def is_new_item(self, df: pd.DataFrame) -> np.ndarray:
+        """True for rows of items released (first seen) at or after the cutoff (unknown: no)."""
+        basis = item_age_basis(df, by=self.new_item_by)
+        return (basis >= self.new_item_cutoff_year).fillna(False).to_numpy(bool)
 
 
-def new_item_cutoff(items: pd.DataFrame, *, fraction: float) -> int:
-    """The release year from which about ``fraction`` of distinct items are newer or equal."""
-    years = pd.to_numeric(items.drop_duplicates("item_id")["release_year"], errors="coerce")
+def new_item_basis(df: pd.DataFrame) -> Literal["release_year", "first_seen_day"]:
+    """What new items are told by: the release year when the training set has one."""
+    return "release_year" if "release_year" in df.columns else "first_seen_day"
+
+
+def item_age_basis(df: pd.DataFrame, *, by: str) -> pd.Series:
+    """Per row, its item's release year, or the day (since 1970) of the item's first interaction."""
+    if by == "release_year":
+        return pd.to_numeric(df["release_year"], errors="coerce")
+    stamps = pd.to_datetime(df["event_timestamp"], utc=True)
+    days = (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(days=1)
+    return days.groupby(df["item_id"]).transform("min").astype("float64")
+
+
+def new_item_cutoff(df: pd.DataFrame, *, fraction: float) -> int:
+    """The year (or day) from which about ``fraction`` of distinct items are newer or equal."""
+    basis = item_age_basis(df, by=new_item_basis(df))
+    years = basis.groupby(df["item_id"]).first()
     years = years.dropna().astype(int)
     candidates = sorted(years.unique())
     if not candidates:
@@ -105,6 +124,7 @@ def plan_split(
         val_users=sorted(int(u) for u in order[n_test : n_test + n_val]),
         train_users=sorted(int(u) for u in order[n_test + n_val :]),
         new_item_cutoff_year=new_item_cutoff(df, fraction=new_item_fraction),
+        new_item_by=new_item_basis(df),
     )
 
 

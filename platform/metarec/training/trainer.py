@@ -104,7 +104,8 @@ def train(
     record = require_passed(training_set, fingerprint=manifest.fingerprint)
     device = resolve_device(config.device)
     seed_everything(config.seed)
-    data = prepare(df, split=config_split(df, config), encoder=None, config=config)
+    inputs = manifest.input_fields or None  # None: a training set recorded before them
+    data = prepare(df, split=config_split(df, config), encoder=None, config=config, inputs=inputs)
     checkpoints = Checkpointing(
         checkpoint_dir or out.with_name(out.name + ".checkpoints"),
         run_key(config, manifest.fingerprint),

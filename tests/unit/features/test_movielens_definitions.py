@@ -1,4 +1,4 @@
-"""The MovieLens Feast objects stay exactly as registered before user-declared features."""
+"""The MovieLens Feast objects stay as registered before, plus the model-input tags (issue 18)."""
 
 import json
 from pathlib import Path

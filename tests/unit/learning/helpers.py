@@ -10,8 +10,7 @@ from metarec.learning.tasks import Task
 CONFIG = ModelConfig(
     field_names=("gender", "age_bucket", "occupation", "item_id"),
     field_sizes=(3, 8, 22, 40),
-    n_genres=19,
-    max_genres=3,
+    bags=((19, 3),),
     embedding_dim=8,
     hidden=(16, 16),
     output_bias=3.5,
@@ -26,8 +25,8 @@ def make_model(seed: int = 0, *, dtype: torch.dtype = torch.float64, **changes: 
 
 def random_rows(rng: np.random.Generator, n: int) -> np.ndarray:
     cols = [rng.integers(1, size, n) for size in CONFIG.field_sizes]
-    genres = rng.integers(0, CONFIG.n_genres, (n, CONFIG.max_genres))
-    genres[:, 0] = rng.integers(1, CONFIG.n_genres, n)  # every item has a genre
+    genres = rng.integers(0, CONFIG.bags[0][0], (n, CONFIG.bags[0][1]))
+    genres[:, 0] = rng.integers(1, CONFIG.bags[0][0], n)  # every item has a genre
     return np.concatenate([np.stack(cols, 1), genres], 1).astype(np.int64)
 
 

@@ -110,7 +110,7 @@ def test_padding_contents_change_nothing_exactly():
     pad = clean.support_mask == 0
     assert pad.any()
     garbage_x = clean.support_x.clone()
-    garbage_x[pad] = torch.randint(1, 3, (int(pad.sum()), garbage_x.shape[-1]))
+    garbage_x[pad] = torch.randint(1, 3, (int(pad.sum()), garbage_x.shape[-1])).to(garbage_x)
     garbage_y = clean.support_y.masked_fill(pad, 1000.0)
     dirty = type(clean)(**{**clean.__dict__, "support_x": garbage_x, "support_y": garbage_y})
     fast_c, pred_c = _run(model, clean)

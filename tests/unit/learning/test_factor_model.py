@@ -147,7 +147,7 @@ def test_padding_rows_change_nothing(inner, support_encoder):
     # whatever the padded slots hold, results are bitwise identical
     noisy_x, noisy_y = sx.clone(), sy.clone()
     pad = sm == 0
-    noisy_x[pad] = torch.as_tensor(tasks[0].support_x[:1]).expand(int(pad.sum()), -1)
+    noisy_x[pad] = torch.as_tensor(tasks[0].support_x[:1]).to(noisy_x).expand(int(pad.sum()), -1)
     noisy_y[pad] = 4.0
     assert torch.equal(model(noisy_x, noisy_y, sm, qx), base)
     # padding to longer sets changes results only by summation order

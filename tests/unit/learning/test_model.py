@@ -23,7 +23,7 @@ def test_genres_are_the_mean_of_genre_embeddings():
     x = torch.tensor([[1, 1, 1, 1, 3, 5, 0]])
     h = model.embed(x)
     genre_part = h[0, -CONFIG.embedding_dim :]
-    expected = (model.genres.weight[3] + model.genres.weight[5]) / 2
+    expected = (model.bags[0].weight[3] + model.bags[0].weight[5]) / 2
     assert torch.allclose(genre_part, expected)
 
 
@@ -69,7 +69,7 @@ def test_item_bias_is_an_outer_loop_offset():
     item_col = CONFIG.field_names.index("item_id")
     offset = model.offset(batch.query_x)
     torch.testing.assert_close(
-        offset, model.biases["item_id"].weight[batch.query_x[..., item_col], 0]
+        offset, model.biases["item_id"].weight[batch.query_x[..., item_col].long(), 0]
     )
     assert "biases.item_id.weight" not in {f"decision.{k}" for k in model.decision_params()}
     meta_loss(model, batch, inner=InnerLoop(steps=2, lr=0.05)).backward()

@@ -19,7 +19,7 @@ TOLERANCE = 1e-10
 def _model() -> Ranker:
     torch.manual_seed(0)
     config = RankerConfig(
-        user_field_sizes=(3, 4), item_field_sizes=(9, 3), n_genres=5, max_genres=2, dim=6
+        user_field_sizes=(3, 4), item_field_sizes=(9, 3), item_bags=((5, 2),), dim=6
     )
     model = Ranker(config).double()
     with torch.no_grad():

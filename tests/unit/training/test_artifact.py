@@ -22,8 +22,7 @@ from metarec.training.artifact import (
 CONFIG = ModelConfig(
     field_names=("gender", "occupation"),
     field_sizes=(3, 5),
-    n_genres=4,
-    max_genres=2,
+    bags=((4, 2),),
     embedding_dim=4,
     hidden=(8,),
 )

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from metarec.training.encoding import FeatureEncoder, release_bucket
+from metarec.training.encoding import FeatureEncoder, bucket_labels
 from metarec.training.scenarios import Scenario, TaskSource, parse_support_size, plan_split
 
 
@@ -49,14 +49,15 @@ def test_genres_encode_as_padded_codes():
     df = frame().head(4)
     enc = FeatureEncoder.fit(df)
     x = enc.encode(df)
-    genre_cols = x[:, len(enc.field_names) :]
-    assert enc.max_genres == 2
-    for row, text in zip(genre_cols, df.genres, strict=True):
-        assert sorted(enc.genres[c - 1] for c in row if c) == sorted(text.split("|"))
+    (genres,) = enc.select(kinds=("bag",))
+    assert genres.name == "genres" and genres.width == 2
+    assert genres.start == len(enc.field_names)  # bags follow the categorical fields
+    for row, text in zip(x[:, genres.columns], df.genres, strict=True):
+        assert sorted(genres.vocabulary[int(c) - 1] for c in row if c) == sorted(text.split("|"))
 
 
 def test_release_bucket_handles_missing_years():
-    out = release_bucket(pd.Series([1994, None, 1997], dtype="Int64"))
+    out = bucket_labels(pd.Series([1994, None, 1997], dtype="Int64"), 5)
     assert list(out) == ["1990", "unknown", "1995"]
 
 
@@ -80,7 +81,7 @@ def _source(df, split):
         y=df.rating.to_numpy(),
         user_ids=df.user_id.to_numpy(),
         item_ids=df.item_id.to_numpy(),
-        new_item=split.is_new_item(df.release_year),
+        new_item=split.is_new_item(df),
     )
 
 
@@ -106,7 +107,7 @@ def test_scenarios_use_the_right_users_and_items():
     df = frame(per_user=60)
     split = plan_split(df, seed=0)
     src = _source(df, split)
-    new_items = set(df.item_id[split.is_new_item(df.release_year)])
+    new_items = set(df.item_id[split.is_new_item(df)])
     for scenario in Scenario:
         users = src.eligible_users(scenario, split, min_ratings=11)
         tasks = src.evaluation_tasks(scenario, users, support_size=None, seed=0)
