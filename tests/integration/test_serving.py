@@ -113,6 +113,18 @@ def test_metadata_names_the_served_version(client: httpx.Client, served: Served)
     assert body["feature_service"] == "online_adaptation"
     assert body["n_items"] == 150
     assert body["max_support_size"] == MAX_SUPPORT
+    # The model's input fields, as the card's encoder lists them (ids have no view).
+    with Registry.open(served.settings) as registry:
+        folder = registry.fetch(
+            VersionRef(model="metarec", version=served.info.version), served.log.parent / "meta"
+        )
+    encoder = FeatureEncoder(**load_artifact(folder)[1].encoder)
+    fields = body["input_fields"]
+    assert [f["name"] for f in fields] == [f.name for f in encoder.fields]
+    assert fields == [{"vocabulary_size": None, **f} for f in encoder.describe()]
+    by_name = {f["name"]: f for f in fields}
+    assert by_name["genres"]["view"] == "item_profile" and by_name["genres"]["kind"] == "bag"
+    assert by_name["gender"]["side"] == "user"
     assert client.get("/readyz").status_code == 200
     assert client.get("/livez").status_code == 200
 

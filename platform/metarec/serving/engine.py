@@ -27,6 +27,7 @@ from metarec.serving.ranking import CatalogueRanker, RankingJob
 from metarec.serving.schemas import (
     FeedbackRequest,
     FeedbackResponse,
+    InputFieldInfo,
     Metadata,
     PredictedRating,
     PredictRequest,
@@ -105,7 +106,7 @@ class AdaptationEngine:
         items = self.features.items
         if len(items.item_ids) == 0:
             return
-        zero = np.zeros(items.codes.shape[1], dtype=np.int64)
+        zero = np.zeros(items.codes.shape[1], dtype=items.codes.dtype)
         one = np.array([0], dtype=np.int64)
         self.adapter([AdaptationJob(items, zero, one, np.array([3.0], np.float32), one)])
         rest = np.arange(1, len(items.item_ids), dtype=np.int64)
@@ -224,8 +225,8 @@ class AdaptationEngine:
         ][: self.serving.max_support_size]
 
     def _user_codes(self, matrix: ItemMatrix, user: UserFeatures | None) -> np.ndarray:
-        """The user's codes restricted to user columns (zeros for an anonymous request)."""
-        codes = np.zeros(matrix.codes.shape[1], dtype=np.int64)
+        """The user's encoded row restricted to user columns (zeros for an anonymous request)."""
+        codes = np.zeros(matrix.codes.shape[1], dtype=matrix.codes.dtype)
         if user is not None:
             cols = user_columns(self.served.encoder)
             codes[cols] = user.codes[cols]
@@ -365,6 +366,7 @@ class AdaptationEngine:
             meta_sgd=served.adapted.use_meta_sgd,
             n_items=len(self.features.items.item_ids),
             features_materialized_at=self.features.materialized_at,
+            input_fields=[InputFieldInfo(**f) for f in served.encoder.describe()],
             max_support_size=self.serving.max_support_size,
             max_candidates=self.serving.max_candidates,
             max_batch_size=self.serving.max_batch_size,

@@ -75,10 +75,10 @@ class FactorAdapter:
         width = jobs[0].items.codes.shape[1]
         s_len = max(1, max(len(j.support_rows) for j in jobs))
         q_len = max(1, max(len(j.query_rows) for j in jobs))
-        support_x = np.zeros((n_tasks, s_len, width), dtype=np.int64)  # (T, S, W)
+        support_x = np.zeros((n_tasks, s_len, width), dtype=np.float32)  # (T, S, W)
         support_y = np.zeros((n_tasks, s_len), dtype=np.float32)  # (T, S)
         support_mask = np.zeros((n_tasks, s_len), dtype=np.float32)  # (T, S)
-        query_x = np.empty((n_tasks, q_len, width), dtype=np.int64)  # (T, Q, W)
+        query_x = np.empty((n_tasks, q_len, width), dtype=np.float32)  # (T, Q, W)
         for t, job in enumerate(jobs):
             s, q = len(job.support_rows), len(job.query_rows)
             support_x[t, :s] = self._rows(job, job.support_rows)

@@ -1,16 +1,21 @@
 """User and item features from the Feast online store, with the item matrix cached in memory.
 
-Items: every item id of the applied ``item_profile`` source is read from the online store once
-and encoded into one int64 matrix (the model's item columns). Users: one online lookup per user,
-remembered until the materialisation changes. A change is noticed by :meth:`FeatureCache.refresh`
-comparing the feature views' materialisation intervals (and the applied snapshot) in the Feast
-registry; the service calls it on a timer.
+What is read follows the served model's encoder (its card's input fields): every field of a side
+that has a Feast view is read as ``"{view}:{name}"`` (id fields such as ``user_id`` have no view
+and are not read). Items: every item id of the item views' batch sources (``item_profile``'s
+when the encoder reads no item view) is read from the online store once and encoded into one
+float32 matrix (the model's item columns; user columns zero). Users: one online lookup per user
+(its fields and, when the store has the view, its recent ratings: the default support set),
+remembered until the materialisation changes. A change is noticed by
+:meth:`FeatureCache.refresh` comparing the watched views' materialisation intervals (and the
+applied snapshot) in the Feast registry; the service calls it on a timer.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,52 +25,70 @@ from feast import FeatureStore
 
 from metarec.config import Settings
 from metarec.errors import FeatureStoreError
-from metarec.features.store import ITEM_VIEWS, USER_VIEWS, applied_snapshot_id, open_store
-from metarec.training.encoding import USER_FIELDS, FeatureEncoder
+from metarec.features.store import applied_snapshot_id, open_store
+from metarec.training.encoding import EncodedField, FeatureEncoder
 
-USER_ID_FIELD = "user_id"
-ITEM_COLUMNS = ("release_year", "genres")
+# Where item ids come from when the encoder reads no item view (an encoder of ids only).
+DEFAULT_ITEM_VIEW = "item_profile"
+# The user's recent ratings: the default support set (not a model input).
+RECENT_VIEW = "user_recent_ratings"
+RECENT_FIELDS = ("recent_item_ids", "recent_ratings")
 
 
 @dataclass(frozen=True)
 class UserFeatures:
-    """One user's encoded attribute codes and recent ratings (newest first)."""
+    """One user's encoded row and recent ratings (newest first)."""
 
     user_id: int
-    codes: np.ndarray  # (W,) int64, only the user columns are meaningful
+    codes: np.ndarray  # (W,) float32, only the user columns are meaningful
     recent_item_ids: tuple[int, ...]
     recent_ratings: tuple[float, ...]
 
 
 @dataclass(frozen=True)
 class ItemMatrix:
-    """Every item's encoded codes (user columns zero) and where each id's row is."""
+    """Every item's encoded row (user columns zero) and where each id's row is."""
 
     item_ids: np.ndarray  # (N,) int64, ascending
-    codes: np.ndarray  # (N, W) int64
+    codes: np.ndarray  # (N, W) float32
     index: dict[int, int]
     signature: tuple[Any, ...]
 
 
+def read_fields(encoder: FeatureEncoder, side: str) -> list[EncodedField]:
+    """A side's fields that are read from a Feast view (id fields are not), in column order."""
+    return [f for f in encoder.select(side=side) if f.view is not None]
+
+
+def field_refs(fields: Iterable[EncodedField]) -> list[str]:
+    """Feast feature references (``"view:name"``) of fields read from a view."""
+    return [f"{f.view}:{f.name}" for f in fields]
+
+
+def item_views(encoder: FeatureEncoder) -> tuple[str, ...]:
+    """The views item ids are read from: the item fields' views, else ``item_profile``."""
+    views = tuple(dict.fromkeys(str(f.view) for f in read_fields(encoder, "item")))
+    return views or (DEFAULT_ITEM_VIEW,)
+
+
 def user_columns(encoder: FeatureEncoder) -> np.ndarray:
-    """Columns of an encoded row that come from the user (attributes and user id)."""
-    names = (*USER_FIELDS, USER_ID_FIELD)
-    return np.array([i for i, n in enumerate(encoder.field_names) if n in names], dtype=np.int64)
+    """Columns of an encoded row that come from the user (every user-side field, the id too)."""
+    return np.array(encoder.columns(encoder.select(side="user")), dtype=np.int64)
 
 
 def compose_rows(encoder: FeatureEncoder, user: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Rows for (user, item) pairs: item codes with the user's columns filled in.
+    """Rows for (user, item) pairs: item rows with the user's columns filled in.
 
-    Equal to ``encoder.encode`` of the joined feature rows, since every column is encoded on
+    Equal to ``encoder.encode`` of the joined feature rows, since every field is encoded on
     its own.
 
     Args:
         encoder: The model's encoder.
-        user: The user's codes (W,).
-        items: Item codes (N, W).
+        user: The user's encoded row (W,).
+        items: Item rows (N, W).
 
     Returns:
-        (N, W) int64.
+        (N, W), the dtype of ``items`` (float32 for encoded rows).
     """
     rows = items.copy()
     cols = user_columns(encoder)
@@ -73,13 +96,21 @@ def compose_rows(encoder: FeatureEncoder, user: np.ndarray, items: np.ndarray) -
     return rows
 
 
-def materialization_signature(store: FeatureStore) -> tuple[Any, ...]:
-    """What changes when features are re-applied or re-materialised."""
-    views = {v.name: v for v in store.list_feature_views(allow_cache=False)}
+def materialization_signature(store: FeatureStore, views: Iterable[str]) -> tuple[Any, ...]:
+    """What changes when ``views`` are re-materialised or the features re-applied.
+
+    Args:
+        store: The feature store.
+        views: The views whose materialisation is watched (absent ones are left out).
+
+    Returns:
+        ``(applied snapshot id, ((view, latest materialisation end), ...))``.
+    """
+    by_name = {v.name: v for v in store.list_feature_views(allow_cache=False)}
     ends = tuple(
-        (name, max((end for _, end in views[name].materialization_intervals), default=None))
-        for name in (*USER_VIEWS, *ITEM_VIEWS)
-        if name in views
+        (name, max((end for _, end in by_name[name].materialization_intervals), default=None))
+        for name in dict.fromkeys(views)
+        if name in by_name
     )
     return (applied_snapshot_id(store), ends)
 
@@ -92,7 +123,7 @@ class FeatureCache:
 
         Args:
             settings: MetaRec settings (Feast configuration).
-            encoder: The served model's encoder.
+            encoder: The served model's encoder (which fields are read, and how encoded).
             max_users: Users remembered (least recently used are forgotten).
         """
         self._store = open_store(settings)
@@ -100,17 +131,40 @@ class FeatureCache:
         self._max_users = max_users
         self._lock = threading.Lock()
         self._users: OrderedDict[int, UserFeatures | None] = OrderedDict()
-        self._user_refs = self._refs(USER_VIEWS)
-        self._item_refs = [f"item_profile:{c}" for c in ITEM_COLUMNS]
+        self._user_fields = read_fields(encoder, "user")
+        self._item_fields = read_fields(encoder, "item")
+        self._user_cols = user_columns(encoder)
+        self._item_views = item_views(encoder)
+        self._recent_refs = self._recent_refs_in_store()
+        self._user_refs = field_refs(self._user_fields) + self._recent_refs
+        self._item_refs = field_refs(self._item_fields)
+        recent = (RECENT_VIEW,) if self._recent_refs else ()
+        views = [str(f.view) for f in encoder.fields if f.view is not None]
+        self._views = tuple(dict.fromkeys([*views, *self._item_views, *recent]))
         self._items = self._load_items()
 
-    def _refs(self, views: tuple[str, ...]) -> list[str]:
-        return [
-            f"{view.name}:{field.name}"
-            for view in self._store.list_feature_views()
-            if view.name in views
-            for field in view.features
-        ]
+    def _recent_refs_in_store(self) -> list[str]:
+        """The recent-ratings refs, when the store has the view (else no default support)."""
+        views = {v.name: v for v in self._store.list_feature_views()}
+        if RECENT_VIEW not in views:
+            return []
+        names = {f.name for f in views[RECENT_VIEW].features}
+        return [f"{RECENT_VIEW}:{n}" for n in RECENT_FIELDS if n in names]
+
+    @property
+    def user_refs(self) -> list[str]:
+        """Feature references read for a user (its fields, then its recent ratings)."""
+        return list(self._user_refs)
+
+    @property
+    def item_refs(self) -> list[str]:
+        """Feature references read for the items."""
+        return list(self._item_refs)
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The views whose materialisation :meth:`refresh` watches."""
+        return self._views
 
     @property
     def items(self) -> ItemMatrix:
@@ -119,37 +173,40 @@ class FeatureCache:
 
     @property
     def materialized_at(self) -> str | None:
-        """Latest materialisation end of the item view (ISO), when known."""
-        for name, end in self._items.signature[1]:
-            if name == "item_profile" and end is not None:
-                return end.isoformat()
-        return None
+        """Latest materialisation end of the item views (ISO), when known."""
+        ends = [end for name, end in self._items.signature[1] if name in self._item_views]
+        known = [end for end in ends if end is not None]
+        return max(known).isoformat() if known else None
 
     def _item_ids(self) -> np.ndarray:
-        view = self._store.get_feature_view("item_profile")
-        path = view.batch_source.path
-        try:
-            ids = pd.read_parquet(path, columns=["item_id"])["item_id"]
-        except Exception as exc:
-            raise FeatureStoreError(
-                f"Cannot read the item ids of the applied item_profile source {path} ({exc}).",
-                fix="run `metarec features apply` over an existing snapshot.",
-            ) from exc
-        return np.unique(ids.to_numpy(np.int64))
+        """Every item id of the item views' batch sources, ascending."""
+        parts = []
+        for name in self._item_views:
+            path = getattr(self._store.get_feature_view(name).batch_source, "path", None)
+            try:
+                parts.append(pd.read_parquet(path, columns=["item_id"])["item_id"])
+            except Exception as exc:
+                raise FeatureStoreError(
+                    f"Cannot read the item ids of the applied {name} source {path} ({exc}).",
+                    fix="run `metarec features apply` over an existing snapshot.",
+                ) from exc
+        return np.unique(pd.concat(parts).to_numpy(np.int64))
 
     def _load_items(self) -> ItemMatrix:
-        signature = materialization_signature(self._store)
+        signature = materialization_signature(self._store, self._views)
         ids = self._item_ids()
-        frame = self._store.get_online_features(
-            features=self._item_refs, entity_rows=[{"item_id": int(i)} for i in ids]
-        ).to_df()
-        present = frame[list(ITEM_COLUMNS)].notna().any(axis=1).to_numpy()
-        frame = frame[present].reset_index(drop=True)
+        columns = [f.name for f in self._item_fields]
+        if self._item_refs:
+            frame = self._store.get_online_features(
+                features=self._item_refs, entity_rows=[{"item_id": int(i)} for i in ids]
+            ).to_df()
+            present = frame[columns].notna().any(axis=1).to_numpy()
+            frame = frame.loc[present, [*columns, "item_id"]].reset_index(drop=True)
+        else:  # an encoder of ids only: every item of the source
+            frame = pd.DataFrame({"item_id": ids})
         ids = frame["item_id"].to_numpy(np.int64)
-        for name in USER_FIELDS:
-            frame[name] = "unknown"
-        frame["user_id"] = 0
         codes = self._encoder.encode(frame)
+        codes[:, self._user_cols] = 0  # user columns empty (a missing value may have a code)
         return ItemMatrix(
             item_ids=ids,
             codes=codes,
@@ -159,7 +216,7 @@ class FeatureCache:
 
     def refresh(self) -> bool:
         """Reload items and forget users when the materialisation changed; True if it did."""
-        signature = materialization_signature(self._store)
+        signature = materialization_signature(self._store, self._views)
         if signature == self._items.signature:
             return False
         items = self._load_items()
@@ -192,29 +249,34 @@ class FeatureCache:
         return features
 
     def _load_user(self, user_id: int) -> UserFeatures | None:
-        row = self._store.get_online_features(
-            features=self._user_refs, entity_rows=[{"user_id": user_id}]
-        ).to_dict()
-        values = {k: v[0] for k, v in row.items() if k != "user_id"}
-        if all(v is None for v in values.values()):
-            return None
-        frame = pd.DataFrame(
-            [
-                {
-                    **{name: values.get(name) for name in USER_FIELDS},
-                    "user_id": user_id,
-                    "item_id": 0,
-                    "release_year": None,
-                    "genres": "",
-                }
-            ]
-        )
-        codes = self._encoder.encode(frame)[0]
-        items = values.get("recent_item_ids") or []
-        ratings = values.get("recent_ratings") or []
+        """Read and encode one user; None when none of its read features has a value.
+
+        An encoder that reads no user view from a store without recent ratings reads nothing:
+        the user is then known by its id alone.
+        """
+        values: dict[str, Any] = {}
+        if self._user_refs:
+            row = self._store.get_online_features(
+                features=self._user_refs, entity_rows=[{"user_id": user_id}]
+            ).to_dict()
+            values = {k: v[0] for k, v in row.items() if k != "user_id"}
+            if all(_missing(v) for v in values.values()):
+                return None
+        fields = {f.name: values.get(f.name) for f in self._user_fields}
+        codes = self._encoder.encode(pd.DataFrame([{**fields, "user_id": user_id}]))[0]
         return UserFeatures(
             user_id=user_id,
             codes=codes,
-            recent_item_ids=tuple(int(i) for i in items),
-            recent_ratings=tuple(float(r) for r in ratings),
+            recent_item_ids=tuple(int(i) for i in _sequence(values.get(RECENT_FIELDS[0]))),
+            recent_ratings=tuple(float(r) for r in _sequence(values.get(RECENT_FIELDS[1]))),
         )
+
+
+def _missing(value: Any) -> bool:
+    """No value: None (Feast's missing online value) or a float NaN."""
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _sequence(value: Any) -> Sequence[Any]:
+    """A list feature's values (empty when missing)."""
+    return [] if value is None else list(value)

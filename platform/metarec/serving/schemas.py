@@ -7,7 +7,7 @@ candidates, ``k``) are checked by the engine, which names the field in its 4xx a
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -139,6 +139,23 @@ class FeedbackResponse(BaseModel):
     accepted: int
 
 
+class InputFieldInfo(BaseModel):
+    """One input field of the served model, as its card's encoder lists it."""
+
+    name: str = Field(description="The feature (or id) name.")
+    side: Literal["user", "item"] = Field(description="Whose field it is.")
+    kind: Literal["categorical", "bag", "numeric", "vector"] = Field(
+        description="How it is encoded."
+    )
+    view: str | None = Field(
+        description="The Feast feature view it is read from (null: an id, not read)."
+    )
+    width: int = Field(description="Columns of the encoded row it takes.")
+    vocabulary_size: int | None = Field(
+        default=None, description="Known values (categorical and bag fields; null otherwise)."
+    )
+
+
 class Metadata(BaseModel):
     """What the service serves."""
 
@@ -154,6 +171,10 @@ class Metadata(BaseModel):
     meta_sgd: bool
     n_items: int
     features_materialized_at: str | None
+    input_fields: list[InputFieldInfo] = Field(
+        description="The model's input fields, read from the online store as "
+        "`{view}:{name}` (ids are not read)."
+    )
     max_support_size: int
     max_candidates: int
     max_batch_size: int

@@ -14,14 +14,12 @@ def _adapter(output_bias: float) -> tuple[BatchedAdapter, ItemMatrix]:
     config = ModelConfig(
         field_names=("gender", "item"),
         field_sizes=(3, 6),
-        n_genres=0,
-        max_genres=0,
         embedding_dim=4,
         hidden=(8,),
         output_bias=output_bias,
     )
     model = MeLU(config)
-    codes = np.array([[0, i] for i in range(1, 6)], dtype=np.int64)  # 5 items, user column empty
+    codes = np.array([[0, i] for i in range(1, 6)], dtype=np.float32)  # 5 items, user column 0
     items = ItemMatrix(
         item_ids=np.arange(1, 6),
         codes=codes,
@@ -35,7 +33,7 @@ def test_predictions_beyond_the_scale_stay_distinct_for_ranking():
     adapter, items = _adapter(output_bias=20.0)  # every raw prediction far above 5
     job = AdaptationJob(
         items,
-        np.array([1, 0]),
+        np.array([1, 0], dtype=np.float32),
         np.array([], dtype=np.int64),
         np.array([], dtype=np.float32),
         np.arange(5),

@@ -26,8 +26,7 @@ def _model(hidden: tuple[int, ...], meta_sgd: bool) -> MeLU:
     config = ModelConfig(
         field_names=("gender", "item_id"),
         field_sizes=(3, N_ITEMS + 1),
-        n_genres=5,
-        max_genres=MAX_GENRES,
+        bags=((5, MAX_GENRES),),
         embedding_dim=4,
         hidden=hidden,
         meta_sgd=meta_sgd,
@@ -44,8 +43,8 @@ def _items(seed: int) -> ItemMatrix:
     rng = np.random.default_rng(seed)
     genres = rng.integers(0, 5, size=(N_ITEMS, MAX_GENRES))  # some rows without genres
     codes = np.column_stack([np.zeros(N_ITEMS), np.arange(1, N_ITEMS + 1), genres]).astype(
-        np.int64
-    )  # user column 0
+        np.float32
+    )  # encoded rows, user column 0
     return ItemMatrix(
         item_ids=np.arange(101, 101 + N_ITEMS),
         codes=codes,
@@ -65,7 +64,7 @@ def _jobs_and_tasks(
         support = rng.choice(N_ITEMS, size=3 + user, replace=False)
         query = rng.choice(N_ITEMS, size=query_size, replace=False)
         y = rng.integers(1, 6, size=len(support)).astype(np.float32)
-        user_codes = np.zeros(items.codes.shape[1], dtype=np.int64)
+        user_codes = np.zeros(items.codes.shape[1], dtype=np.float32)
         user_codes[0] = gender
         jobs.append(AdaptationJob(items, user_codes, support, y, query))
         compose = lambda rows, m=items, u=user_codes: m.codes[rows] + u  # noqa: E731

@@ -67,7 +67,7 @@ def _model(inner: str) -> FactorModel:
 
 def _items(seed: int) -> ItemMatrix:
     rng = np.random.default_rng(seed)
-    codes = np.zeros((N_ITEMS, WIDTH), dtype=np.int64)  # user columns 0
+    codes = np.zeros((N_ITEMS, WIDTH), dtype=np.float32)  # encoded rows, user columns 0
     codes[:, COLUMN["item_id"]] = np.arange(1, N_ITEMS + 1)
     codes[:, COLUMN["release_year"]] = rng.integers(1, 4, size=N_ITEMS)
     codes[:, len(VOCABULARIES) :] = rng.integers(0, 5, size=(N_ITEMS, MAX_GENRES))
@@ -88,7 +88,7 @@ def _jobs_and_tasks() -> tuple[list[AdaptationJob], list[Task]]:
         support = rng.choice(N_ITEMS, size=n_support, replace=False).astype(np.int64)
         query = rng.choice(N_ITEMS, size=n_query, replace=False).astype(np.int64)
         y = rng.integers(1, 6, size=n_support).astype(np.float32)
-        user_codes = np.zeros(WIDTH, dtype=np.int64)
+        user_codes = np.zeros(WIDTH, dtype=np.float32)  # an encoded row
         user_codes[COLUMN["gender"]] = 1 + user % 2
         user_codes[COLUMN["age_bucket"]] = 1 + user % 3
         user_codes[COLUMN["occupation"]] = 1 + user % 4
