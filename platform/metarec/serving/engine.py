@@ -165,7 +165,11 @@ class AdaptationEngine:
     def _support(
         self, items: ItemMatrix, user: UserFeatures | None, support: list[SupportRating] | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Support (item rows, ratings) from the request or the user's recent ratings."""
+        """Support (item rows, ratings) from the request or the user's recent ratings.
+
+        A known user without recent ratings in the catalogue gets an empty support set: the
+        lists then come from their attributes alone (cold start).
+        """
         limit = self.serving.max_support_size
         matrix = items
         if support is not None:
@@ -181,19 +185,9 @@ class AdaptationEngine:
             ratings = np.array([s.rating for s in support], dtype=np.float32)
             rows = self._item_rows(matrix, "support", ids)
         elif user is not None:
-            if not user.recent_item_ids:
-                raise ServingInputError(
-                    "support",
-                    f"user {user.user_id} has no recent ratings in the online store.",
-                    fix="send a support set of {item_id, rating}.",
-                )
+            # A new user with attributes but no ratings in the catalogue yet: the model's
+            # unadapted start from those attributes (an empty support set).
             known = self._recent(matrix, user)
-            if not known:
-                raise ServingInputError(
-                    "support",
-                    f"none of user {user.user_id}'s recent items are in the catalogue.",
-                    fix="send a support set of {item_id, rating}.",
-                )
             ids = [i for i, _ in known]
             ratings = np.array([r for _, r in known], dtype=np.float32)
             rows = np.array([matrix.index[i] for i in ids], dtype=np.int64)
