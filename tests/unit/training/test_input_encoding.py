@@ -118,3 +118,42 @@ def test_models_read_every_kind_and_the_dense_inputs_change_their_output():
     moved = items.clone()
     moved[:, -3:] += 1.0
     assert not torch.allclose(ranker.items(items).v, ranker.items(moved).v)
+
+
+def test_a_legacy_card_encodes_and_loads_as_before():
+    """Cards written before inputs followed the feature service still encode and load."""
+    df = pd.DataFrame(
+        {
+            "user_id": [1, 2],
+            "item_id": [5, 6],
+            "gender": ["M", "F"],
+            "age_bucket": ["25", None],
+            "occupation": ["writer", "artist"],
+            "zip_prefix": ["123", "456"],
+            "release_year": [1994, None],
+            "genres": ["Comedy|Drama", "Action"],
+        }
+    )
+    fitted = FeatureEncoder.fit(df, use_item_id=True)
+    names = ["gender", "age_bucket", "occupation", "zip_prefix", "release_bucket", "item_id"]
+    legacy = {
+        "field_names": names,
+        "vocabularies": {
+            **{f.name: f.vocabulary for f in fitted.fields if f.kind == "categorical"},
+            "release_bucket": fitted.fields[4].vocabulary,
+        },
+        "genres": fitted.select(kinds=("bag",))[0].vocabulary,
+        "max_genres": 2,
+    }
+    np.testing.assert_array_equal(FeatureEncoder(**legacy).encode(df), fitted.encode(df))
+    config = fitted.model_config_for(
+        embedding_dim=4, hidden=(8,), output_bias=3.0, meta_sgd=False, inner_lr_init=0.1
+    )
+    model = MeLU(config)
+    state = {k.replace("bags.0.", "genres."): v for k, v in model.state_dict().items()}
+    old_config = {k: v for k, v in config.to_dict().items() if k not in ("bags", "dense_widths")}
+    old_config.update(n_genres=config.bags[0][0], max_genres=config.bags[0][1])
+    loaded = MeLU(type(config).from_dict(old_config))
+    loaded.load_state_dict(state)
+    x = torch.from_numpy(fitted.encode(df))
+    torch.testing.assert_close(loaded(x), model(x))
