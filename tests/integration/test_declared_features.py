@@ -271,16 +271,30 @@ def test_a_broken_hook_is_one_clear_error(tmp_path):
         apply_features(settings, _current(settings))
 
 
-def test_training_on_declared_features_fails_with_one_line_naming_item_3(shop):
+def test_training_on_implicit_events_fails_with_one_line_naming_item_4(shop):
     from metarec.errors import ModelInputsError
     from metarec.training.config import TrainingConfig
     from metarec.training.preparation import config_split
 
     frame, _ = load_training_set(shop.paths.training_sets / "shop.parquet")
-    with pytest.raises(ModelInputsError, match="issue 18 item 3") as caught:
+    with pytest.raises(ModelInputsError, match="issue 18 item 4") as caught:
         config_split(frame, TrainingConfig())
     assert "\n" not in str(caught.value)
     assert "rating" in str(caught.value)
+
+
+def test_ratings_with_text_ids_materialise_their_recent_items_as_text(tmp_path):
+    settings = _settings(tmp_path)
+    _ingest_catalogue(
+        settings, tmp_path / "shop", CatalogueSpec(**{**SPEC.model_dump(), "label": "rating"})
+    )
+    apply_features(settings, _current(settings))
+    materialize_features(settings)
+    store = open_store(settings)
+    assert _field_types(store, "user_recent_ratings")["recent_item_ids"] == Array(String)
+    user = pd.read_parquet(_current(settings).table_path("users"))["user_id"].iloc[0]
+    recent = online_features(store, user_id=user)["recent_item_ids"]
+    assert recent and all(isinstance(item, str) for item in recent)
 
 
 def test_switching_from_movielens_to_a_table_snapshot_and_back(tmp_path):

@@ -119,8 +119,16 @@ def _user_views(source_root: str, user: Entity) -> tuple[FeatureView, FeatureVie
     return (profile, *rating_views(source_root, user))
 
 
-def rating_views(source_root: str, user: Entity) -> tuple[FeatureView, FeatureView]:
-    """The user's rating history statistics and recent ratings (snapshots with ratings)."""
+def rating_views(
+    source_root: str, user: Entity, *, item_id_type: FeastType = Int64
+) -> tuple[FeatureView, FeatureView]:
+    """The user's rating history statistics and recent ratings (snapshots with ratings).
+
+    Args:
+        source_root: Folder or object-store prefix of the snapshot.
+        user: The user entity.
+        item_id_type: The type of the item ids (``String`` for a team's text ids).
+    """
     history = feature_view(
         source_root,
         "user_history",
@@ -149,7 +157,7 @@ def rating_views(source_root: str, user: Entity) -> tuple[FeatureView, FeatureVi
         "user_recent_ratings",
         user,
         [
-            Field(name="recent_item_ids", dtype=Array(Int64), description="Newest first."),
+            Field(name="recent_item_ids", dtype=Array(item_id_type), description="Newest first."),
             Field(name="recent_ratings", dtype=Array(Int64), description="Aligned with ids."),
         ],
         description="The user's most recent ratings: the default support set when serving.",

@@ -123,7 +123,10 @@ def table_views(
     training = [view for view in profiles if view is not None]
     online = list(training)
     if snapshot.metadata.get("label_kind") == "rating":
-        history, recent = rating_views(context.source_root, context.user)
+        text_items = _id_type(snapshot, "interactions", "item_id") is ValueType.STRING
+        history, recent = rating_views(
+            context.source_root, context.user, item_id_type=String if text_items else Int64
+        )
         training.append(history)
         online += [history, recent]
     return _label_view(context, snapshot), training, online
