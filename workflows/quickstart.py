@@ -24,6 +24,9 @@ from metarec.data.ingest import DataSource
 from metarec.workflows.quickstart_views import (
     console,
     done,
+    input_summary,
+    item_labels,
+    outcome_text,
     print_features,
     print_summary,
     print_top,
@@ -74,13 +77,31 @@ def run_quickstart(
     *,
     source: str,
     path: Path | None,
-    user: int,
+    user: int | str | None,
+    schema: Path | None = None,
     canary_interval_s: float = QUICKSTART_CANARY["interval_s"],
 ) -> None:
-    """Run every stage of the loop on ``settings``' home and print a summary."""
+    """Run every stage of the loop on ``settings``' home and print a summary.
+
+    Args:
+        settings: Platform settings (the home everything is written to).
+        source: Dataset layout (:class:`DataSource` value).
+        path: Local MovieLens archive or folder.
+        user: User whose features and recommendations are shown; None: user 1, or the
+            snapshot's first user when it has no user 1.
+        schema: The schema YAML of a ``table`` source.
+        canary_interval_s: Seconds per canary step.
+
+    Raises:
+        MetaRecError: A bad option (before any work) or a failing stage, as one line.
+    """
+    data_source = DataSource(source)
+    _check_source(data_source, path=path, schema=schema)
     run = QuickstartRun()
     console.rule(f"MetaRec quickstart (home: {settings.paths.home})")
-    snapshot = _data_stages(settings, run, source=DataSource(source), path=path, user=user)
+    snapshot, user = _data_stages(
+        settings, run, source=data_source, path=path, schema=schema, user=user
+    )
     training_set = _training_set_stages(settings, run, snapshot_id=snapshot)
     artifact = _train_stages(settings, run, training_set=training_set)
     gated = _gate_and_register(settings, run, artifact=artifact, training_set=training_set)
@@ -101,10 +122,43 @@ def run_quickstart(
 
 
 # ---------------------------------------------------------------------------- data
+def _check_source(source: DataSource, *, path: Path | None, schema: Path | None) -> None:
+    """Refuse options that do not fit ``source`` before any work, with the fix."""
+    from metarec.errors import MetaRecError
+
+    if source is DataSource.TABLE and schema is None:
+        raise MetaRecError(
+            "--source table needs --schema, the YAML declaring your tables.",
+            fix="write one for your files (docs/your-data.md), or generate a catalogue to try "
+            "it: `metarec data generate --out my-data --label rating --ids int`, then "
+            "`metarec quickstart --source table --schema my-data/schema.yaml`.",
+        )
+    if source is not DataSource.TABLE and schema is not None:
+        raise MetaRecError(
+            f"--schema is for --source table, not {source.value}.",
+            fix="drop --schema, or pass --source table.",
+        )
+    if source is DataSource.TABLE and path is not None:
+        raise MetaRecError(
+            "--path is for MovieLens sources; --source table reads the files --schema declares.",
+            fix="drop --path, and name the files in the schema YAML.",
+        )
+
+
 def _data_stages(
-    settings: Settings, run: QuickstartRun, *, source: DataSource, path: Path | None, user: int
-) -> str:
-    """Ingest, apply the features, materialise them, read one user's; the snapshot id."""
+    settings: Settings,
+    run: QuickstartRun,
+    *,
+    source: DataSource,
+    path: Path | None,
+    schema: Path | None,
+    user: int | str | None,
+) -> tuple[str, int | str]:
+    """Ingest, apply the features, materialise them, read one user's.
+
+    Returns:
+        The snapshot id, and the shown user's id (typed as the snapshot's ids).
+    """
     from metarec.features.store import (
         apply_features,
         materialize_features,
@@ -113,23 +167,40 @@ def _data_stages(
     )
     from metarec.ops.ingestion import ingest
 
-    origin = "the generator" if source is DataSource.SYNTHETIC else "the official archive"
-    with stage(_step(1, f"Ingest {source.value} from {path or origin}")):
-        ingested = ingest(settings, source=source, path=path)
+    origins = {DataSource.SYNTHETIC: "the generator", DataSource.TABLE: schema}
+    origin = path or origins.get(source, "the official archive")
+    with stage(_step(1, f"Ingest {source.value} from {origin}")):
+        ingested = ingest(settings, source=source, path=path, schema=schema)
     snapshot = ingested.snapshot
     with stage(_step(2, "Register features in Feast (apply)")):
         apply_features(settings, snapshot)
     with stage(_step(3, "Materialise features into the online store")):
         materialize_features(settings)
-    with stage(_step(4, f"Read user {user}'s features from the online store")):
-        values = online_features(open_store(settings), user_id=user)
-    print_features(user, values)
+    shown = _shown_user(snapshot, user)
+    with stage(_step(4, f"Read user {shown}'s features from the online store")):
+        values = online_features(open_store(settings), user_id=shown)
+    shown = values["user_id"]
+    print_features(shown, values)
     counts = ingested.counts
+    noun = "events" if ingested.label_kind == "event" else "ratings"
     run.facts.append(
-        f"Snapshot {snapshot.snapshot_id}: {counts['interactions']:,} ratings, "
+        f"Snapshot {snapshot.snapshot_id}: {counts['interactions']:,} {noun}, "
         f"{counts['users']:,} users, {counts['items']:,} items"
     )
-    return snapshot.snapshot_id
+    return snapshot.snapshot_id, shown
+
+
+def _shown_user(snapshot: Any, user: int | str | None) -> int | str:
+    """The user to show: ``user`` when given, else 1 when it rated, else the first who did."""
+    import pandas as pd
+
+    if user is not None:
+        return user
+    rated = pd.read_parquet(snapshot.table_path("interactions"), columns=["user_id"])["user_id"]
+    if (rated == 1).any():
+        return 1
+    first = rated.sort_values().iloc[0]
+    return first.item() if hasattr(first, "item") else first
 
 
 def _training_set_stages(settings: Settings, run: QuickstartRun, *, snapshot_id: str) -> Path:
@@ -282,45 +353,15 @@ def _canary_stage(
         rows=lambda: replay_rows(training_set),
     )
     done(label, started)
-    run.outcome = _outcome_text(outcome, steps=canary["steps"])
+    run.outcome = outcome_text(outcome, steps=canary["steps"])
     if "html" in outcome.reports:
         run.reports["rollout timeline (HTML)"] = str(outcome.reports["html"])
         run.reports["rollout timeline (PNG)"] = str(outcome.reports["png"])
     return outcome.production_after
 
 
-def _outcome_text(outcome: Any, *, steps: list[int]) -> str:
-    """One sentence on how the release ended."""
-    tag = outcome.ref.tag
-    if outcome.outcome == "bootstrapped":
-        return (
-            f"[green]{tag} is in production[/green] (first version: nothing to canary "
-            f"against). Run the quickstart again to train a new version and canary it against "
-            f"{tag}."
-        )
-    if outcome.outcome == "promoted":
-        mae, traffic = outcome.online_mae, outcome.traffic
-        return (
-            f"[green]{tag} promoted to production[/green] after a canary over "
-            f"{', '.join(f'{s} %' for s in steps)} "
-            f"(online MAE canary {_fmt(mae.get('canary'))} vs production "
-            f"{_fmt(mae.get('production'))}; {traffic.predictions:,} predictions, "
-            f"{traffic.server_errors} server errors)"
-        )
-    if outcome.outcome == "already-production":
-        return f"{tag} was already in production."
-    return (
-        f"[yellow]Canary of {tag} {outcome.outcome}: {outcome.reason}; production "
-        f"stays v{outcome.production_after}.[/yellow]"
-    )
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 # ---------------------------------------------------------------------------- serving
-def _serve_stage(settings: Settings, run: QuickstartRun, *, user: int) -> None:
+def _serve_stage(settings: Settings, run: QuickstartRun, *, user: int | str) -> None:
     """Start the production service, ask it for the user's top 5, stop it."""
     import httpx
     from metarec.data.snapshots import SnapshotStore
@@ -333,14 +374,16 @@ def _serve_stage(settings: Settings, run: QuickstartRun, *, user: int) -> None:
         answer = httpx.post(f"{service.url}/recommend", json={"user_id": user, "k": 5}, timeout=60)
         metadata = httpx.get(f"{service.url}/metadata", timeout=10).json()
     answer.raise_for_status()
-    titles = SnapshotStore(settings.paths.snapshots).read_table("items").set_index("item_id")
+    items = SnapshotStore(settings.paths.snapshots).read_table("items").set_index("item_id")
     # Ranked by the ranker's score; the rating model predicts each item's rating (1..5).
-    print_top(user, answer.json()["items"], titles["title"])
+    print_top(user, answer.json()["items"], item_labels(items))
     run.facts.append(
         f"Production service: {metadata['model_version']} (ranker + "
         f"{metadata.get('rating_model', metadata['algorithm'])} ratings, "
         f"{metadata['n_items']:,} items); serve it with `metarec serve --stage production`"
     )
+    if metadata.get("input_fields"):
+        run.facts.append(f"Model inputs (GET /metadata): {input_summary(metadata['input_fields'])}")
 
 
 def quickstart(
@@ -349,10 +392,24 @@ def quickstart(
         Path | None,
         typer.Option(help="Local ml-100k.zip or folder; default: download the official archive."),
     ] = None,
-    source: Annotated[DataSource, typer.Option(help="Dataset to use.")] = DataSource.ML_100K,
+    source: Annotated[
+        DataSource,
+        typer.Option(help="Dataset to use; table: your own tables, declared by --schema."),
+    ] = DataSource.ML_100K,
+    schema: Annotated[
+        Path | None,
+        typer.Option(
+            help="--source table: the schema YAML declaring your tables (docs/your-data.md); "
+            "`metarec data generate --out my-data --label rating --ids int` writes one to try."
+        ),
+    ] = None,
     user: Annotated[
-        int, typer.Option(help="User whose features and recommendations are shown.")
-    ] = 1,
+        str | None,
+        typer.Option(
+            help="User whose features and recommendations are shown (default: 1, or the "
+            "snapshot's first user when it has no user 1)."
+        ),
+    ] = None,
     canary_interval: Annotated[
         float,
         typer.Option(
@@ -370,5 +427,10 @@ def quickstart(
     version and canaries it against the one in production.
     """
     run_quickstart(
-        ctx.obj, source=source.value, path=path, user=user, canary_interval_s=canary_interval
+        ctx.obj,
+        source=source.value,
+        path=path,
+        schema=schema,
+        user=user,
+        canary_interval_s=canary_interval,
     )

@@ -61,7 +61,7 @@ def training_bars() -> Iterator[Callable[[Any], None]]:
         yield report
 
 
-def print_features(user: int, values: dict[str, Any]) -> None:
+def print_features(user: int | str, values: dict[str, Any]) -> None:
     """A user's features as the online store holds them."""
     table = Table("feature", "value", title=f"User {user} (online store)")
     for name, value in values.items():
@@ -69,7 +69,38 @@ def print_features(user: int, values: dict[str, Any]) -> None:
     console.print(table)
 
 
-def print_top(user: int, items: list[dict[str, Any]], titles: Any) -> None:
+def item_labels(items: Any) -> Any:
+    """What names each item: its title (MovieLens), else its declared scalar features.
+
+    Args:
+        items: The snapshot's ``items`` table, indexed by ``item_id``.
+
+    Returns:
+        A series of text, indexed by item id.
+    """
+    if "title" in items.columns:
+        return items["title"]
+    shown = [name for name in items.columns if name != "valid_from" and _is_scalar(items[name])]
+    return items[shown].astype(str).apply(lambda row: ", ".join(row), axis=1)
+
+
+def _is_scalar(column: Any) -> bool:
+    """Whether a column's values are plain values (not vectors)."""
+    first = column.dropna().head(1).tolist()
+    return not first or not hasattr(first[0], "__len__") or isinstance(first[0], str)
+
+
+def input_summary(fields: list[dict[str, Any]]) -> str:
+    """The model's input fields, by side: ``user: country (categorical), …; item: …``."""
+    parts = []
+    for side in ("user", "item"):
+        names = [f"{f['name']} ({f['kind']})" for f in fields if f["side"] == side]
+        if names:
+            parts.append(f"{side}: {', '.join(names)}")
+    return "; ".join(parts)
+
+
+def print_top(user: int | str, items: list[dict[str, Any]], titles: Any) -> None:
     """The service's answer: items ranked by the ranker, with the predicted rating."""
     table = Table(
         "item", "title", "ranker score", "predicted rating", title=f"Top 5 for user {user}"
@@ -112,6 +143,36 @@ def _ranking_table(ranking: dict[str, Any]) -> Table:
             *("–" if m not in methods else f"{methods[m]['ndcg@20']:.3f}" for m in RANKING_METHODS),
         )
     return table
+
+
+def outcome_text(outcome: Any, *, steps: list[int]) -> str:
+    """One sentence on how the release ended."""
+    tag = outcome.ref.tag
+    if outcome.outcome == "bootstrapped":
+        return (
+            f"[green]{tag} is in production[/green] (first version: nothing to canary "
+            f"against). Run the quickstart again to train a new version and canary it against "
+            f"{tag}."
+        )
+    if outcome.outcome == "promoted":
+        mae, traffic = outcome.online_mae, outcome.traffic
+        return (
+            f"[green]{tag} promoted to production[/green] after a canary over "
+            f"{', '.join(f'{s} %' for s in steps)} "
+            f"(online MAE canary {_fmt(mae.get('canary'))} vs production "
+            f"{_fmt(mae.get('production'))}; {traffic.predictions:,} predictions, "
+            f"{traffic.server_errors} server errors)"
+        )
+    if outcome.outcome == "already-production":
+        return f"{tag} was already in production."
+    return (
+        f"[yellow]Canary of {tag} {outcome.outcome}: {outcome.reason}; production "
+        f"stays v{outcome.production_after}.[/yellow]"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def print_summary(run: Any) -> None:
