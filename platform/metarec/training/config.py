@@ -100,6 +100,13 @@ class TrainingConfig(BaseModel):
     ranker_outer_lr: float = Field(default=5e-4, gt=0)
     ranker_max_steps: int = Field(default=2500, ge=1, description="Outer steps (upper bound).")
     ranker_batch_size: int = Field(default=64, ge=1, description="Users per outer step.")
+    ranker_cold_start_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of ranker meta-training tasks with no support (a new user ranked "
+        "from their attributes alone).",
+    )
     ranker_eval_every: int = Field(
         default=100, ge=1, description="Validate (NDCG@20 of validation users) every N steps."
     )

@@ -3,7 +3,9 @@
 * :func:`fit_meta_ranker` meta-trains the ranker: each task is a training user whose first K
   ratings (time or random order) are the support, and whose later ratings of 4 or 5 are the query
   (softmax over the catalogue, support items removed); the user vector is adapted in the inner
-  loop (second order); the weights with the best validation NDCG@20 are kept.
+  loop (second order); the weights with the best validation NDCG@20 are kept. A share of the
+  tasks (``cold_start_share``) has no support at all, so the prior from the user's attributes
+  learns to rank for a new user on its own.
 * :func:`fit_plain_ranker` is the same model without meta-training: one free vector per
   training user, fitted on whole histories, then fine-tuned on a new user's support set.
 
@@ -46,6 +48,7 @@ class RankerTraining:
     eval_every: int = 100
     support_min: int = 3
     support_max: int = 30
+    cold_start_share: float = 0.0  # tasks with no support: the attribute prior alone
     max_query: int = 100
     seed: int = 0
 
@@ -100,6 +103,8 @@ def _training_batch(
             perm = rng.permutation(len(items))
             items, ratings = items[perm], ratings[perm]
         k = int(rng.integers(config.support_min, min(config.support_max, len(items) - 1) + 1))
+        if rng.random() < config.cold_start_share:
+            k = 0  # a new user with no ratings yet: ranked from attributes alone
         q_items, q_ratings = items[k:], ratings[k:]
         if len(q_items) > config.max_query:
             pick = np.sort(rng.choice(len(q_items), config.max_query, replace=False))

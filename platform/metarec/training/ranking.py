@@ -48,7 +48,10 @@ class Cells:
     ks: tuple[int, ...] = KS
 
     def __iter__(self):  # type: ignore[no-untyped-def]
-        return ((order, k) for order in self.orders for k in self.ks)
+        # K = 0 (a new user with no ratings yet) has no order: one cell, in the first order.
+        return (
+            (order, k) for order in self.orders for k in self.ks if k > 0 or order == self.orders[0]
+        )
 
     @classmethod
     def parse(cls, names: Sequence[str] | None) -> Cells:

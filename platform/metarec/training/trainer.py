@@ -254,6 +254,7 @@ def ranker_settings(config: TrainingConfig) -> RankerTraining:
         max_steps=config.ranker_max_steps,
         batch_size=config.ranker_batch_size,
         eval_every=config.ranker_eval_every,
+        cold_start_share=config.ranker_cold_start_share,
         seed=config.seed,
     )
 
