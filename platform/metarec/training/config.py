@@ -101,7 +101,7 @@ class TrainingConfig(BaseModel):
     ranker_max_steps: int = Field(default=2500, ge=1, description="Outer steps (upper bound).")
     ranker_batch_size: int = Field(default=64, ge=1, description="Users per outer step.")
     ranker_cold_start_share: float = Field(
-        default=0.0,
+        default=0.25,
         ge=0.0,
         lt=1.0,
         description="Share of ranker meta-training tasks with no support (a new user ranked "
@@ -111,7 +111,9 @@ class TrainingConfig(BaseModel):
         default=100, ge=1, description="Validate (NDCG@20 of validation users) every N steps."
     )
     ranking_support_sizes: tuple[int, ...] = Field(
-        default=(5, 10, 20), description="K of the ranking protocol (first K known ratings)."
+        default=(0, 5, 10, 20),
+        description="K of the ranking protocol (first K known ratings; 0: a new user with no "
+        "ratings yet, ranked from their attributes).",
     )
     ranking_orders: tuple[Literal["time", "random"], ...] = Field(
         default=("time", "random"), description="Support orders of the ranking protocol."

@@ -48,7 +48,7 @@ class RankerTraining:
     eval_every: int = 100
     support_min: int = 3
     support_max: int = 30
-    cold_start_share: float = 0.0  # tasks with no support: the attribute prior alone
+    cold_start_share: float = 0.25  # tasks with no support: the attribute prior alone
     max_query: int = 100
     seed: int = 0
 
