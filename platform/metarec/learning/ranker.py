@@ -144,8 +144,9 @@ class Ranker(nn.Module):
         """Vectors and biases of items from their rows (I, item row width)."""
         config = self.config
         codes = item_codes[:, : config.item_coded_width].long()  # (I, C)
-        v = torch.zeros(len(item_codes), config.dim, dtype=self.encoder.weight.dtype)
-        v = v.to(item_codes.device)  # (I, D)
+        v = torch.zeros(
+            len(item_codes), config.dim, dtype=self.encoder.weight.dtype, device=item_codes.device
+        )  # (I, D)
         b = torch.zeros(len(item_codes), dtype=v.dtype, device=v.device)  # (I,)
         for i, (emb, bias) in enumerate(zip(self.item_fields, self.item_biases, strict=True)):
             v = v + emb(codes[:, i])

@@ -18,6 +18,7 @@ the model can be rebuilt and fed without the data.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -25,7 +26,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from metarec.errors import ModelInputsError
-from metarec.features.model_inputs import Encoding, InputField
+from metarec.features.model_inputs import Encoding, InputField, parse_encoding
 from metarec.learning.model import ModelConfig
 
 UNKNOWN = "unknown"
@@ -64,6 +65,11 @@ class EncodedField(BaseModel):
     separator: str = "|"  # bag stored as text
     mean: float = 0.0  # numeric
     std: float = 1.0  # numeric
+
+    @cached_property
+    def codes(self) -> dict[str, int]:
+        """Value → code (1 up) of a categorical field or bag; built once per field."""
+        return {v: i + 1 for i, v in enumerate(self.vocabulary)}
 
     @property
     def size(self) -> int:
@@ -253,8 +259,6 @@ def with_overrides(
     Raises:
         ModelInputsError: An override names no input field, or no encoding.
     """
-    from metarec.features.model_inputs import parse_encoding
-
     known = {f.name for f in inputs}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -376,13 +380,13 @@ def _is_vector(value: Any) -> bool:
 
 
 def _codes(field: EncodedField, column: pd.Series) -> np.ndarray:
-    lookup = {v: i + 1 for i, v in enumerate(field.vocabulary)}
+    lookup = field.codes
     labels = _labels(field, column) if field.view is not None else column.astype(str)
     return labels.astype(str).map(lookup).fillna(0).to_numpy(np.float32)
 
 
 def _bag_codes(field: EncodedField, column: pd.Series) -> np.ndarray:
-    lookup = {v: i + 1 for i, v in enumerate(field.vocabulary)}
+    lookup = field.codes
     out = np.zeros((len(column), field.width), dtype=np.float32)
     for row, value in enumerate(column.to_numpy()):
         codes = [c for c in (lookup.get(m, 0) for m in _split(value, field.separator)) if c]

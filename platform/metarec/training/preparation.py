@@ -144,6 +144,6 @@ def ranking_data(data: PreparedData) -> RankingData:
         user_ids=source.user_ids,
         item_ids=source.item_ids,
         ratings=source.y,
-        new_item_rows=data.split.is_new_item(data.df),
+        new_item_rows=source.new_item,
         train_users=data.split.train_users,
     )

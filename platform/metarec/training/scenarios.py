@@ -168,6 +168,7 @@ class TaskSource:
         self.y = y.astype(np.float32)
         self.user_ids = user_ids.astype(np.int64)
         self.item_ids = item_ids.astype(np.int64)
+        self.new_item = new_item
         self.existing = UserRows.build(self.user_ids, ~new_item)
         self.new = UserRows.build(self.user_ids, new_item)
 
