@@ -11,25 +11,15 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from metarec.cli.main import run
 from metarec.config import load_settings
 from metarec.registry import Action, Registry
-from metarec.testing.serving import PERMISSIVE_POLICY, SMALL_CONFIG
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_quickstart_bootstraps_then_canaries_a_new_version(tmp_path, monkeypatch, capsys):
-    config = tmp_path / "training.yaml"
-    config.write_text(yaml.safe_dump({**SMALL_CONFIG, "support_sizes": ["5", "all"]}))
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(PERMISSIVE_POLICY)
-    home = tmp_path / "home"
-    monkeypatch.setenv("METAREC_HOME", str(home))
-    monkeypatch.setenv("METAREC_WORKFLOWS__TRAINING_CONFIG", str(config))
-    monkeypatch.setenv("METAREC_REGISTRY__GATE_POLICY", str(policy))
-    monkeypatch.setenv("COLUMNS", "200")
+def test_quickstart_bootstraps_then_canaries_a_new_version(quickstart_home, capsys):
+    home = quickstart_home
 
     assert run(["quickstart", "--source", "synthetic", "--user", "3"]) == 0
     first = capsys.readouterr().out

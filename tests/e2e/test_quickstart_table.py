@@ -12,29 +12,18 @@ import re
 
 import pandas as pd
 import pytest
-import yaml
 from metarec.cli.main import run
 from metarec.config import load_settings
 from metarec.data.catalogue import CatalogueSpec
 from metarec.data.catalogue_files import write_catalogue
 from metarec.registry import Registry
-from metarec.testing.serving import PERMISSIVE_POLICY, SMALL_CONFIG
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    config = tmp_path / "training.yaml"
-    config.write_text(yaml.safe_dump({**SMALL_CONFIG, "support_sizes": ["5", "all"]}))
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(PERMISSIVE_POLICY)
-    home = tmp_path / "home"
-    monkeypatch.setenv("METAREC_HOME", str(home))
-    monkeypatch.setenv("METAREC_WORKFLOWS__TRAINING_CONFIG", str(config))
-    monkeypatch.setenv("METAREC_REGISTRY__GATE_POLICY", str(policy))
-    monkeypatch.setenv("COLUMNS", "200")
-    return home
+def home(quickstart_home):
+    return quickstart_home
 
 
 def test_quickstart_on_a_teams_tables_serves_then_canaries_a_new_version(home, tmp_path, capsys):

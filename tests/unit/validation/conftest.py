@@ -44,8 +44,11 @@ def make_training_set(n_users: int = 30, n_items: int = 12, seed: int = 0) -> pd
     return frame
 
 
-def make_profile(frame: pd.DataFrame, *, version: int = 1) -> ReferenceProfile:
-    suite = load_suite("meta_training")
+def make_profile(
+    frame: pd.DataFrame, *, version: int = 1, suite=None, features=()
+) -> ReferenceProfile:
+    """A reference profile of ``frame`` (``suite``: default meta_training; declared features)."""
+    suite = suite or load_suite("meta_training")
     return ReferenceProfile(
         version=version,
         feature_service="meta_training",
@@ -56,7 +59,9 @@ def make_profile(frame: pd.DataFrame, *, version: int = 1) -> ReferenceProfile:
         dataset_fingerprint="sha256:x",
         snapshot_id="snap",
         created_at=NOW,
-        statistics=compute_statistics(frame, quantiles=suite.drift.ratings_per_user_quantiles),
+        statistics=compute_statistics(
+            frame, quantiles=suite.drift.ratings_per_user_quantiles, features=features
+        ),
     )
 
 

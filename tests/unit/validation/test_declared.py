@@ -9,10 +9,10 @@ from metarec.data.table_schema import FeatureType
 from metarec.features.declared import DeclaredFeature
 from metarec.features.training_set import TrainingSetManifest
 from metarec.validation.declared import feature_expectations, suite_for, vector_lengths
-from metarec.validation.profile import ReferenceProfile, compute_statistics
+from metarec.validation.profile import compute_statistics
 from metarec.validation.runner import run_suite
 
-from .conftest import NOW
+from .conftest import NOW, make_profile
 
 FEATURES = [
     DeclaredFeature(name="country", owner="users", type=FeatureType.CATEGORY),
@@ -56,23 +56,6 @@ def _manifest() -> TrainingSetManifest:
     )
 
 
-def _profile(frame: pd.DataFrame, suite) -> ReferenceProfile:
-    return ReferenceProfile(
-        version=1,
-        feature_service="meta_training",
-        feature_service_version="v",
-        suite_name=suite.name,
-        suite_version=suite.version,
-        training_set="memory",
-        dataset_fingerprint="sha256:x",
-        snapshot_id="snap",
-        created_at=NOW,
-        statistics=compute_statistics(
-            frame, quantiles=suite.drift.ratings_per_user_quantiles, features=FEATURES
-        ),
-    )
-
-
 def test_each_type_gets_its_expectations_named_after_the_feature():
     names = {f.name: [spec.key for spec in feature_expectations(f)] for f in FEATURES}
     assert names == {
@@ -105,7 +88,8 @@ def test_vector_lengths_keep_missing_vectors_missing():
 
 def _failed(frame: pd.DataFrame) -> set[str]:
     suite = suite_for(_manifest())
-    outcomes = run_suite(frame, suite, now=NOW, profile=_profile(_frame(), suite))
+    profile = make_profile(_frame(), suite=suite, features=FEATURES)
+    outcomes = run_suite(frame, suite, now=NOW, profile=profile)
     return {item.name for item in outcomes if not item.success}
 
 
