@@ -15,6 +15,7 @@ from metarec.features.model_inputs import (
     service_inputs,
     type_encoding,
 )
+from metarec.training.encoding import MOVIELENS_INPUTS
 
 
 @pytest.mark.parametrize(
@@ -82,6 +83,7 @@ def test_movielens_inputs_are_the_fixed_fields_of_before():
         ("genres", "item_profile", "item", "bag"),
     ]
     assert inputs[4].bucket_width == 5 and inputs[5].separator == "|"
+    assert tuple(inputs) == MOVIELENS_INPUTS  # the trainer's default for unrecorded inputs
 
 
 def test_a_teams_view_joins_the_inputs_by_its_entity():
