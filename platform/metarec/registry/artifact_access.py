@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from metarec.errors import ArtifactError
 from metarec.registry.artifacts import (
     CARD_FILE,
+    RANKER_WEIGHTS_FILE,
     WEIGHTS_FILE,
     ArtifactStore,
     check_safetensors_header,
@@ -74,6 +75,8 @@ def load_weights(db: Sessions, store: ArtifactStore, ref: VersionRef) -> dict[st
     """The version's weights as tensors: checksum verified, parsed by safetensors only."""
     from safetensors.torch import load
 
-    data = read_file(db, store, ref, WEIGHTS_FILE)
-    check_safetensors_header(data, where=f"{ref.tag}/{WEIGHTS_FILE}")
+    info = get_version(db, ref)
+    name = WEIGHTS_FILE if WEIGHTS_FILE in info.files else RANKER_WEIGHTS_FILE
+    data = read_file(db, store, ref, name)
+    check_safetensors_header(data, where=f"{ref.tag}/{name}")
     return load(data)

@@ -1,7 +1,9 @@
 """Model artifacts: inspection, content digests, and the fsspec-backed artifact store.
 
 An artifact is a folder with ``model.safetensors`` (weights) and ``model_card.json`` (what the
-model is and how it was made), plus optional extra files (reports, configs). Every file's sha256
+model is and how it was made), plus optional extra files (reports, configs). A version trained on
+implicit events has no rating model: its weights file is ``ranker.safetensors``
+(:func:`card_weights_file`). Every file's sha256
 is recorded at registration; every load re-hashes the bytes it returns and refuses a mismatch.
 
 Nothing here ever unpickles: weights are only read by ``safetensors``, which parses a JSON header
@@ -27,8 +29,8 @@ if TYPE_CHECKING:
     from metarec.training.model_card import ModelCard
 
 WEIGHTS_FILE = "model.safetensors"
+RANKER_WEIGHTS_FILE = "ranker.safetensors"
 CARD_FILE = "model_card.json"
-REQUIRED_FILES = (WEIGHTS_FILE, CARD_FILE)
 # Formats that can execute code when loaded: never accepted in an artifact.
 UNSAFE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".npy")
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
@@ -94,10 +96,12 @@ def inspect_artifact(artifact_dir: Path) -> ArtifactManifest:
             is not a valid :class:`~metarec.training.model_card.ModelCard`.
     """
     artifact_dir = Path(artifact_dir)
-    _check_required_files(artifact_dir)
-    files = _hash_files(artifact_dir)
-    _check_weights_header(artifact_dir / WEIGHTS_FILE)
+    _check_required_files(artifact_dir, CARD_FILE)
     card = read_card_file(artifact_dir / CARD_FILE)
+    weights = card_weights_file(card)
+    _check_required_files(artifact_dir, weights)
+    files = _hash_files(artifact_dir)
+    _check_weights_header(artifact_dir / weights)
     return ArtifactManifest(files=files, digest=manifest_digest(files), card=card)
 
 
@@ -110,10 +114,18 @@ def read_card_file(path: Path) -> ModelCard:
     return card_from_json(Path(path).read_bytes(), where=str(path))
 
 
-def _check_required_files(artifact_dir: Path) -> None:
+def card_weights_file(card: ModelCard) -> str:
+    """The weights file an artifact of ``card``'s kind must hold.
+
+    Ratings: the rating model's; implicit events: the ranker's.
+    """
+    return WEIGHTS_FILE if card.predicts_ratings else RANKER_WEIGHTS_FILE
+
+
+def _check_required_files(artifact_dir: Path, *names: str) -> None:
     if not artifact_dir.is_dir():
         raise ArtifactError(f"Artifact folder {artifact_dir} does not exist.", fix=_FOLDER_FIX)
-    missing = [name for name in REQUIRED_FILES if not (artifact_dir / name).is_file()]
+    missing = [name for name in names if not (artifact_dir / name).is_file()]
     if missing:
         raise ArtifactError(
             f"Artifact folder {artifact_dir} lacks {', '.join(missing)}.", fix=_FOLDER_FIX

@@ -98,8 +98,12 @@ def write_fixture_artifact(
     ndcg: float = 0.86,
     test_users: dict[str, list[int]] | None = None,
     ranker_ndcg: float | None = 0.30,
+    label: str = "rating",
 ) -> Path:
     """Write ``model.safetensors`` + a valid ``model_card.json`` into ``directory``; return it.
+
+    ``label="event"`` writes a version trained on implicit events instead: ``ranker.safetensors``
+    as its weights, no rating metrics, and the ranking table.
 
     The card is a complete :class:`~metarec.training.artifact.ModelCard` (validated before it
     is written), with the sha256 of the weights. Different seeds give different weights (so
@@ -112,7 +116,7 @@ def write_fixture_artifact(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
-    weights = directory / "model.safetensors"
+    weights = directory / ("model.safetensors" if label == "rating" else "ranker.safetensors")
     save_file(
         {
             "decision.0.weight": torch.randn(4, 3, generator=generator),
@@ -123,12 +127,15 @@ def write_fixture_artifact(
     card = fixture_card(
         seed=seed,
         algorithm=algorithm,
-        metrics=fixture_metrics(algorithm=algorithm, mae=mae, ndcg=ndcg),
+        metrics=fixture_metrics(algorithm=algorithm, mae=mae, ndcg=ndcg)
+        if label == "rating"
+        else {},
         test_users=test_users
         if test_users is not None
         else {scenario: [1, 2, 3] for scenario in SCENARIOS},
         ranking={} if ranker_ndcg is None else fixture_ranking(ranker=ranker_ndcg),
         weights_sha256=sha256_file(weights),
+        label=label,
     )
     (directory / "model_card.json").write_text(card.model_dump_json(indent=2))
     return directory
@@ -142,12 +149,14 @@ def fixture_card(
     test_users: dict[str, list[int]],
     ranking: dict[str, Any],
     weights_sha256: str,
+    label: str = "rating",
 ) -> ModelCard:
     """A complete, valid model card for fixture weights with sha256 ``weights_sha256``."""
-    from metarec.training.artifact import FORMAT_VERSION, WEIGHTS, ModelCard
+    from metarec.training.artifact import FORMAT_VERSION, RANKER_WEIGHTS, WEIGHTS, ModelCard
 
     return ModelCard(
         format_version=FORMAT_VERSION,
+        label=label,
         algorithm=algorithm,
         model={"embedding_dim": 8, "hidden": [4]},
         encoder={"users": {}, "items": {}},
@@ -167,7 +176,7 @@ def fixture_card(
         test_users=test_users,
         ranking=ranking,
         weights_sha256=weights_sha256,
-        files={WEIGHTS: weights_sha256},
+        files={(WEIGHTS if label == "rating" else RANKER_WEIGHTS): weights_sha256},
     )
 
 

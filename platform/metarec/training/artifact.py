@@ -1,7 +1,9 @@
 """Model artifacts: a directory with ``model.safetensors`` and ``model_card.json``.
 
 Beside them, optionally: the non-meta global model, the served ranker with its item prior, and
-the meta-learned factor fold-in (``factor_model.safetensors``).
+the meta-learned factor fold-in (``factor_model.safetensors``). A version trained on implicit
+events (``card.label == "event"``) has no rating model: its weights are the ranker and its item
+prior alone.
 
 No pickle anywhere: weights are written and read with ``safetensors`` only. The card holds
 everything needed to rebuild the model alone (architecture, encoder vocabularies, inner loop)
@@ -59,7 +61,7 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_artifact(
     out: Path,
     *,
-    model: MeLU,
+    model: MeLU | None,
     global_model: MeLU | None,
     card: dict[str, Any],
     ranker: RankerParts | None = None,
@@ -69,7 +71,8 @@ def save_artifact(
 
     Args:
         out: Directory to create (replaced if it exists).
-        model: The meta-trained model.
+        model: The meta-trained rating model; None for a version trained on implicit events
+            (``card["label"] == "event"``), whose weights are the ranker's alone.
         global_model: The non-meta baseline model (same architecture), stored beside it.
         card: Card fields except ``model``, ``weights_sha256``, ``files``, ``format_version``.
         ranker: The served ranker's weights (``card["ranker"]`` describes them), if any.
@@ -84,7 +87,12 @@ def save_artifact(
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    files = {WEIGHTS: _write(tmp / WEIGHTS, _state(model))}
+    if model is None and ranker is None:
+        raise ArtifactError(
+            "An artifact needs weights: a rating model, or (trained on events) a ranker.",
+            fix="train with ranker: true when the training set holds implicit events.",
+        )
+    files = {} if model is None else {WEIGHTS: _write(tmp / WEIGHTS, _state(model))}
     if global_model is not None:
         files[GLOBAL_WEIGHTS] = _write(tmp / GLOBAL_WEIGHTS, _state(global_model))
     if ranker is not None:
@@ -99,9 +107,9 @@ def save_artifact(
             },
         }
     written = ModelCard(
-        **card,
-        model=model.config.to_dict(),
-        weights_sha256=files[WEIGHTS],
+        **{**card, "label": "rating" if model is not None else "event"},
+        model={} if model is None else model.config.to_dict(),
+        weights_sha256=files[WEIGHTS if model is not None else RANKER_WEIGHTS],
         files=files,
         format_version=FORMAT_VERSION,
     )
@@ -262,8 +270,8 @@ def load_factor_model(path: Path, card: ModelCard) -> FactorModel | None:
     return _filled(FactorModel(config), path, FACTOR_WEIGHTS, card.files[FACTOR_WEIGHTS])
 
 
-def load_artifact(path: Path) -> tuple[MeLU, ModelCard]:
-    """Rebuild the meta-trained model from an artifact directory.
+def load_rating_model(path: Path, card: ModelCard) -> MeLU | None:
+    """The meta-trained rating model, or None for a version trained on implicit events.
 
     The weights file's sha256 is checked against the card before it is parsed, and it is parsed
     with ``safetensors`` only (never pickle, never ``torch.load``).
@@ -272,9 +280,29 @@ def load_artifact(path: Path) -> tuple[MeLU, ModelCard]:
         ArtifactError: Missing files, a checksum mismatch, a foreign or pickle file, or weights
             that do not fit the card's architecture.
     """
-    card = read_card(path)
+    if not card.predicts_ratings:
+        return None
     config = _architecture("architecture", lambda: ModelConfig.from_dict(card.model))
-    return _filled(MeLU(config), Path(path), WEIGHTS, card.weights_sha256), card
+    return _filled(MeLU(config), Path(path), WEIGHTS, card.weights_sha256)
+
+
+def load_artifact(path: Path) -> tuple[MeLU, ModelCard]:
+    """Rebuild the meta-trained rating model from an artifact directory.
+
+    Raises:
+        ArtifactError: Missing files, a checksum mismatch, a foreign or pickle file, weights
+            that do not fit the card's architecture, or a version trained on implicit events
+            (it has no rating model: read its card with :func:`read_card` and its ranker with
+            :func:`load_ranker`).
+    """
+    card = read_card(path)
+    model = load_rating_model(path, card)
+    if model is None:
+        raise ArtifactError(
+            f"{path}: this version learnt from implicit events and has no rating model.",
+            fix="rank with its ranker (load_ranker, or the service's /recommend).",
+        )
+    return model, card
 
 
 def load_global_model(path: Path, card: ModelCard) -> MeLU | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,6 +19,7 @@ import metarec
 FORMAT_VERSION = 1
 
 Metrics = dict[str, dict[str, dict[str, dict[str, float]]]]
+Label = Literal["rating", "event"]
 
 
 class ModelCard(BaseModel):
@@ -27,6 +28,9 @@ class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format_version: int = FORMAT_VERSION
+    # What the model learnt from: explicit ratings (a rating model, ``model.safetensors``, and
+    # the ranker), or implicit events (the ranker alone: no rating model, no rating metrics).
+    label: Label = "rating"
     algorithm: str
     model: dict[str, Any]
     encoder: dict[str, Any]
@@ -49,6 +53,11 @@ class ModelCard(BaseModel):
     factor_model: dict[str, Any] | None = None
     weights_sha256: str
     files: dict[str, str]
+
+    @property
+    def predicts_ratings(self) -> bool:
+        """Whether the version has a rating model (``/predict``, rating metrics, online MAE)."""
+        return self.label == "rating"
 
 
 def code_version() -> dict[str, str | None]:
