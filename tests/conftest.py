@@ -98,6 +98,36 @@ def synthetic_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return settings
 
 
+@pytest.fixture(scope="session")
+def event_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A home with a generated catalogue of implicit events (views, clicks, purchases; clicks
+    and purchases positive) ingested as a team's tables, applied, materialised, and a training
+    set built and validated by the Great Expectations suite.
+
+    The training set is at ``<home>/training_sets/events.parquet``.
+    """
+    from metarec.data.catalogue import CatalogueSpec
+    from metarec.data.catalogue_files import write_catalogue
+    from metarec.data.ingest import DataSource
+    from metarec.features.store import apply_features, materialize_features
+    from metarec.features.training_set import build_training_set
+    from metarec.ops.ingestion import ingest
+    from metarec.validation.gate import build_reference_profile, validate_training_set
+
+    root = tmp_path_factory.mktemp("events")
+    spec = CatalogueSpec(n_users=400, n_items=150, label="event", ids="int", seed=5)
+    schema = write_catalogue(root / "tables", spec=spec)
+    settings = make_settings(root / "home")
+    snapshot = ingest(settings, source=DataSource.TABLE, schema=schema).snapshot
+    apply_features(settings, snapshot)
+    materialize_features(settings)
+    training_set = settings.paths.training_sets / "events.parquet"
+    build_training_set(settings, out=training_set)
+    build_reference_profile(settings, training_set=training_set)
+    assert validate_training_set(settings, training_set=training_set).success
+    return settings
+
+
 def copy_home(settings: Settings, destination: Path) -> Settings:
     """Copy a prepared home so a test can change it without touching the shared one."""
     shutil.copytree(settings.paths.home, destination)

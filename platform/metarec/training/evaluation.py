@@ -23,11 +23,19 @@ from metarec.training.artifact import (
     load_factor_model,
     load_global_model,
     load_ranker,
+    load_rating_model,
+    read_card,
 )
 from metarec.training.config import TrainingConfig
 from metarec.training.encoding import FeatureEncoder
 from metarec.training.methods import AdaptedModel, evaluate_all
-from metarec.training.preparation import PreparedData, config_split, prepare, ranking_data
+from metarec.training.preparation import (
+    PreparedData,
+    config_split,
+    interactions,
+    prepare,
+    ranking_data,
+)
 from metarec.training.ranking import Cells, RankingData
 from metarec.training.ranking_eval import (
     RankingMethods,
@@ -66,8 +74,11 @@ def evaluate_artifact(
         device: ``auto``, ``cpu`` or ``cuda``.
 
     Returns:
-        ``{scenario: {support_size: {method: {"mae", "rmse", "ndcg@1", "ndcg@3", "ndcg@5"}}}}``.
+        ``{scenario: {support_size: {method: {"mae", "rmse", "ndcg@1", "ndcg@3", "ndcg@5"}}}}``;
+        empty for a version trained on implicit events (it predicts no ratings).
     """
+    if not read_card(Path(artifact_dir)).predicts_ratings:
+        return {}
     model, card = load_artifact(artifact_dir)
     global_model = load_global_model(artifact_dir, card)
     factor = load_factor_model(Path(artifact_dir), card)
@@ -106,7 +117,8 @@ def _card_data(
 ) -> tuple[TrainingConfig, PreparedData]:
     """The card's training config and the training set prepared as the card's run did."""
     config = card_config(card, source=f"{artifact_dir} model card")
-    df, _ = load_training_set(Path(training_set_path))
+    raw, _ = load_training_set(Path(training_set_path))
+    df = interactions(raw)
     data = prepare(
         df,
         split=card_split(df, card, config),
@@ -230,7 +242,8 @@ def evaluate_ranking_artifact(
         ArtifactError: The artifact has no ranker (trained before ranking existed).
     """
     del device
-    model, card = load_artifact(artifact_dir)
+    card = read_card(Path(artifact_dir))
+    model = load_rating_model(Path(artifact_dir), card)
     parts = load_ranker(Path(artifact_dir), card)
     if parts is None or card.ranker is None:
         raise ArtifactError(
@@ -245,7 +258,9 @@ def evaluate_ranking_artifact(
             fix="evaluate on the training set the artifact was trained on (or retrain).",
         )
     return evaluate_ranking(
-        card_ranking_methods(card, parts, card_adapted_model(model, card), rdata),
+        card_ranking_methods(
+            card, parts, None if model is None else card_adapted_model(model, card), rdata
+        ),
         rdata,
         data.split,
         scenarios=tuple(Scenario(s) for s in (scenarios or card.ranking or config.scenarios)),
@@ -256,7 +271,7 @@ def evaluate_ranking_artifact(
 
 
 def card_ranking_methods(
-    card: ModelCard, parts: RankerParts, rating_model: AdaptedModel, rdata: RankingData
+    card: ModelCard, parts: RankerParts, rating_model: AdaptedModel | None, rdata: RankingData
 ) -> RankingMethods:
     """The served ranker of an artifact plus the item baselines refitted on ``rdata``.
 
@@ -275,7 +290,9 @@ def card_ranking_methods(
         popularity=Popularity.fit(rdata.train_binary),
         item_mean=ItemMean.fit(
             rdata.train_ratings, shrinkage=float(chosen.get("item_mean_shrinkage", 20.0))
-        ),
+        )
+        if rdata.graded
+        else None,
         item_knn=ItemKNN.fit(rdata.train_binary, neighbours=chosen.get("item_knn_neighbours")),
         ease_binary=EASE.fit(rdata.train_binary, l2=float(chosen.get("ease_l2", 1000.0))),
     )

@@ -18,6 +18,7 @@ from metarec.features.model_inputs import InputField
 from metarec.learning.baselines import BiasModel
 from metarec.training.config import TrainingConfig
 from metarec.training.encoding import MOVIELENS_INPUTS, FeatureEncoder, with_overrides
+from metarec.training.implicit import is_event_training_set, positive_interactions
 from metarec.training.ranking import RankingData
 from metarec.training.scenarios import Split, TaskSource, plan_split
 
@@ -57,19 +58,31 @@ def config_split(df: pd.DataFrame, config: TrainingConfig, *, seed: int | None =
     )
 
 
-def require_trainable(df: pd.DataFrame) -> None:
-    """Refuse a training set the trainer cannot learn from yet, in one line.
+def interactions(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows the models learn from: ratings as they are, events as positive interactions.
+
+    See :func:`~metarec.training.implicit.positive_interactions`.
 
     Raises:
-        ModelInputsError: It has no ``rating`` label (implicit events: issue 18 item 4), or
-            its ids are text.
+        ModelInputsError: An event training set without any positive event.
+    """
+    return positive_interactions(df) if is_event_training_set(df) else df
+
+
+def require_trainable(df: pd.DataFrame) -> None:
+    """Refuse a training set the trainer cannot learn from, in one line.
+
+    ``df`` is the training set after :func:`interactions` (events carry a ``rating`` then).
+
+    Raises:
+        ModelInputsError: It has neither a ``rating`` nor an event ``label``, or its ids
+            are text.
     """
     if "rating" not in df.columns:
         raise ModelInputsError(
-            "The training set has no rating column: training on implicit events (label, "
-            "weight) arrives with issue 18 item 4.",
-            fix="ingest a rating label for now (`label: {kind: rating, column: …}` in the "
-            "schema, or `metarec data generate --label rating`).",
+            "The training set has neither a rating column nor an event label column.",
+            fix="build it with `metarec features training-set` from a snapshot whose schema "
+            "declares its label (`label: {kind: rating, …}` or `label: {kind: event, …}`).",
         )
     for column in ("user_id", "item_id"):
         if not pd.api.types.is_integer_dtype(df[column]):

@@ -211,6 +211,15 @@ class RankingData:
         weights[rated] = implicit_weights(self.train_ratings[rated], scheme="weighted")
         return weights
 
+    @cached_property
+    def graded(self) -> bool:
+        """Whether the interactions carry grades (ratings), not only "liked" (implicit events).
+
+        Without grades, an item's mean rating says nothing: the ``item_mean`` baseline is off.
+        """
+        rated = self.train_ratings[self.train_ratings > 0]
+        return bool(len(rated)) and bool((rated != rated[0]).any())
+
     @property
     def n_items(self) -> int:
         """Catalogue size ``I``."""

@@ -353,7 +353,7 @@ def train_and_evaluate_ranking(
         model=rankers.meta, steps=settings.inner_steps, ease=ease, blend_weight=weight
     )
     table = evaluate_ranking(
-        _every_method(served, rankers, rating_model, fitted),
+        _every_method(served, rankers, rating_model, fitted, graded=data.graded),
         data,
         split,
         scenarios=scenarios,
@@ -371,15 +371,20 @@ def _every_method(
     rankers: FittedRankers,
     rating_model: AdaptedModel | None,
     baselines: dict[str, object],
+    *,
+    graded: bool,
 ) -> RankingMethods:
-    """The served ranker, both rankers, the rating model and the fitted item baselines."""
+    """The served ranker, both rankers, the rating model and the fitted item baselines.
+
+    ``item_mean`` only where the interactions are graded (ratings, not implicit events).
+    """
     return RankingMethods(
         served=served,
         plain=rankers.plain,
         plain_lr=rankers.plain_lr,
         rating_model=rating_model,
         popularity=baselines["popularity"],  # type: ignore[arg-type]
-        item_mean=baselines["item_mean"],  # type: ignore[arg-type]
+        item_mean=baselines["item_mean"] if graded else None,  # type: ignore[arg-type]
         item_knn=baselines["item_knn"],  # type: ignore[arg-type]
         ease_binary=baselines["ease"],  # type: ignore[arg-type]
     )

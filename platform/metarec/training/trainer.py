@@ -1,5 +1,9 @@
 """The meta-training component: validated training set in, model artifact out.
 
+On a training set of implicit events (no ratings), only the catalogue ranker is trained, on
+each user's positive interactions (:mod:`~metarec.training.implicit`): the artifact has no
+rating model and the card no rating metrics (``label: event``).
+
 ``train`` checks the validation record, splits users, encodes features, trains the non-meta
 global model, meta-trains (checkpointing every N steps, early stopping on validation users),
 fits the meta-learned factor fold-in, evaluates every method on the held-out users of every
@@ -19,18 +23,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metarec.errors import DeviceError
-from metarec.features.training_set import load_training_set
+from metarec.errors import DeviceError, ModelInputsError
+from metarec.features.training_set import TrainingSetManifest, load_training_set
 from metarec.learning.algorithms import InnerLoop
 from metarec.learning.factor_model import FactorModel
 from metarec.training.artifact import ModelCard, save_artifact
 from metarec.training.card_fields import card_fields, factor_card_entry
-from metarec.training.checkpoint import Checkpointing, run_key
+from metarec.training.checkpoint import Checkpointing, TrainState, run_key
 from metarec.training.config import TrainingConfig
 from metarec.training.factor_settings import FactorTrainingConfig, FactorTrainingReport
 from metarec.training.factor_training import fit_factor_model
-from metarec.training.methods import AdaptedModel, evaluate_all
-from metarec.training.preparation import PreparedData, config_split, prepare, ranking_data
+from metarec.training.implicit import is_event_training_set
+from metarec.training.methods import AdaptedModel, evaluate_all, scenario_users
+from metarec.training.preparation import (
+    PreparedData,
+    config_split,
+    interactions,
+    prepare,
+    ranking_data,
+)
 from metarec.training.progress import ProgressCallback, ProgressEvent
 from metarec.training.ranker_training import RankerTraining
 from metarec.training.ranking import Cells, ranker_config_for
@@ -100,12 +111,30 @@ def train(
         DeviceError: CUDA was requested but is absent.
     """
     training_set = Path(training_set)
-    df, manifest = load_training_set(training_set)
+    raw, manifest = load_training_set(training_set)
     record = require_passed(training_set, fingerprint=manifest.fingerprint)
+    events = is_event_training_set(raw)
+    if events and not config.ranker:
+        raise ModelInputsError(
+            "The training set holds implicit events, which only the catalogue ranker learns "
+            "from, but the training config turns the ranker off (ranker: false).",
+            fix="set ranker: true in the training config (the default).",
+        )
     device = resolve_device(config.device)
     seed_everything(config.seed)
     inputs = manifest.input_fields or None  # None: a training set recorded before them
+    df = interactions(raw)
     data = prepare(df, split=config_split(df, config), encoder=None, config=config, inputs=inputs)
+    if events:
+        return _train_on_events(
+            data,
+            manifest,
+            record.result_id,
+            config=config,
+            device=device,
+            out=out,
+            on_progress=on_progress,
+        )
     checkpoints = Checkpointing(
         checkpoint_dir or out.with_name(out.name + ".checkpoints"),
         run_key(config, manifest.fingerprint),
@@ -131,6 +160,45 @@ def train(
     )
     shutil.rmtree(checkpoints.directory, ignore_errors=True)  # complete: nothing to resume
     return card
+
+
+def _train_on_events(
+    data: PreparedData,
+    manifest: TrainingSetManifest,
+    result_id: str,
+    *,
+    config: TrainingConfig,
+    device: torch.device,
+    out: Path,
+    on_progress: ProgressCallback | None,
+) -> ModelCard:
+    """The ranker alone, on positive interactions: no rating model, no rating metrics.
+
+    The card's test users are the split's held-out users each scenario would evaluate (the gate
+    re-evaluates production on the same users); its ``metrics`` are empty and its ranking table
+    is the evaluation.
+    """
+    users = {
+        scenario.value: scenario_users(
+            data,
+            scenario,
+            None,
+            min_ratings=config.min_ratings,
+            max_ratings=config.max_ratings,
+        )
+        for scenario in config.scenarios
+    }
+    run = rank_catalogue(
+        data,
+        config=config,
+        rating_model=None,
+        device=device,
+        on_progress=on_progress,
+        users=users,
+    )
+    fields = card_fields(config, manifest, result_id, data, TrainState(), {}, users)
+    fields.update(ranking=run.table, ranker=run.card)
+    return save_artifact(out, model=None, global_model=None, card=fields, ranker=run.parts())
 
 
 def _fit_models(

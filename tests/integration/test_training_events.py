@@ -1,0 +1,90 @@
+"""Training on implicit events: the ranker alone, on positive interactions, evaluated by ranking.
+
+The training set is a generated catalogue of views, clicks and purchases (clicks and purchases
+positive) ingested as a team's tables, built by Feast and validated by Great Expectations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from metarec.config import Settings
+from metarec.errors import ArtifactError, ModelInputsError
+from metarec.registry.artifacts import inspect_artifact
+from metarec.testing.serving import SMALL_CONFIG
+from metarec.training.artifact import load_artifact, load_ranker, load_rating_model, read_card
+from metarec.training.config import TrainingConfig
+from metarec.training.evaluation import evaluate_artifact, evaluate_ranking_artifact
+from metarec.training.trainer import train
+
+pytestmark = pytest.mark.integration
+
+CONFIG = {**SMALL_CONFIG, "ranker_max_steps": 200, "ranker_eval_every": 50}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(event_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    training_set = event_home.paths.training_sets / "events.parquet"
+    out = tmp_path_factory.mktemp("event-artifact") / "art"
+    train(training_set, config=TrainingConfig.build(CONFIG), out=out)
+    return training_set, out
+
+
+def test_an_event_version_is_the_ranker_alone_with_a_ranking_table(trained):
+    _, artifact = trained
+    card = read_card(artifact)
+    assert card.label == "event" and not card.predicts_ratings
+    assert set(card.files) == {"ranker.safetensors", "item_prior.safetensors"}
+    assert card.metrics == {} and card.model == {}
+    assert not (artifact / "model.safetensors").exists()
+    assert load_rating_model(artifact, card) is None
+    assert load_ranker(artifact, card) is not None
+    with pytest.raises(ArtifactError, match="implicit events"):
+        load_artifact(artifact)
+    # The registry accepts it: its weights file is the ranker's.
+    assert inspect_artifact(artifact).card.label == "event"
+    table = card.ranking["new_user"]
+    methods = set(next(iter(table.values())))
+    assert {"ranker", "popularity", "ease"} <= methods
+    assert "item_mean" not in methods  # no grades: an item's mean "rating" says nothing
+    assert "rating_model" not in methods
+    assert card.test_users["new_user"]
+
+
+def test_the_ranker_finds_the_planted_tastes_better_than_popularity(trained):
+    _, artifact = trained
+    table = read_card(artifact).ranking["new_user"]
+    ranker = np.mean([cell["ranker"]["ndcg@20"] for cell in table.values()])
+    popularity = np.mean([cell["popularity"]["ndcg@20"] for cell in table.values()])
+    assert ranker > popularity + 0.05, (ranker, popularity)
+
+
+def test_re_evaluation_reproduces_the_card_and_rating_metrics_are_empty(trained):
+    training_set, artifact = trained
+    card = read_card(artifact)
+    again = evaluate_ranking_artifact(artifact, training_set)
+    for cell, methods in card.ranking["new_user"].items():
+        assert again["new_user"][cell]["ranker"]["ndcg@20"] == pytest.approx(
+            methods["ranker"]["ndcg@20"], abs=1e-9
+        )
+    assert evaluate_artifact(artifact, training_set) == {}
+
+
+def test_events_without_the_ranker_are_refused_in_one_line(event_home, tmp_path):
+    training_set = event_home.paths.training_sets / "events.parquet"
+    config = TrainingConfig.build({**CONFIG, "ranker": False})
+    with pytest.raises(ModelInputsError, match="ranker: false"):
+        train(training_set, config=config, out=tmp_path / "art")
+    assert not (tmp_path / "art").exists()
