@@ -88,3 +88,24 @@ def test_events_without_the_ranker_are_refused_in_one_line(event_home, tmp_path)
     with pytest.raises(ModelInputsError, match="ranker: false"):
         train(training_set, config=config, out=tmp_path / "art")
     assert not (tmp_path / "art").exists()
+
+
+def test_cli_evaluate_prints_the_ranking_and_says_ratings_are_skipped(
+    trained, tmp_path, monkeypatch, capsys
+):
+    import json
+
+    from metarec.cli.main import run
+
+    training_set, artifact = trained
+    monkeypatch.setenv("METAREC_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "200")
+    code = run(
+        ["evaluate", str(artifact), "--training-set", str(training_set), "--out", str(tmp_path)]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "learnt from implicit events" in printed and "rating metrics skipped" in printed
+    assert not (tmp_path / "evaluation.json").exists()
+    ranking = json.loads((tmp_path / "ranking.json").read_text())
+    assert "ranker" in next(iter(ranking["new_user"].values()))

@@ -32,6 +32,12 @@ class DeviceOption(enum.StrEnum):
     CUDA = "cuda"
 
 
+NO_RATINGS = (
+    "This version learnt from implicit events: it ranks the catalogue and predicts no ratings "
+    "(rating metrics skipped)."
+)
+
+
 def train(
     ctx: typer.Context,
     config: Annotated[
@@ -62,7 +68,7 @@ def train(
 
     from metarec.features.training_set import newest_training_set
     from metarec.training.config import TrainingConfig
-    from metarec.training.evaluation import metrics_table
+    from metarec.training.evaluation import metrics_table, ranking_tables
     from metarec.training.trainer import train as run_training
 
     settings = ctx.obj
@@ -82,11 +88,16 @@ def train(
         out = settings.paths.artifacts / f"{cfg.algorithm.value}-{stamp}"
     with training_progress(cfg.algorithm.value) as report:
         card = run_training(path, config=cfg, out=out, on_progress=report)
-    console.print(metrics_table(card.metrics, title=f"{card.algorithm} on held-out users"))
-    console.print(
-        f"Trained {card.training['steps']} steps (best at {card.training['best_step']}"
-        f"{', stopped early' if card.training['stopped_early'] else ''})."
-    )
+    if card.predicts_ratings:
+        console.print(metrics_table(card.metrics, title=f"{card.algorithm} on held-out users"))
+        console.print(
+            f"Trained {card.training['steps']} steps (best at {card.training['best_step']}"
+            f"{', stopped early' if card.training['stopped_early'] else ''})."
+        )
+    else:
+        for table in ranking_tables(card.ranking, title="Whole-catalogue ranking"):
+            console.print(table)
+        console.print(NO_RATINGS)
     console.print(f"Artifact: {out}", soft_wrap=True, highlight=False)
 
 
@@ -130,11 +141,15 @@ def evaluate(
 
     sizes, scenarios = _parse_cells(support_sizes, more_sizes, scenario)
     path = training_set or newest_training_set(ctx.obj)
+    target = out or artifact
+    if not read_card(artifact).predicts_ratings:
+        console.print(NO_RATINGS)
+        _evaluate_ranking(artifact, path, scenarios=scenarios, target=target)
+        return
     with console.status("Evaluating"):
         metrics = evaluate_artifact(
             artifact, path, scenarios=scenarios, support_sizes=sizes or None, device=device.value
         )
-    target = out or artifact
     console.print(metrics_table(metrics, title=f"Cold-start evaluation of {artifact.name}"))
     json_path = write_json(metrics, target / "evaluation.json")
     png_path = plot_mae(metrics, target / "evaluation_mae.png")
