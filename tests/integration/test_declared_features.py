@@ -109,7 +109,7 @@ def test_apply_registers_the_declared_features_with_their_types(shop):
         p.name for p in store.get_feature_service("online_adaptation").feature_view_projections
     }
     assert training == {"interaction_event", "user_profile", "item_profile"}
-    assert online == {"user_profile", "item_profile"}
+    assert online == {"user_profile", "item_profile", "user_recent_ratings"}
 
 
 def test_online_lookup_returns_a_users_country_and_an_items_embedding(shop):
@@ -271,16 +271,22 @@ def test_a_broken_hook_is_one_clear_error(tmp_path):
         apply_features(settings, _current(settings))
 
 
-def test_training_on_implicit_events_fails_with_one_line_naming_item_4(shop):
-    from metarec.errors import ModelInputsError
-    from metarec.training.config import TrainingConfig
-    from metarec.training.preparation import config_split
+def test_a_known_users_recent_items_online_are_their_liked_events(shop):
+    from metarec.data.tables import LIKED_RATING
 
-    frame, _ = load_training_set(shop.paths.training_sets / "shop.parquet")
-    with pytest.raises(ModelInputsError, match="issue 18 item 4") as caught:
-        config_split(frame, TrainingConfig())
-    assert "\n" not in str(caught.value)
-    assert "rating" in str(caught.value)
+    snapshot = _current(shop)
+    events = pd.read_parquet(snapshot.table_path("interactions"))
+    liked = events[events["label"] == 1].sort_values("event_timestamp", kind="stable")
+    user = liked["user_id"].value_counts().index[0]
+    mine = liked[liked["user_id"] == user].drop_duplicates("item_id")
+    values = online_features(open_store(shop), user_id=user)
+    assert (
+        values["recent_item_ids"]
+        == mine["item_id"].tolist()[::-1][: len(values["recent_item_ids"])]
+    )
+    assert set(values["recent_ratings"]) == {LIKED_RATING}
+    not_liked = set(events.loc[events["label"] == 0, "item_id"]) - set(liked["item_id"])
+    assert not not_liked & set(values["recent_item_ids"])
 
 
 def test_ratings_with_text_ids_materialise_their_recent_items_as_text(tmp_path):

@@ -16,6 +16,7 @@ import pandas as pd
 from metarec.data.schema import Dataset
 
 RECENT_RATINGS_KEPT = 20
+LIKED_RATING = 5  # an implicit positive event on the rating scale of the recent-ratings view
 TIMESTAMP_FIELD = "event_timestamp"
 
 
@@ -68,10 +69,32 @@ def user_history_table(dataset: Dataset) -> pd.DataFrame:
     )
 
 
+def liked_interactions(interactions: pd.DataFrame) -> pd.DataFrame:
+    """Implicit events as the model reads them: positive events, first per user and item.
+
+    Each gets the ranking scale's "liked" value (:data:`LIKED_RATING`) as its ``rating``.
+
+    The trainer reads an event training set the same way
+    (:func:`metarec.training.implicit.positive_interactions`), so a known user's recent items
+    in the online store are the items the model counts as their interactions.
+    """
+    positives = interactions[interactions["label"].astype("int64") == 1]
+    positives = positives.sort_values(["user_id", TIMESTAMP_FIELD, "item_id"], kind="stable")
+    first = positives.drop_duplicates(["user_id", "item_id"], keep="first")
+    return first.assign(rating=LIKED_RATING).reset_index(drop=True)
+
+
 def user_recent_ratings_table(dataset: Dataset, *, keep: int = RECENT_RATINGS_KEPT) -> pd.DataFrame:
-    """The ``keep`` most recent (item, rating) pairs strictly before each timestamp."""
-    events = dataset.interactions.sort_values(["user_id", TIMESTAMP_FIELD], kind="stable")
-    points = _history_points(dataset.interactions)
+    """The ``keep`` most recent (item, rating) pairs strictly before each timestamp.
+
+    For implicit events: the most recent liked items (:func:`liked_interactions`), each with
+    the rating :data:`LIKED_RATING`.
+    """
+    interactions = dataset.interactions
+    if "rating" not in interactions.columns:
+        interactions = liked_interactions(interactions)
+    events = interactions.sort_values(["user_id", TIMESTAMP_FIELD], kind="stable")
+    points = _history_points(interactions)
     item_lists: list[list[int]] = []
     rating_lists: list[list[int]] = []
     event_groups = {
@@ -85,7 +108,7 @@ def user_recent_ratings_table(dataset: Dataset, *, keep: int = RECENT_RATINGS_KE
         rating_lists.append(ratings[start : int(prior)][::-1].tolist())
     return pd.DataFrame(
         {
-            "user_id": points["user_id"].astype(dataset.interactions["user_id"].dtype),
+            "user_id": points["user_id"].astype(interactions["user_id"].dtype),
             TIMESTAMP_FIELD: points[TIMESTAMP_FIELD],
             "recent_item_ids": item_lists,
             "recent_ratings": rating_lists,
@@ -105,8 +128,8 @@ def feature_tables(dataset: Dataset) -> dict[str, pd.DataFrame]:
 
     Returns:
         Table name → frame: ``users``, ``items``, ``interactions``, ``user_profile``,
-        ``item_profile``, ``user_history``, ``user_recent_ratings``, ``interaction_label`` (the
-        last three only when the interactions carry ratings).
+        ``item_profile``, ``user_recent_ratings`` (for implicit events: the recent liked
+        items), and ``user_history``, ``interaction_label`` when the interactions carry ratings.
     """
     tables = {
         "users": dataset.users,
@@ -115,8 +138,8 @@ def feature_tables(dataset: Dataset) -> dict[str, pd.DataFrame]:
         "user_profile": user_profile_table(dataset),
         "item_profile": item_profile_table(dataset),
     }
-    if "rating" not in dataset.interactions.columns:
-        return tables  # implicit events: their history and label tables arrive with issue 18 item 4
+    if "rating" not in dataset.interactions.columns:  # implicit events (labels: their own view)
+        return {**tables, "user_recent_ratings": user_recent_ratings_table(dataset)}
     return {
         **tables,
         "user_history": user_history_table(dataset),

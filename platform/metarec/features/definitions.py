@@ -152,7 +152,17 @@ def rating_views(
         ],
         description="Point-in-time statistics of the user's earlier ratings.",
     )
-    recent = feature_view(
+    return history, recent_ratings_view(source_root, user, item_id_type=item_id_type)
+
+
+def recent_ratings_view(
+    source_root: str, user: Entity, *, item_id_type: FeastType = Int64
+) -> FeatureView:
+    """The user's most recent ratings (for implicit events: liked items, each rated 5).
+
+    The service's default support set for a known user (online only).
+    """
+    return feature_view(
         source_root,
         "user_recent_ratings",
         user,
@@ -162,7 +172,6 @@ def rating_views(
         ],
         description="The user's most recent ratings: the default support set when serving.",
     )
-    return history, recent
 
 
 def _item_view(source_root: str, item: Entity) -> FeatureView:

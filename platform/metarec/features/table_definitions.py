@@ -24,6 +24,7 @@ from metarec.features.definitions import (
     label_view,
     make_entity,
     rating_views,
+    recent_ratings_view,
 )
 from metarec.features.extensions import SnapshotContext
 
@@ -122,13 +123,16 @@ def table_views(
     ]
     training = [view for view in profiles if view is not None]
     online = list(training)
+    text_items = _id_type(snapshot, "interactions", "item_id") is ValueType.STRING
+    item_id_type = String if text_items else Int64
     if snapshot.metadata.get("label_kind") == "rating":
-        text_items = _id_type(snapshot, "interactions", "item_id") is ValueType.STRING
-        history, recent = rating_views(
-            context.source_root, context.user, item_id_type=String if text_items else Int64
-        )
+        history, recent = rating_views(context.source_root, context.user, item_id_type=item_id_type)
         training.append(history)
         online += [history, recent]
+    else:  # implicit events: a known user's recent liked items, for serving
+        online.append(
+            recent_ratings_view(context.source_root, context.user, item_id_type=item_id_type)
+        )
     return _label_view(context, snapshot), training, online
 
 
