@@ -17,6 +17,13 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _mark(check: Any) -> str:
+    """✓ passed, ✗ failed, – skipped (a rule that does not apply to this candidate)."""
+    if check.skipped:
+        return "[dim]–[/dim]"
+    return "[green]✓[/green]" if check.passed else "[red]✗[/red]"
+
+
 def print_decision(decision: Any) -> None:
     """Print a gate decision: every check with its numbers, then the verdict."""
     table = Table(title=f"Evaluation gate — policy {decision.policy_name!r}", show_lines=False)
@@ -33,7 +40,7 @@ def print_decision(decision: Any) -> None:
         table.add_column(column)
     for check in decision.checks:
         table.add_row(
-            "[green]✓[/green]" if check.passed else "[red]✗[/red]",
+            _mark(check),
             check.rule,
             check.scenario,
             check.support_size,
@@ -46,7 +53,8 @@ def print_decision(decision: Any) -> None:
     print_ranking_summary(decision)
     production = decision.production_version
     console.print(
-        f"candidate method: {decision.candidate_method}; production: "
+        f"candidate method: {decision.candidate_method} (learnt from "
+        f"{'implicit events' if decision.candidate_label == 'event' else 'ratings'}); production: "
         f"{'none' if production is None else f'v{production}'}"
         f" ({decision.comparison_basis}); artifact {decision.artifact_digest[:12]}"
     )

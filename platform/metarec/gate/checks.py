@@ -6,6 +6,10 @@ A card holds two tables, and every rule reads one of them:
 * ``ranking``: ``ranking[scenario][cell][method][metric]`` (whole-catalogue top-N of a new user,
   cells ``<order>@<K>``).
 
+A version trained on implicit events (card ``label == "event"``) has no rating table: its rating
+rules, and the rules that compare it with a production of the other kind, are *skipped* checks
+(:func:`skipped_check`): reported with the reason, never failing, never accepting on their own.
+
 :func:`rule_checks` applies any rule (absolute, margin or regression) the same way: select the
 cells, pair the candidate's value with the rule's reference in each cell (or their means), and let
 the rule judge each pair. Nothing here reads files, databases or clocks.
@@ -21,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from metarec.gate.rules import Rule, Table
+from metarec.training.model_card import Label
 
 # metrics[scenario][support_size][method][metric] -> value (the model card's `metrics`).
 Metrics = Mapping[str, Mapping[Any, Mapping[str, Mapping[str, float]]]]
@@ -35,13 +40,20 @@ NO_RANKING = (
     "the card has no ranking metrics; retrain with this MetaRec (its training run evaluates the "
     "served ranker and the baselines on the whole catalogue into card['ranking']), then gate again"
 )
+EVENT_SKIPPED = "skipped: the model learnt from implicit events and predicts no ratings"
+RANKING_RULE_EXAMPLE = (
+    "`- {table: ranking, metric: ndcg@20, over: popularity, min_improvement: 0.0, cells: mean}`"
+)
+KIND_NAMES: dict[str, str] = {"rating": "ratings", "event": "implicit events"}
 
 
 class GateCheck(BaseModel):
     """One rule applied to one cell (or to the mean of cells).
 
     For ranking rules (``table == "ranking"``) ``support_size`` holds the ranking cell, e.g.
-    ``random@10``.
+    ``random@10``. A skipped check (``skipped``: the rule does not apply to this candidate, e.g.
+    a rating rule for a version trained on implicit events) has ``passed`` True, so it never
+    blocks, and ``detail`` says why it was skipped; it does not count as a check that passed.
     """
 
     rule: str
@@ -57,6 +69,7 @@ class GateCheck(BaseModel):
     passed: bool
     detail: str
     table: Table = "rating"
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,6 +230,7 @@ def _overall(
     metric: str = "-",
     reference_name: str | None = None,
     table: Table = "rating",
+    skipped: bool = False,
 ) -> GateCheck:
     """A check of the whole evaluation, not of one cell: no value, reference or threshold."""
     return GateCheck(
@@ -233,6 +247,7 @@ def _overall(
         passed=passed,
         detail=detail,
         table=table,
+        skipped=skipped,
     )
 
 
@@ -246,6 +261,49 @@ def failed(rule: Rule, detail: str, *, reference_name: str | None = None) -> Gat
         metric=rule.metric,
         reference_name=reference_name,
         table=rule.table,
+    )
+
+
+def skipped_check(rule: Rule, note: str, *, reference_name: str | None = None) -> GateCheck:
+    """A rule that does not apply to this candidate: reported with ``note``, never failing."""
+    return _overall(
+        rule.label(),
+        rule.kind,
+        passed=True,
+        detail=note,
+        metric=rule.metric,
+        reference_name=reference_name,
+        table=rule.table,
+        skipped=True,
+    )
+
+
+def kinds_skipped(production: str, production_label: Label, candidate_label: Label) -> str:
+    """The note of a production comparison skipped because the two versions differ in kind."""
+    return (
+        f"skipped: {production} learnt from {KIND_NAMES[production_label]} and the candidate "
+        f"from {KIND_NAMES[candidate_label]}: different training data, so their numbers are not "
+        "comparable"
+    )
+
+
+def no_ranking_rule_check(*, policy_has_ranking_rule: bool) -> GateCheck:
+    """The failed check of an event candidate that no ranking rule judges (no vacuous pass)."""
+    if policy_has_ranking_rule:
+        problem = (
+            "no ranking rule of the policy applies (its ranking rules compare with a production "
+            "version, and there is none of the same kind)"
+        )
+    else:
+        problem = "the policy has no ranking rule"
+    return _overall(
+        "coverage: a ranking rule judges a version trained on implicit events",
+        "coverage",
+        passed=False,
+        detail=f"{problem}, and this version learnt from implicit events (no rating metrics, "
+        f"its rating rules are skipped): add an absolute or margin rule on the ranking table "
+        f"to the policy, e.g. under `margins:` {RANKING_RULE_EXAMPLE}",
+        table="ranking",
     )
 
 

@@ -13,12 +13,18 @@ Every rule, whatever its type, produces its check rows through
 :func:`metarec.gate.checks.rule_checks` (one per cell or per mean, with every number used); the
 decision also carries a compact ``ranking_summary``: per ranking cell, the candidate's nDCG@20
 beside every baseline's and production's.
+
+Versions trained on implicit events (``candidate_label``/``production_label`` ``"event"``) have
+no rating table: the candidate's rating rules are skipped checks, and it is judged on the ranking
+table alone (a policy without a ranking rule that applies rejects it, never passes it vacuously).
+A production version of the other kind learnt from other data: every rule that compares with it
+is skipped, with a note naming both kinds, and nothing of it is compared.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,20 +32,27 @@ from pydantic import BaseModel, Field
 
 from metarec.clock import as_utc
 from metarec.gate.checks import (
+    EVENT_SKIPPED,
+    KIND_NAMES,
     NO_RANKING,
     GateCheck,
+    Label,
     Metrics,
     Numbers,
     RankingMetrics,
     comparability_checks,
     coverage_check,
     has_cells,
+    kinds_skipped,
+    no_ranking_rule_check,
     rule_checks,
     select,
+    skipped_check,
 )
 from metarec.gate.policy import GatePolicy
 
 __all__ = [
+    "EVENT_SKIPPED",
     "NO_RANKING",
     "SUMMARY_METRIC",
     "GateCheck",
@@ -87,16 +100,34 @@ class GateDecision(BaseModel):
     ranking_method: str | None = None
     ranking_comparison_basis: str | None = None
     ranking_summary: list[RankingSummaryRow] = Field(default_factory=list)
+    candidate_label: Label = Field(
+        default="rating",
+        description="What the candidate learnt from: `rating` or `event` (implicit events: no "
+        "rating metrics, its rating rules are skipped).",
+    )
+    production_label: Label | None = Field(
+        default=None,
+        description="What the production version learnt from (None: no production version).",
+    )
 
     @property
     def broken(self) -> list[GateCheck]:
         """The checks that failed."""
         return [check for check in self.checks if not check.passed]
 
+    @property
+    def skipped(self) -> list[GateCheck]:
+        """The checks skipped: rules that do not apply to this candidate (never failing)."""
+        return [check for check in self.checks if check.skipped]
+
     def summary(self) -> str:
         """One line: accepted, or the broken rules."""
         if self.accepted:
-            return f"accepted ({len(self.checks)} checks passed)"
+            skipped = len(self.skipped)
+            passed = len(self.checks) - skipped
+            return f"accepted ({passed} checks passed" + (
+                f", {skipped} skipped)" if skipped else ")"
+            )
         rules = sorted({check.rule for check in self.broken})
         return f"rejected, broken: {'; '.join(rules)}"
 
@@ -119,6 +150,8 @@ def decide(
     production_ranking: RankingMetrics | None = None,
     ranking_comparison_basis: str | None = None,
     ranking_same_users: bool | None = None,
+    candidate_label: Label = "rating",
+    production_label: Label | None = None,
 ) -> GateDecision:
     """Apply a policy to the numbers: ``accepted`` only when every check passed.
 
@@ -126,6 +159,9 @@ def decide(
     ``candidate_method`` and the policy's ``ranking_method``); ``production_*``: production's, on
     the same users if ``same_users``/``ranking_same_users``, obtained as ``*comparison_basis``
     says (ranking defaults: the rating table's). ``decided_at``: naive is taken as UTC.
+    ``candidate_label``/``production_label``: what each version learnt from (``event``: implicit
+    events, no rating table; production's defaults to ``rating``). At least one check must not
+    be skipped for the candidate to be accepted.
     """
     rating = Numbers(
         table="rating",
@@ -143,11 +179,22 @@ def decide(
         same_users=same_users if ranking_same_users is None else ranking_same_users,
         basis=ranking_comparison_basis or comparison_basis,
     )
-    has_production = production_version is not None and production_metrics is not None
-    checks = _checks(policy, rating, ranking, production_version if has_production else None)
+    has_production = production_version is not None and (
+        production_metrics is not None or production_label is not None
+    )
+    kinds = _Kinds(
+        candidate=candidate_label,
+        production=(production_label or "rating") if has_production else None,
+    )
+    checks = _checks(
+        policy, rating, ranking, production_version if has_production else None, kinds=kinds
+    )
     notes = [*notes, NO_PRODUCTION] if policy.regression and not has_production else [*notes]
+    if has_production and not kinds.comparable:
+        notes.append(_kinds_note(production_version, kinds))
     return GateDecision(
-        accepted=bool(checks) and all(check.passed for check in checks),
+        accepted=any(not check.skipped for check in checks)
+        and all(check.passed for check in checks),
         model=model,
         artifact_digest=artifact_digest,
         candidate_method=candidate_method,
@@ -159,7 +206,36 @@ def decide(
         checks=checks,
         notes=notes,
         decided_at=as_utc(decided_at),
-        **_ranking_fields(ranking, compared=has_production),
+        candidate_label=candidate_label,
+        production_label=kinds.production,
+        **_ranking_fields(ranking, compared=has_production and kinds.comparable),
+    )
+
+
+@dataclass(frozen=True)
+class _Kinds:
+    """What the candidate and production (None: none) learnt from: ratings or implicit events."""
+
+    candidate: Label
+    production: Label | None
+
+    @property
+    def event(self) -> bool:
+        """Whether the candidate learnt from implicit events (it has no rating table)."""
+        return self.candidate == "event"
+
+    @property
+    def comparable(self) -> bool:
+        """Whether production learnt from the same kind of data (False: no production)."""
+        return self.production == self.candidate
+
+
+def _kinds_note(production_version: int | None, kinds: _Kinds) -> str:
+    """The decision's note when production learnt from the other kind of data."""
+    return (
+        f"production v{production_version} learnt from {KIND_NAMES[kinds.production or 'rating']}"
+        f" and the candidate from {KIND_NAMES[kinds.candidate]}: the rules comparing with "
+        "production are skipped and production was not evaluated"
     )
 
 
@@ -195,26 +271,46 @@ def _ranking_numbers(
 
 
 def _checks(
-    policy: GatePolicy, rating: Numbers, ranking: Numbers, production_version: int | None
+    policy: GatePolicy,
+    rating: Numbers,
+    ranking: Numbers,
+    production_version: int | None,
+    *,
+    kinds: _Kinds,
 ) -> list[GateCheck]:
     """Every rule's checks, in one loop over the policy's typed rules.
 
     The order is the stored decisions': coverage, absolute and margin rules, then (with a
-    production version) the comparability checks and the regression rules.
+    production version) the comparability checks and the regression rules. An event
+    candidate's rating rules, and the regression rules against a production of the other kind,
+    are skipped checks.
     """
     tables = {"rating": rating, "ranking": ranking}
     production = f"production v{production_version}"
-    own: list[GateCheck] = [] if has_cells(rating.candidate) else [coverage_check()]
+    own: list[GateCheck] = [] if kinds.event or has_cells(rating.candidate) else [coverage_check()]
     against_production: list[GateCheck] = []
     for rule in policy.rules():
-        if rule.kind == "regression" and production_version is None:
+        regression = rule.kind == "regression"
+        if regression and production_version is None:
             continue
-        checks = rule_checks(rule, tables[rule.table], production=production)
-        (against_production if rule.kind == "regression" else own).extend(checks)
+        name = rule.reference_name(production)
+        if kinds.event and rule.table == "rating":
+            checks = [skipped_check(rule, EVENT_SKIPPED, reference_name=name)]
+        elif regression and not kinds.comparable:
+            note = kinds_skipped(production, kinds.production or "rating", kinds.candidate)
+            checks = [skipped_check(rule, note, reference_name=name)]
+        else:
+            checks = rule_checks(rule, tables[rule.table], production=production)
+        (against_production if regression else own).extend(checks)
+    if kinds.event and not any(
+        check.table == "ranking" and not check.skipped for check in [*own, *against_production]
+    ):
+        has_rule = any(rule.table == "ranking" for rule in policy.rules())
+        own.append(no_ranking_rule_check(policy_has_ranking_rule=has_rule))
     if production_version is None:
         return own
-    compared = [rating]
-    if policy.compares_production("ranking") and ranking.has_production():
+    compared = [rating] if kinds.comparable and not kinds.event else []
+    if kinds.comparable and policy.compares_production("ranking") and ranking.has_production():
         compared.append(ranking)
     comparability = comparability_checks(
         compared, require_same_users=policy.require_same_users, production=production

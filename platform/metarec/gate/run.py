@@ -10,6 +10,11 @@ be re-evaluated for production by an injected function:
 
 Without one, production's stored card numbers of that table are used, and the decision records
 whether they were computed on the same users.
+
+A version trained on implicit events (card ``label == "event"``) has no rating table: production
+is never re-evaluated with ``evaluate`` for an event candidate, and a production version of the
+other kind (one learnt from ratings, the other from events) is not evaluated at all: its
+comparisons are skipped by the decision.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from metarec.clock import utc_now
+from metarec.gate.checks import KIND_NAMES, Label
 from metarec.gate.decision import GateDecision, Metrics, RankingMetrics, decide
 from metarec.gate.policy import GatePolicy
 from metarec.registry.artifacts import inspect_artifact
@@ -139,9 +145,12 @@ def gate_artifact(
         model: The registered model the candidate would become a version of.
         registry: Where to find the current production version (None: no comparison).
         evaluate: Re-evaluates production's rating metrics on the candidate's held-out users,
-            if given (else production's stored card metrics are used).
+            if given (else production's stored card metrics are used). Never called for a
+            candidate trained on implicit events (it has no rating metrics).
         evaluate_ranking: Re-evaluates production's ranking table on the candidate's held-out
-            users, if given (else production's stored ``card["ranking"]`` is used).
+            users, if given (else production's stored ``card["ranking"]`` is used). Neither
+            evaluator is called when production learnt from the other kind of data (ratings
+            vs implicit events): nothing of it is compared.
         decided_at: The decision's time (default: now, in UTC).
 
     Returns:
@@ -155,15 +164,23 @@ def gate_artifact(
     production = registry.production(model) if registry is not None else None
     compared: dict[str, Any] = {}
     if production is not None and registry is not None:
-        compared = _production_inputs(
-            registry,
-            production,
-            card.test_users,
-            method=method,
-            evaluate=evaluate,
-            evaluate_ranking=evaluate_ranking,
-            ranking_needed=bool(ranking) and policy.compares_production("ranking"),
-        )
+        production_label = _label(registry, production)
+        if production_label != card.label:
+            compared = _not_compared(
+                production, method=method, production_label=production_label, candidate=card.label
+            )
+        else:
+            compared = _production_inputs(
+                registry,
+                production,
+                card.test_users,
+                method=method,
+                evaluate=evaluate,
+                evaluate_ranking=evaluate_ranking,
+                ratings_needed=card.predicts_ratings,
+                ranking_needed=bool(ranking) and policy.compares_production("ranking"),
+            )
+            compared["production_label"] = production_label
     return decide(
         policy,
         model=model,
@@ -171,10 +188,46 @@ def gate_artifact(
         candidate_metrics=card.metrics,
         candidate_method=method,
         candidate_ranking=ranking,
+        candidate_label=card.label,
         notes=[] if method else ["the card names no algorithm and the policy no method"],
         decided_at=decided_at or utc_now(),
         **compared,
     )
+
+
+def _label(registry: Registry, production: VersionInfo) -> Label:
+    """What production learnt from (its card's ``label``).
+
+    A card this MetaRec cannot read (``lineage.card_error``: an older format) predates versions
+    trained on implicit events, so it is a rating version.
+    """
+    if production.lineage.card_error is not None:
+        return "rating"
+    return registry.read_card(VersionRef(model=production.model, version=production.version)).label
+
+
+def _not_compared(
+    production: VersionInfo, *, method: str, production_label: Label, candidate: Label
+) -> dict[str, Any]:
+    """Production's side of :func:`decide` when it learnt from the other kind of data.
+
+    Production's numbers are neither read nor evaluated: a rating training set cannot evaluate
+    an event version, nor an event training set (it has no ratings) a rating version's rating
+    metrics.
+    """
+    basis = (
+        f"not compared: {production.tag} learnt from {KIND_NAMES[production_label]} and the "
+        f"candidate from {KIND_NAMES[candidate]}"
+    )
+    return {
+        "production_metrics": None,
+        "production_method": production.lineage.algorithm or method,
+        "production_version": production.version,
+        "production_label": production_label,
+        "comparison_basis": basis,
+        "production_ranking": None,
+        "ranking_comparison_basis": basis,
+    }
 
 
 def _production_inputs(
@@ -185,10 +238,23 @@ def _production_inputs(
     method: str,
     evaluate: Evaluator | None,
     evaluate_ranking: RankingEvaluator | None,
+    ratings_needed: bool,
     ranking_needed: bool,
 ) -> dict[str, Any]:
-    """Production's side of :func:`decide`: both tables, how they were obtained, its version."""
-    rating = _production_rating(registry, production, test_users, evaluate=evaluate)
+    """Production's side of :func:`decide`: both tables, how they were obtained, its version.
+
+    ``ratings_needed`` is False for versions trained on implicit events: they have no rating
+    table, so production's is neither read nor evaluated.
+    """
+    rating = (
+        _production_rating(registry, production, test_users, evaluate=evaluate)
+        if ratings_needed
+        else _ProductionNumbers(
+            numbers=None,
+            basis="rating metrics not compared (both versions learnt from implicit events)",
+            same_users=True,
+        )
+    )
     ranking = _production_ranking(
         registry,
         production,

@@ -62,14 +62,18 @@ def _evaluators(
     evaluate: Evaluator | None,
     evaluate_ranking: RankingEvaluator | None,
 ) -> tuple[Evaluator | None, RankingEvaluator | None]:
-    """Re-evaluate production on the candidate's training set when one is given."""
+    """Re-evaluate production on the candidate's training set when one is given.
+
+    A candidate trained on implicit events gets no rating evaluator: its training set has no
+    ratings and the candidate no rating metrics (production's ranking is still re-evaluated).
+    """
     if training_set is None:
         return evaluate, evaluate_ranking
     if evaluate is not None or evaluate_ranking is not None:
         raise ValueError("pass either a training set or evaluators, not both")
     card = inspect_artifact(artifact).card
     return (
-        training_set_evaluator(training_set, like=card.metrics),
+        training_set_evaluator(training_set, like=card.metrics) if card.predicts_ratings else None,
         training_set_ranking_evaluator(training_set, like=card.ranking),
     )
 

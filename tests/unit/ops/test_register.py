@@ -6,7 +6,7 @@ import pytest
 from metarec.config import load_settings
 from metarec.ops import gate_candidate, register_candidate, register_gated
 from metarec.registry import Action, Registry, Stage, VersionRef
-from metarec.testing.registry import register_fixture, write_fixture_artifact
+from metarec.testing.registry import fixture_ranking, register_fixture, write_fixture_artifact
 
 
 @pytest.fixture
@@ -94,3 +94,66 @@ def test_register_gated_registers_once_then_returns_the_existing_version(setting
     with Registry.open(settings) as registry:
         registrations = [e for e in registry.history("metarec") if e.action is Action.REGISTER]
     assert len(registrations) == 1
+
+
+def test_event_candidate_gets_no_rating_evaluator_from_its_training_set(
+    settings, tmp_path, monkeypatch
+):
+    """An event training set has no ratings: only production's ranking is re-evaluated."""
+    import metarec.ops.register as register_module
+
+    built, ranked = [], []
+
+    def rating_evaluator(training_set, *, like):
+        built.append(training_set)
+        raise AssertionError("no rating evaluator for an event candidate")
+
+    def ranking_evaluator(training_set, *, like):
+        def evaluate_ranking(artifact_dir, users):
+            ranked.append(sorted(path.name for path in artifact_dir.iterdir()))
+            return fixture_ranking(ranker=0.40)
+
+        return evaluate_ranking
+
+    monkeypatch.setattr(register_module, "training_set_evaluator", rating_evaluator)
+    monkeypatch.setattr(register_module, "training_set_ranking_evaluator", ranking_evaluator)
+    with Registry.open(settings) as registry:
+        register_fixture(registry, tmp_path / "first", seed=1, label="event")
+        registry.promote(VersionRef(model="metarec", version=1), actor="a", reason="r")
+        candidate = write_fixture_artifact(tmp_path / "cand", seed=2, label="event")
+        decision = gate_candidate(
+            settings,
+            artifact=candidate,
+            model="metarec",
+            registry=registry,
+            training_set=tmp_path / "events.parquet",
+        )
+    assert built == []
+    assert ranked == [["model_card.json", "ranker.safetensors"]]
+    assert (decision.candidate_label, decision.production_label) == ("event", "event")
+    assert [c.rule for c in decision.broken] == [
+        "regression: ranking ndcg@20 worse than production by ≤ 0.02 (mean, new_user)"
+    ]
+
+
+def test_event_candidate_is_registered_over_a_rating_production(settings, tmp_path):
+    with Registry.open(settings) as registry:
+        register_fixture(registry, tmp_path / "first", seed=1)
+        registry.promote(VersionRef(model="metarec", version=1), actor="a", reason="r")
+        candidate = write_fixture_artifact(tmp_path / "cand", seed=2, label="event")
+        outcome = register_candidate(
+            settings,
+            artifact=candidate,
+            model="metarec",
+            policy=None,
+            training_set=None,
+            actor="alice",
+            registry=registry,
+        )
+        assert outcome.accepted, outcome.decision.summary()
+        assert outcome.registered is not None and outcome.registered.version == 2
+        stored = registry.get_version(VersionRef(model="metarec", version=2)).gate_decision
+    assert stored is not None and stored["candidate_label"] == "event"
+    assert stored["production_label"] == "rating"
+    skipped = [c for c in stored["checks"] if c["skipped"]]
+    assert skipped and all(c["detail"].startswith("skipped: ") for c in skipped)
