@@ -49,6 +49,7 @@ class CanaryOutput(BaseModel):
     report_html: str | None = None
     report_png: str | None = None
     online_mae: dict[str, float | None] = {}
+    online_hit_rate: dict[str, float | None] = {}
     traffic: dict[str, Any] | None = None
 
     @computed_field  # type: ignore[prop-decorator]
@@ -117,7 +118,7 @@ def canary_rollout(
     return output
 
 
-def _replay_rows(settings: Any, training_set: str | None) -> list[tuple[int, int, float]]:
+def _replay_rows(settings: Any, training_set: str | None) -> list[tuple[int, int, float | None]]:
     from metarec.features.training_set import newest_training_set
     from metarec.rollout.traffic import replay_rows
 
@@ -138,6 +139,7 @@ def _output(outcome: CanaryOutcome) -> CanaryOutput:
         report_html=reports.get("html"),
         report_png=reports.get("png"),
         online_mae=outcome.online_mae,
+        online_hit_rate=outcome.online_hit_rate,
         traffic=None if outcome.traffic is None else _traffic(outcome.traffic),
     )
 

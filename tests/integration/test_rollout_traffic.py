@@ -129,3 +129,23 @@ def test_a_service_that_does_not_answer_counts_as_a_server_error():
     assert generator.wait(timeout_s=10)
     summary = generator.stop()
     assert summary.statuses == {NO_ANSWER: 3} and summary.server_errors == 3
+
+
+def test_positive_events_are_sent_without_a_rating_key_and_count_as_positive(service):
+    # Rows of a training set of implicit events (replay_rows): the rating is None.
+    rows = [(5, 300 + i, None) for i in range(4)]
+    generator = TrafficGenerator(
+        url=service.url, rows=rows, threads=1, max_requests=3, support_size=2, k=5
+    )
+    generator.start()
+    assert generator.wait(timeout_s=10)
+    summary = generator.stop()
+    recommended = [b for path, b in service.bodies if path == "/recommend"]
+    feedback = [b["events"] for path, b in service.bodies if path == "/feedback"]
+    assert len(recommended) == len(feedback) == 3
+    assert all(b["support"] == [{"item_id": 300}, {"item_id": 301}] for b in recommended)
+    assert all(
+        events == [{"user_id": 5, "item_id": 302}, {"user_id": 5, "item_id": 303}]
+        for events in feedback
+    )
+    assert summary.feedback == summary.positive_feedback == 6

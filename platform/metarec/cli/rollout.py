@@ -43,6 +43,8 @@ def _print_state(state: Any) -> None:
     )
     if state.message:
         console.print(f"  {state.message}", highlight=False)
+    for note in state.spec.notes:
+        console.print(f"  note: {note}", highlight=False)
 
 
 StepsOption = Annotated[str, typer.Option(help="Canary weights in percent.")]
@@ -53,13 +55,16 @@ MaxP99Option = Annotated[
 ]
 MaxMaeDeltaOption = Annotated[
     float | None,
-    typer.Option(help="Highest canary − production online MAE (unset: unchecked)."),
+    typer.Option(
+        help="Highest canary − production online MAE (unset: unchecked; always off when a "
+        "version learnt from implicit events)."
+    ),
 ]
 MaxHitRateDropOption = Annotated[
     float | None,
     typer.Option(
         help="Largest drop of the canary's online hit rate below production's, 0..1 "
-        "(unset: unchecked)."
+        "(unset: unchecked, or 0.05 when a version learnt from implicit events)."
     ),
 ]
 FailureThresholdOption = Annotated[
@@ -132,6 +137,8 @@ def start(
     ref = version_ref(settings, version, None)
     state = start_canary(settings, ref=ref, spec=spec, actor=default_actor())
     console.print(f"started rollout {state.id} of {ref.tag}: steps {list(spec.steps)}")
+    for note in state.spec.notes:  # e.g. the online MAE is off for versions of implicit events
+        console.print(f"  note: {note}", highlight=False)
     if not wait:
         console.print("the rollout controller carries it out; see `metarec rollout status`.")
         return

@@ -10,6 +10,12 @@
   quickstart). The first version has nothing to canary against and is promoted directly; a
   version already in production is left as it is; an active rollout of the same version is
   resumed, never duplicated.
+
+A version that learnt from implicit events predicts no ratings, so there is no online MAE to
+compare: when the canary or production is such a version, :func:`spec_for_versions` (called by
+:func:`start_canary`, hence by every path: the CLI, the local canary and the cluster's
+controller, which reads the stored spec) turns the online MAE check off and the online hit-rate
+check on, and the spec's ``notes`` say why.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ from metarec.rollout.types import Phase, RolloutSpec, RolloutState
 from metarec.rollout.wiring import build_metrics, build_router
 
 REPORT_SUFFIXES = ("html", "png")
+# The largest online hit-rate drop a canary is allowed when a version learnt from implicit
+# events (the hit rate is then the only quality check) and the spec sets none.
+EVENT_HIT_RATE_DROP = 0.05
 _OUTCOMES: dict[Phase, Outcome] = {Phase.SUCCEEDED: "promoted", Phase.ABORTED: "aborted"}
 
 
@@ -57,17 +66,69 @@ class CanaryOutcome:
     @property
     def online_mae(self) -> dict[str, float | None]:
         """The newest online MAE measured of production and canary (None: never measured)."""
+        return self._latest("online_mae", production=lambda state: state.production_mae)
+
+    @property
+    def online_hit_rate(self) -> dict[str, float | None]:
+        """The newest online hit rate measured of production and canary (None: never)."""
+        return self._latest("online_hit_rate", production=lambda state: state.production_hit_rate)
+
+    def _latest(
+        self, metric: str, *, production: Callable[[RolloutState], float | None]
+    ) -> dict[str, float | None]:
+        """``metric`` of each side from the verdict's windows, else the state's baseline."""
         if self.state is None:
             return {}
-        values: dict[str, float | None] = {
-            "production": self.state.production_mae,
-            "canary": None,
-        }
+        values: dict[str, float | None] = {"production": production(self.state), "canary": None}
         if self.state.verdict is not None:
             for role, known in values.items():
-                latest = self.state.verdict.latest(role, "online_mae")
+                latest = self.state.verdict.latest(role, metric)
                 values[role] = known if latest is None else latest
         return values
+
+
+def spec_for_versions(
+    registry: Registry, ref: VersionRef, spec: RolloutSpec, *, production: int | None
+) -> RolloutSpec:
+    """``spec`` with the quality checks the two versions' model cards allow.
+
+    When the canary ``ref`` or the production version learnt from implicit events
+    (``card.predicts_ratings`` is False), feedback carries no ratings to score: the online MAE
+    check is off and the online hit rate is the quality check, on with the spec's
+    ``max_online_hit_rate_drop`` or :data:`EVENT_HIT_RATE_DROP`. The spec's ``notes`` say why
+    (``online MAE off: metarec:v3 learnt from implicit events``). Two rating versions keep
+    ``spec`` as it is.
+
+    Args:
+        registry: The open registry (the cards are read from it, checksum-verified).
+        ref: The canary version.
+        spec: The spec asked for.
+        production: The production version (None: none).
+
+    Returns:
+        The spec the rollout runs with.
+
+    Raises:
+        ArtifactError: A version's stored model card is not valid.
+    """
+    refs = [ref] + ([] if production is None else [VersionRef(model=ref.model, version=production)])
+    from_events = [one.tag for one in refs if not registry.read_card(one).predicts_ratings]
+    if not from_events:
+        return spec
+    drop = spec.max_online_hit_rate_drop
+    chosen = "" if drop is not None else " (the default for versions of implicit events)"
+    drop = EVENT_HIT_RATE_DROP if drop is None else drop
+    notes = [
+        f"online MAE off: {' and '.join(from_events)} learnt from implicit events",
+        f"online hit rate on: largest drop {drop:g}{chosen}",
+    ]
+    return spec.model_copy(
+        update={
+            "max_online_mae_delta": None,
+            "max_online_hit_rate_drop": drop,
+            "notes": (*spec.notes, *(note for note in notes if note not in spec.notes)),
+        }
+    )
 
 
 def start_canary(
@@ -80,6 +141,9 @@ def start_canary(
     registry: Registry | None = None,
 ) -> RolloutState:
     """Create the rollout of staging version ``ref`` (a controller carries it out).
+
+    The rollout runs with :func:`spec_for_versions` of ``spec``: when the canary or production
+    learnt from implicit events, the online MAE check is off and the hit-rate check on.
 
     Args:
         settings: MetaRec settings (the registry database holds the rollout).
@@ -101,6 +165,9 @@ def start_canary(
             for state in store.active(ref.model):
                 if state.version == ref.version:
                     return state
+        spec = spec_for_versions(
+            current, ref, spec, production=current.production_version(ref.model)
+        )
         return start_rollout(registry=current, store=store, ref=ref, spec=spec, actor=actor)
 
 
@@ -201,8 +268,8 @@ def release_canary(
         ref: The staging version to release.
         spec: Traffic steps and analysis thresholds.
         actor: Who the ledger names.
-        rows: Ratings the local traffic replays (called only with router ``local``; empty:
-            no generated traffic).
+        rows: Ratings (or positive events, rating None) the local traffic replays (called
+            only with router ``local``; empty: no generated traffic).
         traffic_rate_per_s: Highest generated user visits per second.
         timeout_s: Give up after this long; the canary weight then goes back to 0.
 

@@ -3,7 +3,8 @@
 :func:`run_local_canary` starts the production and canary versions as two real ``bentoml serve``
 processes, puts the local weighted router in front, drives generated traffic through it (users
 replayed as ``/recommend`` on their first ratings, then ``/feedback`` with their later ones:
-:class:`~metarec.rollout.traffic.TrafficGenerator`), runs
+:class:`~metarec.rollout.traffic.TrafficGenerator`; for a training set of implicit events,
+their positive events without ratings, for versions that learnt from events), runs
 the rollout controller in this process until the rollout ends, then stops everything. (On a
 cluster the rollout controller Deployment does this under real traffic; see
 :func:`metarec.rollout.controller.wait_for_rollout`.) It lives in the use-case layer because it
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from metarec.config import Settings
-from metarec.registry import Registry
+from metarec.registry import Registry, VersionRef
 from metarec.rollout.controller import RolloutController
 from metarec.rollout.routers import Router
 from metarec.rollout.store import RolloutStore
@@ -82,11 +83,14 @@ def run_local_canary(
         store: Rollout state store on the same database.
         state: The created rollout (its ``production_version`` must be set).
         rows: ``(user, item, rating)`` rows the traffic replays, in time order per user
-            (:func:`~metarec.rollout.traffic.replay_rows`; empty: no traffic).
+            (:func:`~metarec.rollout.traffic.replay_rows`; empty: no traffic). A rating of
+            None is a positive event of a training set of implicit events: sent without a
+            rating (support item and feedback), counted for the online hit rate only.
         actor: Who the ledger names for the promotion.
         traffic_rate_per_s: Highest user visits (one ``/recommend`` + one ``/feedback``) per
             second (None: unthrottled).
-        traffic_support_size: Ratings of a user sent as the ``/recommend`` support set.
+        traffic_support_size: Ratings (or positive events) of a user sent as the
+            ``/recommend`` support set.
         traffic_k: Items each ``/recommend`` asks for (the list hits are counted in).
         timeout_s: Give up after this long; the rollout is then aborted (canary weight 0).
         poll_s: Controller reconcile period.
@@ -98,6 +102,7 @@ def run_local_canary(
         ServingModelError: A service did not start (its log tail is in the message).
     """
     traffic: TrafficGenerator | None = None
+    _warn_on_mismatch(registry, state, rows)
     with contextlib.ExitStack() as stack:
         services = _start_services(settings, state, stack)
         wired = local_rollout_settings(
@@ -120,6 +125,32 @@ def run_local_canary(
         finally:
             summary = None if traffic is None else traffic.stop()
     return LocalCanaryResult(state=final, traffic=summary)
+
+
+def _warn_on_mismatch(registry: Registry, state: RolloutState, rows: Sequence[Row]) -> None:
+    """Log when the replayed rows do not fit a version (its service refuses those users).
+
+    A version that learnt from implicit events refuses rated support items and a rating
+    version refuses unrated ones (400), so the generator skips the users routed to it and that
+    side gets no feedback.
+    """
+    unrated = {row[2] is None for row in rows}
+    if len(unrated) != 1:
+        return  # no rows, or both kinds: nothing to say
+    events = unrated.pop()
+    for role, version in (("production", state.production_version), ("canary", state.version)):
+        if version is None:
+            continue
+        ref = VersionRef(model=state.model, version=version)
+        if registry.read_card(ref).predicts_ratings == events:
+            log.warning(
+                "the traffic replays %s but %s %s %s: its service will refuse those users, so "
+                "it gets no feedback; replay a training set that fits both versions",
+                "positive events without ratings" if events else "ratings",
+                role,
+                ref.tag,
+                "predicts ratings" if events else "learnt from implicit events",
+            )
 
 
 def _controller(

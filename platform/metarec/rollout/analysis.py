@@ -41,6 +41,10 @@ def decide(state: RolloutState, metrics: WindowMetrics | None) -> Decision:
        ``FAIL``, else ``RETRY``. All passed → failures reset; ``PROMOTE`` on the last
        step, else ``ADVANCE``.
 
+    The reason of every ``WAIT``, ``RETRY``, ``FAIL``, ``ADVANCE`` and ``PROMOTE`` ends with the
+    spec's notes in parentheses (why a check is off, e.g. the online MAE of a version that
+    learnt from implicit events), so the rollout's message and timeline say it.
+
     Args:
         state: The rollout's persisted state (spec included).
         metrics: Production and canary over the current window (None: not read yet).
@@ -259,15 +263,18 @@ def _judge(state: RolloutState, checks: list[CheckResult], baselines: _Baselines
                 action=Action.FAIL,
                 checks=checks,
                 failed_checks=count,
-                reason=f"{count} failed window(s) in a row (threshold "
-                f"{spec.failure_threshold}): {names}",
+                reason=_noted(
+                    state,
+                    f"{count} failed window(s) in a row (threshold "
+                    f"{spec.failure_threshold}): {names}",
+                ),
                 **kept,
             )
         return Decision(
             action=Action.RETRY,
             checks=checks,
             failed_checks=count,
-            reason=f"failed window {count} of {spec.failure_threshold}: {names}",
+            reason=_noted(state, f"failed window {count} of {spec.failure_threshold}: {names}"),
             **kept,
         )
     action = Action.PROMOTE if state.last_step else Action.ADVANCE
@@ -275,7 +282,7 @@ def _judge(state: RolloutState, checks: list[CheckResult], baselines: _Baselines
         action=action,
         checks=checks,
         failed_checks=0,
-        reason=f"all checks passed at {state.current_step} % canary",
+        reason=_noted(state, f"all checks passed at {state.current_step} % canary"),
         **kept,
     )
 
@@ -286,8 +293,14 @@ def _wait(state: RolloutState, reason: str, baselines: _Baselines) -> Decision:
         failed_checks=state.failed_checks,
         production_mae=baselines.mae,
         production_hit_rate=baselines.hit_rate,
-        reason=reason,
+        reason=_noted(state, reason),
     )
+
+
+def _noted(state: RolloutState, reason: str) -> str:
+    """``reason`` followed by the spec's notes in parentheses (unchanged without notes)."""
+    notes = state.spec.notes
+    return f"{reason} ({'; '.join(notes)})" if notes else reason
 
 
 def _lacking(name: str, value: float, needed: float, detail: str) -> CheckResult:

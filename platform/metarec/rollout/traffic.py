@@ -2,16 +2,23 @@
 
 A canary needs requests (for the error and latency checks) and feedback (for online MAE and
 online hit rate). On a cluster, users provide both. Locally (the quickstart, the retraining
-pipeline on a laptop, the tests) :class:`TrafficGenerator` replays real users' ratings through
-the router. One *visit* of a user is:
+pipeline on a laptop, the tests) :class:`TrafficGenerator` replays real users' ratings (or, for
+a training set of implicit events, their positive interactions) through the router. One
+*visit* of a user is:
 
 1. ``POST /recommend`` with ``user_id``, ``support`` = the user's first ``support_size``
    ratings (by timestamp when the rows carry one, else in the order given) and ``k``;
 2. ``POST /feedback`` with the user's later ratings (at most ``feedback_size``).
 
-The service that answered (routing is sticky per user) scores each event against its own
-prediction (online MAE) and counts a hit when a liked item (rating ≥ 4) was in the list it
-just served (online hit rate).
+The service that answered (routing is sticky per user) scores each rated event against its own
+prediction (online MAE, versions that predict ratings only) and counts a hit when a liked item
+(rating ≥ 4, or an event without a rating: a positive interaction) was in the list it just
+served (online hit rate).
+
+A row whose rating is None is a positive interaction (an implicit event): it is sent without a
+``rating`` key, as a support item (``{"item_id": …}``) or as feedback
+(``{"user_id": …, "item_id": …}``). Only versions trained on implicit events accept unrated
+support sets, so rows of events are replayed against event versions.
 
 Traffic is bounded three ways (a visit budget, a deadline and an optional rate) and every
 request's outcome is kept, so a caller can check that none was lost.
@@ -26,11 +33,18 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
-Row = tuple[int, int, float]  # (user_id, item_id, rating)
-TimedRow = tuple[int, int, float, float]  # (user_id, item_id, rating, timestamp)
+from metarec.errors import DataFormatError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# (user_id, item_id, rating); rating None: a positive interaction (implicit event), no rating.
+Row = tuple[int, int, float | None]
+TimedRow = tuple[int, int, float | None, float]  # (user_id, item_id, rating, timestamp)
 # Status code of a request that got no answer (connection refused, reset, timed out).
 NO_ANSWER = 0
 # A rating at or above this is a positive event (what the service counts hits of).
@@ -39,11 +53,24 @@ POSITIVE_RATING = 4.0
 
 @dataclass(frozen=True)
 class UserVisit:
-    """What one visit of a user sends: the support set, then the later ratings as feedback."""
+    """What one visit of a user sends: the support set, then the later ratings as feedback.
+
+    A rating of None is a positive interaction: it is sent without a ``rating`` key.
+    """
 
     user_id: int
-    support: tuple[tuple[int, float], ...]  # (item, rating), oldest first
-    later: tuple[tuple[int, float], ...]  # (item, rating) after the support, none in it
+    support: tuple[tuple[int, float | None], ...]  # (item, rating), oldest first
+    later: tuple[tuple[int, float | None], ...]  # (item, rating) after the support, none in it
+
+
+def is_positive(rating: float | None) -> bool:
+    """Whether feedback counts as a positive event: liked (rating ≥ 4) or unrated (implicit)."""
+    return rating is None or rating >= POSITIVE_RATING
+
+
+def _entry(item: int, rating: float | None) -> dict[str, float | int]:
+    """A support item or feedback event body: ``rating`` only when the row has one."""
+    return {"item_id": item} if rating is None else {"item_id": item, "rating": rating}
 
 
 def user_visits(
@@ -53,7 +80,8 @@ def user_visits(
 
     Args:
         rows: ``(user, item, rating)`` in time order per user, or ``(user, item, rating,
-            timestamp)`` (sorted by timestamp here; ties keep their order).
+            timestamp)`` (sorted by timestamp here; ties keep their order). A rating of None
+            is a positive interaction (an implicit event).
         support_size: Most ratings in the support set; a user with fewer than
             ``support_size + 1`` ratings keeps their last one(s) for feedback.
         feedback_size: Most later ratings sent as feedback.
@@ -62,10 +90,12 @@ def user_visits(
         One visit per user with at least one later rating not in their support set, by user id.
     """
     timed = all(len(row) == 4 for row in rows)
-    by_user: dict[int, list[tuple[float, int, float]]] = {}
+    by_user: dict[int, list[tuple[float, int, float | None]]] = {}
     for n, row in enumerate(rows):
-        when = float(row[-1]) if timed else float(n)
-        by_user.setdefault(int(row[0]), []).append((when, int(row[1]), float(row[2])))
+        stamp = row[-1]
+        when = float(stamp) if timed and stamp is not None else float(n)
+        rating = None if row[2] is None else float(row[2])
+        by_user.setdefault(int(row[0]), []).append((when, int(row[1]), rating))
     visits = []
     for user, history in sorted(by_user.items()):
         history.sort(key=lambda entry: entry[0])  # stable: ties keep the given order
@@ -150,7 +180,8 @@ class TrafficGenerator:
         Args:
             url: Base URL of the router (or one service).
             rows: ``(user_id, item_id, rating)`` in time order per user, or with a fourth
-                field, a timestamp (see :func:`user_visits`). Users are drawn at random with
+                field, a timestamp (see :func:`user_visits`); a rating of None is a positive
+                interaction, sent without a ``rating`` key. Users are drawn at random with
                 replacement; each visit is one ``/recommend`` and one ``/feedback``.
             threads: Concurrent clients.
             max_requests: Visit (``/recommend``) budget over all threads.
@@ -174,7 +205,8 @@ class TrafficGenerator:
         if not self.visits:
             raise ValueError(
                 "TrafficGenerator needs at least one user with two or more (user, item, rating) "
-                "rows: the first ones are the support set, a later one the feedback."
+                "rows (or positive events): the first ones are the support set, a later one "
+                "the feedback."
             )
         self.url = url.rstrip("/")
         self.k = k
@@ -283,19 +315,18 @@ class TrafficGenerator:
 
     def _visit(self, client: httpx.Client, visit: UserVisit) -> None:
         """``/recommend`` on the support set, then the later ratings as ``/feedback``."""
-        support = [{"item_id": item, "rating": rating} for item, rating in visit.support]
+        support = [_entry(item, rating) for item, rating in visit.support]
         body = {"user_id": visit.user_id, "support": support, "k": self.k}
         status = self._post(client, "/recommend", body)
         if self._skip_on_client_error(visit, status) or status != 200:
             return
         events = [
-            {"user_id": visit.user_id, "item_id": item, "rating": rating}
-            for item, rating in visit.later
+            {"user_id": visit.user_id, **_entry(item, rating)} for item, rating in visit.later
         ]
         status = self._post(client, "/feedback", {"events": events})
         if self._skip_on_client_error(visit, status) or status != 200:
             return
-        positive = sum(rating >= POSITIVE_RATING for _, rating in visit.later)
+        positive = sum(is_positive(rating) for _, rating in visit.later)
         with self._lock:
             self._counts.feedback += len(events)
             self._counts.positive += positive
@@ -324,10 +355,15 @@ class TrafficGenerator:
 
 
 def replay_rows(training_set: Path, *, limit: int = 5_000, seed: int = 0) -> list[Row]:
-    """The ratings of a seeded sample of users of a training set, in time order per user.
+    """The ratings (or positive events) of a seeded sample of users, in time order per user.
 
     Whole users are sampled (a visit needs a user's history: their first ratings as the
     support set, later ones as feedback), until ``limit`` rows; at least one user.
+
+    A training set of implicit events (no ``rating`` column; ``label`` 1 for a positive
+    event, 0 otherwise) is replayed as each user's positive events: the first occurrence of
+    each (user, item), rating None. Events that are not positive are not replayed (the model
+    does not use them, and a service counts feedback without a rating as positive).
 
     Args:
         training_set: Parquet training set (Feast historical retrieval).
@@ -335,18 +371,28 @@ def replay_rows(training_set: Path, *, limit: int = 5_000, seed: int = 0) -> lis
         seed: Seed of the sample.
 
     Returns:
-        ``(user, item, rating)`` rows grouped by user, each user's oldest first.
+        ``(user, item, rating)`` rows grouped by user, each user's oldest first; rating None
+        for the positive events of an event training set.
+
+    Raises:
+        DataFormatError: The training set has neither a ``rating`` nor a ``label`` column.
     """
     from metarec.features.training_set import load_training_set
 
     frame, _ = load_training_set(training_set)
     order = [c for c in ("user_id", "event_timestamp", "item_id") if c in frame.columns]
-    frame = frame.dropna(subset=["user_id", "item_id", "rating"])
-    frame = frame.sort_values(order, kind="stable")[["user_id", "item_id", "rating"]]
+    frame = frame.sort_values(order, kind="stable")
+    if "rating" in frame.columns:
+        frame = frame.dropna(subset=["user_id", "item_id", "rating"])[
+            ["user_id", "item_id", "rating"]
+        ]
+    else:
+        frame = _positive_events(frame, training_set)
     sizes = frame.groupby("user_id", sort=True).size()
     users = list(sizes.index)
     random.Random(seed).shuffle(users)
-    chosen, total = [], 0
+    chosen: list[int] = []
+    total = 0
     for user in users:
         if chosen and total + int(sizes[user]) > limit:
             continue
@@ -354,6 +400,28 @@ def replay_rows(training_set: Path, *, limit: int = 5_000, seed: int = 0) -> lis
         total += int(sizes[user])
     frame = frame[frame["user_id"].isin(set(chosen))]
     return [
-        (int(user), int(item), float(rating))
+        (int(user), int(item), None if rating is None else float(rating))
         for user, item, rating in frame.itertuples(index=False)
     ]
+
+
+def _positive_events(frame: pd.DataFrame, training_set: Path) -> pd.DataFrame:
+    """``user_id, item_id, rating=None``: each (user, item)'s first positive event, in order.
+
+    Raises:
+        DataFormatError: No ``label`` column either.
+    """
+    if "label" not in frame.columns:
+        raise DataFormatError(
+            training_set,
+            problem="the training set has neither a rating column nor a label column "
+            "(implicit events), so there is nothing to replay.",
+            fix="build it again with `metarec features training-set` from ingested ratings "
+            "or events.",
+        )
+    positive = frame.dropna(subset=["user_id", "item_id"])
+    positive = positive[positive["label"] == 1]
+    positive = positive.drop_duplicates(subset=["user_id", "item_id"], keep="first")
+    positive = positive[["user_id", "item_id"]].copy()
+    positive["rating"] = None
+    return positive

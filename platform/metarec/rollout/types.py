@@ -111,8 +111,8 @@ class RolloutSpec(BaseModel):
     min_positive_feedback: int = Field(
         default=20,
         ge=1,
-        description="Positive feedback events (rating ≥ 4, of users served a list) per "
-        "service before the hit-rate verdict.",
+        description="Positive feedback events (rating ≥ 4 or unrated, of users served a "
+        "list) per service before the hit-rate verdict.",
     )
     max_wait_intervals: int = Field(
         default=5,
@@ -120,6 +120,13 @@ class RolloutSpec(BaseModel):
         description="A window still short of min_requests / min_feedback / "
         "min_positive_feedback after this many "
         "intervals counts as a failed window (missing data is a failed check, as in Flagger).",
+    )
+
+    notes: tuple[str, ...] = Field(
+        default=(),
+        description="Why the checks differ from what was asked, set when the rollout is "
+        "created (e.g. 'online MAE off: metarec:v3 learnt from implicit events'); shown with "
+        "the rollout's status and its window verdicts.",
     )
 
     @field_validator("steps")

@@ -17,6 +17,7 @@ from metarec.ops import (
     rollout_spec,
     start_canary,
 )
+from metarec.ops.canary import EVENT_HIT_RATE_DROP, spec_for_versions
 from metarec.ops.local_canary import LocalCanaryResult, local_rollout_settings
 from metarec.registry import Action, Registry, Stage, VersionRef
 from metarec.rollout.store import RolloutStore
@@ -132,3 +133,64 @@ def test_a_local_canary_puts_the_local_router_on_a_free_port_in_front_of_its_ser
     everywhere = load_settings(home=tmp_path, rollout={"router": {"listen_host": "0.0.0.0"}})
     wired = local_rollout_settings(everywhere, **services).rollout
     assert wired.router == LocalRouterConfig(listen_host="0.0.0.0", listen_port=0)
+
+
+@pytest.fixture
+def event_canary(settings, tmp_path):
+    """v1 (ratings) in production, v2 (learnt from implicit events) in staging."""
+    with Registry.open(settings) as registry:
+        register_fixture(registry, tmp_path / "a1", seed=1)
+        register_fixture(registry, tmp_path / "a2", seed=2, label="event")
+        registry.promote(VersionRef(model="metarec", version=1), actor="t", reason="r")
+    return VersionRef(model="metarec", version=2)
+
+
+def test_an_event_canary_runs_with_the_online_mae_off_and_the_hit_rate_on(settings, event_canary):
+    asked = RolloutSpec(max_online_mae_delta=0.25)
+    state = start_canary(settings, ref=event_canary, spec=asked, actor="alice")
+    assert state.spec.max_online_mae_delta is None
+    assert state.spec.max_online_hit_rate_drop == EVENT_HIT_RATE_DROP == 0.05
+    assert state.spec.notes == (
+        "online MAE off: metarec:v2 learnt from implicit events",
+        "online hit rate on: largest drop 0.05 (the default for versions of implicit events)",
+    )
+    assert (state.spec.steps, state.spec.min_requests) == (asked.steps, asked.min_requests)
+    with Registry.open(settings) as registry:  # the stored spec: what a cluster's controller reads
+        stored = RolloutStore(engine=registry.engine).get(state.id)
+    assert stored.spec == state.spec
+
+
+def test_an_event_production_turns_the_mae_off_and_keeps_the_drop_asked_for(settings, tmp_path):
+    with Registry.open(settings) as registry:
+        register_fixture(registry, tmp_path / "a1", seed=1, label="event")
+        registry.promote(VersionRef(model="metarec", version=1), actor="t", reason="r")
+        register_fixture(registry, tmp_path / "a2", seed=2, label="event")
+        ref = VersionRef(model="metarec", version=2)
+        asked = RolloutSpec(max_online_mae_delta=0.25, max_online_hit_rate_drop=0.1)
+        spec = spec_for_versions(registry, ref, asked, production=1)
+    assert (spec.max_online_mae_delta, spec.max_online_hit_rate_drop) == (None, 0.1)
+    assert spec.notes == (
+        "online MAE off: metarec:v2 and metarec:v1 learnt from implicit events",
+        "online hit rate on: largest drop 0.1",
+    )
+
+
+def test_two_rating_versions_keep_the_spec_asked_for(settings, staged):
+    asked = RolloutSpec(max_online_mae_delta=0.25)
+    state = start_canary(settings, ref=staged, spec=asked, actor="alice")
+    assert state.spec == asked and state.spec.notes == ()
+
+
+def test_rollout_start_and_status_say_why_the_online_mae_is_off(
+    settings, event_canary, monkeypatch, capsys
+):
+    from metarec.cli.main import run
+
+    monkeypatch.setenv("METAREC_HOME", str(settings.paths.home))
+    monkeypatch.setenv("METAREC_REGISTRY__EXPORT_BENTOML", "false")
+    monkeypatch.setenv("COLUMNS", "200")
+    assert run(["rollout", "start", "2", "--max-online-mae-delta", "0.3"]) == 0
+    note = "note: online MAE off: metarec:v2 learnt from implicit events"
+    assert note in capsys.readouterr().out
+    assert run(["rollout", "status"]) == 0
+    assert note in capsys.readouterr().out

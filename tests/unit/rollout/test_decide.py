@@ -267,3 +267,35 @@ def test_the_hit_rate_drop_is_a_share():
     with pytest.raises(ValidationError):
         RolloutSpec(min_positive_feedback=0)
     assert RolloutSpec().max_online_hit_rate_drop is None  # off unless asked for
+
+
+EVENT_NOTE = "online MAE off: metarec:v2 learnt from implicit events"
+EVENT_SPEC = HIT_SPEC.model_copy(update={"notes": (EVENT_NOTE,)})
+
+
+def unrated_hits(*, c_rate: float, p_rate: float = 0.30) -> WindowMetrics:
+    """Positive events without ratings only: no feedback for the MAE, positives and hits."""
+    metrics = hits(c_rate=c_rate, p_rate=p_rate)
+    canary = metrics.canary.model_copy(update={"feedback": 0, "abs_error_sum": 0})
+    production = metrics.production.model_copy(update={"feedback": 0, "abs_error_sum": 0})
+    return metrics.model_copy(update={"canary": canary, "production": production})
+
+
+def test_an_event_canary_is_promoted_on_the_hit_rate_alone_without_rated_feedback():
+    decision = decide(state(spec=EVENT_SPEC, step_index=2), unrated_hits(c_rate=0.28))
+    assert decision.action is Action.PROMOTE
+    assert [c.name for c in decision.checks] == ["error_rate", "latency_p99_ms", "online_hit_rate"]
+    assert decision.production_mae is None and decision.production_hit_rate == pytest.approx(0.3)
+    # The reason says why the online MAE was not checked (the rollout's message, its timeline).
+    assert decision.reason == f"all checks passed at 100 % canary ({EVENT_NOTE})"
+    # The hit rate is the quality check: a canary that loses hits fails the window.
+    worse = decide(state(spec=EVENT_SPEC, step_index=2), unrated_hits(c_rate=0.1))
+    assert worse.action is Action.RETRY
+    assert [c.name for c in worse.checks if not c.passed] == ["online_hit_rate"]
+    assert worse.reason.endswith(f"({EVENT_NOTE})")
+
+
+def test_a_spec_without_notes_keeps_its_reasons_as_they_are():
+    decision = decide(state(spec=HIT_SPEC, step_index=2), unrated_hits(c_rate=0.28))
+    assert decision.reason == "all checks passed at 100 % canary"
+    assert RolloutSpec().notes == ()
