@@ -48,6 +48,7 @@ name: permissive
 require_same_users: false
 absolute:
   - {metric: mae, max: 10.0, cells: mean}
+  - {table: ranking, metric: ndcg@20, min: 0.0, cells: mean}
 """
 
 
