@@ -283,6 +283,27 @@ def test_feedback_updates_online_quality_metrics(client: httpx.Client, served: S
     assert metric(after, "metarec_adaptation_steps_total", model_version=tag) > 0
 
 
+def test_unrated_feedback_counts_for_the_hit_rate_only(client: httpx.Client, served: Served):
+    """An event without a rating is a positive interaction: a hit-rate positive, never MAE."""
+    tag = served.info.tag
+    listed = client.post("/recommend", json={"user_id": 5, "k": 5}).json()["items"]
+    assert all(item["predicted_rating"] is not None for item in listed)  # a rating version
+    before = client.get("/metrics").text
+    events = [{"user_id": 5, "item_id": listed[0]["item_id"]}]  # in the list: a hit
+    response = client.post("/feedback", json={"events": events})
+    assert response.status_code == 200, response.text
+    after = client.get("/metrics").text
+
+    def delta(name: str) -> float:
+        return metric(after, name, model_version=tag) - metric(before, name, model_version=tag)
+
+    assert delta("metarec_feedback_positive_total") == 1
+    assert delta("metarec_feedback_hits_total") == 1
+    assert delta("metarec_feedback_total") == 0
+    assert delta("metarec_feedback_abs_error_sum") == 0
+    assert client.get("/metadata").json()["label"] == "rating"
+
+
 BAD_REQUESTS = [
     ("/recommend", {"user_id": 999_999}, 404, "user_id"),
     ("/recommend", {"support": [{"item_id": 999_999, "rating": 4}]}, 422, "support[0].item_id"),
@@ -301,6 +322,14 @@ BAD_REQUESTS = [
     ("/recommend", {"user_id": 1, "k": 0}, 400, "k"),
     ("/recommend", {"user_id": 1, "candidates": [1, 999_999]}, 422, "candidates[1]"),
     ("/recommend", {"user_id": 1, "unknown": 1}, 400, "unknown"),
+    # A rating version adapts on ratings: a support item without one names its rating field.
+    ("/recommend", {"support": [{"item_id": 1}]}, 400, "support[0].rating"),
+    (
+        "/predict",
+        {"support": [{"item_id": 1, "rating": 4}, {"item_id": 2}], "item_ids": [3]},
+        400,
+        "support[1].rating",
+    ),
     ("/predict", {"user_id": 1}, 400, "item_ids"),
     ("/predict", {"user_id": 1, "item_ids": [999_999]}, 422, "item_ids[0]"),
     ("/feedback", {"events": []}, 400, "events"),
@@ -356,6 +385,7 @@ SAME_ANSWER_BODIES = [
     ("/recommend", {"support": [{"item_id": 1, "rating": 5}], "candidates": [2, 3, 4], "k": 2}),
     ("/predict", {"user_id": 2, "support": [{"item_id": 10, "rating": 4}], "item_ids": [11, 3]}),
     ("/feedback", {"events": [{"user_id": 4, "item_id": 5, "rating": 2}]}),
+    ("/feedback", {"events": [{"user_id": 4, "item_id": 5}]}),
     *[(path, body) for path, body, _, _ in BAD_REQUESTS],
     ("/recommend", b'{"support": [{"item_id": 1, "rating": NaN}]}'),
     ("/predict", b"{not json"),
@@ -528,3 +558,96 @@ def test_schemathesis_finds_no_server_error(served: Served, client: httpx.Client
 
         check()
     assert 200 in seen.get("POST /recommend", set()) | seen.get("POST /predict", set())
+
+
+# -- a version trained on implicit events ------------------------------------------------------
+
+EVENT_POLICY = """
+name: events
+require_same_users: false
+margins:
+  - {table: ranking, metric: ndcg@20, over: popularity, min_improvement: -1.0, cells: mean}
+"""
+
+
+@pytest.fixture(scope="module")
+def served_events(event_home: Settings, tmp_path_factory: pytest.TempPathFactory):
+    """An event version (ranker alone) trained on the events home, registered and served."""
+    from metarec.gate.policy import load_policy
+    from metarec.gate.run import gate_artifact
+    from metarec.testing.serving import SMALL_CONFIG
+    from metarec.training.trainer import train
+
+    root = tmp_path_factory.mktemp("serving-events")
+    shutil.copytree(event_home.paths.home, root / "home")
+    settings = load_settings(home=root / "home", registry={"export_bentoml": False})
+    training_set = settings.paths.training_sets / "events.parquet"
+    artifact = root / "artifact"
+    train(training_set, config=TrainingConfig.build(SMALL_CONFIG), out=artifact)
+    (root / "policy.yaml").write_text(EVENT_POLICY)
+    model = settings.registry.model_name
+    with Registry.open(settings) as registry:
+        decision = gate_artifact(artifact, policy=load_policy(root / "policy.yaml"), model=model)
+        info = registry.register(artifact, model=model, gate_decision=decision, actor="test")
+    log = root / "service.log"
+    process = ServiceProcess(
+        settings,
+        version=info.tag,
+        log_path=log,
+        extra_env={"METAREC_SERVING__TORCH_THREADS": "1"},
+    )
+    with process, httpx.Client(base_url=process.url, timeout=30) as http:
+        yield Served(settings, info, process.url, training_set, log), http
+
+
+def test_an_event_version_ranks_interactions_and_predicts_no_ratings(served_events):
+    served, http = served_events
+    meta = http.get("/metadata").json()
+    assert meta["label"] == "event" and meta["model_version"] == served.info.tag
+    assert meta["rating_model"] is None and meta["adaptation_lr"] is None
+    assert meta["meta_sgd"] is None and meta["adaptation_steps"] >= 1
+    df, _ = load_training_set(served.training_set)
+    assert "rating" not in df.columns
+    users = [int(u) for u in df["user_id"].unique()[:2]]
+    items = [int(i) for i in df["item_id"].unique()[:3]]
+
+    support = [{"item_id": items[0]}, {"item_id": items[1]}]
+    response = http.post("/recommend", json={"user_id": users[0], "support": support, "k": 5})
+    assert response.status_code == 200, response.text
+    listed = response.json()["items"]
+    assert len(listed) == 5 and not {items[0], items[1]} & {i["item_id"] for i in listed}
+    assert all(i["predicted_rating"] is None for i in listed)
+    scores = [i["score"] for i in listed]
+    assert scores == sorted(scores, reverse=True)
+
+    # A known user alone: no recent ratings in an event snapshot, a cold start.
+    alone = http.post("/recommend", json={"user_id": users[1], "k": 4})
+    assert alone.status_code == 200, alone.text
+    assert len(alone.json()["items"]) == 4
+
+    rated = http.post("/recommend", json={"support": [{"item_id": items[0], "rating": 5}]})
+    assert rated.status_code == 400, rated.text
+    assert rated.json()["field"] == "support[0].rating"
+    assert "implicit events" in rated.json()["error"]
+
+    predict = http.post("/predict", json={"user_id": users[0], "item_ids": items})
+    assert predict.status_code == 422, predict.text
+    assert predict.json()["field"] == "endpoint"
+    assert "predicts no ratings" in predict.json()["error"]
+
+    tag = served.info.tag
+    before = http.get("/metrics").text
+    events = [
+        {"user_id": users[0], "item_id": listed[0]["item_id"]},  # an interaction: a hit
+        {"user_id": users[0], "item_id": listed[1]["item_id"], "rating": 2},  # not positive
+    ]
+    feedback = http.post("/feedback", json={"events": events})
+    assert feedback.status_code == 200 and feedback.json() == {"accepted": 2}
+    after = http.get("/metrics").text
+
+    def delta(name: str) -> float:
+        return metric(after, name, model_version=tag) - metric(before, name, model_version=tag)
+
+    assert delta("metarec_feedback_positive_total") == 1
+    assert delta("metarec_feedback_hits_total") == 1
+    assert metric(after, "metarec_feedback_total", model_version=tag) == 0  # no MAE

@@ -180,7 +180,11 @@ def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "The body fails its schema (the field is in `detail`)."},
+    400: {
+        "description": "The body fails its schema (the field is in `detail`), or a support "
+        "item's rating does not fit the served version (`{error, field}`, field "
+        "`support[i].rating`: a rating version needs one, an event version takes none)."
+    },
     **{status: {"model": ErrorBody} for status in (404, 413, 415, 422)},
 }
 

@@ -4,6 +4,12 @@ Every request is checked against the loaded features and the configured limits f
 request raises :class:`~metarec.errors.ServingInputError` naming the field (a 4xx), before any
 work is queued. Valid requests become :class:`~.adapter.AdaptationJob` s adapted together by
 the micro-batcher.
+
+A version trained on implicit events (``label == "event"``) has no rating model: ``/recommend``
+ranks with its ranker alone (each support item an interaction, the ranking scale's "liked",
+5.0) and answers ``predicted_rating: null``; ``/predict`` is refused (422); ``/feedback`` counts
+the online hit rate only. Whether support items carry ratings is checked against the version:
+a rating version needs one per item, an event version refuses them (400, ``support[i].rating``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import numpy as np
 
 from metarec.config import ServingSettings
 from metarec.data.schema import RATING_MAX, RATING_MIN
-from metarec.errors import ServingInputError
+from metarec.errors import ServingInputError, ServingModelError
 from metarec.serving.adapter import AdaptationJob, BatchedAdapter
 from metarec.serving.batching import MicroBatcher
 from metarec.serving.factor_adapter import FactorAdapter
@@ -25,6 +31,7 @@ from metarec.serving.metrics import ServingMetrics
 from metarec.serving.quality import OnlineHitRate, PredictionMemory, RollingMAE
 from metarec.serving.ranking import CatalogueRanker, RankingJob
 from metarec.serving.schemas import (
+    FeedbackEvent,
     FeedbackRequest,
     FeedbackResponse,
     InputFieldInfo,
@@ -37,6 +44,10 @@ from metarec.serving.schemas import (
     ScoredItem,
     SupportRating,
 )
+
+# The value of an interaction on the ranking scale: "liked", as a rating of 5 (what the ranker
+# of an event version learnt positive interactions as).
+INTERACTION = 5.0
 
 
 class AdaptationEngine:
@@ -62,12 +73,15 @@ class AdaptationEngine:
         self.features = features
         self.serving = serving
         self.metrics = metrics or ServingMetrics(model_version=served.tag)
-        # The rating model: the artifact's factor fold-in when it has one, else MeLU's.
-        self.adapter: BatchedAdapter | FactorAdapter = (
-            BatchedAdapter(served.adapted)
-            if served.factor is None
-            else FactorAdapter(served.factor, served.encoder)
-        )
+        # The rating model: the artifact's factor fold-in when it has one, else MeLU's; none
+        # for a version trained on implicit events.
+        self.adapter: BatchedAdapter | FactorAdapter | None = None
+        if served.adapted is not None:
+            self.adapter = (
+                BatchedAdapter(served.adapted)
+                if served.factor is None
+                else FactorAdapter(served.factor, served.encoder)
+            )
         self.ranker = (
             None
             if served.ranker is None or served.card.ranker is None
@@ -78,21 +92,36 @@ class AdaptationEngine:
                 blend_weight=float(served.card.ranker["blend_weight"]),
             )
         )
-        self.batcher: MicroBatcher[AdaptationJob, np.ndarray] = MicroBatcher(
-            self.adapter,
-            max_batch_size=serving.max_batch_size,
-            max_latency_ms=serving.max_latency_ms,
-            on_batch=lambda n: self.metrics.observe_batch(n, self.adapter.steps),
-            # On CPU a batch is a few ms of GIL-bound work: on the event loop, not a thread.
-            inline=self.adapter.device.type == "cpu",
-        )
-        self.rank_batcher: MicroBatcher[RankingJob, np.ndarray] | None = None
-        if self.ranker is not None:  # concurrent /recommend requests are ranked together
-            self.rank_batcher = MicroBatcher(
-                self.ranker,
+        if self.adapter is None and self.ranker is None:
+            raise ServingModelError(
+                f"Version {served.tag} has neither a rating model nor a ranker.",
+                fix="serve a version trained with `metarec train`.",
+            )
+        # On CPU a batch is a few ms of GIL-bound work: on the event loop, not a thread.
+        inline = self.adapter is None or self.adapter.device.type == "cpu"
+        self.batcher: MicroBatcher[AdaptationJob, np.ndarray] | None = None
+        if self.adapter is not None:
+            adapter = self.adapter
+            self.batcher = MicroBatcher(
+                adapter,
                 max_batch_size=serving.max_batch_size,
                 max_latency_ms=serving.max_latency_ms,
-                inline=self.adapter.device.type == "cpu",
+                on_batch=lambda n: self.metrics.observe_batch(n, adapter.steps),
+                inline=inline,
+            )
+        self.rank_batcher: MicroBatcher[RankingJob, np.ndarray] | None = None
+        if self.ranker is not None:  # concurrent /recommend requests are ranked together
+            ranker = self.ranker
+
+            def ranked(n: int) -> None:  # an event version adapts with its ranker alone
+                self.metrics.observe_batch(n, ranker.steps)
+
+            self.rank_batcher = MicroBatcher(
+                ranker,
+                max_batch_size=serving.max_batch_size,
+                max_latency_ms=serving.max_latency_ms,
+                on_batch=ranked if self.adapter is None else None,
+                inline=inline,
             )
         self.memory = PredictionMemory(capacity=serving.prediction_memory)
         self.quality = RollingMAE(window=serving.quality_window)
@@ -101,6 +130,11 @@ class AdaptationEngine:
             capacity=serving.served_list_memory, window=serving.hit_rate_window
         )
 
+    @property
+    def predicts_ratings(self) -> bool:
+        """Whether the served version predicts ratings (False: trained on implicit events)."""
+        return self.adapter is not None
+
     def warm_up(self) -> None:
         """Adapt once on the first catalogue item, so the first request pays no start-up cost."""
         items = self.features.items
@@ -108,16 +142,18 @@ class AdaptationEngine:
             return
         zero = np.zeros(items.codes.shape[1], dtype=items.codes.dtype)
         one = np.array([0], dtype=np.int64)
-        self.adapter([AdaptationJob(items, zero, one, np.array([3.0], np.float32), one)])
+        value = np.array([3.0 if self.predicts_ratings else INTERACTION], np.float32)
+        if self.adapter is not None:
+            self.adapter([AdaptationJob(items, zero, one, value, one)])
         rest = np.arange(1, len(items.item_ids), dtype=np.int64)
         if self.ranker is not None and len(rest):  # builds the item tower cache too
-            self.ranker([RankingJob(items, zero, one, np.array([3.0], np.float32), rest)])
+            self.ranker([RankingJob(items, zero, one, value, rest)])
 
     async def close(self) -> None:
         """Stop the micro-batchers' worker tasks."""
-        await self.batcher.close()
-        if self.rank_batcher is not None:
-            await self.rank_batcher.close()
+        for batcher in (self.batcher, self.rank_batcher):
+            if batcher is not None:
+                await batcher.close()
 
     # -- validation -------------------------------------------------------------------------
 
@@ -162,13 +198,40 @@ class AdaptationEngine:
             )
         return user
 
+    def _support_values(self, support: list[SupportRating]) -> np.ndarray:
+        """The support items' values: their ratings, or (event versions) the interaction value.
+
+        Raises:
+            ServingInputError: (400) A rating version's item without a rating, or an event
+                version's item with one; the field is ``support[i].rating``.
+        """
+        for n, entry in enumerate(support):
+            if self.predicts_ratings and entry.rating is None:
+                raise ServingInputError(
+                    f"support[{n}].rating",
+                    "this version adapts on ratings, and this support item has none.",
+                    fix="give each support item its 1-5 rating (GET /metadata: label rating).",
+                    status=400,
+                )
+            if not self.predicts_ratings and entry.rating is not None:
+                raise ServingInputError(
+                    f"support[{n}].rating",
+                    "this version learnt from implicit events and takes no ratings.",
+                    fix="send the items the user interacted with, without ratings "
+                    "(GET /metadata: label event).",
+                    status=400,
+                )
+        if not self.predicts_ratings:
+            return np.full(len(support), INTERACTION, dtype=np.float32)
+        return np.array([s.rating for s in support], dtype=np.float32)
+
     def _support(
         self, items: ItemMatrix, user: UserFeatures | None, support: list[SupportRating] | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Support (item rows, ratings) from the request or the user's recent ratings.
+        """Support (item rows, values) from the request or the user's recent ratings.
 
-        A known user without recent ratings in the catalogue gets an empty support set: the
-        lists then come from their attributes alone (cold start).
+        A known user without recent ratings in the catalogue (an event snapshot has none) gets
+        an empty support set: the lists then come from their attributes alone (cold start).
         """
         limit = self.serving.max_support_size
         matrix = items
@@ -177,12 +240,13 @@ class AdaptationEngine:
                 raise ServingInputError(
                     "support",
                     "the support set is empty.",
-                    fix="send at least one {item_id, rating}, or omit support to use the "
-                    "user's recent ratings.",
+                    fix="send at least one item ({item_id, rating}, or {item_id} for a "
+                    "version trained on events), or omit support to use the user's recent "
+                    "ratings.",
                 )
             self._check_count("support", len(support), limit)
             ids = [s.item_id for s in support]
-            ratings = np.array([s.rating for s in support], dtype=np.float32)
+            ratings = self._support_values(support)
             rows = self._item_rows(matrix, "support", ids)
         elif user is not None:
             # A new user with attributes but no ratings in the catalogue yet: the model's
@@ -251,6 +315,7 @@ class AdaptationEngine:
                 RankingJob(items, codes, support_rows, support_y, rows)
             )
         else:  # a version trained before ranking existed: ranked by predicted rating
+            assert self.batcher is not None  # a version has a ranker or a rating model
             scores = await self.batcher.submit(
                 AdaptationJob(items, codes, support_rows, support_y, rows)
             )
@@ -258,15 +323,19 @@ class AdaptationEngine:
         top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
         top = top[np.lexsort((items.item_ids[rows[top]], -scores[top]))]
         chosen = [int(i) for i in items.item_ids[rows[top]]]
-        if self.ranker is not None:  # the rating model predicts the chosen items' ratings
-            ratings = await self.batcher.submit(
-                AdaptationJob(items, codes, support_rows, support_y, rows[top])
-            )
-        else:
-            ratings = scores[top]
-        values = [float(r) for r in np.clip(ratings, RATING_MIN, RATING_MAX)]
+        values: list[float | None] = [None] * len(chosen)  # an event version: no ratings
+        if self.batcher is not None:
+            if self.ranker is not None:  # the rating model predicts the chosen items' ratings
+                ratings = await self.batcher.submit(
+                    AdaptationJob(items, codes, support_rows, support_y, rows[top])
+                )
+            else:
+                ratings = scores[top]
+            predicted = [float(r) for r in np.clip(ratings, RATING_MIN, RATING_MAX)]
+            if request.user_id is not None:
+                self.memory.remember(request.user_id, chosen, predicted)
+            values = list(predicted)
         if request.user_id is not None:
-            self.memory.remember(request.user_id, chosen, values)
             self.hits.served(request.user_id, chosen)
         scored = zip(chosen, scores[top], values, strict=True)
         return RecommendResponse(
@@ -275,7 +344,19 @@ class AdaptationEngine:
         )
 
     async def predict(self, request: PredictRequest) -> PredictResponse:
-        """Adapt to the support set; predicted ratings of ``item_ids`` in request order."""
+        """Adapt to the support set; predicted ratings of ``item_ids`` in request order.
+
+        Raises:
+            ServingInputError: (422, field ``endpoint``) The version learnt from implicit
+                events and predicts no ratings; and every check of the request's fields.
+        """
+        if self.batcher is None:
+            raise ServingInputError(
+                "endpoint",
+                f"{self.served.tag} learnt from implicit events and predicts no ratings.",
+                fix="ask POST /recommend instead (pass the items as candidates to rank them).",
+                status=422,
+            )
         items = self.features.items
         user, support_rows, support_y = await self._user_and_support(
             items, request.user_id, request.support
@@ -296,18 +377,41 @@ class AdaptationEngine:
         )
 
     async def feedback(self, request: FeedbackRequest) -> FeedbackResponse:
-        """Score events against remembered predictions, else predictions made now."""
+        """Count the online hit rate; score rated events against predictions (online MAE).
+
+        Every event counts for the hit rate (positive: no rating, or a rating >= 4). Events
+        with a rating are also scored for the online MAE, when the version predicts ratings:
+        against the remembered prediction, else one made now.
+        """
         items = self.features.items
         events = request.events
         self._check_count("events", len(events), self.serving.max_feedback_events)
-        for n, event in enumerate(events):
-            self._item_rows(items, f"events[{n}].item_id", [event.item_id])
+        try:
+            self._item_rows(items, "events", [e.item_id for e in events])
+        except ServingInputError as exc:
+            raise _item_field(exc, "item_id") from None
         users: dict[int, UserFeatures] = {}
         for n, event in enumerate(events):
             if event.user_id not in users:
                 found = await self._user(event.user_id, field=f"events[{n}].user_id")
                 assert found is not None
                 users[event.user_id] = found
+        if self.batcher is not None:
+            rated = [e for e in events if e.rating is not None]
+            if rated:
+                await self._score_ratings(items, rated, users, self.batcher)
+        counted = self.hits.score((e.user_id, e.item_id, e.rating) for e in events)
+        self.metrics.observe_hits(counted.positives, counted.hits, counted.rate)
+        return FeedbackResponse(accepted=len(events))
+
+    async def _score_ratings(
+        self,
+        items: ItemMatrix,
+        events: list[FeedbackEvent],
+        users: dict[int, UserFeatures],
+        batcher: MicroBatcher[AdaptationJob, np.ndarray],
+    ) -> None:
+        """Score rated feedback events for the online MAE (a version that predicts ratings)."""
         predicted: list[float | None] = [self.memory.get(e.user_id, e.item_id) for e in events]
         missing: dict[int, list[int]] = {}
         for n, value in enumerate(predicted):
@@ -326,7 +430,7 @@ class AdaptationEngine:
                 np.array([r for _, r in known], np.float32),
                 query_rows,
             )
-            jobs.append(self.batcher.submit(job))
+            jobs.append(batcher.submit(job))
         for (user_id, positions), values in zip(
             missing.items(), await asyncio.gather(*jobs), strict=True
         ):
@@ -336,28 +440,36 @@ class AdaptationEngine:
             self.memory.remember(
                 user_id, [events[n].item_id for n in positions], [float(v) for v in values]
             )
-        errors = [abs(float(p) - e.rating) for p, e in zip(predicted, events, strict=True)]
+        errors = [
+            abs(float(p) - float(e.rating))  # type: ignore[arg-type]
+            for p, e in zip(predicted, events, strict=True)
+        ]
         mae = self.quality.add(errors)
         self.metrics.observe_feedback(errors, mae)
-        counted = self.hits.score((e.user_id, e.item_id, e.rating) for e in events)
-        self.metrics.observe_hits(counted.positives, counted.hits, counted.rate)
-        return FeedbackResponse(accepted=len(events))
 
     def metadata(self, *, stage: str) -> Metadata:
         """What is served, with its adaptation rule and limits."""
         served = self.served
-        inner = served.adapted.inner
+        adapted = served.adapted
+        if adapted is not None:
+            steps = adapted.inner.steps
+            lr = None if adapted.use_meta_sgd else adapted.inner.lr
+            meta_sgd: bool | None = adapted.use_meta_sgd
+        else:  # an event version: the ranker adapts (its learnt per-dimension rates)
+            assert self.ranker is not None
+            steps, lr, meta_sgd = self.ranker.steps, None, None
         return Metadata(
             model=served.info.model,
             version=served.info.version,
             model_version=served.tag,
             stage=stage,
             feature_service="online_adaptation",
+            label="rating" if served.predicts_ratings else "event",
             algorithm=served.card.algorithm,
             rating_model=served.rating_model,
-            adaptation_steps=inner.steps,
-            adaptation_lr=None if served.adapted.use_meta_sgd else inner.lr,
-            meta_sgd=served.adapted.use_meta_sgd,
+            adaptation_steps=steps,
+            adaptation_lr=lr,
+            meta_sgd=meta_sgd,
             n_items=len(self.features.items.item_ids),
             features_materialized_at=self.features.materialized_at,
             input_fields=[InputFieldInfo(**f) for f in served.encoder.describe()],
@@ -368,8 +480,8 @@ class AdaptationEngine:
 
 
 def _item_field(exc: ServingInputError, suffix: str) -> ServingInputError:
-    """``support[3]`` → ``support[3].item_id`` for unknown support items."""
-    if exc.field.startswith("support[") and exc.field.endswith("]"):
+    """``support[3]`` → ``support[3].item_id`` for unknown support (or feedback) items."""
+    if exc.field.startswith(("support[", "events[")) and exc.field.endswith("]"):
         return ServingInputError(
             f"{exc.field}.{suffix}", exc.problem.split(": ", 1)[-1], fix=exc.fix, status=exc.status
         )

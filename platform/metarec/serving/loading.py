@@ -5,6 +5,9 @@ card's inner-loop steps and rate, Meta-SGD rates when the card says so, first-or
 gradients, predictions clamped to 1..5 (see :mod:`metarec.training.methods`). When the artifact
 holds a meta-learned factor fold-in (``factor_model.safetensors``), it is loaded too (checksum
 verified) and predicts the served ratings instead (:mod:`metarec.serving.factor_adapter`).
+
+A version trained on implicit events (``card.label == "event"``) has no rating model: it is
+served by its ranker alone (``adapted`` is None), which it must have.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from metarec.registry.types import Stage, VersionInfo, VersionRef
 from metarec.training.artifact import (
     ModelCard,
     RankerParts,
-    load_artifact,
     load_factor_model,
     load_ranker,
+    load_rating_model,
+    read_card,
 )
 from metarec.training.encoding import FeatureEncoder
 from metarec.training.methods import AdaptedModel
@@ -35,19 +39,27 @@ class ServedModel:
     """A loaded version: the model with its adaptation rule, encoder and registry record.
 
     ``factor`` is the artifact's factor fold-in (None without one): when present it predicts
-    the served ratings, else the MeLU model (``adapted``) does.
+    the served ratings, else the MeLU model (``adapted``) does. A version trained on implicit
+    events predicts no ratings: ``adapted`` (and ``factor``) are None and ``ranker`` serves it.
     """
 
     info: VersionInfo
     card: ModelCard
-    adapted: AdaptedModel
+    adapted: AdaptedModel | None
     encoder: FeatureEncoder
     ranker: RankerParts | None = None
     factor: FactorModel | None = None
 
     @property
-    def rating_model(self) -> str:
-        """The model that predicts ratings: ``"factor_map"`` or the card's algorithm."""
+    def predicts_ratings(self) -> bool:
+        """Whether the version has a rating model (``/predict``, online MAE)."""
+        return self.adapted is not None
+
+    @property
+    def rating_model(self) -> str | None:
+        """The model that predicts ratings: ``"factor_map"``, the card's algorithm, or None."""
+        if not self.predicts_ratings:
+            return None
         return "factor_map" if self.factor is not None else self.card.algorithm
 
     @property
@@ -57,7 +69,11 @@ class ServedModel:
 
 
 def offline_adaptation(card: ModelCard, *, steps_override: int | None = None) -> InnerLoop:
-    """The inner loop offline evaluation uses for this card (``evaluate_artifact``'s)."""
+    """The inner loop offline evaluation uses for this card (``evaluate_artifact``'s).
+
+    Only rating versions have one (an event version's ranker adapts with the card's
+    ``ranker.inner_steps``).
+    """
     steps = int(card.inner_loop["steps"]) if steps_override is None else int(steps_override)
     return InnerLoop(steps=steps, lr=float(card.inner_loop["lr"]))
 
@@ -115,17 +131,48 @@ def load_served_model(
         info = registry.verify(ref)
         with tempfile.TemporaryDirectory(prefix="metarec-serve-") as tmp:
             folder = registry.fetch(ref, Path(tmp) / "artifact")
-            model, card = load_artifact(folder)
-            ranker = load_ranker(folder, card)
-            factor = load_factor_model(folder, card)
+            return load_served_folder(folder, info=info, adaptation_steps=serving.adaptation_steps)
+
+
+def load_served_folder(
+    folder: Path, *, info: VersionInfo, adaptation_steps: int | None = None
+) -> ServedModel:
+    """Rebuild a fetched artifact directory for serving (every weights file checksum verified).
+
+    Args:
+        folder: The version's artifact directory.
+        info: Its registry record.
+        adaptation_steps: Inner steps of the rating model instead of the card's (None: the
+            card's).
+
+    Returns:
+        The model, its card, encoder and adaptation rule, the ranker and factor model when the
+        artifact has them; for an event version the ranker alone (``adapted`` None).
+
+    Raises:
+        ServingModelError: An event version without a ranker (nothing could serve it).
+        ArtifactError: A weights file is missing, altered or does not fit the card.
+    """
+    card = read_card(folder)
+    model = load_rating_model(folder, card)
+    ranker = load_ranker(folder, card)
+    factor = load_factor_model(folder, card) if model is not None else None
+    if model is None and ranker is None:
+        raise ServingModelError(
+            f"Version {info.tag} learnt from implicit events but its artifact has no ranker.",
+            fix="retrain it with `metarec train` (an event version is served by its ranker), "
+            "or serve another version with --version V.",
+        )
     for module in (model, factor):
         if module is None:
             continue
         module.eval()
         for parameter in module.parameters():
             parameter.requires_grad_(False)
-    inner = offline_adaptation(card, steps_override=serving.adaptation_steps)
-    adapted = AdaptedModel(model, inner, bool(card.inner_loop.get("meta_sgd")))
+    adapted = None
+    if model is not None:
+        inner = offline_adaptation(card, steps_override=adaptation_steps)
+        adapted = AdaptedModel(model, inner, bool(card.inner_loop.get("meta_sgd")))
     return ServedModel(
         info=info,
         card=card,

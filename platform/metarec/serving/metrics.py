@@ -95,10 +95,13 @@ class ServingMetrics:
         )
 
     def _create_feedback_metrics(self) -> None:
-        """Scored feedback events, their summed absolute error and the rolling MAE."""
+        """Feedback events scored for MAE, their summed absolute error and the rolling MAE.
+
+        Only events with a rating, served by a version that predicts ratings, are scored.
+        """
         self.feedback = Counter(
             contract.FEEDBACK,
-            "Feedback events scored against a prediction.",
+            "Feedback events with a rating scored against a predicted rating.",
             [contract.MODEL_VERSION],
             registry=self.registry,
         )
@@ -122,7 +125,8 @@ class ServingMetrics:
         """Positive feedback events, hits among them and the rolling hit rate."""
         self.feedback_positive = Counter(
             contract.FEEDBACK_POSITIVE,
-            "Positive feedback events (rating >= 4) of users who were served a list.",
+            "Positive feedback events (rating >= 4, or no rating: an interaction) of users who "
+            "were served a list.",
             [contract.MODEL_VERSION],
             registry=self.registry,
         )

@@ -4,8 +4,10 @@
   for the same (user, item) — kept in a bounded memory — and, when it has none, against a
   prediction made on the fly (adapting to the user's recent ratings in Feast, as
   ``/recommend`` does for a user id).
+  Only events that carry a rating are scored, and only by versions that predict ratings.
 * **Online hit rate.** The last list ``/recommend`` served to each user is kept in a bounded
-  memory; a positive feedback event (rating ≥ 4) is a hit when its item was in that list.
+  memory; a positive feedback event (a rating ≥ 4, or an event without a rating: an observed
+  positive interaction) is a hit when its item was in that list.
 """
 
 from __future__ import annotations
@@ -71,6 +73,11 @@ class RollingMAE:
 POSITIVE_RATING = 4.0
 
 
+def is_positive(rating: float | None) -> bool:
+    """Whether a feedback event is positive: no rating (an interaction) or a rating ≥ 4."""
+    return rating is None or rating >= POSITIVE_RATING
+
+
 class ServedLists:
     """The last list ``/recommend`` served to each user, least recently served forgotten first.
 
@@ -120,7 +127,8 @@ class HitCount:
 class OnlineHitRate:
     """Online hit rate: the share of liked feedback items that were in the list served.
 
-    A feedback event is *positive* when its rating is ≥ :data:`POSITIVE_RATING`; it is a *hit*
+    A feedback event is *positive* when it carries no rating (an observed interaction: a click,
+    a purchase) or its rating is ≥ :data:`POSITIVE_RATING`; it is a *hit*
     when its item was in the last list ``/recommend`` served to that user. Positive events of
     users this service never served a list (or whose list was forgotten, or not yet served,
     e.g. a user the router moved here between their ``/recommend`` and their ``/feedback``)
@@ -143,8 +151,10 @@ class OnlineHitRate:
         """Remember the list just served to ``user_id``."""
         self.lists.remember(user_id, items)
 
-    def score(self, events: Iterable[tuple[int, int, float]]) -> HitCount:
+    def score(self, events: Iterable[tuple[int, int, float | None]]) -> HitCount:
         """Count the positive events and hits of ``(user, item, rating)`` feedback events.
+
+        A rating of None is an event without a rating (a positive interaction).
 
         Returns:
             The counted positives and hits, and the rolling hit rate after them.
@@ -152,7 +162,7 @@ class OnlineHitRate:
         outcomes = [
             hit
             for user, item, rating in events
-            if rating >= POSITIVE_RATING and (hit := self.lists.contains(user, item)) is not None
+            if is_positive(rating) and (hit := self.lists.contains(user, item)) is not None
         ]
         with self._lock:
             self._outcomes.extend(outcomes)

@@ -1,8 +1,11 @@
 """Request and response bodies of the adaptation service (its OpenAPI contract).
 
 Types are strict (``"3"`` is not an id, ``true`` is not a rating); ratings are finite and on the
-1..5 scale; unknown fields are refused. Limits that depend on configuration (support size,
-candidates, ``k``) are checked by the engine, which names the field in its 4xx answer.
+1..5 scale; unknown fields are refused. Ratings are optional in the schema: a version trained on
+ratings needs one per support item, a version trained on implicit events takes none (an item
+without a rating is an interaction). What depends on the served version (a support item's rating)
+or on configuration (support size, candidates, ``k``) is checked by the engine, which names the
+field in its 4xx answer.
 """
 
 from __future__ import annotations
@@ -45,10 +48,15 @@ def _titled(title: str) -> ConfigDict:
 
 
 class SupportRating(_Strict):
-    """One known rating of the user: an item and its rating."""
+    """One item of the user's support set: an item rated, or (event versions) interacted with."""
 
     item_id: ItemId
-    rating: Rating
+    rating: Rating | None = Field(
+        default=None,
+        description="The user's 1..5 rating of the item: required by a version trained on "
+        "ratings, refused by a version trained on implicit events (there, an item without a "
+        "rating is one the user interacted with; see GET /metadata `label`).",
+    )
 
 
 class RecommendRequest(_Strict):
@@ -58,12 +66,14 @@ class RecommendRequest(_Strict):
 
     user_id: UserId | None = Field(
         default=None,
-        description="The user. Alone, the support set is the user's recent ratings in Feast.",
+        description="The user. Alone, the support set is the user's recent ratings in Feast "
+        "(none in a store without them: a cold start from the user's attributes).",
     )
     support: list[SupportRating] | None = Field(
         default=None,
         max_length=SCHEMA_MAX_LIST,
-        description="Known ratings to adapt on (default: the user's recent ratings).",
+        description="The items to adapt on: rated items (rating versions) or items the user "
+        "interacted with (event versions); default: the user's recent ratings.",
     )
     candidates: list[ItemId] | None = Field(
         default=None, max_length=SCHEMA_MAX_LIST, description="Items to rank (default: all)."
@@ -78,7 +88,9 @@ class PredictRequest(_Strict):
 
     user_id: UserId | None = Field(default=None, description="The user.")
     support: list[SupportRating] | None = Field(
-        default=None, max_length=SCHEMA_MAX_LIST, description="Known ratings to adapt on."
+        default=None,
+        max_length=SCHEMA_MAX_LIST,
+        description="Rated items to adapt on (default: the user's recent ratings).",
     )
     item_ids: list[ItemId] = Field(
         min_length=1, max_length=SCHEMA_MAX_LIST, description="Items to predict."
@@ -86,15 +98,21 @@ class PredictRequest(_Strict):
 
 
 class FeedbackEvent(_Strict):
-    """An observed rating."""
+    """An observed rating, or (no rating) an observed positive interaction."""
 
     user_id: UserId
     item_id: ItemId
-    rating: Rating
+    rating: Rating | None = Field(
+        default=None,
+        description="The rating the user gave (1..5): scored for the online MAE (versions that "
+        "predict ratings) and a hit-rate positive when >= 4. Omitted: a positive interaction "
+        "(click, purchase ...), counted for the online hit rate only. Either kind is accepted by "
+        "every version.",
+    )
 
 
 class FeedbackRequest(_Strict):
-    """``POST /feedback``: observed ratings, scored against the service's predictions."""
+    """``POST /feedback``: observed ratings and interactions, scored against what was served."""
 
     model_config = _titled("FeedbackRequest")
 
@@ -102,14 +120,17 @@ class FeedbackRequest(_Strict):
 
 
 class ScoredItem(BaseModel):
-    """A recommended item: its ranking score and its predicted rating."""
+    """A recommended item: its ranking score and (rating versions) its predicted rating."""
 
     item_id: int
     score: float = Field(
         description="The ranker's score (higher ranks first; a standardised blend, not a "
         "rating). Versions trained before the ranker existed report the predicted rating."
     )
-    predicted_rating: float = Field(description="The predicted rating on the 1..5 scale.")
+    predicted_rating: float | None = Field(
+        description="The predicted rating on the 1..5 scale; null for a version trained on "
+        "implicit events (it predicts no ratings)."
+    )
 
 
 class RecommendResponse(BaseModel):
@@ -164,11 +185,26 @@ class Metadata(BaseModel):
     model_version: str
     stage: str
     feature_service: str
+    label: Literal["rating", "event"] = Field(
+        description="What the version learnt from: ratings (it predicts ratings; support items "
+        "carry ratings) or implicit events (it ranks only: /predict is refused, support items "
+        "carry no rating, predicted_rating is null)."
+    )
     algorithm: str
-    rating_model: str
-    adaptation_steps: int
-    adaptation_lr: float | None
-    meta_sgd: bool
+    rating_model: str | None = Field(
+        description="The model that predicts ratings (null for an event version)."
+    )
+    adaptation_steps: int = Field(
+        description="Inner steps per request: the rating model's (rating versions), the "
+        "ranker's (event versions)."
+    )
+    adaptation_lr: float | None = Field(
+        description="The rating model's inner rate (null with Meta-SGD, and for event versions)."
+    )
+    meta_sgd: bool | None = Field(
+        description="Whether the rating model adapts with learnt per-parameter rates (null for "
+        "event versions)."
+    )
     n_items: int
     features_materialized_at: str | None
     input_fields: list[InputFieldInfo] = Field(

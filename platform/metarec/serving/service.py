@@ -117,14 +117,15 @@ JSON_ENDPOINTS = (
         PredictRequest,
         PredictResponse,
         _engine_handler("predict"),
-        "Adapt to the user's support set and predict ratings of the given items.",
+        "Adapt to the user's support set and predict ratings of the given items (versions "
+        "trained on ratings; an event version answers 422).",
     ),
     JsonEndpoint(
         "/feedback",
         FeedbackRequest,
         FeedbackResponse,
         _engine_handler("feedback"),
-        "Score observed ratings against the service's predictions (online MAE).",
+        "Score observed ratings and interactions against what was served (online MAE, hit rate).",
     ),
 )
 
@@ -226,12 +227,12 @@ class _AnsweredByBentoML(_Adaptation):
 
     @bentoml.api(input_spec=PredictRequest, output_spec=PredictResponse)
     async def predict(self, **fields: Any) -> PredictResponse | JSONResponse:
-        """Adapt to the user's support set and predict ratings of the given items."""
+        """Adapt to the user's support set; predict ratings of the given items (rating versions)."""
         return await _answer(self.engine.predict, PredictRequest.model_construct(**fields))
 
     @bentoml.api(input_spec=FeedbackRequest, output_spec=FeedbackResponse)
     async def feedback(self, **fields: Any) -> FeedbackResponse | JSONResponse:
-        """Score observed ratings against the service's predictions (online MAE)."""
+        """Score observed ratings and interactions against what was served (MAE, hit rate)."""
         return await _answer(self.engine.feedback, FeedbackRequest.model_construct(**fields))
 
 

@@ -85,6 +85,20 @@ def test_online_hit_rate_counts_positive_events_of_served_users_only():
     assert tracker.score([(1, 11, 1.0)]).rate == 0.5  # no positive event: rate unchanged
 
 
+def test_events_without_a_rating_are_positive_interactions():
+    tracker = OnlineHitRate(capacity=10, window=100)
+    tracker.served(1, [10, 11])
+    counted = tracker.score(
+        [
+            (1, 10, None),  # an interaction, in the list: a hit
+            (1, 12, None),  # an interaction, not in the list: a miss
+            (1, 11, 2.0),  # a low rating: not positive
+            (2, 10, None),  # user 2 was never served a list: not counted
+        ]
+    )
+    assert (counted.positives, counted.hits, counted.rate) == (2, 1, 0.5)
+
+
 def test_online_hit_rate_rolls_over_the_last_window_positive_events():
     tracker = OnlineHitRate(capacity=10, window=4)
     tracker.served(1, [1])

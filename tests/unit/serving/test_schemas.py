@@ -1,7 +1,12 @@
 import math
 
 import pytest
-from metarec.serving.schemas import FeedbackRequest, PredictRequest, RecommendRequest
+from metarec.serving.schemas import (
+    FeedbackRequest,
+    PredictRequest,
+    RecommendRequest,
+    ScoredItem,
+)
 from pydantic import ValidationError
 
 
@@ -50,6 +55,28 @@ def test_predict_needs_items_and_feedback_needs_events():
 
 def test_schema_documents_rating_bounds():
     schema = RecommendRequest.model_json_schema()
-    rating = schema["$defs"]["SupportRating"]["properties"]["rating"]
+    field = schema["$defs"]["SupportRating"]["properties"]["rating"]
+    rating, null = field["anyOf"]  # optional: event versions take items without ratings
+    assert null == {"type": "null"} and "rating" not in schema["$defs"]["SupportRating"].get(
+        "required", []
+    )
     assert rating["minimum"] == 1.0 and rating["maximum"] == 5.0
     assert not math.isnan(rating["maximum"])
+    assert "implicit events" in field["description"]
+
+
+def test_ratings_are_optional_in_support_and_feedback_and_predictions():
+    request = RecommendRequest.model_validate_json('{"support": [{"item_id": 1}]}')
+    assert request.support is not None and request.support[0].rating is None
+    feedback = FeedbackRequest.model_validate_json('{"events": [{"user_id": 1, "item_id": 2}]}')
+    assert feedback.events[0].rating is None
+    with pytest.raises(ValidationError) as info:  # a rating, when given, is still checked
+        FeedbackRequest.model_validate_json(
+            '{"events": [{"user_id": 1, "item_id": 2, "rating": 6}]}'
+        )
+    assert "events.0.rating" in fields(info.value)
+    item = ScoredItem(item_id=1, score=0.5, predicted_rating=None)
+    assert item.model_dump() == {"item_id": 1, "score": 0.5, "predicted_rating": None}
+    scored = ScoredItem.model_json_schema()
+    assert "predicted_rating" in scored["required"]  # always present, null for event versions
+    assert {"type": "null"} in scored["properties"]["predicted_rating"]["anyOf"]
