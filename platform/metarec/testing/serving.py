@@ -58,6 +58,7 @@ def mark_validated(
     *,
     result_id: str = "result-serving-test",
     ratings: Callable[[np.ndarray], np.ndarray] | None = None,
+    transform: Callable[[Any], Any] | None = None,
 ) -> Path:
     """Copy a training set (with manifest) and record a passing validation result for it.
 
@@ -67,6 +68,8 @@ def mark_validated(
         result_id: Id of the recorded validation result.
         ratings: Optional transform of the rating column (a corrupted export, shuffled labels);
             the copy's manifest then carries the fingerprint of the changed content.
+        transform: Optional transform of the whole frame (e.g. the ids as a team's text ids),
+            applied after ``ratings``; the fingerprint follows the content likewise.
     """
     import pandas as pd
 
@@ -76,11 +79,14 @@ def mark_validated(
 
     target.parent.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(training_set)
-    if ratings is None:
+    if ratings is None and transform is None:
         shutil.copy(training_set, target)
     else:
         frame = pd.read_parquet(training_set)
-        frame["rating"] = ratings(frame["rating"].to_numpy())
+        if ratings is not None:
+            frame["rating"] = ratings(frame["rating"].to_numpy())
+        if transform is not None:
+            frame = transform(frame)
         frame.to_parquet(target, index=False)
         manifest = manifest.model_copy(
             update={"path": str(target), "fingerprint": dataset_fingerprint(frame)}

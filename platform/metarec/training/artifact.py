@@ -51,7 +51,7 @@ class RankerParts:
 
     model: Ranker
     ease: EASE
-    item_ids: np.ndarray  # (I,) the catalogue order of the prior's rows and columns
+    item_ids: np.ndarray  # (I,) the catalogue order of the prior's rows and columns (int or text)
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -97,6 +97,9 @@ def save_artifact(
         files[GLOBAL_WEIGHTS] = _write(tmp / GLOBAL_WEIGHTS, _state(global_model))
     if ranker is not None:
         files.update(_write_ranker(tmp, ranker))
+        if not np.issubdtype(np.asarray(ranker.item_ids).dtype, np.integer):  # text ids
+            text_ids = [str(i) for i in ranker.item_ids]
+            card = {**card, "ranker": {**(card.get("ranker") or {}), "item_ids": text_ids}}
     if factor_model is not None:
         files[FACTOR_WEIGHTS] = _write(tmp / FACTOR_WEIGHTS, _state(factor_model))
         card = {
@@ -128,9 +131,12 @@ def _write(file: Path, tensors: dict[str, torch.Tensor]) -> str:
 
 def _write_ranker(directory: Path, ranker: RankerParts) -> dict[str, str]:
     """Write the served ranker's weights and its EASE item prior; return their sha256s."""
+    ids = np.asarray(ranker.item_ids)
+    if not np.issubdtype(ids.dtype, np.integer):  # text ids: positions here, the ids in the card
+        ids = np.arange(1, len(ids) + 1)
     prior = {
         "ease": torch.from_numpy(np.ascontiguousarray(ranker.ease.weights())),
-        "item_ids": torch.from_numpy(np.ascontiguousarray(ranker.item_ids, dtype=np.int64)),
+        "item_ids": torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)),
     }
     return {
         RANKER_WEIGHTS: _write(directory / RANKER_WEIGHTS, _state(ranker.model)),
@@ -243,10 +249,17 @@ def load_ranker(path: Path, card: ModelCard) -> RankerParts | None:
     prior = _read_verified(path, ITEM_PRIOR, card.files[ITEM_PRIOR])
     if set(prior) != {"ease", "item_ids"}:
         raise ArtifactError(f"{path / ITEM_PRIOR}: unexpected tensors.", fix=FIX_WEIGHTS)
+    item_ids = prior["item_ids"].numpy()
+    if "item_ids" in ranker:  # a team's text ids, in catalogue order
+        item_ids = np.asarray(ranker["item_ids"], dtype=object)
+        if len(item_ids) != len(prior["item_ids"]):
+            raise ArtifactError(
+                f"{path}: the card lists {len(item_ids)} item ids for a catalogue of "
+                f"{len(prior['item_ids'])}.",
+                fix=FIX_WEIGHTS,
+            )
     return RankerParts(
-        model=model,
-        ease=EASE.from_weights(prior["ease"].numpy()),
-        item_ids=prior["item_ids"].numpy(),
+        model=model, ease=EASE.from_weights(prior["ease"].numpy()), item_ids=item_ids
     )
 
 

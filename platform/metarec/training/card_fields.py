@@ -41,9 +41,9 @@ def card_fields(
         data: The prepared training set (encoder, split).
         state: The meta-training state at the end (steps, early stopping, history).
         metrics: ``{scenario: {size: {method: {metric}}}}`` on the test users.
-        users: The test users of each scenario.
+        users: The test users of each scenario (codes: the card records original ids).
     """
-    split = data.split
+    split, ids = data.split, data.ids
     return {
         "algorithm": config.algorithm.value,
         "encoder": data.encoder.model_dump(mode="json"),
@@ -58,8 +58,8 @@ def card_fields(
             "seed": split.seed,
             "new_item_cutoff_year": split.new_item_cutoff_year,
             "n_train_users": len(split.train_users),
-            "val_users": split.val_users,
-            "test_users": split.test_users,
+            "val_users": ids.users_of(split.val_users),
+            "test_users": ids.users_of(split.test_users),
         },
         "feature_service": manifest.feature_service,
         "feature_service_version": manifest.feature_service_version,
@@ -76,7 +76,7 @@ def card_fields(
             "history": state.history,
         },
         "metrics": metrics,
-        "test_users": users,
+        "test_users": {scenario: ids.users_of(chosen) for scenario, chosen in users.items()},
     }
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,7 @@ def evaluate_artifact(
         global_model.to(target)
     if factor is not None:
         factor.to(target)
-    chosen = users if users is not None else card.test_users
+    chosen = _coded_users(data, users if users is not None else card.test_users)
     metrics, _ = evaluate_all(
         data,
         meta={card.algorithm: card_adapted_model(model, card)},
@@ -104,6 +105,14 @@ def evaluate_artifact(
         factor=factor,
     )
     return metrics
+
+
+def _coded_users(data: PreparedData, users: Mapping[str, Sequence[Any]]) -> dict[str, list[int]]:
+    """Users per scenario (original ids, as cards record them) as the training set's codes.
+
+    Users the training set does not have are left out.
+    """
+    return {scenario: data.ids.codes_of_users(list(chosen)) for scenario, chosen in users.items()}
 
 
 def card_adapted_model(model: MeLU, card: ModelCard) -> AdaptedModel:
@@ -252,7 +261,8 @@ def evaluate_ranking_artifact(
         )
     config, data = _card_data(artifact_dir, training_set_path, card)
     rdata = ranking_data(data)
-    if not np.array_equal(rdata.item_ids, parts.item_ids):
+    catalogue = np.asarray(data.ids.items_of(rdata.item_ids), dtype=parts.item_ids.dtype)
+    if not np.array_equal(catalogue, parts.item_ids):
         raise ArtifactError(
             f"{artifact_dir}: the ranker's catalogue differs from {training_set_path}'s items.",
             fix="evaluate on the training set the artifact was trained on (or retrain).",
@@ -265,7 +275,7 @@ def evaluate_ranking_artifact(
         data.split,
         scenarios=tuple(Scenario(s) for s in (scenarios or card.ranking or config.scenarios)),
         cells=Cells.parse(cells or card.ranker.get("cells")),
-        users=users if users is not None else card.test_users,
+        users=_coded_users(data, users if users is not None else card.test_users),
         seed=data.split.seed,
     )
 

@@ -47,7 +47,7 @@ class ModelCard(BaseModel):
     created_at: datetime
     training: dict[str, Any]
     metrics: Metrics
-    test_users: dict[str, list[int]]
+    test_users: dict[str, list[int | str]]  # the ids as ingested (a team's text ids too)
     ranking: dict[str, Any] = {}
     ranker: dict[str, Any] | None = None
     factor_model: dict[str, Any] | None = None

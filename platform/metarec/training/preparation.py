@@ -8,7 +8,7 @@ method sees the same users, rows and support/query sets.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ from metarec.features.model_inputs import InputField
 from metarec.learning.baselines import BiasModel
 from metarec.training.config import TrainingConfig
 from metarec.training.encoding import MOVIELENS_INPUTS, FeatureEncoder, with_overrides
+from metarec.training.ids import IdCodes
 from metarec.training.implicit import is_event_training_set, positive_interactions
 from metarec.training.ranking import RankingData
 from metarec.training.scenarios import Split, TaskSource, plan_split
@@ -34,6 +35,7 @@ class PreparedData:
     bias: BiasModel
     train_rows: np.ndarray
     mean_rating: float
+    ids: IdCodes = field(default_factory=IdCodes)  # text ids → codes (integer ids: none)
 
 
 def config_split(df: pd.DataFrame, config: TrainingConfig, *, seed: int | None = None) -> Split:
@@ -48,7 +50,7 @@ def config_split(df: pd.DataFrame, config: TrainingConfig, *, seed: int | None =
     if seed is None:
         seed = config.seed if config.split_seed is None else config.split_seed
     return plan_split(
-        df,
+        IdCodes.fit(df).code(df),
         seed=seed,
         val_fraction=config.val_fraction,
         test_fraction=config.test_fraction,
@@ -75,8 +77,8 @@ def require_trainable(df: pd.DataFrame) -> None:
     ``df`` is the training set after :func:`interactions` (events carry a ``rating`` then).
 
     Raises:
-        ModelInputsError: It has neither a ``rating`` nor an event ``label``, or its ids
-            are text.
+        ModelInputsError: It has neither a ``rating`` nor an event ``label``, or an id column
+            that is neither integers nor text.
     """
     if "rating" not in df.columns:
         raise ModelInputsError(
@@ -85,11 +87,15 @@ def require_trainable(df: pd.DataFrame) -> None:
             "declares its label (`label: {kind: rating, …}` or `label: {kind: event, …}`).",
         )
     for column in ("user_id", "item_id"):
-        if not pd.api.types.is_integer_dtype(df[column]):
+        values = df[column]
+        if not (
+            pd.api.types.is_integer_dtype(values)
+            or pd.api.types.is_string_dtype(values)
+            or pd.api.types.is_object_dtype(values)
+        ):
             raise ModelInputsError(
-                f"The training set's {column} is text; the trainer and the service read "
-                "integer ids for now.",
-                fix="give the team's ids as integers (or `metarec data generate --ids int`).",
+                f"The training set's {column} is {values.dtype}: ids are integers or text.",
+                fix="ingest the ids as integers or text (`metarec data ingest --source table`).",
             )
 
 
@@ -115,8 +121,10 @@ def prepare(
             lacks an input column.
     """
     require_trainable(df)
+    ids = IdCodes.fit(df)
+    user_codes = ids.user_codes(df)
     new_item = split.is_new_item(df)
-    known = df["user_id"].isin(split.train_users).to_numpy() & ~new_item
+    known = np.isin(user_codes, split.train_users) & ~new_item
     if encoder is None:
         fields = with_overrides(inputs or MOVIELENS_INPUTS, config.inputs)
         encoder = FeatureEncoder.fit(
@@ -131,8 +139,8 @@ def prepare(
     source = TaskSource(
         x=encoder.encode(df),
         y=df["rating"].to_numpy(np.float32),
-        user_ids=df["user_id"].to_numpy(np.int64),
-        item_ids=df["item_id"].to_numpy(np.int64),
+        user_ids=user_codes,
+        item_ids=ids.item_codes(df),
         new_item=new_item,
     )
     train_rows = np.flatnonzero(known)
@@ -145,6 +153,7 @@ def prepare(
         bias=bias,
         train_rows=train_rows,
         mean_rating=float(source.y[train_rows].mean()) if len(train_rows) else 3.5,
+        ids=ids,
     )
 
 

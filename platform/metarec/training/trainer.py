@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from metarec.errors import DeviceError, ModelInputsError
 from metarec.features.training_set import TrainingSetManifest, load_training_set
 from metarec.learning.algorithms import InnerLoop
 from metarec.learning.factor_model import FactorModel
-from metarec.training.artifact import ModelCard, save_artifact
+from metarec.training.artifact import ModelCard, RankerParts, save_artifact
 from metarec.training.card_fields import card_fields, factor_card_entry
 from metarec.training.checkpoint import Checkpointing, TrainState, run_key
 from metarec.training.config import TrainingConfig
@@ -155,11 +156,19 @@ def train(
         model=rating.model.cpu(),
         global_model=rating.global_model.cpu(),
         card=fields,
-        ranker=None if run is None else run.parts(),
+        ranker=None if run is None else stored_ranker(run, data),
         factor_model=None if factor is None else factor.cpu(),
     )
     shutil.rmtree(checkpoints.directory, ignore_errors=True)  # complete: nothing to resume
     return card
+
+
+def stored_ranker(run: RankingRun, data: PreparedData) -> RankerParts:
+    """The run's served ranker as the artifact stores it: its catalogue by original item id."""
+    parts = run.parts()
+    if data.ids.items is None:
+        return parts
+    return replace(parts, item_ids=np.asarray(data.ids.items_of(parts.item_ids), dtype=object))
 
 
 def _train_on_events(
@@ -198,7 +207,9 @@ def _train_on_events(
     )
     fields = card_fields(config, manifest, result_id, data, TrainState(), {}, users)
     fields.update(ranking=run.table, ranker=run.card)
-    return save_artifact(out, model=None, global_model=None, card=fields, ranker=run.parts())
+    return save_artifact(
+        out, model=None, global_model=None, card=fields, ranker=stored_ranker(run, data)
+    )
 
 
 def _fit_models(
