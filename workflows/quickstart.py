@@ -268,10 +268,14 @@ def _train_stages(settings: Settings, run: QuickstartRun, *, training_set: Path)
             settings, training_set=training_set, config=config, out=artifact, on_progress=report
         ).card
     training = card.training
-    done(label, started, f", {training['steps']} steps, best at {training['best_step']}")
-    with stage(_step(9, "Plot cold-start MAE against the baselines")):
-        png = plot_mae(card.metrics, artifact.with_name(artifact.name + ".evaluation.png"))
-    run.reports["evaluation (PNG)"] = str(png)
+    if card.predicts_ratings:
+        done(label, started, f", {training['steps']} steps, best at {training['best_step']}")
+        with stage(_step(9, "Plot cold-start MAE against the baselines")):
+            png = plot_mae(card.metrics, artifact.with_name(artifact.name + ".evaluation.png"))
+        run.reports["evaluation (PNG)"] = str(png)
+    else:
+        done(label, started, ", the ranker alone: the training set holds implicit events")
+        console.print(f"✓ {_step(9, 'No ratings, no MAE to plot: the ranking is the evaluation')}")
     run.metrics = card.metrics
     run.ranking = card.ranking
     run.algorithm = str(card.algorithm)
@@ -377,9 +381,14 @@ def _serve_stage(settings: Settings, run: QuickstartRun, *, user: int | str) -> 
     items = SnapshotStore(settings.paths.snapshots).read_table("items").set_index("item_id")
     # Ranked by the ranker's score; the rating model predicts each item's rating (1..5).
     print_top(user, answer.json()["items"], item_labels(items))
+    ratings = metadata.get("rating_model") or metadata["algorithm"]
+    models = (
+        "the ranker alone: learnt from implicit events"
+        if metadata.get("label") == "event"
+        else f"ranker + {ratings} ratings"
+    )
     run.facts.append(
-        f"Production service: {metadata['model_version']} (ranker + "
-        f"{metadata.get('rating_model', metadata['algorithm'])} ratings, "
+        f"Production service: {metadata['model_version']} ({models}, "
         f"{metadata['n_items']:,} items); serve it with `metarec serve --stage production`"
     )
     if metadata.get("input_fields"):

@@ -100,6 +100,12 @@ def input_summary(fields: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def _rating(item: dict[str, Any]) -> str:
+    """The predicted rating; "–" for a version of implicit events (it predicts none)."""
+    value = item.get("predicted_rating", item["score"])
+    return "–" if value is None else f"{value:.2f}"
+
+
 def print_top(user: int | str, items: list[dict[str, Any]], titles: Any) -> None:
     """The service's answer: items ranked by the ranker, with the predicted rating."""
     table = Table(
@@ -110,7 +116,7 @@ def print_top(user: int | str, items: list[dict[str, Any]], titles: Any) -> None
             str(item["item_id"]),
             str(titles.get(item["item_id"], "?")),
             f"{item['score']:.2f}",
-            f"{item.get('predicted_rating', item['score']):.2f}",
+            _rating(item),
         )
     console.print(table)
 
@@ -178,7 +184,10 @@ def _fmt(value: float | None) -> str:
 def print_summary(run: Any) -> None:
     """The summary: the metric tables, every fact, the outcome and the reports."""
     console.rule("Summary")
-    console.print(_rating_table(run.algorithm, run.metrics.get("new_user", {})))
+    if run.metrics:
+        console.print(_rating_table(run.algorithm, run.metrics.get("new_user", {})))
+    else:
+        console.print("No rating metrics: the model learnt from implicit events (ranking below).")
     ranking = run.ranking.get("new_user", {})
     if ranking:
         console.print(_ranking_table(ranking))

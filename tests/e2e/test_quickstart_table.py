@@ -1,15 +1,16 @@
 """`metarec quickstart --source table --schema …`, twice, on a generated catalogue (not MovieLens).
 
-A small catalogue with 1-5 ratings and integer ids (what the model path supports today), a small
-training config and a permissive gate policy keep it short; the rest is what a team runs on its
-own tables: schema-checked ingest, real Feast, Great Expectations, training on the inputs the
-feature service lists, registry, `bentoml serve` processes, router and traffic.
+Two catalogues: 1-5 ratings with integer ids, and implicit events with text ids (the generator's
+default). A small training config and a permissive gate policy keep them short; the rest is what
+a team runs on its own tables: schema-checked ingest, real Feast, Great Expectations, training on
+the inputs the feature service lists, registry, `bentoml serve` processes, router and traffic.
 """
 
 from __future__ import annotations
 
 import re
 
+import httpx
 import pandas as pd
 import pytest
 from metarec.cli.main import run
@@ -17,6 +18,7 @@ from metarec.config import load_settings
 from metarec.data.catalogue import CatalogueSpec
 from metarec.data.catalogue_files import write_catalogue
 from metarec.registry import Registry
+from metarec.serving.process import ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -54,17 +56,64 @@ def test_quickstart_on_a_teams_tables_serves_then_canaries_a_new_version(home, t
         assert registry.production_version("metarec") == 2
 
 
-def test_quickstart_on_events_shows_a_real_user_then_stops_at_training_with_one_line(
+def test_quickstart_on_implicit_events_with_text_ids_serves_then_canaries_on_hit_rate(
     home, tmp_path, capsys
 ):
-    # Implicit events and text ids (c001, sku-001): no user 1, and no training until item 4.
-    schema = write_catalogue(tmp_path / "shop", spec=CatalogueSpec(n_users=80, n_items=60))
-    first_user = min(pd.read_csv(tmp_path / "shop" / "interactions.csv")["customer_id"])
+    """The generator's default: views, clicks and purchases, ids like ``c001`` and ``sku-001``.
 
-    assert run(["quickstart", "--source", "table", "--schema", str(schema)]) == 1
-    captured = capsys.readouterr()
-    assert f"Read user {first_user}'s features from the online store" in captured.out
-    assert "7/13 Validate the training set" in captured.out
-    error = [line for line in captured.err.splitlines() if line.strip()]
-    assert len(error) == 1, captured.err
-    assert "no rating column" in error[0] and "issue 18 item 4" in error[0]
+    The ranker alone learns from the positive events; the gate judges its ranking; the canary
+    judges the online hit rate (no ratings, so no online MAE); the served endpoint answers as a
+    product asks it: a known customer, a new one from a few items, no ``/predict``.
+    """
+    spec = CatalogueSpec(n_users=200, n_items=120, seed=4)  # events, text ids
+    schema = write_catalogue(tmp_path / "shop", spec=spec)
+    events = pd.read_csv(tmp_path / "shop" / "interactions.csv")
+    first_user = min(events["customer_id"])
+    command = ["quickstart", "--source", "table", "--schema", str(schema)]
+
+    assert run(command) == 0
+    first = capsys.readouterr().out
+    print(first)
+    assert f"Read user {first_user}'s features from the online store" in first
+    assert "the ranker alone: the training set holds implicit events" in first
+    assert "No rating metrics: the model learnt from implicit events" in first
+    assert "metarec:v1 is in production (first version: nothing to canary against)" in first
+    top = first[first.index(f"Top 5 for user {first_user}") :]
+    assert len(re.findall(r"│ sku-\d+\s+│ \w+, [\d.]+, .+│ -?[\d.]+\s+│ –", top)) == 5
+
+    assert run([*command, "--canary-interval", "5"]) == 0
+    second = capsys.readouterr().out
+    print(second)
+    assert "metarec:v2 promoted to production after a canary over 25 %, 50 %, 100 %" in second
+    assert "online MAE off" in second
+    assert "0 server errors" in second
+    settings = load_settings(home=home)
+    with Registry.open(settings) as registry:
+        assert registry.production_version("metarec") == 2
+
+    liked = events[events["event"].isin(["click", "purchase"])]
+    with ServiceProcess(settings, stage="production", log_path=tmp_path / "service.log") as service:
+        known = httpx.post(f"{service.url}/recommend", json={"user_id": first_user, "k": 10})
+        assert known.status_code == 200, known.text
+        listed = [item["item_id"] for item in known.json()["items"]]
+        assert len(listed) == 10 and all(i.startswith("sku-") for i in listed)
+        assert all(item["predicted_rating"] is None for item in known.json()["items"])
+        few = liked["sku"].drop_duplicates().head(3).tolist()
+        new = httpx.post(
+            f"{service.url}/recommend", json={"support": [{"item_id": i} for i in few], "k": 10}
+        )
+        assert new.status_code == 200, new.text
+        assert not set(few) & {item["item_id"] for item in new.json()["items"]}
+        rated = httpx.post(
+            f"{service.url}/recommend", json={"support": [{"item_id": few[0], "rating": 5.0}]}
+        )
+        assert rated.status_code == 400 and "support[0].rating" in rated.text
+        predict = httpx.post(
+            f"{service.url}/predict", json={"user_id": first_user, "item_ids": [few[0]]}
+        )
+        assert predict.status_code == 422 and "/recommend" in predict.text
+        feedback = httpx.post(
+            f"{service.url}/feedback",
+            json={"events": [{"user_id": first_user, "item_id": listed[0]}]},
+        )
+        assert feedback.status_code == 200 and feedback.json() == {"accepted": 1}
