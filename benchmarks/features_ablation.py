@@ -21,7 +21,7 @@ Progress goes to stderr; one JSON object to stdout (and ``--out``).
     python benchmarks/features_ablation.py [--preset large] [--splits 3]
         [--preferred-share 0.8] [--country-purity 0.8] [--vector-noise 0.5]
         [--ranker-max-steps 2500] [--cold-start-share 0.25] [--ks 0 1 3 5 10 20]
-        [--orders time] [--out FILE]
+        [--orders time] [--label rating|event] [--ids int|text] [--out FILE]
 """
 
 from __future__ import annotations
@@ -49,6 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset", choices=("small", "large"), default="large")
     parser.add_argument("--splits", type=int, default=3, help="Paired user re-splits (seeds).")
     parser.add_argument("--catalogue-seed", type=int, default=0)
+    parser.add_argument(
+        "--label",
+        choices=("rating", "event"),
+        default="rating",
+        help="1-5 ratings, or implicit events (views, clicks, purchases; the ranker alone).",
+    )
+    parser.add_argument("--ids", choices=("int", "text"), default="int", help="Id format.")
     parser.add_argument("--preferred-share", type=float, default=None)
     parser.add_argument("--country-purity", type=float, default=None)
     parser.add_argument("--vector-noise", type=float, default=None)
@@ -68,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def catalogue_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The generated catalogue's spec: the preset's sizes, rating labels, integer ids."""
+    """The generated catalogue's spec: the preset's sizes, the label and id format asked."""
     from metarec.data.catalogue import PRESETS, CatalogueSpec
 
     knobs = {
@@ -78,8 +85,8 @@ def catalogue_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     }
     return CatalogueSpec(
         **PRESETS[args.preset],
-        label="rating",
-        ids="int",
+        label=args.label,
+        ids=args.ids,
         seed=args.catalogue_seed,
         **{k: v for k, v in knobs.items() if v is not None},
     )
@@ -134,10 +141,11 @@ def variant_config(args: argparse.Namespace, *, seed: int, skip: list[str]):  # 
 def run_variant(df, manifest, args: argparse.Namespace, *, seed: int, skip: list[str]) -> dict:  # type: ignore[no-untyped-def]
     """Prepare and rank the catalogue as the trainer does; NDCG@20 per cell and method."""
     import torch
-    from metarec.training.preparation import config_split, prepare
+    from metarec.training.preparation import config_split, interactions, prepare
     from metarec.training.trainer import rank_catalogue, seed_everything
 
     config = variant_config(args, seed=seed, skip=skip)
+    df = interactions(df)  # implicit events: the positive interactions the ranker learns from
     seed_everything(seed)
     split = config_split(df, config)
     data = prepare(df, split=split, encoder=None, config=config, inputs=manifest.input_fields)
@@ -259,7 +267,15 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             "test_users_per_split": runs[0]["all"]["test_users"],
         },
         "catalogue": spec.model_dump(
-            include={"seed", "preferred_share", "country_purity", "vector_noise", "age_shift"}
+            include={
+                "seed",
+                "label",
+                "ids",
+                "preferred_share",
+                "country_purity",
+                "vector_noise",
+                "age_shift",
+            }
         ),
         "declared_features": declared,
         "encoder_fields": {v: runs[0][v]["encoder_fields"] for v in ("all", "without")},
