@@ -68,7 +68,6 @@ def train(
 
     from metarec.features.training_set import newest_training_set
     from metarec.training.config import TrainingConfig
-    from metarec.training.evaluation import metrics_table, ranking_tables
     from metarec.training.trainer import train as run_training
 
     settings = ctx.obj
@@ -88,17 +87,24 @@ def train(
         out = settings.paths.artifacts / f"{cfg.algorithm.value}-{stamp}"
     with training_progress(cfg.algorithm.value) as report:
         card = run_training(path, config=cfg, out=out, on_progress=report)
-    if card.predicts_ratings:
-        console.print(metrics_table(card.metrics, title=f"{card.algorithm} on held-out users"))
-        console.print(
-            f"Trained {card.training['steps']} steps (best at {card.training['best_step']}"
-            f"{', stopped early' if card.training['stopped_early'] else ''})."
-        )
-    else:
+    _print_trained(card)
+    console.print(f"Artifact: {out}", soft_wrap=True, highlight=False)
+
+
+def _print_trained(card: Any) -> None:
+    """What a training run reports: its rating metrics, or (events) its ranking tables."""
+    from metarec.training.evaluation import metrics_table, ranking_tables
+
+    if not card.predicts_ratings:
         for table in ranking_tables(card.ranking, title="Whole-catalogue ranking"):
             console.print(table)
         console.print(NO_RATINGS)
-    console.print(f"Artifact: {out}", soft_wrap=True, highlight=False)
+        return
+    console.print(metrics_table(card.metrics, title=f"{card.algorithm} on held-out users"))
+    console.print(
+        f"Trained {card.training['steps']} steps (best at {card.training['best_step']}"
+        f"{', stopped early' if card.training['stopped_early'] else ''})."
+    )
 
 
 def evaluate(

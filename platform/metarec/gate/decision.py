@@ -179,36 +179,17 @@ def decide(
         same_users=same_users if ranking_same_users is None else ranking_same_users,
         basis=ranking_comparison_basis or comparison_basis,
     )
-    has_production = production_version is not None and (
-        production_metrics is not None or production_label is not None
-    )
-    kinds = _Kinds(
-        candidate=candidate_label,
-        production=(production_label or "rating") if has_production else None,
-    )
-    checks = _checks(
-        policy, rating, ranking, production_version if has_production else None, kinds=kinds
-    )
-    notes = [*notes, NO_PRODUCTION] if policy.regression and not has_production else [*notes]
-    if has_production and not kinds.comparable:
-        notes.append(_kinds_note(production_version, kinds))
-    return GateDecision(
-        accepted=any(not check.skipped for check in checks)
-        and all(check.passed for check in checks),
+    return _decision(
+        policy,
+        rating,
+        ranking,
+        _kinds(candidate_label, production_label, production_version, production_metrics),
         model=model,
         artifact_digest=artifact_digest,
-        candidate_method=candidate_method,
-        policy_name=policy.name,
-        policy_digest=policy.digest(),
         production_version=production_version,
         production_method=production_method,
-        comparison_basis=comparison_basis,
-        checks=checks,
         notes=notes,
-        decided_at=as_utc(decided_at),
-        candidate_label=candidate_label,
-        production_label=kinds.production,
-        **_ranking_fields(ranking, compared=has_production and kinds.comparable),
+        decided_at=decided_at,
     )
 
 
@@ -225,9 +206,84 @@ class _Kinds:
         return self.candidate == "event"
 
     @property
+    def has_production(self) -> bool:
+        """Whether a production version is compared with (its kind is known)."""
+        return self.production is not None
+
+    @property
     def comparable(self) -> bool:
         """Whether production learnt from the same kind of data (False: no production)."""
         return self.production == self.candidate
+
+
+def _kinds(
+    candidate: Label,
+    production: Label | None,
+    production_version: int | None,
+    production_metrics: Metrics | None,
+) -> _Kinds:
+    """What each version learnt from; production's kind is None when there is no production.
+
+    A production version counts when it is named and has rating metrics or a declared kind
+    (an undeclared kind is ``rating``).
+    """
+    has_production = production_version is not None and (
+        production_metrics is not None or production is not None
+    )
+    return _Kinds(
+        candidate=candidate, production=(production or "rating") if has_production else None
+    )
+
+
+def _decision(
+    policy: GatePolicy,
+    rating: Numbers,
+    ranking: Numbers,
+    kinds: _Kinds,
+    *,
+    model: str,
+    artifact_digest: str,
+    production_version: int | None,
+    production_method: str | None,
+    notes: Sequence[str],
+    decided_at: datetime,
+) -> GateDecision:
+    """Run every check on both tables and record the verdict with its inputs."""
+    compared_version = production_version if kinds.has_production else None
+    checks = _checks(policy, rating, ranking, compared_version, kinds=kinds)
+    return GateDecision(
+        accepted=_accepted(checks),
+        model=model,
+        artifact_digest=artifact_digest,
+        candidate_method=rating.method,
+        policy_name=policy.name,
+        policy_digest=policy.digest(),
+        production_version=production_version,
+        production_method=production_method,
+        comparison_basis=rating.basis,
+        checks=checks,
+        notes=_notes(policy, notes, production_version, kinds),
+        decided_at=as_utc(decided_at),
+        candidate_label=kinds.candidate,
+        production_label=kinds.production,
+        **_ranking_fields(ranking, compared=kinds.comparable),
+    )
+
+
+def _accepted(checks: Sequence[GateCheck]) -> bool:
+    """Whether every check passed and at least one was not skipped."""
+    return any(not check.skipped for check in checks) and all(check.passed for check in checks)
+
+
+def _notes(
+    policy: GatePolicy, notes: Sequence[str], production_version: int | None, kinds: _Kinds
+) -> list[str]:
+    """The caller's notes, then why production was not compared, if it was not."""
+    if not kinds.has_production:
+        return [*notes, NO_PRODUCTION] if policy.regression else [*notes]
+    if not kinds.comparable:
+        return [*notes, _kinds_note(production_version, kinds)]
+    return [*notes]
 
 
 def _kinds_note(production_version: int | None, kinds: _Kinds) -> str:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from metarec.clock import utc_now
 from metarec.gate.checks import KIND_NAMES, Label
@@ -33,6 +33,9 @@ from metarec.gate.policy import GatePolicy
 from metarec.registry.artifacts import inspect_artifact
 from metarec.registry.service import Registry
 from metarec.registry.types import VersionInfo, VersionRef
+
+if TYPE_CHECKING:
+    from metarec.training.model_card import ModelCard
 
 
 class Evaluator(Protocol):
@@ -164,23 +167,15 @@ def gate_artifact(
     production = registry.production(model) if registry is not None else None
     compared: dict[str, Any] = {}
     if production is not None and registry is not None:
-        production_label = _label(registry, production)
-        if production_label != card.label:
-            compared = _not_compared(
-                production, method=method, production_label=production_label, candidate=card.label
-            )
-        else:
-            compared = _production_inputs(
-                registry,
-                production,
-                card.test_users,
-                method=method,
-                evaluate=evaluate,
-                evaluate_ranking=evaluate_ranking,
-                ratings_needed=card.predicts_ratings,
-                ranking_needed=bool(ranking) and policy.compares_production("ranking"),
-            )
-            compared["production_label"] = production_label
+        compared = _compared(
+            registry,
+            production,
+            card,
+            method=method,
+            ranking_needed=bool(ranking) and policy.compares_production("ranking"),
+            evaluate=evaluate,
+            evaluate_ranking=evaluate_ranking,
+        )
     return decide(
         policy,
         model=model,
@@ -193,6 +188,40 @@ def gate_artifact(
         decided_at=decided_at or utc_now(),
         **compared,
     )
+
+
+def _compared(
+    registry: Registry,
+    production: VersionInfo,
+    card: ModelCard,
+    *,
+    method: str,
+    ranking_needed: bool,
+    evaluate: Evaluator | None,
+    evaluate_ranking: RankingEvaluator | None,
+) -> dict[str, Any]:
+    """Production's side of :func:`decide`, by what production and the candidate learnt from.
+
+    Production of the same kind as the candidate is compared (its numbers read or
+    re-evaluated); of the other kind it is not compared at all.
+    """
+    production_label = _label(registry, production)
+    if production_label != card.label:
+        return _not_compared(
+            production, method=method, production_label=production_label, candidate=card.label
+        )
+    compared = _production_inputs(
+        registry,
+        production,
+        card.test_users,
+        method=method,
+        evaluate=evaluate,
+        evaluate_ranking=evaluate_ranking,
+        ratings_needed=card.predicts_ratings,
+        ranking_needed=ranking_needed,
+    )
+    compared["production_label"] = production_label
+    return compared
 
 
 def _label(registry: Registry, production: VersionInfo) -> Label:

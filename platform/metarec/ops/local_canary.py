@@ -101,25 +101,17 @@ def run_local_canary(
     Raises:
         ServingModelError: A service did not start (its log tail is in the message).
     """
-    traffic: TrafficGenerator | None = None
     _warn_on_mismatch(registry, state, rows)
     with contextlib.ExitStack() as stack:
-        services = _start_services(settings, state, stack)
-        wired = local_rollout_settings(
-            settings, production_url=services["production"].url, canary_url=services["canary"].url
+        router, controller = _wire(settings, registry, store, state, stack, actor=actor)
+        traffic = _start_traffic(
+            router.url,
+            rows,
+            rate_per_s=traffic_rate_per_s,
+            deadline_s=timeout_s,
+            support_size=traffic_support_size,
+            k=traffic_k,
         )
-        router, release = build_router(wired)
-        stack.callback(release)
-        controller = _controller(wired, registry, store, router, actor=actor)
-        if rows:
-            traffic = TrafficGenerator(
-                url=router.url,
-                rows=rows,
-                rate_per_s=traffic_rate_per_s,
-                deadline_s=timeout_s,
-                support_size=traffic_support_size,
-                k=traffic_k,
-            ).start()
         try:
             final = _run_to_the_end(controller, store, state, poll_s=poll_s, timeout_s=timeout_s)
         finally:
@@ -151,6 +143,50 @@ def _warn_on_mismatch(registry: Registry, state: RolloutState, rows: Sequence[Ro
                 ref.tag,
                 "predicts ratings" if events else "learnt from implicit events",
             )
+
+
+def _wire(
+    settings: Settings,
+    registry: Registry,
+    store: RolloutStore,
+    state: RolloutState,
+    stack: contextlib.ExitStack,
+    *,
+    actor: str,
+) -> tuple[Router, RolloutController]:
+    """Both services, the local router in front of them and the controller on that router.
+
+    The services and the router are stopped when ``stack`` closes.
+    """
+    services = _start_services(settings, state, stack)
+    wired = local_rollout_settings(
+        settings, production_url=services["production"].url, canary_url=services["canary"].url
+    )
+    router, release = build_router(wired)
+    stack.callback(release)
+    return router, _controller(wired, registry, store, router, actor=actor)
+
+
+def _start_traffic(
+    url: str,
+    rows: Sequence[Row],
+    *,
+    rate_per_s: float | None,
+    deadline_s: float,
+    support_size: int,
+    k: int,
+) -> TrafficGenerator | None:
+    """Start replaying ``rows`` through the router at ``url`` (None: no rows, no traffic)."""
+    if not rows:
+        return None
+    return TrafficGenerator(
+        url=url,
+        rows=rows,
+        rate_per_s=rate_per_s,
+        deadline_s=deadline_s,
+        support_size=support_size,
+        k=k,
+    ).start()
 
 
 def _controller(

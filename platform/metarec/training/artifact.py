@@ -97,18 +97,11 @@ def save_artifact(
         files[GLOBAL_WEIGHTS] = _write(tmp / GLOBAL_WEIGHTS, _state(global_model))
     if ranker is not None:
         files.update(_write_ranker(tmp, ranker))
-        if not np.issubdtype(np.asarray(ranker.item_ids).dtype, np.integer):  # text ids
-            text_ids = [str(i) for i in ranker.item_ids]
-            card = {**card, "ranker": {**(card.get("ranker") or {}), "item_ids": text_ids}}
+        card = _with_text_item_ids(card, ranker)
     if factor_model is not None:
         files[FACTOR_WEIGHTS] = _write(tmp / FACTOR_WEIGHTS, _state(factor_model))
-        card = {
-            **card,
-            "factor_model": {
-                **(card.get("factor_model") or {}),
-                "config": factor_model.config.to_dict(),
-            },
-        }
+        factor_entry = {**(card.get("factor_model") or {}), "config": factor_model.config.to_dict()}
+        card = {**card, "factor_model": factor_entry}
     written = ModelCard(
         **{**card, "label": "rating" if model is not None else "event"},
         model={} if model is None else model.config.to_dict(),
@@ -121,6 +114,14 @@ def save_artifact(
         shutil.rmtree(out)
     os.replace(tmp, out)
     return written
+
+
+def _with_text_item_ids(card: dict[str, Any], ranker: RankerParts) -> dict[str, Any]:
+    """The card with the ranker's catalogue as a team's text ids (integer ids: unchanged)."""
+    if np.issubdtype(np.asarray(ranker.item_ids).dtype, np.integer):
+        return card
+    text_ids = [str(i) for i in ranker.item_ids]
+    return {**card, "ranker": {**(card.get("ranker") or {}), "item_ids": text_ids}}
 
 
 def _write(file: Path, tensors: dict[str, torch.Tensor]) -> str:

@@ -115,27 +115,47 @@ def train(
     raw, manifest = load_training_set(training_set)
     record = require_passed(training_set, fingerprint=manifest.fingerprint)
     events = is_event_training_set(raw)
+    _require_ranker_for_events(events, config)
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    inputs = manifest.input_fields or None  # None: a training set recorded before them
+    df = interactions(raw)
+    data = prepare(df, split=config_split(df, config), encoder=None, config=config, inputs=inputs)
+    train_on = _train_on_events if events else _train_on_ratings
+    return train_on(
+        data,
+        manifest,
+        record.result_id,
+        config=config,
+        device=device,
+        out=out,
+        on_progress=on_progress,
+        checkpoint_dir=checkpoint_dir,
+    )
+
+
+def _require_ranker_for_events(events: bool, config: TrainingConfig) -> None:
+    """Implicit events train the ranker alone: refuse a config that turns it off."""
     if events and not config.ranker:
         raise ModelInputsError(
             "The training set holds implicit events, which only the catalogue ranker learns "
             "from, but the training config turns the ranker off (ranker: false).",
             fix="set ranker: true in the training config (the default).",
         )
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
-    inputs = manifest.input_fields or None  # None: a training set recorded before them
-    df = interactions(raw)
-    data = prepare(df, split=config_split(df, config), encoder=None, config=config, inputs=inputs)
-    if events:
-        return _train_on_events(
-            data,
-            manifest,
-            record.result_id,
-            config=config,
-            device=device,
-            out=out,
-            on_progress=on_progress,
-        )
+
+
+def _train_on_ratings(
+    data: PreparedData,
+    manifest: TrainingSetManifest,
+    result_id: str,
+    *,
+    config: TrainingConfig,
+    device: torch.device,
+    out: Path,
+    on_progress: ProgressCallback | None,
+    checkpoint_dir: Path | None,
+) -> ModelCard:
+    """The rating models, the factor fold-in, their evaluation and the ranker; the artifact."""
     checkpoints = Checkpointing(
         checkpoint_dir or out.with_name(out.name + ".checkpoints"),
         run_key(config, manifest.fingerprint),
@@ -146,7 +166,7 @@ def train(
     metrics, users = _evaluate(
         data, rating, factor, config=config, device=device, on_progress=on_progress
     )
-    fields = card_fields(config, manifest, record.result_id, data, rating.state, metrics, users)
+    fields = card_fields(config, manifest, result_id, data, rating.state, metrics, users)
     fields.update(factor_model=factor_entry)
     run = _rank_for_card(data, rating, users, config=config, device=device, on_progress=on_progress)
     if run is not None:
@@ -180,13 +200,15 @@ def _train_on_events(
     device: torch.device,
     out: Path,
     on_progress: ProgressCallback | None,
+    checkpoint_dir: Path | None = None,
 ) -> ModelCard:
     """The ranker alone, on positive interactions: no rating model, no rating metrics.
 
     The card's test users are the split's held-out users each scenario would evaluate (the gate
     re-evaluates production on the same users); its ``metrics`` are empty and its ranking table
-    is the evaluation.
+    is the evaluation. The ranker has no checkpoints (``checkpoint_dir`` is unused).
     """
+    del checkpoint_dir
     users = {
         scenario.value: scenario_users(
             data,
