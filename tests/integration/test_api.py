@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from fastapi.testclient import TestClient
 from metarec.api import create_app
 from metarec.config import load_settings
 from metarec.registry import Registry
-from metarec.testing.registry import write_fixture_artifact
+from metarec.testing.registry import POSTGRES_URL, write_fixture_artifact
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +224,60 @@ def test_metarec_api_serves_over_http(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_probes_answer_without_a_token_even_when_reads_need_one(tmp_path):
+    for client in make_client(tmp_path, read_requires_token=True):
+        assert client.get("/models").status_code == 401
+        live, ready = client.get("/healthz"), client.get("/readyz")
+    assert (live.status_code, live.json()) == (200, {"status": "ok", "database": "sqlite"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ok", "database": "sqlite"})
+
+
+@contextmanager
+def scratch_postgres_database() -> Iterator[tuple[str, Callable[[str], None]]]:
+    """A fresh PostgreSQL database: (its URL, run one admin statement on the server)."""
+    import sqlalchemy as sa
+
+    name = f"metarec_ready_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(
+        POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
+
+    def execute(statement: str) -> None:
+        with admin.connect() as connection:
+            connection.execute(sa.text(statement.format(db=f'"{name}"')))
+
+    try:
+        execute("CREATE DATABASE {db}")
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        print(f"SKIP reason: PostgreSQL at {POSTGRES_URL} does not answer: {exc.orig}")
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} does not answer: {exc.orig}")
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}", execute
+    finally:
+        execute("DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        admin.dispose()
+
+
+def test_readiness_follows_the_registry_database(tmp_path):
+    """PostgreSQL goes away: /readyz answers 503 with a one-line reason, /healthz stays 200;
+    it comes back: /readyz answers 200 again (through the same pooled engine)."""
+    settings = load_settings(home=tmp_path / "home", registry={"export_bentoml": False})
+    with (
+        scratch_postgres_database() as (url, execute),
+        Registry.connect(url=url, artifact_root=str(tmp_path / "artifacts")) as registry,
+        TestClient(create_app(settings, registry=registry)) as client,
+    ):
+        assert client.get("/readyz").json() == {"status": "ok", "database": "postgresql"}
+        execute("DROP DATABASE {db} WITH (FORCE)")  # also ends the pool's connections
+        down = client.get("/readyz")
+        assert down.status_code == 503
+        assert down.json()["status"] == "unavailable"
+        assert "Registry database error" in down.json()["reason"]
+        assert "does not exist" in down.json()["reason"]
+        assert "\n" not in down.text and set(down.json()) == {"status", "reason"}
+        assert client.get("/healthz").status_code == 200
+        execute("CREATE DATABASE {db}")
+        assert client.get("/readyz").json() == {"status": "ok", "database": "postgresql"}
