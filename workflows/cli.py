@@ -120,16 +120,114 @@ def deploy_flows(
         typer.echo(f"Deployed {deployment_id} to work pool {work_pool}")
 
 
+ImageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--image",
+        help="Image repository, optionally :tag (chart image.repository). Default: "
+        "workflows.image.",
+    ),
+]
+TagOption = Annotated[str, typer.Option(help="Image tag (chart image.tag); replaces --image's.")]
+DigestOption = Annotated[
+    str, typer.Option(help="Image digest sha256:… (chart image.digest); wins over the tag.")
+]
+RootOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Object-store root the steps write under (s3://…). Default: "
+        "registry.artifact_root, else the chart's s3://metarec/artifacts."
+    ),
+]
+DatabaseSecretOption = Annotated[
+    str, typer.Option(help="Secret with the database URLs (chart externalDatabase.existingSecret).")
+]
+RedisSecretOption = Annotated[
+    str, typer.Option(help="Secret with the Redis string (chart externalRedis.existingSecret).")
+]
+TokenSecretOption = Annotated[
+    str, typer.Option(help="Secret with the API token (chart controlPlane.api.tokenSecret).")
+]
+S3SecretOption = Annotated[
+    str,
+    typer.Option(
+        help="Secret with S3 keys (chart externalS3.existingSecret). Empty: workload identity."
+    ),
+]
+EnvOption = Annotated[
+    list[str] | None,
+    typer.Option("--env", help="NAME=VALUE set in every step (repeatable), e.g. AWS_ENDPOINT_URL."),
+]
+
+
+def _kfp_options(
+    settings: Any,
+    *,
+    image: str | None,
+    tag: str,
+    digest: str,
+    object_store_root: str | None,
+    secrets: dict[str, str],
+    env: list[str] | None,
+) -> Any:
+    """The compile options of the KFP pipeline from the flags, falling back on the settings."""
+    from metarec.errors import MetaRecError
+    from metarec.workflows.kfp_compute import KfpOptions, chart_secrets, image_reference
+    from metarec.workflows.kfp_schedule import CHART_OBJECT_STORE_ROOT
+
+    pairs = dict(item.partition("=")[::2] for item in env or [])
+    bad = [item for item in env or [] if "=" not in item or not item.partition("=")[0]]
+    if bad:
+        raise MetaRecError(
+            f"--env {bad[0]!r} is not NAME=VALUE.",
+            fix="write it as e.g. --env AWS_REGION=eu-west-1.",
+        )
+    return KfpOptions(
+        image=image_reference(image or settings.workflows.image, tag=tag, digest=digest),
+        object_store_root=object_store_root
+        or settings.registry.artifact_root
+        or CHART_OBJECT_STORE_ROOT,
+        secrets=chart_secrets(**secrets),
+        env={"METAREC_FEAST__ENVIRONMENT": "cluster", **pairs},
+    )
+
+
 @pipelines_app.command("compile")
 def compile_pipeline_command(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="KFP IR YAML to write.")] = Path("metarec-retrain.yaml"),
+    image: ImageOption = None,
+    tag: TagOption = "",
+    digest: DigestOption = "",
+    object_store_root: RootOption = None,
+    database_secret: DatabaseSecretOption = "metarec-database",
+    redis_secret: RedisSecretOption = "metarec-redis",
+    api_token_secret: TokenSecretOption = "metarec-api-token",
+    object_store_secret: S3SecretOption = "",
+    env: EnvOption = None,
 ) -> None:
-    """Compile the retrain pipeline (training task with the training_compute spec) to YAML."""
+    """Compile the retrain pipeline (training task with the training_compute spec) to YAML.
+
+    Every step runs the given image with caching off and the chart's Secrets as env.
+    """
     from metarec.workflows.kfp_pipeline import compile_pipeline
 
-    path = compile_pipeline(compute=ctx.obj.training_compute, out=out)
-    typer.echo(f"Compiled {path}")
+    options = _kfp_options(
+        ctx.obj,
+        image=image,
+        tag=tag,
+        digest=digest,
+        object_store_root=object_store_root,
+        secrets={
+            "database": database_secret,
+            "redis": redis_secret,
+            "api_token": api_token_secret,
+            "object_store": object_store_secret,
+        },
+        env=env,
+    )
+    path = compile_pipeline(compute=ctx.obj.training_compute, options=options, out=out)
+    typer.echo(f"Compiled {path} (image {options.image}, root {options.object_store_root})")
 
 
 @pipelines_app.command("schedule")
@@ -139,14 +237,41 @@ def schedule_pipeline_command(
     host: Annotated[str, typer.Option(help="KFP API endpoint.", envvar="KF_PIPELINES_ENDPOINT")],
     experiment: Annotated[str, typer.Option(help="KFP experiment.")] = "metarec",
     home: Annotated[str, typer.Option(help="METAREC_HOME inside the pipeline's pods.")] = "",
+    image: ImageOption = None,
+    tag: TagOption = "",
+    digest: DigestOption = "",
+    object_store_root: RootOption = None,
+    database_secret: DatabaseSecretOption = "metarec-database",
+    redis_secret: RedisSecretOption = "metarec-redis",
+    api_token_secret: TokenSecretOption = "metarec-api-token",
+    object_store_secret: S3SecretOption = "",
+    env: EnvOption = None,
 ) -> None:
-    """Create a KFP recurring run of the retrain pipeline (the KFP client, training_compute)."""
+    """Create a KFP recurring run of the retrain pipeline (the KFP client, training_compute).
+
+    The pipeline is compiled with the same options as ``compile``.
+    """
     from metarec.workflows.kfp_schedule import schedule_pipeline
 
+    options = _kfp_options(
+        ctx.obj,
+        image=image,
+        tag=tag,
+        digest=digest,
+        object_store_root=object_store_root,
+        secrets={
+            "database": database_secret,
+            "redis": redis_secret,
+            "api_token": api_token_secret,
+            "object_store": object_store_secret,
+        },
+        env=env,
+    )
     run_id = schedule_pipeline(
         host=host,
         cron=cron,
         compute=ctx.obj.training_compute,
+        options=options,
         experiment=experiment,
         params={"home": home},
     )

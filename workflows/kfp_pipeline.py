@@ -1,9 +1,12 @@
 """The retraining pipeline on Kubeflow Pipelines v2, over the same component functions.
 
-Each ``@dsl.component`` is a thin shell that imports and calls a function of
-``metarec.components`` inside the platform image (``base_image``, pinned), so KFP and Prefect run
-exactly the same code. The training task carries the compute spec (accelerator, resources,
-tolerations, node selector) and retries.
+Each step is a thin shell that imports and calls a function of ``metarec.components`` inside the
+platform image, so KFP and Prefect run exactly the same code. The steps become ``@dsl.component``s
+when the pipeline is built, in the image of the compile options (:class:`KfpOptions`: repository
+and tag or digest, as the chart's ``image`` values), with caching off, the chart's Secrets as env
+(``kfp-kubernetes``) and URIs under the pipeline parameter ``object_store_root`` between them.
+The training task carries the compute spec (accelerator, resources, tolerations, node selector)
+and retries.
 
 No ``from __future__ import annotations`` here: KFP reads the real annotation objects.
 """
@@ -13,22 +16,27 @@ from typing import Any, NamedTuple
 
 from kfp import compiler, dsl
 from metarec.compute import ComputeSpec
-from metarec.workflows.kfp_compute import apply_compute
+from metarec.workflows.kfp_compute import KfpOptions, apply_cluster_options, apply_compute
 
-PLATFORM_IMAGE = "ghcr.io/metarec/metarec:0.1.0"
 PIPELINE_NAME = "metarec-retrain"
+DESCRIPTION = "Validate → meta-train → evaluate → gate → register → canary → promote."
+# Where a run writes, under the pipeline parameter `object_store_root`.
+RUN_FOLDER = "pipelines"
+# kfp.local runs the steps in this interpreter; a python image name says so (and keeps
+# kfp.local from warning about a non-Python image).
+LOCAL_IMAGE = "python:3.11"
 
 
-@dsl.component(base_image=PLATFORM_IMAGE, install_kfp_package=False)
-def training_set_op(home: str) -> NamedTuple("TrainingSet", [("path", str), ("fingerprint", str)]):
-    """Build the point-in-time training set through Feast."""
+def training_set_op(home: str, out: str) -> NamedTuple(
+    "TrainingSet", [("path", str), ("fingerprint", str)]
+):
+    """Build the point-in-time training set through Feast, written to the URI ``out``."""
     from metarec.components.build_training_set import build_training_set
 
-    out = build_training_set(home=home or None)
-    return (out.path, out.fingerprint)
+    built = build_training_set(home=home or None, out=out or None)
+    return (built.path, built.fingerprint)
 
 
-@dsl.component(base_image=PLATFORM_IMAGE, install_kfp_package=False)
 def validate_op(home: str, training_set: str) -> str:
     """Validate the training set; fails the run (listing every failed expectation) on drift."""
     from metarec.components.validate_features import validate_features
@@ -36,21 +44,23 @@ def validate_op(home: str, training_set: str) -> str:
     return validate_features(training_set=training_set, home=home or None).result_id
 
 
-@dsl.component(base_image=PLATFORM_IMAGE, install_kfp_package=False)
-def train_op(home: str, training_set: str, validation_result_id: str, config: dict) -> str:
-    """Meta-train on the validated training set; returns the artifact folder."""
+def train_op(
+    home: str, training_set: str, validation_result_id: str, config: dict, out: str
+) -> str:
+    """Meta-train on the validated training set into the URI ``out``; returns the artifact."""
     from metarec.components.train_model import train_model
 
-    out = train_model(training_set=training_set, home=home or None, config=config or None)
-    if out.validation_result_id != validation_result_id:
+    trained = train_model(
+        training_set=training_set, home=home or None, config=config or None, out=out or None
+    )
+    if trained.validation_result_id != validation_result_id:
         raise RuntimeError(
-            f"trained on validation result {out.validation_result_id}, "
+            f"trained on validation result {trained.validation_result_id}, "
             f"expected {validation_result_id}"
         )
-    return out.artifact
+    return trained.artifact
 
 
-@dsl.component(base_image=PLATFORM_IMAGE, install_kfp_package=False)
 def evaluate_op(home: str, artifact: str, training_set: str) -> str:
     """Cold-start evaluation; returns the metrics JSON path."""
     from metarec.components.evaluate_model import evaluate_model
@@ -60,7 +70,6 @@ def evaluate_op(home: str, artifact: str, training_set: str) -> str:
     ).metrics_json
 
 
-@dsl.component(base_image=PLATFORM_IMAGE, install_kfp_package=False)
 def gate_op(home: str, artifact: str, training_set: str, policy: str) -> str:
     """The evaluation gate; fails the run on rejection. Returns the decision JSON path."""
     from metarec.components.gate_model import gate_model
@@ -71,7 +80,6 @@ def gate_op(home: str, artifact: str, training_set: str, policy: str) -> str:
     return out.decision_path
 
 
-@dsl.component(base_image=PLATFORM_IMAGE, install_kfp_package=False)
 def register_op(home: str, artifact: str, decision: str) -> NamedTuple(
     "Registered", [("tag", str), ("version", int)]
 ):
@@ -82,7 +90,6 @@ def register_op(home: str, artifact: str, decision: str) -> NamedTuple(
     return (out.tag, out.version)
 
 
-@dsl.component(base_image=PLATFORM_IMAGE, install_kfp_package=False)
 def canary_op(home: str, version: int, training_set: str, canary: dict) -> NamedTuple(
     "Rollout", [("outcome", str), ("production_version", int)]
 ):
@@ -99,62 +106,79 @@ def canary_op(home: str, version: int, training_set: str, canary: dict) -> Named
     return (out.outcome, out.production_after or 0)
 
 
-def build_pipeline(*, compute: ComputeSpec, train_retries: int = 1) -> Any:
+_OPS = (training_set_op, validate_op, train_op, evaluate_op, gate_op, register_op, canary_op)
+
+
+def _components(image: str) -> dict[str, Any]:
+    """The step functions as KFP components running in ``image`` (no kfp package installed)."""
+    return {
+        op.__name__: dsl.component(base_image=image, install_kfp_package=False)(op) for op in _OPS
+    }
+
+
+def build_pipeline(*, compute: ComputeSpec, options: KfpOptions, train_retries: int = 1) -> Any:
     """Return the retrain pipeline with the compute spec on its training task.
+
+    Every task runs ``options.image`` with caching off and the Secrets and env of ``options``;
+    steps hand each other URIs under ``<object_store_root>/pipelines/<run id>/``.
 
     Args:
         compute: Compute spec of the training step.
+        options: Image, object-store root, Secrets and env (compile options).
         train_retries: Retries of the training task (it resumes from its checkpoint).
 
     Returns:
         The ``@dsl.pipeline`` function.
     """
+    ops = _components(options.image)
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="Validate → meta-train → evaluate → gate → register → canary → promote.",
-    )
+    def step(name: str, **inputs: Any) -> Any:  # every task: caching off, Secrets, env
+        return apply_cluster_options(ops[name](**inputs), options)
+
+    @dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)
     def retrain(
         home: str = "",
+        object_store_root: str = options.object_store_root,
         training_config: dict = {},  # noqa: B006
         policy: str = "",
         canary: dict = {},  # noqa: B006
     ) -> None:
-        training_set = training_set_op(home=home)
-        validated = validate_op(home=home, training_set=training_set.outputs["path"])
-        trained = train_op(
+        run = f"{object_store_root}/{RUN_FOLDER}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}"
+        built = step("training_set_op", home=home, out=f"{run}/training_set.parquet")
+        training_set = built.outputs["path"]
+        validated = step("validate_op", home=home, training_set=training_set)
+        trained = step(
+            "train_op",
             home=home,
-            training_set=training_set.outputs["path"],
+            training_set=training_set,
             validation_result_id=validated.output,
             config=training_config,
+            out=f"{run}/artifact",
         )
-        apply_compute(trained, compute)
-        trained.set_retry(num_retries=train_retries, backoff_duration="30s")
-        evaluated = evaluate_op(
-            home=home, artifact=trained.output, training_set=training_set.outputs["path"]
+        apply_compute(trained, compute).set_retry(num_retries=train_retries, backoff_duration="30s")
+        evaluated = step(
+            "evaluate_op", home=home, artifact=trained.output, training_set=training_set
         )
-        gated = gate_op(
-            home=home,
-            artifact=trained.output,
-            training_set=training_set.outputs["path"],
-            policy=policy,
+        gated = step(
+            "gate_op", home=home, artifact=trained.output, training_set=training_set, policy=policy
         )
         gated.after(evaluated)
-        registered = register_op(home=home, artifact=trained.output, decision=gated.output)
-        canary_op(
+        registered = step("register_op", home=home, artifact=trained.output, decision=gated.output)
+        step(
+            "canary_op",
             home=home,
             version=registered.outputs["version"],
-            training_set=training_set.outputs["path"],
+            training_set=training_set,
             canary=canary,
         )
 
     return retrain
 
 
-def compile_pipeline(*, compute: ComputeSpec, out: Path) -> Path:
+def compile_pipeline(*, compute: ComputeSpec, options: KfpOptions, out: Path) -> Path:
     """Compile the retrain pipeline to KFP IR YAML at ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(compute=compute), str(out))
+    compiler.Compiler().compile(build_pipeline(compute=compute, options=options), str(out))
     return out
 
 
@@ -165,11 +189,13 @@ def run_locally(
     policy: str = "",
     canary: dict[str, Any] | None = None,
     pipeline_root: Path,
+    object_store_root: str | None = None,
 ) -> None:
     """Run the pipeline here with ``kfp.local.SubprocessRunner`` in this Python environment.
 
     Components run as subprocesses of this interpreter (no container, no pip: ``PIP_NO_INDEX``
-    is set so nothing is fetched); the compute spec is ignored locally.
+    is set so nothing is fetched); the compute spec, image and Secrets are not used locally.
+    Runs write under ``object_store_root`` (default: ``<pipeline_root>/store``).
     """
     import os
 
@@ -177,5 +203,10 @@ def run_locally(
 
     os.environ.setdefault("PIP_NO_INDEX", "1")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
-    pipeline = build_pipeline(compute=ComputeSpec())
+    options = KfpOptions(
+        image=LOCAL_IMAGE,
+        object_store_root=object_store_root or str(pipeline_root / "store"),
+        secrets=(),
+    )
+    pipeline = build_pipeline(compute=ComputeSpec(), options=options)
     pipeline(home=home, training_config=training_config or {}, policy=policy, canary=canary or {})

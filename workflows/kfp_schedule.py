@@ -7,7 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from metarec.compute import ComputeSpec
+from metarec.config import WorkflowSettings
 from metarec.errors import MetaRecError
+from metarec.workflows.kfp_compute import KfpOptions
+
+# The chart's default externalS3.artifactRoot: where a schedule without options writes.
+CHART_OBJECT_STORE_ROOT = "s3://metarec/artifacts"
 
 
 def kfp_cron(expression: str) -> str:
@@ -32,6 +37,7 @@ def schedule_pipeline(
     host: str,
     cron: str,
     compute: ComputeSpec,
+    options: KfpOptions | None = None,
     experiment: str = "metarec",
     job_name: str = "metarec-retrain",
     params: dict[str, Any] | None = None,
@@ -42,9 +48,12 @@ def schedule_pipeline(
         host: KFP API endpoint (e.g. http://ml-pipeline-ui.kubeflow:80).
         cron: Five- or six-field cron expression.
         compute: Compute spec of the training task.
+        options: Image, object-store root, Secrets and env (default: ``workflows.image``'s
+            default, the chart's default artifact root and Secrets).
         experiment: Experiment to file the runs under (created when missing).
         job_name: Display name of the recurring run.
-        params: Pipeline parameters (``home``, ``training_config``, ``policy``).
+        params: Pipeline parameters (``home``, ``object_store_root``, ``training_config``,
+            ``policy``, ``canary``).
 
     Returns:
         The recurring run's id.
@@ -55,7 +64,14 @@ def schedule_pipeline(
     client = kfp.Client(host=host)
     created = client.create_experiment(name=experiment)
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(compute=compute, out=Path(tmp) / "metarec-retrain.yaml")
+        package = compile_pipeline(
+            compute=compute,
+            options=options
+            or KfpOptions(
+                image=WorkflowSettings().image, object_store_root=CHART_OBJECT_STORE_ROOT
+            ),
+            out=Path(tmp) / "metarec-retrain.yaml",
+        )
         run = client.create_recurring_run(
             experiment_id=created.experiment_id,
             job_name=job_name,
@@ -64,5 +80,6 @@ def schedule_pipeline(
             params=params or {},
             max_concurrency=1,
             no_catchup=True,
+            enable_caching=False,
         )
     return str(run.recurring_run_id)
