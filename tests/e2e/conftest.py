@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from metarec.testing.serving import PERMISSIVE_POLICY, SMALL_CONFIG
+from metarec.testing.serving import PERMISSIVE_POLICY_WITH_RANKING, SMALL_CONFIG
 
 
 @pytest.fixture
@@ -15,7 +15,7 @@ def quickstart_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     config = tmp_path / "training.yaml"
     config.write_text(yaml.safe_dump({**SMALL_CONFIG, "support_sizes": ["5", "all"]}))
     policy = tmp_path / "policy.yaml"
-    policy.write_text(PERMISSIVE_POLICY)
+    policy.write_text(PERMISSIVE_POLICY_WITH_RANKING)
     home = tmp_path / "home"
     monkeypatch.setenv("METAREC_HOME", str(home))
     monkeypatch.setenv("METAREC_WORKFLOWS__TRAINING_CONFIG", str(config))

@@ -149,3 +149,35 @@ def test_positive_events_are_sent_without_a_rating_key_and_count_as_positive(ser
         for events in feedback
     )
     assert summary.feedback == summary.positive_feedback == 6
+
+
+def test_text_ids_are_sent_as_json_strings(service):
+    # Rows of a training set of a team's text ids (replay_rows keeps them as text).
+    rows = [("c001", f"sku-{i:03d}", float(5 - i)) for i in range(4)]
+    rows += [("c002", "sku-010", None), ("c002", "sku-011", None)]
+    generator = TrafficGenerator(
+        url=service.url, rows=rows, threads=1, max_requests=20, support_size=2, k=5
+    )
+    generator.start()
+    assert generator.wait(timeout_s=10)
+    summary = generator.stop()
+    support = {
+        "c001": [{"item_id": "sku-000", "rating": 5.0}, {"item_id": "sku-001", "rating": 4.0}],
+        "c002": [{"item_id": "sku-010"}],
+    }
+    later = {
+        "c001": [
+            {"user_id": "c001", "item_id": "sku-002", "rating": 3.0},
+            {"user_id": "c001", "item_id": "sku-003", "rating": 2.0},
+        ],
+        "c002": [{"user_id": "c002", "item_id": "sku-011"}],
+    }
+    recommended = [b for path, b in service.bodies if path == "/recommend"]
+    feedback = [b["events"] for path, b in service.bodies if path == "/feedback"]
+    assert len(recommended) == len(feedback) == 20
+    assert all(b["support"] == support[b["user_id"]] and b["k"] == 5 for b in recommended)
+    assert all(events == later[events[0]["user_id"]] for events in feedback)
+    visits = {b["user_id"] for b in recommended}
+    assert visits == {"c001", "c002"}  # 20 seeded draws of two users reach both
+    positives = sum(1 for b in recommended if b["user_id"] == "c002")
+    assert summary.statuses == {200: 40} and summary.positive_feedback == positives

@@ -530,18 +530,24 @@ def test_schemathesis_finds_no_server_error(served: Served, client: httpx.Client
     paths = {op.path for op in operations}
     assert {"/recommend", "/predict", "/feedback", "/metadata"} <= paths
 
+    def known(value, n: int):
+        """An id of this (integer-id) version's catalogue; text ids too, mapped by length."""
+        if isinstance(value, str):
+            return 1 + len(value) % n
+        return 1 + value % n if isinstance(value, int) and not isinstance(value, bool) else value
+
     def known_ids(case):
         """Half the cases use catalogue ids and users, so adaptation paths run."""
         body = case.body
         if isinstance(body, dict):
-            if isinstance(body.get("user_id"), int):
-                body["user_id"] = 1 + body["user_id"] % 100
+            if "user_id" in body:
+                body["user_id"] = known(body["user_id"], 100)
             for entry in body.get("support") or []:
-                if isinstance(entry, dict) and isinstance(entry.get("item_id"), int):
-                    entry["item_id"] = 1 + entry["item_id"] % 150
+                if isinstance(entry, dict) and "item_id" in entry:
+                    entry["item_id"] = known(entry["item_id"], 150)
             for key in ("candidates", "item_ids"):
                 if isinstance(body.get(key), list):
-                    body[key] = [1 + i % 150 if isinstance(i, int) else i for i in body[key]]
+                    body[key] = [known(i, 150) for i in body[key]]
         return case
 
     seen: dict[str, set[int]] = {}
@@ -651,3 +657,111 @@ def test_an_event_version_ranks_interactions_and_predicts_no_ratings(served_even
     assert delta("metarec_feedback_positive_total") == 1
     assert delta("metarec_feedback_hits_total") == 1
     assert metric(after, "metarec_feedback_total", model_version=tag) == 0  # no MAE
+
+
+# -- a team's text ids (users c001, items sku-01) ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served_text(tmp_path_factory: pytest.TempPathFactory):
+    """An event version trained on a small catalogue of text ids (a text-id Feast home), served."""
+    from metarec.data.catalogue import CatalogueSpec
+    from metarec.data.catalogue_files import write_catalogue
+    from metarec.data.ingest import DataSource
+    from metarec.features.store import apply_features, materialize_features
+    from metarec.features.training_set import build_training_set
+    from metarec.gate.policy import load_policy
+    from metarec.gate.run import gate_artifact
+    from metarec.ops.ingestion import ingest
+    from metarec.testing.serving import SMALL_CONFIG
+    from metarec.training.trainer import train
+    from metarec.validation.gate import build_reference_profile, validate_training_set
+
+    root = tmp_path_factory.mktemp("serving-text")
+    spec = CatalogueSpec(n_users=120, n_items=60, label="event", ids="text", seed=5)
+    schema = write_catalogue(root / "tables", spec=spec)
+    settings = load_settings(home=root / "home", registry={"export_bentoml": False})
+    apply_features(settings, ingest(settings, source=DataSource.TABLE, schema=schema).snapshot)
+    materialize_features(settings)
+    training_set = settings.paths.training_sets / "events.parquet"
+    build_training_set(settings, out=training_set)
+    build_reference_profile(settings, training_set=training_set)
+    assert validate_training_set(settings, training_set=training_set).success
+    artifact = root / "artifact"
+    train(training_set, config=TrainingConfig.build(SMALL_CONFIG), out=artifact)
+    (root / "policy.yaml").write_text(EVENT_POLICY)
+    model = settings.registry.model_name
+    with Registry.open(settings) as registry:
+        decision = gate_artifact(artifact, policy=load_policy(root / "policy.yaml"), model=model)
+        info = registry.register(artifact, model=model, gate_decision=decision, actor="test")
+    log = root / "service.log"
+    process = ServiceProcess(
+        settings,
+        version=info.tag,
+        log_path=log,
+        extra_env={"METAREC_SERVING__TORCH_THREADS": "1"},
+    )
+    with process, httpx.Client(base_url=process.url, timeout=30) as http:
+        yield Served(settings, info, process.url, training_set, log), http
+
+
+def test_a_text_id_version_serves_the_teams_ids(served_text):
+    from metarec.serving.features import FeatureCache
+    from metarec.training.artifact import read_card
+
+    served, http = served_text
+    meta = http.get("/metadata").json()
+    assert (meta["user_ids"], meta["item_ids"], meta["label"]) == ("text", "text", "event")
+    df, _ = load_training_set(served.training_set)
+    catalogue = set(df["item_id"].astype(str))
+    assert all(i.startswith("sku-") for i in catalogue)
+
+    # The feature cache reads Feast's String keys: text items aligned with the ranker's.
+    card = read_card(served.log.parent / "artifact")  # the registered artifact
+    cache = FeatureCache(served.settings, encoder=FeatureEncoder(**card.encoder))
+    assert cache.text_users and cache.text_items
+    assert set(cache.items.item_ids.tolist()) == set(card.ranker["item_ids"]) == catalogue
+    users = sorted(df["user_id"].astype(str).unique())
+    assert cache.user(users[0]) is not None and cache.user("c-nobody") is None
+    user, recent = next((u, r) for u in users if (r := cache.user(u).recent_item_ids))
+    assert all(isinstance(i, str) and i in catalogue for i in recent)
+
+    # A known user alone: their recent liked items are the support set (not recommended).
+    alone = http.post("/recommend", json={"user_id": user, "k": 5})
+    assert alone.status_code == 200, alone.text
+    listed = [i["item_id"] for i in alone.json()["items"]]
+    assert len(listed) == 5 and set(listed) <= catalogue and not set(listed) & set(recent)
+    items = sorted(catalogue)[:3]
+    ranked = http.post(
+        "/recommend",
+        json={"support": [{"item_id": items[0]}], "candidates": items[1:], "k": 5},
+    )
+    assert ranked.status_code == 200, ranked.text
+    assert sorted(i["item_id"] for i in ranked.json()["items"]) == items[1:]
+
+    # The other kind of id, and unknown text ids: a 4xx naming the field.
+    for body, status, field in [
+        ({"user_id": 1}, 400, "user_id"),
+        ({"support": [{"item_id": 3}]}, 400, "support[0].item_id"),
+        ({"support": [{"item_id": "sku-nope"}]}, 422, "support[0].item_id"),
+        ({"user_id": "c-nobody"}, 404, "user_id"),
+    ]:
+        response = http.post("/recommend", json=body)
+        assert response.status_code == status, response.text
+        assert response.json()["field"] == field
+
+    tag = served.info.tag
+    before = http.get("/metrics").text
+    events = [
+        {"user_id": user, "item_id": listed[0]},  # an interaction with a listed item: a hit
+        {"user_id": user, "item_id": next(i for i in sorted(catalogue) if i not in listed)},
+    ]
+    feedback = http.post("/feedback", json={"events": events})
+    assert feedback.status_code == 200 and feedback.json() == {"accepted": 2}
+    after = http.get("/metrics").text
+
+    def delta(name: str) -> float:
+        return metric(after, name, model_version=tag) - metric(before, name, model_version=tag)
+
+    assert delta("metarec_feedback_positive_total") == 2
+    assert delta("metarec_feedback_hits_total") == 1

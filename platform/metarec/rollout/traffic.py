@@ -20,6 +20,9 @@ A row whose rating is None is a positive interaction (an implicit event): it is 
 (``{"user_id": …, "item_id": …}``). Only versions trained on implicit events accept unrated
 support sets, so rows of events are replayed against event versions.
 
+Ids are replayed as the training set holds them: integers, or a team's text ids (``c001``,
+``sku-001``), sent as JSON strings (a version trained on text ids takes and returns them so).
+
 Traffic is bounded three ways (a visit budget, a deadline and an optional rate) and every
 request's outcome is kept, so a caller can check that none was lost.
 """
@@ -33,7 +36,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -42,9 +45,10 @@ from metarec.errors import DataFormatError
 if TYPE_CHECKING:
     import pandas as pd
 
+Id = int | str  # an id as the training set holds it: an integer, or a team's text id
 # (user_id, item_id, rating); rating None: a positive interaction (implicit event), no rating.
-Row = tuple[int, int, float | None]
-TimedRow = tuple[int, int, float | None, float]  # (user_id, item_id, rating, timestamp)
+Row = tuple[Id, Id, float | None]
+TimedRow = tuple[Id, Id, float | None, float]  # (user_id, item_id, rating, timestamp)
 # Status code of a request that got no answer (connection refused, reset, timed out).
 NO_ANSWER = 0
 # A rating at or above this is a positive event (what the service counts hits of).
@@ -58,9 +62,9 @@ class UserVisit:
     A rating of None is a positive interaction: it is sent without a ``rating`` key.
     """
 
-    user_id: int
-    support: tuple[tuple[int, float | None], ...]  # (item, rating), oldest first
-    later: tuple[tuple[int, float | None], ...]  # (item, rating) after the support, none in it
+    user_id: Id
+    support: tuple[tuple[Id, float | None], ...]  # (item, rating), oldest first
+    later: tuple[tuple[Id, float | None], ...]  # (item, rating) after the support, none in it
 
 
 def is_positive(rating: float | None) -> bool:
@@ -68,7 +72,18 @@ def is_positive(rating: float | None) -> bool:
     return rating is None or rating >= POSITIVE_RATING
 
 
-def _entry(item: int, rating: float | None) -> dict[str, float | int]:
+def replay_id(value: Any) -> Id:
+    """An id as a request body carries it: an int (numpy integers too), else its text."""
+    import numpy as np
+
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    return str(value)
+
+
+def _entry(item: Id, rating: float | None) -> dict[str, float | Id]:
     """A support item or feedback event body: ``rating`` only when the row has one."""
     return {"item_id": item} if rating is None else {"item_id": item, "rating": rating}
 
@@ -87,15 +102,16 @@ def user_visits(
         feedback_size: Most later ratings sent as feedback.
 
     Returns:
-        One visit per user with at least one later rating not in their support set, by user id.
+        One visit per user with at least one later rating not in their support set, by user id
+        (integer or text ids, as the rows hold them).
     """
     timed = all(len(row) == 4 for row in rows)
-    by_user: dict[int, list[tuple[float, int, float | None]]] = {}
+    by_user: dict[Id, list[tuple[float, Id, float | None]]] = {}
     for n, row in enumerate(rows):
         stamp = row[-1]
         when = float(stamp) if timed and stamp is not None else float(n)
         rating = None if row[2] is None else float(row[2])
-        by_user.setdefault(int(row[0]), []).append((when, int(row[1]), rating))
+        by_user.setdefault(replay_id(row[0]), []).append((when, replay_id(row[1]), rating))
     visits = []
     for user, history in sorted(by_user.items()):
         history.sort(key=lambda entry: entry[0])  # stable: ties keep the given order
@@ -146,7 +162,7 @@ class _Counts:
     positive: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     backends: Counter[str] = field(default_factory=Counter)
-    unservable: set[int] = field(default_factory=set)
+    unservable: set[Id] = field(default_factory=set)
 
 
 def _check_options(*, threads: int, rate_per_s: float | None, sizes: tuple[int, ...]) -> None:
@@ -372,7 +388,8 @@ def replay_rows(training_set: Path, *, limit: int = 5_000, seed: int = 0) -> lis
 
     Returns:
         ``(user, item, rating)`` rows grouped by user, each user's oldest first; rating None
-        for the positive events of an event training set.
+        for the positive events of an event training set. Ids as the training set holds them
+        (ints, or a team's text ids as ``str``).
 
     Raises:
         DataFormatError: The training set has neither a ``rating`` nor a ``label`` column.
@@ -391,7 +408,7 @@ def replay_rows(training_set: Path, *, limit: int = 5_000, seed: int = 0) -> lis
     sizes = frame.groupby("user_id", sort=True).size()
     users = list(sizes.index)
     random.Random(seed).shuffle(users)
-    chosen: list[int] = []
+    chosen: list[Any] = []
     total = 0
     for user in users:
         if chosen and total + int(sizes[user]) > limit:
@@ -400,7 +417,7 @@ def replay_rows(training_set: Path, *, limit: int = 5_000, seed: int = 0) -> lis
         total += int(sizes[user])
     frame = frame[frame["user_id"].isin(set(chosen))]
     return [
-        (int(user), int(item), None if rating is None else float(rating))
+        (replay_id(user), replay_id(item), None if rating is None else float(rating))
         for user, item, rating in frame.itertuples(index=False)
     ]
 

@@ -10,22 +10,35 @@ ranks with its ranker alone (each support item an interaction, the ranking scale
 5.0) and answers ``predicted_rating: null``; ``/predict`` is refused (422); ``/feedback`` counts
 the online hit rate only. Whether support items carry ratings is checked against the version:
 a rating version needs one per item, an event version refuses them (400, ``support[i].rating``).
+
+Ids are the version's kind: integers, or a team's text ids (``c001``, ``sku-001``) for a version
+trained on them (its card records them so, and the online store keys them as text). Ids in and
+out are then the team's; an id of the other kind is refused (400) naming the field, and the
+version must agree with the online store's ids (else the engine refuses to start).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
 from metarec.config import ServingSettings
 from metarec.data.schema import RATING_MAX, RATING_MIN
 from metarec.errors import ServingInputError, ServingModelError
+from metarec.features.store import EntityId
 from metarec.serving.adapter import AdaptationJob, BatchedAdapter
 from metarec.serving.batching import MicroBatcher
 from metarec.serving.factor_adapter import FactorAdapter
-from metarec.serving.features import FeatureCache, ItemMatrix, UserFeatures, user_columns
+from metarec.serving.features import (
+    FeatureCache,
+    ItemMatrix,
+    UserFeatures,
+    native_id,
+    user_columns,
+)
 from metarec.serving.loading import ServedModel
 from metarec.serving.metrics import ServingMetrics
 from metarec.serving.quality import OnlineHitRate, PredictionMemory, RollingMAE
@@ -48,6 +61,15 @@ from metarec.serving.schemas import (
 # The value of an interaction on the ranking scale: "liked", as a rating of 5 (what the ranker
 # of an event version learnt positive interactions as).
 INTERACTION = 5.0
+
+
+def shown(value: EntityId) -> str:
+    """An id as an answer shows it: ``7``, or a text id quoted (``'c001'``)."""
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _kind(text: bool) -> Literal["text", "integer"]:
+    return "text" if text else "integer"
 
 
 class AdaptationEngine:
@@ -97,6 +119,9 @@ class AdaptationEngine:
                 f"Version {served.tag} has neither a rating model nor a ranker.",
                 fix="serve a version trained with `metarec train`.",
             )
+        self.text_users = served.text_users
+        self.text_items = served.text_items
+        self._check_store_ids()
         # On CPU a batch is a few ms of GIL-bound work: on the event loop, not a thread.
         inline = self.adapter is None or self.adapter.device.type == "cpu"
         self.batcher: MicroBatcher[AdaptationJob, np.ndarray] | None = None
@@ -130,6 +155,51 @@ class AdaptationEngine:
             capacity=serving.served_list_memory, window=serving.hit_rate_window
         )
 
+    def _check_store_ids(self) -> None:
+        """The online store keys users and items by the version's kind of id.
+
+        Raises:
+            ServingModelError: A text-id version over a store of integer ids, or the reverse.
+        """
+        items = self.features.items
+        store = {
+            "user": getattr(self.features, "text_users", self.text_users),
+            "item": getattr(self.features, "text_items", items.item_ids.dtype == np.dtype(object)),
+        }
+        for side, text in (("user", self.text_users), ("item", self.text_items)):
+            if store[side] != text:
+                raise ServingModelError(
+                    f"Version {self.served.tag} was trained on {_kind(text)} {side} ids, and "
+                    f"the online store's {side} ids are {_kind(store[side])}.",
+                    fix="apply and materialise the features of the snapshot the version was "
+                    "trained on (`metarec features apply`, `metarec features materialize`), or "
+                    "serve a version trained on this store's data.",
+                )
+
+    def _check_id(self, field: str, side: str, value: EntityId) -> None:
+        """A request's id is the version's kind (integer or text).
+
+        Raises:
+            ServingInputError: (400) The other kind of id, naming ``field``.
+        """
+        text = self.text_users if side == "user" else self.text_items
+        if isinstance(value, str) == text:
+            return
+        if text:
+            raise ServingInputError(
+                field,
+                f"{side} id {value} is a number, and this version's {side} ids are text.",
+                fix=f'send the {side}\'s text id as a JSON string (e.g. "{value}"; GET '
+                f"/metadata {side}_ids).",
+                status=400,
+            )
+        raise ServingInputError(
+            field,
+            f"{side} id {value!r} is not an integer, and this version's {side} ids are.",
+            fix=f"send the {side}'s integer id (GET /metadata {side}_ids).",
+            status=400,
+        )
+
     @property
     def predicts_ratings(self) -> bool:
         """Whether the served version predicts ratings (False: trained on implicit events)."""
@@ -157,15 +227,16 @@ class AdaptationEngine:
 
     # -- validation -------------------------------------------------------------------------
 
-    def _item_rows(self, items: ItemMatrix, field: str, item_ids: Sequence[int]) -> np.ndarray:
+    def _item_rows(self, items: ItemMatrix, field: str, item_ids: Sequence[EntityId]) -> np.ndarray:
         index = items.index
         rows = np.empty(len(item_ids), dtype=np.int64)
         for n, item in enumerate(item_ids):
-            row = index.get(int(item))
-            if row is None:
+            row = index.get(item)
+            if row is None:  # the other kind of id is never in the index: a 400 says why
+                self._check_id(f"{field}[{n}]", "item", item)
                 raise ServingInputError(
                     f"{field}[{n}]",
-                    f"item {item} is unknown (it has no features in the online store).",
+                    f"item {shown(item)} is unknown (it has no features in the online store).",
                     fix="send item ids of the catalogue (see GET /metadata n_items), or "
                     "materialise the item's features.",
                     status=422,
@@ -182,16 +253,17 @@ class AdaptationEngine:
                 status=422,
             )
 
-    async def _user(self, user_id: int | None, field: str = "user_id") -> UserFeatures | None:
+    async def _user(self, user_id: EntityId | None, field: str = "user_id") -> UserFeatures | None:
         if user_id is None:
             return None
-        found, user = self.features.cached_user(int(user_id))
+        self._check_id(field, "user", user_id)
+        found, user = self.features.cached_user(user_id)
         if not found:  # an online-store read: off the event loop
-            user = await asyncio.to_thread(self.features.user, int(user_id))
+            user = await asyncio.to_thread(self.features.user, user_id)
         if user is None:
             raise ServingInputError(
                 field,
-                f"user {user_id} is unknown (no features in the online store).",
+                f"user {shown(user_id)} is unknown (no features in the online store).",
                 fix="send a known user id, or omit user_id and send a support set; "
                 "materialise new users' features with `metarec features materialize`.",
                 status=404,
@@ -264,7 +336,7 @@ class AdaptationEngine:
         return rows, ratings
 
     async def _user_and_support(
-        self, items: ItemMatrix, user_id: int | None, support: list[SupportRating] | None
+        self, items: ItemMatrix, user_id: EntityId | None, support: list[SupportRating] | None
     ) -> tuple[UserFeatures | None, np.ndarray, np.ndarray]:
         """The user's features and the support set (item rows, ratings) of a request."""
         user = await self._user(user_id)
@@ -274,7 +346,7 @@ class AdaptationEngine:
             raise _item_field(exc, "item_id") from None
         return user, rows, ratings
 
-    def _recent(self, matrix: ItemMatrix, user: UserFeatures) -> list[tuple[int, float]]:
+    def _recent(self, matrix: ItemMatrix, user: UserFeatures) -> list[tuple[EntityId, float]]:
         """The user's recent (item, rating) pairs that are in the catalogue, newest first."""
         return [
             (i, r)
@@ -321,8 +393,9 @@ class AdaptationEngine:
             )
         k = min(request.k, len(rows))
         top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
-        top = top[np.lexsort((items.item_ids[rows[top]], -scores[top]))]
-        chosen = [int(i) for i in items.item_ids[rows[top]]]
+        # Ties go to the smaller id: the item matrix's rows are in ascending id order.
+        top = top[np.lexsort((rows[top], -scores[top]))]
+        chosen = [native_id(i) for i in items.item_ids[rows[top]]]
         values: list[float | None] = [None] * len(chosen)  # an event version: no ratings
         if self.batcher is not None:
             if self.ranker is not None:  # the rating model predicts the chosen items' ratings
@@ -390,7 +463,7 @@ class AdaptationEngine:
             self._item_rows(items, "events", [e.item_id for e in events])
         except ServingInputError as exc:
             raise _item_field(exc, "item_id") from None
-        users: dict[int, UserFeatures] = {}
+        users: dict[EntityId, UserFeatures] = {}
         for n, event in enumerate(events):
             if event.user_id not in users:
                 found = await self._user(event.user_id, field=f"events[{n}].user_id")
@@ -408,12 +481,12 @@ class AdaptationEngine:
         self,
         items: ItemMatrix,
         events: list[FeedbackEvent],
-        users: dict[int, UserFeatures],
+        users: dict[EntityId, UserFeatures],
         batcher: MicroBatcher[AdaptationJob, np.ndarray],
     ) -> None:
         """Score rated feedback events for the online MAE (a version that predicts ratings)."""
         predicted: list[float | None] = [self.memory.get(e.user_id, e.item_id) for e in events]
-        missing: dict[int, list[int]] = {}
+        missing: dict[EntityId, list[int]] = {}
         for n, value in enumerate(predicted):
             if value is None:
                 missing.setdefault(events[n].user_id, []).append(n)
@@ -471,6 +544,8 @@ class AdaptationEngine:
             adaptation_lr=lr,
             meta_sgd=meta_sgd,
             n_items=len(self.features.items.item_ids),
+            user_ids=_kind(self.text_users),
+            item_ids=_kind(self.text_items),
             features_materialized_at=self.features.materialized_at,
             input_fields=[InputFieldInfo(**f) for f in served.encoder.describe()],
             max_support_size=self.serving.max_support_size,

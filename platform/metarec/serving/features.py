@@ -9,6 +9,11 @@ float32 matrix (the model's item columns; user columns zero). Users: one online 
 remembered until the materialisation changes. A change is noticed by
 :meth:`FeatureCache.refresh` comparing the watched views' materialisation intervals (and the
 applied snapshot) in the Feast registry; the service calls it on a timer.
+
+Ids are the entity keys' type in Feast: integers (``Int64`` keys), or a team's text ids
+(``String`` keys, ``c001``, ``sku-001``): then item ids are ``str`` (the item matrix's
+``item_ids`` an object array, sorted), users are looked up by their text id and a user's recent
+items are text ids.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from feast import FeatureStore
 
 from metarec.config import Settings
 from metarec.errors import FeatureStoreError
-from metarec.features.store import applied_snapshot_id, open_store
+from metarec.features.store import EntityId, applied_snapshot_id, open_store
 from metarec.training.encoding import EncodedField, FeatureEncoder
 
 # Where item ids come from when the encoder reads no item view (an encoder of ids only).
@@ -35,13 +40,29 @@ RECENT_VIEW = "user_recent_ratings"
 RECENT_FIELDS = ("recent_item_ids", "recent_ratings")
 
 
+def native_id(value: Any) -> EntityId:
+    """An id as a plain Python value: a numpy integer becomes an int, text stays text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    return str(value)
+
+
+def id_array(values: Any, *, text: bool) -> np.ndarray:
+    """Ids as an array: int64, or (text ids) an object array of ``str``."""
+    if text:
+        return np.array([str(v) for v in values], dtype=object)
+    return np.asarray(values).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class UserFeatures:
     """One user's encoded row and recent ratings (newest first)."""
 
-    user_id: int
+    user_id: EntityId
     codes: np.ndarray  # (W,) float32, only the user columns are meaningful
-    recent_item_ids: tuple[int, ...]
+    recent_item_ids: tuple[EntityId, ...]
     recent_ratings: tuple[float, ...]
 
 
@@ -49,9 +70,9 @@ class UserFeatures:
 class ItemMatrix:
     """Every item's encoded row (user columns zero) and where each id's row is."""
 
-    item_ids: np.ndarray  # (N,) int64, ascending
+    item_ids: np.ndarray  # (N,) int64 (text ids: object array of str), ascending
     codes: np.ndarray  # (N, W) float32
-    index: dict[int, int]
+    index: dict[EntityId, int]
     signature: tuple[Any, ...]
 
 
@@ -130,7 +151,9 @@ class FeatureCache:
         self._encoder = encoder
         self._max_users = max_users
         self._lock = threading.Lock()
-        self._users: OrderedDict[int, UserFeatures | None] = OrderedDict()
+        self._users: OrderedDict[EntityId, UserFeatures | None] = OrderedDict()
+        self._text_users = _text_key(self._store, "user")
+        self._text_items = _text_key(self._store, "item")
         self._user_fields = read_fields(encoder, "user")
         self._item_fields = read_fields(encoder, "item")
         self._user_cols = user_columns(encoder)
@@ -150,6 +173,16 @@ class FeatureCache:
             return []
         names = {f.name for f in views[RECENT_VIEW].features}
         return [f"{RECENT_VIEW}:{n}" for n in RECENT_FIELDS if n in names]
+
+    @property
+    def text_users(self) -> bool:
+        """Whether the store's user ids are text (``String`` keys) rather than integers."""
+        return self._text_users
+
+    @property
+    def text_items(self) -> bool:
+        """Whether the store's item ids are text (``String`` keys) rather than integers."""
+        return self._text_items
 
     @property
     def user_refs(self) -> list[str]:
@@ -179,7 +212,7 @@ class FeatureCache:
         return max(known).isoformat() if known else None
 
     def _item_ids(self) -> np.ndarray:
-        """Every item id of the item views' batch sources, ascending."""
+        """Every item id of the item views' batch sources, ascending (text ids: ``str``)."""
         parts = []
         for name in self._item_views:
             path = getattr(self._store.get_feature_view(name).batch_source, "path", None)
@@ -190,7 +223,8 @@ class FeatureCache:
                     f"Cannot read the item ids of the applied {name} source {path} ({exc}).",
                     fix="run `metarec features apply` over an existing snapshot.",
                 ) from exc
-        return np.unique(pd.concat(parts).to_numpy(np.int64))
+        ids = pd.concat(parts).dropna()
+        return np.unique(id_array(ids.to_numpy(), text=self._text_items))
 
     def _load_items(self) -> ItemMatrix:
         signature = materialization_signature(self._store, self._views)
@@ -198,19 +232,19 @@ class FeatureCache:
         columns = [f.name for f in self._item_fields]
         if self._item_refs:
             frame = self._store.get_online_features(
-                features=self._item_refs, entity_rows=[{"item_id": int(i)} for i in ids]
+                features=self._item_refs, entity_rows=[{"item_id": native_id(i)} for i in ids]
             ).to_df()
             present = frame[columns].notna().any(axis=1).to_numpy()
             frame = frame.loc[present, [*columns, "item_id"]].reset_index(drop=True)
         else:  # an encoder of ids only: every item of the source
             frame = pd.DataFrame({"item_id": ids})
-        ids = frame["item_id"].to_numpy(np.int64)
+        ids = id_array(frame["item_id"].to_numpy(), text=self._text_items)
         codes = self._encoder.encode(frame)
         codes[:, self._user_cols] = 0  # user columns empty (a missing value may have a code)
         return ItemMatrix(
             item_ids=ids,
             codes=codes,
-            index={int(i): n for n, i in enumerate(ids)},
+            index={native_id(i): n for n, i in enumerate(ids)},
             signature=signature,
         )
 
@@ -225,7 +259,7 @@ class FeatureCache:
             self._users.clear()
         return True
 
-    def cached_user(self, user_id: int) -> tuple[bool, UserFeatures | None]:
+    def cached_user(self, user_id: EntityId) -> tuple[bool, UserFeatures | None]:
         """``(True, features or None)`` when the user was looked up already, else (False, None).
 
         Never touches the online store, so the event loop may call it directly.
@@ -236,7 +270,7 @@ class FeatureCache:
                 return True, self._users[user_id]
         return False, None
 
-    def user(self, user_id: int) -> UserFeatures | None:
+    def user(self, user_id: EntityId) -> UserFeatures | None:
         """The user's features, or None when the online store does not know the user."""
         found, features = self.cached_user(user_id)
         if found:
@@ -248,7 +282,7 @@ class FeatureCache:
                 self._users.popitem(last=False)
         return features
 
-    def _load_user(self, user_id: int) -> UserFeatures | None:
+    def _load_user(self, user_id: EntityId) -> UserFeatures | None:
         """Read and encode one user; None when none of its read features has a value.
 
         An encoder that reads no user view from a store without recent ratings reads nothing:
@@ -267,9 +301,22 @@ class FeatureCache:
         return UserFeatures(
             user_id=user_id,
             codes=codes,
-            recent_item_ids=tuple(int(i) for i in _sequence(values.get(RECENT_FIELDS[0]))),
+            recent_item_ids=tuple(
+                str(i) if self._text_items else int(i)
+                for i in _sequence(values.get(RECENT_FIELDS[0]))
+            ),
             recent_ratings=tuple(float(r) for r in _sequence(values.get(RECENT_FIELDS[1]))),
         )
+
+
+def _text_key(store: FeatureStore, entity: str) -> bool:
+    """Whether ``entity``'s join key is text (``String``); False when it is not registered."""
+    from feast import ValueType
+
+    try:
+        return store.get_entity(entity).value_type is ValueType.STRING
+    except Exception:  # no such entity: ids are integers, as every snapshot without text ids
+        return False
 
 
 def _missing(value: Any) -> bool:

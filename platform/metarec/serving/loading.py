@@ -8,6 +8,10 @@ verified) and predicts the served ratings instead (:mod:`metarec.serving.factor_
 
 A version trained on implicit events (``card.label == "event"``) has no rating model: it is
 served by its ranker alone (``adapted`` is None), which it must have.
+
+A version trained on a team's text ids (``c001``, ``sku-001``) serves them as they are: the card
+records its users and its ranker's catalogue by their original ids (:attr:`ServedModel.text_users`,
+:attr:`ServedModel.text_items`), and its encoder reads the ids as text.
 """
 
 from __future__ import annotations
@@ -61,6 +65,23 @@ class ServedModel:
         if not self.predicts_ratings:
             return None
         return "factor_map" if self.factor is not None else self.card.algorithm
+
+    @property
+    def text_items(self) -> bool:
+        """Whether the version's item ids are a team's text ids (its ranker's catalogue is)."""
+        ranker = self.card.ranker or {}
+        return "item_ids" in ranker
+
+    @property
+    def text_users(self) -> bool:
+        """Whether the version's user ids are a team's text ids (those its card records are)."""
+        split = self.card.split or {}
+        listed = [
+            *(u for users in self.card.test_users.values() for u in users),
+            *(split.get("val_users") or []),
+            *(split.get("test_users") or []),
+        ]
+        return any(isinstance(u, str) for u in listed)
 
     @property
     def tag(self) -> str:

@@ -8,6 +8,8 @@
 * **Online hit rate.** The last list ``/recommend`` served to each user is kept in a bounded
   memory; a positive feedback event (a rating ≥ 4, or an event without a rating: an observed
   positive interaction) is a hit when its item was in that list.
+
+Users and items are keyed by their ids as served: integers, or a team's text ids.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+Id = int | str  # an id as served: an integer, or a team's text id
+
 
 class PredictionMemory:
     """The last predicted rating per (user, item), least recently written forgotten first."""
@@ -26,10 +30,10 @@ class PredictionMemory:
     def __init__(self, *, capacity: int) -> None:
         """Remember at most ``capacity`` pairs (0: remember nothing)."""
         self._capacity = capacity
-        self._data: OrderedDict[tuple[int, int], float] = OrderedDict()
+        self._data: OrderedDict[tuple[Id, Id], float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def remember(self, user_id: int, items: list[int], ratings: list[float]) -> None:
+    def remember(self, user_id: Id, items: Sequence[Id], ratings: list[float]) -> None:
         """Store predictions for ``user_id``."""
         if self._capacity <= 0:
             return
@@ -41,7 +45,7 @@ class PredictionMemory:
             while len(self._data) > self._capacity:
                 self._data.popitem(last=False)
 
-    def get(self, user_id: int, item_id: int) -> float | None:
+    def get(self, user_id: Id, item_id: Id) -> float | None:
         """The remembered prediction, or None."""
         with self._lock:
             return self._data.get((user_id, item_id))
@@ -81,33 +85,42 @@ def is_positive(rating: float | None) -> bool:
 class ServedLists:
     """The last list ``/recommend`` served to each user, least recently served forgotten first.
 
-    Each list is kept as a sorted ``array('q')`` (8 bytes per item; ≈ 0.25 KB per user at
-    ``k = 20``), so membership is a binary search.
+    Each list of integer ids is kept as a sorted ``array('q')`` (8 bytes per item; ≈ 0.25 KB
+    per user at ``k = 20``), so membership is a binary search; a list of text ids is a
+    frozenset.
     """
 
     def __init__(self, *, capacity: int) -> None:
         """Remember the lists of at most ``capacity`` users (0: remember none)."""
         self._capacity = capacity
-        self._data: OrderedDict[int, array[int]] = OrderedDict()
+        self._data: OrderedDict[Id, array[int] | frozenset[Id]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def remember(self, user_id: int, items: Sequence[int]) -> None:
+    def remember(self, user_id: Id, items: Sequence[Id]) -> None:
         """Replace ``user_id``'s last served list with ``items``."""
         if self._capacity <= 0:
             return
-        served = array("q", sorted(set(items)))  # (k,) unique item ids, ascending
+        served: array[int] | frozenset[Id]
+        if all(isinstance(i, int) for i in items):
+            served = array("q", sorted(set(items)))  # type: ignore[arg-type]  # ascending ints
+        else:  # a team's text ids
+            served = frozenset(items)
         with self._lock:
             self._data[user_id] = served
             self._data.move_to_end(user_id)
             while len(self._data) > self._capacity:
                 self._data.popitem(last=False)
 
-    def contains(self, user_id: int, item_id: int) -> bool | None:
+    def contains(self, user_id: Id, item_id: Id) -> bool | None:
         """Whether ``item_id`` was in the last list served to ``user_id`` (None: no list)."""
         with self._lock:
             served = self._data.get(user_id)
         if served is None:
             return None
+        if isinstance(served, frozenset):
+            return item_id in served
+        if not isinstance(item_id, int):  # a text id is never in a list of integer ids
+            return False
         at = bisect_left(served, item_id)
         return at < len(served) and served[at] == item_id
 
@@ -147,11 +160,11 @@ class OnlineHitRate:
         self._outcomes: deque[bool] = deque(maxlen=window)
         self._lock = threading.Lock()
 
-    def served(self, user_id: int, items: Sequence[int]) -> None:
+    def served(self, user_id: Id, items: Sequence[Id]) -> None:
         """Remember the list just served to ``user_id``."""
         self.lists.remember(user_id, items)
 
-    def score(self, events: Iterable[tuple[int, int, float | None]]) -> HitCount:
+    def score(self, events: Iterable[tuple[Id, Id, float | None]]) -> HitCount:
         """Count the positive events and hits of ``(user, item, rating)`` feedback events.
 
         A rating of None is an event without a rating (a positive interaction).

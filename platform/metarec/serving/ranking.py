@@ -5,8 +5,9 @@ the meta-learned ranker adapts the user's vector to the support set (its learnt 
 card's steps; the softmax over the whole item matrix), the EASE prior folds the support in
 (rating weights), each is standardised over the ranked items (support excluded) and they are
 blended with the card's weight. The item tower and the item matrix's positions in the EASE prior
-are computed once per item matrix. When the item matrix holds exactly the training catalogue (the
-usual case), the list equals offline evaluation's for the same user and support.
+are computed once per item matrix (both integer ids, or both a team's text ids: the card's
+catalogue, :attr:`RankerParts.item_ids`). When the item matrix holds exactly the training
+catalogue (the usual case), the list equals offline evaluation's for the same user and support.
 """
 
 from __future__ import annotations
@@ -52,6 +53,23 @@ class _ItemTerms:
     prior_rows: np.ndarray  # (N,) row of each item in the EASE prior, -1 when absent
 
 
+def prior_rows(catalogue: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+    """The row of each of ``item_ids`` in the prior's ``catalogue`` (-1 where absent).
+
+    Both are integer ids, or both a team's text ids (the catalogue as the card lists it, in
+    catalogue order, not necessarily sorted); ids of the other kind are absent.
+    """
+    known = np.asarray(catalogue)
+    if not len(known) or not len(item_ids):
+        return np.full(len(item_ids), -1, dtype=np.int64)
+    if known.dtype.kind != np.asarray(item_ids).dtype.kind:  # int ids against text ids
+        return np.full(len(item_ids), -1, dtype=np.int64)
+    order = np.argsort(known, kind="stable")
+    ordered = known[order]
+    pos = np.clip(np.searchsorted(ordered, item_ids), 0, len(known) - 1)
+    return np.where(ordered[pos] == item_ids, order[pos], -1).astype(np.int64)
+
+
 def _zscore(values: np.ndarray) -> np.ndarray:
     """z-scores of the ranked items (as :func:`metarec.training.ranking.standardise`)."""
     values = values.astype(np.float64)
@@ -90,10 +108,9 @@ class CatalogueRanker:
             return cached
         codes = torch.from_numpy(ranker_item_codes(self.encoder, items.codes))
         tower = self.parts.model.items(codes)
-        known = self.parts.item_ids
-        pos = np.clip(np.searchsorted(known, items.item_ids), 0, max(len(known) - 1, 0))
-        rows = np.where(known[pos] == items.item_ids, pos, -1) if len(known) else pos - 1
-        terms = _ItemTerms(items=items, tower=tower, prior_rows=rows.astype(np.int64))
+        terms = _ItemTerms(
+            items=items, tower=tower, prior_rows=prior_rows(self.parts.item_ids, items.item_ids)
+        )
         with self._lock:
             self._cached = terms
         return terms

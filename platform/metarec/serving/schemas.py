@@ -1,7 +1,10 @@
 """Request and response bodies of the adaptation service (its OpenAPI contract).
 
-Types are strict (``"3"`` is not an id, ``true`` is not a rating); ratings are finite and on the
-1..5 scale; unknown fields are refused. Ratings are optional in the schema: a version trained on
+Types are strict (``true`` is not an id, ``"4"`` is not a rating); ratings are finite and on the
+1..5 scale; unknown fields are refused. An id is an integer (>= 1) or a team's text id (a JSON
+string such as ``"c001"``: 1..256 characters, no control characters); ``"3"`` is a text id, not
+the integer 3. Which kind a version takes is its training data's: the engine refuses the other
+kind with a 400 naming the field. Ratings are optional in the schema: a version trained on
 ratings needs one per support item, a version trained on implicit events takes none (an item
 without a rating is an interaction). What depends on the served version (a support item's rating)
 or on configuration (support size, candidates, ``k``) is checked by the engine, which names the
@@ -10,18 +13,78 @@ field in its 4xx answer.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 RATING_MIN = 1.0
 RATING_MAX = 5.0
 # Hard schema bounds (the configured limits in ServingSettings are usually tighter).
 SCHEMA_MAX_LIST = 100_000
 ID_MAX = 2**31 - 1
+TEXT_ID_MAX_LENGTH = 256
+_TEXT_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 
-ItemId = Annotated[int, Field(strict=True, ge=1, le=ID_MAX, description="An item id.")]
-UserId = Annotated[int, Field(strict=True, ge=1, le=ID_MAX, description="A user id.")]
+
+def _id(value: Any) -> int | str:
+    """An id: a strict int in 1..ID_MAX, or a non-empty text id without control characters."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 1 <= value <= ID_MAX:
+            return value
+        raise PydanticCustomError(
+            "id_range", "an integer id is between 1 and {limit}", {"limit": ID_MAX}
+        )
+    if isinstance(value, str):
+        if not 1 <= len(value) <= TEXT_ID_MAX_LENGTH:
+            raise PydanticCustomError(
+                "id_length",
+                "a text id has 1 to {limit} characters",
+                {"limit": TEXT_ID_MAX_LENGTH},
+            )
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise PydanticCustomError("id_characters", "a text id has no control characters")
+        return value
+    raise PydanticCustomError("id_type", "an id is an integer (>= 1) or a text id (a JSON string)")
+
+
+def _id_schema(description: str) -> WithJsonSchema:
+    """An id field's OpenAPI schema: an integer or a text id (what :func:`_id` accepts)."""
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": ID_MAX},
+                {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": TEXT_ID_MAX_LENGTH,
+                    "pattern": _TEXT_ID_PATTERN,
+                },
+            ],
+            "description": description,
+        }
+    )
+
+
+_KINDS = (
+    " An integer (>= 1), or a text id (a string, e.g. {example!r}) for a version trained on "
+    "a team's text ids; a version takes the kind of id it was trained on."
+)
+ItemId = Annotated[
+    int | str,
+    PlainValidator(_id),
+    _id_schema("An item id." + _KINDS.format(example="sku-001")),
+]
+UserId = Annotated[
+    int | str,
+    PlainValidator(_id),
+    _id_schema("A user id." + _KINDS.format(example="c001")),
+]
+# An id in a response: the version's kind (an integer, or the team's text id).
+ItemIdOut = Annotated[
+    int | str,
+    Field(description="An item id: an integer, or the team's text id for a text-id version."),
+]
 Rating = Annotated[
     float,
     Field(
@@ -122,7 +185,7 @@ class FeedbackRequest(_Strict):
 class ScoredItem(BaseModel):
     """A recommended item: its ranking score and (rating versions) its predicted rating."""
 
-    item_id: int
+    item_id: ItemIdOut
     score: float = Field(
         description="The ranker's score (higher ranks first; a standardised blend, not a "
         "rating). Versions trained before the ranker existed report the predicted rating."
@@ -143,7 +206,7 @@ class RecommendResponse(BaseModel):
 class PredictedRating(BaseModel):
     """A predicted rating (clamped to the 1..5 scale, as offline evaluation does)."""
 
-    item_id: int
+    item_id: ItemIdOut
     rating: float
 
 
@@ -206,6 +269,16 @@ class Metadata(BaseModel):
         "event versions)."
     )
     n_items: int
+    user_ids: Literal["integer", "text"] = Field(
+        default="integer",
+        description="The kind of user id the version takes and returns: integers, or the "
+        "team's text ids (JSON strings).",
+    )
+    item_ids: Literal["integer", "text"] = Field(
+        default="integer",
+        description="The kind of item id the version takes and returns: integers, or the "
+        "team's text ids (JSON strings).",
+    )
     features_materialized_at: str | None
     input_fields: list[InputFieldInfo] = Field(
         description="The model's input fields, read from the online store as "

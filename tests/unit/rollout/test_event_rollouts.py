@@ -95,3 +95,42 @@ def test_a_training_set_with_neither_ratings_nor_labels_is_refused(tmp_path):
     path = write_training_set(tmp_path, events_frame().drop(columns=["label"]))
     with pytest.raises(DataFormatError, match="neither a rating column nor a label column"):
         replay_rows(path)
+
+
+def text_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with a team's text ids: user 1 → ``c001``, item 10 → ``sku-010``."""
+    out = frame.copy()
+    out["user_id"] = [f"c{u:03d}" for u in out["user_id"]]
+    out["item_id"] = [f"sku-{i:03d}" for i in out["item_id"]]
+    return out
+
+
+def test_text_ids_are_replayed_as_text(tmp_path):
+    rows = replay_rows(write_training_set(tmp_path, text_ids(events_frame())), limit=100)
+    assert sorted(rows) == [
+        ("c001", "sku-010", None),
+        ("c001", "sku-012", None),
+        ("c001", "sku-013", None),
+        ("c002", "sku-020", None),
+        ("c002", "sku-021", None),
+    ]
+    assert all(type(u) is str and type(i) is str for u, i, _ in rows)
+    visits = {visit.user_id: visit for visit in user_visits(rows, support_size=2, feedback_size=5)}
+    assert visits["c001"].support == (("sku-012", None), ("sku-010", None))
+    assert visits["c001"].later == (("sku-013", None),)
+
+
+def test_a_rating_training_set_with_text_ids_is_replayed_as_text(tmp_path):
+    frame = text_ids(events_frame()).drop(columns=["label", "weight", "event_type"])
+    frame["rating"] = [5.0, 2.0, 4.0, 3.0, 1.0, 5.0, 4.0, 3.0]
+    rows = replay_rows(write_training_set(tmp_path, frame), limit=100)
+    assert [row for row in rows if row[0] == "c001"] == [
+        ("c001", "sku-011", 2.0),  # by event time
+        ("c001", "sku-012", 4.0),
+        ("c001", "sku-010", 5.0),
+        ("c001", "sku-010", 3.0),
+        ("c001", "sku-013", 1.0),
+    ]
+    [visit] = [v for v in user_visits(rows, support_size=2, feedback_size=5) if v.user_id == "c001"]
+    assert visit.support == (("sku-011", 2.0), ("sku-012", 4.0))
+    assert visit.later == (("sku-010", 5.0), ("sku-010", 3.0), ("sku-013", 1.0))

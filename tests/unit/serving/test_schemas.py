@@ -32,7 +32,10 @@ def test_valid_requests_parse():
         ('{"support": [{"item_id": 1, "rating": "4"}]}', "support.0.rating"),
         ('{"support": [{"item_id": 1.5, "rating": 4}]}', "support.0.item_id"),
         ('{"support": [{"item_id": 0, "rating": 4}]}', "support.0.item_id"),
-        ('{"user_id": "7"}', "user_id"),
+        ('{"user_id": ""}', "user_id"),
+        ('{"user_id": "c\\u000101"}', "user_id"),
+        ('{"user_id": 3.0}', "user_id"),
+        ('{"candidates": [1, null]}', "candidates.1"),
         ('{"user_id": true}', "user_id"),
         ('{"k": 0}', "k"),
         ('{"extra": 1}', "extra"),
@@ -80,3 +83,39 @@ def test_ratings_are_optional_in_support_and_feedback_and_predictions():
     scored = ScoredItem.model_json_schema()
     assert "predicted_rating" in scored["required"]  # always present, null for event versions
     assert {"type": "null"} in scored["properties"]["predicted_rating"]["anyOf"]
+
+
+def test_text_ids_parse_as_text_and_integers_stay_integers():
+    request = RecommendRequest.model_validate_json(
+        '{"user_id": "c001", "support": [{"item_id": "sku-001"}], "candidates": ["sku-002", 3]}'
+    )
+    assert request.user_id == "c001" and request.support[0].item_id == "sku-001"
+    assert request.candidates == ["sku-002", 3]  # the engine refuses the kind a version lacks
+    assert RecommendRequest.model_validate_json('{"user_id": "3"}').user_id == "3"  # text
+    assert RecommendRequest.model_validate_json('{"user_id": 3}').user_id == 3
+    event = FeedbackRequest.model_validate_json('{"events": [{"user_id": "c1", "item_id": "s"}]}')
+    assert (event.events[0].user_id, event.events[0].item_id) == ("c1", "s")
+    assert PredictRequest.model_validate({"item_ids": ["a", "b"]}).item_ids == ["a", "b"]
+
+
+def test_text_ids_are_bounded():
+    assert RecommendRequest.model_validate({"user_id": "u" * 256}).user_id == "u" * 256
+    with pytest.raises(ValidationError) as info:
+        RecommendRequest.model_validate({"user_id": "u" * 257})
+    assert fields(info.value) == {"user_id"} and "256" in str(info.value)
+    with pytest.raises(ValidationError) as info:
+        RecommendRequest.model_validate({"user_id": 2**31})
+    assert fields(info.value) == {"user_id"}
+
+
+def test_schema_documents_both_kinds_of_id():
+    schema = RecommendRequest.model_json_schema()
+    user = schema["properties"]["user_id"]["anyOf"][0]
+    integer, text = user["anyOf"]
+    assert integer == {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+    assert text["type"] == "string" and text["minLength"] == 1 and text["maxLength"] == 256
+    assert "text id" in user["description"]
+    item = schema["$defs"]["SupportRating"]["properties"]["item_id"]
+    assert [k["type"] for k in item["anyOf"]] == ["integer", "string"]
+    out = ScoredItem(item_id="sku-001", score=0.5, predicted_rating=None)
+    assert out.model_dump()["item_id"] == "sku-001"
