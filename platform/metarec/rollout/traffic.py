@@ -165,12 +165,23 @@ class _Counts:
     unservable: set[Id] = field(default_factory=set)
 
 
-def _check_options(*, threads: int, rate_per_s: float | None, sizes: tuple[int, ...]) -> None:
-    """Refuse a non-positive thread count, rate, support size, ``k`` or feedback size."""
-    if threads < 1 or (rate_per_s is not None and rate_per_s <= 0):
+def _checked_visits(
+    rows: Sequence[Row | TimedRow], *, threads: int, rate: float | None, sizes: tuple[int, ...]
+) -> list[UserVisit]:
+    """The visits to replay, after refusing a non-positive option or rows without a visit."""
+    if threads < 1 or (rate is not None and rate <= 0):
         raise ValueError("threads must be ≥ 1 and rate_per_s > 0.")
     if min(sizes) < 1:
         raise ValueError("support_size, k and feedback_size must be ≥ 1.")
+    support_size, _, feedback_size = sizes
+    visits = user_visits(rows, support_size=support_size, feedback_size=feedback_size)
+    if not visits:
+        raise ValueError(
+            "TrafficGenerator needs at least one user with two or more (user, item, rating) "
+            "rows (or positive events): the first ones are the support set, a later one "
+            "the feedback."
+        )
+    return visits
 
 
 class TrafficGenerator:
@@ -214,16 +225,8 @@ class TrafficGenerator:
             ValueError: No user with a later rating after their support set, or a non-positive
                 thread count, rate, support size, ``k`` or feedback size.
         """
-        _check_options(
-            threads=threads, rate_per_s=rate_per_s, sizes=(support_size, k, feedback_size)
-        )
-        self.visits = user_visits(rows, support_size=support_size, feedback_size=feedback_size)
-        if not self.visits:
-            raise ValueError(
-                "TrafficGenerator needs at least one user with two or more (user, item, rating) "
-                "rows (or positive events): the first ones are the support set, a later one "
-                "the feedback."
-            )
+        sizes = (support_size, k, feedback_size)
+        self.visits = _checked_visits(rows, threads=threads, rate=rate_per_s, sizes=sizes)
         self.url = url.rstrip("/")
         self.k = k
         self.threads = threads
