@@ -6,7 +6,9 @@
 #   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 -t metarec:0.1.0-cuda .
 #
 # torch is pinned by constraints.txt (torch==2.13.0) and installed first from TORCH_INDEX_URL,
-# so that nothing else can pull a different (multi-GB) build. Pin the base by digest in CI:
+# so that nothing else can pull a different (multi-GB) build. Object storage: s3fs is a core
+# dependency (the build checks it imports); METAREC_EXTRAS=gcs (the default) adds gcsfs.
+# Pin the base by digest in CI:
 #   --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest>
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
@@ -14,6 +16,9 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 # ---- build: a self-contained virtual environment in /opt/metarec ----------------------------
 FROM ${PYTHON_IMAGE} AS build
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Optional extras installed with MetaRec: `gcs` adds gcsfs (gs:// locations). s3fs (s3://, the
+# chart's artifact root) is a core dependency and always installed.
+ARG METAREC_EXTRAS=gcs
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -27,8 +32,9 @@ COPY pyproject.toml README.md ./
 COPY platform ./platform
 COPY components ./components
 COPY workflows ./workflows
-RUN pip install -c constraints.txt . \
+RUN pip install -c constraints.txt ".[${METAREC_EXTRAS}]" \
  && pip check \
+ && python -c "import fsspec, kubernetes, s3fs; fsspec.get_filesystem_class('s3')" \
  && metarec --help >/dev/null
 
 # ---- runtime: non-root, no build tools, no sources -------------------------------------------

@@ -151,6 +151,21 @@ def _ranking_table(ranking: dict[str, Any]) -> Table:
     return table
 
 
+def _online_quality(outcome: Any) -> str:
+    """Online MAE, or for versions of implicit events (no ratings) the online hit rate."""
+    notes = [] if outcome.state is None else list(outcome.state.spec.notes)
+    if any(note.startswith("online MAE off") for note in notes):
+        hits = outcome.online_hit_rate
+        return (
+            f"{notes[0]}; online hit rate canary {_fmt(hits.get('canary'))} vs production "
+            f"{_fmt(hits.get('production'))}"
+        )
+    mae = outcome.online_mae
+    return (
+        f"online MAE canary {_fmt(mae.get('canary'))} vs production {_fmt(mae.get('production'))}"
+    )
+
+
 def outcome_text(outcome: Any, *, steps: list[int]) -> str:
     """One sentence on how the release ended."""
     tag = outcome.ref.tag
@@ -161,12 +176,11 @@ def outcome_text(outcome: Any, *, steps: list[int]) -> str:
             f"{tag}."
         )
     if outcome.outcome == "promoted":
-        mae, traffic = outcome.online_mae, outcome.traffic
+        traffic = outcome.traffic
         return (
             f"[green]{tag} promoted to production[/green] after a canary over "
             f"{', '.join(f'{s} %' for s in steps)} "
-            f"(online MAE canary {_fmt(mae.get('canary'))} vs production "
-            f"{_fmt(mae.get('production'))}; {traffic.predictions:,} predictions, "
+            f"({_online_quality(outcome)}; {traffic.predictions:,} predictions, "
             f"{traffic.server_errors} server errors)"
         )
     if outcome.outcome == "already-production":

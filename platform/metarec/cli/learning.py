@@ -32,6 +32,17 @@ class DeviceOption(enum.StrEnum):
     CUDA = "cuda"
 
 
+# A local path or a URI (s3://, gs://, file://): read through fsspec, never made a local Path.
+TrainingSetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--training-set",
+        metavar="PATH|URI",
+        help="Training set: a path or a URI (s3://bucket/ts.parquet) with its manifest (and, to "
+        "train, its validation record) beside it (default: newest in <home>/training_sets).",
+    ),
+]
+
 NO_RATINGS = (
     "This version learnt from implicit events: it ranks the catalogue and predicts no ratings "
     "(rating metrics skipped)."
@@ -49,10 +60,7 @@ def train(
     device: Annotated[
         DeviceOption | None, typer.Option(help="auto picks CUDA when present (overrides config).")
     ] = None,
-    training_set: Annotated[
-        Path | None,
-        typer.Option(help="Validated training set (default: newest in <home>/training_sets)."),
-    ] = None,
+    training_set: TrainingSetOption = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Artifact directory (default: <home>/artifacts/<algorithm>-<time>)."),
@@ -127,9 +135,7 @@ def evaluate(
         list[str] | None,
         typer.Option(help="new_user, new_item, new_user_new_item (repeatable; default all)."),
     ] = None,
-    training_set: Annotated[
-        Path | None, typer.Option(help="Training set (default: newest in <home>/training_sets).")
-    ] = None,
+    training_set: TrainingSetOption = None,
     out: Annotated[
         Path | None, typer.Option(help="Folder for the JSON and PNG (default: the artifact's).")
     ] = None,
@@ -195,7 +201,7 @@ def _parse_cells(
 
 
 def _evaluate_ranking(
-    artifact: Path, training_set: Path, *, scenarios: list[Any] | None, target: Path
+    artifact: Path, training_set: str | Path, *, scenarios: list[Any] | None, target: Path
 ) -> None:
     """The whole-catalogue ranking protocol: print its tables, write ``ranking.json``."""
     from metarec.training.evaluation import evaluate_ranking_artifact, ranking_tables, write_json

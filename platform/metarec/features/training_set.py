@@ -1,12 +1,18 @@
-"""Training sets, built only through Feast's point-in-time correct historical retrieval."""
+"""Training sets, built only through Feast's point-in-time correct historical retrieval.
+
+A training set's location is a local path or an fsspec URL (``s3://bucket/ts.parquet``,
+``gs://…``, ``file://…``): its manifest and validation record are the files beside it there.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import overload
 
+import fsspec
 import pandas as pd
 from feast import FeatureService
 from pydantic import BaseModel, ConfigDict
@@ -75,24 +81,78 @@ def newest_training_set(settings: Settings) -> Path:
     return max(candidates, key=lambda path: (path.stat().st_mtime_ns, path.name))
 
 
-def manifest_path(training_set: Path) -> Path:
-    """The manifest file beside a training set."""
-    return training_set.with_name(training_set.stem + ".manifest.json")
+# A training set's location: a local path, or an fsspec URL (``s3://bucket/ts.parquet``).
+Location = str | os.PathLike[str]
 
 
-def read_manifest(training_set: Path) -> TrainingSetManifest:
-    """Read the manifest beside a training set.
+def is_url(location: Location) -> bool:
+    """Whether ``location`` is an fsspec URL (``s3://…``, ``file://…``) rather than a path."""
+    return not isinstance(location, os.PathLike) and "://" in str(location)
+
+
+@overload
+def sibling(location: Path, suffix: str) -> Path: ...
+@overload
+def sibling(location: str, suffix: str) -> str: ...
+def sibling(location: Path | str, suffix: str) -> Path | str:
+    """The file beside ``location`` named by its stem and ``suffix`` (a URL stays a URL)."""
+    if isinstance(location, Path):
+        return location.with_name(location.stem + suffix)
+    head, slash, name = str(location).rpartition("/")
+    return f"{head}{slash}{PurePosixPath(name).stem}{suffix}"
+
+
+def read_text(location: Location) -> str | None:
+    """The text of a local file or fsspec URL, or None when there is no such file."""
+    try:
+        with fsspec.open(os.fspath(location), "r", encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_text(location: Location, text: str) -> None:
+    """Write a text file atomically: a local rename, or one object put on a store."""
+    if is_url(location):
+        with fsspec.open(os.fspath(location), "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
+    path = Path(location)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@overload
+def manifest_path(training_set: Path) -> Path: ...
+@overload
+def manifest_path(training_set: str) -> str: ...
+def manifest_path(training_set: Path | str) -> Path | str:
+    """The manifest file beside a training set (a URL for a training set on a store)."""
+    return sibling(training_set, ".manifest.json")
+
+
+def read_manifest(training_set: Location) -> TrainingSetManifest:
+    """Read the manifest beside a training set (a local path or an fsspec URL).
 
     Raises:
         FeatureStoreError: There is none (the file was not built by MetaRec).
     """
-    path = manifest_path(training_set)
-    if not path.is_file():
+    path = manifest_path(as_location(training_set))
+    text = read_text(path)
+    if text is None:
+        name = path.name if isinstance(path, Path) else path.rpartition("/")[2]
         raise FeatureStoreError(
-            f"{training_set} has no manifest ({path.name}).",
-            fix="build training sets with `metarec features training-set --out PATH`.",
+            f"{training_set} has no manifest ({name}).",
+            fix="build training sets with `metarec features training-set --out PATH`, and copy "
+            "the manifest and validation record beside a training set you move.",
         )
-    return TrainingSetManifest.model_validate_json(path.read_text())
+    return TrainingSetManifest.model_validate_json(text)
+
+
+def as_location(location: Location) -> Path | str:
+    """A URL as its string (``s3://…``), anything else as a local :class:`~pathlib.Path`."""
+    return str(location) if is_url(location) else Path(location)
 
 
 def feature_service_version(refs: list[str], snapshot_id: str) -> str:
@@ -125,14 +185,14 @@ def checked_features(
 
 
 def build_training_set(
-    settings: Settings, *, out: Path | None = None, feature_service: str = META_TRAINING
+    settings: Settings, *, out: Location | None = None, feature_service: str = META_TRAINING
 ) -> TrainingSetManifest:
     """Join every interaction of the applied snapshot with its features as of its timestamp.
 
     Args:
         settings: Active settings.
-        out: Parquet file to write (atomically); the manifest goes beside it. Default:
-            :func:`default_training_set_path` of the applied snapshot.
+        out: Parquet file to write (atomically), a local path or an fsspec URL; the manifest
+            goes beside it. Default: :func:`default_training_set_path` of the applied snapshot.
         feature_service: Feast feature service to retrieve.
 
     Returns:
@@ -184,17 +244,37 @@ def build_training_set(
     return manifest
 
 
-def _write(joined: pd.DataFrame, manifest: TrainingSetManifest, out: Path) -> None:
-    """Write the training set, then its manifest, each atomically."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    joined.to_parquet(tmp, index=False)
-    os.replace(tmp, out)
-    tmp_manifest = manifest_path(out).with_suffix(".tmp")
-    tmp_manifest.write_text(manifest.model_dump_json(indent=2))
-    os.replace(tmp_manifest, manifest_path(out))
+def _write(joined: pd.DataFrame, manifest: TrainingSetManifest, out: Location) -> None:
+    """Write the training set, then its manifest, each atomically (locally or on a store)."""
+    target = as_location(out)
+    if isinstance(target, str):
+        with fsspec.open(target, "wb") as handle:
+            joined.to_parquet(handle, index=False)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        joined.to_parquet(tmp, index=False)
+        os.replace(tmp, target)
+    write_text(manifest_path(target), manifest.model_dump_json(indent=2))
 
 
-def load_training_set(path: Path) -> tuple[pd.DataFrame, TrainingSetManifest]:
-    """Read a training set and its manifest."""
-    return pd.read_parquet(path), read_manifest(path)
+def load_training_set(path: Location) -> tuple[pd.DataFrame, TrainingSetManifest]:
+    """Read a training set and its manifest from a local path or an fsspec URL.
+
+    Raises:
+        DataSourceNotFoundError: There is no training set at ``path``.
+        FeatureStoreError: It has no manifest.
+    """
+    location = as_location(path)
+    try:
+        if isinstance(location, Path):  # arrow reads the file natively
+            frame = pd.read_parquet(location)
+        else:
+            with fsspec.open(location, "rb") as handle:
+                frame = pd.read_parquet(handle)
+    except FileNotFoundError as exc:
+        raise DataSourceNotFoundError(
+            f"{location} (no training set)",
+            fix="pass the location of a training set built by `metarec features training-set`.",
+        ) from exc
+    return frame, read_manifest(location)

@@ -78,7 +78,7 @@ def training_set_evaluator(training_set: Path, *, like: Metrics) -> Evaluator:
     def evaluate(artifact_dir: Path, users: Mapping[str, Any]) -> Metrics:
         return evaluate_artifact(
             artifact_dir,
-            Path(training_set),
+            training_set,
             scenarios=scenarios or None,
             support_sizes=sizes or None,
             users={scenario: list(ids) for scenario, ids in users.items()},
@@ -111,7 +111,7 @@ def training_set_ranking_evaluator(
 
         return evaluate_ranking_artifact(
             artifact_dir,
-            Path(training_set),
+            training_set,
             users={scenario: list(ids) for scenario, ids in users.items()},
             scenarios=scenarios or None,
             cells=cells or None,

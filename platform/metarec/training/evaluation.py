@@ -126,7 +126,7 @@ def _card_data(
 ) -> tuple[TrainingConfig, PreparedData]:
     """The card's training config and the training set prepared as the card's run did."""
     config = card_config(card, source=f"{artifact_dir} model card")
-    raw, _ = load_training_set(Path(training_set_path))
+    raw, _ = load_training_set(training_set_path)
     df = interactions(raw)
     data = prepare(
         df,

@@ -25,7 +25,12 @@ import numpy as np
 import torch
 
 from metarec.errors import DeviceError, ModelInputsError
-from metarec.features.training_set import TrainingSetManifest, load_training_set
+from metarec.features.training_set import (
+    Location,
+    TrainingSetManifest,
+    as_location,
+    load_training_set,
+)
 from metarec.learning.algorithms import InnerLoop
 from metarec.learning.factor_model import FactorModel
 from metarec.training.artifact import ModelCard, RankerParts, save_artifact
@@ -86,7 +91,7 @@ def seed_everything(seed: int) -> None:
 
 
 def train(
-    training_set: Path,
+    training_set: Location,
     *,
     config: TrainingConfig,
     out: Path,
@@ -96,7 +101,8 @@ def train(
     """Meta-train on a validated training set and write the artifact to ``out``.
 
     Args:
-        training_set: Parquet training set built by Feast (with manifest and validation record).
+        training_set: Parquet training set built by Feast (with manifest and validation record):
+            a path or an fsspec URI (``s3://…``).
         config: Hyper-parameters.
         out: Artifact directory to write.
         checkpoint_dir: Where checkpoints go (default ``<out>.checkpoints``); an existing
@@ -111,7 +117,7 @@ def train(
         CheckpointError: The checkpoint belongs to another run.
         DeviceError: CUDA was requested but is absent.
     """
-    training_set = Path(training_set)
+    training_set = as_location(training_set)
     raw, manifest = load_training_set(training_set)
     record = require_passed(training_set, fingerprint=manifest.fingerprint)
     events = is_event_training_set(raw)

@@ -3,17 +3,19 @@
 ``metarec features validate`` writes ``<training set stem>.validation.json``; training refuses a
 training set whose record is missing, failed, or was made for different content (fingerprint).
 The record's ``result_id`` and ``dataset_fingerprint`` go into the model card and the registry.
+A training set on an object store (``s3://bucket/ts.parquet``) has its record beside it there.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
+from typing import overload
 
 from pydantic import BaseModel, ConfigDict
 
 from metarec.errors import MetaRecError
+from metarec.features.training_set import Location, as_location, read_text, sibling, write_text
 
 
 class TrainingSetNotValidatedError(MetaRecError):
@@ -38,33 +40,33 @@ class ValidationRecord(BaseModel):
     created_at: datetime
 
 
-def record_path(training_set: Path) -> Path:
-    """Where the validation record of ``training_set`` lives."""
-    return training_set.with_name(training_set.stem + ".validation.json")
+@overload
+def record_path(training_set: Path) -> Path: ...
+@overload
+def record_path(training_set: str) -> str: ...
+def record_path(training_set: Path | str) -> Path | str:
+    """Where the validation record of ``training_set`` lives (a URL beside a URL)."""
+    return sibling(training_set, ".validation.json")
 
 
-def write_validation_record(training_set: Path, record: ValidationRecord) -> Path:
-    """Write the record beside the training set atomically; return its path."""
-    path = record_path(training_set)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(record.model_dump_json(indent=2))
-    os.replace(tmp, path)
+def write_validation_record(training_set: Location, record: ValidationRecord) -> Path | str:
+    """Write the record beside the training set atomically; return its location."""
+    path = record_path(as_location(training_set))
+    write_text(path, record.model_dump_json(indent=2))
     return path
 
 
-def read_validation_record(training_set: Path) -> ValidationRecord | None:
+def read_validation_record(training_set: Location) -> ValidationRecord | None:
     """The record beside ``training_set``, or None when it was never validated."""
-    path = record_path(training_set)
-    if not path.is_file():
-        return None
-    return ValidationRecord.model_validate_json(path.read_text())
+    text = read_text(record_path(as_location(training_set)))
+    return None if text is None else ValidationRecord.model_validate_json(text)
 
 
-def require_passed(training_set: Path, *, fingerprint: str) -> ValidationRecord:
+def require_passed(training_set: Location, *, fingerprint: str) -> ValidationRecord:
     """Return the passing record for exactly this content, or raise.
 
     Args:
-        training_set: The training set file.
+        training_set: The training set file (a local path or an fsspec URL).
         fingerprint: Its content fingerprint (from its manifest).
 
     Raises:
