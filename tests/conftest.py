@@ -107,24 +107,10 @@ def event_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     The training set is at ``<home>/training_sets/events.parquet``.
     """
     from metarec.data.catalogue import CatalogueSpec
-    from metarec.data.catalogue_files import write_catalogue
-    from metarec.data.ingest import DataSource
-    from metarec.features.store import apply_features, materialize_features
-    from metarec.features.training_set import build_training_set
-    from metarec.ops.ingestion import ingest
-    from metarec.validation.gate import build_reference_profile, validate_training_set
+    from metarec.testing.catalogue import catalogue_home
 
-    root = tmp_path_factory.mktemp("events")
     spec = CatalogueSpec(n_users=400, n_items=150, label="event", ids="int", seed=5)
-    schema = write_catalogue(root / "tables", spec=spec)
-    settings = make_settings(root / "home")
-    snapshot = ingest(settings, source=DataSource.TABLE, schema=schema).snapshot
-    apply_features(settings, snapshot)
-    materialize_features(settings)
-    training_set = settings.paths.training_sets / "events.parquet"
-    build_training_set(settings, out=training_set)
-    build_reference_profile(settings, training_set=training_set)
-    assert validate_training_set(settings, training_set=training_set).success
+    settings, _ = catalogue_home(tmp_path_factory.mktemp("events"), spec=spec)
     return settings
 
 

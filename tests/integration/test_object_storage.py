@@ -16,6 +16,7 @@ from metarec.errors import ArtifactChecksumError
 from metarec.registry import Registry, VersionRef
 from metarec.registry.artifacts import CARD_FILE, WEIGHTS_FILE, ArtifactStore
 from metarec.testing.registry import register_fixture
+from metarec.testing.serving import SMALL_CONFIG
 
 pytestmark = pytest.mark.integration
 
@@ -92,27 +93,7 @@ def test_a_missing_object_on_s3_is_an_artifact_error(s3, tmp_path: Path, monkeyp
 
 
 # --------------------------------------------------------------------------- training sets
-TINY = {
-    "embedding_dim": 8,
-    "hidden": [16, 16],
-    "max_steps": 4,
-    "ranker_max_steps": 30,
-    "factor_pretrain_steps": 30,
-    "factor_max_steps": 10,
-    "ranker_eval_every": 15,
-    "ranker_dim": 16,
-    "meta_batch_size": 8,
-    "inner_steps": 2,
-    "eval_every": 4,
-    "patience": 10,
-    "checkpoint_every": 5,
-    "global_epochs": 1,
-    "finetune_steps": 2,
-    "min_ratings": 13,
-    "max_ratings": 100,
-    "support_sizes": ["5", "all"],
-    "scenarios": ["new_user"],
-}
+TINY = {**SMALL_CONFIG, "max_steps": 4, "support_sizes": ["5", "all"]}
 
 
 def _upload_training_set(local: Path, s3, name: str = "synthetic") -> str:

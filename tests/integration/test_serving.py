@@ -576,18 +576,13 @@ margins:
 """
 
 
-@pytest.fixture(scope="module")
-def served_events(event_home: Settings, tmp_path_factory: pytest.TempPathFactory):
-    """An event version (ranker alone) trained on the events home, registered and served."""
+def _serve_event_version(settings: Settings, root: Path, training_set: Path):
+    """Train an event version on ``training_set``, register it, serve it; yield (served, http)."""
     from metarec.gate.policy import load_policy
     from metarec.gate.run import gate_artifact
     from metarec.testing.serving import SMALL_CONFIG
     from metarec.training.trainer import train
 
-    root = tmp_path_factory.mktemp("serving-events")
-    shutil.copytree(event_home.paths.home, root / "home")
-    settings = load_settings(home=root / "home", registry={"export_bentoml": False})
-    training_set = settings.paths.training_sets / "events.parquet"
     artifact = root / "artifact"
     train(training_set, config=TrainingConfig.build(SMALL_CONFIG), out=artifact)
     (root / "policy.yaml").write_text(EVENT_POLICY)
@@ -604,6 +599,16 @@ def served_events(event_home: Settings, tmp_path_factory: pytest.TempPathFactory
     )
     with process, httpx.Client(base_url=process.url, timeout=30) as http:
         yield Served(settings, info, process.url, training_set, log), http
+
+
+@pytest.fixture(scope="module")
+def served_events(event_home: Settings, tmp_path_factory: pytest.TempPathFactory):
+    """An event version (ranker alone) trained on the events home, registered and served."""
+    root = tmp_path_factory.mktemp("serving-events")
+    shutil.copytree(event_home.paths.home, root / "home")
+    settings = load_settings(home=root / "home", registry={"export_bentoml": False})
+    training_set = settings.paths.training_sets / "events.parquet"
+    yield from _serve_event_version(settings, root, training_set)
 
 
 def test_an_event_version_ranks_interactions_and_predicts_no_ratings(served_events):
@@ -626,7 +631,7 @@ def test_an_event_version_ranks_interactions_and_predicts_no_ratings(served_even
     scores = [i["score"] for i in listed]
     assert scores == sorted(scores, reverse=True)
 
-    # A known user alone: no recent ratings in an event snapshot, a cold start.
+    # A known user alone: their recent liked items in the online store are the support.
     alone = http.post("/recommend", json={"user_id": users[1], "k": 4})
     assert alone.status_code == 200, alone.text
     assert len(alone.json()["items"]) == 4
@@ -666,43 +671,12 @@ def test_an_event_version_ranks_interactions_and_predicts_no_ratings(served_even
 def served_text(tmp_path_factory: pytest.TempPathFactory):
     """An event version trained on a small catalogue of text ids (a text-id Feast home), served."""
     from metarec.data.catalogue import CatalogueSpec
-    from metarec.data.catalogue_files import write_catalogue
-    from metarec.data.ingest import DataSource
-    from metarec.features.store import apply_features, materialize_features
-    from metarec.features.training_set import build_training_set
-    from metarec.gate.policy import load_policy
-    from metarec.gate.run import gate_artifact
-    from metarec.ops.ingestion import ingest
-    from metarec.testing.serving import SMALL_CONFIG
-    from metarec.training.trainer import train
-    from metarec.validation.gate import build_reference_profile, validate_training_set
+    from metarec.testing.catalogue import catalogue_home
 
     root = tmp_path_factory.mktemp("serving-text")
     spec = CatalogueSpec(n_users=120, n_items=60, label="event", ids="text", seed=5)
-    schema = write_catalogue(root / "tables", spec=spec)
-    settings = load_settings(home=root / "home", registry={"export_bentoml": False})
-    apply_features(settings, ingest(settings, source=DataSource.TABLE, schema=schema).snapshot)
-    materialize_features(settings)
-    training_set = settings.paths.training_sets / "events.parquet"
-    build_training_set(settings, out=training_set)
-    build_reference_profile(settings, training_set=training_set)
-    assert validate_training_set(settings, training_set=training_set).success
-    artifact = root / "artifact"
-    train(training_set, config=TrainingConfig.build(SMALL_CONFIG), out=artifact)
-    (root / "policy.yaml").write_text(EVENT_POLICY)
-    model = settings.registry.model_name
-    with Registry.open(settings) as registry:
-        decision = gate_artifact(artifact, policy=load_policy(root / "policy.yaml"), model=model)
-        info = registry.register(artifact, model=model, gate_decision=decision, actor="test")
-    log = root / "service.log"
-    process = ServiceProcess(
-        settings,
-        version=info.tag,
-        log_path=log,
-        extra_env={"METAREC_SERVING__TORCH_THREADS": "1"},
-    )
-    with process, httpx.Client(base_url=process.url, timeout=30) as http:
-        yield Served(settings, info, process.url, training_set, log), http
+    settings, training_set = catalogue_home(root, spec=spec, registry={"export_bentoml": False})
+    yield from _serve_event_version(settings, root, training_set)
 
 
 def test_a_text_id_version_serves_the_teams_ids(served_text):

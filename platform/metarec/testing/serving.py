@@ -7,17 +7,20 @@ it under a permissive policy, registers it and promotes it to production.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from metarec.config import Settings
 from metarec.registry.service import Registry
 from metarec.registry.types import VersionInfo, VersionRef
+
+T = TypeVar("T")
 
 SMALL_CONFIG: dict[str, Any] = {
     "algorithm": "fomaml",
@@ -159,3 +162,25 @@ def train_and_register(
             )
             info = registry.get_version(VersionRef(model=model, version=info.version))
     return info
+
+
+def run_with_engine(engine: Any, body: Callable[[], Awaitable[T]]) -> T:
+    """Run ``body`` (calls of an adaptation engine) on a fresh event loop.
+
+    The engine's micro-batchers are closed on that loop afterwards.
+    """
+
+    async def main() -> T:
+        try:
+            return await body()
+        finally:
+            await engine.close()
+
+    return asyncio.run(main())
+
+
+def metric_sample(engine: Any, name: str) -> float:
+    """The value of the engine's Prometheus sample ``name`` for its served version."""
+    value = engine.metrics.registry.get_sample_value(name, {"model_version": engine.served.tag})
+    assert value is not None, name
+    return float(value)

@@ -9,13 +9,11 @@ cold start from their attributes.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,6 +35,7 @@ from metarec.serving.schemas import (
     SupportRating,
 )
 from metarec.testing.registry import fixture_card
+from metarec.testing.serving import metric_sample, run_with_engine
 from metarec.training.artifact import RankerParts, save_artifact
 from metarec.training.encoding import EncodedField, FeatureEncoder
 from metarec.training.ranking import ranker_config_for
@@ -47,7 +46,6 @@ KNOWN_USER, OTHER_USER = 7, 8
 # Each test serves its own version tag: under prometheus_client's multiprocess mode (set once
 # BentoML is imported in the process) equal label sets would share one value.
 VERSIONS = itertools.count(1)
-T = TypeVar("T")
 
 
 def _encoder() -> FeatureEncoder:
@@ -190,24 +188,6 @@ def _engine(served: ServedModel, *, recent: dict[int, list[tuple[int, float]]] |
     return engine
 
 
-def _run(engine: AdaptationEngine, body: Callable[[], Awaitable[T]]) -> T:
-    """Run ``body`` on a fresh event loop; the engine's batchers are closed on it afterwards."""
-
-    async def main() -> T:
-        try:
-            return await body()
-        finally:
-            await engine.close()
-
-    return asyncio.run(main())
-
-
-def _sample(engine: AdaptationEngine, name: str) -> float:
-    value = engine.metrics.registry.get_sample_value(name, {"model_version": engine.served.tag})
-    assert value is not None, name
-    return value
-
-
 def _items(*ids: int) -> list[SupportRating]:
     return [SupportRating(item_id=i) for i in ids]
 
@@ -250,7 +230,7 @@ def test_recommend_ranks_the_interactions_with_the_ranker(event: ServedModel):
     engine = _engine(event)
     assert engine.ranker is not None
     request = RecommendRequest(user_id=KNOWN_USER, support=_items(2, 5), k=3)
-    body = _run(engine, lambda: engine.recommend(request))
+    body = run_with_engine(engine, lambda: engine.recommend(request))
     chosen = [item.item_id for item in body.items]
     assert len(chosen) == 3 and not {2, 5} & set(chosen)  # support items not recommended
     assert all(item.predicted_rating is None for item in body.items)
@@ -269,7 +249,7 @@ def test_recommend_ranks_the_interactions_with_the_ranker(event: ServedModel):
     top = np.argsort(-expected, kind="stable")[:3]
     assert chosen == [int(items.item_ids[rows[t]]) for t in top]
     np.testing.assert_allclose(scores, expected[top], rtol=1e-6)
-    assert _sample(engine, "metarec_adaptation_steps_total") == RANKER_STEPS
+    assert metric_sample(engine, "metarec_adaptation_steps_total") == RANKER_STEPS
 
 
 def test_recommend_without_support_is_a_cold_start(event: ServedModel):
@@ -282,7 +262,7 @@ def test_recommend_without_support_is_a_cold_start(event: ServedModel):
         )
         return known, anonymous
 
-    known, anonymous = _run(engine, both)
+    known, anonymous = run_with_engine(engine, both)
     # The event snapshot has no recent ratings: every item is ranked, none excluded.
     assert sorted(i.item_id for i in known.items) == list(range(1, N_ITEMS + 1))
     assert all(i.predicted_rating is None for i in known.items)
@@ -297,7 +277,7 @@ def test_a_rated_support_item_is_refused_by_an_event_version(event: ServedModel)
         RecommendRequest(user_id=KNOWN_USER, support=support),
     ):
         with pytest.raises(ServingInputError) as info:
-            _run(engine, lambda request=request: engine.recommend(request))
+            run_with_engine(engine, lambda request=request: engine.recommend(request))
         assert info.value.field == "support[1].rating" and info.value.status == 400
         assert "implicit events" in str(info.value) and "without ratings" in str(info.value)
 
@@ -306,7 +286,7 @@ def test_predict_is_refused_by_an_event_version(event: ServedModel):
     engine = _engine(event)
     request = PredictRequest(support=_items(1), item_ids=[2, 3])
     with pytest.raises(ServingInputError) as info:
-        _run(engine, lambda: engine.predict(request))
+        run_with_engine(engine, lambda: engine.predict(request))
     assert info.value.field == "endpoint" and info.value.status == 422
     assert "predicts no ratings" in str(info.value) and "/recommend" in str(info.value)
     assert "\n" not in str(info.value)
@@ -328,12 +308,12 @@ def test_feedback_to_an_event_version_counts_hits_and_no_mae(event: ServedModel)
         ]
         return await engine.feedback(FeedbackRequest(events=events))
 
-    assert _run(engine, flow).accepted == 5
-    assert _sample(engine, "metarec_feedback_positive_total") == 3
-    assert _sample(engine, "metarec_feedback_hits_total") == 2
-    assert _sample(engine, "metarec_online_hit_rate") == pytest.approx(2 / 3)
-    assert _sample(engine, "metarec_feedback_total") == 0  # no rating model: no MAE
-    assert _sample(engine, "metarec_feedback_abs_error_count") == 0
+    assert run_with_engine(engine, flow).accepted == 5
+    assert metric_sample(engine, "metarec_feedback_positive_total") == 3
+    assert metric_sample(engine, "metarec_feedback_hits_total") == 2
+    assert metric_sample(engine, "metarec_online_hit_rate") == pytest.approx(2 / 3)
+    assert metric_sample(engine, "metarec_feedback_total") == 0  # no rating model: no MAE
+    assert metric_sample(engine, "metarec_feedback_abs_error_count") == 0
     assert len(engine.memory) == 0
 
 
@@ -341,11 +321,11 @@ def test_feedback_still_checks_users_and_items(event: ServedModel):
     engine = _engine(event)
     bad_item = FeedbackRequest(events=[FeedbackEvent(user_id=KNOWN_USER, item_id=99)])
     with pytest.raises(ServingInputError) as info:
-        _run(engine, lambda: engine.feedback(bad_item))
+        run_with_engine(engine, lambda: engine.feedback(bad_item))
     assert info.value.field == "events[0].item_id"
     bad_user = FeedbackRequest(events=[FeedbackEvent(user_id=12345, item_id=1)])
     with pytest.raises(ServingInputError) as info:
-        _run(engine, lambda: engine.feedback(bad_user))
+        run_with_engine(engine, lambda: engine.feedback(bad_user))
     assert info.value.field == "events[0].user_id" and info.value.status == 404
 
 
@@ -361,11 +341,11 @@ def test_a_rating_version_needs_a_rating_per_support_item(rating: ServedModel):
         lambda: engine.predict(PredictRequest(support=support, item_ids=[3])),
     ):
         with pytest.raises(ServingInputError) as info:
-            _run(engine, call)
+            run_with_engine(engine, call)
         assert info.value.field == "support[1].rating" and info.value.status == 400
         assert "1-5 rating" in str(info.value)
     rated = [SupportRating(item_id=1, rating=4.0), SupportRating(item_id=2, rating=2.0)]
-    body = _run(engine, lambda: engine.recommend(RecommendRequest(support=rated, k=3)))
+    body = run_with_engine(engine, lambda: engine.recommend(RecommendRequest(support=rated, k=3)))
     assert len(body.items) == 3
     assert all(1.0 <= (item.predicted_rating or 0) <= 5.0 for item in body.items)
 
@@ -384,11 +364,11 @@ def test_unrated_feedback_to_a_rating_version_counts_for_hits_only(rating: Serve
         await engine.feedback(FeedbackRequest(events=events))
         return listed, remembered
 
-    listed, remembered = _run(engine, flow)
+    listed, remembered = run_with_engine(engine, flow)
     assert 1 not in listed and 2 not in listed  # the recent ratings were the support set
-    assert _sample(engine, "metarec_feedback_positive_total") == 1
-    assert _sample(engine, "metarec_feedback_hits_total") == 1
-    assert _sample(engine, "metarec_feedback_total") == 1  # the rated event alone
+    assert metric_sample(engine, "metarec_feedback_positive_total") == 1
+    assert metric_sample(engine, "metarec_feedback_hits_total") == 1
+    assert metric_sample(engine, "metarec_feedback_total") == 1  # the rated event alone
     error = abs(remembered[listed[1]] - 2.0)
-    assert _sample(engine, "metarec_feedback_abs_error_sum") == pytest.approx(error)
-    assert _sample(engine, "metarec_online_mae") == pytest.approx(error)
+    assert metric_sample(engine, "metarec_feedback_abs_error_sum") == pytest.approx(error)
+    assert metric_sample(engine, "metarec_online_mae") == pytest.approx(error)

@@ -9,12 +9,10 @@ as Feast's ``String`` entity keys are. An integer-id version refuses text ids, n
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,6 +36,7 @@ from metarec.serving.schemas import (
     SupportRating,
 )
 from metarec.testing.registry import fixture_card
+from metarec.testing.serving import metric_sample, run_with_engine
 from metarec.training.artifact import RankerParts, save_artifact
 from metarec.training.encoding import EncodedField, FeatureEncoder
 from metarec.training.ranking import ranker_config_for
@@ -48,7 +47,6 @@ INT_ITEMS = list(range(1, N_ITEMS + 1))
 KNOWN, OTHER = "c001", "c002"
 INT_KNOWN = 7
 VERSIONS = itertools.count(1)  # a tag per test (prometheus multiprocess mode shares labels)
-T = TypeVar("T")
 
 
 def _encoder(items: list[Any]) -> FeatureEncoder:
@@ -174,22 +172,6 @@ def _engine(served: ServedModel, *, text: bool = True, recent=None) -> Adaptatio
     return engine
 
 
-def _run(engine: AdaptationEngine, body: Callable[[], Awaitable[T]]) -> T:
-    async def main() -> T:
-        try:
-            return await body()
-        finally:
-            await engine.close()
-
-    return asyncio.run(main())
-
-
-def _sample(engine: AdaptationEngine, name: str) -> float:
-    value = engine.metrics.registry.get_sample_value(name, {"model_version": engine.served.tag})
-    assert value is not None, name
-    return value
-
-
 @pytest.fixture()
 def event(tmp_path: Path) -> ServedModel:
     return _load(_folder(tmp_path, label="event", text=True))
@@ -223,7 +205,7 @@ def test_an_event_version_recommends_text_ids_from_its_ranker(event: ServedModel
         support=[SupportRating(item_id="sku-002"), SupportRating(item_id="sku-005")],
         k=3,
     )
-    body = _run(engine, lambda: engine.recommend(request))
+    body = run_with_engine(engine, lambda: engine.recommend(request))
     chosen = [item.item_id for item in body.items]
     assert len(chosen) == 3 and all(isinstance(i, str) for i in chosen)
     assert set(chosen) <= set(TEXT_ITEMS) - {"sku-002", "sku-005"}
@@ -258,7 +240,7 @@ def test_a_known_users_recent_text_items_are_the_support(event: ServedModel):
         )
         return known, ranked
 
-    known, ranked = _run(engine, both)
+    known, ranked = run_with_engine(engine, both)
     # The recent item in the catalogue is the support set (not recommended); the other is not
     # in the catalogue and is left out.
     assert sorted(i.item_id for i in known.items) == [i for i in TEXT_ITEMS if i != "sku-003"]
@@ -280,10 +262,10 @@ def test_feedback_with_text_ids_counts_hits(event: ServedModel):
         ]
         return await engine.feedback(FeedbackRequest(events=events))
 
-    assert _run(engine, flow).accepted == 4
-    assert _sample(engine, "metarec_feedback_positive_total") == 3
-    assert _sample(engine, "metarec_feedback_hits_total") == 2
-    assert _sample(engine, "metarec_online_hit_rate") == pytest.approx(2 / 3)
+    assert run_with_engine(engine, flow).accepted == 4
+    assert metric_sample(engine, "metarec_feedback_positive_total") == 3
+    assert metric_sample(engine, "metarec_feedback_hits_total") == 2
+    assert metric_sample(engine, "metarec_online_hit_rate") == pytest.approx(2 / 3)
 
 
 def test_unknown_text_ids_get_the_usual_answers(event: ServedModel):
@@ -312,7 +294,7 @@ def test_unknown_text_ids_get_the_usual_answers(event: ServedModel):
     ]
     for call, field, status, problem in cases:
         with pytest.raises(ServingInputError) as info:
-            _run(engine, call)
+            run_with_engine(engine, call)
         assert (info.value.field, info.value.status) == (field, status)
         assert problem in str(info.value)
 
@@ -331,7 +313,7 @@ def test_a_text_id_version_refuses_integer_ids(event: ServedModel):
         ),
     ]:
         with pytest.raises(ServingInputError) as info:
-            _run(engine, call)
+            run_with_engine(engine, call)
         assert info.value.field == field and info.value.status == 400
         assert "is a number, and this version's" in str(info.value)
         assert "ids are text" in str(info.value) and "JSON string" in str(info.value)
@@ -363,17 +345,17 @@ def test_a_rating_version_with_text_ids_predicts_and_scores_feedback(rating: Ser
         )
         return listed, remembered, predicted
 
-    listed, remembered, predicted = _run(engine, flow)
+    listed, remembered, predicted = run_with_engine(engine, flow)
     assert not {"sku-001", "sku-002"} & set(listed)  # the recent ratings were the support
     assert all(isinstance(i, str) and 1.0 <= (remembered[i] or 0) <= 5.0 for i in listed)
     assert [p.item_id for p in predicted.predictions] == ["sku-004", "sku-003"]
     assert all(1.0 <= p.rating <= 5.0 for p in predicted.predictions)
     assert engine.memory.get(OTHER, "sku-004") == predicted.predictions[0].rating
     assert engine.memory.get(OTHER, "sku-008") is not None  # scored on the fly, remembered
-    assert _sample(engine, "metarec_feedback_total") == 2
-    assert _sample(engine, "metarec_feedback_hits_total") == 1
+    assert metric_sample(engine, "metarec_feedback_total") == 2
+    assert metric_sample(engine, "metarec_feedback_hits_total") == 1
     error = abs(remembered[listed[1]] - 2.0)
-    assert _sample(engine, "metarec_feedback_abs_error_sum") == pytest.approx(
+    assert metric_sample(engine, "metarec_feedback_abs_error_sum") == pytest.approx(
         error + abs(engine.memory.get(OTHER, "sku-008") - 4.0)
     )
 
@@ -411,14 +393,16 @@ def test_an_integer_id_version_refuses_text_ids_naming_the_field(int_rating: Ser
     ]
     for call, field, side in cases:
         with pytest.raises(ServingInputError) as info:
-            _run(engine, call)
+            run_with_engine(engine, call)
         assert info.value.field == field and info.value.status == 400
         message = str(info.value)
         assert f"{side} id '" in message
         assert f"is not an integer, and this version's {side} ids are" in message
         assert "\n" not in message
     # Integer ids are served as before.
-    body = _run(engine, lambda: engine.recommend(RecommendRequest(user_id=INT_KNOWN, k=3)))
+    body = run_with_engine(
+        engine, lambda: engine.recommend(RecommendRequest(user_id=INT_KNOWN, k=3))
+    )
     assert len(body.items) == 3 and all(type(i.item_id) is int for i in body.items)
 
 
