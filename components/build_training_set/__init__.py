@@ -1,11 +1,11 @@
 """Pipeline component: the point-in-time training set, through Feast's historical retrieval.
 
-Idempotent: the same applied snapshot gives the same rows and so the same fingerprint.
+The output is a local path or a URI on an object store (``s3://…``, as the KFP pipeline passes
+it); the manifest is written beside it there. Idempotent: the same applied snapshot gives the same
+rows and so the same fingerprint.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from metarec.components import component_settings
 from pydantic import BaseModel, ConfigDict
@@ -29,14 +29,14 @@ def build_training_set(*, home: str | None = None, out: str | None = None) -> Tr
 
     Args:
         home: MetaRec home (default: the configured one).
-        out: Parquet path (default: ``<home>/training_sets/<snapshot id>.parquet``).
+        out: Parquet path or URI (default: ``<home>/training_sets/<snapshot id>.parquet``).
 
     Returns:
-        The training set's path, fingerprint and lineage.
+        The training set's location (``out`` as given), fingerprint and lineage.
     """
     from metarec.ops import prepare_training_set
 
-    manifest = prepare_training_set(component_settings(home), out=Path(out) if out else None)
+    manifest = prepare_training_set(component_settings(home), out=out or None)
     return TrainingSetOutput(
         path=manifest.path,
         fingerprint=manifest.fingerprint,

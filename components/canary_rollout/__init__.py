@@ -18,7 +18,6 @@ of the same version (e.g. a retried task) is resumed, never duplicated.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metarec.components import component_settings
@@ -79,7 +78,8 @@ def canary_rollout(
         home: MetaRec home (default: the configured one).
         model: Registered model name (default: registry.model_name).
         spec: Rollout steps and thresholds (``RolloutSpec`` fields; default: its defaults).
-        training_set: Ratings the local traffic replays (default: the newest training set).
+        training_set: Ratings the local traffic replays, a path or URI (default: the newest
+            training set).
         generate_traffic: Locally, replay ratings through the router (off: bring your own).
         traffic_rate_per_s: Highest generated predictions per second.
         timeout_s: Give up after this long; the canary weight then goes back to 0.
@@ -119,10 +119,12 @@ def canary_rollout(
 
 
 def _replay_rows(settings: Any, training_set: str | None) -> list[tuple[int, int, float | None]]:
-    from metarec.features.training_set import newest_training_set
+    from metarec.features.training_set import as_location, newest_training_set
     from metarec.rollout.traffic import replay_rows
 
-    return replay_rows(Path(training_set) if training_set else newest_training_set(settings))
+    # A URI stays a URI (read through fsspec): Path("s3://b/x") would be the local "s3:/b/x".
+    where = as_location(training_set) if training_set else newest_training_set(settings)
+    return replay_rows(where)
 
 
 def _output(outcome: CanaryOutcome) -> CanaryOutput:

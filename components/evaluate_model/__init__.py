@@ -1,12 +1,14 @@
 """Pipeline component: cold-start evaluation of an artifact: JSON metrics and an MAE plot.
 
+A thin face over :func:`metarec.ops.evaluate_candidate`. The artifact and the training set are
+local paths or URIs on an object store (``s3://…``, as the KFP pipeline passes them); the
+metrics and the plot are written beside the artifact there.
+
 Idempotent: the same artifact and training set give the same numbers (the split is rebuilt
 from the model card's seed).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from metarec.components import component_settings
 from pydantic import BaseModel, ConfigDict
@@ -32,20 +34,20 @@ def evaluate_model(
     """Evaluate ``artifact`` and every baseline on its held-out users, all scenarios.
 
     Args:
-        artifact: Artifact folder written by training.
-        training_set: The training set it was trained on.
+        artifact: Artifact folder written by training, or its URI.
+        training_set: The training set it was trained on (a path or URI).
         home: MetaRec home (default: the configured one).
         support_sizes: Support sizes (default: 5, 10, 20, all).
 
     Returns:
-        Paths of the metrics JSON and the MAE-vs-support-size plot (beside the artifact).
+        Locations of the metrics JSON and the MAE-vs-support-size plot (beside the artifact).
     """
-    from metarec.training.evaluation import evaluate_artifact, plot_mae, write_json
+    from metarec.ops import evaluate_candidate
 
     component_settings(home)  # telemetry off, tool homes in the MetaRec home
-    folder = Path(artifact)
-    metrics = evaluate_artifact(folder, Path(training_set), support_sizes=support_sizes)
-    json_path = write_json(metrics, folder.with_name(folder.name + ".evaluation.json"))
-    plot_path = plot_mae(metrics, folder.with_name(folder.name + ".evaluation.png"))
-    methods = sorted({m for sizes in metrics.values() for ms in sizes.values() for m in ms})
-    return EvaluationOutput(metrics_json=str(json_path), plot_png=str(plot_path), methods=methods)
+    done = evaluate_candidate(
+        artifact=artifact, training_set=training_set, support_sizes=support_sizes
+    )
+    return EvaluationOutput(
+        metrics_json=done.metrics_json, plot_png=done.plot_png, methods=done.methods
+    )

@@ -2,8 +2,10 @@
 
 A thin, typed face over :func:`metarec.ops.register_candidate` (``register=False``: gate, and
 record a rejection) for Prefect tasks and KFP components (which wrap it; this module imports
-neither). It writes the decision as JSON beside the artifact folder (``<artifact>.gate.json``,
-outside the folder so the artifact's digest does not change) and returns small JSON-able values.
+neither). The artifact and the training set are local paths or URIs on an object store
+(``s3://…``, as the KFP pipeline passes them). It writes the decision as JSON beside the artifact
+folder (``<artifact>.gate.json``, on the store for a URI; outside the folder so the artifact's
+digest does not change) and returns small JSON-able values.
 Idempotent: the same artifact, policy and production version give the same verdict. On rejection
 it records the rejection in the ledger and raises :class:`metarec.errors.GateRejectedError`
 naming the broken rules, so the pipeline stops before registration.
@@ -36,10 +38,11 @@ class GateOutput(BaseModel):
     broken_rules: list[str]
 
 
-def decision_path_for(artifact: str | Path) -> Path:
-    """Where the decision of ``artifact`` is written (beside the folder, not inside it)."""
-    folder = Path(artifact)
-    return folder.with_name(folder.name + ".gate.json")
+def decision_path_for(artifact: str | Path) -> Path | str:
+    """Where the decision of ``artifact`` is written (beside the folder; a URI beside a URI)."""
+    from metarec.ops import artifact_sibling
+
+    return artifact_sibling(artifact, ".gate.json")
 
 
 def gate_model(
@@ -55,13 +58,13 @@ def gate_model(
     """Decide whether ``artifact`` may be registered.
 
     Args:
-        artifact: Candidate artifact folder (model.safetensors + model_card.json).
+        artifact: Candidate artifact folder (model.safetensors + model_card.json), or its URI.
         home: MetaRec home (default: the configured one).
         model: Registered model name (default: registry.model_name).
         policy: Gate policy YAML (default: registry.gate_policy, else the shipped default).
         actor: Who runs the gate (for the ledger entry of a rejection).
-        training_set: The candidate's training set; when given, production is re-evaluated
-            on the candidate's held-out users (else its stored metrics are used).
+        training_set: The candidate's training set (a path or URI); when given, production is
+            re-evaluated on the candidate's held-out users (else its stored metrics are used).
         raise_on_reject: Raise :class:`GateRejectedError` when rejected (default), else return
             the verdict with ``accepted=False``.
 
@@ -71,19 +74,20 @@ def gate_model(
     Raises:
         GateRejectedError: The candidate broke at least one rule (all are listed).
     """
+    from metarec.features.training_set import write_text
     from metarec.ops import register_candidate
 
     settings = component_settings(home)
     out = decision_path_for(artifact)
     outcome = register_candidate(
         settings,
-        artifact=Path(artifact),
+        artifact=artifact,
         model=model or settings.registry.model_name,
         policy=Path(policy) if policy else None,
-        training_set=Path(training_set) if training_set else None,
+        training_set=training_set or None,
         actor=actor,
         register=False,
-        on_decision=lambda decision: out.write_text(decision.model_dump_json(indent=2)),
+        on_decision=lambda decision: write_text(out, decision.model_dump_json(indent=2)),
     )
     decision = outcome.decision
     if not decision.accepted and raise_on_reject:
@@ -94,7 +98,7 @@ def gate_model(
     return _output(decision, out)
 
 
-def _output(decision: GateDecision, path: Path) -> GateOutput:
+def _output(decision: GateDecision, path: Path | str) -> GateOutput:
     return GateOutput(
         accepted=decision.accepted,
         summary=decision.summary(),

@@ -1,17 +1,23 @@
 """Pipeline component: register a gated artifact as a staging version.
 
 A thin, typed face over :func:`metarec.ops.register_gated` for Prefect tasks and KFP
-components (this module imports neither). Idempotent: registering an artifact that is already
-registered returns the existing version (``reused=True``) and writes nothing.
+components (this module imports neither). The artifact and the decision are local paths or URIs
+on an object store (``s3://…``, as the KFP pipeline passes them): an artifact at a URI is fetched
+into a temporary folder and copied into the registry's artifact store. Idempotent: registering an
+artifact that is already registered returns the existing version (``reused=True``) and writes
+nothing.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from metarec.components import component_settings
 from metarec.errors import GatePolicyError
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from metarec.gate.decision import GateDecision
 
 
 class RegisterOutput(BaseModel):
@@ -41,8 +47,8 @@ def register_model(
     """Register ``artifact`` in staging, with the gate decision that accepted it.
 
     Args:
-        artifact: Artifact folder (model.safetensors + model_card.json).
-        decision: The gate decision JSON written by ``gate_model``.
+        artifact: Artifact folder (model.safetensors + model_card.json), or its URI.
+        decision: The gate decision JSON written by ``gate_model`` (a path or URI).
         home: MetaRec home (default: the configured one).
         model: Registered model name (default: registry.model_name).
         actor: Who registers (for the ledger).
@@ -55,23 +61,14 @@ def register_model(
         GateRejectedError: The decision rejected the candidate.
         ArtifactError: The decision was made for another artifact, or the folder is invalid.
     """
-    from metarec.gate.decision import GateDecision
     from metarec.ops import register_gated
-    from pydantic import ValidationError
 
     settings = component_settings(home)
-    try:
-        gate_decision = GateDecision.model_validate_json(Path(decision).read_text())
-    except (OSError, ValidationError) as exc:
-        raise GatePolicyError(
-            f"Gate decision {decision} is missing or not a decision ({exc}).",
-            fix="pass the decision_path that gate_model returned.",
-        ) from exc
     done = register_gated(
         settings,
-        artifact=Path(artifact),
+        artifact=artifact,
         model=model or settings.registry.model_name,
-        decision=gate_decision,
+        decision=_read_decision(decision),
         actor=actor,
         reason=reason,
     )
@@ -85,4 +82,33 @@ def register_model(
         artifact_uri=info.artifact_uri,
         bento_tag=info.bento_tag,
         reused=done.reused,
+    )
+
+
+def _read_decision(decision: str) -> GateDecision:
+    """The gate decision at ``decision`` (a path or URI).
+
+    Raises:
+        GatePolicyError: There is no file there, or it is not a decision.
+    """
+    from metarec.features.training_set import read_text
+    from metarec.gate.decision import GateDecision
+    from pydantic import ValidationError
+
+    try:
+        text = read_text(decision)
+    except OSError as exc:
+        raise _bad_decision(decision, f"unreadable ({exc})") from exc
+    if text is None:
+        raise _bad_decision(decision, "missing")
+    try:
+        return GateDecision.model_validate_json(text)
+    except ValidationError as exc:
+        raise _bad_decision(decision, f"not a decision ({exc})") from exc
+
+
+def _bad_decision(decision: str, problem: str) -> GatePolicyError:
+    return GatePolicyError(
+        f"Gate decision {decision} is {problem}.",
+        fix="pass the decision_path that gate_model returned.",
     )

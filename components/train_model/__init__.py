@@ -1,7 +1,12 @@
 """Pipeline component: meta-train on a validated training set and write the artifact.
 
+The training set and the artifact are local paths or URIs on an object store (``s3://…``, as the
+KFP pipeline passes them): an artifact for a URI is trained locally, then uploaded with its model
+card last, so a card at the URI always means a complete artifact.
+
 Idempotent: an artifact already written for the same training-set fingerprint and the same
-hyper-parameters is returned as it is; an interrupted run resumes from its checkpoint.
+hyper-parameters (or already at the URI ``out``) is returned as it is; an interrupted run resumes
+from its checkpoint.
 """
 
 from __future__ import annotations
@@ -45,12 +50,12 @@ def train_model(
     """Meta-train on ``training_set`` (which must have a passing validation record).
 
     Args:
-        training_set: Parquet training set built by Feast and validated.
+        training_set: Parquet training set built by Feast and validated (a path or URI).
         home: MetaRec home (default: the configured one).
         config: Hyper-parameter overrides (``TrainingConfig`` fields).
         config_file: YAML file of hyper-parameters (overrides applied on top).
-        out: Artifact folder (default: ``<home>/artifacts/runs/<algorithm>-<fingerprint+config
-            hash>``).
+        out: Artifact folder or URI (default: ``<home>/artifacts/runs/<algorithm>-<fingerprint
+            +config hash>``).
 
     Returns:
         The artifact folder and its lineage.
@@ -58,17 +63,18 @@ def train_model(
     Raises:
         TrainingSetNotValidatedError: No passing validation record for this content.
         ConfigError: A hyper-parameter is not valid.
+        ArtifactError: The upload to the URI ``out`` did not read back intact.
     """
     from metarec.ops import train_candidate, training_config
 
     settings = component_settings(home)
     trained = train_candidate(
         settings,
-        training_set=Path(training_set),
+        training_set=training_set,
         config=training_config(
             values=config, config_file=Path(config_file) if config_file else None
         ),
-        out=Path(out) if out else None,
+        out=out or None,
     )
     card = trained.card
     return TrainOutput(

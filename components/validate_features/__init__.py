@@ -2,8 +2,9 @@
 
 A thin, typed face over :func:`metarec.ops.check_training_set` for Prefect tasks and KFP components
 (which wrap it; this module imports neither). Inputs and outputs are paths and small JSON-able
-values. It is idempotent: validating the same training set again gives the same verdict and
-rewrites the record beside it. On failure it raises
+values; the training set is a local path or a URI on an object store (``s3://…``), its validation
+record written beside it there. It is idempotent: validating the same training set again gives
+the same verdict and rewrites the record beside it. On failure it raises
 :class:`metarec.errors.ValidationFailedError` listing every failing expectation, so the
 pipeline stops before training; nothing but the result, the report and the record is written.
 """
@@ -11,7 +12,6 @@ pipeline stops before training; nothing but the result, the report and the recor
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 from metarec.components import component_settings
 from pydantic import BaseModel, ConfigDict
@@ -44,7 +44,7 @@ def validate_features(
     """Validate ``training_set`` against its feature service's suite and reference profile.
 
     Args:
-        training_set: Path of a training set built by ``metarec features training-set``.
+        training_set: Path or URI of a training set built by ``metarec features training-set``.
         home: MetaRec home (default: the configured one, ``METAREC_HOME``).
         now: Validation time (default: now, UTC); event timestamps after it fail.
 
@@ -58,7 +58,7 @@ def validate_features(
     from metarec.ops import check_training_set
 
     settings = component_settings(home)
-    result = check_training_set(settings, training_set=Path(training_set), now=now)
+    result = check_training_set(settings, training_set=training_set, now=now)
     return ValidationOutput(
         result_id=result.result_id,
         success=result.success,

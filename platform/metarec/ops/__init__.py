@@ -11,11 +11,15 @@ module                     use cases
 :mod:`.register`           :func:`gate_candidate`, :func:`register_candidate`,
                            :func:`register_gated`
 :mod:`.transitions`        :func:`promote`, :func:`rollback`, :func:`archive`
+:mod:`.flagger`            :func:`confirm_promotion`, :func:`promote_canary`,
+                           :func:`roll_back_canary` (the registry follows Flagger's webhooks)
 :mod:`.canary`             :func:`start_canary`, :func:`run_canary`, :func:`run_controller`,
                            :func:`release_canary`
 :mod:`.local_canary`       :func:`run_local_canary`
 :mod:`.canary_spec`        :func:`rollout_spec` (a canary's spec from typed options)
 :mod:`.retraining`         :func:`retrain` and its steps
+:mod:`.evaluation`         :func:`evaluate_candidate` (metrics and plot beside an artifact)
+:mod:`.locations`          :func:`local_artifact`, :func:`publish_artifact` (artifacts at URIs)
 =========================  ============================================================
 
 Names are imported on first use, so a face that needs one use case does not import the
@@ -39,6 +43,14 @@ _MODULES = {
         "register_gated",
     ),
     "transitions": ("Transition", "archive", "promote", "rollback"),
+    "flagger": (
+        "HookOutcome",
+        "canary_ref",
+        "confirm_promotion",
+        "promote_canary",
+        "roll_back_canary",
+        "webhook_evidence",
+    ),
     "canary": (
         "CanaryOutcome",
         "release_canary",
@@ -58,6 +70,8 @@ _MODULES = {
         "train_candidate",
         "training_config",
     ),
+    "evaluation": ("Evaluation", "evaluate_candidate"),
+    "locations": ("artifact_sibling", "local_artifact", "publish_artifact", "read_artifact_card"),
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = sorted(_WHERE)

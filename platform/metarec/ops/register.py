@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from metarec.config import Settings
+from metarec.features.training_set import Location, as_location
 from metarec.gate.decision import GateDecision
 from metarec.gate.policy import load_policy
 from metarec.gate.run import (
@@ -24,8 +25,10 @@ from metarec.gate.run import (
     training_set_ranking_evaluator,
 )
 from metarec.ops._registry import registry_session
+from metarec.ops.locations import local_artifact
 from metarec.registry import Registry, VersionInfo
 from metarec.registry.artifacts import inspect_artifact
+from metarec.registry.registration import check_decision
 
 DEFAULT_REASON = "registered after passing the evaluation gate"
 
@@ -58,7 +61,7 @@ class RegistrationOutcome(BaseModel):
 
 def _evaluators(
     artifact: Path,
-    training_set: Path | None,
+    training_set: Location | None,
     evaluate: Evaluator | None,
     evaluate_ranking: RankingEvaluator | None,
 ) -> tuple[Evaluator | None, RankingEvaluator | None]:
@@ -72,20 +75,21 @@ def _evaluators(
     if evaluate is not None or evaluate_ranking is not None:
         raise ValueError("pass either a training set or evaluators, not both")
     card = inspect_artifact(artifact).card
+    where = as_location(training_set)  # a URI is read through fsspec, never made a Path
     return (
-        training_set_evaluator(training_set, like=card.metrics) if card.predicts_ratings else None,
-        training_set_ranking_evaluator(training_set, like=card.ranking),
+        training_set_evaluator(where, like=card.metrics) if card.predicts_ratings else None,
+        training_set_ranking_evaluator(where, like=card.ranking),
     )
 
 
 def gate_candidate(
     settings: Settings,
     *,
-    artifact: Path,
+    artifact: Location,
     model: str,
     registry: Registry | None = None,
     policy: Path | None = None,
-    training_set: Path | None = None,
+    training_set: Location | None = None,
     evaluate: Evaluator | None = None,
     evaluate_ranking: RankingEvaluator | None = None,
 ) -> GateDecision:
@@ -93,7 +97,8 @@ def gate_candidate(
 
     Args:
         settings: MetaRec settings (the default gate policy).
-        artifact: Candidate artifact folder (weights + model card).
+        artifact: Candidate artifact folder (weights + model card), or its URI (fetched into
+            a temporary folder for the gate).
         model: Registered model the candidate is for.
         registry: An open registry, for production's version and metrics (default: open the
             configured one and close it after).
@@ -107,9 +112,10 @@ def gate_candidate(
     Returns:
         The gate's decision, every rule with its numbers.
     """
-    evaluate, evaluate_ranking = _evaluators(artifact, training_set, evaluate, evaluate_ranking)
-    with registry_session(settings, registry) as current:
-        return _gate(settings, artifact, model, current, policy, evaluate, evaluate_ranking)
+    with local_artifact(artifact) as folder:
+        evaluate, evaluate_ranking = _evaluators(folder, training_set, evaluate, evaluate_ranking)
+        with registry_session(settings, registry) as current:
+            return _gate(settings, folder, model, current, policy, evaluate, evaluate_ranking)
 
 
 def _gate(
@@ -134,10 +140,10 @@ def _gate(
 def register_candidate(
     settings: Settings,
     *,
-    artifact: Path,
+    artifact: Location,
     model: str,
     policy: Path | None,
-    training_set: Path | None,
+    training_set: Location | None,
     actor: str,
     reason: str = DEFAULT_REASON,
     register: bool = True,
@@ -150,10 +156,12 @@ def register_candidate(
 
     Args:
         settings: MetaRec settings (registry location, default gate policy).
-        artifact: Candidate artifact folder (weights + model card).
+        artifact: Candidate artifact folder (weights + model card), or its URI (fetched into a
+            temporary folder; a rejection names the URI).
         model: Registered model the candidate is for.
         policy: Gate policy YAML (default: ``registry.gate_policy``, else the shipped one).
-        training_set: The candidate's training set (see :func:`gate_candidate`).
+        training_set: The candidate's training set, a path or URI (see
+            :func:`gate_candidate`).
         actor: Who acts (kept in the ledger).
         reason: Why (kept in the ledger with the registration).
         register: ``False`` stops after the gate: a rejection is still recorded, an accepted
@@ -169,26 +177,27 @@ def register_candidate(
         The decision with the registered version (accepted, ``register=True``) or where the
         rejection was recorded (rejected).
     """
-    evaluate, evaluate_ranking = _evaluators(artifact, training_set, evaluate, evaluate_ranking)
-    with registry_session(settings, registry) as current:
-        decision = _gate(settings, artifact, model, current, policy, evaluate, evaluate_ranking)
-        if on_decision is not None:
-            on_decision(decision)
-        if not decision.accepted:
-            rejection = _record_rejection(
-                current, decision, model=model, artifact=artifact, actor=actor
+    with local_artifact(artifact) as folder:
+        evaluate, evaluate_ranking = _evaluators(folder, training_set, evaluate, evaluate_ranking)
+        with registry_session(settings, registry) as current:
+            decision = _gate(settings, folder, model, current, policy, evaluate, evaluate_ranking)
+            if on_decision is not None:
+                on_decision(decision)
+            if not decision.accepted:
+                rejection = _record_rejection(
+                    current, decision, model=model, artifact=artifact, actor=actor
+                )
+                return RegistrationOutcome(decision=decision, rejection=rejection)
+            if not register:
+                return RegistrationOutcome(decision=decision)
+            info = current.register(
+                folder, model=model, gate_decision=decision, actor=actor, reason=reason
             )
-            return RegistrationOutcome(decision=decision, rejection=rejection)
-        if not register:
-            return RegistrationOutcome(decision=decision)
-        info = current.register(
-            artifact, model=model, gate_decision=decision, actor=actor, reason=reason
-        )
-        return RegistrationOutcome(decision=decision, registered=info)
+            return RegistrationOutcome(decision=decision, registered=info)
 
 
 def _record_rejection(
-    registry: Registry, decision: GateDecision, *, model: str, artifact: Path, actor: str
+    registry: Registry, decision: GateDecision, *, model: str, artifact: Location, actor: str
 ) -> Rejection:
     """Write the ``reject`` ledger entry of ``decision`` and say where it is."""
     registry.record_rejection(
@@ -211,7 +220,7 @@ class Registered(BaseModel):
 def register_gated(
     settings: Settings,
     *,
-    artifact: Path,
+    artifact: Location,
     model: str,
     decision: GateDecision,
     actor: str,
@@ -225,7 +234,8 @@ def register_gated(
 
     Args:
         settings: MetaRec settings (registry location).
-        artifact: The gated artifact folder.
+        artifact: The gated artifact folder, or its URI (fetched into a temporary folder, then
+            copied into the registry's artifact store).
         model: Registered model name.
         decision: The gate's decision on ``artifact``.
         actor: Who registers (kept in the ledger).
@@ -239,11 +249,13 @@ def register_gated(
         GateRejectedError: The decision rejected the candidate.
         ArtifactError: The decision was made for another artifact, or the folder is invalid.
     """
-    with registry_session(settings, registry) as current:
-        existing = current.find_by_digest(model, inspect_artifact(artifact).digest)
+    with local_artifact(artifact) as folder, registry_session(settings, registry) as current:
+        manifest = inspect_artifact(folder)
+        existing = current.find_by_digest(model, manifest.digest)
         if existing is not None:
             return Registered(version=existing, reused=True)
+        check_decision(decision, manifest=manifest, artifact_dir=artifact)  # names the URI
         info = current.register(
-            artifact, model=model, gate_decision=decision, actor=actor, reason=reason
+            folder, model=model, gate_decision=decision, actor=actor, reason=reason
         )
     return Registered(version=info, reused=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +18,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from metarec.config import Settings
-from metarec.features.training_set import TrainingSetManifest, build_training_set, read_manifest
+from metarec.features.training_set import (
+    Location,
+    TrainingSetManifest,
+    as_location,
+    build_training_set,
+    read_manifest,
+)
+from metarec.ops.locations import publish_artifact, read_artifact_card
 from metarec.ops.register import DEFAULT_REASON, RegistrationOutcome, register_candidate
 from metarec.registry import Registry
 from metarec.training.artifact import ModelCard, read_card
@@ -30,11 +38,11 @@ ProgressCallback = Callable[[Any], None]
 
 
 class TrainedCandidate(BaseModel):
-    """A trained artifact: its folder, its card, and whether an earlier run had written it."""
+    """A trained artifact: its folder (or URI), its card, and whether a run had written it."""
 
     model_config = ConfigDict(frozen=True)
 
-    artifact: Path
+    artifact: Path | str  # a local folder, or a URI on an object store (``s3://…``)
     card: ModelCard
     reused: bool
 
@@ -50,26 +58,29 @@ class RetrainOutcome(BaseModel):
     registration: RegistrationOutcome
 
 
-def prepare_training_set(settings: Settings, *, out: Path | None = None) -> TrainingSetManifest:
+def prepare_training_set(settings: Settings, *, out: Location | None = None) -> TrainingSetManifest:
     """Build the point-in-time ``meta_training`` set of the applied snapshot (Feast).
 
     Args:
         settings: MetaRec settings (feature repository, home).
-        out: Parquet path (default: ``<home>/training_sets/<snapshot id>.parquet``).
+        out: Parquet path or URI, its manifest beside it (default:
+            ``<home>/training_sets/<snapshot id>.parquet``).
     """
-    return build_training_set(settings, out=out)
+    return build_training_set(settings, out=as_location(out) if out else None)
 
 
 def check_training_set(
-    settings: Settings, *, training_set: Path, now: datetime | None = None
+    settings: Settings, *, training_set: Location, now: datetime | None = None
 ) -> ValidationResult:
-    """Validate ``training_set`` against its suite and reference profile; it must pass.
+    """Validate ``training_set`` (a path or URI) against its suite and reference profile.
+
+    It must pass; the validation record is written beside it (on the store for a URI).
 
     Raises:
         ValidationFailedError: At least one expectation failed (all are listed).
         ReferenceProfileNotFoundError: No reference profile exists yet.
     """
-    result = validate_training_set(settings, training_set=training_set, now=now)
+    result = validate_training_set(settings, training_set=as_location(training_set), now=now)
     raise_for_failure(result)
     return result
 
@@ -92,7 +103,7 @@ def training_config(
     return TrainingConfig.build(merged, source=str(config_file or "training config"))
 
 
-def run_folder(settings: Settings, *, training_set: Path, config: TrainingConfig) -> Path:
+def run_folder(settings: Settings, *, training_set: Location, config: TrainingConfig) -> Path:
     """The artifact folder of a run: one per training-set fingerprint and hyper-parameters."""
     key = json.dumps(
         {
@@ -108,30 +119,64 @@ def run_folder(settings: Settings, *, training_set: Path, config: TrainingConfig
 def train_candidate(
     settings: Settings,
     *,
-    training_set: Path,
+    training_set: Location,
     config: TrainingConfig,
-    out: Path | None = None,
+    out: Location | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> TrainedCandidate:
     """Meta-train on a validated training set, or return the artifact a finished run wrote.
 
-    An interrupted run resumes from its checkpoint.
+    An interrupted run resumes from its checkpoint. An artifact for a URI (``s3://…``) is
+    trained into a local staging folder of the home, then uploaded with its model card last
+    (:func:`~metarec.ops.locations.publish_artifact`): a card at the URI means a complete
+    artifact, which a retried step returns as it is.
 
     Args:
         settings: MetaRec settings (where artifacts go).
-        training_set: A training set with a passing validation record.
+        training_set: A training set with a passing validation record (a path or URI).
         config: Hyper-parameters.
-        out: Artifact folder (default: :func:`run_folder`).
+        out: Artifact folder or URI (default: :func:`run_folder`).
         on_progress: Called with each training progress event.
 
     Raises:
         TrainingSetNotValidatedError: No passing validation record for this content.
+        ArtifactError: The upload to ``out`` did not read back intact.
     """
-    target = out or run_folder(settings, training_set=training_set, config=config)
+    training_set = as_location(training_set)
+    target = (
+        as_location(out) if out else run_folder(settings, training_set=training_set, config=config)
+    )
+    if isinstance(target, str):
+        return _train_to_url(settings, training_set, config, target, on_progress)
     if (target / "model_card.json").is_file():
         return TrainedCandidate(artifact=target, card=read_card(target), reused=True)
     card = train(training_set, config=config, out=target, on_progress=on_progress)
     return TrainedCandidate(artifact=target, card=card, reused=False)
+
+
+def staging_folder(settings: Settings, url: str) -> Path:
+    """The local folder an artifact for ``url`` is trained in before its upload."""
+    return settings.paths.artifacts / "uploads" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def _train_to_url(
+    settings: Settings,
+    training_set: Path | str,
+    config: TrainingConfig,
+    url: str,
+    on_progress: ProgressCallback | None,
+) -> TrainedCandidate:
+    """Train into the staging folder (resumed or reused), upload it to ``url``, remove it."""
+    card = read_artifact_card(url)
+    if card is not None:
+        return TrainedCandidate(artifact=url, card=card, reused=True)
+    staging = staging_folder(settings, url)
+    local = train_candidate(
+        settings, training_set=training_set, config=config, out=staging, on_progress=on_progress
+    )
+    publish_artifact(staging, url)
+    shutil.rmtree(staging)
+    return TrainedCandidate(artifact=url, card=local.card, reused=False)
 
 
 def retrain(
@@ -165,7 +210,7 @@ def retrain(
         ValidationFailedError: The training set failed validation (nothing was trained).
     """
     manifest = prepare_training_set(settings)
-    path = Path(manifest.path)
+    path = as_location(manifest.path)
     validation = check_training_set(settings, training_set=path)
     candidate = train_candidate(settings, training_set=path, config=config, on_progress=on_progress)
     registration = register_candidate(

@@ -3,8 +3,9 @@
 ``validate_training_set`` runs the feature service's suite on the exact training set Feast
 returned (checked against the fingerprint in its manifest), writes the JSON result and the
 HTML report under ``<home>/validation/results/``, and the validation record beside the
-training set (which training requires). It changes nothing else: never the profile, never the
-snapshot.
+training set (which training requires). A training set is a local path or an fsspec URI
+(``s3://bucket/ts.parquet``): it is read, and its record written, there. It changes nothing
+else: never the profile, never the snapshot.
 
 ``build_reference_profile`` accepts a training set as the new reference: it must pass every
 integrity expectation; its statistics become a new profile version.
@@ -20,12 +21,19 @@ import pandas as pd
 
 from metarec.clock import as_utc, utc_now
 from metarec.config import Settings
-from metarec.errors import DataFormatError, DataSourceNotFoundError, ValidationFailedError
+from metarec.errors import (
+    DataFormatError,
+    DataSourceNotFoundError,
+    FeatureStoreError,
+    ValidationFailedError,
+)
 from metarec.features.fingerprint import dataset_fingerprint
 from metarec.features.training_set import (
+    Location,
     TrainingSetManifest,
+    as_location,
+    load_training_set,
     newest_training_set,
-    read_manifest,
 )
 from metarec.validation.declared import suite_for
 from metarec.validation.profile import ProfileStore, ReferenceProfile, compute_statistics
@@ -53,31 +61,38 @@ def results_dir(settings: Settings) -> Path:
     return validation_root(settings) / "results"
 
 
-def _load(training_set: Path) -> tuple[pd.DataFrame, TrainingSetManifest]:
-    if not training_set.is_file():
-        raise DataSourceNotFoundError(
-            training_set,
-            fix="pass an existing training set (built by `metarec features training-set`).",
-        )
-    manifest = read_manifest(training_set)
+def _load(training_set: Path | str) -> tuple[pd.DataFrame, TrainingSetManifest]:
+    """The table and manifest of a training set, local or at a URI (fsspec).
+
+    Raises:
+        DataSourceNotFoundError: There is no training set there.
+        FeatureStoreError: It has no manifest.
+        DataFormatError: It is not a readable parquet file.
+    """
     try:
-        frame = pd.read_parquet(training_set)
+        return load_training_set(training_set)
+    except (DataSourceNotFoundError, FeatureStoreError):
+        raise
     except Exception as exc:
         raise DataFormatError(
             training_set,
             problem=f"not a readable parquet file ({exc}).",
             fix="rebuild it with `metarec features training-set --out PATH`.",
         ) from exc
-    return frame, manifest
 
 
 def _open(
-    settings: Settings, training_set: Path | None
-) -> tuple[Path, pd.DataFrame, TrainingSetManifest, SuiteSpec]:
-    """The training set (default: the newest), its table, manifest and suite (with features)."""
-    path = (training_set or newest_training_set(settings)).expanduser().resolve()
-    frame, manifest = _load(path)
-    return path, frame, manifest, suite_for(manifest)
+    settings: Settings, training_set: Location | None
+) -> tuple[Path | str, pd.DataFrame, TrainingSetManifest, SuiteSpec]:
+    """The training set (default: the newest), its table, manifest and suite (with features).
+
+    A local path is made absolute; a URI stays as it is (never made a local path).
+    """
+    where = as_location(training_set) if training_set else newest_training_set(settings)
+    if isinstance(where, Path):
+        where = where.expanduser().resolve()
+    frame, manifest = _load(where)
+    return where, frame, manifest, suite_for(manifest)
 
 
 def _lineage_outcome(manifest: TrainingSetManifest, fingerprint: str) -> ExpectationOutcome:
@@ -115,7 +130,7 @@ def _checked(
     return fingerprint, outcomes
 
 
-def _write(result: ValidationResult, training_set: Path) -> None:
+def _write(result: ValidationResult, training_set: Path | str) -> None:
     """The JSON result and the HTML report, then the validation record beside the training set."""
     write_result_json(result, Path(result.result_json))
     write_report(result, Path(result.report_html))
@@ -125,7 +140,7 @@ def _write(result: ValidationResult, training_set: Path) -> None:
     )
 
 
-def _failure_fix(outcomes: list[ExpectationOutcome], training_set: Path) -> str:
+def _failure_fix(outcomes: list[ExpectationOutcome], training_set: str) -> str:
     failed = [item for item in outcomes if not item.success]
     fix = (
         "open the report, correct the data or the step that produced it, rebuild the training "
@@ -142,7 +157,7 @@ def _failure_fix(outcomes: list[ExpectationOutcome], training_set: Path) -> str:
 def validate_training_set(
     settings: Settings,
     *,
-    training_set: Path | None = None,
+    training_set: Location | None = None,
     now: datetime | None = None,
     progress_bars: bool = False,
 ) -> ValidationResult:
@@ -150,7 +165,7 @@ def validate_training_set(
 
     Args:
         settings: Active settings.
-        training_set: The training set; default: the newest one in the home.
+        training_set: The training set, a path or URI; default: the newest one in the home.
         now: The validation time (default: now, UTC); event timestamps after it fail.
         progress_bars: Let Great Expectations show its own progress bars (off by default).
 
@@ -212,7 +227,7 @@ def raise_for_failure(result: ValidationResult) -> None:
         f"Training set {result.training_set}",
         failures=result.failed_expectations,
         report=result.report_html,
-        fix=_failure_fix(result.expectations, Path(result.training_set)),
+        fix=_failure_fix(result.expectations, result.training_set),
     )
 
 
@@ -228,7 +243,7 @@ def check_integrity(
 
 
 def build_reference_profile(
-    settings: Settings, *, training_set: Path | None = None, now: datetime | None = None
+    settings: Settings, *, training_set: Location | None = None, now: datetime | None = None
 ) -> tuple[ReferenceProfile, Path]:
     """Accept a training set as the new reference profile of its feature service.
 
@@ -238,7 +253,7 @@ def build_reference_profile(
 
     Args:
         settings: Active settings.
-        training_set: The training set; default: the newest one in the home.
+        training_set: The training set, a path or URI; default: the newest one in the home.
         now: The validation time (default: now, UTC).
 
     Returns:
