@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from metarec import __version__
 from metarec.api.deps import Evaluators
 from metarec.api.errors import ERROR_RESPONSES, add_error_handlers
-from metarec.api.routes import candidates, health, models, transitions
+from metarec.api.routes import candidates, flagger, health, models, transitions
 from metarec.config import Settings
 from metarec.gate.run import Evaluator, RankingEvaluator
 from metarec.registry import Registry
@@ -76,6 +76,6 @@ def create_app(
     app.state.settings = settings
     app.state.evaluators = Evaluators(rating=evaluate, ranking=evaluate_ranking)
     add_error_handlers(app)
-    for module in (health, models, candidates, transitions):
+    for module in (health, models, candidates, transitions, flagger):
         app.include_router(module.router)
     return app

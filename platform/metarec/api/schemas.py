@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -90,3 +90,42 @@ class Health(BaseModel):
 
     status: str
     database: str
+
+
+class FlaggerWebhook(BaseModel):
+    """The body of every Flagger webhook call (``CanaryWebhookPayload`` of Flagger v1beta1).
+
+    Fields Flagger may add later are ignored. ``metadata`` is the webhook's ``metadata`` from
+    the ``Canary`` spec: ``version`` names the version under canary, ``model`` the registered
+    model (default ``registry.model_name``) and ``token`` the API token when Flagger cannot
+    send an ``Authorization`` header.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=253, pattern=TEXT, description="Canary name.")
+    namespace: str = Field(
+        min_length=1, max_length=253, pattern=TEXT, description="Canary namespace."
+    )
+    phase: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z]+$",
+        description="Canary phase (Progressing, WaitingPromotion, Succeeded, Failed, …).",
+    )
+    checksum: str = Field(
+        default="", max_length=256, pattern=TEXT, description="Hash of the canary's spec."
+    )
+    metadata: dict[
+        Annotated[str, Field(max_length=256, pattern=TEXT)],
+        Annotated[str, Field(max_length=4096, pattern=TEXT)],
+    ] = Field(default_factory=dict, max_length=64, description="The webhook's metadata.")
+
+
+class FlaggerAnswer(BaseModel):
+    """What the registry did or decided for a Flagger webhook."""
+
+    action: str = Field(description="confirmed, denied, promoted, archived, ignored, …")
+    version: str | None = Field(description="The version under canary (model:vN), if found.")
+    stage: str | None = Field(description="Its registry stage now, if found.")
+    reason: str
