@@ -61,7 +61,7 @@ def _layout(table: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[str
     )
 
 
-def training_set_evaluator(training_set: Path, *, like: Metrics) -> Evaluator:
+def training_set_evaluator(training_set: Path | str, *, like: Metrics) -> Evaluator:
     """An evaluator that re-evaluates an artifact on ``training_set`` (MetaRec's trainer).
 
     Args:
@@ -88,7 +88,7 @@ def training_set_evaluator(training_set: Path, *, like: Metrics) -> Evaluator:
 
 
 def training_set_ranking_evaluator(
-    training_set: Path, *, like: RankingMetrics, device: str = "cpu"
+    training_set: Path | str, *, like: RankingMetrics, device: str = "cpu"
 ) -> RankingEvaluator:
     """A ranking evaluator that re-ranks the catalogue with an artifact on ``training_set``.
 

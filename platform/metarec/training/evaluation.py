@@ -12,7 +12,7 @@ import pandas as pd
 from rich.table import Column, Table
 
 from metarec.errors import ArtifactError
-from metarec.features.training_set import load_training_set
+from metarec.features.training_set import Location, load_training_set
 from metarec.learning.algorithms import InnerLoop
 from metarec.learning.item_models import EASE, ItemKNN, ItemMean, Popularity
 from metarec.learning.metrics import METRIC_NAMES
@@ -52,7 +52,7 @@ Metrics = dict[str, dict[str, dict[str, dict[str, float]]]]
 
 def evaluate_artifact(
     artifact_dir: Path,
-    training_set_path: Path,
+    training_set_path: Location,
     *,
     scenarios: Sequence[Scenario | str] | None = None,
     support_sizes: Sequence[str | int] | None = None,
@@ -122,7 +122,7 @@ def card_adapted_model(model: MeLU, card: ModelCard) -> AdaptedModel:
 
 
 def _card_data(
-    artifact_dir: Path, training_set_path: Path, card: ModelCard
+    artifact_dir: Path, training_set_path: Location, card: ModelCard
 ) -> tuple[TrainingConfig, PreparedData]:
     """The card's training config and the training set prepared as the card's run did."""
     config = card_config(card, source=f"{artifact_dir} model card")
@@ -223,7 +223,7 @@ def plot_mae(metrics: Metrics, path: Path) -> Path:
 
 def evaluate_ranking_artifact(
     artifact_dir: Path,
-    training_set_path: Path,
+    training_set_path: Location,
     *,
     users: dict[str, list[int]] | None = None,
     scenarios: Sequence[Scenario | str] | None = None,
