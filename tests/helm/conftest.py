@@ -27,6 +27,17 @@ FETCH_HELM = REPO / "scripts" / "fetch-helm.sh"
 RELEASE = "mr"
 NAMESPACE = "metarec"
 KUBERNETES_VERSIONS = ("1.30", "1.33")
+# helm/values-gpu-production.yaml runs canaries with Flagger (tests/helm/test_flagger.py). These
+# --set values turn it back to the embedded engine at the same scale: a chart canary (version 7)
+# at 10 %, the rollout controller, the HTTPRoute and a ServiceMonitor.
+GPU_EMBEDDED = (
+    "rollout.engine=embedded",
+    "monitoring.serving.kind=ServiceMonitor",
+    "serving.canary.enabled=true",
+    "serving.canary.version=7",
+    "route.weights.production=90",
+    "route.weights.canary=10",
+)
 
 
 def _candidates() -> Iterator[Path]:
@@ -142,6 +153,7 @@ class Chart:
     namespace = NAMESPACE
     path = CHART
     gpu_values = GPU_VALUES
+    gpu_embedded = GPU_EMBEDDED
     kubernetes_versions = KUBERNETES_VERSIONS
 
     def __init__(self, helm: Path) -> None:
@@ -176,11 +188,19 @@ def default(chart: Chart) -> Manifests:
 
 @pytest.fixture(scope="session")
 def gpu(chart: Chart) -> Manifests:
-    """The chart rendered with helm/values-gpu-production.yaml (GPU training, canary at 10 %)."""
+    """The chart rendered with helm/values-gpu-production.yaml (GPU training, Flagger canaries)."""
     return chart.render(GPU_VALUES)
 
 
-@pytest.fixture(scope="session", params=["default", "gpu-production"])
+@pytest.fixture(scope="session")
+def gpu_embedded(chart: Chart) -> Manifests:
+    """helm/values-gpu-production.yaml with the embedded engine (chart canary at 10 %)."""
+    return chart.render(GPU_VALUES, sets=GPU_EMBEDDED)
+
+
+@pytest.fixture(scope="session", params=["default", "gpu-production-embedded"])
 def manifests(request: pytest.FixtureRequest, chart: Chart) -> Manifests:
-    """Both value sets, one after the other."""
-    return chart.render() if request.param == "default" else chart.render(GPU_VALUES)
+    """Both value sets, one after the other (GPU production with the embedded engine)."""
+    if request.param == "default":
+        return chart.render()
+    return chart.render(GPU_VALUES, sets=GPU_EMBEDDED)

@@ -60,8 +60,8 @@ def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
     return spec["template"].get("metadata", {}).get("labels", {})
 
 
-def test_gpu_production_renders_a_service_monitor_that_validates(gpu, chart):
-    (monitor,) = monitors(gpu)
+def test_gpu_production_renders_a_service_monitor_that_validates(gpu_embedded, chart):
+    (monitor,) = monitors(gpu_embedded)
     assert monitor["kind"] == "ServiceMonitor"
     jsonschema.validate(monitor, schema("ServiceMonitor"))
     # kube-prometheus-stack's Prometheus selects monitors labelled with its release name.
@@ -80,13 +80,15 @@ def test_off_unless_the_operator_is_enabled_in_values(default, chart):
 
 @pytest.mark.parametrize("kind", ["ServiceMonitor", "PodMonitor"])
 def test_both_kinds_validate_against_the_upstream_crd_schema(chart, kind):
-    for values in ((), (chart.gpu_values,)):
-        (monitor,) = monitors(chart.render(*values, sets=[*ON, f"monitoring.serving.kind={kind}"]))
+    for values, embedded in (((), ()), ((chart.gpu_values,), chart.gpu_embedded)):
+        sets = [*embedded, *ON, f"monitoring.serving.kind={kind}"]
+        (monitor,) = monitors(chart.render(*values, sets=sets))
         assert monitor["kind"] == kind
         jsonschema.validate(monitor, schema(kind))
 
 
-def test_the_service_monitor_scrapes_exactly_the_serving_services_metrics_port(gpu, chart):
+def test_the_service_monitor_scrapes_exactly_the_serving_services_metrics_port(gpu_embedded, chart):
+    gpu = gpu_embedded
     (monitor,) = monitors(gpu)
     spec = monitor["spec"]
     assert spec["namespaceSelector"] == {"matchNames": [chart.namespace]}
@@ -110,7 +112,8 @@ def test_the_service_monitor_scrapes_exactly_the_serving_services_metrics_port(g
 
 
 def test_the_pod_monitor_scrapes_the_serving_pods_and_those_flagger_copies(chart):
-    manifests = chart.render(chart.gpu_values, sets=["monitoring.serving.kind=PodMonitor"])
+    sets = [*chart.gpu_embedded, "monitoring.serving.kind=PodMonitor"]
+    manifests = chart.render(chart.gpu_values, sets=sets)
     (monitor,) = monitors(manifests)
     spec = monitor["spec"]
     (endpoint,) = spec["podMetricsEndpoints"]
@@ -175,8 +178,8 @@ def test_values_schema_rejects_bad_monitoring_values(chart, setting, message):
         chart.render(sets=[*ON, setting])
 
 
-def test_the_schemas_reject_what_the_crds_reject(gpu):
-    (monitor,) = monitors(gpu)
+def test_the_schemas_reject_what_the_crds_reject(gpu_embedded):
+    (monitor,) = monitors(gpu_embedded)
     validator = schema("ServiceMonitor")
     for mutate, expected in (
         (lambda m: m["spec"]["endpoints"][0].update(intervall="15s"), "intervall"),

@@ -15,8 +15,8 @@ def test_production_takes_all_traffic_without_a_canary(default, chart):
     assert _weights(default, chart) == {chart.name("serving-production"): 100}
 
 
-def test_canary_and_production_weights_sum_to_100(gpu, chart):
-    weights = _weights(gpu, chart)
+def test_canary_and_production_weights_sum_to_100(gpu_embedded, chart):
+    weights = _weights(gpu_embedded, chart)
     assert weights == {chart.name("serving-production"): 90, chart.name("serving-canary"): 10}
     assert sum(weights.values()) == 100
 
@@ -26,7 +26,11 @@ def test_any_split_that_sums_to_100_renders(chart, split):
     production, canary = split
     m = chart.render(
         chart.gpu_values,
-        sets=[f"route.weights.production={production}", f"route.weights.canary={canary}"],
+        sets=[
+            *chart.gpu_embedded,
+            f"route.weights.production={production}",
+            f"route.weights.canary={canary}",
+        ],
     )
     assert sorted(_weights(m, chart).values()) == sorted(split)
 
@@ -44,8 +48,8 @@ def test_inconsistent_routing_values_fail_naming_the_values(chart, sets, message
         chart.render(sets=sets)
 
 
-def test_route_attaches_to_the_configured_gateway(gpu):
-    (route,) = gpu.of_kind("HTTPRoute")
+def test_route_attaches_to_the_configured_gateway(gpu_embedded):
+    (route,) = gpu_embedded.of_kind("HTTPRoute")
     assert route["spec"]["parentRefs"] == [
         {
             "group": "gateway.networking.k8s.io",

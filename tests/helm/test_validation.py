@@ -14,9 +14,11 @@ import pytest
 
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 MONITORING_API = "monitoring.coreos.com/v1"
+FLAGGER_API = "flagger.app/v1beta1"
 # Not core APIs (kubernetes-validate bundles no schema for them): each is checked against a schema
-# written from its upstream CRD (the HTTPRoute below, the monitors in test_monitoring.py).
-CUSTOM_APIS = {GATEWAY_API, MONITORING_API}
+# written from its upstream CRD (the HTTPRoute below, the monitors in test_monitoring.py, the
+# Flagger Canary and MetricTemplates in test_flagger.py).
+CUSTOM_APIS = {GATEWAY_API, MONITORING_API, FLAGGER_API}
 
 # The HTTPRoute (gateway.networking.k8s.io/v1, standard channel) fields the chart uses, with the
 # types and bounds of the Gateway API spec; unknown fields are rejected at every level.
@@ -141,15 +143,17 @@ def test_helm_lint_passes_with_default_and_gpu_values(chart):
         assert "0 chart(s) failed" in proc.stdout
 
 
-def test_both_value_sets_render_the_expected_objects(default, gpu, chart):
-    for m in (default, gpu):
+def test_both_value_sets_render_the_expected_objects(default, gpu_embedded, gpu, chart):
+    for m in (default, gpu_embedded):
         assert {"Deployment", "Service", "HTTPRoute", "CronJob", "ConfigMap", "Role"} <= {
             d["kind"] for d in m.docs
         }
         assert not m.of_kind("Secret"), "the chart must never create Secrets"
     assert chart.name("serving-canary") not in default.names("Deployment")
-    assert chart.name("serving-canary") in gpu.names("Deployment")
+    assert chart.name("serving-canary") in gpu_embedded.names("Deployment")
     assert chart.name("feast") in gpu.names("Deployment")
+    assert {"Canary", "MetricTemplate", "PodMonitor"} <= {d["kind"] for d in gpu.docs}
+    assert not gpu.of_kind("Secret"), "the chart must never create Secrets"
 
 
 @pytest.mark.parametrize("version", ["1.30", "1.33"])
@@ -208,7 +212,7 @@ def test_kubernetes_validate_cli_accepts_the_gpu_production_render(gpu, version,
     passed = [line for line in proc.stdout.splitlines() if line.startswith("INFO")]
     custom = [d for d in gpu.docs if d["apiVersion"] in CUSTOM_APIS]
     assert len(passed) == len(gpu.docs) - len(custom)  # all but the CRD kinds (no schema bundled)
-    assert "HTTPRoute" in proc.stdout + proc.stderr
+    assert "Canary" in proc.stdout + proc.stderr  # reported as a kind without a schema
 
 
 def test_client_dry_run_install_renders_the_notes(chart):

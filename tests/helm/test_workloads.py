@@ -156,19 +156,19 @@ def test_only_the_rollout_controller_mounts_a_service_account_token(manifests, c
         ("rollout-controller", ["rollout", "controller", "--health-port", "8081"]),
     ],
 )
-def test_processes_run_the_metarec_commands_of_the_contract(gpu, chart, deployment, args):
-    (container,) = gpu.get("Deployment", chart.name(deployment))["spec"]["template"]["spec"][
-        "containers"
-    ]
+def test_processes_run_the_metarec_commands_of_the_contract(gpu_embedded, chart, deployment, args):
+    (container,) = gpu_embedded.get("Deployment", chart.name(deployment))["spec"]["template"][
+        "spec"
+    ]["containers"]
     assert container["command"] == ["metarec"]
     assert container["args"] == args
     image = container["image"]
     assert image.startswith("registry.example.com/ml/metarec@sha256:"), "digest wins over tag"
 
 
-def test_the_adaptation_service_listens_on_every_interface(gpu, chart):
+def test_the_adaptation_service_listens_on_every_interface(gpu_embedded, chart):
     for track in ("serving-production", "serving-canary"):
-        pod = gpu.get("Deployment", chart.name(track))["spec"]["template"]["spec"]
+        pod = gpu_embedded.get("Deployment", chart.name(track))["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         assert _env(container)["METAREC_SERVING__HOST"]["value"] == "0.0.0.0"
 
