@@ -1,0 +1,150 @@
+"""The kubelet-less cluster harness: the chart rendered with test values pointing at the local
+PostgreSQL (127.0.0.1:5432, db ``test``), Redis (127.0.0.1:6379) and the S3 server the tests start
+(``tests/s3_server.py``), and its workloads run as local processes (``workloads.py``).
+
+``tests/`` is not a package (``--import-mode=importlib``): the S3 server, the chart runner of
+``tests/helm/conftest.py`` and ``workloads.py`` are loaded from their files and registered once
+under their own names; their fixtures are re-exported here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+TESTS = Path(__file__).resolve().parents[1]
+REPO = TESTS.parent
+DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Not MetaRec's defaults (127.0.0.1:6379, db 0): a workload that did not get its store settings
+# from the rendered env would write where the tests do not read.
+REDIS = "127.0.0.1:6379,db=5"
+API_TOKEN = "cluster-harness-token"
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_s3_server = _load("metarec_tests_s3_server", TESTS / "s3_server.py")
+_chart = _load("metarec_tests_helm_chart", TESTS / "helm" / "conftest.py")
+workloads = _load("metarec_tests_cluster_workloads", Path(__file__).with_name("workloads.py"))
+
+s3_server = _s3_server.s3_server
+s3 = _s3_server.s3
+helm = _chart.helm
+chart = _chart.chart
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def local_stores() -> None:
+    """PostgreSQL and Redis on 127.0.0.1 (skips naming the missing one)."""
+    missing = [
+        n for n, p in (("PostgreSQL", 5432), ("Redis", 6379)) if not _reachable("127.0.0.1", p)
+    ]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not reachable on 127.0.0.1: no cluster harness")
+
+
+def existing_secrets(s3_env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The Secrets an operator creates before `helm install` (the chart only references them)."""
+    return {
+        "metarec-database": {"registry-url": DATABASE_URL, "feast-registry-url": DATABASE_URL},
+        "metarec-redis": {"connection-string": REDIS},
+        "metarec-api-token": {"token": API_TOKEN},
+        "metarec-s3": {
+            "access-key-id": s3_env["AWS_ACCESS_KEY_ID"],
+            "secret-access-key": s3_env["AWS_SECRET_ACCESS_KEY"],
+        },
+    }
+
+
+@dataclass
+class Cluster:
+    """One release of the chart on the kubelet-less cluster."""
+
+    chart: Any
+    home: Path
+    project: str
+    values: dict[str, Any]
+    secrets: dict[str, dict[str, str]]
+    workdir: Path
+
+    def render(self, **extra: Any) -> Any:
+        """`helm template` with the harness values (deep-merged with ``extra`` by helm)."""
+        files = [self.workdir / "harness-values.yaml"]
+        files[0].write_text(yaml.safe_dump(self.values))
+        if extra:
+            files.append(self.workdir / f"extra-{uuid.uuid4().hex[:8]}.yaml")
+            files[1].write_text(yaml.safe_dump(extra))
+        return self.chart.render(*files)
+
+    def run(self, manifests: Any, kind: str, component: str) -> list[Any]:
+        """Run the pod of the Job or CronJob ``<release>-metarec-<component>`` to completion."""
+        doc = manifests.get(kind, self.chart.name(component))
+        objects = workloads.Objects.of(manifests.docs, secrets=self.secrets)
+        return workloads.run_pod(
+            workloads.job_pod_spec(doc),
+            objects,
+            name=f"{doc['metadata']['name']}-harness",
+            namespace=self.chart.namespace,
+            cwd=self.workdir,
+        )
+
+
+@pytest.fixture
+def cluster(local_stores, chart, s3, tmp_path) -> Iterator[Cluster]:
+    """The chart's test values: local stores, the S3 server's prefix, a fresh Feast project and a
+    local home shared by every pod (as ``home.existingClaim`` shares one on a cluster)."""
+    from metarec.config import load_settings
+    from metarec.features.store import open_store
+
+    home = tmp_path / "home"
+    project = f"metarec_cluster_{uuid.uuid4().hex[:8]}"
+    values = {
+        "home": {"path": str(home)},
+        "feastConfig": {"project": project, "repoPath": str(REPO / "feature_repo")},
+        "externalS3": {
+            "artifactRoot": s3.url("artifacts"),
+            "endpointUrl": s3.server.endpoint_url,
+            "region": s3.server.env["AWS_DEFAULT_REGION"],
+            "existingSecret": "metarec-s3",
+        },
+    }
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    yield Cluster(chart, home, project, values, existing_secrets(s3.server.env), workdir)
+    settings = load_settings(
+        home=home,
+        feast={
+            "environment": "cluster",
+            "project": project,
+            "registry_url": DATABASE_URL,
+            "redis_connection_string": REDIS,
+        },
+    )
+    open_store(settings).teardown()
