@@ -180,6 +180,14 @@ class ServingSettings(BaseModel):
         gt=0,
         description="How often the service checks Feast for a newer materialisation.",
     )
+    registry_poll_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How often a service started for a stage (no pinned version) asks the "
+        "registry which version is in that stage; on a change it loads the new version "
+        "(checksum verified) in the background and swaps it in. 0: never (serve the version "
+        "resolved at start). A pinned version never changes.",
+    )
     prediction_memory: int = Field(
         default=100_000,
         ge=0,

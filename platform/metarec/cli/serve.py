@@ -36,7 +36,8 @@ def serve(
     """Serve a model version over HTTP (bentoml serve): /recommend, /predict, /feedback.
 
     The version is resolved and checksum-verified before the server starts, so a missing or
-    tampered version fails here with one line.
+    tampered version fails here with one line. Served by stage (no --version), the service
+    follows the registry: it loads the stage's new version when it changes.
     """
     from metarec.errors import ConfigError
     from metarec.registry.service import Registry
@@ -59,7 +60,16 @@ def serve(
         info = registry.verify(ref)
     bind_host = host or settings.serving.host
     bind_port = port or settings.serving.port
-    argv, env = serve_command(settings, version=ref.tag, host=bind_host, port=bind_port)
+    # A stage (not a pinned version) is served as a stage: the service follows the registry
+    # when the stage's version changes (serving.registry_poll_seconds).
+    pinned = version or settings.serving.version
+    argv, env = serve_command(
+        settings,
+        version=ref.tag if pinned else None,
+        stage=None if pinned else chosen_stage,
+        host=bind_host,
+        port=bind_port,
+    )
     console.print(
         f"Serving [bold]{ref.tag}[/bold] ({info.stage.value}) at http://{bind_host}:{bind_port}"
         " — POST /recommend /predict /feedback, GET /metadata, /metrics, /readyz"

@@ -7,6 +7,11 @@ Which version it serves comes from the settings (``METAREC_SERVING__VERSION`` or
 ``POST /recommend``, ``POST /predict``, ``POST /feedback``, ``GET /metadata``, plus BentoML's
 ``/livez``, ``/readyz`` and ``/metrics``. Bad input is answered with a 4xx naming the field.
 
+A service started for a stage (no pinned version) follows the registry: every
+``serving.registry_poll_seconds`` it asks which version is in the stage and swaps in a newly
+promoted one without a restart (:mod:`metarec.serving.reload`), so pods started before and after
+a promotion serve the same version.
+
 With ``serving.direct_endpoints`` (the default) the three ``POST`` endpoints are a mounted
 Starlette app (:mod:`metarec.serving.endpoints`), kept out of BentoML's access log and traces by
 the service's config; otherwise they are ``@bentoml.api`` methods that BentoML answers with all
@@ -15,6 +20,7 @@ its layers. The answers are the same either way.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 from collections.abc import Awaitable, Callable
@@ -25,7 +31,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
-from metarec.config import load_settings
+from metarec.config import Settings, load_settings
 from metarec.environment import apply_process_environment
 from metarec.errors import MetaRecError, ServingInputError
 from metarec.serving.endpoints import (
@@ -36,6 +42,7 @@ from metarec.serving.endpoints import (
 )
 from metarec.serving.http import MetricsSink, RequestGuard
 from metarec.serving.metrics import ServingMetrics
+from metarec.serving.reload import EngineSlot, FollowerParts, RegistryFollower, ReloadMetrics
 from metarec.serving.schemas import (
     FeedbackRequest,
     FeedbackResponse,
@@ -99,7 +106,8 @@ def _engine_handler(name: str) -> Callable[[BaseModel], Awaitable[Any]]:
 
     async def handle(request: BaseModel) -> Any:
         service: _Adaptation = bentoml.get_current_service()
-        return await _answer(getattr(service.engine, name), request)
+        async with service.slot.lease() as engine:  # a swap waits for it to be answered
+            return await _answer(getattr(engine, name), request)
 
     return handle
 
@@ -151,40 +159,102 @@ def _fastapi_app(*, documented: tuple[JsonEndpoint, ...]) -> FastAPI:
     return app
 
 
+def build_engine(settings: Settings, *, version: str | None = None) -> Any:
+    """Load a version (checksum verified), its item features and metrics; warm it up.
+
+    Args:
+        settings: MetaRec settings.
+        version: Tag to load (``metarec:v3``); default the settings' version or stage.
+
+    Returns:
+        The :class:`~metarec.serving.engine.AdaptationEngine`, ready for requests.
+    """
+    # Imported here, not at the top: `bentoml serve` imports this module in its own process
+    # only to read the service's definition; torch and Feast (≈ 9 s of imports on a small
+    # machine) are needed only where the instance is built, in the worker.
+    from metarec.serving.engine import AdaptationEngine
+    from metarec.serving.features import FeatureCache
+    from metarec.serving.loading import load_served_model
+
+    served = load_served_model(settings, version=version)
+    features = FeatureCache(settings, encoder=served.encoder)
+    metrics = ServingMetrics(model_version=served.tag)
+    engine = AdaptationEngine(
+        served=served, features=features, serving=settings.serving, metrics=metrics
+    )
+    engine.warm_up()
+    return engine
+
+
+def _bind_metrics(engine: Any) -> None:
+    """Count requests under the engine's version from now on (a swapped-in engine)."""
+    _SINK.bind(engine.metrics)
+    gc.freeze()  # the new version's objects live until the next swap, like the first's
+
+
 class _Adaptation:
     """Adapt a registry version to each user's few ratings, inside the request."""
 
     def __init__(self) -> None:
         """Load the version (checksum verified), the item features, and start the refresher."""
-        # Imported here, not at the top: `bentoml serve` imports this module in its own process
-        # only to read the service's definition; torch and Feast (≈ 9 s of imports on a small
-        # machine) are needed only where the instance is built, in the worker.
         import torch
 
         from metarec.registry.service import Registry
-        from metarec.serving.engine import AdaptationEngine
-        from metarec.serving.features import FeatureCache
-        from metarec.serving.loading import load_served_model
 
         settings = load_settings()
         self.settings = settings
         if settings.serving.torch_threads:
             torch.set_num_threads(settings.serving.torch_threads)
-        served = load_served_model(settings)
-        features = FeatureCache(settings, encoder=served.encoder)
-        metrics = ServingMetrics(model_version=served.tag)
-        self.engine = AdaptationEngine(
-            served=served, features=features, serving=settings.serving, metrics=metrics
-        )
-        self.engine.warm_up()
+        self.slot: EngineSlot[Any] = EngineSlot(build_engine(settings))
         tune_garbage_collector()
         self.registry = Registry.open(settings)
+        self.follower = self._follower()
+        self._following: asyncio.Task[None] | None = None
         self._stop = threading.Event()
         self._refresher = threading.Thread(
             target=self._refresh_loop, name="metarec-feature-refresh", daemon=True
         )
         self._refresher.start()
-        _SINK.bind(metrics)
+        _SINK.bind(self.engine.metrics)
+
+    @property
+    def engine(self) -> Any:
+        """The engine new requests go to (another after a promotion, see :meth:`_follower`)."""
+        return self.slot.engine
+
+    def _follower(self) -> RegistryFollower[Any] | None:
+        """What swaps in the stage's new version; None for a pinned version or polling off."""
+        serving = self.settings.serving
+        if serving.version or not serving.registry_poll_seconds:
+            return None
+        parts = FollowerParts(
+            staged=self._staged_tag,
+            load=lambda tag: build_engine(self.settings, version=tag),
+            tag=lambda engine: engine.served.tag,
+            on_swap=_bind_metrics,
+        )
+        return RegistryFollower(
+            self.slot,
+            parts,
+            poll_seconds=serving.registry_poll_seconds,
+            drain_timeout=REQUEST_TIMEOUT_S,
+            metrics=ReloadMetrics(),
+        )
+
+    def _staged_tag(self) -> str:
+        """The tag of the version now in the served stage (one registry query)."""
+        from metarec.serving.loading import resolve_version
+
+        settings = self.settings
+        model = settings.registry.model_name
+        stage = settings.serving.stage
+        return resolve_version(self.registry, model=model, version=None, stage=stage).tag
+
+    @bentoml.on_startup
+    async def follow_registry(self) -> None:
+        """Start following the registry on the service's event loop (stage services only)."""
+        if self.follower is not None:
+            self._following = asyncio.get_running_loop().create_task(self.follower.run())
 
     def _refresh_loop(self) -> None:
         interval = self.settings.serving.feature_refresh_seconds
@@ -196,8 +266,10 @@ class _Adaptation:
 
     @bentoml.on_shutdown
     async def shutdown(self) -> None:
-        """Stop the refresher and the batcher; close the registry."""
+        """Stop the refresher, the registry follower and the batcher; close the registry."""
         self._stop.set()
+        if self._following is not None:
+            self._following.cancel()
         await self.engine.close()
         self.registry.close()
 
@@ -223,17 +295,20 @@ class _AnsweredByBentoML(_Adaptation):
     @bentoml.api(input_spec=RecommendRequest, output_spec=RecommendResponse)
     async def recommend(self, **fields: Any) -> RecommendResponse | JSONResponse:
         """Adapt to the user's support set (or recent ratings) and return the top-k items."""
-        return await _answer(self.engine.recommend, RecommendRequest.model_construct(**fields))
+        async with self.slot.lease() as engine:
+            return await _answer(engine.recommend, RecommendRequest.model_construct(**fields))
 
     @bentoml.api(input_spec=PredictRequest, output_spec=PredictResponse)
     async def predict(self, **fields: Any) -> PredictResponse | JSONResponse:
         """Adapt to the user's support set; predict ratings of the given items (rating versions)."""
-        return await _answer(self.engine.predict, PredictRequest.model_construct(**fields))
+        async with self.slot.lease() as engine:
+            return await _answer(engine.predict, PredictRequest.model_construct(**fields))
 
     @bentoml.api(input_spec=FeedbackRequest, output_spec=FeedbackResponse)
     async def feedback(self, **fields: Any) -> FeedbackResponse | JSONResponse:
         """Score observed ratings and interactions against what was served (MAE, hit rate)."""
-        return await _answer(self.engine.feedback, FeedbackRequest.model_construct(**fields))
+        async with self.slot.lease() as engine:
+            return await _answer(engine.feedback, FeedbackRequest.model_construct(**fields))
 
 
 def _build_service(*, direct_endpoints: bool) -> Any:
