@@ -29,34 +29,13 @@ from metarec.features.training_set import manifest_path, read_manifest
 from metarec.registry import Action, Registry, Stage, VersionRef
 from metarec.registry.artifacts import CARD_FILE, inspect_artifact
 from metarec.rollout.traffic import replay_rows
-from metarec.testing.serving import PERMISSIVE_POLICY
+from metarec.testing.serving import PERMISSIVE_POLICY, SMALL_CONFIG
 from metarec.validation.gate import build_reference_profile
 from metarec.validation.record import read_validation_record, record_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TINY = {
-    "embedding_dim": 8,
-    "hidden": [16, 16],
-    "max_steps": 4,
-    "ranker_max_steps": 30,
-    "factor_pretrain_steps": 30,
-    "factor_max_steps": 10,
-    "ranker_eval_every": 15,
-    "ranker_dim": 16,
-    "meta_batch_size": 8,
-    "inner_steps": 2,
-    "eval_every": 4,
-    "patience": 10,
-    "checkpoint_every": 1000,
-    "global_epochs": 1,
-    "finetune_steps": 2,
-    "min_ratings": 13,
-    "max_ratings": 100,
-    "support_sizes": ["5", "all"],
-    "scenarios": ["new_user"],
-    "device": "cpu",
-}
+TINY = {**SMALL_CONFIG, "max_steps": 4, "support_sizes": ["5", "all"]}
 STRICT_POLICY = """
 name: strict
 require_same_users: false
