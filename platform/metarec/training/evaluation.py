@@ -20,7 +20,6 @@ from metarec.learning.model import MeLU
 from metarec.training.artifact import (
     ModelCard,
     RankerParts,
-    load_artifact,
     load_factor_model,
     load_global_model,
     load_ranker,
@@ -78,9 +77,10 @@ def evaluate_artifact(
         ``{scenario: {support_size: {method: {"mae", "rmse", "ndcg@1", "ndcg@3", "ndcg@5"}}}}``;
         empty for a version trained on implicit events (it predicts no ratings).
     """
-    if not read_card(Path(artifact_dir)).predicts_ratings:
+    card = read_card(Path(artifact_dir))
+    model = load_rating_model(Path(artifact_dir), card)
+    if model is None:  # implicit events: no rating model, no rating metrics
         return {}
-    model, card = load_artifact(artifact_dir)
     global_model = load_global_model(artifact_dir, card)
     factor = load_factor_model(Path(artifact_dir), card)
     config, data = _card_data(artifact_dir, training_set_path, card)
