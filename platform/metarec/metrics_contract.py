@@ -17,6 +17,7 @@ MODEL_VERSION = "model_version"
 STATUS = "status"  # the HTTP status class: "2xx", "4xx", "5xx"
 BACKEND = "backend"  # the router's side: "production" or "canary"
 LE = "le"  # a histogram bucket's upper bound
+FEATURE_VIEW = "feature_view"  # a Feast feature view's name
 
 # Endpoints whose requests are traffic (health, metadata and /metrics are not).
 TRAFFIC_ENDPOINTS = ("recommend", "predict", "feedback")
@@ -35,6 +36,15 @@ ONLINE_MAE = "metarec_online_mae"  # gauge {model_version}: rolling MAE
 FEEDBACK_POSITIVE = "metarec_feedback_positive_total"  # counter {model_version}
 FEEDBACK_HITS = "metarec_feedback_hits_total"  # counter {model_version}
 ONLINE_HIT_RATE = "metarec_online_hit_rate"  # gauge {model_version}: rolling hit rate
+
+# Feature freshness (adaptation service), read from the Feast registry on a timer, not per
+# request. Gauge {feature_view}: seconds since the end of the view's latest materialisation
+# (+Inf: applied, never materialised; NaN: no longer applied).
+FEATURE_FRESHNESS = "metarec_feature_freshness_seconds"
+# Gauge {feature_view}: that end as a Unix time (0: never), for ``time() - x`` in PromQL.
+FEATURE_LAST_MATERIALIZATION = "metarec_feature_last_materialization_timestamp_seconds"
+# Gauge: 1 while the latest registry read failed (the two above then keep the last known ends).
+FEATURE_FRESHNESS_ERROR = "metarec_feature_freshness_error"
 
 # ---------------------------------------------------------------- local weighted router
 ROUTER_REQUESTS = "metarec_router_requests_total"  # counter {backend, endpoint, status}

@@ -10,13 +10,30 @@ rolling MAE over the last ``serving.quality_window`` events. Windowed online hit
 can sum them over pods and take a rate); ``metarec_online_hit_rate`` is the rolling hit rate
 over the last ``serving.hit_rate_window`` positive events. Series and label names come from
 :mod:`metarec.metrics_contract`, which the canary analysis reads them by.
+
+Feature freshness (:class:`FeatureFreshness`) is the one family not labelled by version: seconds
+since each online feature view's latest materialisation, from a reader of the Feast registry
+injected by the service builder, updated by the service's feature-refresh timer (never on a
+request, never by a scrape).
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
 from metarec import metrics_contract as contract
+from metarec.clock import utc_now
+
+# Reads the Feast registry: view name → end of its latest materialisation (None: never).
+MaterializationReader = Callable[[], Mapping[str, datetime | None]]
+# How often the registry is read at most (a cheap query; freshness is recomputed every update).
+FRESHNESS_READ_EVERY_S = 60.0
+_LOG = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (
     0.001,
@@ -46,15 +63,32 @@ def status_class(status: int) -> str:
 class ServingMetrics:
     """The service's counters, histogram and gauge for one model version."""
 
-    def __init__(self, *, model_version: str, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        model_version: str,
+        registry: CollectorRegistry | None = None,
+        materializations: MaterializationReader | None = None,
+        freshness_read_every_s: float = FRESHNESS_READ_EVERY_S,
+    ) -> None:
         """Create the metrics.
 
         Args:
             model_version: Value of the ``model_version`` label (``metarec:v3``).
             registry: Where to register (default: a new private registry).
+            materializations: Reader of the Feast registry's materialisation ends (e.g.
+                ``metarec.features.freshness.MaterializationReader``); None: no freshness.
+            freshness_read_every_s: Read the registry at most this often.
         """
         self.model_version = model_version
         self.registry = registry or CollectorRegistry()
+        self.freshness = (
+            None
+            if materializations is None
+            else FeatureFreshness(
+                materializations, registry=self.registry, read_every_s=freshness_read_every_s
+            )
+        )
         self._request_series: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._create_request_metrics()
         self._create_adaptation_metrics()
@@ -185,9 +219,99 @@ class ServingMetrics:
             summary.observe(error)
         self.online_mae.labels(self.model_version).set(mae)
 
+    def observe_freshness(self) -> None:
+        """Update the feature freshness (no-op without a reader); never raises."""
+        if self.freshness is not None:
+            self.freshness.update()
+
     def observe_hits(self, positives: int, hits: int, rate: float | None) -> None:
         """Count positive feedback events and hits; update the rolling hit rate (when known)."""
         self.feedback_positive.labels(self.model_version).inc(positives)
         self.feedback_hits.labels(self.model_version).inc(hits)
         if rate is not None:
             self.online_hit_rate.labels(self.model_version).set(rate)
+
+
+class FeatureFreshness:
+    """Seconds since each online feature view's latest materialisation, as gauges.
+
+    :meth:`update` recomputes the ages from the cached materialisation ends and reads the
+    registry again only when the cache is older than ``read_every_s``. A failed read sets
+    ``metarec_feature_freshness_error`` to 1 and keeps the last known ends (the ages keep
+    growing, an upper bound); nothing is exported for views never read. A view applied but never
+    materialised reads +Inf (timestamp 0); a view no longer applied reads NaN (prometheus_client
+    cannot remove a series in multiprocess mode).
+    """
+
+    def __init__(
+        self,
+        read: MaterializationReader,
+        *,
+        registry: CollectorRegistry,
+        read_every_s: float = FRESHNESS_READ_EVERY_S,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        """Create the gauges (the error gauge at 0); read nothing yet.
+
+        Args:
+            read: Reader of the materialisation ends (may raise: Feast unreachable).
+            registry: Where to register the gauges.
+            read_every_s: Minimum seconds between two registry reads.
+            clock: The current time (aware UTC).
+        """
+        self._read = read
+        self._read_every_s = read_every_s
+        self._clock = clock
+        self._ends: dict[str, datetime | None] = {}
+        self._read_at: datetime | None = None
+        view = [contract.FEATURE_VIEW]
+        self.seconds = Gauge(
+            contract.FEATURE_FRESHNESS,
+            "Seconds since the feature view's latest materialisation (+Inf: never).",
+            view,
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
+        self.timestamp = Gauge(
+            contract.FEATURE_LAST_MATERIALIZATION,
+            "End of the feature view's latest materialisation, Unix time (0: never).",
+            view,
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
+        self.error = Gauge(
+            contract.FEATURE_FRESHNESS_ERROR,
+            "1 while the latest read of the Feast registry failed, else 0.",
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
+        self.error.set(0)
+
+    def update(self) -> None:
+        """Read the registry if the cache is due, then set every view's age; never raises."""
+        now = self._clock()
+        due = self._read_at is None or (now - self._read_at).total_seconds() >= self._read_every_s
+        if due:
+            self._refresh(now)
+        for name, end in self._ends.items():
+            if end is None:
+                self.seconds.labels(name).set(math.inf)
+                self.timestamp.labels(name).set(0)
+            else:
+                self.seconds.labels(name).set(max((now - end).total_seconds(), 0.0))
+                self.timestamp.labels(name).set(end.timestamp())
+
+    def _refresh(self, now: datetime) -> None:
+        """Read the ends; on failure keep the cached ones and raise the error gauge."""
+        self._read_at = now
+        try:
+            ends = dict(self._read())
+        except Exception as exc:  # Feast unreachable: keep serving, show it in the metrics
+            _LOG.warning("feature freshness: cannot read the Feast registry (%s)", exc)
+            self.error.set(1)
+            return
+        for gone in self._ends.keys() - ends.keys():
+            self.seconds.labels(gone).set(math.nan)
+            self.timestamp.labels(gone).set(math.nan)
+        self._ends = ends
+        self.error.set(0)

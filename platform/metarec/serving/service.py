@@ -172,17 +172,21 @@ def build_engine(settings: Settings, *, version: str | None = None) -> Any:
     # Imported here, not at the top: `bentoml serve` imports this module in its own process
     # only to read the service's definition; torch and Feast (≈ 9 s of imports on a small
     # machine) are needed only where the instance is built, in the worker.
+    from metarec.features.freshness import MaterializationReader
     from metarec.serving.engine import AdaptationEngine
     from metarec.serving.features import FeatureCache
     from metarec.serving.loading import load_served_model
 
     served = load_served_model(settings, version=version)
     features = FeatureCache(settings, encoder=served.encoder)
-    metrics = ServingMetrics(model_version=served.tag)
+    metrics = ServingMetrics(
+        model_version=served.tag, materializations=MaterializationReader(settings)
+    )
     engine = AdaptationEngine(
         served=served, features=features, serving=settings.serving, metrics=metrics
     )
     engine.warm_up()
+    metrics.observe_freshness()
     return engine
 
 
@@ -259,6 +263,7 @@ class _Adaptation:
     def _refresh_loop(self) -> None:
         interval = self.settings.serving.feature_refresh_seconds
         while not self._stop.wait(interval):
+            self.engine.metrics.observe_freshness()  # never raises: a failure is a gauge
             try:
                 self.engine.features.refresh()
             except Exception:  # a failed check keeps the cached features; retried next tick
