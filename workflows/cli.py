@@ -108,15 +108,56 @@ def deploy_flows(
     work_pool: Annotated[
         str, typer.Option(help="Prefect Kubernetes work pool (created if missing).")
     ],
+    base_job_template: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Template to create the pool with: the chart's ConfigMap "
+            "<release>-metarec-prefect-job-template (kubectl get configmap … -o yaml) or its "
+            "base-job-template.json key. Default: the built-in template rendered from "
+            "training_compute (no Secrets env, hardening or volumes: for a pool no chart made).",
+        ),
+    ] = None,
+    replace_template: Annotated[
+        bool,
+        typer.Option(
+            "--replace-template",
+            help="Replace an existing pool's base job template with --base-job-template (or "
+            "the built-in one). Default: an existing pool keeps its template.",
+        ),
+    ] = False,
 ) -> None:
     """Deploy both flows to a Kubernetes work pool on their cron schedules (PREFECT_API_URL).
 
-    The pool's base job template carries training_compute (GPU limits, tolerations, node
-    selector); flows run from workflows.image.
+    The pool's base job template has one owner. An existing pool keeps its template: on a
+    cluster installed with the Helm chart that is the chart's ConfigMap (MetaRec's env with
+    Secrets by reference, pod hardening, volumes, service account, and training_compute's GPU
+    limits, tolerations and node selector). A missing pool is created with --base-job-template,
+    else with the built-in template rendered from training_compute. Where the pool's template
+    disagrees with training_compute is printed as a warning. Flows run from workflows.image.
     """
-    from metarec.workflows.deployments import deploy_to_work_pool
+    from metarec.workflows.deployments import TemplateAction, deploy_to_work_pool
 
-    for deployment_id in deploy_to_work_pool(ctx.obj, work_pool=work_pool):
+    outcome = deploy_to_work_pool(
+        ctx.obj,
+        work_pool=work_pool,
+        base_job_template=base_job_template,
+        replace_template=replace_template,
+    )
+    if outcome.template is TemplateAction.KEPT:
+        unused = (
+            f" ({base_job_template} unused: add --replace-template)" if base_job_template else ""
+        )
+        typer.echo(f"Work pool {work_pool}: exists, its base job template is kept{unused}.")
+    else:
+        typer.echo(
+            f"Work pool {work_pool}: base job template {outcome.template.value} from "
+            f"{outcome.template_source}."
+        )
+    for line in outcome.drift:
+        typer.echo(f"Warning: the pool's template differs from training_compute: {line}", err=True)
+    for deployment_id in outcome.deployment_ids:
         typer.echo(f"Deployed {deployment_id} to work pool {work_pool}")
 
 

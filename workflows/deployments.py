@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from metarec.config import Settings
+from metarec.errors import MetaRecError
 from metarec.workflows.prefect_flows import materialize_flow, retrain_flow
 
 
@@ -42,43 +46,124 @@ def _flow_specs(
     ]
 
 
-async def _ensure_work_pool(name: str, template: dict[str, Any]) -> None:
+class TemplateAction(StrEnum):
+    """What ``flows deploy`` did to the work pool's base job template."""
+
+    CREATED = "created"  # the pool was missing: created with the template
+    KEPT = "kept"  # the pool exists: its template was left as it is
+    REPLACED = "replaced"  # the pool exists and --replace-template replaced its template
+
+
+@dataclass(frozen=True)
+class PoolDeployment:
+    """The outcome of :func:`deploy_to_work_pool`.
+
+    Attributes:
+        work_pool: The pool's name.
+        template: What happened to its base job template.
+        template_source: Where the template came from (a file, or ``built-in``); for a kept
+            pool, the template it would have been created with.
+        drift: Where the pool's template now disagrees with the settings' compute spec (one
+            line each; empty when they agree).
+        deployment_ids: The deployments' ids.
+    """
+
+    work_pool: str
+    template: TemplateAction
+    template_source: str
+    drift: list[str]
+    deployment_ids: list[str]
+
+
+async def _ensure_work_pool(
+    name: str, template: dict[str, Any], *, replace: bool
+) -> tuple[TemplateAction, dict[str, Any]]:
+    """Create the pool with ``template``; an existing one keeps its own unless ``replace``.
+
+    Returns:
+        What was done, and the pool's base job template afterwards.
+
+    Raises:
+        MetaRecError: An existing pool of that name is not a Kubernetes pool.
+    """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
     from prefect.exceptions import ObjectNotFound
 
     async with get_client() as client:
         try:
-            await client.read_work_pool(name)
+            pool = await client.read_work_pool(name)
         except ObjectNotFound:
             await client.create_work_pool(
                 WorkPoolCreate(name=name, type="kubernetes", base_job_template=template)
             )
-        else:
-            await client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
+            return TemplateAction.CREATED, template
+        if pool.type != "kubernetes":
+            raise MetaRecError(
+                f"Work pool {name!r} is a {pool.type!r} pool, not a Kubernetes one.",
+                fix="name a Kubernetes work pool (or a new name: it is created).",
+            )
+        if not replace:
+            return TemplateAction.KEPT, pool.base_job_template
+        await client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
+        return TemplateAction.REPLACED, template
 
 
-def deploy_to_work_pool(settings: Settings, *, work_pool: str) -> list[str]:
-    """Create or update a Kubernetes work pool and deploy both flows to it on their schedules.
+def deploy_to_work_pool(
+    settings: Settings,
+    *,
+    work_pool: str,
+    base_job_template: Path | None = None,
+    replace_template: bool = False,
+) -> PoolDeployment:
+    """Deploy both flows to a Kubernetes work pool on their schedules, creating it if missing.
 
-    The pool's base job template carries the training compute spec (GPU limits, tolerations,
-    node selector); flows run from the platform image by module path, and the MetaRec home
-    comes from the pod's environment.
+    The pool's base job template has one owner. An existing pool's template is left as it is
+    (on a cluster the Helm chart's ConfigMap ``<release>-metarec-prefect-job-template`` is that
+    template: MetaRec's env with Secrets by reference, pod hardening, volumes, service
+    account), unless ``replace_template``. A missing pool is created with ``base_job_template``
+    when given, else with the built-in template rendered from ``training_compute``
+    (:func:`~metarec.workflows.kubernetes_job_template.training_base_job_template`), whose
+    compute parts are the chart's. Flows run from ``workflows.image`` by module path.
 
     Args:
         settings: Active settings (schedules, image, compute spec).
-        work_pool: Name of the Prefect work pool (created when missing).
+        work_pool: Name of the Prefect work pool.
+        base_job_template: The template to create the pool with (or to replace its template
+            with): a ``base-job-template.json`` or the chart's ConfigMap manifest.
+        replace_template: Replace an existing pool's template.
 
     Returns:
-        The deployment ids.
+        What was done to the pool, where it disagrees with ``training_compute``, the ids.
+
+    Raises:
+        MetaRecError: The pool exists and is not a Kubernetes pool, or the template file is
+            missing or not a template.
     """
     import asyncio
 
-    from metarec.workflows.kubernetes_job_template import training_base_job_template
+    from metarec.workflows.kubernetes_job_template import (
+        compute_drift,
+        load_base_job_template,
+        training_base_job_template,
+    )
+
+    rendered = training_base_job_template(settings.training_compute, image=settings.workflows.image)
+    template = load_base_job_template(base_job_template) if base_job_template else rendered
+    action, current = asyncio.run(_ensure_work_pool(work_pool, template, replace=replace_template))
+    return PoolDeployment(
+        work_pool=work_pool,
+        template=action,
+        template_source=str(base_job_template) if base_job_template else "built-in",
+        drift=compute_drift(current, rendered),
+        deployment_ids=_deploy_flows(settings, work_pool=work_pool),
+    )
+
+
+def _deploy_flows(settings: Settings, *, work_pool: str) -> list[str]:
+    """Deploy both flows to ``work_pool`` from the platform image; their ids."""
     from prefect.deployments.runner import EntrypointType
 
-    template = training_base_job_template(settings.training_compute, image=settings.workflows.image)
-    asyncio.run(_ensure_work_pool(work_pool, template))
     ids = []
     for flow, name, cron, parameters in _flow_specs(settings, home=None):
         deployment_id = flow.deploy(

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 from metarec.config import load_settings
-from metarec.workflows.deployments import deploy_to_work_pool
+from metarec.workflows.deployments import TemplateAction, deploy_to_work_pool
 from prefect.client.orchestration import get_client
 from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
@@ -26,12 +26,17 @@ def test_deploy_creates_the_pool_and_scheduled_deployments_whose_jobs_get_the_gp
         training_compute={"gpu_count": 1, "node_selector": {"pool": "gpu"}},
         workflows={"retrain_cron": "0 5 * * 1", "image": "registry.example/metarec:1.2.3"},
     )
-    ids = deploy_to_work_pool(settings, work_pool="metarec-gpu")
-    deploy_to_work_pool(
-        settings, work_pool="metarec-gpu"
-    )  # idempotent: pool updated, not duplicated
+    first = deploy_to_work_pool(settings, work_pool="metarec-gpu")
+    again = deploy_to_work_pool(settings, work_pool="metarec-gpu")  # idempotent
+    assert (first.template, again.template) == (TemplateAction.CREATED, TemplateAction.KEPT)
+    assert first.drift == again.drift == []
+    ids = first.deployment_ids
     pool, deployments = asyncio.run(_read("metarec-gpu"))
-    assert len(ids) == 2 and {d.name for d in deployments} == {"materialize", "retrain"}
+    assert (
+        len(ids) == 2
+        and sorted(again.deployment_ids) == sorted(ids)
+        and {d.name for d in deployments} == {"materialize", "retrain"}
+    )
     retrain = next(d for d in deployments if d.name == "retrain")
     assert retrain.schedules[0].schedule.cron == "0 5 * * 1"
     assert retrain.entrypoint == "metarec.workflows.prefect_flows.retrain_flow"

@@ -190,10 +190,32 @@ def register_candidate(
                 return RegistrationOutcome(decision=decision, rejection=rejection)
             if not register:
                 return RegistrationOutcome(decision=decision)
-            info = current.register(
-                folder, model=model, gate_decision=decision, actor=actor, reason=reason
-            )
+            info = _register(current, folder, artifact, model, decision, actor, reason)
             return RegistrationOutcome(decision=decision, registered=info)
+
+
+def _register(
+    registry: Registry,
+    folder: Path,
+    artifact: Location,
+    model: str,
+    decision: GateDecision,
+    actor: str,
+    reason: str,
+) -> VersionInfo:
+    """Register ``folder``, the local form of ``artifact``: the ledger's source is ``artifact``.
+
+    For a URI, ``folder`` is a temporary copy that is gone after the call; the version's source
+    is where the artifact really is (``s3://…``), never that copy.
+    """
+    return registry.register(
+        folder,
+        model=model,
+        gate_decision=decision,
+        actor=actor,
+        reason=reason,
+        source=str(artifact),
+    )
 
 
 def _record_rejection(
@@ -255,7 +277,5 @@ def register_gated(
         if existing is not None:
             return Registered(version=existing, reused=True)
         check_decision(decision, manifest=manifest, artifact_dir=artifact)  # names the URI
-        info = current.register(
-            folder, model=model, gate_decision=decision, actor=actor, reason=reason
-        )
+        info = _register(current, folder, artifact, model, decision, actor, reason)
     return Registered(version=info, reused=False)

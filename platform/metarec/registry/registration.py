@@ -36,6 +36,7 @@ def register(
     actor: str,
     reason: str,
     bentoml_home: Path | None = None,
+    source: str | None = None,
 ) -> int:
     """Register an artifact folder as a new ``staging`` version.
 
@@ -48,6 +49,9 @@ def register(
         actor: Who registers (user, pipeline run).
         reason: Why, for the ledger.
         bentoml_home: Also save the version in this BentoML home (None: do not).
+        source: Where the artifact really is, kept in the ledger as the version's source and
+            named in errors: the URI (``s3://…``) when ``artifact_dir`` is only a temporary
+            local copy of it (default: ``artifact_dir``).
 
     Returns:
         The new version's number.
@@ -58,12 +62,16 @@ def register(
         RegistryConflictError: The same artifact is already registered.
     """
     candidate = _accepted_candidate(
-        store, Path(artifact_dir), model=model, gate_decision=gate_decision
+        store,
+        Path(artifact_dir),
+        model=model,
+        gate_decision=gate_decision,
+        source=source or str(artifact_dir),
     )
     rows.ensure_model(db, model)
     exported: list[str] = []
     try:
-        with db.write(f"registering {artifact_dir}") as session:
+        with db.write(f"registering {candidate.source}") as session:
             model_row = rows.model_row(session, model, lock=True)
             row = _add_version(db, session, model_row, candidate, actor=actor, reason=reason)
             if bentoml_home is not None:
@@ -78,7 +86,12 @@ def register(
 
 
 def _accepted_candidate(
-    store: ArtifactStore, artifact_dir: Path, *, model: str, gate_decision: GateEvidence
+    store: ArtifactStore,
+    artifact_dir: Path,
+    *,
+    model: str,
+    gate_decision: GateEvidence,
+    source: str,
 ) -> _Candidate:
     """Inspect the artifact, check the decision, copy it into the store.
 
@@ -88,10 +101,11 @@ def _accepted_candidate(
     """
     VersionRef(model=model, version=1)  # validates the model name
     manifest = inspect_artifact(artifact_dir)
-    check_decision(gate_decision, manifest=manifest, artifact_dir=artifact_dir)
+    check_decision(gate_decision, manifest=manifest, artifact_dir=source)
     return _Candidate(
         model=model,
         artifact_dir=artifact_dir,
+        source=source,
         manifest=manifest,
         uri=store.put(artifact_dir, model=model, manifest=manifest),
         gate=gate_decision.model_dump(mode="json"),
@@ -104,6 +118,7 @@ class _Candidate:
 
     model: str
     artifact_dir: Path
+    source: str  # where the artifact really is (a URI when artifact_dir is a fetched copy)
     manifest: ArtifactManifest
     uri: str
     gate: dict[str, Any]
@@ -124,7 +139,7 @@ def _add_version(
         RegistryConflictError: The artifact is already a version of the model.
     """
     manifest = candidate.manifest
-    _refuse_duplicate(session, model_row, manifest=manifest, artifact_dir=candidate.artifact_dir)
+    _refuse_duplicate(session, model_row, manifest=manifest, source=candidate.source)
     row = VersionRow(
         model_id=model_row.id,
         version=rows.next_version(session, model_row),
@@ -142,7 +157,7 @@ def _add_version(
     session.flush()
     db.step("version-inserted")
     evidence = {
-        "source": str(candidate.artifact_dir),
+        "source": candidate.source,
         "digest": manifest.digest,
         "gate": candidate.gate,
     }
@@ -162,7 +177,7 @@ def _add_version(
 
 
 def check_decision(
-    gate_decision: GateEvidence, *, manifest: ArtifactManifest, artifact_dir: Path
+    gate_decision: GateEvidence, *, manifest: ArtifactManifest, artifact_dir: Path | str
 ) -> None:
     """Refuse a rejected candidate, or a decision made for another artifact.
 
@@ -224,7 +239,7 @@ def _export(
 
 
 def _refuse_duplicate(
-    session: Session, model_row: ModelRow, *, manifest: ArtifactManifest, artifact_dir: Path
+    session: Session, model_row: ModelRow, *, manifest: ArtifactManifest, source: str
 ) -> None:
     """An artifact is registered once per model.
 
@@ -235,6 +250,6 @@ def _refuse_duplicate(
     if duplicate is not None:
         tag = f"{model_row.name}:v{duplicate.version}"
         raise RegistryConflictError(
-            f"{artifact_dir} is already registered as {tag} ({duplicate.stage}).",
+            f"{source} is already registered as {tag} ({duplicate.stage}).",
             fix=f"use {tag}; an artifact is registered once.",
         )

@@ -137,6 +137,7 @@ class Registry:
         gate_decision: GateEvidence,
         actor: str,
         reason: str = "registered after passing the evaluation gate",
+        source: str | None = None,
     ) -> VersionInfo:
         """Register an artifact folder as a new ``staging`` version.
 
@@ -147,6 +148,8 @@ class Registry:
                 candidate is never registered.
             actor: Who registers (user, pipeline run).
             reason: Why, for the ledger.
+            source: Where the artifact really is (its URI when ``artifact_dir`` is a fetched
+                copy); kept in the ledger (default: ``artifact_dir``).
 
         Returns:
             The new version.
@@ -166,6 +169,7 @@ class Registry:
             actor=actor,
             reason=reason,
             bentoml_home=self.bentoml_home,
+            source=source,
         )
         return self.get_version(VersionRef(model=model, version=number))
 
