@@ -40,10 +40,11 @@ class FeastSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    environment: Literal["local", "cluster"] = Field(
+    environment: Literal["local", "cluster", "local-ray", "cluster-ray"] = Field(
         default="local",
         description="`local`: SQLite online store, file offline store, SQL registry on SQLite. "
-        "`cluster`: Redis online store, PostgreSQL registry, S3-style offline paths.",
+        "`cluster`: Redis online store, PostgreSQL registry, S3-style offline paths. "
+        "`*-ray`: the same stores, materialised by Feast's Ray compute engine.",
     )
     project: str = Field(
         default="metarec",
@@ -217,6 +218,48 @@ class ServingSettings(BaseModel):
     )
 
 
+class DeploySettings(BaseModel):
+    """Where the deploy step sets a new version (``rollout.deploy``); ``none`` on a laptop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["none", "kubernetes"] = Field(
+        default="none",
+        description="`none`: no Deployment to patch (the local canary serves the versions). "
+        "`kubernetes`: patch the serving Deployment through the Kubernetes API (pod's "
+        "ServiceAccount), then wait for the cluster's canary engine.",
+    )
+    engine: Literal["embedded", "flagger"] = Field(
+        default="embedded",
+        description="`embedded`: set the version on the canary Deployment, then start a rollout "
+        "for the rollout controller. `flagger`: set it on Flagger's target Deployment and the "
+        "Canary's webhooks (metadata.version), then wait for the registry to follow Flagger.",
+    )
+    namespace: str = Field(default="default", description="Namespace of the Deployment.")
+    deployment: str = Field(
+        default="metarec-serving-canary", description="Name of the Deployment to patch."
+    )
+    container: str = Field(default="adaptation", description="Its serving container.")
+    port: int = Field(default=3000, ge=1, le=65535, description="`serve --port` of it.")
+    flagger_canary: str = Field(
+        default="",
+        description="Engine `flagger`: name of the Flagger Canary whose webhooks get the "
+        "version. Required with that engine.",
+    )
+    ready_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Engine `embedded`: how long to wait for the canary Deployment's new pods "
+        "before the rollout starts.",
+    )
+
+    @model_validator(mode="after")
+    def _flagger_needs_a_canary(self) -> DeploySettings:
+        if self.kind == "kubernetes" and self.engine == "flagger" and not self.flagger_canary:
+            raise ValueError("rollout.deploy.flagger_canary is required with engine flagger.")
+        return self
+
+
 class RolloutSettings(BaseModel):
     """The canary rollout controller: router, metric source and where the services are."""
 
@@ -250,6 +293,7 @@ class RolloutSettings(BaseModel):
         description="How the adaptation service writes the model_version metric label.",
     )
     poll_s: float = Field(default=1.0, gt=0, description="Controller reconcile period.")
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
 
     @model_validator(mode="before")
     @classmethod

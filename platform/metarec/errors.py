@@ -225,3 +225,11 @@ class RouterError(RolloutError):
 
 class MetricSourceError(RolloutError):
     """Canary metrics could not be read (service /metrics or Prometheus unreachable or invalid)."""
+
+
+class DeployError(RolloutError):
+    """The deploy step could not set a version on a serving Deployment or a Flagger Canary."""
+
+
+class RolloutStaleStateError(RolloutError):
+    """A rollout's state changed since it was read: its compare-and-set save was refused."""

@@ -59,7 +59,9 @@ def test_gpu_production_materialises_into_redis_before_the_retrain_run(gpu, char
 
 
 def test_data_containers_get_the_training_pods_env_volumes_and_account(gpu, chart):
-    retrain = _pod(gpu.get("CronJob", chart.name("retrain")))
+    # The train template: the training pod spec without the retrain's deploy step (its own
+    # account and env), which the data pods must not get.
+    retrain = _pod(gpu.get("CronJob", chart.name("train")))
     expected_env = retrain["containers"][0]["env"]
     for component in ("data-ingest", "data-materialize"):
         pod = _pod(gpu.get("CronJob", chart.name(component)))

@@ -133,7 +133,7 @@ def test_flagger_replaces_the_embedded_controller_route_and_serving_services(def
     controller = chart.name("rollout-controller")
     assert controller in default.names("Deployment") and default.of_kind("HTTPRoute")
     assert controller not in gpu.names("Deployment") | gpu.names("ServiceAccount")
-    assert not gpu.of_kind("Role") and not gpu.of_kind("HTTPRoute")
+    assert gpu.names("Role") == {chart.name("deployer")} and not gpu.of_kind("HTTPRoute")
     assert not {chart.name("serving-production"), chart.name("serving-canary")} & gpu.names(
         "Service"
     ), "Flagger creates the serving Services; the chart's would fight over their selectors"

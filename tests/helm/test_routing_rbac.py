@@ -40,7 +40,13 @@ def test_any_split_that_sums_to_100_renders(chart, split):
     [
         (["route.weights.canary=20"], "must sum to 100"),
         (["route.weights.production=90", "route.weights.canary=10"], "serving.canary.enabled"),
-        (["serving.canary.enabled=true", "route.weights.production=100"], "serving.canary.version"),
+        (
+            [
+                *("serving.canary.enabled=true", "route.weights.production=100"),
+                "retrain.deploy.enabled=false",
+            ],
+            "serving.canary.version",
+        ),
     ],
 )
 def test_inconsistent_routing_values_fail_naming_the_values(chart, sets, message):
@@ -65,7 +71,7 @@ def test_route_attaches_to_the_configured_gateway(gpu_embedded):
 def test_controller_may_only_get_and_patch_its_own_httproute(manifests, chart):
     assert not manifests.of_kind("ClusterRole")
     assert not manifests.of_kind("ClusterRoleBinding")
-    (role,) = manifests.of_kind("Role")
+    role = manifests.get("Role", chart.name("rollout-controller"))
     (rule,) = role["rules"]
     (route,) = manifests.of_kind("HTTPRoute")
     assert rule == {
@@ -74,7 +80,7 @@ def test_controller_may_only_get_and_patch_its_own_httproute(manifests, chart):
         "resourceNames": [route["metadata"]["name"]],
         "verbs": ["get", "patch"],
     }
-    (binding,) = manifests.of_kind("RoleBinding")
+    binding = manifests.get("RoleBinding", chart.name("rollout-controller"))
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",

@@ -162,7 +162,10 @@ def test_a_wrongly_typed_value_fails_the_schema(chart):
         (["externalS3.artifactRoot="], "externalS3.artifactRoot is required"),
         (["controlPlane.api.tokenSecret="], "controlPlane.api.tokenSecret is required"),
         (["training.trainingSet="], "training.trainingSet is required"),
-        (["serving.canary.enabled=true"], "serving.canary.version is required"),
+        (
+            ["serving.canary.enabled=true", "retrain.deploy.enabled=false"],
+            "serving.canary.version is required",
+        ),
     ],
 )
 def test_missing_required_values_fail_naming_the_values_path(chart, sets, path):

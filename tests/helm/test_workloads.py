@@ -142,6 +142,11 @@ def test_only_the_rollout_controller_mounts_a_service_account_token(manifests, c
         if where == f"Deployment/{chart.name('rollout-controller')}":
             assert pod["automountServiceAccountToken"] is True
             assert pod["serviceAccountName"] == chart.name("rollout-controller")
+        elif where == f"CronJob/{chart.name('retrain')}" and chart.name(
+            "deployer"
+        ) in manifests.names("ServiceAccount"):  # the deploy step patches its one Deployment
+            assert pod["automountServiceAccountToken"] is True
+            assert pod["serviceAccountName"] == chart.name("deployer")
         else:
             assert pod["automountServiceAccountToken"] is False, where
             assert pod["serviceAccountName"] == chart.name(), where

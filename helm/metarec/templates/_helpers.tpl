@@ -62,6 +62,61 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "metarec.routeName" -}}{{ include "metarec.fullname" . }}-serving{{- end -}}
 {{- define "metarec.productionName" -}}{{ include "metarec.fullname" . }}-serving-production{{- end -}}
 {{- define "metarec.canaryName" -}}{{ include "metarec.fullname" . }}-serving-canary{{- end -}}
+{{- define "metarec.deployerName" -}}{{ include "metarec.fullname" . }}-deployer{{- end -}}
+
+{{/*
+The Deployment the retrain pipeline's deploy step sets the new version on (empty: no deploy
+step, the retrain pod runs the local canary): engine flagger, Flagger's target (the production
+Deployment); engine embedded, the canary Deployment (needs serving.canary.enabled and the
+rollout controller, which carries the rollout out).
+*/}}
+{{- define "metarec.deploy.target" -}}
+{{- if and .Values.retrain.enabled .Values.retrain.deploy.enabled -}}
+{{- if eq .Values.rollout.engine "flagger" -}}
+{{ include "metarec.productionName" . }}
+{{- else if and .Values.serving.canary.enabled .Values.rollout.controller.enabled -}}
+{{ include "metarec.canaryName" . }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The retrain pod's settings of the deploy step (rollout.deploy) and, embedded, its router. */}}
+{{- define "metarec.deploy.env" -}}
+{{- $flagger := eq .Values.rollout.engine "flagger" -}}
+- name: METAREC_ROLLOUT__DEPLOY__KIND
+  value: kubernetes
+- name: METAREC_ROLLOUT__DEPLOY__ENGINE
+  value: {{ ternary "flagger" "embedded" $flagger }}
+- name: METAREC_ROLLOUT__DEPLOY__NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: METAREC_ROLLOUT__DEPLOY__DEPLOYMENT
+  value: {{ include "metarec.deploy.target" . | quote }}
+- name: METAREC_ROLLOUT__DEPLOY__CONTAINER
+  value: adaptation
+- name: METAREC_ROLLOUT__DEPLOY__PORT
+  value: {{ .Values.serving.port | quote }}
+- name: METAREC_ROLLOUT__DEPLOY__READY_TIMEOUT_S
+  value: {{ .Values.retrain.deploy.readyTimeoutSeconds | quote }}
+{{- if $flagger }}
+- name: METAREC_ROLLOUT__DEPLOY__FLAGGER_CANARY
+  value: {{ include "metarec.routeName" . | quote }}
+{{- else }}
+- name: METAREC_ROLLOUT__ROUTER__KIND
+  value: gateway-api
+- name: METAREC_ROLLOUT__ROUTER__NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: METAREC_ROLLOUT__ROUTER__HTTPROUTE
+  value: {{ include "metarec.routeName" . | quote }}
+- name: METAREC_ROLLOUT__ROUTER__PRODUCTION_BACKEND
+  value: {{ include "metarec.productionName" . | quote }}
+- name: METAREC_ROLLOUT__ROUTER__CANARY_BACKEND
+  value: {{ include "metarec.canaryName" . | quote }}
+{{- end }}
+{{- end -}}
 
 {{/* The platform image; image.repository is required. */}}
 {{- define "metarec.image" -}}
@@ -82,8 +137,8 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if and (not .Values.serving.canary.enabled) (gt ($w.canary | int) 0) -}}
 {{- fail "route.weights.canary must be 0 while serving.canary.enabled is false" -}}
 {{- end -}}
-{{- if .Values.serving.canary.enabled -}}
-{{- $_ := required "serving.canary.version is required when serving.canary.enabled is true (the registry version the canary serves)" .Values.serving.canary.version -}}
+{{- if and .Values.serving.canary.enabled (not (include "metarec.deploy.target" .)) -}}
+{{- $_ := required "serving.canary.version is required when serving.canary.enabled is true and no deploy step sets it (retrain.deploy.enabled with the rollout controller): the registry version the canary serves" .Values.serving.canary.version -}}
 {{- end -}}
 {{- if and .Values.serving.autoscaling.enabled (gt (.Values.serving.autoscaling.minReplicas | int) (.Values.serving.autoscaling.maxReplicas | int)) -}}
 {{- fail "serving.autoscaling.minReplicas must not exceed serving.autoscaling.maxReplicas" -}}
@@ -289,14 +344,18 @@ existing Secrets by reference only (secretKeyRef); no value of a Secret is ever 
 {{/*
 The training pod spec shared by the training Job template and the retraining CronJob:
 include "metarec.training.podSpec" (list $ "train" (list "train" "--device" "cuda")).
+An optional fourth item, a dict, gives a ServiceAccount whose token is mounted
+("serviceAccount") and env appended to the platform's ("env"): the retrain pod's deploy step.
 */}}
 {{- define "metarec.training.podSpec" -}}
 {{- $root := index . 0 -}}
 {{- $name := index . 1 -}}
 {{- $args := index . 2 -}}
+{{- $extra := dict -}}
+{{- if gt (len .) 3 }}{{ $extra = index . 3 }}{{ end -}}
 {{- $c := $root.Values.training.compute -}}
-{{ include "metarec.podCommon" (list $root (include "metarec.serviceAccountName" $root)) }}
-automountServiceAccountToken: false
+{{ include "metarec.podCommon" (list $root ($extra.serviceAccount | default (include "metarec.serviceAccountName" $root))) }}
+automountServiceAccountToken: {{ not (empty $extra.serviceAccount) }}
 restartPolicy: Never
 {{- $sel := include "metarec.training.nodeSelector" $root | fromJson }}
 {{- with $sel }}
@@ -317,6 +376,9 @@ containers:
       {{- toYaml $args | nindent 6 }}
     env:
       {{- include "metarec.env" $root | nindent 6 }}
+      {{- with $extra.env }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
     resources:
       {{- include "metarec.training.resources" $root | fromJson | toYaml | nindent 6 }}
     {{- include "metarec.containerSecurityContext" $root | nindent 4 }}

@@ -1,4 +1,4 @@
-"""``metarec rollout …``: start, watch, abort and run canary rollouts."""
+"""``metarec rollout …``: start, watch, abort and run canary rollouts; deploy a version."""
 
 from __future__ import annotations
 
@@ -149,6 +149,45 @@ def start(
         _write_report(settings, final, report)
     if final.phase.value != "Succeeded":
         raise typer.Exit(code=4)
+
+
+DEPLOY_HELP = (
+    "Set a registry version on the cluster's serving Deployment: the retrain pipeline's deploy "
+    "step, through the Kubernetes API.\n\n"
+    "rollout.deploy names the Deployment (kind kubernetes, namespace, deployment, container, "
+    "port; env METAREC_ROLLOUT__DEPLOY__*). Its serving container then runs `metarec serve "
+    "--version N --port P` (other args kept); the pod template is annotated metarec.io/version."
+    "\n\nEngine embedded: the canary Deployment (then start the canary with `metarec rollout "
+    "start`). Engine flagger: first the Flagger Canary's webhooks get metadata.version "
+    "<model>:vN, then Flagger's target Deployment, whose change starts Flagger's analysis."
+    "\n\nNeeds get/patch on that Deployment (and Canary): the chart's Role <fullname>-deployer."
+)
+
+
+@app.command(help=DEPLOY_HELP)
+def deploy(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="Registry version to serve: 3, v3 or <model>:v3.")],
+    wait_ready: Annotated[
+        bool | None,
+        typer.Option(
+            "--wait-ready/--no-wait-ready",
+            help="Wait until the Deployment's new pods are available (default: with engine "
+            "embedded; Flagger scales its target itself).",
+        ),
+    ] = None,
+) -> None:
+    """Set a registry version on the cluster's serving Deployment (help: DEPLOY_HELP)."""
+    from metarec.ops.deploy import deploy_version
+
+    settings: Settings = ctx.obj
+    ref = version_ref(settings, version, None)
+    done = deploy_version(settings, ref=ref, wait_ready=wait_ready)
+    what = "set" if done.patched else "already set"
+    console.print(f"{ref.tag} {what} on Deployment {done.deployment}: {' '.join(done.args)}")
+    if done.canary is not None:
+        what = "set" if done.canary_patched else "already set"
+        console.print(f"metadata.version {ref.tag} {what} on the webhooks of Canary {done.canary}")
 
 
 def _print_events(events: list[Any]) -> None:

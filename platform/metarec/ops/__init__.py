@@ -16,6 +16,8 @@ module                     use cases
 :mod:`.canary`             :func:`start_canary`, :func:`run_canary`, :func:`run_controller`,
                            :func:`release_canary`
 :mod:`.local_canary`       :func:`run_local_canary`
+:mod:`.deploy`             :func:`deploy_version`, :func:`await_flagger` (the serving Deployment
+                           takes a version through the Kubernetes API)
 :mod:`.canary_spec`        :func:`rollout_spec` (a canary's spec from typed options)
 :mod:`.retraining`         :func:`retrain` and its steps
 :mod:`.evaluation`         :func:`evaluate_candidate` (metrics and plot beside an artifact)
@@ -51,6 +53,7 @@ _MODULES = {
         "roll_back_canary",
         "webhook_evidence",
     ),
+    "deploy": ("Deployed", "FlaggerVerdict", "await_flagger", "deploy_version", "deployer_for"),
     "canary": (
         "CanaryOutcome",
         "release_canary",

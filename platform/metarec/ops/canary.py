@@ -9,7 +9,9 @@
   production and promote it when every step passes (the ``canary_rollout`` component, the
   quickstart). The first version has nothing to canary against and is promoted directly; a
   version already in production is left as it is; an active rollout of the same version is
-  resumed, never duplicated.
+  resumed, never duplicated. With ``rollout.deploy.kind: kubernetes`` (the Helm chart's retrain
+  pod) the deploy step (:mod:`metarec.ops.deploy`) sets the version on the cluster's serving
+  Deployment and the cluster's engine decides: never a local canary in the pipeline's pod.
 
 A version that learnt from implicit events predicts no ratings, so there is no online MAE to
 compare: when the canary or production is such a version, :func:`spec_for_versions` (called by
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metarec.config import Settings
-from metarec.ops import local_canary
+from metarec.ops import deploy, local_canary
 from metarec.ops._registry import registry_session
 from metarec.ops.canary_spec import BOOTSTRAP_REASON, PROMOTED_OUTCOMES, Outcome
 from metarec.registry import Registry, Stage, VersionRef
@@ -259,9 +261,11 @@ def release_canary(
 ) -> CanaryOutcome:
     """Canary ``ref`` against production and promote it when every step passes.
 
-    With router ``local`` the two versions are served here behind the local router under
-    generated traffic (:func:`~metarec.ops.local_canary.run_local_canary`); otherwise the
-    rollout controller of the cluster carries the rollout out and this waits for its end.
+    ``rollout.deploy.kind: kubernetes``: the version is set on the cluster's serving Deployment
+    (:mod:`metarec.ops.deploy`), then the cluster's rollout controller (engine ``embedded``) or
+    Flagger (the registry follows its verdict; no rollout state) decides. Otherwise, router
+    ``local``: both versions are served here under generated traffic
+    (:func:`~metarec.ops.local_canary.run_local_canary`); another: the controller decides.
 
     Args:
         settings: MetaRec settings.
@@ -278,12 +282,15 @@ def release_canary(
 
     Raises:
         RolloutError: The version is not in staging, or another rollout is active.
+        DeployError: The deploy step could not set the version on the cluster.
     """
     with registry_session(settings, None) as registry:
         production = registry.production_version(ref.model)
         direct = _without_canary(registry, ref, production=production, actor=actor)
         if direct is not None:
             return direct
+        if settings.rollout.deploy.kind == "kubernetes":
+            return _on_cluster(settings, registry, ref, spec=spec, actor=actor, timeout_s=timeout_s)
         state = start_canary(
             settings, ref=ref, spec=spec, actor=actor, resume=True, registry=registry
         )
@@ -321,6 +328,33 @@ def _without_canary(
             production_after=ref.version,
         )
     return None
+
+
+def _on_cluster(
+    settings: Settings,
+    registry: Registry,
+    ref: VersionRef,
+    *,
+    spec: RolloutSpec,
+    actor: str,
+    timeout_s: float,
+) -> CanaryOutcome:
+    """Deploy ``ref`` on the cluster, then wait for its engine's verdict (no local service)."""
+    before = registry.production_version(ref.model)
+    deploy.deploy_version(settings, ref=ref, registry=registry)
+    if settings.rollout.deploy.engine == "flagger":
+        verdict = deploy.await_flagger(settings, ref=ref, registry=registry, timeout_s=timeout_s)
+        return CanaryOutcome(
+            ref=ref,
+            outcome=verdict.outcome,
+            reason=verdict.reason,
+            production_before=before,
+            production_after=registry.production_version(ref.model),
+        )
+    state = start_canary(settings, ref=ref, spec=spec, actor=actor, resume=True, registry=registry)
+    store = RolloutStore(engine=registry.engine)
+    final = wait_for_rollout(store, state.id, timeout_s=timeout_s, poll_s=settings.rollout.poll_s)
+    return _finished(settings, registry, ref, final, before=before, traffic=None)
 
 
 def _carry_out(
