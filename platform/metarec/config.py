@@ -64,8 +64,10 @@ class FeastSettings(BaseModel):
     )
     offline_root: str = Field(
         default="",
-        description="Cluster offline data root (e.g. s3://bucket/metarec). Empty: the snapshot "
-        "folder in the MetaRec home.",
+        description="Object-store root of the snapshots (e.g. s3://bucket/offline): `data "
+        "ingest` publishes each to `<root>/<id>/` and `<root>/CURRENT`; the Feast sources read "
+        "them there and pods without the snapshot fetch it. Empty: the snapshot folder in the "
+        "MetaRec home.",
     )
 
 

@@ -9,6 +9,7 @@ under their own names; their fixtures are re-exported here.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import socket
 import sys
@@ -103,12 +104,37 @@ class Cluster:
             files[1].write_text(yaml.safe_dump(extra))
         return self.chart.render(*files)
 
-    def run(self, manifests: Any, kind: str, component: str) -> list[Any]:
-        """Run the pod of the Job or CronJob ``<release>-metarec-<component>`` to completion."""
+    def run(
+        self,
+        manifests: Any,
+        kind: str,
+        component: str,
+        *,
+        home: Path | None = None,
+        commands: dict[str, list[str]] | None = None,
+    ) -> list[Any]:
+        """Run the pod of the Job or CronJob ``<release>-metarec-<component>`` to completion.
+
+        Args:
+            manifests: The rendered chart.
+            kind: ``Job`` or ``CronJob``.
+            component: The workload's component name.
+            home: This pod's own volume at the home mount (an ``emptyDir``), instead of the
+                folder every pod shares (``home.existingClaim``): every env value under the
+                rendered home path is moved under it.
+            commands: Container name → ``metarec`` arguments: run these containers, in order,
+                with the env of the pod's (last) container, instead of the pod's own.
+        """
         doc = manifests.get(kind, self.chart.name(component))
         objects = workloads.Objects.of(manifests.docs, secrets=self.secrets)
+        spec = workloads.job_pod_spec(doc)
+        if commands is not None:
+            spec = _with_commands(spec, commands)
+        if home is not None:
+            home.mkdir(parents=True, exist_ok=True)
+            spec = _with_home(spec, self.values["home"]["path"], home)
         return workloads.run_pod(
-            workloads.job_pod_spec(doc),
+            spec,
             objects,
             name=f"{doc['metadata']['name']}-harness",
             namespace=self.chart.namespace,
@@ -116,10 +142,32 @@ class Cluster:
         )
 
 
+def _with_commands(spec: dict[str, Any], commands: dict[str, list[str]]) -> dict[str, Any]:
+    """The pod spec running ``commands`` (init containers, then the last) in its container."""
+    template = spec["containers"][-1]
+    containers = [
+        {**copy.deepcopy(template), "name": name, "command": ["metarec"], "args": list(args)}
+        for name, args in commands.items()
+    ]
+    return {**spec, "initContainers": containers[:-1], "containers": containers[-1:]}
+
+
+def _with_home(spec: dict[str, Any], mount: str, home: Path) -> dict[str, Any]:
+    """The pod spec with every env value under ``mount`` moved under ``home`` (its own volume)."""
+    spec = copy.deepcopy(spec)
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        for item in container.get("env", []):
+            value = item.get("value")
+            if isinstance(value, str) and (value == mount or value.startswith(mount + "/")):
+                item["value"] = str(home) + value[len(mount) :]
+    return spec
+
+
 @pytest.fixture
 def cluster(local_stores, chart, s3, tmp_path) -> Iterator[Cluster]:
     """The chart's test values: local stores, the S3 server's prefix, a fresh Feast project and a
-    local home shared by every pod (as ``home.existingClaim`` shares one on a cluster)."""
+    local home shared by every pod (as ``home.existingClaim`` shares one on a cluster), unless a
+    run gives its pod its own (``Cluster.run(..., home=…)``, an ``emptyDir``)."""
     from metarec.config import load_settings
     from metarec.features.store import open_store
 

@@ -1,13 +1,16 @@
-"""Data on the kubelet-less cluster: the chart's ingest Job and materialise CronJob run with
-their rendered env against PostgreSQL, Redis and the S3 server, and leave features in Redis.
+"""Data on the kubelet-less cluster: the chart's ingest Job, materialise CronJob and the retrain
+pod's training-set build run with their rendered env against PostgreSQL, Redis and the S3 server.
 
-The team's tables live on the object store (``s3://`` URIs in the schema YAML). The snapshot is
-written in the MetaRec home that the data pods share (``home.existingClaim`` on a cluster): the
-chart has no setting that puts snapshots on the object store yet.
+Every pod has its own empty home (an ``emptyDir``), so nothing travels between them through a
+shared folder: the team's schema and tables are on the object store (``--schema s3://…``), the
+ingest pod publishes the snapshot to ``externalS3.offlineRoot``, the materialise pod reads the
+Feast sources there, and the retrain pod fetches the snapshot from there to build its training set.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +22,9 @@ import yaml
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _tables_on_s3(s3, tmp_path: Path) -> tuple[Path, pd.DataFrame]:
-    """A generated catalogue uploaded to S3; its schema YAML (local) names the s3:// tables."""
+def _schema_on_s3(s3, tmp_path: Path) -> tuple[str, pd.DataFrame]:
+    """A generated catalogue uploaded to S3 with its schema YAML beside it: the interactions
+    named by an ``s3://`` URI, the users and items by paths relative to the YAML."""
     out = tmp_path / "catalogue"
     subprocess.run(
         [
@@ -34,12 +38,11 @@ def _tables_on_s3(s3, tmp_path: Path) -> tuple[Path, pd.DataFrame]:
     fs = s3.filesystem()
     schema = yaml.safe_load((out / "schema.yaml").read_text())
     for table in ("interactions", "users", "items"):
-        url = s3.url("raw", f"{table}.parquet")
-        fs.put_file(str(out / schema[table]["path"]), url)
-        schema[table]["path"] = url
-    local_schema = tmp_path / "schema.yaml"
-    local_schema.write_text(yaml.safe_dump(schema))
-    return local_schema, pd.read_parquet(out / "users.parquet")
+        fs.put_file(str(out / schema[table]["path"]), s3.url("raw", f"{table}.parquet"))
+        schema[table]["path"] = f"{table}.parquet"
+    schema["interactions"]["path"] = s3.url("raw", "interactions.parquet")
+    fs.pipe_file(s3.url("raw", "schema.yaml"), yaml.safe_dump(schema).encode())
+    return s3.url("raw", "schema.yaml"), pd.read_parquet(out / "users.parquet")
 
 
 def _succeeded(steps, names):
@@ -48,29 +51,23 @@ def _succeeded(steps, names):
         assert step.returncode == 0, f"{step.name} exited {step.returncode}:\n{step.output[-3000:]}"
 
 
-def test_ingest_job_then_materialise_cronjob_put_the_s3_tables_into_redis(cluster, s3, tmp_path):
+def _published(s3, offline: str) -> dict:
+    """The manifest of the snapshot ``<offline>/CURRENT`` names, each file checked on S3."""
+    fs = s3.filesystem()
+    snapshot_id = fs.cat_file(f"{offline}/CURRENT").decode().strip()
+    manifest = json.loads(fs.cat_file(f"{offline}/{snapshot_id}/manifest.json"))
+    assert manifest["snapshot_id"] == snapshot_id
+    for name, sha256 in manifest["file_sha256"].items():
+        assert hashlib.sha256(fs.cat_file(f"{offline}/{snapshot_id}/{name}")).hexdigest() == sha256
+    return manifest
+
+
+def _online_settings(cluster, home: Path):
+    """Settings that read the online store as the serving pods would (the rendered env's)."""
     from metarec.config import load_settings
-    from metarec.data.snapshots import SnapshotStore
-    from metarec.features.store import online_features, open_store
 
-    schema, users = _tables_on_s3(s3, tmp_path)
-    manifests = cluster.render(
-        data={
-            "ingest": {"onInstall": True, "source": "table", "schema": str(schema)},
-            "materialize": {"enabled": True},
-        }
-    )
-
-    _succeeded(cluster.run(manifests, "Job", "data-ingest-install"), ["ingest", "apply"])
-    snapshot = SnapshotStore(cluster.home / "data" / "snapshots").get()
-    assert snapshot.row_counts["users"] == len(users)
-    assert snapshot.metadata["label_kind"] == "rating"
-
-    _succeeded(cluster.run(manifests, "CronJob", "data-materialize"), ["materialize"])
-
-    # Read back as the serving pods would: the online store named by the rendered env.
-    settings = load_settings(
-        home=cluster.home,
+    return load_settings(
+        home=home,
         feast={
             "environment": "cluster",
             "project": cluster.project,
@@ -79,11 +76,58 @@ def test_ingest_job_then_materialise_cronjob_put_the_s3_tables_into_redis(cluste
             "redis_connection_string": cluster.secrets["metarec-redis"]["connection-string"],
         },
     )
-    store = open_store(settings)
+
+
+def test_data_pods_with_their_own_homes_share_the_snapshot_through_the_object_store(
+    cluster, s3, tmp_path
+):
+    from metarec.features.store import online_features, open_store
+
+    schema, users = _schema_on_s3(s3, tmp_path)
+    offline = s3.url("offline")
+    manifests = cluster.render(
+        externalS3={"offlineRoot": offline},
+        data={
+            "ingest": {"onInstall": True, "source": "table", "schema": schema},
+            "materialize": {"enabled": True},
+        },
+    )
+    pods = tmp_path / "pods"
+
+    steps = cluster.run(manifests, "Job", "data-ingest-install", home=pods / "ingest")
+    _succeeded(steps, ["ingest", "apply"])
+    manifest = _published(s3, offline)
+    assert manifest["row_counts"]["users"] == len(users)
+    assert manifest["metadata"]["label_kind"] == "rating"
+
+    steps = cluster.run(manifests, "CronJob", "data-materialize", home=pods / "materialize")
+    _succeeded(steps, ["materialize"])
+    store = open_store(_online_settings(cluster, tmp_path / "reader"))
     for _, user in users.head(3).iterrows():
         values = online_features(store, user_id=int(user["customer_id"]))
         assert values["country"] == user["country"]
         assert values["age"] == user["age"]
+
+    # The retrain pod's first steps (`flows run retrain`: training set, then the gate).
+    build = {
+        "training-set": ["features", "training-set"],
+        "profile": ["features", "profile"],
+        "validate": ["features", "validate"],
+    }
+    retrain = pods / "retrain"
+    steps = cluster.run(manifests, "CronJob", "retrain", home=retrain, commands=build)
+    _succeeded(steps, list(build))
+    training_set = retrain / "training_sets" / f"{manifest['snapshot_id']}.parquet"
+    built = json.loads(training_set.with_suffix(".manifest.json").read_text())
+    assert built["snapshot_id"] == manifest["snapshot_id"]
+    assert built["rows"] == manifest["row_counts"]["interactions"]
+    assert len(pd.read_parquet(training_set)) == built["rows"]
+    record = json.loads(training_set.with_suffix(".validation.json").read_text())
+    assert record["success"] is True
+    assert record["dataset_fingerprint"] == built["fingerprint"]
+    # Nothing went through a shared folder; the materialise pod never needed the snapshot.
+    assert not cluster.home.exists()
+    assert not (pods / "materialize" / "data" / "snapshots").exists()
 
 
 def test_a_pod_whose_secret_is_missing_does_not_start(cluster):

@@ -4,7 +4,6 @@ The engine is selected in ``feature_repo/local-ray/feature_store.yaml``; the val
 online are compared with those of Feast's default (in-process) engine over the same data.
 """
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -31,14 +30,9 @@ SPEC = SyntheticSpec(
 )
 
 
-def _home(root: Path, *, engine_yaml: Path | None) -> Settings:
-    """A home over the synthetic data; its Feast repo uses ``engine_yaml`` when given."""
-    repo = REPO
-    if engine_yaml is not None:  # a copy of the repo whose active file is engine_yaml
-        repo = root / "repo"
-        shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy(engine_yaml, repo / "feature_store.yaml")
-    settings = load_settings(home=root / "home", feast={"repo_path": repo})
+def _home(root: Path, *, environment: str) -> Settings:
+    """A home over the synthetic data, its Feast configuration that of ``environment``."""
+    settings = load_settings(home=root / "home", feast={"environment": environment})
     dataset = read_source(DataSource.SYNTHETIC, download_dir=settings.paths.home, synthetic=SPEC)
     apply_features(settings, write_snapshot(dataset, SnapshotStore(settings.paths.snapshots)))
     return settings
@@ -68,8 +62,8 @@ def test_ray_engine_materialises_what_the_local_engine_does(tmp_path, ray_shutdo
     import ray
     from feast.infra.compute_engines.ray.compute import RayComputeEngine
 
-    local = _home(tmp_path / "local", engine_yaml=None)
-    on_ray = _home(tmp_path / "ray", engine_yaml=REPO / "local-ray" / "feature_store.yaml")
+    local = _home(tmp_path / "local", environment="local")
+    on_ray = _home(tmp_path / "ray", environment="local-ray")  # feature_repo/local-ray/
     materialize_features(local)
     end = materialize_features(on_ray)
 

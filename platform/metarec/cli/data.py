@@ -26,14 +26,20 @@ class DataSourceOption(StrEnum):
     TABLE = "table"
 
 
+PATH_HELP = (
+    "Zip archive or extracted folder: a local path or an fsspec URI (s3://bucket/ml-100k.zip, "
+    "file:///data/ml-100k)."
+)
 SCHEMA_HELP = (
-    "Table source: the schema YAML declaring your tables. Keys: interactions (path: parquet or "
-    "CSV, local, relative to the YAML, or an fsspec URI; user_id, item_id, timestamp: column "
-    "names; timestamps are unix seconds or ISO-8601; label: kind: rating with column and scale: "
-    "[1, 5], or kind: event with optional type_column, weight_column and positive: the event "
-    "types that count as positive); optional users and items (path, key column, optional "
-    "valid_from column, features: name -> type: category | int | float | category_list | "
-    "vector, with optional column, nullable, separator, dim). See docs/your-data.md."
+    "Table source: the schema YAML declaring your tables (a local path or an fsspec URI such "
+    "as s3://bucket/schema.yaml; relative table paths are read beside it). Keys: interactions "
+    "(path: parquet or CSV, local, relative to the YAML, or an fsspec URI; user_id, item_id, "
+    "timestamp: column names; timestamps are unix seconds or ISO-8601; label: kind: rating "
+    "with column and scale: [1, 5], or kind: event with optional type_column, weight_column "
+    "and positive: the event types that count as positive); optional users and items (path, "
+    "key column, optional valid_from column, features: name -> type: category | int | float | "
+    "category_list | vector, with optional column, nullable, separator, dim). See "
+    "docs/your-data.md."
 )
 
 
@@ -47,9 +53,7 @@ def ingest(
             "(your own interactions and attribute tables, declared by --schema)."
         ),
     ],
-    path: Annotated[
-        Path | None, typer.Option(help="Local zip archive or extracted folder.")
-    ] = None,
+    path: Annotated[str | None, typer.Option(help=PATH_HELP)] = None,
     url: Annotated[
         str | None,
         typer.Option(help="Archive URL (default for MovieLens: the official GroupLens URL)."),
@@ -64,7 +68,7 @@ def ingest(
     seed: Annotated[int, typer.Option(help="Synthetic: random seed.")] = 0,
     users: Annotated[int, typer.Option(help="Synthetic: number of users.")] = 300,
     items: Annotated[int, typer.Option(help="Synthetic: number of items.")] = 400,
-    schema: Annotated[Path | None, typer.Option(help=SCHEMA_HELP)] = None,
+    schema: Annotated[str | None, typer.Option(help=SCHEMA_HELP)] = None,
 ) -> None:
     """Read a dataset and write it as a new, current snapshot.
 
@@ -88,6 +92,11 @@ def ingest(
         synthetic=_synthetic_spec(users=users, items=items, seed=seed),
         schema=schema,
     )
+    _print_ingested(ctx.obj, result)
+
+
+def _print_ingested(settings: Any, result: Any) -> None:
+    """One line on the new snapshot, and where it was published on a cluster."""
     counts = result.counts
     noun = "events" if result.label_kind == "event" else "ratings"
     console.print(
@@ -95,6 +104,9 @@ def ingest(
         f"{counts['items']:,} items → snapshot [bold]{result.snapshot.snapshot_id}[/bold] "
         f"({result.snapshot.path})"
     )
+    if settings.feast.offline_root:
+        root = settings.feast.offline_root.rstrip("/")
+        console.print(f"Published to {root}/{result.snapshot.snapshot_id} (current there).")
 
 
 def _ingest_with_progress(settings: Any, data_source: Any, **options: Any) -> Any:
@@ -236,12 +248,14 @@ def _catalogue_spec(preset: str, *, users: int | None, items: int | None, **opti
 @app.command()
 def snapshots(ctx: typer.Context) -> None:
     """List the ingested snapshots, oldest first; the current one is marked."""
+    from metarec.data.snapshot_remote import remote_snapshots
     from metarec.data.snapshots import SnapshotStore
     from metarec.errors import SnapshotNotFoundError
 
     store = SnapshotStore(ctx.obj.paths.snapshots)
-    try:
-        current = store.current_id()
+    remote = remote_snapshots(ctx.obj.feast.offline_root)
+    try:  # on a cluster, the offline root's current snapshot (this home may hold older ones)
+        current = (remote or store).current_id()
     except SnapshotNotFoundError:
         current = ""
     table = Table("current", "snapshot", "source", "interactions", "created")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,12 +15,19 @@ app = typer.Typer(help="Register, materialise and read features (Feast).", no_ar
 
 @app.command()
 def apply(ctx: typer.Context) -> None:
-    """Register entities, feature views and services over the current snapshot (`feast apply`)."""
+    """Register entities, feature views and services over the current snapshot (`feast apply`).
+
+    With feast.offline_root set, the current snapshot is the one published there last.
+    """
+    from metarec.data.snapshot_remote import remote_snapshots, resolve_snapshot
     from metarec.data.snapshots import SnapshotStore
     from metarec.features.store import apply_features, feature_store_yaml
 
     settings = ctx.obj
-    snapshot = SnapshotStore(settings.paths.snapshots).get()
+    # On a cluster (feast.offline_root set): the offline root's current snapshot, fetched into
+    # this pod's home when it is not there.
+    remote = remote_snapshots(settings.feast.offline_root)
+    snapshot = resolve_snapshot(SnapshotStore(settings.paths.snapshots), remote)
     with stage(f"Applying feature definitions over snapshot {snapshot.snapshot_id}"):
         names = apply_features(settings, snapshot)
     console.print(f"Registered {len(names)} objects: {', '.join(names)}")
@@ -65,9 +71,10 @@ def show(
 def training_set(
     ctx: typer.Context,
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="Parquet file to write (default: <home>/training_sets/<snapshot>.parquet)."
+            help="Parquet file to write, a local path or an fsspec URI such as "
+            "s3://bucket/ts.parquet (default: <home>/training_sets/<snapshot>.parquet)."
         ),
     ] = None,
 ) -> None:
@@ -76,11 +83,11 @@ def training_set(
     Every interaction is joined with the user and item features valid at its timestamp; a
     manifest with the content fingerprint is written beside the file.
     """
-    from metarec.features.training_set import build_training_set, manifest_path
+    from metarec.features.training_set import as_location, build_training_set, manifest_path
 
     with stage("Retrieving historical features (point-in-time join)"):
-        manifest = build_training_set(ctx.obj, out=out)
-    path = Path(manifest.path)
+        manifest = build_training_set(ctx.obj, out=as_location(out) if out else None)
+    path = as_location(manifest.path)
     console.print(f"{manifest.rows:,} rows × {len(manifest.columns)} columns → {path}")
     console.print(f"fingerprint {manifest.fingerprint}  manifest {manifest_path(path)}")
 

@@ -10,15 +10,26 @@ from rich.markup import escape
 from rich.table import Table
 
 from metarec.cli.console import console, stage
+from metarec.config import Settings
 
 TrainingSetOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--training-set",
-        help="Training set parquet built by `metarec features training-set` "
-        "(default: the newest one in <home>/training_sets).",
+        help="Training set parquet built by `metarec features training-set`: a path or a URI "
+        "(s3://…, gs://…, file://…) (default: the newest one in <home>/training_sets).",
     ),
 ]
+
+
+def _training_set(settings: Settings, given: str | None) -> tuple[Path | str, str]:
+    """The training set to read (the newest one when none is given) and its file name."""
+    from metarec.features.training_set import as_location
+    from metarec.validation.gate import newest_training_set
+
+    location = as_location(given) if given else newest_training_set(settings)
+    name = location.name if isinstance(location, Path) else location.rstrip("/").rsplit("/", 1)[-1]
+    return location, name
 
 
 def profile(ctx: typer.Context, training_set: TrainingSetOption = None) -> None:
@@ -26,13 +37,15 @@ def profile(ctx: typer.Context, training_set: TrainingSetOption = None) -> None:
 
     The training set must pass every integrity expectation (schema, keys, ranges, known
     categories, uniqueness, no future events). Each run stores a new profile version under
-    <home>/validation/profiles/<feature service>/; nothing is written when it fails.
+    <home>/validation/profiles/<feature service>/ (with feast.offline_root set: under
+    <offline root>/validation/profiles/ on the object store, shared by every pod); nothing is
+    written when it fails.
     """
-    from metarec.validation.gate import build_reference_profile, newest_training_set
+    from metarec.validation.gate import build_reference_profile
 
     settings = ctx.obj
-    path = training_set or newest_training_set(settings)
-    with stage(f"Checking and profiling {path.name}"):
+    path, name = _training_set(settings, training_set)
+    with stage(f"Checking and profiling {name}"):
         reference, written = build_reference_profile(settings, training_set=path)
     stats = reference.statistics
     table = Table("statistic", "value", title=f"Reference profile {reference.label}")
@@ -61,12 +74,12 @@ def validate(
     training set that training requires. Exit code 0 when it passes, 1 when it fails.
     Drift is judged against the reference profile: run `metarec features profile` first.
     """
-    from metarec.validation.gate import newest_training_set, raise_for_failure
+    from metarec.validation.gate import raise_for_failure
     from metarec.validation.gate import validate_training_set as run_gate
 
     settings = ctx.obj
-    path = training_set or newest_training_set(settings)
-    with stage(f"Validating {path.name}"):
+    path, name = _training_set(settings, training_set)
+    with stage(f"Validating {name}"):
         result = run_gate(settings, training_set=path, progress_bars=progress)
     table = Table(title=f"Suite {result.suite_name} {result.suite_version}")
     table.add_column("", no_wrap=True)

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -50,6 +51,26 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _check_received(folder: Path, snapshot_id: str) -> None:
+    """Check a received snapshot folder: its manifest names it and every file matches."""
+    manifest = folder / MANIFEST
+    recorded = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    if recorded.get("snapshot_id") != snapshot_id:
+        raise SnapshotNotFoundError(
+            f"The copy of snapshot {snapshot_id} has no manifest of its own.",
+            fix="ingest the data again: `metarec data ingest` publishes a complete snapshot.",
+        )
+    for name, expected in recorded["file_sha256"].items():
+        actual = sha256_file(folder / name) if (folder / name).is_file() else "missing"
+        if actual != expected:
+            raise ChecksumMismatchError(
+                f"{snapshot_id}/{name}",
+                expected=expected,
+                actual=actual,
+                fix="snapshots are immutable; ingest the data again.",
+            )
 
 
 class SnapshotStore:
@@ -103,6 +124,52 @@ class SnapshotStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return self.get(snapshot_id)
+
+    def receive(
+        self, snapshot_id: str, fill: Callable[[Path], None], *, make_current: bool = False
+    ) -> SnapshotInfo:
+        """Add a snapshot written elsewhere (say, fetched from the object store), verified.
+
+        ``fill`` writes the manifest and the tables into an empty staging folder; every file is
+        checked against the manifest's sha256 before the folder is renamed into place, so a
+        failed or corrupt copy leaves nothing behind. A snapshot already here is kept as it is.
+
+        Args:
+            snapshot_id: Id of the snapshot (its folder name).
+            fill: Writes the snapshot's files into the folder it is given.
+            make_current: Also make it the current snapshot.
+
+        Raises:
+            ChecksumMismatchError: A file differs from the manifest.
+            SnapshotNotFoundError: ``fill`` wrote no manifest, or one of another snapshot.
+        """
+        if not (self.root / snapshot_id / MANIFEST).is_file():
+            self.root.mkdir(parents=True, exist_ok=True)
+            staging = self.root / f".tmp-{uuid.uuid4().hex}"
+            staging.mkdir()
+            try:
+                fill(staging)
+                _check_received(staging, snapshot_id)
+                _fsync_dir(staging)
+                try:
+                    staging.rename(self.root / snapshot_id)
+                except OSError:  # another process received it first: keep that copy
+                    if not (self.root / snapshot_id / MANIFEST).is_file():
+                        raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        if make_current:
+            self._set_current(snapshot_id)
+        return self.get(snapshot_id)
+
+    def set_current(self, snapshot_id: str) -> None:
+        """Make a complete snapshot of this store the current one.
+
+        Raises:
+            SnapshotNotFoundError: It is not here.
+        """
+        self.get(snapshot_id)
+        self._set_current(snapshot_id)
 
     def _set_current(self, snapshot_id: str) -> None:
         pointer = self.root / f".{CURRENT}.{uuid.uuid4().hex}"

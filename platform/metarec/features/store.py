@@ -2,6 +2,11 @@
 
 The ``feature_store.yaml`` files in ``feature_repo/`` use ``${VAR}`` placeholders (the same
 syntax Feast expands); MetaRec fills them from its settings, so one file serves every home.
+
+With ``feast.offline_root`` set, the sources are the snapshot's tables published there
+(``s3://…/<snapshot id>/<table>.parquet``). Feast's file offline store reads them through
+pyarrow's ``S3FileSystem`` when materialising, which ignores ``AWS_ENDPOINT_URL``; each ``s3://``
+source therefore carries the pod's S3 endpoint as ``s3_endpoint_override`` (kept in the registry).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from feast import FeatureStore, RepoConfig
+from feast import FeatureStore, FileSource, RepoConfig
 
 from metarec.clock import utc_now
 from metarec.config import Settings
@@ -34,11 +39,12 @@ EntityId = int | str
 
 
 def feature_store_yaml(settings: Settings) -> Path:
-    """The ``feature_store.yaml`` of the active environment (``local`` or ``cluster``)."""
+    """The ``feature_store.yaml`` of the active environment: ``local`` is the repository's own,
+    every other one (``cluster``, ``local-ray``, ``cluster-ray``) the file in its folder."""
     repo = settings.feast.repo_path
     if settings.feast.environment == "local":
         return repo / "feature_store.yaml"
-    return repo / "cluster" / "feature_store.yaml"
+    return repo / settings.feast.environment / "feature_store.yaml"
 
 
 def feast_variables(settings: Settings) -> dict[str, str]:
@@ -112,6 +118,30 @@ def source_root(settings: Settings, snapshot: SnapshotInfo) -> str:
     return str(snapshot.path)
 
 
+def s3_endpoint(environ: Mapping[str, str] | None = None) -> str:
+    """This pod's S3 endpoint: ``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``, else "" (AWS)."""
+    env = os.environ if environ is None else environ
+    return env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or ""
+
+
+def with_s3_endpoint(objects: SnapshotObjects, endpoint: str) -> SnapshotObjects:
+    """Point every ``s3://`` file source of ``objects`` without an endpoint at ``endpoint``.
+
+    Feast's file offline store passes a source's ``s3_endpoint_override`` to pyarrow (materialise)
+    and to s3fs (historical retrieval); without it pyarrow asks AWS itself.
+    """
+    if endpoint:
+        for view in objects.views:
+            source = view.batch_source
+            if (
+                isinstance(source, FileSource)
+                and source.path.startswith("s3://")
+                and not source.file_options.s3_endpoint_override
+            ):
+                source.file_options.s3_endpoint_override = endpoint
+    return objects
+
+
 def snapshot_definitions(settings: Settings, snapshot: SnapshotInfo) -> SnapshotObjects:
     """The Feast objects over ``snapshot``: MetaRec's own, its declared features, the team's.
 
@@ -121,9 +151,10 @@ def snapshot_definitions(settings: Settings, snapshot: SnapshotInfo) -> Snapshot
     """
     if not is_table_snapshot(snapshot):
         require_movielens_columns(snapshot)
-    return snapshot_objects(
+    objects = snapshot_objects(
         snapshot, source_root=source_root(settings, snapshot), repo_path=settings.feast.repo_path
     )
+    return with_s3_endpoint(objects, s3_endpoint())
 
 
 def apply_features(settings: Settings, snapshot: SnapshotInfo) -> list[str]:

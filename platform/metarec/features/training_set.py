@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from metarec.clock import utc_now
 from metarec.config import Settings
+from metarec.data.snapshot_remote import remote_snapshots, resolve_snapshot
 from metarec.data.snapshots import SnapshotInfo, SnapshotStore
 from metarec.digests import sha256_bytes
 from metarec.errors import DataSourceNotFoundError, FeatureStoreError
@@ -205,7 +206,9 @@ def build_training_set(
     snapshot_id = applied_snapshot_id(store)
     out = out or default_training_set_path(settings, snapshot_id)
     snapshots = SnapshotStore(settings.paths.snapshots)
-    snapshot = snapshots.get(snapshot_id)
+    # A pod with its own home fetches the applied snapshot from the offline root (verified).
+    remote = remote_snapshots(settings.feast.offline_root)
+    snapshot = resolve_snapshot(snapshots, remote, snapshot_id)
     interactions = snapshots.read_table("interactions", snapshot_id=snapshot_id)
     service = store.get_feature_service(feature_service)
     entity_df = interactions.loc[:, list(ENTITY_COLUMNS)]

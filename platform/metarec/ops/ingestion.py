@@ -6,16 +6,21 @@ first step.
 With ``reuse_unchanged`` (pipelines), an ingest whose input is the one the current snapshot was
 made from (same archive checksum, same folder or table files, same synthetic spec) returns that
 snapshot and writes nothing.
+
+With ``feast.offline_root`` set (a cluster), the snapshot is also published there
+(:mod:`metarec.data.snapshot_remote`): tables, manifest, then ``CURRENT``, so pods with their own
+home find it. ``path`` and ``schema`` may be fsspec URIs (``s3://…``, ``file://…``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from metarec.config import Settings
 from metarec.data.ingest import DataSource, input_identity, read_source, write_snapshot
+from metarec.data.inputs import Input, local_input, local_schema
+from metarec.data.snapshot_remote import RemoteSnapshots, remote_snapshots, resolve_snapshot
 from metarec.data.snapshots import SnapshotInfo, SnapshotStore
 from metarec.data.synthetic import SyntheticSpec
 from metarec.errors import SnapshotNotFoundError
@@ -44,11 +49,11 @@ def ingest(
     settings: Settings,
     *,
     source: DataSource,
-    path: Path | None = None,
+    path: Input | None = None,
     url: str | None = None,
     checksum: str | None = None,
     synthetic: SyntheticSpec | None = None,
-    schema: Path | None = None,
+    schema: Input | None = None,
     reuse_unchanged: bool = False,
     on_download: Callable[[int, int | None], None] | None = None,
 ) -> Ingested:
@@ -57,11 +62,11 @@ def ingest(
     Args:
         settings: Platform settings (the snapshot store and download folder).
         source: Dataset layout.
-        path: Local archive or folder (MovieLens sources).
+        path: Archive or folder (MovieLens sources), a path or an fsspec URI.
         url: Archive URL when ``path`` is not given (checksum verified).
         checksum: Expected checksum of the download.
         synthetic: Generator settings (synthetic source).
-        schema: The schema YAML of a ``table`` source.
+        schema: The schema YAML of a ``table`` source, a path or an fsspec URI.
         reuse_unchanged: Return the current snapshot when it was made from the same input.
         on_download: Download progress callback.
 
@@ -71,27 +76,39 @@ def ingest(
     Raises:
         MetaRecError: Bad input; the previous snapshot stays current.
     """
-    identity = input_identity(source, path=path, synthetic=synthetic, schema=schema)
+    downloads = settings.paths.home / "downloads"
+    local_path = local_input(path, download_dir=downloads) if path is not None else None
+    local_yaml = local_schema(schema, download_dir=downloads) if schema is not None else None
+    identity = input_identity(source, path=local_path, synthetic=synthetic, schema=local_yaml)
     store = SnapshotStore(settings.paths.snapshots)
+    remote = remote_snapshots(settings.feast.offline_root)
     if reuse_unchanged and identity:
-        current = _current(store)
+        current = _current(store, remote)
         if current is not None and current.metadata.get("input_checksum") == identity:
-            return Ingested(snapshot=current, reused=True)
+            return Ingested(snapshot=_published(current, remote), reused=True)
     dataset = read_source(
         source,
-        path=path,
+        path=local_path,
         url=url,
         checksum=checksum,
-        download_dir=settings.paths.home / "downloads",
+        download_dir=downloads,
         synthetic=synthetic,
-        schema=schema,
+        schema=local_yaml,
         on_download=on_download,
     )
-    return Ingested(snapshot=write_snapshot(dataset, store, input_checksum=identity), reused=False)
+    snapshot = write_snapshot(dataset, store, input_checksum=identity)
+    return Ingested(snapshot=_published(snapshot, remote), reused=False)
 
 
-def _current(store: SnapshotStore) -> SnapshotInfo | None:
+def _published(snapshot: SnapshotInfo, remote: RemoteSnapshots | None) -> SnapshotInfo:
+    """Publish ``snapshot`` as the current one of the offline root, when there is one."""
+    if remote is not None:
+        remote.publish(snapshot)
+    return snapshot
+
+
+def _current(store: SnapshotStore, remote: RemoteSnapshots | None) -> SnapshotInfo | None:
     try:
-        return store.get()
+        return resolve_snapshot(store, remote)
     except SnapshotNotFoundError:
         return None

@@ -52,7 +52,12 @@ def validation_root(settings: Settings) -> Path:
 
 
 def profile_store(settings: Settings) -> ProfileStore:
-    """The reference profiles of this home."""
+    """The reference profiles: under ``feast.offline_root`` when set, else in this home.
+
+    On the object store beside the snapshots, every pod (a fresh retrain pod) shares them.
+    """
+    if settings.feast.offline_root:
+        return ProfileStore(f"{settings.feast.offline_root.rstrip('/')}/validation/profiles")
     return ProfileStore(validation_root(settings) / "profiles")
 
 
@@ -244,7 +249,7 @@ def check_integrity(
 
 def build_reference_profile(
     settings: Settings, *, training_set: Location | None = None, now: datetime | None = None
-) -> tuple[ReferenceProfile, Path]:
+) -> tuple[ReferenceProfile, Path | str]:
     """Accept a training set as the new reference profile of its feature service.
 
     The training set must pass the lineage check and every integrity expectation; the drift

@@ -1,9 +1,10 @@
 """The reference profile: statistics of an accepted training set that later ones are held to.
 
 Profiles are versioned per feature service under ``<home>/validation/profiles/<service>/``
-(``v0001.json``, ``v0002.json`` …). A new profile is always a new file, created exclusively:
-an existing version is never overwritten, and a failing run writes nothing. The newest version
-is the current reference.
+(``v0001.json``, ``v0002.json`` …; on a cluster under
+``<feast.offline_root>/validation/profiles/<service>/`` on the object store). A new profile is
+always a new file, created exclusively: an existing version is never overwritten, and a failing
+run writes nothing. The newest version is the current reference.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+import fsspec
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -108,27 +110,46 @@ def compute_statistics(
 
 
 class ProfileStore:
-    """Versioned reference profiles, one folder per feature service."""
+    """Versioned reference profiles, one folder per feature service.
 
-    def __init__(self, root: Path) -> None:
-        """Open the store rooted at ``root`` (``<home>/validation/profiles``)."""
+    The root is a local folder (``<home>/validation/profiles``) or, on a cluster, a URI on the
+    object store (``<feast.offline_root>/validation/profiles``), read and written through fsspec
+    so that every pod (a fresh retrain pod included) holds its training sets to the same one.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        """Open the store rooted at ``root`` (a folder, or a URI such as ``s3://b/profiles``)."""
         self.root = root
+        self._remote = isinstance(root, str) and "://" in root and not root.startswith("file://")
+        if isinstance(root, str) and not self._remote:
+            self.root = Path(root.removeprefix("file://"))
 
-    def folder(self, feature_service: str) -> Path:
+    def folder(self, feature_service: str) -> Path | str:
         """Where the profiles of ``feature_service`` live."""
-        return self.root / feature_service
+        if self._remote:
+            return f"{str(self.root).rstrip('/')}/{feature_service}"
+        return Path(self.root) / feature_service
 
     def versions(self, feature_service: str) -> list[int]:
         """Stored versions, oldest first."""
         folder = self.folder(feature_service)
-        if not folder.is_dir():
-            return []
-        found = (_VERSION_FILE.match(path.name) for path in folder.iterdir())
+        if isinstance(folder, Path):
+            names = [path.name for path in folder.iterdir()] if folder.is_dir() else []
+        else:
+            fs, base = fsspec.core.url_to_fs(folder)
+            try:
+                entries = fs.ls(base, detail=False, refresh=True)
+            except FileNotFoundError:  # no profile was stored yet
+                entries = []
+            names = [entry.rsplit("/", 1)[-1] for entry in entries]
+        found = (_VERSION_FILE.match(name) for name in names)
         return sorted(int(match.group(1)) for match in found if match)
 
-    def path(self, feature_service: str, version: int) -> Path:
-        """The file of one version."""
-        return self.folder(feature_service) / f"v{version:04d}.json"
+    def path(self, feature_service: str, version: int) -> Path | str:
+        """The file (or object) of one version."""
+        folder = self.folder(feature_service)
+        name = f"v{version:04d}.json"
+        return folder / name if isinstance(folder, Path) else f"{folder}/{name}"
 
     def current(self, feature_service: str) -> ReferenceProfile:
         """The newest profile of ``feature_service``.
@@ -148,23 +169,38 @@ class ProfileStore:
 
     def get(self, feature_service: str, version: int) -> ReferenceProfile:
         """One stored version."""
-        return ReferenceProfile.model_validate_json(self.path(feature_service, version).read_text())
+        path = self.path(feature_service, version)
+        if isinstance(path, Path):
+            return ReferenceProfile.model_validate_json(path.read_text())
+        with fsspec.open(path, "rb") as handle:
+            return ReferenceProfile.model_validate_json(handle.read())
 
-    def add(self, profile: ReferenceProfile) -> Path:
+    def add(self, profile: ReferenceProfile) -> Path | str:
         """Store ``profile`` as a new version file, never replacing an existing one.
+
+        On an object store the version is checked for absence before the write (object stores
+        have no exclusive create): two runs adding the same version at the same instant is the
+        one case this cannot refuse.
 
         Args:
             profile: The profile; its ``version`` must not exist yet.
 
         Returns:
-            The written file.
+            The written file (or object URI).
 
         Raises:
             FileExistsError: That version exists (a concurrent run took it).
         """
         path = self.path(profile.feature_service, profile.version)
-        path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(profile.model_dump(mode="json"), indent=2)
+        if not isinstance(path, Path):
+            fs, key = fsspec.core.url_to_fs(path)
+            fs.invalidate_cache(key)
+            if fs.exists(key):
+                raise FileExistsError(path)
+            fs.pipe_file(key, text.encode())
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text)
         try:
