@@ -317,3 +317,26 @@ def test_factor_model_can_be_switched_off_and_needs_item_ids(training_set, tmp_p
     assert load_factor_model(tmp_path / "art", card) is None
     with pytest.raises(ConfigError, match="factor_model needs item ids"):
         TrainingConfig.build({**TINY, "use_item_id": False})
+
+
+def test_factor_fold_in_trains_when_no_validation_user_has_enough_ratings(synthetic_home, tmp_path):
+    """Validation users with fewer ratings than the fold-in's validation needs (13): its
+    meta-training runs its steps without early stopping and keeps its last weights."""
+    import pandas as pd
+    from metarec.training.preparation import config_split
+
+    config = TrainingConfig.build({**TINY, "scenarios": ["new_user"], "support_sizes": ["5"]})
+    source = synthetic_home.paths.training_sets / "synthetic.parquet"
+    split = config_split(pd.read_parquet(source), config)
+    val_users = set(split.val_users)
+
+    def few_val_ratings(frame):
+        rank = frame.groupby("user_id").cumcount()
+        return frame[~frame["user_id"].isin(val_users) | (rank < 12)].reset_index(drop=True)
+
+    few = tmp_path / "ts" / "few.parquet"
+    training_set = mark_validated(source, few, transform=few_val_ratings)
+    card = train(training_set, config=config, out=tmp_path / "art")
+    trained = card.factor_model["training"]
+    assert trained["steps"] == TINY["factor_max_steps"], trained
+    assert "factor_map" in card.metrics["new_user"]["5"]

@@ -101,7 +101,7 @@ def _validation_tasks(
         min_ratings=config.min_user_ratings,
         max_ratings=config.max_user_ratings,
     )
-    return [
+    task_sets = [
         [
             task
             for draw in range(config.val_draws)
@@ -115,6 +115,9 @@ def _validation_tasks(
         ]
         for k in config.val_support_sizes
     ]
+    # A support size no validation user has enough ratings for has no tasks: it is left out
+    # (with none left, meta-training runs its steps without early stopping).
+    return [tasks for tasks in task_sets if tasks]
 
 
 def _validation_mae(
@@ -249,7 +252,9 @@ def _meta_train(
         stream=EPISODE_STREAM,
     )
     val_sets = _validation_tasks(source, split, config)
-    keeper = BestOnValidation(min_delta=1e-5, patience=config.patience, weights=weights_copy(model))
+    # Without validation tasks nothing is observed: the last weights are kept, not the first.
+    kept = weights_copy(model) if val_sets else None
+    keeper = BestOnValidation(min_delta=1e-5, patience=config.patience, weights=kept)
     keeper.best = _validation_mae(model, val_sets, device) if val_sets else float("inf")
     report.best_val_mae = keeper.best
     report.history = [{"step": 0, "val_mae": keeper.best}]
