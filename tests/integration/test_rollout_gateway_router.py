@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 from metarec.errors import RouterError
+from metarec.registry import Registry, VersionRef
+from metarec.rollout import Phase, RolloutSpec, ServiceWindow, WindowMetrics
+from metarec.rollout.controller import RolloutController, start_rollout
 from metarec.rollout.routers import GatewayAPIRouter, Router, Weights
+from metarec.rollout.store import RolloutStore
+from metarec.testing.registry import register_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +71,7 @@ def merge(target, patch):
 
 
 class FakeAPIServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.route = http_route()
         self.patches: list[dict] = []
         self.conflicts_to_inject = 0
@@ -103,8 +111,10 @@ class FakeAPIServer:
                 fake.route["metadata"]["resourceVersion"] = str(int(expected) + 1)
                 return self._send(200, fake.route)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     @property
@@ -123,17 +133,21 @@ def api_server():
     server.close()
 
 
-@pytest.fixture
-def router(api_server: FakeAPIServer) -> GatewayAPIRouter:
-    configuration = client.Configuration(host=api_server.url)
-    api = client.CustomObjectsApi(client.ApiClient(configuration))
+def gateway_router(url: str, *, timeout_s: float = 10.0) -> GatewayAPIRouter:
+    api = client.CustomObjectsApi(client.ApiClient(client.Configuration(host=url)))
     return GatewayAPIRouter(
         api=api,
         namespace="ml",
         name="metarec",
         production_backend="metarec-serving",
         canary_backend="metarec-canary",
+        request_timeout_s=timeout_s,
     )
+
+
+@pytest.fixture
+def router(api_server: FakeAPIServer) -> GatewayAPIRouter:
+    return gateway_router(api_server.url)
 
 
 def test_patch_sets_backend_ref_weights(router: GatewayAPIRouter, api_server: FakeAPIServer):
@@ -197,3 +211,104 @@ def test_missing_route_or_backend_names_the_fix(api_server: FakeAPIServer):
     )
     with pytest.raises(RouterError, match=r"serving\.canary\.enabled"):
         wrong.set_weights(production=90, canary=10)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class SilentServer:
+    """Accepts connections, then either closes them at once or never answers."""
+
+    def __init__(self, *, hang: bool) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.hang = hang
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.hang:
+                self.held.append(connection)
+            else:
+                connection.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+@pytest.mark.parametrize("failure", ["refused", "closed", "timeout"])
+def test_an_unreachable_api_server_is_a_router_error_naming_the_fix(failure: str):
+    server = None if failure == "refused" else SilentServer(hang=failure == "timeout")
+    url = f"http://127.0.0.1:{free_port()}" if server is None else server.url
+    router = gateway_router(url, timeout_s=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RouterError, match="did not answer") as raised:
+            router.set_weights(production=90, canary=10)
+        assert "egress NetworkPolicy" in raised.value.fix
+        with pytest.raises(RouterError, match="Kubernetes API server"):
+            router.weights()
+        assert time.monotonic() - started < 10  # bounded by the request timeout
+    finally:
+        if server is not None:
+            server.close()
+
+
+def test_the_controller_survives_an_unreachable_api_server_and_carries_on(tmp_path: Path):
+    """A refused connection fails one tick (the rollout keeps its phase); then it proceeds."""
+    port = free_port()
+    registry = Registry.connect(
+        url=f"sqlite:///{tmp_path / 'r.db'}", artifact_root=str(tmp_path / "artifacts")
+    )
+    register_fixture(registry, tmp_path / "a1", seed=1)
+    registry.promote(VersionRef(model="metarec", version=1), actor="t", reason="first")
+    register_fixture(registry, tmp_path / "a2", seed=2, mae=0.77)
+    store = RolloutStore(engine=registry.engine)
+    state = start_rollout(
+        registry=registry,
+        store=store,
+        ref=VersionRef(model="metarec", version=2),
+        spec=RolloutSpec(steps=(10, 100)),
+        actor="t",
+    )
+    controller = RolloutController(
+        registry=registry,
+        store=store,
+        router=gateway_router(f"http://127.0.0.1:{port}", timeout_s=0.5),
+        metrics=IdleMetrics(),
+    )
+    try:
+        [after] = controller.reconcile_all()
+        assert after.phase is Phase.INITIALIZING and "did not answer" in after.message
+        server = FakeAPIServer(port=port)  # the API server is back
+        try:
+            [after] = controller.reconcile_all()
+            assert after.phase is Phase.PROGRESSING and after.canary_weight == 10
+            weights = [r["weight"] for r in server.route["spec"]["rules"][0]["backendRefs"]]
+            assert weights == [90, 10]
+        finally:
+            server.close()
+        assert store.get(state.id).phase is Phase.PROGRESSING
+    finally:
+        registry.close()
+
+
+class IdleMetrics:
+    def start_window(self, state) -> None:
+        return
+
+    def read_window(self, state, *, window_s: float) -> WindowMetrics:
+        return WindowMetrics(window_s=window_s, canary=ServiceWindow(), production=ServiceWindow())

@@ -231,6 +231,6 @@ def _run_to_the_end(
     """Reconcile until the rollout ends; past ``timeout_s`` abort it (canary weight 0)."""
     final = controller.run_until_done(state.id, poll_s=poll_s, timeout_s=timeout_s)
     if not final.phase.terminal:
-        store.save(final.model_copy(update={"abort_requested": True}))
+        store.request_abort(state.model)
         final = controller.reconcile(state.id)
     return final

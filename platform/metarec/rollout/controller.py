@@ -1,71 +1,55 @@
 """The rollout controller: idempotent reconcile steps driven by :func:`decide`.
 
-Every step reads the persisted state, acts (router, registry), then writes the new state; a
-step interrupted half-way is safe to run again. A restarted controller re-asserts the weights
-of the persisted step, starts a fresh analysis window and carries on.
+Every step reads the persisted state, acts (router, metrics, registry), then writes its outcome
+and its timeline events in one compare-and-set save (a stale save is refused, never written
+over a newer state); a decision to promote is saved (``Promoting``) before the registry is
+touched. A step that fails half-way leaves the last state saved and is safe to run again: the
+next tick re-asserts the persisted weights, starts a fresh analysis window and carries on.
+Once the version is in production (``registry.promote`` committed) the only way on is
+``Succeeded``: a later router or store failure is retried, never rolled back.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from metarec.clock import utc_now
-from metarec.errors import MetaRecError, RegistryConflictError, RolloutError
+from metarec.errors import (
+    MetaRecError,
+    RegistryConflictError,
+    RolloutNotFoundError,
+    RolloutStaleStateError,
+)
 from metarec.registry import Registry, Stage, VersionRef
 from metarec.rollout.analysis import decide
 from metarec.rollout.metrics import MetricSource
 from metarec.rollout.routers.base import Router
+from metarec.rollout.starting import start_rollout, wait_for_rollout
 from metarec.rollout.store import EventRecord, RolloutStore
 from metarec.rollout.types import (
     Action,
     Decision,
     EventKind,
     Phase,
-    RolloutSpec,
     RolloutState,
     Verdict,
     VerdictStatus,
-    VerdictWindow,
     WindowMetrics,
+)
+from metarec.rollout.verdicts import (
+    build_verdict,
+    snapshot,
+    verdict_windows,
+    with_hit_rate_baseline,
 )
 
 log = logging.getLogger(__name__)
 
-
-def start_rollout(
-    *,
-    registry: Registry,
-    store: RolloutStore,
-    ref: VersionRef,
-    spec: RolloutSpec,
-    actor: str,
-) -> RolloutState:
-    """Create a rollout of a staging version (the controller carries it out).
-
-    Raises:
-        VersionNotFoundError: No such version.
-        RolloutError: The version is not in staging.
-        RolloutConflictError: Another rollout of the model is active.
-    """
-    info = registry.get_version(ref)
-    if info.stage is not Stage.STAGING:
-        raise RolloutError(
-            f"{ref.tag} is in {info.stage.value}; only a staging version can be rolled out.",
-            fix="register a new version (`metarec models register`) or pick a staging one "
-            "(`metarec models list`).",
-        )
-    return store.create(
-        model=ref.model,
-        version=ref.version,
-        production_version=registry.production_version(ref.model),
-        spec=spec,
-        actor=actor,
-    )
+__all__ = ["RolloutController", "start_rollout", "wait_for_rollout"]  # the last two: re-exported
 
 
 class RolloutController:
@@ -97,19 +81,34 @@ class RolloutController:
         self.metrics = metrics
         self.actor = actor
         self.clock = clock
-        # Rollouts whose weights and window this process has (re-)established.
+        # Rollouts whose router weights and metric window this process has (re-)established
+        # and saved. A step that touches either drops its rollout until its save succeeded,
+        # so after a failed step the next one re-asserts the persisted weights.
         self._attached: set[str] = set()
 
     # ---------------------------------------------------------------- loop
     def reconcile_all(self, model: str | None = None) -> list[RolloutState]:
-        """Run one reconcile step on every active rollout (of ``model`` when given)."""
+        """Run one reconcile step on every active rollout (of ``model`` when given).
+
+        A failed step (router, registry, metrics or store) leaves the last state saved; its
+        error becomes the message of the rollout's state as it is now (re-read, saved with
+        compare-and-set, so a newer phase is never overwritten) and the next tick carries on
+        from the persisted phase.
+
+        Returns:
+            Every active rollout's state after its step (as last read when the step failed).
+        """
+        try:
+            active = self.store.active(model)
+        except MetaRecError as exc:  # the store is unreachable: nothing to do this tick
+            log.warning("cannot list the active rollouts: %s", exc)
+            return []
         states = []
-        for state in self.store.active(model):
+        for state in active:
             try:
-                states.append(self.reconcile(state.id))
-            except MetaRecError as exc:  # a flaky router or metric source: retry next tick
+                states.append(self._step(state.id) or state)
+            except RolloutNotFoundError as exc:  # deleted meanwhile
                 log.warning("rollout %s: %s", state.id, exc)
-                self.store.save(state.model_copy(update={"message": str(exc)}))
         return states
 
     def run(self, *, stop: threading.Event, poll_s: float = 1.0, model: str | None = None) -> None:
@@ -124,25 +123,49 @@ class RolloutController:
         """Reconcile one rollout until it reaches a terminal phase (or ``timeout_s`` passes)."""
         stop = threading.Event()
         started = self.clock()
+        state: RolloutState | None = None
         while True:
-            try:
-                state = self.reconcile(rollout_id)
-            except MetaRecError as exc:
-                log.warning("rollout %s: %s", rollout_id, exc)
-                state = self.store.get(rollout_id)
-            if state.phase.terminal:
+            state = self._step(rollout_id) or state
+            if state is not None and state.phase.terminal:
                 return state
             if timeout_s is not None and (self.clock() - started).total_seconds() > timeout_s:
-                return state
+                return state or self.store.get(rollout_id)
             stop.wait(poll_s)
+
+    def _step(self, rollout_id: str) -> RolloutState | None:
+        """:meth:`reconcile`, a failure recorded instead of raised (None: the store failed too)."""
+        try:
+            return self.reconcile(rollout_id)
+        except RolloutNotFoundError:
+            raise
+        except MetaRecError as exc:  # a flaky router, registry, metric source or store
+            log.warning("rollout %s: %s", rollout_id, exc)
+            try:
+                current = self.store.get(rollout_id)
+                stale = isinstance(exc, RolloutStaleStateError)  # changed by another writer
+                if stale or current.phase.terminal or current.message == str(exc):
+                    return current
+                return self.store.save(current.model_copy(update={"message": str(exc)}))
+            except RolloutNotFoundError:
+                raise
+            except MetaRecError as again:  # the store is down, or the rollout just changed
+                log.warning("rollout %s: the error was not recorded: %s", rollout_id, again)
+                return None
 
     # ---------------------------------------------------------------- steps
     def reconcile(self, rollout_id: str) -> RolloutState:
-        """One idempotent step of a rollout; returns the state after it."""
+        """One idempotent step of a rollout; returns the state after it.
+
+        Raises:
+            MetaRecError: The step failed; the state it left is consistent and the step can
+                run again.
+        """
         state = self.store.get(rollout_id)
         if state.phase.terminal:
             self._attached.discard(state.id)
             return state
+        if self.registry.production_version(state.model) == state.version:
+            return self._promote(state)  # in production already: Succeeded is the only way on
         if state.abort_requested:
             return self._abort(state)
         if state.phase is Phase.INITIALIZING:
@@ -153,23 +176,32 @@ class RolloutController:
             return self._promote(state)
         return self._end_failed(state)  # RollingBack: the checks failed
 
-    def _set_weights(self, canary: int) -> None:
+    def _set_weights(self, state: RolloutState, canary: int) -> None:
+        self._attached.discard(state.id)  # until the step's save: re-assert on the next one
         self.router.set_weights(production=100 - canary, canary=canary)
 
     def _new_window(self, state: RolloutState) -> datetime:
+        self._attached.discard(state.id)
         self.metrics.start_window(state)
         return self.clock()
 
-    def _event(
+    def _saved(self, state: RolloutState, *events: EventRecord) -> RolloutState:
+        """Save ``state`` and ``events`` (compare-and-set); the rollout is attached again."""
+        state = self.store.save(state, events=events)
+        self._attached.add(state.id)
+        return state
+
+    def _record(
         self,
         state: RolloutState,
         action: EventKind,
         message: str,
         decision: Decision | None = None,
         metrics: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> EventRecord:
+        """A timeline entry at ``state``'s phase, step and weights (saved with a state)."""
         checks = None if decision is None else [c.model_dump(mode="json") for c in decision.checks]
-        event = EventRecord(
+        return EventRecord(
             action,
             100 - state.canary_weight,
             state.canary_weight,
@@ -177,29 +209,22 @@ class RolloutController:
             checks=checks,
             message=message,
             at=self.clock(),
+            phase=state.phase,
+            step_index=state.step_index,
         )
-        self.store.add_event(state, event)
 
     def _with_hit_rate_baseline(self, state: RolloutState) -> RolloutState:
-        """``state`` with the production hit-rate baseline of its newest analysed window.
-
-        The baseline has no column of its own: it is kept in each analysed event's metrics
-        (``production_hit_rate``), so it survives a controller restart like the MAE baseline.
-        """
+        """``state`` with the production hit-rate baseline kept in its analysed events."""
         if state.spec.max_online_hit_rate_drop is None or state.production_hit_rate is not None:
             return state
-        for event in reversed(self.store.events(state.id)):
-            baseline = (event.metrics or {}).get("production_hit_rate")
-            if baseline is not None:
-                return state.model_copy(update={"production_hit_rate": baseline})
-        return state
+        return with_hit_rate_baseline(state, self.store.events(state.id))
 
     def _initialize(self, state: RolloutState) -> RolloutState:
         info = self.registry.get_version(VersionRef(model=state.model, version=state.version))
         if info.stage is not Stage.STAGING:
             return self._fail(state, f"{info.tag} is {info.stage.value}, not staging")
         weight = state.spec.steps[0]
-        self._set_weights(weight)
+        self._set_weights(state, weight)
         state = state.model_copy(
             update={
                 "phase": Phase.PROGRESSING,
@@ -209,10 +234,8 @@ class RolloutController:
                 "message": f"canary at {weight} %",
             }
         )
-        self._attached.add(state.id)
-        state = self.store.save(state)
-        self._event(state, EventKind.START, f"canary {state.model}:v{state.version} at {weight} %")
-        return state
+        message = f"canary {state.model}:v{state.version} at {weight} %"
+        return self._saved(state, self._record(state, EventKind.START, message))
 
     def _progress(self, state: RolloutState) -> RolloutState:
         if state.id not in self._attached:
@@ -224,42 +247,38 @@ class RolloutController:
         decision = decide(state, metrics)
         if decision.action is Action.WAIT:
             return self._wait(state, decision, metrics, window_s)
-        snapshot = _snapshot(metrics, decision)
+        stored = snapshot(metrics, decision)
         update: dict[str, Any] = {
             "failed_checks": decision.failed_checks,
             "production_mae": decision.production_mae,
             "message": decision.reason,
         }
         if decision.action is Action.RETRY:
+            event = self._record(state, EventKind.RETRY, decision.reason, decision, stored)
             update["window_started_at"] = self._new_window(state)
-            state = self.store.save(state.model_copy(update=update))
-            self._event(state, EventKind.RETRY, decision.reason, decision, snapshot)
-            return state
+            return self._saved(state.model_copy(update=update), event)
         if decision.action is Action.FAIL:
-            self._event(state, EventKind.CHECKS_FAILED, decision.reason, decision, snapshot)
-            state = self._decided(state, update, Phase.ROLLING_BACK, VerdictStatus.FAILED, decision)
+            event = self._record(state, EventKind.CHECKS_FAILED, decision.reason, decision, stored)
+            state = self._decided(state, update, Phase.ROLLING_BACK, decision, event)
             return self._end_failed(state)
-        self._event(state, EventKind.PASSED, decision.reason, decision, snapshot)
+        passed = self._record(state, EventKind.PASSED, decision.reason, decision, stored)
         if decision.action is Action.ADVANCE:
-            return self._advance(state, update)
-        # PROMOTE
-        state = self._decided(state, update, Phase.PROMOTING, VerdictStatus.PASSED, decision)
+            return self._advance(state, update, passed)
+        # PROMOTE: the decision is saved (phase Promoting) before the registry is touched.
+        state = self._decided(state, update, Phase.PROMOTING, decision, passed)
         return self._promote(state)
 
     def _attach(self, state: RolloutState) -> RolloutState:
-        """First step in this process (e.g. after a restart): re-assert weights, open a window."""
-        self._set_weights(state.canary_weight)
-        state = self.store.save(
-            state.model_copy(
-                update={
-                    "window_started_at": self._new_window(state),
-                    "message": f"resumed at {state.canary_weight} %",
-                }
-            )
+        """First step in this process, or after a failed one: re-assert weights, new window."""
+        self._set_weights(state, state.canary_weight)
+        state = state.model_copy(
+            update={
+                "window_started_at": self._new_window(state),
+                "message": f"resumed at {state.canary_weight} %",
+            }
         )
-        self._attached.add(state.id)
-        self._event(state, EventKind.RESUME, f"controller resumed at {state.canary_weight} %")
-        return state
+        message = f"controller resumed at {state.canary_weight} %"
+        return self._saved(state, self._record(state, EventKind.RESUME, message))
 
     def _wait(
         self, state: RolloutState, decision: Decision, metrics: WindowMetrics, window_s: float
@@ -272,54 +291,69 @@ class RolloutController:
             state = self.store.save(state.model_copy(update={"message": decision.reason}))
         return state
 
-    def _advance(self, state: RolloutState, update: dict[str, Any]) -> RolloutState:
+    def _advance(
+        self, state: RolloutState, update: dict[str, Any], passed: EventRecord
+    ) -> RolloutState:
         """Checks passed: set the next step's weights and open its window."""
         weight = state.spec.steps[state.step_index + 1]
-        self._set_weights(weight)
+        self._set_weights(state, weight)
         message = f"canary at {weight} %"
         update |= {"step_index": state.step_index + 1, "canary_weight": weight, "message": message}
         state = state.model_copy(update={**update, "window_started_at": self._new_window(state)})
-        event = EventRecord(
-            EventKind.ADVANCE, 100 - weight, weight, message=message, at=self.clock()
-        )
-        return self.store.save(state, event=event)  # the state and its event: one transaction
+        # The window's verdict, the new step and its event: one transaction.
+        return self._saved(state, passed, self._record(state, EventKind.ADVANCE, message))
 
     def _decided(
         self,
         state: RolloutState,
         update: dict[str, Any],
         phase: Phase,
-        status: VerdictStatus,
         decision: Decision,
+        event: EventRecord,
     ) -> RolloutState:
-        """Enter ``phase`` and keep the verdict the analysis reached."""
+        """Enter ``phase`` with the verdict the analysis reached (saved with its ``event``)."""
         state = state.model_copy(update={**update, "phase": phase})
-        verdict = self._verdict(state, status, decision)
-        return self.store.save(state.model_copy(update={"verdict": verdict}))
+        status = VerdictStatus.FAILED if phase is Phase.ROLLING_BACK else VerdictStatus.PASSED
+        verdict = self._verdict(state, status, decision, pending=event)
+        return self.store.save(state.model_copy(update={"verdict": verdict}), events=[event])
 
     def _promote(self, state: RolloutState) -> RolloutState:
+        """Promote unless done already, then end ``Succeeded`` with the canary at 100 %.
+
+        Idempotent: the registry is asked first, so a step that failed after the promotion
+        committed (router, store) resumes here and never promotes twice.
+        """
         ref = VersionRef(model=state.model, version=state.version)
-        verdict = state.verdict or self._verdict(state, VerdictStatus.PASSED, None)
-        if self.registry.get_version(ref).stage is not Stage.PRODUCTION:  # idempotent
+        info = self.registry.get_version(ref)
+        reason = f"{ref.tag} promoted to production"
+        if info.stage is Stage.STAGING:
             try:
-                self.registry.promote(
-                    ref,
-                    actor=self.actor,
-                    reason=f"canary rollout {state.id} passed every step "
-                    f"({', '.join(f'{s} %' for s in state.spec.steps)})",
-                    evidence={"canary_verdict": verdict.model_dump(mode="json")},
-                    expected_production=state.production_version,
-                )
+                self._promote_in_registry(state, ref)
             except RegistryConflictError as exc:
-                return self._fail(state, f"production changed during the rollout: {exc.problem}")
+                production = self.registry.production_version(state.model)
+                if production == state.production_version:
+                    raise  # the registry was busy: the next tick promotes again
+                if production != state.version:
+                    return self._fail(state, f"production changed during the rollout: {exc}")
+        elif info.stage is not Stage.PRODUCTION:
+            return self._fail(state, f"{ref.tag} became {info.stage.value} during the rollout")
+        elif state.phase is not Phase.PROMOTING:
+            reason = f"{ref.tag} is in production (promoted outside this rollout)"
         # The canary now serves the production version: it keeps all traffic until the
         # production service is redeployed on it.
         return self._finish(
-            state,
-            Phase.SUCCEEDED,
-            canary=100,
-            status=VerdictStatus.PASSED,
-            reason=f"{ref.tag} promoted to production",
+            state, Phase.SUCCEEDED, canary=100, status=VerdictStatus.PASSED, reason=reason
+        )
+
+    def _promote_in_registry(self, state: RolloutState, ref: VersionRef) -> None:
+        verdict = state.verdict or self._verdict(state, VerdictStatus.PASSED)
+        self.registry.promote(
+            ref,
+            actor=self.actor,
+            reason=f"canary rollout {state.id} passed every step "
+            f"({', '.join(f'{s} %' for s in state.spec.steps)})",
+            evidence={"canary_verdict": verdict.model_dump(mode="json")},
+            expected_production=state.production_version,
         )
 
     def _end_failed(self, state: RolloutState) -> RolloutState:
@@ -350,85 +384,34 @@ class RolloutController:
         status: VerdictStatus,
         reason: str,
     ) -> RolloutState:
-        self._set_weights(canary)
-        verdict = state.verdict or self._verdict(state, status, None, reason=reason)
+        """Set the final weights, then save the terminal phase with its verdict and event."""
+        self._set_weights(state, canary)
+        verdict = state.verdict or self._verdict(state, status, reason=reason)
         if phase is not Phase.SUCCEEDED:
             verdict = verdict.model_copy(update={"status": status})
-        state = self.store.save(
-            state.model_copy(
-                update={
-                    "phase": phase,
-                    "canary_weight": canary,
-                    "verdict": verdict,
-                    "message": reason,
-                }
-            )
+        state = state.model_copy(
+            update={"phase": phase, "canary_weight": canary, "verdict": verdict, "message": reason}
         )
+        state = self.store.save(state, event=self._record(state, EventKind.ended(phase), reason))
         self._attached.discard(state.id)
-        self._event(state, EventKind.ended(phase), reason)
         return state
 
     def _verdict(
         self,
         state: RolloutState,
         status: VerdictStatus,
-        decision: Decision | None,
+        decision: Decision | None = None,
         *,
         reason: str | None = None,
+        pending: EventRecord | None = None,
     ) -> Verdict:
-        windows = [
-            VerdictWindow(
-                at=event.at,
-                step=event.step_index,
-                canary_weight=event.canary_weight,
-                result=event.action,
-                checks=event.checks,
-                metrics=event.metrics,
-            )
-            for event in self.store.events(state.id)
-            if event.checks is not None
-        ]
-        return Verdict(
-            rollout_id=state.id,
+        """The verdict of ``state``: its analysed windows (``pending`` last, if not yet saved)."""
+        windows = verdict_windows([*self.store.events(state.id), *([pending] if pending else [])])
+        return build_verdict(
+            state,
             status=status,
-            model=state.model,
-            version=state.version,
-            production_version=state.production_version,
-            reason=reason or (decision.reason if decision else state.message),
-            spec=state.spec,
-            final_checks=[] if decision is None else decision.checks,
             windows=windows,
             decided_at=self.clock(),
+            final_checks=() if decision is None else decision.checks,
+            reason=reason,
         )
-
-
-def _snapshot(metrics: WindowMetrics, decision: Decision) -> dict[str, Any]:
-    """What an analysed event stores: both windows with their ratios, and the baseline used."""
-    snapshot = metrics.model_dump(mode="json")
-    for side, window in (("canary", metrics.canary), ("production", metrics.production)):
-        snapshot[side]["error_rate"] = window.error_rate
-        snapshot[side]["online_mae"] = window.online_mae
-        snapshot[side]["online_hit_rate"] = window.online_hit_rate
-    # The hit-rate baseline the analysis used (restored from here after a restart).
-    snapshot["production_hit_rate"] = decision.production_hit_rate
-    return snapshot
-
-
-def wait_for_rollout(
-    store: RolloutStore,
-    rollout_id: str,
-    *,
-    timeout_s: float,
-    poll_s: float = 5.0,
-) -> RolloutState:
-    """Watch a rollout that a controller elsewhere carries out, until it ends or time is up.
-
-    Returns:
-        The last state read (terminal unless the timeout passed).
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        state = store.get(rollout_id)
-        if state.phase.terminal or time.monotonic() > deadline:
-            return state
-        time.sleep(poll_s)

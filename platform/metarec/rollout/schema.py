@@ -5,7 +5,8 @@
 * ``rollout_events``: what the controller did and measured, window by window (the report and
   the verdict are built from it).
 
-Created by migration ``0002_rollouts``.
+Created by migration ``0002_rollouts``; ``rollout_runs.revision`` (the compare-and-set
+version of a rollout's state) by ``0003_rollout_revision``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class RolloutRow(Base):
     actor: Mapped[str] = mapped_column(String(128), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # Bumped by every save; a save carrying an older revision is refused (compare-and-set).
+    revision: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
 
 
 class RolloutEventRow(Base):

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
-from sqlalchemy import Engine, Select, select
+from sqlalchemy import Engine, Select, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from metarec.clock import as_utc, utc_now
-from metarec.errors import RolloutConflictError, RolloutError, RolloutNotFoundError
+from metarec.errors import (
+    RolloutConflictError,
+    RolloutError,
+    RolloutNotFoundError,
+    RolloutStaleStateError,
+)
 from metarec.rollout.schema import RolloutEventRow, RolloutRow
 from metarec.rollout.types import ACTIVE_PHASES, EventKind, Phase, RolloutSpec, RolloutState
 
@@ -45,8 +50,9 @@ class RolloutEvent(BaseModel):
 class RolloutStore:
     """Reads and writes rollout state in the registry database.
 
-    The database must be at the newest migration (open the :class:`~metarec.registry.Registry`
-    first, or call :func:`metarec.registry.db.upgrade_database`).
+    Saves are compare-and-set on ``revision`` (:meth:`save`). The database must be at the
+    newest migration (open the :class:`~metarec.registry.Registry` first, or call
+    :func:`metarec.registry.db.upgrade_database`).
     """
 
     def __init__(self, *, engine: Engine) -> None:
@@ -104,6 +110,7 @@ class RolloutStore:
             actor=actor,
             created_at=now,
             updated_at=now,
+            revision=0,
         )
         try:
             with self._session() as session:
@@ -162,32 +169,57 @@ class RolloutStore:
             )
             return None if row is None else _state(row)
 
-    def save(self, state: RolloutState, *, event: EventRecord | None = None) -> RolloutState:
-        """Write the mutable fields of ``state`` (phase, step, weights, counters, verdict).
+    def save(
+        self,
+        state: RolloutState,
+        *,
+        event: EventRecord | None = None,
+        events: Sequence[EventRecord] = (),
+    ) -> RolloutState:
+        """Write the mutable fields of ``state`` if it is still at ``state.revision``.
 
-        With ``event``, the event is appended in the same transaction: a process killed
-        between the two can never leave a state change without its timeline entry.
+        Compare-and-set: the row is updated only where its revision is the one ``state`` was
+        read at, and the revision is bumped; a stale state is refused, never written over a
+        newer one. An operator's abort request is sticky (a save never clears it).
+
+        With ``event`` / ``events``, they are appended in the same transaction: a process
+        killed between the two can never leave a state change without its timeline entries.
+
+        Returns:
+            The state as stored (its new revision).
+
+        Raises:
+            RolloutStaleStateError: The rollout changed since ``state`` was read.
+            RolloutNotFoundError: The rollout is gone.
         """
+        values: dict[str, Any] = {
+            "phase": state.phase.value,
+            "step_index": state.step_index,
+            "canary_weight": state.canary_weight,
+            "failed_checks": state.failed_checks,
+            "production_mae": state.production_mae,
+            "window_started_at": state.window_started_at,
+            "verdict": None if state.verdict is None else state.verdict.model_dump(mode="json"),
+            "message": state.message,
+            "updated_at": utc_now(),
+            "revision": RolloutRow.revision + 1,
+        }
+        if state.abort_requested:
+            values["abort_requested"] = True
         with self._session() as session:
-            if event is not None:
-                session.add(_event_row(state, event))
-            row = _found(
-                session.get(RolloutRow, state.id),
-                f"Rollout {state.id} vanished from the database.",
-                fix="start the rollout again with `metarec rollout start`.",
+            result = session.execute(
+                update(RolloutRow)
+                .where(RolloutRow.id == state.id, RolloutRow.revision == state.revision)
+                .values(**values)
+                .execution_options(synchronize_session=False)
             )
-            row.phase = state.phase.value
-            row.step_index = state.step_index
-            row.canary_weight = state.canary_weight
-            row.failed_checks = state.failed_checks
-            row.production_mae = state.production_mae
-            # An abort request is sticky: a concurrent `rollout abort` is never overwritten.
-            row.abort_requested = row.abort_requested or state.abort_requested
-            row.window_started_at = state.window_started_at
-            row.verdict = None if state.verdict is None else state.verdict.model_dump(mode="json")
-            row.message = state.message
-            row.updated_at = utc_now()
-            return _state(row)
+            if result.rowcount != 1:
+                raise _stale(session, state)
+            for record in [*events, *([] if event is None else [event])]:
+                session.add(_event_row(state, record))
+            return _state(
+                session.scalars(select(RolloutRow).where(RolloutRow.id == state.id)).one()
+            )
 
     def request_abort(self, model: str) -> RolloutState:
         """Ask the controller to abort the active rollout of ``model``.
@@ -201,6 +233,8 @@ class RolloutStore:
                 f"No active rollout of {model}.",
                 fix="see `metarec rollout status`; start one with `metarec rollout start`.",
             )
+            # The revision is not bumped: the flag is sticky (no save clears it), so the
+            # controller's in-flight step still saves and the next one aborts.
             row.abort_requested = True
             row.updated_at = utc_now()
             return _state(row)
@@ -232,6 +266,9 @@ class EventRecord:
     checks: list[dict[str, Any]] | None = None
     message: str = ""
     at: datetime | None = None
+    # The phase and step the event belongs to (default: those of the state saved with it).
+    phase: Phase | None = None
+    step_index: int | None = None
 
 
 def _active_rows() -> Select[tuple[RolloutRow]]:
@@ -246,13 +283,29 @@ def _found(row: RolloutRow | None, problem: str, *, fix: str) -> RolloutRow:
     return row
 
 
+def _stale(session: Session, state: RolloutState) -> RolloutStaleStateError:
+    """Why a compare-and-set save of ``state`` matched no row (gone, or changed meanwhile)."""
+    row = _found(
+        session.get(RolloutRow, state.id),
+        f"Rollout {state.id} vanished from the database.",
+        fix="start the rollout again with `metarec rollout start`.",
+    )
+    return RolloutStaleStateError(
+        f"Rollout {state.id} changed since it was read (revision {state.revision}, now "
+        f"{row.revision}, phase {row.phase}); the stale save was refused.",
+        fix="read the rollout again (`metarec rollout status`) and retry; the controller does "
+        "so on its next tick.",
+    )
+
+
 def _event_row(state: RolloutState, record: EventRecord) -> RolloutEventRow:
+    phase = state.phase if record.phase is None else record.phase
     return RolloutEventRow(
         rollout_id=state.id,
         at=record.at or utc_now(),
-        phase=state.phase.value,
+        phase=Phase(phase).value,
         action=EventKind(record.action).value,
-        step_index=state.step_index,
+        step_index=state.step_index if record.step_index is None else record.step_index,
         production_weight=record.production_weight,
         canary_weight=record.canary_weight,
         metrics=record.metrics,
@@ -279,4 +332,5 @@ def _state(row: RolloutRow) -> RolloutState:
         message=row.message,
         created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at),
+        revision=row.revision,
     )

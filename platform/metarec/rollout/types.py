@@ -205,6 +205,12 @@ class RolloutState(BaseModel):
     message: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    revision: int = Field(
+        default=0,
+        ge=0,
+        description="Compare-and-set version of the stored state: every save bumps it, and a "
+        "save of a state read at an older revision is refused (never overwrites).",
+    )
 
     @property
     def current_step(self) -> int:

@@ -1,6 +1,8 @@
 """Kubernetes Gateway API: the ``backendRefs`` weights of an ``HTTPRoute``.
 
-Patched through the official Kubernetes Python client (what the Helm chart configures).
+Patched through the official Kubernetes Python client (what the Helm chart configures). Every
+failure, an API error or an API server that cannot be reached (refused, reset, timed out),
+raises :class:`~metarec.errors.RouterError`, so the controller retries on its next tick.
 """
 
 from __future__ import annotations
@@ -15,6 +17,26 @@ from metarec.router_config import GatewayAPIRouterConfig
 HTTPROUTE_GROUP = "gateway.networking.k8s.io"
 HTTPROUTE_VERSION = "v1"
 HTTPROUTE_PLURAL = "httproutes"
+UNREACHABLE_FIX = (
+    "check that the controller reaches the Kubernetes API server (its address in the in-cluster "
+    "config or kubeconfig, egress NetworkPolicy to the API server); the controller retries on "
+    "its next tick."
+)
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """What the Kubernetes client raises when the API server cannot be reached or answer."""
+    from urllib3.exceptions import HTTPError
+
+    return (HTTPError, OSError)
+
+
+def _cause(exc: BaseException) -> str:
+    """``Type: first line`` of what went wrong (a MaxRetryError: of its underlying cause)."""
+    cause = getattr(exc, "reason", None)
+    cause = cause if isinstance(cause, BaseException) else exc
+    text = str(cause).splitlines()[0] if str(cause) else "no detail"
+    return f"{type(cause).__name__}: {text}"
 
 
 class GatewayAPIRouter:
@@ -35,6 +57,7 @@ class GatewayAPIRouter:
         production_backend: str,
         canary_backend: str,
         retries: int = 3,
+        request_timeout_s: float = 10.0,
     ) -> None:
         """Address one HTTPRoute.
 
@@ -45,6 +68,7 @@ class GatewayAPIRouter:
             production_backend: Name of the production Service in ``backendRefs``.
             canary_backend: Name of the canary Service in ``backendRefs``.
             retries: Attempts on a 409 conflict.
+            request_timeout_s: Longest wait for the API server (connect and read) per call.
         """
         self._api = api
         self._namespace = namespace
@@ -52,6 +76,8 @@ class GatewayAPIRouter:
         self._production = production_backend
         self._canary = canary_backend
         self._retries = retries
+        # (connect, read): the client ignores a single float (it only takes an int or a pair).
+        self._timeouts = (request_timeout_s, request_timeout_s)
 
     @classmethod
     def in_cluster(
@@ -85,14 +111,30 @@ class GatewayAPIRouter:
     def _where(self) -> str:
         return f"HTTPRoute {self._namespace}/{self._name}"
 
+    def _unreachable(self, verb: str, exc: BaseException) -> RouterError:
+        return RouterError(
+            f"Cannot {verb} {self._where()}: the Kubernetes API server did not answer "
+            f"({_cause(exc)}).",
+            fix=UNREACHABLE_FIX,
+        )
+
     def _get(self) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
         try:
             return self._api.get_namespaced_custom_object(
-                HTTPROUTE_GROUP, HTTPROUTE_VERSION, self._namespace, HTTPROUTE_PLURAL, self._name
+                HTTPROUTE_GROUP,
+                HTTPROUTE_VERSION,
+                self._namespace,
+                HTTPROUTE_PLURAL,
+                self._name,
+                _request_timeout=self._timeouts,
             )
+        except _connection_errors() as exc:
+            raise self._unreachable("read", exc) from exc
         except ApiException as exc:
+            if not exc.status:  # the client's own wrapping of an SSL / connection failure
+                raise self._unreachable("read", exc) from exc
             raise RouterError(
                 f"Cannot read {self._where()} (HTTP {exc.status}: {exc.reason}).",
                 fix="check rollout.router.namespace / rollout.router.httproute and that the "
@@ -138,6 +180,8 @@ class GatewayAPIRouter:
             try:
                 self._patch(route, rules)
                 return
+            except _connection_errors() as exc:  # applied or not: the next tick re-reads it
+                raise self._unreachable("patch the weights of", exc) from exc
             except ApiException as exc:
                 if exc.status == 409 and attempt + 1 < self._retries:
                     continue
@@ -155,7 +199,13 @@ class GatewayAPIRouter:
             "spec": {"rules": rules},
         }
         self._api.patch_namespaced_custom_object(
-            HTTPROUTE_GROUP, HTTPROUTE_VERSION, self._namespace, HTTPROUTE_PLURAL, self._name, body
+            HTTPROUTE_GROUP,
+            HTTPROUTE_VERSION,
+            self._namespace,
+            HTTPROUTE_PLURAL,
+            self._name,
+            body,
+            _request_timeout=self._timeouts,
         )
 
     def close(self) -> None:
