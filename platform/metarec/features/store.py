@@ -39,8 +39,11 @@ EntityId = int | str
 
 
 def feature_store_yaml(settings: Settings) -> Path:
-    """The ``feature_store.yaml`` of the active environment: ``local`` is the repository's own,
-    every other one (``cluster``, ``local-ray``, ``cluster-ray``) the file in its folder."""
+    """The ``feature_store.yaml`` of the active environment (``feast.environment``).
+
+    ``local`` is the repository's own; every other one (``cluster``, ``local-ray``,
+    ``cluster-ray``) is the file in the folder of that name.
+    """
     repo = settings.feast.repo_path
     if settings.feast.environment == "local":
         return repo / "feature_store.yaml"
