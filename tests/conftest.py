@@ -1,13 +1,17 @@
-"""Shared fixtures: an isolated MetaRec home per test, the MovieLens copy, and prepared stores.
+"""Shared fixtures: an isolated MetaRec home per test, the MovieLens copy, prepared stores and
+the S3-compatible server.
 
 Markers (registered in pyproject.toml): integration, e2e, gpu, slow.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from metarec.config import Settings, load_settings
@@ -15,6 +19,29 @@ from metarec.environment import apply_process_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ML100K_ZIP = REPO_ROOT.parent / "shared" / "datasets" / "ml-100k.zip"
+_S3_SERVER_MODULE = "metarec_tests_s3_server"
+
+
+def _load_s3_server() -> ModuleType:
+    """``tests/s3_server.py``, loaded once under its own name (``tests/`` is not a package)."""
+    if _S3_SERVER_MODULE in sys.modules:
+        return sys.modules[_S3_SERVER_MODULE]
+    spec = importlib.util.spec_from_file_location(
+        _S3_SERVER_MODULE, Path(__file__).with_name("s3_server.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_S3_SERVER_MODULE] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# Defined here once, for every folder: a fixture re-exported by two conftests is two fixtures,
+# hence two session servers, and an s3fs instance cached in one test would then write to the
+# other server than the one a later test reads.
+_s3_server = _load_s3_server()
+s3_server = _s3_server.s3_server
+s3 = _s3_server.s3
 
 # Telemetry off and no stray homes for anything the tests import.
 _TEST_SETTINGS = load_settings(home=Path(os.environ.get("TMPDIR", "/tmp")) / "metarec-tests")

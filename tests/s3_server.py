@@ -7,7 +7,7 @@ pair, ``AWS_DEFAULT_REGION``), which botocore honours (a service-specific
 ``AWS_ENDPOINT_URL_S3`` would win over ``AWS_ENDPOINT_URL``); nothing in ``s3fs`` or ``boto`` is
 patched.
 
-Fixtures (imported by ``tests/integration/conftest.py``):
+Fixtures (defined once for every folder in ``tests/conftest.py``):
 
 - ``s3_server``: the running server (session scope).
 - ``s3``: per test, the server's environment applied to this process, and a fresh prefix of the
@@ -138,10 +138,18 @@ def _create_bucket(server: S3Server) -> None:
 
 
 @pytest.fixture
-def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Prefix:
-    """The server's environment in this process and a fresh prefix of the bucket."""
+def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Prefix]:
+    """The server's environment in this process and a fresh prefix of the bucket.
+
+    s3fs's cached instances (and their listing caches) are dropped before and after: an instance
+    made under another test's environment never serves this one.
+    """
+    import s3fs
+
     for name in _CLEARED:
         monkeypatch.delenv(name, raising=False)
     for name, value in s3_server.env.items():
         monkeypatch.setenv(name, value)
-    return S3Prefix(server=s3_server, prefix=f"t-{uuid.uuid4().hex[:12]}")
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield S3Prefix(server=s3_server, prefix=f"t-{uuid.uuid4().hex[:12]}")
+    s3fs.S3FileSystem.clear_instance_cache()

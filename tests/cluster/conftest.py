@@ -2,9 +2,10 @@
 PostgreSQL (127.0.0.1:5432, db ``test``), Redis (127.0.0.1:6379) and the S3 server the tests start
 (``tests/s3_server.py``), and its workloads run as local processes (``workloads.py``).
 
-``tests/`` is not a package (``--import-mode=importlib``): the S3 server, the chart runner of
+``tests/`` is not a package (``--import-mode=importlib``): the chart runner of
 ``tests/helm/conftest.py`` and ``workloads.py`` are loaded from their files and registered once
-under their own names; their fixtures are re-exported here.
+under their own names; the chart's fixtures are re-exported here (the S3 server's are in
+``tests/conftest.py``, for every folder).
 """
 
 from __future__ import annotations
@@ -43,12 +44,9 @@ def _load(name: str, path: Path) -> ModuleType:
     return module
 
 
-_s3_server = _load("metarec_tests_s3_server", TESTS / "s3_server.py")
 _chart = _load("metarec_tests_helm_chart", TESTS / "helm" / "conftest.py")
 workloads = _load("metarec_tests_cluster_workloads", Path(__file__).with_name("workloads.py"))
 
-s3_server = _s3_server.s3_server
-s3 = _s3_server.s3
 helm = _chart.helm
 chart = _chart.chart
 
