@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import socket
 import sys
 import time
 
@@ -169,6 +170,20 @@ def test_a_pod_runs_on_a_free_port_until_its_readiness_probe_answers_and_is_stop
     assert pod.process.poll() is not None, "the process is stopped on exit"
     assert pod.probes["readiness"].get()[0] == 0
     assert f"starting on {port}" in pod.output()
+
+
+def test_a_pod_whose_port_was_taken_meanwhile_restarts_once_on_a_fresh_port(tmp_path):
+    pod = _pod(tmp_path, "serve")
+    taken = pod.ports["http"]
+    with socket.socket() as squatter:  # another process took the port after it was picked
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        with pod:
+            assert pod.wait_ready(timeout_s=30) > 0
+            port = pod.ports["http"]
+            assert port != taken and pod.argv[-2:] == ["--port", str(port)]
+            assert {p.port for p in pod.probes.values()} == {port}
+            assert pod.probes["liveness"].get()[0] == 200
 
 
 def test_a_pod_that_exits_fails_with_its_exit_code_and_output(tmp_path):

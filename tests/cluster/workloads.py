@@ -303,7 +303,14 @@ class PodProcess:
             raise PodStartError(f"{self.name} has no readinessProbe: nothing says it is ready")
         probe, started = self.probes["readiness"], self.launched_at
         status, body = 0, ""
+        restarted = False
         while time.monotonic() - started < timeout_s:
+            if self.process.poll() is not None and not restarted and self._port_taken():
+                # Another process took the free port between its pick and the bind (local
+                # processes share one network namespace): restart once on fresh ports, as a
+                # kubelet restarts a crashed container.
+                restarted, probe = True, self._restart_on_fresh_ports("readiness")
+                continue
             if self.process.poll() is not None:
                 raise PodStartError(
                     f"{self.name} exited with code {self.process.returncode} before "
@@ -317,6 +324,23 @@ class PodProcess:
             f"{self.name}: readinessProbe GET {probe.path} did not answer 200 within "
             f"{timeout_s:.0f} s (last: {status} {body[:300]!r}):\n{self.output()}"
         )
+
+    def _port_taken(self) -> bool:
+        return "Address already in use" in self.output()
+
+    def _restart_on_fresh_ports(self, probe_kind: str) -> HttpProbe:
+        """Move every local port to a fresh free one and start the process again."""
+        fresh = {port: free_port() for port in set(self.ports.values())}
+        self.argv = move_ports(self.argv, self.env, fresh)
+        self.ports = {name: fresh[port] for name, port in self.ports.items()}
+        self.probes = {
+            kind: HttpProbe(kind=probe.kind, path=probe.path, port=fresh[probe.port])
+            for kind, probe in self.probes.items()
+        }
+        launched = self.launched_at
+        self.start()
+        self.launched_at = launched  # the readiness deadline still counts from the first launch
+        return self.probes[probe_kind]
 
     def terminate(self) -> None:
         """SIGTERM the process group, as the kubelet does (returns at once)."""
