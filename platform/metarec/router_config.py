@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
 DEFAULT_ROUTER_KIND = "local"
 
@@ -25,7 +25,11 @@ DEFAULT_ROUTER_KIND = "local"
 class LocalRouterConfig(BaseModel):
     """``kind: local``: run the weighted proxy in this process, in front of the two services.
 
-    The services it proxies to are ``rollout.production_url`` and ``rollout.canary_url``.
+    The services it proxies to are ``rollout.production_url`` and ``rollout.canary_url``. The
+    proxy has two listeners: traffic at ``listen_host:listen_port`` (every path is proxied
+    except ``/-/…``, which answers 404) and its admin API (``/-/rollout/weights``,
+    ``/-/rollout/metrics``) at ``admin_host:admin_port``, which requires
+    ``Authorization: Bearer <admin_token>``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -35,15 +39,67 @@ class LocalRouterConfig(BaseModel):
     listen_port: int = Field(
         default=8080, ge=0, le=65535, description="Local proxy port (0: a free one)."
     )
+    admin_host: str = Field(
+        default="127.0.0.1", description="Interface of the proxy's admin API (weights, metrics)."
+    )
+    admin_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of the proxy's admin API (0: a free one; empty: listen_port + 1, or a "
+        "free one when listen_port is 0).",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the admin API (empty: a random one per process, which "
+        "`metarec rollout router` prints).",
+    )
+    max_body_bytes: int = Field(
+        default=10_000_000,
+        ge=1024,
+        description="Larger request bodies are refused (413), on both listeners.",
+    )
+
+    @model_validator(mode="after")
+    def _admin_port_is_its_own(self) -> LocalRouterConfig:
+        """Refuse an admin port that is the traffic port or that cannot follow it."""
+        if self.admin_port is None and self.listen_port == 65535:
+            raise ValueError(
+                "admin_port defaults to listen_port + 1, but listen_port is 65535: set "
+                "rollout.router.admin_port (METAREC_ROLLOUT__ROUTER__ADMIN_PORT)."
+            )
+        if self.admin_port and self.admin_port == self.listen_port:
+            raise ValueError(
+                f"admin_port and listen_port are both {self.listen_port}: the admin API needs "
+                "its own port; set rollout.router.admin_port to another port (0: a free one)."
+            )
+        return self
+
+    @property
+    def admin_listen_port(self) -> int:
+        """The admin API's port: ``admin_port``, else ``listen_port + 1`` (0: a free port)."""
+        if self.admin_port is not None:
+            return self.admin_port
+        return self.listen_port + 1 if self.listen_port else 0
 
 
 class HTTPRouterConfig(BaseModel):
-    """``kind: http``: drive a proxy started separately with ``metarec rollout router``."""
+    """``kind: http``: drive a proxy started separately with ``metarec rollout router``.
+
+    The controller talks to the proxy's admin API only: ``url`` is the admin URL and
+    ``admin_token`` its bearer token, both of which ``metarec rollout router`` prints.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["http"] = "http"
-    url: str = Field(default="http://127.0.0.1:8080", description="Base URL of the proxy.")
+    url: str = Field(
+        default="http://127.0.0.1:8081",
+        description="Base URL of the proxy's admin API (not its traffic port).",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token of the proxy's admin API (required)."
+    )
     timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one admin call.")
 
 

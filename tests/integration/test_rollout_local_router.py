@@ -1,5 +1,6 @@
 """LocalWeightedRouter under real HTTP traffic: sticky per user, weight changes under load lose
-nothing, the admin endpoint, its own metrics, a graceful stop.
+nothing, the admin endpoint, its own metrics, a graceful stop (the admin API's token and the
+request framing: ``test_local_router_admin.py``).
 
 The services are the stand-ins of ``rollout_backend.py``; the parts that need no socket are
 tested in ``tests/unit/rollout/test_local_router.py``.
@@ -114,15 +115,23 @@ def test_weight_changes_under_load_drop_nothing(proxied: LocalWeightedRouter):
 
 
 def test_admin_endpoint_and_http_client(proxied: LocalWeightedRouter):
-    remote = HTTPRouterClient(url=proxied.url)
+    remote = HTTPRouterClient(url=proxied.admin_url, admin_token=proxied.admin_token)
     assert isinstance(remote, Router)
     remote.set_weights(production=40, canary=60)
     assert proxied.weights() == Weights(production=40, canary=60) == remote.weights()
     with pytest.raises(RouterError, match="sum to 100"):
         remote.set_weights(production=40, canary=40)
-    refused = httpx.put(f"{proxied.url}/-/rollout/weights", json={"production": 1, "canary": 2})
+    refused = httpx.put(
+        f"{proxied.admin_url}/-/rollout/weights",
+        json={"production": 1, "canary": 2},
+        headers=_auth(proxied),
+    )
     assert refused.status_code == 400 and "sum to 100" in refused.json()["error"]
     assert proxied.weights() == Weights(production=40, canary=60)
+
+
+def _auth(router: LocalWeightedRouter) -> dict[str, str]:
+    return {"authorization": f"Bearer {router.admin_token}"}
 
 
 def test_unreachable_backend_is_a_502_naming_the_side():
@@ -133,7 +142,8 @@ def test_unreachable_backend_is_a_502_naming_the_side():
         response = httpx.post(f"{router.url}/predict", json={"user_id": 1, "item_ids": [1]})
         assert response.status_code == 502 and "production" in response.json()["error"]
         # The backend never answered, so only the caller can count it: a 5xx.
-        seen = parse_router_metrics(httpx.get(f"{router.url}/-/rollout/metrics").text)
+        metrics = httpx.get(f"{router.admin_url}/-/rollout/metrics", headers=_auth(router))
+        seen = parse_router_metrics(metrics.text)
         assert (seen["production"].requests, seen["production"].errors) == (1, 1)
         assert seen["canary"].requests == 0
     finally:
@@ -154,9 +164,10 @@ def test_router_counts_what_each_backend_answered_as_the_caller_saw_it():
             for user in users["production"][:30] + users["canary"][:10]:
                 client.post("/predict", json={"user_id": user, "item_ids": [1]})
             assert client.get("/metadata").status_code == 200  # proxied, not analysed
-            # /metrics is still proxied to a service: the router's own are under /-/rollout/.
+            # /metrics is still proxied to a service: the router's own are on its admin port.
             assert "metarec_requests_total" in client.get("/metrics").text
-            exposition = client.get("/-/rollout/metrics")
+            assert client.get("/-/rollout/metrics").status_code == 404
+        exposition = httpx.get(f"{router.admin_url}/-/rollout/metrics", headers=_auth(router))
         assert exposition.status_code == 200
         assert exposition.headers["x-metarec-backend"] == "router"
         assert exposition.headers["content-type"].startswith("text/plain")

@@ -155,7 +155,10 @@ def test_scrape_source_takes_traffic_from_the_router_and_quality_from_the_servic
     router = LocalWeightedRouter(production_url=production.url, canary_url=canary.url).start()
     router.set_weights(production=50, canary=50)
     source = ScrapeMetricSource(
-        production_url=production.url, canary_url=canary.url, router_url=router.url
+        production_url=production.url,
+        canary_url=canary.url,
+        router_url=router.admin_url,  # the router's metrics are on its admin API …
+        router_token=router.admin_token,  # … behind its token
     )
     canary_users = [u for u in range(1, 300) if user_bucket(u) < 50][:12]
     production_users = [u for u in range(1, 300) if user_bucket(u) >= 50][:8]

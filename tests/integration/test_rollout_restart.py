@@ -101,7 +101,8 @@ def _controller_process(home: Path, router: LocalWeightedRouter, prod, canary, l
         {
             "METAREC_HOME": str(home),
             "METAREC_ROLLOUT__ROUTER__KIND": "http",
-            "METAREC_ROLLOUT__ROUTER__URL": router.url,
+            "METAREC_ROLLOUT__ROUTER__URL": router.admin_url,
+            "METAREC_ROLLOUT__ROUTER__ADMIN_TOKEN": router.admin_token,
             "METAREC_ROLLOUT__PRODUCTION_URL": prod.url,
             "METAREC_ROLLOUT__CANARY_URL": canary.url,
             "METAREC_ROLLOUT__POLL_S": "0.2",
@@ -254,6 +255,7 @@ def test_start_wait_runs_the_local_router_and_writes_the_report(
     port = free_port()
     monkeypatch.setenv("METAREC_ROLLOUT__ROUTER__KIND", "local")
     monkeypatch.setenv("METAREC_ROLLOUT__ROUTER__LISTEN_PORT", str(port))
+    monkeypatch.setenv("METAREC_ROLLOUT__ROUTER__ADMIN_PORT", "0")  # a free one
     monkeypatch.setenv("METAREC_ROLLOUT__PRODUCTION_URL", production.url)
     monkeypatch.setenv("METAREC_ROLLOUT__CANARY_URL", canary.url)
     monkeypatch.setenv("METAREC_ROLLOUT__POLL_S", "0.2")
@@ -266,7 +268,7 @@ def test_start_wait_runs_the_local_router_and_writes_the_report(
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/-/rollout/weights", timeout=1)
+                httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=1)  # any answer: up
                 break
             except httpx.HTTPError:
                 time.sleep(0.05)

@@ -14,7 +14,8 @@ import typer
 from metarec.cli.console import console
 from metarec.cli.options import default_actor, version_ref
 from metarec.config import Settings
-from metarec.errors import RolloutNotFoundError
+from metarec.errors import ConfigError, RolloutNotFoundError
+from metarec.router_config import HTTPRouterConfig, LocalRouterConfig
 
 app = typer.Typer(
     help="Canary rollouts: shift traffic in steps, analyse, promote or roll back.",
@@ -308,27 +309,67 @@ def controller(
             health.shutdown()
 
 
+def _router_config(
+    settings: Settings, *, port: int | None, admin_port: int | None, admin_token: str | None
+) -> LocalRouterConfig:
+    """The local router's config: ``rollout.router`` (when local), then the options over it.
+
+    The admin token comes from ``--admin-token``, else ``rollout.router.admin_token`` (of kind
+    ``local`` or ``http``: ``METAREC_ROLLOUT__ROUTER__ADMIN_TOKEN``), else None (generated).
+    """
+    from pydantic import SecretStr, ValidationError
+
+    configured = settings.rollout.router
+    listen = configured if isinstance(configured, LocalRouterConfig) else LocalRouterConfig()
+    update: dict[str, Any] = {}
+    if port is not None:
+        update["listen_port"] = port
+    if admin_port is not None:
+        update["admin_port"] = admin_port
+    if admin_token:
+        update["admin_token"] = SecretStr(admin_token)
+    elif isinstance(configured, HTTPRouterConfig) and configured.admin_token is not None:
+        update["admin_token"] = configured.admin_token
+    try:
+        return LocalRouterConfig.model_validate({**listen.model_dump(), **update})
+    except ValidationError as exc:
+        raise ConfigError(
+            f"Invalid router options: {exc}", fix="pass ports 0..65535 that differ."
+        ) from exc
+
+
 @app.command()
 def router(
     ctx: typer.Context,
     port: Annotated[
         int | None,
-        typer.Option(help="Listen port (default rollout.router.listen_port of router local)."),
+        typer.Option(help="Traffic port (default rollout.router.listen_port of router local)."),
+    ] = None,
+    admin_port: Annotated[
+        int | None,
+        typer.Option(help="Admin API port (default rollout.router.admin_port, else port + 1)."),
+    ] = None,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            help="Admin API bearer token (default METAREC_ROLLOUT__ROUTER__ADMIN_TOKEN, else a "
+            "random one, printed).",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Run the local weighted proxy alone (drive it with router `http` from a controller).
 
     It listens where ``rollout.router`` says when that is a ``local`` router (else on the local
     router's defaults) and proxies to ``rollout.production_url`` and ``rollout.canary_url``.
+    Its admin API (weights, metrics) listens on its own port and needs the admin token: give
+    the controller both (``rollout.router.url``, ``rollout.router.admin_token``).
     """
     from metarec.rollout.routers.local import LocalWeightedRouter
-    from metarec.router_config import LocalRouterConfig
 
     settings: Settings = ctx.obj
     config = settings.rollout
-    listen = config.router if isinstance(config.router, LocalRouterConfig) else LocalRouterConfig()
-    if port is not None:
-        listen = listen.model_copy(update={"listen_port": port})
+    listen = _router_config(settings, port=port, admin_port=admin_port, admin_token=admin_token)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -336,6 +377,14 @@ def router(
         listen, production_url=config.production_url, canary_url=config.canary_url
     ).start()
     console.print(f"weighted router at {proxy.url} → {config.production_url} | {config.canary_url}")
+    console.print(f"admin API at {proxy.admin_url} (rollout.router.url of router http)")
+    if listen.admin_token is None:
+        console.print(
+            f"admin token (generated): {proxy.admin_token}; pass it to the controller as "
+            "METAREC_ROLLOUT__ROUTER__ADMIN_TOKEN",
+            highlight=False,
+            soft_wrap=True,
+        )
     try:
         while not stop.wait(1.0):
             pass

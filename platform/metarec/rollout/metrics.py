@@ -217,6 +217,7 @@ class ScrapeMetricSource:
         production_url: str,
         canary_url: str,
         router_url: str | None = None,
+        router_token: str | None = None,
         version_label: str = "{model}:v{version}",
         timeout_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -226,8 +227,10 @@ class ScrapeMetricSource:
         Args:
             production_url: Base URL of the production service (``/metrics`` is appended).
             canary_url: Base URL of the canary service.
-            router_url: Base URL of a :class:`~metarec.rollout.routers.local.LocalWeightedRouter`
+            router_url: Base URL of the admin API of a
+                :class:`~metarec.rollout.routers.local.LocalWeightedRouter`
                 (``/-/rollout/metrics`` is appended); None: traffic from the services.
+            router_token: The router's admin bearer token (sent with the router scrape).
             version_label: How the services write the ``model_version`` label (``{model}``,
                 ``{version}``). Only each side's own version is read from its ``/metrics``:
                 ``bentoml serve`` processes started from one home share a Prometheus
@@ -239,14 +242,17 @@ class ScrapeMetricSource:
         self._router_url = (
             None if router_url is None else router_url.rstrip("/") + contract.ROUTER_METRICS_PATH
         )
+        self._router_headers = (
+            {} if router_token is None else {"authorization": f"Bearer {router_token}"}
+        )
         self._label = version_label
         self._timeout = timeout_s
         self._clock = clock
         self._baselines: dict[str, dict[str, _Scrape]] = {}
 
-    def _get(self, url: str, what: str, fix: str) -> str:
+    def _get(self, url: str, what: str, fix: str, headers: dict[str, str] | None = None) -> str:
         try:
-            response = httpx.get(url, timeout=self._timeout)
+            response = httpx.get(url, headers=headers, timeout=self._timeout)
             response.raise_for_status()
             return response.text
         except httpx.HTTPError as exc:
@@ -279,7 +285,9 @@ class ScrapeMetricSource:
         text = self._get(
             self._router_url,
             "router",
-            "check that the rollout router runs (rollout.router.url / rollout.router.listen_port).",
+            "check that the rollout router runs and that rollout.router.url is its admin URL "
+            "and rollout.router.admin_token its token.",
+            self._router_headers,
         )
         try:
             traffic = parse_router_metrics(text)

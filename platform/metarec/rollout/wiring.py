@@ -7,16 +7,9 @@ from collections.abc import Callable
 from metarec.config import Settings
 from metarec.errors import ConfigError
 from metarec.rollout.metrics import MetricSource, PrometheusMetricSource, ScrapeMetricSource
-from metarec.rollout.routers import (
-    HTTPRouterClient,
-    HTTPRouterConfig,
-    LocalRouterConfig,
-    LocalWeightedRouter,
-    Router,
-)
+from metarec.rollout.routers import Router
 from metarec.rollout.routers import build_router as build_router_from_config
-
-_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+from metarec.rollout.routers.factory import admin_endpoint
 
 
 def build_router(settings: Settings) -> tuple[Router, Callable[[], None]]:
@@ -35,24 +28,16 @@ def build_router(settings: Settings) -> tuple[Router, Callable[[], None]]:
 
 
 def router_metrics_url(settings: Settings, router: Router | None = None) -> str | None:
-    """Base URL of the local router whose caller-side metrics the analysis reads.
+    """Base URL of the local router's admin API, whose caller-side metrics the analysis reads.
 
-    The started router's own URL when given, else what the settings say: router ``local``
-    listens at ``listen_host:listen_port`` (a wildcard host is reached on 127.0.0.1), router
-    ``http`` is at its ``url``. None for ``gateway-api`` (on a cluster the mesh or gateway
-    exports the caller-side metrics to Prometheus) and for router ``local`` on a free port
-    (``listen_port: 0``) when the started router is not given: the analysis then reads traffic
-    from the services' own ``/metrics``.
+    See :func:`~metarec.rollout.routers.factory.admin_endpoint`: the started router's own
+    when given, else what the settings say. None when it is not known (router
+    ``gateway-api``; router ``local`` on a free admin port or with a generated token when
+    the started router is not given): the analysis then reads traffic from the services'
+    own ``/metrics``.
     """
-    if isinstance(router, LocalWeightedRouter | HTTPRouterClient):
-        return router.url
-    config = settings.rollout.router
-    if isinstance(config, HTTPRouterConfig):
-        return config.url
-    if isinstance(config, LocalRouterConfig) and config.listen_port:
-        host = "127.0.0.1" if config.listen_host in _WILDCARD_HOSTS else config.listen_host
-        return f"http://{host}:{config.listen_port}"
-    return None
+    endpoint = admin_endpoint(settings.rollout.router, router)
+    return None if endpoint is None else endpoint.url
 
 
 def build_metrics(settings: Settings, *, router: Router | None = None) -> MetricSource:
@@ -63,7 +48,7 @@ def build_metrics(settings: Settings, *, router: Router | None = None) -> Metric
 
     Args:
         settings: The ``rollout:`` section says which source.
-        router: The router :func:`build_router` returned (its URL is where the local
+        router: The router :func:`build_router` returned (its admin API is where the local
             router's metrics are; default: derived from the settings).
     """
     config = settings.rollout
@@ -77,9 +62,11 @@ def build_metrics(settings: Settings, *, router: Router | None = None) -> Metric
                 fix="set rollout.prometheus_url (METAREC_ROLLOUT__PROMETHEUS_URL).",
             )
         return PrometheusMetricSource(url=config.prometheus_url, version_label=config.version_label)
+    endpoint = admin_endpoint(config.router, router)
     return ScrapeMetricSource(
         production_url=config.production_url,
         canary_url=config.canary_url,
-        router_url=router_metrics_url(settings, router),
+        router_url=None if endpoint is None else endpoint.url,
+        router_token=None if endpoint is None else endpoint.token,
         version_label=config.version_label,
     )

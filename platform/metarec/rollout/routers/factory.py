@@ -8,6 +8,7 @@ them and names the fields of that router only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -25,6 +26,15 @@ from metarec.router_config import (
 )
 
 _ADAPTER: TypeAdapter[RouterConfig] = TypeAdapter(RouterConfig)
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+@dataclass(frozen=True)
+class AdminEndpoint:
+    """A local router's admin API: its base URL and bearer token (to read its metrics)."""
+
+    url: str
+    token: str = field(repr=False)
 
 
 def parse_router_config(data: dict[str, Any]) -> RouterConfig:
@@ -68,3 +78,31 @@ def build_router(config: RouterConfig, *, production_url: str, canary_url: str) 
     raise ConfigError(  # pragma: no cover - the union is exhaustive
         f"Unknown router config {config!r}.", fix="use kind local, http or gateway-api."
     )
+
+
+def admin_endpoint(config: RouterConfig, router: Router | None = None) -> AdminEndpoint | None:
+    """The admin API of the local router that ``router`` is or that ``config`` describes.
+
+    The started router's own when given: a :class:`LocalWeightedRouter`'s admin listener and
+    token, an :class:`HTTPRouterClient`'s URL and token. Else from ``config``: kind ``http``,
+    its ``url`` and ``admin_token``; kind ``local``, ``admin_host`` (a wildcard host is reached
+    on 127.0.0.1) and its admin port, when both that port and ``admin_token`` are set (a free
+    port or a generated token are known only to the started router). None otherwise, and for
+    ``gateway-api`` (on a cluster the mesh or gateway exports the caller-side metrics).
+    """
+    if isinstance(router, LocalWeightedRouter):
+        return AdminEndpoint(url=router.admin_url, token=router.admin_token)
+    if isinstance(router, HTTPRouterClient):
+        return AdminEndpoint(url=router.url, token=router.admin_token)
+    if isinstance(config, HTTPRouterConfig) and config.admin_token is not None:
+        return AdminEndpoint(
+            url=config.url.rstrip("/"), token=config.admin_token.get_secret_value()
+        )
+    if isinstance(config, LocalRouterConfig) and config.admin_token is not None:
+        port = config.admin_listen_port
+        host = "127.0.0.1" if config.admin_host in _WILDCARD_HOSTS else config.admin_host
+        if port:
+            return AdminEndpoint(
+                url=f"http://{host}:{port}", token=config.admin_token.get_secret_value()
+            )
+    return None

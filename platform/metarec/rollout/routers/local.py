@@ -3,22 +3,23 @@
 The embedded default (laptop, quickstart, CI): sticky per user, weights swapped atomically,
 and the caller's view of each backend (requests by status class, latency) as Prometheus
 metrics (:class:`~metarec.rollout.routers.local_metrics.RouterMetrics`), as a service mesh
-gives Flagger. Another process drives it through its admin endpoint
-(:class:`~metarec.rollout.routers.http.HTTPRouterClient`).
+gives Flagger. The proxy has two listeners: traffic (every path proxied, ``/-/…`` answered
+404) and the admin API (weights and metrics, bearer token), on which another process drives it
+(:class:`~metarec.rollout.routers.http.HTTPRouterClient`). The HTTP plumbing (strict
+``Content-Length``, chunked bodies, timeouts) is :mod:`~metarec.rollout.routers.local_http`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import random
-import socket
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -26,7 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from metarec.errors import RouterError
 from metarec.metrics_contract import ROUTER_METRICS_PATH
-from metarec.rollout.routers.base import ADMIN_PATH, BACKEND_HEADER, Weights
+from metarec.rollout.routers.base import ADMIN_PATH, Weights
+from metarec.rollout.routers.local_http import AdminHandler, Answer, RouterServer, TrafficHandler
 from metarec.rollout.routers.local_metrics import RouterMetrics, endpoint_label
 from metarec.router_config import LocalRouterConfig
 
@@ -42,9 +44,13 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
         "content-length",
         "host",
+        "expect",
     }
 )
 _ROUTER = "router"  # the BACKEND_HEADER value of the router's own answers
+ADMIN_PREFIX = "/-/"  # paths of the admin listener; the traffic listener answers them 404
+DEFAULT_MAX_BODY_BYTES = 10_000_000
+_POLL_S = 0.1  # how often a listener checks for stop(): each stop waits up to this long
 
 
 def user_bucket(user_id: object) -> int:
@@ -71,19 +77,23 @@ def user_id_of(body: bytes) -> object | None:
     return None
 
 
-@dataclass(frozen=True)
-class Answer:
-    """What the proxy sends back for one request, and which side gave it."""
-
-    status: int
-    body: bytes
-    backend: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 def _json_answer(status: int, payload: dict[str, Any], backend: str) -> Answer:
     body = json.dumps(payload).encode()
     return Answer(status, body, backend, {"content-type": "application/json"})
+
+
+def _check_admin(*, port: int, admin_port: int, admin_token: str | None) -> None:
+    """Refuse one port for both listeners, or an empty admin token."""
+    if port and port == admin_port:
+        raise RouterError(
+            f"The router's traffic and admin ports are both {port}.",
+            fix="give the admin API its own port (0: a free one).",
+        )
+    if admin_token is not None and not admin_token.strip():
+        raise RouterError(
+            "The router's admin token is empty.",
+            fix="set a non-empty token, or none to have one generated.",
+        )
 
 
 class LocalWeightedRouter:
@@ -96,12 +106,15 @@ class LocalWeightedRouter:
     * Requests without a user id are split at random by weight.
     * :meth:`set_weights` swaps one immutable :class:`Weights` object: each request reads it
       once, so a weight change never drops or re-routes a request in flight.
-    * ``GET``/``PUT /-/rollout/weights`` reads/sets the weights from another process
-      (see :class:`~metarec.rollout.routers.http.HTTPRouterClient`). Every answer carries
-      ``x-metarec-backend``.
-    * ``GET /-/rollout/metrics``: what the router saw of each backend (:class:`RouterMetrics`,
-      also in-process as :attr:`metrics`). Every other path, ``/metrics`` included, is
-      proxied.
+    * Two listeners. Traffic (:attr:`url`): every path is proxied except ``/-/…`` (404).
+      Admin (:attr:`admin_url`, its own port): ``GET``/``PUT /-/rollout/weights`` reads/sets
+      the weights from another process (see
+      :class:`~metarec.rollout.routers.http.HTTPRouterClient`) and ``GET /-/rollout/metrics``
+      is what the router saw of each backend (:class:`RouterMetrics`, also in-process as
+      :attr:`metrics`); every admin request needs ``Authorization: Bearer`` :attr:`admin_token`.
+      Every answer carries ``x-metarec-backend``.
+    * On both listeners a ``Content-Length`` that is not a non-negative integer is refused
+      (400), a body above ``max_body_bytes`` too (413), and chunked bodies are forwarded whole.
     """
 
     def __init__(
@@ -111,8 +124,13 @@ class LocalWeightedRouter:
         canary_url: str,
         host: str = "127.0.0.1",
         port: int = 0,
+        admin_host: str = "127.0.0.1",
+        admin_port: int = 0,
+        admin_token: str | None = None,
         weights: Weights | None = None,
         timeout_s: float = 30.0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        read_timeout_s: float = 30.0,
         seed: int | None = None,
     ) -> None:
         """Configure the proxy (call :meth:`start` to listen).
@@ -120,12 +138,22 @@ class LocalWeightedRouter:
         Args:
             production_url: Base URL of the production service.
             canary_url: Base URL of the canary service.
-            host: Interface to listen on.
-            port: Port to listen on (0: a free one; see :attr:`url` after start).
+            host: Interface of the traffic listener.
+            port: Port of the traffic listener (0: a free one; see :attr:`url` after start).
+            admin_host: Interface of the admin listener.
+            admin_port: Port of the admin listener (0: a free one; see :attr:`admin_url`).
+            admin_token: Bearer token of the admin API (None: a random one, see
+                :attr:`admin_token`).
             weights: Initial split (default: 100 % production).
             timeout_s: Upstream timeout per request.
+            max_body_bytes: Largest request body accepted (larger: 413).
+            read_timeout_s: Longest wait for a client's next bytes (a stalled request: 408).
             seed: Seed of the random split of requests without a user id.
+
+        Raises:
+            RouterError: Both listeners on one port, or an empty admin token.
         """
+        _check_admin(port=port, admin_port=admin_port, admin_token=admin_token)
         self._upstreams = {
             "production": production_url.rstrip("/"),
             "canary": canary_url.rstrip("/"),
@@ -137,13 +165,16 @@ class LocalWeightedRouter:
             name: httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=64))
             for name in self._upstreams
         }
-        self._host, self._port = host, port
+        self._addresses = {"traffic": (host, port), "admin": (admin_host, admin_port)}
+        self._token = admin_token or secrets.token_urlsafe(32)
+        self.max_body_bytes = max_body_bytes
+        self._read_timeout_s = read_timeout_s
         self.metrics = RouterMetrics()
         self._inflight = 0
         self._drained = threading.Condition()
         self._closing = False
-        self._server: _RouterServer | None = None
-        self._thread: threading.Thread | None = None
+        self._servers: dict[str, RouterServer] = {}
+        self._threads: list[threading.Thread] = []
 
     @classmethod
     def from_config(
@@ -152,15 +183,20 @@ class LocalWeightedRouter:
         """The proxy a :class:`LocalRouterConfig` describes, in front of two services (not started).
 
         Args:
-            config: Where the proxy listens.
+            config: Where the proxy listens, its admin token and body limit.
             production_url: Base URL of the production service (``rollout.production_url``).
             canary_url: Base URL of the canary service (``rollout.canary_url``).
         """
+        token = config.admin_token
         return cls(
             production_url=production_url,
             canary_url=canary_url,
             host=config.listen_host,
             port=config.listen_port,
+            admin_host=config.admin_host,
+            admin_port=config.admin_listen_port,
+            admin_token=None if token is None else token.get_secret_value(),
+            max_body_bytes=config.max_body_bytes,
         )
 
     # ------------------------------------------------------------------ Router
@@ -206,18 +242,44 @@ class LocalWeightedRouter:
                 self._inflight -= 1
                 self._drained.notify_all()
 
-    def handle(
+    def handle_traffic(
         self, method: str, path: str, headers: Iterable[tuple[str, str]], body: bytes
     ) -> Answer:
-        """Answer one request: the admin endpoint, the router's metrics, or a proxied call."""
-        if path == ADMIN_PATH:
-            return self._admin(method, body)
-        if path == ROUTER_METRICS_PATH and method == "GET":
-            exposition = self.metrics.exposition()
-            return Answer(200, exposition, _ROUTER, {"content-type": CONTENT_TYPE_LATEST})
+        """Answer one request of the traffic listener: proxied, except ``/-/…`` (404)."""
+        if not path.startswith("/"):
+            return _json_answer(400, {"error": "the request target must be a path."}, _ROUTER)
+        if path.startswith(ADMIN_PREFIX):
+            route = path.split("?", 1)[0]
+            error = f"{route} is not served here: the router's admin API has its own port."
+            return _json_answer(404, {"error": error}, _ROUTER)
         return self._forward(method, path, headers, body)
 
-    def _admin(self, method: str, body: bytes) -> Answer:
+    # ------------------------------------------------------------------ admin
+    @property
+    def admin_token(self) -> str:
+        """The bearer token of the admin API (the configured one, or generated at creation)."""
+        return self._token
+
+    def admin_authorized(self, authorization: str | None) -> bool:
+        """True when an ``Authorization`` header value carries this router's admin token."""
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(token.strip().encode(), self._token.encode())
+
+    def handle_admin(self, method: str, path: str, body: bytes) -> Answer:
+        """Answer one (authenticated) request of the admin listener: weights or metrics."""
+        route = path.split("?", 1)[0]
+        if route == ADMIN_PATH and method in ("GET", "PUT"):
+            return self._admin_weights(method, body)
+        if route == ROUTER_METRICS_PATH and method == "GET":
+            exposition = self.metrics.exposition()
+            return Answer(200, exposition, _ROUTER, {"content-type": CONTENT_TYPE_LATEST})
+        if route in (ADMIN_PATH, ROUTER_METRICS_PATH):
+            return _json_answer(405, {"error": f"{method} is not allowed on {route}."}, _ROUTER)
+        return _json_answer(404, {"error": f"no admin endpoint {route}."}, _ROUTER)
+
+    def _admin_weights(self, method: str, body: bytes) -> Answer:
         if method == "PUT":
             try:
                 payload = json.loads(body)
@@ -262,19 +324,48 @@ class LocalWeightedRouter:
     # ------------------------------------------------------------------ lifecycle
     @property
     def url(self) -> str:
-        """The proxy's base URL (after :meth:`start`)."""
-        if self._server is None:
+        """The traffic listener's base URL (after :meth:`start`)."""
+        return self._listener_url("traffic")
+
+    @property
+    def admin_url(self) -> str:
+        """The admin listener's base URL (after :meth:`start`)."""
+        return self._listener_url("admin")
+
+    def _listener_url(self, which: str) -> str:
+        server = self._servers.get(which)
+        if server is None:
             raise RouterError("The local router is not started.", fix="call start() first.")
-        return f"http://{self._host}:{self._server.server_address[1]}"
+        return f"http://{self._addresses[which][0]}:{server.server_address[1]}"
 
     def start(self) -> LocalWeightedRouter:
-        """Listen in a background thread; returns self."""
-        server = _RouterServer((self._host, self._port), self)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="metarec-local-router", daemon=True
-        )
-        self._thread.start()
+        """Listen (traffic and admin) in background threads; returns self."""
+        handlers = {"traffic": TrafficHandler, "admin": AdminHandler}
+        try:
+            for which, handler in handlers.items():
+                self._servers[which] = RouterServer(
+                    self._addresses[which],
+                    handler,
+                    router=self,
+                    read_timeout_s=self._read_timeout_s,
+                )
+        except OSError as exc:
+            for server in self._servers.values():
+                server.server_close()
+            self._servers.clear()
+            raise RouterError(
+                f"The local router cannot listen at {self._addresses}: {exc}.",
+                fix="choose free ports (rollout.router.listen_port / admin_port; 0: free).",
+            ) from exc
+        for which, server in self._servers.items():
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": _POLL_S},
+                name=f"metarec-router-{which}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self, *, drain_s: float = 10.0) -> None:
@@ -284,15 +375,17 @@ class LocalWeightedRouter:
             drain_s: Longest wait for requests in flight.
         """
         self._closing = True
-        if self._server is not None:
-            self._server.shutdown()  # no new connections
+        servers, self._servers = self._servers, {}
+        for server in servers.values():
+            server.shutdown()  # no new connections
+        if servers:
             with self._drained:
                 self._drained.wait_for(lambda: self._inflight == 0, timeout=drain_s)
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        for server in servers.values():
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads = []
         for client in self._clients.values():
             client.close()
 
@@ -301,56 +394,3 @@ class LocalWeightedRouter:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-
-
-class _RouterServer(ThreadingHTTPServer):
-    """The listening socket; its handler threads ask :attr:`router` for every answer."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], router: LocalWeightedRouter) -> None:
-        self.router = router
-        super().__init__(address, _ProxyHandler)
-
-
-class _ProxyHandler(BaseHTTPRequestHandler):
-    """HTTP plumbing only: read the request, let the router answer, write the answer."""
-
-    protocol_version = "HTTP/1.1"
-    server: _RouterServer
-
-    def setup(self) -> None:
-        """Switch Nagle's algorithm off on the accepted connection."""
-        super().setup()
-        # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's
-        # algorithm and delayed ACKs add ~40 ms to every keep-alive answer.
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request access log on stderr."""
-        return
-
-    def _proxy(self) -> None:
-        router = self.server.router
-        with router.in_flight():
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
-            answer = router.handle(self.command, self.path, self.headers.items(), body)
-            self._write(answer, closing=router.closing)
-
-    def _write(self, answer: Answer, *, closing: bool) -> None:
-        self.send_response(answer.status)
-        for key, value in answer.headers.items():
-            self.send_header(key, value)
-        self.send_header(BACKEND_HEADER, answer.backend)
-        self.send_header("content-length", str(len(answer.body)))
-        if closing:  # shutting down: finish this request, then close
-            self.send_header("connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(answer.body)
-
-    do_GET = _proxy  # noqa: N815
-    do_POST = _proxy  # noqa: N815
-    do_PUT = _proxy  # noqa: N815
-    do_DELETE = _proxy  # noqa: N815
