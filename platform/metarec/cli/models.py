@@ -50,7 +50,9 @@ TrainingSetOption = Annotated[
     typer.Option(
         "--training-set",
         help="The candidate's training set: production is then re-evaluated on the candidate's "
-        "held-out users (default: production's stored metrics are used).",
+        "held-out users, and the candidate's card metrics are verified by re-evaluating it on "
+        "them (a mismatch rejects it). Default: production's stored metrics are used and the "
+        "candidate's are taken from its card, unverified (the decision notes it).",
     ),
 ]
 PolicyOption = Annotated[

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from enum import StrEnum
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from metarec.cli.console import console
 from metarec.config import Settings
+
+if TYPE_CHECKING:
+    from metarec.registry.service import Registry
+    from metarec.registry.types import VersionInfo, VersionRef
 
 
 class ServeStage(StrEnum):
@@ -35,9 +41,9 @@ def serve(
 ) -> None:
     """Serve a model version over HTTP (bentoml serve): /recommend, /predict, /feedback.
 
-    The version is resolved and checksum-verified before the server starts, so a missing or
-    tampered version fails here with one line. Served by stage (no --version), the service
-    follows the registry: it loads the stage's new version when it changes.
+    The version is resolved, verified and loaded once before the server starts: one that cannot
+    load exits non-zero here with one line (BentoML would restart its worker forever). Served by
+    stage (no --version), the service follows the registry's new version of the stage.
     """
     from metarec.errors import ConfigError
     from metarec.registry.service import Registry
@@ -58,6 +64,7 @@ def serve(
             stage=chosen_stage,
         )
         info = registry.verify(ref)
+        check_loads(registry, ref, info, settings=settings)
     bind_host = host or settings.serving.host
     bind_port = port or settings.serving.port
     # A stage (not a pinned version) is served as a stage: the service follows the registry
@@ -79,3 +86,41 @@ def serve(
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(argv[0], argv, env)
+
+
+def check_loads(
+    registry: Registry, ref: VersionRef, info: VersionInfo, *, settings: Settings
+) -> None:
+    """Load the version as the service will (weights checked against the card), then drop it.
+
+    Raises:
+        ServingModelError: The version cannot be loaded (a missing or altered file, weights that
+            do not fit the card, anything else the service's worker would fail on), in one line
+            naming the version.
+    """
+    from metarec.errors import MetaRecError, ServingModelError
+    from metarec.serving.loading import load_served_folder
+
+    with tempfile.TemporaryDirectory(prefix="metarec-serve-check-") as tmp:
+        folder = Path(tmp) / "artifact"
+        try:
+            registry.fetch(ref, folder)
+            load_served_folder(
+                folder, info=info, adaptation_steps=settings.serving.adaptation_steps
+            )
+        except MetaRecError as exc:
+            problem = _one_line(exc.problem).replace(str(folder), ref.tag)
+            raise ServingModelError(f"{ref.tag} cannot be served: {problem}", fix=exc.fix) from exc
+        except Exception as exc:  # anything else the worker would crash-loop on
+            raise ServingModelError(
+                f"{ref.tag} cannot be loaded for serving ({type(exc).__name__}: "
+                f"{_one_line(str(exc))}).",
+                fix="re-register the artifact `metarec train` wrote, or serve another version "
+                "with --version V.",
+            ) from exc
+
+
+def _one_line(text: str, *, limit: int = 400) -> str:
+    """``text`` on one line (whitespace collapsed), cut at ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -17,6 +17,7 @@ OFFICIAL_CHECKSUMS: dict[str, str] = {
     "ml-100k.zip": "md5:0e33842e24a9c977be4e0107933c0723",
     "ml-1m.zip": "md5:c4d9eecfca2ab87c1945afe126590906",
 }
+CHECKSUM_ALGORITHMS = ("md5", "sha256")
 
 
 def file_checksum(path: Path, *, algorithm: str = "sha256") -> str:
@@ -46,6 +47,33 @@ def verify_checksum(path: Path, expected: str, *, what: str) -> None:
         )
 
 
+def expected_checksum(url: str, *, checksum: str | None) -> str:
+    """The checksum a download of ``url`` must match: ``checksum``, else the official one.
+
+    Raises:
+        DownloadError: ``checksum`` is not ``md5:…``/``sha256:…``, or none was given for a URL
+            that is not an official archive.
+    """
+    if checksum:
+        algorithm, _, digest = checksum.partition(":")
+        if algorithm.lower() not in CHECKSUM_ALGORITHMS or not digest:
+            raise DownloadError(
+                f"--checksum {checksum!r} is not md5:<hex> or sha256:<hex>.",
+                fix="pass the archive's checksum as sha256:<64 hex digits> (or md5:<32>).",
+            )
+        return checksum
+    official = OFFICIAL_CHECKSUMS.get(url.rstrip("/").rsplit("/", 1)[-1])
+    if official is None:
+        raise DownloadError(
+            f"No checksum is known for {url}: only the official MovieLens archives "
+            f"({', '.join(sorted(OFFICIAL_CHECKSUMS))}) are verified without one, and an "
+            "unverified download is never ingested.",
+            fix="pass --checksum sha256:<hex> (the checksum its publisher gives), or download "
+            "it yourself, check it, and pass --path.",
+        )
+    return official
+
+
 def download(
     url: str,
     destination: Path,
@@ -55,7 +83,9 @@ def download(
 ) -> Path:
     """Download ``url`` to ``destination`` atomically and verify its checksum.
 
-    The checksum is ``checksum`` when given, else the official one for a known archive name.
+    The checksum is ``checksum`` when given, else the official one for a known archive name
+    (``ml-100k.zip``, ``ml-1m.zip``). Any other URL without ``checksum`` is refused before
+    anything is downloaded: MetaRec never ingests an archive it could not verify.
 
     Args:
         url: http(s) or file URL.
@@ -67,10 +97,10 @@ def download(
         ``destination``.
 
     Raises:
-        DownloadError: The URL could not be read.
+        DownloadError: No checksum is known for the URL, or the URL could not be read.
         ChecksumMismatchError: The file does not match the expected checksum.
     """
-    expected = checksum or OFFICIAL_CHECKSUMS.get(url.rstrip("/").rsplit("/", 1)[-1])
+    expected = expected_checksum(url, checksum=checksum)
     destination.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as tmp:
         tmp_path = Path(tmp.name)
@@ -91,8 +121,7 @@ def download(
                 fix="check the URL and the network, or download it yourself and pass --path.",
             ) from exc
     try:
-        if expected:
-            verify_checksum(tmp_path, expected, what=url)
+        verify_checksum(tmp_path, expected, what=url)
         shutil.move(tmp_path, destination)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,10 @@ from metarec.errors import DataFormatError, DataSourceNotFoundError
 
 ML100K_FILES = ("u.data", "u.user", "u.item")
 ML1M_FILES = ("ratings.dat", "users.dat", "movies.dat")
+# The largest member read (uncompressed): the official files are at most 25 MB (ratings.dat of
+# MovieLens-1M); anything far larger is not MovieLens (e.g. a zip bomb) and is refused.
+MAX_MEMBER_BYTES = 256 * 1024 * 1024
+_READ_BLOCK = 1 << 20
 _SEPARATOR_NAMES = {"\t": "tab", "|": "'|'", "::": "'::'", ",": "','", ";": "';'", " ": "space"}
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})\)\s*$")
 
@@ -37,9 +42,17 @@ _YEAR_IN_TITLE = re.compile(r"\((\d{4})\)\s*$")
 class _ArchiveReader:
     """Reads members of a MovieLens archive, given as a zip file or an extracted folder."""
 
-    def __init__(self, path: Path, *, required: Sequence[str], dataset_name: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        required: Sequence[str],
+        dataset_name: str,
+        max_member_bytes: int = MAX_MEMBER_BYTES,
+    ) -> None:
         self.path = path
         self.dataset_name = dataset_name
+        self.max_member_bytes = max_member_bytes
         if not path.exists():
             raise DataSourceNotFoundError(
                 path, fix=f"pass the {dataset_name} zip archive or its extracted folder."
@@ -78,14 +91,22 @@ class _ArchiveReader:
         return member if self.path.is_dir() else f"{self.path}:{member}"
 
     def read_text(self, name: str, *, encoding: str) -> str:
-        """Return a member's text; a corrupted member raises :class:`DataFormatError`."""
+        """Return a member's text, read in blocks up to ``max_member_bytes``.
+
+        Raises:
+            DataFormatError: The member is corrupted, or larger than ``max_member_bytes``
+                (declared or as it decompresses: a zip bomb stops at the cap).
+        """
         member = self._members[name]
         try:
             if self.path.is_dir():
-                raw = Path(member).read_bytes()
+                with Path(member).open("rb") as handle:
+                    raw = self._capped(handle, name, declared=Path(member).stat().st_size)
             else:
                 with zipfile.ZipFile(self.path) as archive:
-                    raw = archive.read(member)
+                    declared = archive.getinfo(member).file_size
+                    with archive.open(member) as handle:
+                        raw = self._capped(handle, name, declared=declared)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
             raise DataFormatError(
                 self.label(name),
@@ -93,6 +114,28 @@ class _ArchiveReader:
                 fix=f"download the {self.dataset_name} archive again.",
             ) from exc
         return raw.decode(encoding)
+
+    def _capped(self, handle: BinaryIO, name: str, *, declared: int) -> bytes:
+        """The bytes of ``handle``, refused once they pass ``max_member_bytes``."""
+        cap = self.max_member_bytes
+        if declared > cap:
+            self._refuse_size(name, f"is {declared:,} bytes uncompressed, more than")
+        blocks: list[bytes] = []
+        size = 0
+        while block := handle.read(min(_READ_BLOCK, cap + 1 - size)):
+            size += len(block)
+            if size > cap:
+                self._refuse_size(name, "decompresses to more than")
+            blocks.append(block)
+        return b"".join(blocks)
+
+    def _refuse_size(self, name: str, found: str) -> NoReturn:
+        raise DataFormatError(
+            self.label(name),
+            problem=f"{found} the {self.max_member_bytes:,}-byte cap on one member; it is "
+            f"not an official {self.dataset_name} file (official files are under 30 MB).",
+            fix=f"pass the official {self.dataset_name} archive (or its extracted folder).",
+        )
 
 
 def _split_lines(
@@ -244,9 +287,14 @@ class _Layout:
     items: Callable[[_ArchiveReader], pd.DataFrame]
 
 
-def _read(path: Path, layout: _Layout) -> Dataset:
+def _read(path: Path, layout: _Layout, *, max_member_bytes: int) -> Dataset:
     """Read the release ``layout`` describes from ``path`` (an archive or a folder)."""
-    reader = _ArchiveReader(path, required=layout.required, dataset_name=layout.name)
+    reader = _ArchiveReader(
+        path,
+        required=layout.required,
+        dataset_name=layout.name,
+        max_member_bytes=max_member_bytes,
+    )
     interactions = _read_ratings(reader, layout.ratings, separator=layout.ratings_separator)
     raw, label = _read_table(
         reader, layout.users, separator=layout.users_separator, columns=layout.user_columns
@@ -316,33 +364,37 @@ _ML1M = _Layout(
 )
 
 
-def read_ml100k(path: Path) -> Dataset:
+def read_ml100k(path: Path, *, max_member_bytes: int = MAX_MEMBER_BYTES) -> Dataset:
     """Read the official MovieLens-100K layout.
 
     Args:
         path: ``ml-100k.zip`` or a folder containing ``u.data``, ``u.user`` and ``u.item``.
+        max_member_bytes: The largest file read (uncompressed); a larger one is refused.
 
     Returns:
         The dataset in MetaRec's canonical schema.
 
     Raises:
         DataSourceNotFoundError: The path or a required file is missing.
-        DataFormatError: A file does not have the official format.
+        DataFormatError: A file does not have the official format, or is larger than
+            ``max_member_bytes``.
     """
-    return _read(path, _ML100K)
+    return _read(path, _ML100K, max_member_bytes=max_member_bytes)
 
 
-def read_ml1m(path: Path) -> Dataset:
+def read_ml1m(path: Path, *, max_member_bytes: int = MAX_MEMBER_BYTES) -> Dataset:
     """Read the official MovieLens-1M layout (``::``-separated ``.dat`` files).
 
     Args:
         path: ``ml-1m.zip`` or a folder containing ``ratings.dat``, ``users.dat``, ``movies.dat``.
+        max_member_bytes: The largest file read (uncompressed); a larger one is refused.
 
     Returns:
         The dataset in MetaRec's canonical schema.
 
     Raises:
         DataSourceNotFoundError: The path or a required file is missing.
-        DataFormatError: A file does not have the official format.
+        DataFormatError: A file does not have the official format, or is larger than
+            ``max_member_bytes``.
     """
-    return _read(path, _ML1M)
+    return _read(path, _ML1M, max_member_bytes=max_member_bytes)

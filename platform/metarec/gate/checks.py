@@ -33,7 +33,7 @@ Metrics = Mapping[str, Mapping[Any, Mapping[str, Mapping[str, float]]]]
 # "<order>@<K>", e.g. "random@10".
 RankingMetrics = Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]]
 
-CheckKind = Literal["absolute", "margin", "regression", "comparability", "coverage"]
+CheckKind = Literal["absolute", "margin", "regression", "comparability", "coverage", "verification"]
 ValueOf = Callable[[str, str], float | None]
 
 NO_RANKING = (

@@ -50,6 +50,7 @@ from metarec.gate.checks import (
     skipped_check,
 )
 from metarec.gate.policy import GatePolicy
+from metarec.gate.verification import UNVERIFIED_BASIS, Verification
 
 __all__ = [
     "EVENT_SKIPPED",
@@ -109,6 +110,11 @@ class GateDecision(BaseModel):
         default=None,
         description="What the production version learnt from (None: no production version).",
     )
+    metrics_basis: str = Field(
+        default=UNVERIFIED_BASIS,
+        description="Where the candidate's numbers come from: its card, verified by a "
+        "re-evaluation on its held-out users, or unverified (no training set).",
+    )
 
     @property
     def broken(self) -> list[GateCheck]:
@@ -152,16 +158,16 @@ def decide(
     ranking_same_users: bool | None = None,
     candidate_label: Label = "rating",
     production_label: Label | None = None,
+    verified: Verification | None = None,
 ) -> GateDecision:
     """Apply a policy to the numbers: ``accepted`` only when every check passed.
 
-    ``candidate_metrics``/``candidate_ranking``: the card's two tables (candidates
-    ``candidate_method`` and the policy's ``ranking_method``); ``production_*``: production's, on
-    the same users if ``same_users``/``ranking_same_users``, obtained as ``*comparison_basis``
-    says (ranking defaults: the rating table's). ``decided_at``: naive is taken as UTC.
-    ``candidate_label``/``production_label``: what each version learnt from (``event``: implicit
-    events, no rating table; production's defaults to ``rating``). At least one check must not
-    be skipped for the candidate to be accepted.
+    ``candidate_*``: the card's two tables (candidates ``candidate_method`` and the policy's
+    ``ranking_method``); ``production_*``: production's, on the same users if ``*same_users``,
+    obtained as ``*comparison_basis`` says (ranking defaults: the rating table's); ``*_label``:
+    what each version learnt from (``event``: implicit events, no rating table; production's
+    defaults to ``rating``). ``verified``: the card's numbers re-evaluated (None: unverified).
+    ``decided_at``: naive is UTC. At least one check must not be skipped to accept.
     """
     rating = Numbers(
         table="rating",
@@ -190,6 +196,7 @@ def decide(
         production_method=production_method,
         notes=notes,
         decided_at=decided_at,
+        verified=verified or Verification(checks=[], notes=[]),
     )
 
 
@@ -247,10 +254,11 @@ def _decision(
     production_method: str | None,
     notes: Sequence[str],
     decided_at: datetime,
+    verified: Verification,
 ) -> GateDecision:
     """Run every check on both tables and record the verdict with its inputs."""
     compared_version = production_version if kinds.has_production else None
-    checks = _checks(policy, rating, ranking, compared_version, kinds=kinds)
+    checks = [*verified.checks, *_checks(policy, rating, ranking, compared_version, kinds=kinds)]
     return GateDecision(
         accepted=_accepted(checks),
         model=model,
@@ -266,6 +274,7 @@ def _decision(
         decided_at=as_utc(decided_at),
         candidate_label=kinds.candidate,
         production_label=kinds.production,
+        metrics_basis=verified.basis,
         **_ranking_fields(ranking, compared=kinds.comparable),
     )
 

@@ -30,6 +30,7 @@ from metarec.clock import utc_now
 from metarec.gate.checks import KIND_NAMES, Label
 from metarec.gate.decision import GateDecision, Metrics, RankingMetrics, decide
 from metarec.gate.policy import GatePolicy
+from metarec.gate.verification import DEFAULT_TOLERANCE, Reevaluation, verify_card
 from metarec.registry.artifacts import inspect_artifact
 from metarec.registry.service import Registry
 from metarec.registry.types import VersionInfo, VersionRef
@@ -139,6 +140,8 @@ def gate_artifact(
     evaluate: Evaluator | None = None,
     evaluate_ranking: RankingEvaluator | None = None,
     decided_at: datetime | None = None,
+    reevaluation: Reevaluation | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> GateDecision:
     """Decide whether the artifact may be registered.
 
@@ -155,6 +158,11 @@ def gate_artifact(
             evaluator is called when production learnt from the other kind of data (ratings
             vs implicit events): nothing of it is compared.
         decided_at: The decision's time (default: now, in UTC).
+        reevaluation: The candidate's training set and evaluators: the card's numbers are
+            re-evaluated on its held-out users and a mismatch beyond ``tolerance`` rejects it
+            (None: they are taken from the card, and the decision says so).
+        tolerance: The largest difference accepted between a card number and its
+            re-evaluation.
 
     Returns:
         The decision (not stored: :meth:`Registry.register` stores it with the version, and
@@ -163,30 +171,46 @@ def gate_artifact(
     manifest = inspect_artifact(Path(artifact_dir))
     card = manifest.card
     method = policy.method or card.algorithm
-    ranking: RankingMetrics = card.ranking
-    production = registry.production(model) if registry is not None else None
-    compared: dict[str, Any] = {}
-    if production is not None and registry is not None:
-        compared = _compared(
-            registry,
-            production,
-            card,
-            method=method,
-            ranking_needed=bool(ranking) and policy.compares_production("ranking"),
-            evaluate=evaluate,
-            evaluate_ranking=evaluate_ranking,
-        )
+    verified = verify_card(
+        Path(artifact_dir), card, reevaluation, policy=policy, method=method, tolerance=tolerance
+    )
+    unnamed = [] if method else ["the card names no algorithm and the policy no method"]
     return decide(
         policy,
         model=model,
         artifact_digest=manifest.digest,
         candidate_metrics=card.metrics,
         candidate_method=method,
-        candidate_ranking=ranking,
+        candidate_ranking=card.ranking,
         candidate_label=card.label,
-        notes=[] if method else ["the card names no algorithm and the policy no method"],
+        notes=[*verified.notes, *unnamed],
         decided_at=decided_at or utc_now(),
-        **compared,
+        verified=verified,
+        **_production_side(registry, model, card, method, policy, evaluate, evaluate_ranking),
+    )
+
+
+def _production_side(
+    registry: Registry | None,
+    model: str,
+    card: ModelCard,
+    method: str,
+    policy: GatePolicy,
+    evaluate: Evaluator | None,
+    evaluate_ranking: RankingEvaluator | None,
+) -> dict[str, Any]:
+    """Production's arguments of :func:`decide` ({}: no registry or no production version)."""
+    production = registry.production(model) if registry is not None else None
+    if production is None or registry is None:
+        return {}
+    return _compared(
+        registry,
+        production,
+        card,
+        method=method,
+        ranking_needed=bool(card.ranking) and policy.compares_production("ranking"),
+        evaluate=evaluate,
+        evaluate_ranking=evaluate_ranking,
     )
 
 

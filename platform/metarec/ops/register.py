@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
 from metarec.config import Settings
-from metarec.features.training_set import Location, as_location
+from metarec.features.training_set import Location, as_location, read_manifest
 from metarec.gate.decision import GateDecision
 from metarec.gate.policy import load_policy
 from metarec.gate.run import (
@@ -24,6 +25,7 @@ from metarec.gate.run import (
     training_set_evaluator,
     training_set_ranking_evaluator,
 )
+from metarec.gate.verification import Reevaluation
 from metarec.ops._registry import registry_session
 from metarec.ops.locations import local_artifact
 from metarec.registry import Registry, VersionInfo
@@ -59,27 +61,43 @@ class RegistrationOutcome(BaseModel):
         return self.decision.accepted
 
 
+class _Evaluators(NamedTuple):
+    """Production's evaluators and the candidate's re-evaluation (None: not verified)."""
+
+    evaluate: Evaluator | None
+    evaluate_ranking: RankingEvaluator | None
+    reevaluation: Reevaluation | None
+
+
 def _evaluators(
     artifact: Path,
     training_set: Location | None,
     evaluate: Evaluator | None,
     evaluate_ranking: RankingEvaluator | None,
-) -> tuple[Evaluator | None, RankingEvaluator | None]:
-    """Re-evaluate production on the candidate's training set when one is given.
+) -> _Evaluators:
+    """Re-evaluate production, and the candidate's card, on the candidate's training set.
 
-    A candidate trained on implicit events gets no rating evaluator: its training set has no
-    ratings and the candidate no rating metrics (production's ranking is still re-evaluated).
+    With a training set, the same evaluators re-evaluate production on the candidate's held-out
+    users and the candidate itself (its card's numbers are verified). A candidate trained on
+    implicit events gets no rating evaluator: its training set has no ratings and the candidate
+    no rating metrics (both rankings are still re-evaluated). Without one, the candidate's
+    numbers are the card's, unverified (the decision says so).
     """
     if training_set is None:
-        return evaluate, evaluate_ranking
+        return _Evaluators(evaluate, evaluate_ranking, None)
     if evaluate is not None or evaluate_ranking is not None:
         raise ValueError("pass either a training set or evaluators, not both")
     card = inspect_artifact(artifact).card
     where = as_location(training_set)  # a URI is read through fsspec, never made a Path
-    return (
-        training_set_evaluator(where, like=card.metrics) if card.predicts_ratings else None,
-        training_set_ranking_evaluator(where, like=card.ranking),
+    rating = training_set_evaluator(where, like=card.metrics) if card.predicts_ratings else None
+    ranking = training_set_ranking_evaluator(where, like=card.ranking)
+    reevaluation = Reevaluation(
+        training_set=str(training_set),
+        fingerprint=read_manifest(where).fingerprint,
+        evaluate=rating,
+        evaluate_ranking=ranking,
     )
+    return _Evaluators(rating, ranking, reevaluation)
 
 
 def gate_candidate(
@@ -104,7 +122,9 @@ def gate_candidate(
             configured one and close it after).
         policy: Gate policy YAML (default: ``registry.gate_policy``, else the shipped one).
         training_set: The candidate's training set: production is then re-evaluated on the
-            candidate's held-out users (default: production's stored metrics are used).
+            candidate's held-out users, and the candidate's card numbers are verified by a
+            re-evaluation on them (default: production's stored metrics are used, and the
+            candidate's are the card's, unverified).
         evaluate: Re-evaluates production's rating metrics (instead of ``training_set``).
         evaluate_ranking: Re-evaluates production's ranking table (instead of
             ``training_set``).
@@ -113,9 +133,9 @@ def gate_candidate(
         The gate's decision, every rule with its numbers.
     """
     with local_artifact(artifact) as folder:
-        evaluate, evaluate_ranking = _evaluators(folder, training_set, evaluate, evaluate_ranking)
+        evaluators = _evaluators(folder, training_set, evaluate, evaluate_ranking)
         with registry_session(settings, registry) as current:
-            return _gate(settings, folder, model, current, policy, evaluate, evaluate_ranking)
+            return _gate(settings, folder, model, current, policy, evaluators)
 
 
 def _gate(
@@ -124,16 +144,16 @@ def _gate(
     model: str,
     registry: Registry,
     policy: Path | None,
-    evaluate: Evaluator | None,
-    evaluate_ranking: RankingEvaluator | None,
+    evaluators: _Evaluators,
 ) -> GateDecision:
     return gate_artifact(
         artifact,
         policy=load_policy(policy or settings.registry.gate_policy),
         model=model,
         registry=registry,
-        evaluate=evaluate,
-        evaluate_ranking=evaluate_ranking,
+        evaluate=evaluators.evaluate,
+        evaluate_ranking=evaluators.evaluate_ranking,
+        reevaluation=evaluators.reevaluation,
     )
 
 
@@ -178,9 +198,9 @@ def register_candidate(
         rejection was recorded (rejected).
     """
     with local_artifact(artifact) as folder:
-        evaluate, evaluate_ranking = _evaluators(folder, training_set, evaluate, evaluate_ranking)
+        evaluators = _evaluators(folder, training_set, evaluate, evaluate_ranking)
         with registry_session(settings, registry) as current:
-            decision = _gate(settings, folder, model, current, policy, evaluate, evaluate_ranking)
+            decision = _gate(settings, folder, model, current, policy, evaluators)
             if on_decision is not None:
                 on_decision(decision)
             if not decision.accepted:

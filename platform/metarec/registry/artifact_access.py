@@ -17,6 +17,7 @@ from metarec.registry.artifacts import (
     RANKER_WEIGHTS_FILE,
     WEIGHTS_FILE,
     ArtifactStore,
+    check_card_hashes,
     check_safetensors_header,
 )
 from metarec.registry.card import card_from_json
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
     import torch
 
     from metarec.training.model_card import ModelCard
+
+_REREGISTER_FIX = (
+    "do not serve this version: register the artifact exactly as `metarec train` wrote it, or "
+    "serve or roll back to another version."
+)
 
 
 def read_file(db: Sessions, store: ArtifactStore, ref: VersionRef, name: str) -> bytes:
@@ -57,10 +63,26 @@ def read_card(db: Sessions, store: ArtifactStore, ref: VersionRef) -> ModelCard:
 
 
 def verify(db: Sessions, store: ArtifactStore, ref: VersionRef) -> VersionInfo:
-    """Re-hash every stored file of a version; raise on the first mismatch."""
+    """Re-hash every stored file of a version, then check them against its model card.
+
+    A version registered before registration checked the card's hashes may hold weights its
+    card does not describe: it is refused here, before anything tries to load it.
+
+    Raises:
+        ArtifactChecksumError: A stored file does not match the registered sha256.
+        ArtifactError: A stored file is missing, the card is not a valid model card, or a file
+            the card lists is missing or differs from the card's sha256.
+    """
     info = get_version(db, ref)
+    card_bytes = None
     for name, sha in info.files.items():
-        store.read_verified(info.artifact_uri, name, sha256=sha, version=ref.tag)
+        data = store.read_verified(info.artifact_uri, name, sha256=sha, version=ref.tag)
+        if name == CARD_FILE:
+            card_bytes = data
+    if card_bytes is None:
+        raise ArtifactError(f"{ref.tag} has no {CARD_FILE}.", fix=_REREGISTER_FIX)
+    card = card_from_json(card_bytes, where=f"{ref.tag}/{CARD_FILE}")
+    check_card_hashes(card, info.files, where=ref.tag, fix=_REREGISTER_FIX)
     return info
 
 

@@ -35,6 +35,10 @@ CARD_FILE = "model_card.json"
 UNSAFE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".npy")
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 _FOLDER_FIX = "pass the folder that training wrote (model.safetensors + model_card.json)."
+_CARD_HASH_FIX = (
+    "register the folder exactly as `metarec train` wrote it (restore the original files, or "
+    "retrain); never edit weights or the card by hand."
+)
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,9 @@ def inspect_artifact(artifact_dir: Path) -> ArtifactManifest:
         The manifest: per-file sha256, digest and the typed model card.
 
     Raises:
-        ArtifactError: Missing files, unsafe files, links, unreadable weights, or a card that
-            is not a valid :class:`~metarec.training.model_card.ModelCard`.
+        ArtifactError: Missing files, unsafe files, links, unreadable weights, a card that
+            is not a valid :class:`~metarec.training.model_card.ModelCard`, or a file whose
+            sha256 differs from the card's (``weights_sha256``, ``files``).
     """
     artifact_dir = Path(artifact_dir)
     _check_required_files(artifact_dir, CARD_FILE)
@@ -102,7 +107,54 @@ def inspect_artifact(artifact_dir: Path) -> ArtifactManifest:
     _check_required_files(artifact_dir, weights)
     files = _hash_files(artifact_dir)
     _check_weights_header(artifact_dir / weights)
+    check_card_hashes(card, files, where=artifact_dir)
     return ArtifactManifest(files=files, digest=manifest_digest(files), card=card)
+
+
+def card_hashes(card: ModelCard) -> dict[str, str]:
+    """Every file the card vouches for → its sha256: ``files`` and the weights' ``weights_sha256``.
+
+    Raises:
+        ArtifactError: The card records two different sha256s for its weights file.
+    """
+    weights = card_weights_file(card)
+    listed = card.files.get(weights)
+    if listed is not None and listed != card.weights_sha256:
+        raise ArtifactError(
+            f"The model card records two sha256s for {weights} (weights_sha256 "
+            f"{card.weights_sha256[:12]}, files {listed[:12]}).",
+            fix=_CARD_HASH_FIX,
+        )
+    return {**card.files, weights: card.weights_sha256}
+
+
+def check_card_hashes(
+    card: ModelCard, files: dict[str, str], *, where: Path | str, fix: str = _CARD_HASH_FIX
+) -> None:
+    """Refuse an artifact whose files are not those its card describes.
+
+    Args:
+        card: The artifact's model card.
+        files: Relative file name → sha256 of the files actually there.
+        where: The artifact (folder or version tag), named in errors.
+        fix: What the user should do about a mismatch.
+
+    Raises:
+        ArtifactError: A file the card lists is missing, or its sha256 differs from the card's.
+    """
+    for name, expected in sorted(card_hashes(card).items()):
+        actual = files.get(name)
+        if actual is None:
+            raise ArtifactError(
+                f"{where}: the model card lists {name}, which the artifact does not hold.",
+                fix=fix,
+            )
+        if actual != expected:
+            raise ArtifactError(
+                f"{where}/{name}: sha256 {actual} does not match the model card ({expected}); "
+                "the file was changed or replaced after training.",
+                fix=fix,
+            )
 
 
 def read_card_file(path: Path) -> ModelCard:

@@ -8,6 +8,7 @@ PostgreSQL runs at READ COMMITTED; mutations lock the model row first.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from metarec.errors import RegistryError
@@ -27,6 +28,43 @@ READ_ONLY_OPTION = "metarec_registry_read_only"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant: serialises concurrent migrations on one PostgreSQL database.
 _PG_MIGRATION_LOCK = 0x4D455452
+HIDDEN = "***"
+# A password in a URL SQLAlchemy cannot parse: ``scheme://user:<password>@host`` (up to the
+# last ``@``), else any ``user:<password>@`` of the text, and ``password=<value>`` in a query.
+_USERINFO_PASSWORD = re.compile(r"(://[^:@/?#]*:)(.*)(@)")
+_ANY_USERINFO_PASSWORD = re.compile(r"([^\s:/@]+:)(\S*)(@)")
+_QUERY_PASSWORD = re.compile(r"((?:^|[?&;\s])password=)([^&;\s]*)", re.IGNORECASE)
+
+
+def redacted_url(url: str | URL) -> str:
+    """``url`` fit for an error message or a log: any password replaced by ``***``.
+
+    Works on URLs SQLAlchemy cannot parse too (a malformed URL is named in its error).
+    """
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+        rendered = parsed.render_as_string(hide_password=True)
+    except (ArgumentError, ValueError, TypeError):
+        rendered = str(url)
+    # Also after SQLAlchemy: a password holding an unescaped "@" is parsed into the host.
+    userinfo = _USERINFO_PASSWORD if "://" in rendered else _ANY_USERINFO_PASSWORD
+    rendered = userinfo.sub(rf"\g<1>{HIDDEN}\g<3>", rendered)
+    return _QUERY_PASSWORD.sub(rf"\g<1>{HIDDEN}", rendered)
+
+
+def redact(message: str, url: str | URL) -> str:
+    """``message`` with the password of ``url`` (parsed or not) never shown."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+        secrets = [parsed.password, parsed.query.get("password")]
+    except (ArgumentError, ValueError, TypeError):
+        text = str(url)
+        userinfo = _USERINFO_PASSWORD if "://" in text else _ANY_USERINFO_PASSWORD
+        secrets = [m.group(2) for m in (userinfo.search(text), _QUERY_PASSWORD.search(text)) if m]
+    for secret in secrets:
+        if secret and isinstance(secret, str):
+            message = message.replace(secret, HIDDEN)
+    return message
 
 
 def create_registry_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
@@ -40,13 +78,14 @@ def create_registry_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
         The engine.
 
     Raises:
-        RegistryError: The URL is malformed or its driver is not installed.
+        RegistryError: The URL is malformed or its driver is not installed (the URL is named
+            with its password hidden).
     """
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise RegistryError(
-            f"Registry database URL {url!r} is not a valid SQLAlchemy URL.",
+            f"Registry database URL {redacted_url(url)!r} is not a valid SQLAlchemy URL.",
             fix="set registry.database_url (METAREC_REGISTRY__DATABASE_URL) to e.g. "
             "sqlite:///path/registry.db or postgresql+psycopg://user@host:5432/db.",
         ) from exc
@@ -61,7 +100,7 @@ def create_registry_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, ImportError) as exc:
         raise RegistryError(
-            f"Cannot create a database engine for {parsed.render_as_string()} ({exc}).",
+            redact(f"Cannot create a database engine for {redacted_url(parsed)} ({exc}).", url),
             fix="install the database driver (psycopg for PostgreSQL) or correct the URL.",
         ) from exc
     if engine.dialect.name == "sqlite":
@@ -132,9 +171,13 @@ def upgrade_database(engine: Engine) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
+        detail = (str(exc).splitlines() or [""])[0]
         raise RegistryError(
-            f"Cannot open the registry database {engine.url.render_as_string()} "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0]}).",
+            redact(
+                f"Cannot open the registry database {redacted_url(engine.url)} "
+                f"({type(exc).__name__}: {detail}).",
+                engine.url,
+            ),
             fix="check registry.database_url, that the server is running and that the user may "
             "create tables.",
         ) from exc

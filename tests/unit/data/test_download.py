@@ -26,4 +26,24 @@ def test_official_archive_names_are_checked_against_the_published_checksum(tmp_p
 
 def test_unreachable_url_is_a_download_error(tmp_path):
     with pytest.raises(DownloadError, match="pass --path"):
-        download((tmp_path / "missing.zip").as_uri(), tmp_path / "x.zip")
+        download(
+            (tmp_path / "missing.zip").as_uri(), tmp_path / "x.zip", checksum="md5:" + "0" * 32
+        )
+
+
+def test_a_non_official_url_without_checksum_is_refused_before_downloading(tmp_path):
+    """Issue 20: a download from any other URL used to be kept unchecked."""
+    source = tmp_path / "ratings.zip"
+    source.write_bytes(b"anything")
+    target = tmp_path / "downloads" / "ratings.zip"
+    with pytest.raises(DownloadError, match=r"No checksum is known for .*ratings\.zip") as raised:
+        download(source.as_uri(), target)
+    assert "Fix: pass --checksum sha256:" in str(raised.value)
+    assert not target.parent.exists()
+    assert download(source.as_uri(), target, checksum=file_checksum(source)).is_file()
+
+
+@pytest.mark.parametrize("checksum", ["crc32:1234", "sha256:", "0e33842e24a9c977be4e0107933c0723"])
+def test_a_malformed_checksum_is_refused_before_downloading(tmp_path, checksum):
+    with pytest.raises(DownloadError, match="is not md5:<hex> or sha256:<hex>"):
+        download((tmp_path / "missing.zip").as_uri(), tmp_path / "x.zip", checksum=checksum)

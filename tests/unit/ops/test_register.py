@@ -99,10 +99,14 @@ def test_register_gated_registers_once_then_returns_the_existing_version(setting
 def test_event_candidate_gets_no_rating_evaluator_from_its_training_set(
     settings, tmp_path, monkeypatch
 ):
-    """An event training set has no ratings: only production's ranking is re-evaluated."""
+    """An event training set has no ratings: only the rankings are re-evaluated (production's
+    on the candidate's users, and the candidate's own, which verifies its card)."""
     import metarec.ops.register as register_module
+    from metarec.features.training_set import TrainingSetManifest
+    from metarec.gate.verification import VERIFIED_BASIS
 
     built, ranked = [], []
+    candidate = write_fixture_artifact(tmp_path / "cand", seed=2, label="event")
 
     def rating_evaluator(training_set, *, like):
         built.append(training_set)
@@ -111,16 +115,19 @@ def test_event_candidate_gets_no_rating_evaluator_from_its_training_set(
     def ranking_evaluator(training_set, *, like):
         def evaluate_ranking(artifact_dir, users):
             ranked.append(sorted(path.name for path in artifact_dir.iterdir()))
-            return fixture_ranking(ranker=0.40)
+            return fixture_ranking(ranker=0.30 if artifact_dir == candidate else 0.40)
 
         return evaluate_ranking
 
+    def manifest(training_set):
+        return TrainingSetManifest.model_construct(fingerprint=f"sha256:{2:064x}")
+
     monkeypatch.setattr(register_module, "training_set_evaluator", rating_evaluator)
     monkeypatch.setattr(register_module, "training_set_ranking_evaluator", ranking_evaluator)
+    monkeypatch.setattr(register_module, "read_manifest", manifest)
     with Registry.open(settings) as registry:
         register_fixture(registry, tmp_path / "first", seed=1, label="event")
         registry.promote(VersionRef(model="metarec", version=1), actor="a", reason="r")
-        candidate = write_fixture_artifact(tmp_path / "cand", seed=2, label="event")
         decision = gate_candidate(
             settings,
             artifact=candidate,
@@ -129,8 +136,9 @@ def test_event_candidate_gets_no_rating_evaluator_from_its_training_set(
             training_set=tmp_path / "events.parquet",
         )
     assert built == []
-    assert ranked == [["model_card.json", "ranker.safetensors"]]
+    assert ranked == [["model_card.json", "ranker.safetensors"]] * 2
     assert (decision.candidate_label, decision.production_label) == ("event", "event")
+    assert decision.metrics_basis == VERIFIED_BASIS
     assert [c.rule for c in decision.broken] == [
         "regression: ranking ndcg@20 worse than production by ≤ 0.02 (mean, new_user)"
     ]
