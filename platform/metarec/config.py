@@ -121,11 +121,15 @@ class RegistrySettings(BaseModel):
     )
     api_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token for mutating control-plane API calls. Empty: mutating calls "
-        "are refused.",
+        description="Deprecated: one API token holding every role (identity `api-token`); "
+        "prefer api_tokens_file. Neither set: authenticated calls are refused.",
     )
+    api_tokens_file: Path | None = Field(
+        default=None, description="API identities, roles and token hashes (docs/registry.md)."
+    )
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger: 413.")
     read_requires_token: bool = Field(
-        default=False, description="Require the bearer token on read calls of the API too."
+        default=False, description="Require a `reader` identity on read calls of the API too."
     )
 
 
@@ -218,6 +222,7 @@ class ServingSettings(BaseModel):
         "counted in the metarec_* and BentoML's request metrics). false: @bentoml.api "
         "methods, answered by BentoML's own request path.",
     )
+    feedback_token: SecretStr | None = Field(default=None, description="/feedback's bearer token.")
 
 
 class DeploySettings(BaseModel):

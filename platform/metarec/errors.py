@@ -233,3 +233,15 @@ class DeployError(RolloutError):
 
 class RolloutStaleStateError(RolloutError):
     """A rollout's state changed since it was read: its compare-and-set save was refused."""
+
+
+class ApiForbiddenError(MetaRecError):
+    """An authenticated control-plane API caller lacks the role the call needs."""
+
+
+class ApiRequestError(MetaRecError):
+    """An API request refused before it is read: too large, bad length, identities unreadable."""
+
+    def __init__(self, problem: str, *, fix: str, status: int = 413) -> None:
+        super().__init__(problem, fix=fix)
+        self.status = status

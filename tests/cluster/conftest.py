@@ -31,6 +31,7 @@ DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # from the rendered env would write where the tests do not read.
 REDIS = "127.0.0.1:6379,db=5"
 API_TOKEN = "cluster-harness-token"
+FEEDBACK_TOKEN = "cluster-harness-feedback-token"
 
 
 def _load(name: str, path: Path) -> ModuleType:
@@ -75,6 +76,7 @@ def existing_secrets(s3_env: dict[str, str]) -> dict[str, dict[str, str]]:
         "metarec-database": {"registry-url": DATABASE_URL, "feast-registry-url": DATABASE_URL},
         "metarec-redis": {"connection-string": REDIS},
         "metarec-api-token": {"token": API_TOKEN},
+        "metarec-feedback-token": {"token": FEEDBACK_TOKEN},
         "metarec-s3": {
             "access-key-id": s3_env["AWS_ACCESS_KEY_ID"],
             "secret-access-key": s3_env["AWS_SECRET_ACCESS_KEY"],

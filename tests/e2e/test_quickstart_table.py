@@ -115,5 +115,6 @@ def test_quickstart_on_implicit_events_with_text_ids_serves_then_canaries_on_hit
         feedback = httpx.post(
             f"{service.url}/feedback",
             json={"events": [{"user_id": first_user, "item_id": listed[0]}]},
+            headers=service.feedback_headers,
         )
         assert feedback.status_code == 200 and feedback.json() == {"accepted": 1}

@@ -123,7 +123,10 @@ def test_round_trip_over_http(client, tmp_path):
     assert back.status_code == 200 and back.json()["version"] == 1
     assert client.get("/models/metarec/production").json()["version"] == 1
 
-    actions = [e["action"] for e in client.get("/models/metarec/history").json()]
+    entries = client.get("/models/metarec/history").json()
+    # The actor is the token's identity (the single token: api-token), never the body's "ci".
+    assert {e["actor"] for e in entries} == {"api-token"}
+    actions = [e["action"] for e in entries]
     assert actions == [
         "register",
         "promote",

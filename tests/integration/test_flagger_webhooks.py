@@ -22,8 +22,14 @@ from sqlalchemy import update
 pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "flagger"
-TOKEN = "flagger-webhook-token"
+TOKEN = "flagger-webhook-token"  # the flagger identity's (the fixtures' metadata.token)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CI_TOKEN = "ci-deployer-token-0123"
+CI_AUTH = {"Authorization": f"Bearer {CI_TOKEN}"}
+IDENTITIES = {
+    "flagger": {"role": "flagger", "token": TOKEN},
+    "ci": {"roles": ["reader", "deployer"], "token": CI_TOKEN},
+}
 PATHS = ["/flagger/confirm-promotion", "/flagger/promote", "/flagger/rollback"]
 
 
@@ -67,19 +73,24 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | N
 
 @pytest.fixture
 def client(tmp_path: Path, database: str | None) -> Iterator[TestClient]:
-    """The API over a registry with v1 in production and v2 (gated) in staging."""
-    registry = {"api_token": TOKEN, "export_bentoml": False, "database_url": database}
+    """The API over a registry with v1 in production and v2 (gated) in staging.
+
+    Two identities: ``flagger`` (role flagger, the webhooks) and ``ci`` (deployer).
+    """
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps(IDENTITIES))
+    registry = {"api_tokens_file": str(tokens), "export_bentoml": False, "database_url": database}
     settings = load_settings(home=tmp_path / "home", registry=registry)
     with TestClient(create_app(settings)) as api:
         for number, (seed, mae) in enumerate([(1, 0.80), (2, 0.77)], start=1):
             artifact = write_fixture_artifact(tmp_path / f"a{number}", seed=seed, mae=mae)
             created = api.post(
-                "/models/metarec/versions", json={"artifact": str(artifact)}, headers=AUTH
+                "/models/metarec/versions", json={"artifact": str(artifact)}, headers=CI_AUTH
             )
             assert created.status_code == 201, created.json()
             if number == 1:
                 promoted = api.post(
-                    "/models/metarec/versions/1/promote", json={"reason": "first"}, headers=AUTH
+                    "/models/metarec/versions/1/promote", json={"reason": "first"}, headers=CI_AUTH
                 )
                 assert promoted.status_code == 200
         yield api
@@ -176,6 +187,10 @@ def test_unauthenticated_webhooks_get_401_and_change_nothing(client, path, token
     assert response.json()["error"] == "AuthError"
     # Checked before the body: an invalid body without a token is 401 too, not 422.
     assert client.post(path, json={"metadata": {}}).status_code == 401
+    malformed = client.post(
+        path, content=b'{"metadata": {"tok', headers={"content-type": "application/json"}
+    )
+    assert malformed.status_code == 401
     assert stages(client) == {1: "production", 2: "staging"}
     assert history(client) == before
 
@@ -184,6 +199,28 @@ def test_the_token_may_come_as_a_bearer_header(client):
     body = payload("post-rollout-succeeded.json", token=None)
     response = client.post("/flagger/promote", json=body, headers=AUTH)
     assert response.status_code == 200 and response.json()["action"] == "promoted"
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_token_without_the_flagger_role_is_refused_and_changes_nothing(client, path):
+    before = history(client)
+    for body, headers in [
+        (payload("post-rollout-succeeded.json", token=CI_TOKEN), {}),
+        (payload("post-rollout-succeeded.json", token=None), CI_AUTH),
+    ]:
+        response = client.post(path, json=body, headers=headers)
+        assert response.status_code == 403
+        assert response.json()["error"] == "ApiForbiddenError"
+        assert "'ci' lacks the role 'flagger'" in response.json()["problem"]
+    assert stages(client) == {1: "production", 2: "staging"}
+    assert history(client) == before
+
+
+def test_flagger_may_not_call_the_other_mutating_routes(client):
+    for path in ["/models/metarec/versions/2/promote", "/models/metarec/rollback"]:
+        response = client.post(path, json={"reason": "r"}, headers=AUTH)
+        assert response.status_code == 403 and "'flagger' lacks" in response.json()["problem"]
+    assert stages(client) == {1: "production", 2: "staging"}
 
 
 def test_confirm_promotion_refuses_a_version_without_a_passing_gate_decision(client):
@@ -236,7 +273,7 @@ def test_confirm_promotion_refuses_unknown_or_unnamed_versions(client, version, 
 
 def test_confirm_promotion_refuses_an_archived_version(client):
     archived = client.post(
-        "/models/metarec/versions/2/archive", json={"reason": "withdrawn"}, headers=AUTH
+        "/models/metarec/versions/2/archive", json={"reason": "withdrawn"}, headers=CI_AUTH
     )
     assert archived.status_code == 200
     response = client.post("/flagger/confirm-promotion", json=payload("pre-rollout.json"))

@@ -60,6 +60,18 @@ HERE = Path(__file__).resolve().parent
 backend = _load(HERE / "rollout_backend.py", "metarec_rollout_test_backend")
 faults = _load(HERE / "rollout_faults.py", "metarec_rollout_faults")
 controllers = _load(HERE / "controller_process.py", "metarec_controller_process")
+# The services' feedback token: the load loop (the team's backend here) sends it; the services
+# refuse feedback without it and remember only its predictions for scoring.
+FEEDBACK_TOKEN = "rollout-serving-feedback-token-0123456789"
+
+
+@dataclass
+class TrustedLoadLoop(backend.LoadLoop):
+    """The test backend's load loop, sending the feedback token with every request."""
+
+    def _call(self, client: httpx.Client, kind: str, payload: dict) -> None:
+        client.headers["authorization"] = f"Bearer {FEEDBACK_TOKEN}"
+        super()._call(client, kind, payload)
 
 
 class Served:
@@ -73,6 +85,7 @@ class Served:
             METAREC_HOME=str(home),
             METAREC_REGISTRY__EXPORT_BENTOML="false",
             METAREC_SERVING__TORCH_THREADS="1",
+            METAREC_SERVING__FEEDBACK_TOKEN=FEEDBACK_TOKEN,
         )
         self.log = log
         self.process = subprocess.Popen(
@@ -261,10 +274,13 @@ def roll_out(
         store=store,
         router=router,
         metrics=ScrapeMetricSource(
-            production_url=services.production.url, canary_url=canary_url, router_url=router.url
+            production_url=services.production.url,
+            canary_url=canary_url,
+            router_url=router.admin_url,  # the router's caller-side metrics: its admin API
+            router_token=router.admin_token,
         ),
     )
-    load = backend.LoadLoop(
+    load = TrustedLoadLoop(
         url=router.url, rows=services.rows, threads=threads, max_requests=20_000, deadline_s=90
     ).start()
     try:
@@ -404,7 +420,8 @@ def _controller_process(services: Services, registry_db: Path, router, canary_ur
             "METAREC_REGISTRY__DATABASE_URL": f"sqlite:///{registry_db}",
             "METAREC_REGISTRY__ARTIFACT_ROOT": artifact_root(services.settings),
             "METAREC_ROLLOUT__ROUTER__KIND": "http",
-            "METAREC_ROLLOUT__ROUTER__URL": router.url,
+            "METAREC_ROLLOUT__ROUTER__URL": router.admin_url,  # the controller drives its admin API
+            "METAREC_ROLLOUT__ROUTER__ADMIN_TOKEN": router.admin_token,
             "METAREC_ROLLOUT__PRODUCTION_URL": services.production.url,
             "METAREC_ROLLOUT__CANARY_URL": canary_url,
             "METAREC_ROLLOUT__POLL_S": "0.2",
@@ -440,7 +457,7 @@ def test_controller_killed_mid_rollout_resumes_with_real_services(
         router = LocalWeightedRouter(
             production_url=services.production.url, canary_url=proxy.url, seed=0
         ).start()
-        load = backend.LoadLoop(
+        load = TrustedLoadLoop(
             url=router.url, rows=services.rows, threads=2, max_requests=20_000, deadline_s=120
         ).start()
         first = second = None

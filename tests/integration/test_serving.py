@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from metarec.learning.tasks import Task
 from metarec.registry import Registry, VersionRef
 from metarec.registry.types import VersionInfo
 from metarec.serving.loading import offline_adaptation
-from metarec.serving.process import ServiceProcess
+from metarec.serving.process import ServiceProcess, feedback_headers
 from metarec.testing.serving import mark_validated, train_and_register
 from metarec.training.artifact import load_artifact, load_factor_model, load_ranker
 from metarec.training.config import TrainingConfig
@@ -54,6 +56,12 @@ class Served:
     url: str
     training_set: Path
     log: Path
+    feedback_token: str = ""
+
+    @property
+    def trusted(self) -> dict[str, str]:
+        """Headers of a trusted caller (the feedback token)."""
+        return feedback_headers(self.feedback_token)
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +85,13 @@ def served(synthetic_home: Settings, tmp_path_factory: pytest.TempPathFactory):
         },
     )
     with process:
-        yield Served(settings, info, process.url, training_set, log)
+        yield Served(settings, info, process.url, training_set, log, process.feedback_token)
 
 
 @pytest.fixture(scope="module")
 def client(served: Served):
-    with httpx.Client(base_url=served.url, timeout=30) as http:
+    """A trusted caller (the team's backend): it sends the feedback token."""
+    with httpx.Client(base_url=served.url, timeout=30, headers=served.trusted) as http:
         yield http
 
 
@@ -406,8 +415,9 @@ def bentoml_answered(served: Served):
             "METAREC_SERVING__TORCH_THREADS": "1",
             "METAREC_SERVING__DIRECT_ENDPOINTS": "false",
         },
+        feedback_token=served.feedback_token,
     )
-    with process, httpx.Client(base_url=process.url, timeout=30) as http:
+    with process, httpx.Client(base_url=process.url, timeout=30, headers=served.trusted) as http:
         yield http
 
 
@@ -483,6 +493,101 @@ def test_request_metrics_count_status_classes(client: httpx.Client, served: Serv
     assert delta("4xx") == 1
     assert delta("5xx") == 0
     assert metric(after, "metarec_request_latency_seconds_count", endpoint="recommend") >= 2
+
+
+def test_feedback_needs_the_feedback_token(
+    client: httpx.Client, bentoml_answered: httpx.Client, served: Served
+):
+    """The issue's probe (a caller-supplied rating steering the online MAE) is refused."""
+    tag = served.info.tag
+    events = {"events": [{"user_id": 1, "item_id": 2, "rating": 1.0}]}
+    quality = ("metarec_feedback_total", "metarec_feedback_abs_error_sum", "metarec_online_mae")
+    for http in (client, bentoml_answered):  # the direct path and BentoML's
+        before = http.get("/metrics").text
+        for headers in ({}, feedback_headers("a-guess"), {"authorization": "Basic eA=="}):
+            refused = httpx.post(http.base_url.join("/feedback"), json=events, headers=headers)
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["field"] == "authorization"
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+        after = http.get("/metrics").text
+        for name in quality:
+            assert metric(after, name, model_version=tag) == metric(
+                before, name, model_version=tag
+            ), name
+        labels = {"endpoint": "feedback", "model_version": tag, "status": "4xx"}
+        counted = metric(after, "metarec_requests_total", **labels)
+        assert counted - metric(before, "metarec_requests_total", **labels) == 3
+        assert http.post("/feedback", json=events).status_code == 200  # with the token
+
+
+def test_an_untrusted_caller_cannot_plant_what_feedback_is_judged_against(
+    client: httpx.Client, served: Served
+):
+    tag = served.info.tag
+    support = [{"item_id": 1, "rating": 4.0}]
+
+    def recommend(http_post, candidates: list[int]) -> list[int]:
+        body = {"user_id": 1, "support": support, "candidates": candidates, "k": 2}
+        response = http_post(f"{served.url}/recommend", json=body)
+        assert response.status_code == 200, response.text
+        return [item["item_id"] for item in response.json()["items"]]
+
+    def predict(http_post, rating: float) -> float:
+        body = {"user_id": 1, "support": [{"item_id": 1, "rating": rating}], "item_ids": [30]}
+        response = http_post(f"{served.url}/predict", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()["predictions"][0]["rating"]
+
+    assert sorted(recommend(client.post, [10, 11])) == [10, 11]  # the backend's list
+    remembered = predict(client.post, 4.0)
+    untrusted = recommend(httpx.post, [20, 21])  # anyone's: answered, never remembered
+    planted = predict(httpx.post, 1.0)
+    assert planted != remembered
+    before = client.get("/metrics").text
+    events = [{"user_id": 1, "item_id": untrusted[0]}, {"user_id": 1, "item_id": 30, "rating": 5}]
+    assert client.post("/feedback", json={"events": events}).status_code == 200
+    after = client.get("/metrics").text
+
+    def delta(name: str) -> float:
+        return metric(after, name, model_version=tag) - metric(before, name, model_version=tag)
+
+    assert delta("metarec_feedback_positive_total") == 2  # the user has the backend's list
+    assert delta("metarec_feedback_hits_total") == 0  # the item was not in it
+    assert delta("metarec_feedback_abs_error_sum") == pytest.approx(abs(5 - remembered), abs=1e-4)
+
+
+def _hang_up(url: httpx.URL) -> None:
+    """Send a request's headers and part of its body, then close the connection."""
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: metarec\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n"
+    )
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(head + b'{"user_id": 1, "item_ids": [')
+        time.sleep(0.3)  # the service is reading the body when the client goes away
+
+
+def test_a_client_that_disconnects_is_counted_as_499_not_5xx(
+    client: httpx.Client, bentoml_answered: httpx.Client, served: Served
+):
+    tag = served.info.tag
+
+    def counts(http: httpx.Client) -> tuple[float, float]:
+        text = http.get("/metrics").text
+        labels = {"endpoint": "predict", "model_version": tag}
+        return tuple(
+            metric(text, "metarec_requests_total", status=status, **labels)
+            for status in ("4xx", "5xx")
+        )
+
+    for http in (client, bentoml_answered):  # the direct path and BentoML's
+        before = counts(http)
+        _hang_up(http.base_url)
+        deadline = time.monotonic() + 15
+        while sum(after := counts(http)) == sum(before) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the service counts the request once it notices the hang-up
+        assert after == (before[0] + 1, before[1]), (str(http.base_url), before, after)
+        assert http.post("/predict", json={"user_id": 1, "item_ids": [2]}).status_code == 200
 
 
 def test_concurrent_requests_are_adapted_together(client: httpx.Client, served: Served):
@@ -608,8 +713,9 @@ def _serve_event_version(settings: Settings, root: Path, training_set: Path):
         log_path=log,
         extra_env={"METAREC_SERVING__TORCH_THREADS": "1"},
     )
-    with process, httpx.Client(base_url=process.url, timeout=30) as http:
-        yield Served(settings, info, process.url, training_set, log), http
+    headers = process.feedback_headers
+    with process, httpx.Client(base_url=process.url, timeout=30, headers=headers) as http:
+        yield Served(settings, info, process.url, training_set, log, process.feedback_token), http
 
 
 @pytest.fixture(scope="module")

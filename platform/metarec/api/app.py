@@ -1,11 +1,13 @@
 """FastAPI application factory for the control plane.
 
 The same operations as ``metarec models`` and ``metarec gate``, through the same use cases
-(:mod:`metarec.ops`). Mutating calls (and ``/gate``, which reads server-side files) need
-``Authorization: Bearer <registry.api_token>``; read calls need it too when
-``registry.read_requires_token`` is set. Every deliberate error is a JSON body
-``{error, problem, fix}`` with a 4xx status; OpenAPI is served at ``/openapi.json`` and
-``/docs``. The routes are in :mod:`metarec.api.routes`, one router per concern.
+(:mod:`metarec.ops`). Every call but the probes, the OpenAPI document and (unless
+``registry.read_requires_token``) the reads needs ``Authorization: Bearer <token>`` of a named
+identity (:mod:`metarec.api.identities`) holding the call's role; the request guard
+(:mod:`metarec.api.guard`) bounds the body and authenticates before any body is parsed (401
+before 422, 413 unread). Every deliberate error is a JSON body ``{error, problem, fix}`` with
+a 4xx status; OpenAPI is served at ``/openapi.json`` and ``/docs``. The routes are in
+:mod:`metarec.api.routes`, one router per concern.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from fastapi import FastAPI
 from metarec import __version__
 from metarec.api.deps import Evaluators
 from metarec.api.errors import ERROR_RESPONSES, add_error_handlers
+from metarec.api.guard import GuardPolicy, RequestGuard
+from metarec.api.identities import IdentityBook
 from metarec.api.routes import candidates, flagger, health, models, transitions
 from metarec.config import Settings
 from metarec.gate.run import Evaluator, RankingEvaluator
@@ -63,12 +67,17 @@ def create_app(
 
     Returns:
         The FastAPI application.
+
+    Raises:
+        ConfigError: ``registry.api_tokens_file`` is missing or invalid.
     """
+    identities = IdentityBook.from_settings(settings)
     app = FastAPI(
         title="MetaRec control plane",
         version=__version__,
-        description="Model registry, evaluation gate and promotion ledger. Mutating calls need "
-        "`Authorization: Bearer <token>`.",
+        description="Model registry, evaluation gate and promotion ledger. Calls need "
+        "`Authorization: Bearer <token>` of an identity holding the call's role (reads only "
+        "when the server requires it).",
         lifespan=_lifespan(settings, owned=registry is None),
         responses=ERROR_RESPONSES,
     )
@@ -78,4 +87,16 @@ def create_app(
     add_error_handlers(app)
     for module in (health, models, candidates, transitions, flagger):
         app.include_router(module.router)
+    app.add_middleware(RequestGuard, policy=_policy(app, settings, identities))
     return app
+
+
+def _policy(app: FastAPI, settings: Settings, identities: IdentityBook) -> GuardPolicy:
+    """The guard's policy: the probes and the OpenAPI pages are read without a token."""
+    pages = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    return GuardPolicy(
+        identities=identities,
+        max_body_bytes=settings.registry.api_max_body_bytes,
+        open_reads=not settings.registry.read_requires_token,
+        public_paths=frozenset({"/healthz", "/readyz", *(page for page in pages if page)}),
+    )

@@ -1,36 +1,39 @@
-"""Bearer-token checks for the control-plane API (constant-time comparison)."""
+"""Who may call what: the caller the request guard authenticated, and the roles it holds.
+
+Authentication (token → identity, 401) happens once, in :mod:`metarec.api.guard`, before the
+body is read; the routes only check the identity's roles here (403 names the missing role).
+"""
 
 from __future__ import annotations
 
-import hmac
+from fastapi import Request
 
-from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import SecretStr
+from metarec.api.guard import IDENTITY
+from metarec.api.identities import Identity, Role
+from metarec.errors import ApiForbiddenError, AuthError
 
-from metarec.errors import AuthError
+
+def caller_of(request: Request) -> Identity | None:
+    """The identity the guard authenticated (None: a public call)."""
+    return getattr(request.state, IDENTITY, None)
 
 
-def check_token(
-    credentials: HTTPAuthorizationCredentials | None, *, expected: SecretStr | None
-) -> None:
-    """Accept the request only with ``Authorization: Bearer <the configured token>``.
-
-    Args:
-        credentials: What the client sent (None: no or malformed Authorization header).
-        expected: The configured token (None: no token configured, so nothing is accepted).
+def authorize(identity: Identity | None, roles: tuple[Role, ...]) -> Identity:
+    """Accept ``identity`` when it holds one of ``roles``.
 
     Raises:
-        AuthError: Missing, malformed or wrong token, or none configured.
+        AuthError: No identity (401).
+        ApiForbiddenError: It holds none of ``roles`` (403, naming them).
     """
-    if expected is None or not expected.get_secret_value():
-        raise AuthError(
-            "This API has no token configured, so calls that need one are refused.",
-            fix="set registry.api_token (METAREC_REGISTRY__API_TOKEN) on the server.",
-        )
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    if identity is None:
         raise AuthError(
             "Missing bearer token.", fix="send the header 'Authorization: Bearer <token>'."
         )
-    given = credentials.credentials.encode("utf-8", "surrogateescape")
-    if not hmac.compare_digest(given, expected.get_secret_value().encode()):
-        raise AuthError("Invalid bearer token.", fix="send the token configured on the server.")
+    if identity.roles.isdisjoint(roles):
+        needed = " or ".join(f"'{role.value}'" for role in roles)
+        raise ApiForbiddenError(
+            f"Identity '{identity.name}' lacks the role {needed} this call needs.",
+            fix=f"call with an identity holding {needed}, or add it to '{identity.name}' in "
+            "registry.api_tokens_file.",
+        )
+    return identity

@@ -1,7 +1,8 @@
-"""What the routes depend on: the open registry, the token checks, the gate's evaluators."""
+"""What the routes depend on: the open registry, the caller and its roles, the evaluators."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -9,7 +10,8 @@ from fastapi import Depends, Request
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from metarec.api.auth import check_token
+from metarec.api.auth import authorize, caller_of
+from metarec.api.identities import Identity, Role
 from metarec.config import Settings
 from metarec.gate.run import Evaluator, RankingEvaluator
 from metarec.registry import Registry
@@ -42,23 +44,37 @@ def _get_evaluators(request: Request) -> Evaluators:
 Config = Annotated[Settings, Depends(_get_settings)]
 Reg = Annotated[Registry, Depends(_get_registry)]
 Evaluation = Annotated[Evaluators, Depends(_get_evaluators)]
-_bearer = HTTPBearer(auto_error=False, description="The token in registry.api_token.")
+# Documents the scheme in OpenAPI; the token itself is checked by the guard (metarec.api.guard).
+_bearer = HTTPBearer(auto_error=False, description="The token of an API identity.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def writer(settings: Config, credentials: Credentials) -> None:
-    """Mutating calls: the configured bearer token is required."""
-    check_token(credentials, expected=settings.registry.api_token)
+def require(*roles: Role) -> Callable[[Request, HTTPAuthorizationCredentials | None], Identity]:
+    """A dependency accepting a caller that holds one of ``roles`` (401 / 403 otherwise)."""
+
+    def check(request: Request, _credentials: Credentials) -> Identity:
+        return authorize(caller_of(request), roles)
+
+    return check
 
 
-def reader(settings: Config, credentials: Credentials) -> None:
-    """Read calls: the token is required only when registry.read_requires_token is set."""
+def reader(request: Request, settings: Config, _credentials: Credentials) -> None:
+    """Read calls: a ``reader`` identity only when registry.read_requires_token is set."""
     if settings.registry.read_requires_token:
-        check_token(credentials, expected=settings.registry.api_token)
+        authorize(caller_of(request), (Role.READER,))
 
+
+def _caller(request: Request) -> Identity:
+    return authorize(caller_of(request), tuple(Role))
+
+
+Caller = Annotated[Identity, Depends(_caller)]
+"""The authenticated caller: its name is the ledger's actor."""
 
 READ = [Depends(reader)]
-WRITE = [Depends(writer)]
+DEPLOY = [Depends(require(Role.DEPLOYER))]
+TRANSITION = [Depends(require(Role.DEPLOYER, Role.CONTROLLER))]
+FLAGGER = [Depends(require(Role.FLAGGER))]
 
 ModelName = Annotated[
     str, PathParam(pattern=MODEL_NAME_PATTERN, description="Registered model name.")

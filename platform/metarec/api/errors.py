@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 
 from metarec.api.schemas import ErrorBody
 from metarec.errors import (
+    ApiForbiddenError,
+    ApiRequestError,
     ArtifactChecksumError,
     ArtifactError,
     AuthError,
@@ -25,6 +27,7 @@ from metarec.errors import (
 
 _STATUS: list[tuple[type[MetaRecError], int]] = [
     (AuthError, 401),
+    (ApiForbiddenError, 403),
     (ModelNotFoundError, 404),
     (VersionNotFoundError, 404),
     (RegistryConflictError, 409),
@@ -36,24 +39,31 @@ _STATUS: list[tuple[type[MetaRecError], int]] = [
     (RegistryError, 503),
 ]
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (401, 404, 409, 422, 503)
+    status: {"model": ErrorBody} for status in (401, 403, 404, 409, 413, 422, 503)
 }
 
 
 def status_of(error: MetaRecError) -> int:
     """The HTTP status of a deliberate error (400 when no rule names its kind)."""
+    if isinstance(error, ApiRequestError):
+        return error.status
     for kind, status in _STATUS:
         if isinstance(error, kind):
             return status
     return 400
 
 
-async def _metarec_error(_request: Request, exc: MetaRecError) -> JSONResponse:
+def error_response(exc: MetaRecError) -> JSONResponse:
+    """The answer of a deliberate error: ``{error, problem, fix}`` with its status."""
     status = status_of(exc)
     detail = getattr(exc, "decision", None)  # the gate decision of a rejection
     body = ErrorBody(error=type(exc).__name__, problem=exc.problem, fix=exc.fix, detail=detail)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+async def _metarec_error(_request: Request, exc: MetaRecError) -> JSONResponse:
+    return error_response(exc)
 
 
 async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

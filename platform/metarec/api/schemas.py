@@ -14,8 +14,14 @@ TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    actor: str = Field(
-        default="api", min_length=1, max_length=128, pattern=TEXT, description="Who acts."
+    actor: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=TEXT,
+        deprecated=True,
+        description="Deprecated and ignored: the ledger's actor is the identity of the bearer "
+        "token. Name a run or a person in `reason` or `evidence` instead.",
     )
 
 
@@ -97,8 +103,8 @@ class FlaggerWebhook(BaseModel):
 
     Fields Flagger may add later are ignored. ``metadata`` is the webhook's ``metadata`` from
     the ``Canary`` spec: ``version`` names the version under canary, ``model`` the registered
-    model (default ``registry.model_name``) and ``token`` the API token when Flagger cannot
-    send an ``Authorization`` header.
+    model (default ``registry.model_name``) and ``token`` the token of a ``flagger`` identity
+    (Flagger cannot send an ``Authorization`` header); it is never written to the ledger.
     """
 
     model_config = ConfigDict(extra="ignore")

@@ -7,8 +7,9 @@ step of a canary analysis; these use cases decide what the registry answers and 
   canary may take traffic / be promoted only when the registry holds it with a passing gate
   decision, in ``staging`` (or already in ``production``). Nothing is written.
 * :func:`promote_canary` (``post-rollout`` hook, phase ``Succeeded``): the version becomes the
-  registry's production version through :func:`metarec.ops.transitions.promote`, actor
-  ``flagger``, the webhook as evidence; a second call is a no-op.
+  registry's production version through :func:`metarec.ops.transitions.promote`, actor the
+  webhook caller's identity (default ``flagger``), the webhook as evidence; a second call is a
+  no-op.
 * :func:`roll_back_canary` (``post-rollout`` hook, phase ``Failed``): the canary version is
   archived through :func:`metarec.ops.transitions.archive` (production is left as it is); as a
   ``rollback`` hook (phases ``Progressing``/``Waiting``/``WaitingPromotion``) it asks Flagger to
@@ -159,6 +160,7 @@ def promote_canary(
     metadata: Mapping[str, str],
     phase: str,
     evidence: dict[str, Any],
+    actor: str = ACTOR,
     registry: Registry | None = None,
 ) -> HookOutcome:
     """Promote the version under canary once Flagger's rollout ``Succeeded`` (idempotent).
@@ -168,6 +170,7 @@ def promote_canary(
         metadata: The webhook's metadata, naming the version under canary (:func:`canary_ref`).
         phase: The canary phase Flagger sent (any other than ``Succeeded`` is ignored).
         evidence: The webhook as ledger evidence (:func:`webhook_evidence`).
+        actor: Who acts in the ledger: the identity that called the webhook.
         registry: An open registry (default: open the configured one for this call).
 
     Returns:
@@ -192,7 +195,7 @@ def promote_canary(
             moved = promote(
                 settings,
                 ref=ref,
-                actor=ACTOR,
+                actor=actor,
                 reason=f"Flagger promoted the canary ({_canary_name(evidence)})",
                 evidence=evidence,
                 registry=current,
@@ -213,6 +216,7 @@ def roll_back_canary(
     metadata: Mapping[str, str],
     phase: str,
     evidence: dict[str, Any],
+    actor: str = ACTOR,
     registry: Registry | None = None,
 ) -> HookOutcome:
     """Follow a failed rollout (archive the canary version), or say whether one is wanted.
@@ -224,6 +228,7 @@ def roll_back_canary(
             it is), ``Succeeded`` (post-rollout of a promotion: ignored) or the phase of a
             ``rollback`` hook call (``Progressing``, ``Waiting``, ``WaitingPromotion``).
         evidence: The webhook as ledger evidence (:func:`webhook_evidence`).
+        actor: Who acts in the ledger: the identity that called the webhook.
         registry: An open registry (default: open the configured one for this call).
 
     Returns:
@@ -245,11 +250,16 @@ def roll_back_canary(
         return confirmation.model_copy(update={"accepted": True, "action": "rollback-requested"})
     ref = _ref(settings, metadata)
     with registry_session(settings, registry) as current:
-        return _archive_failed(settings, current, ref, evidence)
+        return _archive_failed(settings, current, ref, evidence, actor=actor)
 
 
 def _archive_failed(
-    settings: Settings, registry: Registry, ref: VersionRef, evidence: dict[str, Any]
+    settings: Settings,
+    registry: Registry,
+    ref: VersionRef,
+    evidence: dict[str, Any],
+    *,
+    actor: str,
 ) -> HookOutcome:
     """Archive the canary version of a failed rollout (never the production version)."""
     info = registry.get_version(ref)
@@ -267,7 +277,7 @@ def _archive_failed(
         moved = archive(
             settings,
             ref=ref,
-            actor=ACTOR,
+            actor=actor,
             reason=f"Flagger rolled back the canary ({_canary_name(evidence)}); "
             "production unchanged",
             evidence={**evidence, "rolled_back": True},

@@ -5,7 +5,10 @@ processes, puts the local weighted router in front, drives generated traffic thr
 replayed as ``/recommend`` on their first ratings, then ``/feedback`` with their later ones:
 :class:`~metarec.rollout.traffic.TrafficGenerator`; for a training set of implicit events,
 their positive events without ratings, for versions that learnt from events), runs
-the rollout controller in this process until the rollout ends, then stops everything. (On a
+the rollout controller in this process until the rollout ends, then stops everything. The
+services trust only a bearer token made for the run (:func:`new_feedback_token`), which the
+generated traffic sends: only its feedback, scored against its own lists and predictions, feeds
+the online MAE and hit rate the controller judges the canary on. (On a
 cluster the rollout controller Deployment does this under real traffic; see
 :func:`metarec.rollout.controller.wait_for_rollout`.) It lives in the use-case layer because it
 joins two domain packages: serving (the processes) and rollout (router, controller, traffic).
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,13 +31,18 @@ from metarec.rollout.traffic import Row, TrafficGenerator, TrafficSummary
 from metarec.rollout.types import RolloutState
 from metarec.rollout.wiring import build_metrics, build_router
 from metarec.router_config import LocalRouterConfig
-from metarec.serving.process import ServiceProcess
+from metarec.serving.process import ServiceProcess, feedback_headers
 
 log = logging.getLogger(__name__)
 
 # One torch thread per service: two services, the router, the controller and the traffic share
 # the machine's cores.
 SERVICE_ENV = {"METAREC_SERVING__TORCH_THREADS": "1"}
+
+
+def new_feedback_token() -> str:
+    """A random feedback token for one local canary (both services and its traffic)."""
+    return secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)
@@ -102,11 +111,15 @@ def run_local_canary(
         ServingModelError: A service did not start (its log tail is in the message).
     """
     _warn_on_mismatch(registry, state, rows)
+    token = new_feedback_token()
     with contextlib.ExitStack() as stack:
-        router, controller = _wire(settings, registry, store, state, stack, actor=actor)
+        router, controller = _wire(
+            settings, registry, store, state, stack, actor=actor, feedback_token=token
+        )
         traffic = _start_traffic(
             router.url,
             rows,
+            feedback_token=token,
             rate_per_s=traffic_rate_per_s,
             deadline_s=timeout_s,
             support_size=traffic_support_size,
@@ -153,12 +166,14 @@ def _wire(
     stack: contextlib.ExitStack,
     *,
     actor: str,
+    feedback_token: str,
 ) -> tuple[Router, RolloutController]:
     """Both services, the local router in front of them and the controller on that router.
 
-    The services and the router are stopped when ``stack`` closes.
+    The services (taking feedback with ``feedback_token``) and the router are stopped when
+    ``stack`` closes.
     """
-    services = _start_services(settings, state, stack)
+    services = _start_services(settings, state, stack, feedback_token=feedback_token)
     wired = local_rollout_settings(
         settings, production_url=services["production"].url, canary_url=services["canary"].url
     )
@@ -171,6 +186,7 @@ def _start_traffic(
     url: str,
     rows: Sequence[Row],
     *,
+    feedback_token: str,
     rate_per_s: float | None,
     deadline_s: float,
     support_size: int,
@@ -182,6 +198,7 @@ def _start_traffic(
     return TrafficGenerator(
         url=url,
         rows=rows,
+        headers=feedback_headers(feedback_token),
         rate_per_s=rate_per_s,
         deadline_s=deadline_s,
         support_size=support_size,
@@ -203,7 +220,7 @@ def _controller(
 
 
 def _start_services(
-    settings: Settings, state: RolloutState, stack: contextlib.ExitStack
+    settings: Settings, state: RolloutState, stack: contextlib.ExitStack, *, feedback_token: str
 ) -> dict[str, ServiceProcess]:
     """Both versions as ready ``bentoml serve`` processes (stopped when ``stack`` closes)."""
     log_dir = settings.paths.rollouts / state.id
@@ -211,7 +228,11 @@ def _start_services(
     services = {}
     for role, version in (("production", state.production_version), ("canary", state.version)):
         service = ServiceProcess(
-            settings, version=str(version), extra_env=SERVICE_ENV, log_path=log_dir / f"{role}.log"
+            settings,
+            version=str(version),
+            extra_env=SERVICE_ENV,
+            log_path=log_dir / f"{role}.log",
+            feedback_token=feedback_token,
         )
         stack.callback(service.stop)
         services[role] = service.launch()  # both start at once, then wait for both

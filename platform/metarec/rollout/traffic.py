@@ -10,6 +10,8 @@ a training set of implicit events, their positive interactions) through the rout
    ratings (by timestamp when the rows carry one, else in the order given) and ``k``;
 2. ``POST /feedback`` with the user's later ratings (at most ``feedback_size``).
 
+Every request carries ``headers`` (the services' feedback token: without it they refuse
+feedback and remember no list or prediction to score it against).
 The service that answered (routing is sticky per user) scores each rated event against its own
 prediction (online MAE, versions that predict ratings only) and counts a hit when a liked item
 (rating ≥ 4, or an event without a rating: a positive interaction) was in the list it just
@@ -17,11 +19,8 @@ served (online hit rate).
 
 A row whose rating is None is a positive interaction (an implicit event): it is sent without a
 ``rating`` key, as a support item (``{"item_id": …}``) or as feedback
-(``{"user_id": …, "item_id": …}``). Only versions trained on implicit events accept unrated
-support sets, so rows of events are replayed against event versions.
-
-Ids are replayed as the training set holds them: integers, or a team's text ids (``c001``,
-``sku-001``), sent as JSON strings (a version trained on text ids takes and returns them so).
+(``{"user_id": …, "item_id": …}``); only event versions accept unrated support sets. Ids are
+replayed as the training set holds them: integers, or a team's text ids sent as JSON strings.
 
 Traffic is bounded three ways (a visit budget, a deadline and an optional rate) and every
 request's outcome is kept, so a caller can check that none was lost.
@@ -33,7 +32,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -201,6 +200,7 @@ class TrafficGenerator:
         support_size: int = 10,
         k: int = 20,
         feedback_size: int = 50,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Describe the traffic (nothing is sent before :meth:`start`).
 
@@ -220,6 +220,7 @@ class TrafficGenerator:
             support_size: Most ratings in a visit's support set (the user's first ones).
             k: Items asked of ``/recommend``.
             feedback_size: Most later ratings in a visit's ``/feedback``.
+            headers: Sent with every request (``Authorization: Bearer <feedback token>``).
 
         Raises:
             ValueError: No user with a later rating after their support set, or a non-positive
@@ -235,6 +236,7 @@ class TrafficGenerator:
         self.rate_per_s = rate_per_s
         self.seed = seed
         self.timeout_s = timeout_s
+        self.headers = dict(headers or {})
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
@@ -324,9 +326,9 @@ class TrafficGenerator:
         """On a 4xx stop replaying the user; True when that happened.
 
         A 4xx means the model or the online store does not know this user or one of their
-        items: a client error by contract, not a fault of the service.
+        items; a 401/403 (feedback refused: no or a wrong token) is not the user's fault.
         """
-        if 400 <= status < 500:
+        if 400 <= status < 500 and status not in (401, 403):
             with self._lock:
                 self._counts.unservable.add(visit.user_id)
             return True
@@ -356,7 +358,7 @@ class TrafficGenerator:
         # Each thread keeps its share of the rate: one visit every `gap` seconds.
         gap = self.threads / self.rate_per_s if self.rate_per_s else 0.0
         next_at = time.monotonic()
-        with httpx.Client(timeout=self.timeout_s) as client:
+        with httpx.Client(timeout=self.timeout_s, headers=self.headers) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 if gap:
                     wait = next_at - time.monotonic()

@@ -57,6 +57,8 @@ class JsonEndpoint:
         output_model: The 200 answer (for the OpenAPI document).
         handler: Called with the validated body.
         summary: One line for the OpenAPI document.
+        needs_token: Whether the request guard requires a bearer token (``/feedback``: 401
+            without it, 403 when the service has none; documented, not checked here).
     """
 
     path: str
@@ -64,6 +66,7 @@ class JsonEndpoint:
     output_model: type[BaseModel]
     handler: Handler
     summary: str
+    needs_token: bool = False
 
 
 def validation_error_body(exc: ValidationError) -> dict[str, Any]:
@@ -187,6 +190,13 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     **{status: {"model": ErrorBody} for status in (404, 413, 415, 422)},
 }
+_TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorBody,
+        "description": "No, or a wrong, `Authorization: Bearer <serving.feedback_token>`.",
+    },
+    403: {"model": ErrorBody, "description": "The service has no feedback token: it takes none."},
+}
 
 
 def document_endpoints(
@@ -209,7 +219,7 @@ def document_endpoints(
             methods=["POST"],
             summary=spec.summary,
             response_model=spec.output_model,
-            responses=_ERROR_RESPONSES,
+            responses={**_ERROR_RESPONSES, **(_TOKEN_RESPONSES if spec.needs_token else {})},
             openapi_extra={"requestBody": request_body_schema(spec.input_model)},
         )
 

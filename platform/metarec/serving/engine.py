@@ -24,7 +24,7 @@ ranker) and :mod:`.feedback_scoring` (rated feedback against predictions, the on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -76,6 +76,7 @@ class AdaptationEngine:
         features: FeatureCache,
         serving: ServingSettings,
         metrics: ServingMetrics | None = None,
+        remembers: Callable[[], bool] | None = None,
     ) -> None:
         """Wire the loaded model, feature cache, limits and metrics together.
 
@@ -84,6 +85,9 @@ class AdaptationEngine:
             features: Online features of users and items.
             serving: Limits and batching settings.
             metrics: Prometheus metrics (default: new, private).
+            remembers: Whether the request being answered is remembered for scoring later
+                feedback (its predictions and list); the service passes
+                :func:`~metarec.serving.feedback_auth.caller_is_trusted`. Default: every one.
 
         Raises:
             ServingModelError: The version has neither a rating model nor a ranker, or its kind
@@ -93,6 +97,7 @@ class AdaptationEngine:
         self.features = features
         self.serving = serving
         self.metrics = metrics or ServingMetrics(model_version=served.tag)
+        self.remembers = remembers or (lambda: True)
         # The rating model (factor fold-in, else MeLU's; none for a version trained on
         # implicit events) and the ranker (none for a version trained before ranking existed).
         self.adapter, self.ranker = served_models(served)
@@ -256,10 +261,10 @@ class AdaptationEngine:
             else:
                 ratings = scores[top]
             predicted = [float(r) for r in np.clip(ratings, RATING_MIN, RATING_MAX)]
-            if request.user_id is not None:
+            if request.user_id is not None and self.remembers():
                 self.memory.remember(request.user_id, chosen, predicted)
             values = list(predicted)
-        if request.user_id is not None:
+        if request.user_id is not None and self.remembers():
             self.hits.served(request.user_id, chosen)
         scored = zip(chosen, scores[top], values, strict=True)
         return RecommendResponse(
@@ -290,7 +295,7 @@ class AdaptationEngine:
         job = AdaptationJob(items, self._user_codes(items, user), support_rows, support_y, rows)
         ratings = np.clip(await self.batcher.submit(job), RATING_MIN, RATING_MAX)
         values = [float(r) for r in ratings]
-        if request.user_id is not None:
+        if request.user_id is not None and self.remembers():
             self.memory.remember(request.user_id, list(request.item_ids), values)
         return PredictResponse(
             model_version=self.served.tag,

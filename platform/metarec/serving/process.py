@@ -1,13 +1,17 @@
 """Run the adaptation service as a real ``bentoml serve`` process (CLI, tests, benchmarks).
 
 :func:`serve_command` gives the command line and environment; :class:`ServiceProcess` starts
-it, waits for ``/readyz`` and always terminates it (the whole process group).
+it, waits for ``/readyz`` and always terminates it (the whole process group). A
+:class:`ServiceProcess` always takes feedback: it passes the configured
+``serving.feedback_token``, or one made for the process, and tells its caller
+(:attr:`ServiceProcess.feedback_headers`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,6 +29,21 @@ from metarec.errors import ServingModelError
 SERVICE_TARGET = "metarec.serving.service:AdaptationService"
 # What BentoML (Starlette's lifespan) logs when the service's constructor raised.
 STARTUP_FAILED = "Application startup failed"
+FEEDBACK_TOKEN_ENV = "METAREC_SERVING__FEEDBACK_TOKEN"
+
+
+def feedback_token_for(settings: Settings) -> str:
+    """The configured ``serving.feedback_token``, else a new random one (for one run)."""
+    configured = settings.serving.feedback_token
+    return (configured.get_secret_value() if configured else "") or secrets.token_urlsafe(32)
+
+
+def feedback_headers(token: str) -> dict[str, str]:
+    """The headers of a trusted caller (``/feedback`` needs them).
+
+    Only the answers to requests carrying them are remembered to score feedback against.
+    """
+    return {"authorization": f"Bearer {token}"}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -47,6 +66,7 @@ def serve_command(
     host: str,
     port: int,
     extra_env: Mapping[str, str] | None = None,
+    feedback_token: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The ``bentoml serve`` command line and environment for one version.
 
@@ -57,6 +77,7 @@ def serve_command(
         host: Interface.
         port: Port.
         extra_env: More variables (e.g. ``METAREC_SERVING__MAX_BATCH_SIZE``).
+        feedback_token: The bearer token ``/feedback`` requires (None: the settings' own).
 
     Returns:
         ``(argv, env)``.
@@ -83,6 +104,7 @@ def serve_command(
     env["BENTOML_HOME"] = str(service_bentoml_home(settings, host=host, port=port))
     managed = [name for name in env.get(MANAGED_MARKER, "").split(",") if name]
     env[MANAGED_MARKER] = ",".join(name for name in managed if name != "BENTOML_HOME")
+    env.update({FEEDBACK_TOKEN_ENV: feedback_token} if feedback_token else {})
     env.update(extra_env or {})
     argv = [
         sys.executable,
@@ -112,6 +134,7 @@ class ServiceProcess:
         extra_env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
         ready_timeout: float = 120.0,
+        feedback_token: str | None = None,
     ) -> None:
         """Describe the process (nothing starts before :meth:`start`).
 
@@ -124,11 +147,21 @@ class ServiceProcess:
             extra_env: More environment variables.
             log_path: Where the process's output goes (default: discarded).
             ready_timeout: Seconds to wait for ``/readyz``.
+            feedback_token: The bearer token ``/feedback`` requires (default: the settings',
+                else one made for this process; :attr:`feedback_headers` carry it).
         """
         self.host = host
         self.port = port or free_port(host)
+        given = feedback_token or (extra_env or {}).get(FEEDBACK_TOKEN_ENV)
+        self.feedback_token = given or feedback_token_for(settings)
         self.argv, self.env = serve_command(
-            settings, version=version, stage=stage, host=host, port=self.port, extra_env=extra_env
+            settings,
+            version=version,
+            stage=stage,
+            host=host,
+            port=self.port,
+            extra_env=extra_env,
+            feedback_token=self.feedback_token,
         )
         self.log_path = log_path
         self.ready_timeout = ready_timeout
@@ -139,6 +172,11 @@ class ServiceProcess:
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:3000``."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def feedback_headers(self) -> dict[str, str]:
+        """The headers a ``/feedback`` request to this process needs."""
+        return feedback_headers(self.feedback_token)
 
     def start(self) -> ServiceProcess:
         """Start the process and wait until ``/readyz`` answers 200.

@@ -6,6 +6,9 @@ Which version it serves comes from the settings (``METAREC_SERVING__VERSION`` or
 ``METAREC_SERVING__STAGE``; ``metarec serve`` sets them). Endpoints (JSON over HTTP):
 ``POST /recommend``, ``POST /predict``, ``POST /feedback``, ``GET /metadata``, plus BentoML's
 ``/livez``, ``/readyz`` and ``/metrics``. Bad input is answered with a 4xx naming the field.
+``/feedback`` requires the bearer token ``serving.feedback_token`` (refused without one:
+:mod:`metarec.serving.feedback_auth`); on a cluster only ``/recommend``, ``/predict`` and the
+health paths are routed from the Gateway.
 
 A service started for a stage (no pinned version) follows the registry: every
 ``serving.registry_poll_seconds`` it asks which version is in the stage and swaps in a newly
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,6 +44,7 @@ from metarec.serving.endpoints import (
     json_app,
     skip_logging_and_tracing,
 )
+from metarec.serving.feedback_auth import FeedbackGate, caller_is_trusted
 from metarec.serving.http import MetricsSink, RequestGuard
 from metarec.serving.metrics import ServingMetrics
 from metarec.serving.reload import EngineSlot, FollowerParts, RegistryFollower, ReloadMetrics
@@ -59,6 +64,7 @@ apply_process_environment(_BOOT_SETTINGS)
 # instance binds its metrics into the sink when its model is loaded.
 _SINK = MetricsSink()
 SERVICE_NAME = "metarec_adaptation"
+logger = logging.getLogger(__name__)
 EngineCall = Callable[[Any], Awaitable[Any]]
 # Net new objects between two young collections (CPython's default is 700): above what the
 # requests in flight hold at once, so a young collection no longer traverses (and promotes)
@@ -133,7 +139,9 @@ JSON_ENDPOINTS = (
         FeedbackRequest,
         FeedbackResponse,
         _engine_handler("feedback"),
-        "Score observed ratings and interactions against what was served (online MAE, hit rate).",
+        "Score observed ratings and interactions against what was served (online MAE, hit "
+        "rate). Requires 'Authorization: Bearer <serving.feedback_token>'.",
+        needs_token=True,
     ),
 )
 
@@ -183,7 +191,11 @@ def build_engine(settings: Settings, *, version: str | None = None) -> Any:
         model_version=served.tag, materializations=MaterializationReader(settings)
     )
     engine = AdaptationEngine(
-        served=served, features=features, serving=settings.serving, metrics=metrics
+        served=served,
+        features=features,
+        serving=settings.serving,
+        metrics=metrics,
+        remembers=caller_is_trusted,  # only a trusted caller's answers are scored later
     )
     engine.warm_up()
     metrics.observe_freshness()
@@ -220,6 +232,11 @@ class _Adaptation:
         )
         self._refresher.start()
         _SINK.bind(self.engine.metrics)
+        if not FeedbackGate(settings.serving.feedback_token).enabled:
+            logger.warning(
+                "POST /feedback is refused (403): serving.feedback_token is not set. Set "
+                "METAREC_SERVING__FEEDBACK_TOKEN to take feedback (online MAE and hit rate)."
+            )
 
     @property
     def engine(self) -> Any:
@@ -334,7 +351,10 @@ def _build_service(*, direct_endpoints: bool) -> Any:
         service.mount_asgi_app(json_app(mounted, server_name=SERVICE_NAME), path="/")
     service.mount_asgi_app(_fastapi_app(documented=mounted), path="/")
     service.add_asgi_middleware(
-        RequestGuard, max_body_bytes=_BOOT_SETTINGS.serving.max_body_bytes, sink=_SINK
+        RequestGuard,
+        max_body_bytes=_BOOT_SETTINGS.serving.max_body_bytes,
+        sink=_SINK,
+        feedback_token=_BOOT_SETTINGS.serving.feedback_token,
     )
     return service
 

@@ -372,3 +372,34 @@ def test_unrated_feedback_to_a_rating_version_counts_for_hits_only(rating: Serve
     error = abs(remembered[listed[1]] - 2.0)
     assert metric_sample(engine, "metarec_feedback_abs_error_sum") == pytest.approx(error)
     assert metric_sample(engine, "metarec_online_mae") == pytest.approx(error)
+
+
+def test_only_a_trusted_callers_answers_are_remembered_for_feedback(rating: ServedModel):
+    """An untrusted /predict or /recommend cannot plant what real feedback is judged against."""
+    engine = _engine(rating, recent={KNOWN_USER: [(1, 5.0), (2, 3.0)]})
+    trusted = [False]
+    engine.remembers = lambda: trusted[0]
+    planted = PredictRequest(
+        user_id=KNOWN_USER, support=[SupportRating(item_id=3, rating=1.0)], item_ids=[4, 5]
+    )
+
+    async def visit() -> tuple[bool, int, float]:
+        await engine.predict(planted)
+        served = await engine.recommend(RecommendRequest(user_id=KNOWN_USER, k=3))
+        listed = [i.item_id for i in served.items]
+        await engine.feedback(
+            FeedbackRequest(events=[FeedbackEvent(user_id=KNOWN_USER, item_id=listed[0])])
+        )
+        positives = metric_sample(engine, "metarec_feedback_positive_total")
+        planted_kept = engine.memory.get(KNOWN_USER, 4) is not None
+        return planted_kept, len(engine.hits.lists), positives
+
+    async def both() -> list[tuple[bool, int, float]]:
+        untrusted = await visit()
+        trusted[0] = True
+        return [untrusted, await visit()]
+
+    untrusted, trusted_visit = run_with_engine(engine, both)
+    assert untrusted == (False, 0, 0.0)  # nothing remembered: the feedback had no list
+    assert trusted_visit == (True, 1, 1.0)  # the predictions and the list, then one hit
+    assert metric_sample(engine, "metarec_feedback_hits_total") == 1

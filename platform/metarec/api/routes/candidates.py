@@ -1,4 +1,7 @@
-"""Candidates: the evaluation gate and registration (:mod:`metarec.ops.register`)."""
+"""Candidates: the evaluation gate and registration (:mod:`metarec.ops.register`).
+
+Role ``deployer``; the ledger's actor is the caller's identity.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from metarec.api.deps import WRITE, Config, Evaluation, ModelName, Reg
+from metarec.api.deps import DEPLOY, Caller, Config, Evaluation, ModelName, Reg
 from metarec.api.schemas import GateRequest, RegisterRequest
 from metarec.errors import GateRejectedError
 from metarec.gate.decision import GateDecision
 from metarec.ops.register import gate_candidate, register_candidate
 from metarec.registry.types import MODEL_NAME_PATTERN, VersionInfo
 
-router = APIRouter(dependencies=WRITE)
+router = APIRouter(dependencies=DEPLOY)
 
 
 @router.post("/gate", tags=["gate"])
@@ -41,12 +44,17 @@ def gate(
 
 @router.post("/models/{model}/versions", status_code=201, tags=["models"])
 def register(
-    settings: Config, reg: Reg, evaluators: Evaluation, model: ModelName, body: RegisterRequest
+    settings: Config,
+    reg: Reg,
+    evaluators: Evaluation,
+    caller: Caller,
+    model: ModelName,
+    body: RegisterRequest,
 ) -> VersionInfo:
     """Gate an artifact folder on the server, then register it as a staging version.
 
     A rejected candidate is not registered: the answer is 422 with the decision, and the
-    rejection is recorded in the ledger.
+    rejection is recorded in the ledger. The ledger's actor is the caller's identity.
     """
     outcome = register_candidate(
         settings,
@@ -54,7 +62,7 @@ def register(
         model=model,
         policy=None,
         training_set=None,
-        actor=body.actor,
+        actor=caller.name,
         reason=body.reason,
         registry=reg,
         evaluate=evaluators.rating,

@@ -1,24 +1,22 @@
 """Flagger webhooks: the registry follows the canary engine's verdict (:mod:`metarec.ops.flagger`).
 
 Flagger sends ``{name, namespace, phase, checksum, metadata}`` and reads any 2xx as success.
-It cannot add headers, so the API token is taken from ``Authorization: Bearer`` when present,
-else from ``metadata.token``; both are checked like every other write call (401 otherwise).
+It cannot add headers, so the request guard (:mod:`metarec.api.guard`) takes the token from
+``Authorization: Bearer`` when present, else from ``metadata.token`` (401 otherwise, before the
+body is parsed); the identity must hold the role ``flagger`` (403) and is the ledger's actor.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials
 
-from metarec.api.auth import check_token
-from metarec.api.deps import Config, Credentials, Reg
+from metarec.api.deps import FLAGGER, Caller, Config, Reg
 from metarec.api.schemas import FlaggerAnswer, FlaggerWebhook
 from metarec.ops.flagger import (
     FAILED,
-    TOKEN_KEY,
     HookOutcome,
     confirm_promotion,
     promote_canary,
@@ -26,27 +24,7 @@ from metarec.ops.flagger import (
     webhook_evidence,
 )
 
-
-async def flagger_caller(request: Request, settings: Config, credentials: Credentials) -> None:
-    """Webhook calls: the configured token, as a bearer header or as ``metadata.token``."""
-    if credentials is None:
-        credentials = await _metadata_token(request)
-    check_token(credentials, expected=settings.registry.api_token)
-
-
-async def _metadata_token(request: Request) -> HTTPAuthorizationCredentials | None:
-    try:
-        body = await request.json()
-    except ValueError:
-        return None
-    metadata = body.get("metadata") if isinstance(body, dict) else None
-    token = metadata.get(TOKEN_KEY) if isinstance(metadata, dict) else None
-    if not isinstance(token, str) or not token:
-        return None
-    return HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
-
-
-router = APIRouter(prefix="/flagger", dependencies=[Depends(flagger_caller)], tags=["flagger"])
+router = APIRouter(prefix="/flagger", dependencies=FLAGGER, tags=["flagger"])
 _DENIED: dict[int | str, dict[str, Any]] = {
     403: {"model": FlaggerAnswer, "description": "Not confirmed / no rollback wanted."},
     409: {"model": FlaggerAnswer, "description": "The registry refuses the move."},
@@ -76,24 +54,26 @@ def confirm(settings: Config, reg: Reg, payload: FlaggerWebhook) -> JSONResponse
 
 
 @router.post("/promote", response_model=FlaggerAnswer, responses=_DENIED)
-def promote(settings: Config, reg: Reg, payload: FlaggerWebhook) -> JSONResponse:
+def promote(settings: Config, reg: Reg, caller: Caller, payload: FlaggerWebhook) -> JSONResponse:
     """``post-rollout`` hook: after phase ``Succeeded`` the version becomes production.
 
-    Actor ``flagger``, the webhook as evidence; idempotent; other phases are ignored (200); 409
-    when the registry refuses the version (archived, no passing gate decision).
+    The caller's identity as actor, the webhook as evidence; idempotent; other phases are
+    ignored (200); 409 when the registry refuses the version (archived, no passing gate
+    decision).
     """
     outcome = promote_canary(
         settings,
         metadata=payload.metadata,
         phase=payload.phase,
         evidence=webhook_evidence(payload.model_dump(), hook="post-rollout"),
+        actor=caller.name,
         registry=reg,
     )
     return _answer(outcome, denied=409)
 
 
 @router.post("/rollback", response_model=FlaggerAnswer, responses=_DENIED)
-def rollback(settings: Config, reg: Reg, payload: FlaggerWebhook) -> JSONResponse:
+def rollback(settings: Config, reg: Reg, caller: Caller, payload: FlaggerWebhook) -> JSONResponse:
     """``post-rollout`` hook after phase ``Failed``: archive the canary version.
 
     Production is left as it is (409 when the canary version is the registry's production).
@@ -107,6 +87,7 @@ def rollback(settings: Config, reg: Reg, payload: FlaggerWebhook) -> JSONRespons
         evidence=webhook_evidence(
             payload.model_dump(), hook="post-rollout" if failed else "rollback"
         ),
+        actor=caller.name,
         registry=reg,
     )
     return _answer(outcome, denied=409 if failed else 403)
