@@ -314,8 +314,9 @@ def api(
     from metarec.api import create_app
 
     settings: Settings = ctx.obj
-    if settings.registry.api_token is None:
+    if settings.registry.api_token is None and settings.registry.api_tokens_file is None:
         console.print(
-            "[yellow]note:[/yellow] registry.api_token is not set: mutating calls will be refused."
+            "[yellow]note:[/yellow] neither registry.api_tokens_file nor registry.api_token "
+            "is set: authenticated calls will be refused."
         )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
