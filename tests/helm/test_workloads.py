@@ -105,11 +105,21 @@ def test_every_container_gets_the_platform_configuration(manifests):
             "METAREC_FEAST__REDIS_CONNECTION_STRING",
             "METAREC_FEAST__REGISTRY_URL",
             "METAREC_REGISTRY__DATABASE_URL",
-            "METAREC_REGISTRY__API_TOKEN",
         ):
             ref = env[name]["valueFrom"]["secretKeyRef"]
             assert ref["name"] and ref["key"], f"{where}: {name}"
             assert "value" not in env[name], f"{where}: {name} must come from a Secret"
+
+
+def test_only_the_api_pods_hold_the_api_token(manifests, chart):
+    holders = set()
+    for where, container in manifests.containers():
+        env = _env(container)
+        if "METAREC_REGISTRY__API_TOKEN" in env:
+            ref = env["METAREC_REGISTRY__API_TOKEN"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "metarec-api-token", "key": "token"}, where
+            holders.add(where)
+    assert holders and all(chart.name("api") in where for where in holders), holders
 
 
 CREDENTIAL = re.compile(r"PASSWORD|TOKEN|SECRET|ACCESS_KEY|DATABASE_URL|REGISTRY_URL|REDIS")
@@ -130,7 +140,7 @@ def test_credentials_come_only_from_secret_references(chart):
                 assert set(var) == {"name", "valueFrom"}, f"{where}: {name} has a literal value"
                 assert "secretKeyRef" in var["valueFrom"], f"{where}: {name}"
                 seen += 1
-    assert seen >= 6 * len(m.containers())
+    assert seen >= 5 * len(m.containers())  # database ×2, Redis, S3 key pair
     assert not m.of_kind("Secret")
     # No connection string with credentials anywhere in the output.
     assert not re.search(r"://[^/\s:@]+:[^/\s@]+@", m.text)

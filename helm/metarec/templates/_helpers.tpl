@@ -274,11 +274,6 @@ existing Secrets by reference only (secretKeyRef); no value of a Secret is ever 
       key: {{ required "externalDatabase.registryUrlKey is required" $db.registryUrlKey }}
 - name: METAREC_REGISTRY__ARTIFACT_ROOT
   value: {{ required "externalS3.artifactRoot is required: the s3:// URI where registered model artifacts are stored" $s3.artifactRoot | quote }}
-- name: METAREC_REGISTRY__API_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ required "controlPlane.api.tokenSecret is required: the name of an existing Secret holding the API bearer token" .Values.controlPlane.api.tokenSecret }}
-      key: {{ required "controlPlane.api.tokenSecretKey is required" .Values.controlPlane.api.tokenSecretKey }}
 {{- with $s3.endpointUrl }}
 - name: AWS_ENDPOINT_URL
   value: {{ . | quote }}
