@@ -1,4 +1,4 @@
-"""`metarec quickstart --source table --schema …`, twice, on a generated catalogue (not MovieLens).
+"""`metarec quickstart --source table --schema …` on a generated catalogue (not MovieLens).
 
 Two catalogues: 1-5 ratings with integer ids, and implicit events with text ids (the generator's
 default). A small training config and a permissive gate policy keep them short; the rest is what
@@ -28,7 +28,9 @@ def home(quickstart_home):
     return quickstart_home
 
 
-def test_quickstart_on_a_teams_tables_serves_then_canaries_a_new_version(home, tmp_path, capsys):
+def test_quickstart_on_a_teams_tables_serves_a_model_of_its_features(home, tmp_path, capsys):
+    # One run: the canary of a table version is the events test's second run below (and the
+    # rating canary is tests/e2e/test_quickstart.py's), so it is not repeated here.
     spec = CatalogueSpec(n_users=150, n_items=100, label="rating", ids="int", seed=3)
     schema = write_catalogue(tmp_path / "shop", spec=spec)
     command = ["quickstart", "--source", "table", "--schema", str(schema)]
@@ -46,14 +48,8 @@ def test_quickstart_on_a_teams_tables_serves_then_canaries_a_new_version(home, t
         assert field in inputs
     top = first[first.index("Top 5 for user 1") :]
     assert len(re.findall(r"│ \d+\s+│ \w+, [\d.]+, ", top)) == 5  # items named by their features
-
-    assert run([*command, "--canary-interval", "5"]) == 0
-    second = capsys.readouterr().out
-    print(second)
-    assert "metarec:v2 promoted to production after a canary over 25 %, 50 %, 100 %" in second
-    assert "0 server errors" in second
     with Registry.open(load_settings(home=home)) as registry:
-        assert registry.production_version("metarec") == 2
+        assert registry.production_version("metarec") == 1
 
 
 def test_quickstart_on_implicit_events_with_text_ids_serves_then_canaries_on_hit_rate(
