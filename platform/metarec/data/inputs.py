@@ -28,10 +28,15 @@ def is_uri(location: Input) -> bool:
     return not isinstance(location, os.PathLike) and "://" in str(location)
 
 
-def _remote(location: str) -> tuple[fsspec.AbstractFileSystem, str] | None:
-    """The file system and path of a URI on a store; None for a local one (``file://``)."""
-    fs, path = fsspec.core.url_to_fs(location)
-    return None if isinstance(fs, LocalFileSystem) else (fs, path.rstrip("/"))
+def _on_store(location: Input) -> Path | tuple[str, fsspec.AbstractFileSystem, str]:
+    """A path or ``file://`` URI as its local path; a URI on a store as (URI, file system, path)."""
+    if not is_uri(location):
+        return Path(location)
+    uri = str(location)
+    fs, path = fsspec.core.url_to_fs(uri)
+    if isinstance(fs, LocalFileSystem):
+        return Path(path)
+    return uri, fs, path.rstrip("/")
 
 
 def _missing(location: str) -> DataSourceNotFoundError:
@@ -56,13 +61,10 @@ def local_input(location: Input, *, download_dir: Path) -> Path:
     Raises:
         DataSourceNotFoundError: There is nothing at the URI.
     """
-    if not is_uri(location):
-        return Path(location)
-    uri = str(location)
-    remote = _remote(uri)
-    if remote is None:
-        return Path(fsspec.core.url_to_fs(uri)[1])
-    fs, path = remote
+    resolved = _on_store(location)
+    if isinstance(resolved, Path):
+        return resolved
+    uri, fs, path = resolved
     if not fs.exists(path):
         raise _missing(uri)
     target = _staging(download_dir, uri) / path.rpartition("/")[2]
@@ -82,13 +84,10 @@ def local_schema(location: Input, *, download_dir: Path) -> Path:
     Raises:
         DataSourceNotFoundError: There is no YAML at the URI.
     """
-    if not is_uri(location):
-        return Path(location)
-    uri = str(location)
-    remote = _remote(uri)
-    if remote is None:
-        return Path(fsspec.core.url_to_fs(uri)[1])
-    fs, path = remote
+    resolved = _on_store(location)
+    if isinstance(resolved, Path):
+        return resolved
+    uri, fs, path = resolved
     try:
         raw = yaml.safe_load(fs.cat_file(path))
     except FileNotFoundError:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from metarec.clock import utc_now
 from metarec.config import Settings
+from metarec.data.inputs import is_uri
 from metarec.data.snapshot_remote import remote_snapshots, resolve_snapshot
 from metarec.data.snapshots import SnapshotInfo, SnapshotStore
 from metarec.digests import sha256_bytes
@@ -86,11 +87,6 @@ def newest_training_set(settings: Settings) -> Path:
 Location = str | os.PathLike[str]
 
 
-def is_url(location: Location) -> bool:
-    """Whether ``location`` is an fsspec URL (``s3://…``, ``file://…``) rather than a path."""
-    return not isinstance(location, os.PathLike) and "://" in str(location)
-
-
 @overload
 def sibling(location: Path, suffix: str) -> Path: ...
 @overload
@@ -114,7 +110,7 @@ def read_text(location: Location) -> str | None:
 
 def write_text(location: Location, text: str) -> None:
     """Write a text file atomically: a local rename, or one object put on a store."""
-    if is_url(location):
+    if is_uri(location):
         with fsspec.open(os.fspath(location), "w", encoding="utf-8") as handle:
             handle.write(text)
         return
@@ -153,7 +149,7 @@ def read_manifest(training_set: Location) -> TrainingSetManifest:
 
 def as_location(location: Location) -> Path | str:
     """A URL as its string (``s3://…``), anything else as a local :class:`~pathlib.Path`."""
-    return str(location) if is_url(location) else Path(location)
+    return str(location) if is_uri(location) else Path(location)
 
 
 def feature_service_version(refs: list[str], snapshot_id: str) -> str:

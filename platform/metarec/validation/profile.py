@@ -119,16 +119,16 @@ class ProfileStore:
 
     def __init__(self, root: Path | str) -> None:
         """Open the store rooted at ``root`` (a folder, or a URI such as ``s3://b/profiles``)."""
-        self.root = root
-        self._remote = isinstance(root, str) and "://" in root and not root.startswith("file://")
-        if isinstance(root, str) and not self._remote:
-            self.root = Path(root.removeprefix("file://"))
+        text = str(root)
+        on_store = "://" in text and not text.startswith("file://")
+        # A URI on a store stays a string; a path or ``file://`` URI is a local folder.
+        self.root: Path | str = text.rstrip("/") if on_store else Path(text.removeprefix("file://"))
 
     def folder(self, feature_service: str) -> Path | str:
         """Where the profiles of ``feature_service`` live."""
-        if self._remote:
-            return f"{str(self.root).rstrip('/')}/{feature_service}"
-        return Path(self.root) / feature_service
+        if isinstance(self.root, str):
+            return f"{self.root}/{feature_service}"
+        return self.root / feature_service
 
     def versions(self, feature_service: str) -> list[int]:
         """Stored versions, oldest first."""
