@@ -21,12 +21,14 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from metarec.config import DeploySettings
 from metarec.errors import DeployError
+
+T = TypeVar("T")
 
 VERSION_ANNOTATION: Final = "metarec.io/version"
 CANARY_GROUP: Final = "flagger.app"
@@ -195,10 +197,9 @@ class KubernetesDeployer:
             DeployError: The Deployment or container is missing, the ServiceAccount may not
                 read or patch it (403), or it kept changing (409 after every retry).
         """
-        from kubernetes.client.exceptions import ApiException
-
         tag = f"{model}:v{version}"
-        for attempt in range(self._retries):
+
+        def attempt() -> DeployedVersion:
             current = self._read()
             args = serve_args(
                 self._container_of(current).args or [], version=version, port=self._port
@@ -220,20 +221,33 @@ class KubernetesDeployer:
                     }
                 },
             }
-            try:
-                patched = self._apps.patch_namespaced_deployment(
-                    self._deployment, self._namespace, body
-                )
-            except ApiException as exc:
-                if exc.status == 409 and attempt + 1 < self._retries:
-                    continue
-                raise _api_error(
-                    exc,
-                    action=f"patch Deployment {self.where}",
-                    fix="check that nothing else rewrites the Deployment continuously, then "
-                    "rerun the step.",
-                ) from exc
+            patched = self._apps.patch_namespaced_deployment(
+                self._deployment, self._namespace, body
+            )
             return DeployedVersion(self.where, tuple(args), True, patched.metadata.generation or 0)
+
+        return self._retrying_conflicts(
+            attempt,
+            action=f"patch Deployment {self.where}",
+            fix="check that nothing else rewrites the Deployment continuously, then rerun the "
+            "step.",
+        )
+
+    def _retrying_conflicts(self, attempt: Callable[[], T], *, action: str, fix: str) -> T:
+        """Run a read-modify-patch ``attempt``; a 409 (changed since read) runs it again.
+
+        Raises:
+            DeployError: Any other API error, or a 409 after every retry.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        for tries_left in range(self._retries - 1, -1, -1):
+            try:
+                return attempt()
+            except ApiException as exc:
+                if exc.status == 409 and tries_left:
+                    continue
+                raise _api_error(exc, action=action, fix=fix) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def wait_ready(self, *, generation: int, timeout_s: float, poll_s: float = 2.0) -> None:
@@ -274,8 +288,6 @@ class KubernetesDeployer:
             DeployError: No Canary configured or found, it has no chart webhook, the
                 ServiceAccount may not read or patch it (403), or it kept changing (409).
         """
-        from kubernetes.client.exceptions import ApiException
-
         if not self._canary:
             raise DeployError(
                 "No Flagger Canary is configured.",
@@ -283,7 +295,8 @@ class KubernetesDeployer:
                 "flagger).",
             )
         tag = f"{model}:v{version}"
-        for attempt in range(self._retries):
+
+        def attempt() -> bool:
             canary = self._read_canary()
             hooks = _with_version(canary, tag, where=self._canary_where())
             if hooks is None:
@@ -292,25 +305,16 @@ class KubernetesDeployer:
                 "metadata": {"resourceVersion": canary["metadata"].get("resourceVersion")},
                 "spec": {"analysis": {"webhooks": hooks}},
             }
-            try:
-                self._custom.patch_namespaced_custom_object(
-                    CANARY_GROUP,
-                    CANARY_API_VERSION,
-                    self._namespace,
-                    CANARY_PLURAL,
-                    self._canary,
-                    body,
-                )
-                return True
-            except ApiException as exc:
-                if exc.status == 409 and attempt + 1 < self._retries:
-                    continue
-                raise _api_error(
-                    exc,
-                    action=f"patch {self._canary_where()}",
-                    fix="check that nothing else rewrites the Canary continuously, then rerun.",
-                ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+            self._custom.patch_namespaced_custom_object(
+                CANARY_GROUP, CANARY_API_VERSION, self._namespace, CANARY_PLURAL, self._canary, body
+            )
+            return True
+
+        return self._retrying_conflicts(
+            attempt,
+            action=f"patch {self._canary_where()}",
+            fix="check that nothing else rewrites the Canary continuously, then rerun.",
+        )
 
     def _canary_where(self) -> str:
         return f"Flagger Canary {self._namespace}/{self._canary}"
