@@ -131,8 +131,7 @@ class Cluster:
         if commands is not None:
             spec = _with_commands(spec, commands)
         if home is not None:
-            home.mkdir(parents=True, exist_ok=True)
-            spec = _with_home(spec, self.values["home"]["path"], home)
+            spec = workloads.with_home(spec, self.values["home"]["path"], home)
         return workloads.run_pod(
             spec,
             objects,
@@ -150,17 +149,6 @@ def _with_commands(spec: dict[str, Any], commands: dict[str, list[str]]) -> dict
         for name, args in commands.items()
     ]
     return {**spec, "initContainers": containers[:-1], "containers": containers[-1:]}
-
-
-def _with_home(spec: dict[str, Any], mount: str, home: Path) -> dict[str, Any]:
-    """The pod spec with every env value under ``mount`` moved under ``home`` (its own volume)."""
-    spec = copy.deepcopy(spec)
-    for container in [*spec.get("initContainers", []), *spec["containers"]]:
-        for item in container.get("env", []):
-            value = item.get("value")
-            if isinstance(value, str) and (value == mount or value.startswith(mount + "/")):
-                item["value"] = str(home) + value[len(mount) :]
-    return spec
 
 
 @pytest.fixture
