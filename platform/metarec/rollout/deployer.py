@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from metarec.config import DeploySettings
+from metarec.config_rollout import DeploySettings
 from metarec.errors import DeployError
 
 T = TypeVar("T")

@@ -11,7 +11,8 @@ from email.message import Message
 
 import pytest
 from metarec.cli.rollout import _router_config
-from metarec.config import RolloutSettings, Settings
+from metarec.config import Settings
+from metarec.config_rollout import RolloutSettings
 from metarec.errors import ConfigError
 from metarec.rollout.routers.local_http import RefusedRequestError, content_length, read_body
 

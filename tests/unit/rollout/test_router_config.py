@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from metarec.config import RolloutSettings, Settings
+from metarec.config import Settings
+from metarec.config_rollout import RolloutSettings
 from metarec.errors import ConfigError
 from metarec.rollout.routers import (
     GatewayAPIRouterConfig,
