@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from metarec.compute import ComputeSpec
+from metarec.config_notify import NotificationSettings
 from metarec.config_rollout import RolloutSettings
 from metarec.errors import ConfigError
 
@@ -292,6 +293,7 @@ class Settings(BaseSettings):
     )
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
 

@@ -25,13 +25,18 @@ from metarec.api.identities import IdentityBook
 from metarec.api.routes import candidates, flagger, health, models, transitions
 from metarec.config import Settings
 from metarec.gate.run import Evaluator, RankingEvaluator
+from metarec.ops.notifications import build_notifier
 from metarec.registry import Registry
 
 
 def _lifespan(
     settings: Settings, *, owned: bool
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Open the registry at startup (unless one was given) and close the one it opened."""
+    """Open the registry at startup (unless one was given) and close the one it opened.
+
+    The notifier (webhooks of the Flagger verdicts) is closed at shutdown, after waiting up to
+    ``notifications.flush_timeout_s`` for its pending deliveries.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,6 +45,7 @@ def _lifespan(
         try:
             yield
         finally:
+            app.state.notifier.close(timeout_s=settings.notifications.flush_timeout_s)
             if owned and app.state.registry is not None:
                 app.state.registry.close()
                 app.state.registry = None
@@ -84,6 +90,7 @@ def create_app(
     app.state.registry = registry
     app.state.settings = settings
     app.state.evaluators = Evaluators(rating=evaluate, ranking=evaluate_ranking)
+    app.state.notifier = build_notifier(settings)
     add_error_handlers(app)
     for module in (health, models, candidates, transitions, flagger):
         app.include_router(module.router)

@@ -14,6 +14,7 @@ from metarec.api.auth import authorize, caller_of
 from metarec.api.identities import Identity, Role
 from metarec.config import Settings
 from metarec.gate.run import Evaluator, RankingEvaluator
+from metarec.notify import Notifier
 from metarec.registry import Registry
 from metarec.registry.types import MODEL_NAME_PATTERN
 
@@ -41,9 +42,14 @@ def _get_evaluators(request: Request) -> Evaluators:
     return request.app.state.evaluators
 
 
+def _get_notifier(request: Request) -> Notifier:
+    return request.app.state.notifier
+
+
 Config = Annotated[Settings, Depends(_get_settings)]
 Reg = Annotated[Registry, Depends(_get_registry)]
 Evaluation = Annotated[Evaluators, Depends(_get_evaluators)]
+Notify = Annotated[Notifier, Depends(_get_notifier)]
 # Documents the scheme in OpenAPI; the token itself is checked by the guard (metarec.api.guard).
 _bearer = HTTPBearer(auto_error=False, description="The token of an API identity.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metarec.config import Settings
-from metarec.ops import deploy, local_canary
+from metarec.notify import Notifier
+from metarec.ops import deploy, local_canary, notifications
 from metarec.ops._registry import registry_session
 from metarec.ops.canary_spec import BOOTSTRAP_REASON, PROMOTED_OUTCOMES, Outcome
 from metarec.registry import Registry, Stage, VersionRef
@@ -177,18 +178,44 @@ def start_canary(
 def _controller(
     settings: Settings, registry: Registry, *, actor: str
 ) -> Iterator[RolloutController]:
-    """The rollout controller on the configured router and metric source (released after)."""
-    router, release = build_router(settings)
-    try:
-        yield RolloutController(
-            registry=registry,
-            store=RolloutStore(engine=registry.engine),
-            router=router,
-            metrics=build_metrics(settings, router=router),
-            actor=actor,
-        )
-    finally:
-        release()
+    """The rollout controller on the configured router and metric source (released after).
+
+    Its rollouts' ends write their reports and notify ``notifications.webhooks``.
+    """
+    store = RolloutStore(engine=registry.engine)
+    with notifications.notifier_session(settings) as notifier:
+        router, release = build_router(settings)
+        try:
+            yield RolloutController(
+                registry=registry,
+                store=store,
+                router=router,
+                metrics=build_metrics(settings, router=router),
+                actor=actor,
+                on_end=rollout_end_observer(settings, store, notifier),
+            )
+        finally:
+            release()
+
+
+def rollout_end_observer(
+    settings: Settings, store: RolloutStore, notifier: Notifier
+) -> Callable[[RolloutState], None] | None:
+    """What a controller runs when a rollout ends: its reports, then the notification.
+
+    None when no webhook is configured (the reports are then written by whoever waits for
+    the rollout, as before).
+    """
+    if not settings.notifications.webhooks:
+        return None
+
+    def ended(state: RolloutState) -> None:
+        reports = write_reports(store, state, settings.paths.rollouts / state.id)
+        notification = notifications.rollout_ended(settings, state, reports=reports)
+        if notification is not None:
+            notifications.send(settings, notification, notifier=notifier)
+
+    return ended
 
 
 def run_canary(
@@ -371,16 +398,18 @@ def _carry_out(
     store = RolloutStore(engine=registry.engine)
     if settings.rollout.router.kind != "local":
         return wait_for_rollout(store, state.id, timeout_s=timeout_s), None
-    result = local_canary.run_local_canary(  # looked up at call time: tests stand in for it
-        settings,
-        registry=registry,
-        store=store,
-        state=state,
-        rows=rows(),
-        traffic_rate_per_s=rate,
-        timeout_s=timeout_s,
-        actor=actor,
-    )
+    with notifications.notifier_session(settings) as notifier:
+        result = local_canary.run_local_canary(  # looked up at call time: tests stand in for it
+            settings,
+            registry=registry,
+            store=store,
+            state=state,
+            rows=rows(),
+            traffic_rate_per_s=rate,
+            timeout_s=timeout_s,
+            actor=actor,
+            on_end=rollout_end_observer(settings, store, notifier),
+        )
     return result.state, result.traffic
 
 

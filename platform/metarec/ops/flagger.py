@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from metarec.config import Settings
 from metarec.errors import InvalidTransitionError, ModelNotFoundError, VersionNotFoundError
+from metarec.notify import Notifier
+from metarec.ops import notifications
 from metarec.ops._registry import registry_session
 from metarec.ops.transitions import archive, promote
 from metarec.registry import Registry
@@ -162,6 +164,7 @@ def promote_canary(
     evidence: dict[str, Any],
     actor: str = ACTOR,
     registry: Registry | None = None,
+    notifier: Notifier | None = None,
 ) -> HookOutcome:
     """Promote the version under canary once Flagger's rollout ``Succeeded`` (idempotent).
 
@@ -172,6 +175,7 @@ def promote_canary(
         evidence: The webhook as ledger evidence (:func:`webhook_evidence`).
         actor: Who acts in the ledger: the identity that called the webhook.
         registry: An open registry (default: open the configured one for this call).
+        notifier: Sends the verdict to ``notifications.webhooks`` (default: a one-shot one).
 
     Returns:
         ``promoted``, ``already-production``, ``refused`` (not accepted: the registry would not
@@ -202,6 +206,7 @@ def promote_canary(
             ).version
         except InvalidTransitionError:  # a concurrent identical webhook won
             return _already(current.get_version(ref), "already-production", "production")
+    _tell(settings, moved, promoted=True, evidence=evidence, notifier=notifier)
     return HookOutcome(
         accepted=True,
         action="promoted",
@@ -218,6 +223,7 @@ def roll_back_canary(
     evidence: dict[str, Any],
     actor: str = ACTOR,
     registry: Registry | None = None,
+    notifier: Notifier | None = None,
 ) -> HookOutcome:
     """Follow a failed rollout (archive the canary version), or say whether one is wanted.
 
@@ -230,6 +236,7 @@ def roll_back_canary(
         evidence: The webhook as ledger evidence (:func:`webhook_evidence`).
         actor: Who acts in the ledger: the identity that called the webhook.
         registry: An open registry (default: open the configured one for this call).
+        notifier: Sends the verdict to ``notifications.webhooks`` (default: a one-shot one).
 
     Returns:
         After ``Failed``: ``archived``, ``already-archived`` or ``refused`` (the registry has
@@ -250,7 +257,7 @@ def roll_back_canary(
         return confirmation.model_copy(update={"accepted": True, "action": "rollback-requested"})
     ref = _ref(settings, metadata)
     with registry_session(settings, registry) as current:
-        return _archive_failed(settings, current, ref, evidence, actor=actor)
+        return _archive_failed(settings, current, ref, evidence, actor=actor, notifier=notifier)
 
 
 def _archive_failed(
@@ -260,6 +267,7 @@ def _archive_failed(
     evidence: dict[str, Any],
     *,
     actor: str,
+    notifier: Notifier | None,
 ) -> HookOutcome:
     """Archive the canary version of a failed rollout (never the production version)."""
     info = registry.get_version(ref)
@@ -285,12 +293,35 @@ def _archive_failed(
         ).version
     except InvalidTransitionError:  # a concurrent identical webhook won
         return _already(registry.get_version(ref), "already-archived", "archived")
-    return HookOutcome(
+    outcome = HookOutcome(
         accepted=True,
         action="archived",
         version=moved,
         reason=f"{moved.tag} was rolled back by Flagger and archived; production unchanged",
     )
+    _tell(settings, moved, promoted=False, evidence=evidence, notifier=notifier)
+    return outcome
+
+
+def _tell(
+    settings: Settings,
+    info: VersionInfo,
+    *,
+    promoted: bool,
+    evidence: Mapping[str, Any],
+    notifier: Notifier | None,
+) -> None:
+    """Notify the webhooks of the verdict Flagger reached on ``info``."""
+    canary = _canary_name(evidence)
+    verb = "promoted" if promoted else "rolled back"
+    notification = notifications.flagger_verdict(
+        model=info.model,
+        version=info.version,
+        promoted=promoted,
+        reason=f"Flagger {verb} the canary ({canary})",
+        canary=canary,
+    )
+    notifications.send(settings, notification, notifier=notifier)
 
 
 def _find(registry: Registry, ref: VersionRef) -> VersionInfo | None:

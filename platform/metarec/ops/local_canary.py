@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from metarec.config import Settings
@@ -83,6 +83,7 @@ def run_local_canary(
     traffic_k: int = 20,
     timeout_s: float = 1800.0,
     poll_s: float = 0.5,
+    on_end: Callable[[RolloutState], None] | None = None,
 ) -> LocalCanaryResult:
     """Serve production and canary locally, route generated traffic, run the controller.
 
@@ -96,13 +97,11 @@ def run_local_canary(
             None is a positive event of a training set of implicit events: sent without a
             rating (support item and feedback), counted for the online hit rate only.
         actor: Who the ledger names for the promotion.
-        traffic_rate_per_s: Highest user visits (one ``/recommend`` + one ``/feedback``) per
-            second (None: unthrottled).
-        traffic_support_size: Ratings (or positive events) of a user sent as the
-            ``/recommend`` support set.
+        traffic_rate_per_s: Highest user visits (``/recommend`` + ``/feedback``) per second.
+        traffic_support_size: Ratings (or positive events) of a user sent as the support set.
         traffic_k: Items each ``/recommend`` asks for (the list hits are counted in).
         timeout_s: Give up after this long; the rollout is then aborted (canary weight 0).
-        poll_s: Controller reconcile period.
+        poll_s: Controller reconcile period. on_end: its end-of-rollout hook (notifications).
 
     Returns:
         The final state and the traffic summary (service logs: ``<home>/rollouts/<id>/``).
@@ -116,6 +115,7 @@ def run_local_canary(
         router, controller = _wire(
             settings, registry, store, state, stack, actor=actor, feedback_token=token
         )
+        controller.on_end = on_end
         traffic = _start_traffic(
             router.url,
             rows,

@@ -8,7 +8,7 @@ file); this module returns the outcome and raises only the errors of the steps i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +26,7 @@ from metarec.gate.run import (
     training_set_ranking_evaluator,
 )
 from metarec.gate.verification import Reevaluation
+from metarec.ops import notifications
 from metarec.ops._registry import registry_session
 from metarec.ops.locations import local_artifact
 from metarec.registry import Registry, VersionInfo
@@ -171,6 +172,7 @@ def register_candidate(
     evaluate: Evaluator | None = None,
     evaluate_ranking: RankingEvaluator | None = None,
     on_decision: Callable[[GateDecision], None] | None = None,
+    links: Mapping[str, str] | None = None,
 ) -> RegistrationOutcome:
     """Gate ``artifact``; register it in staging if accepted, else record the rejection.
 
@@ -192,6 +194,8 @@ def register_candidate(
             ``training_set``).
         on_decision: Called with the decision as soon as it is made, before anything is
             written (a face prints it; a component writes it to a file).
+        links: Named links a rejection's notification carries besides the artifact (the
+            decision file a component wrote).
 
     Returns:
         The decision with the registered version (accepted, ``register=True``) or where the
@@ -207,6 +211,7 @@ def register_candidate(
                 rejection = _record_rejection(
                     current, decision, model=model, artifact=artifact, actor=actor
                 )
+                _notify_rejection(settings, decision, rejection, links or {})
                 return RegistrationOutcome(decision=decision, rejection=rejection)
             if not register:
                 return RegistrationOutcome(decision=decision)
@@ -248,6 +253,16 @@ def _record_rejection(
     return Rejection(
         model=model, artifact=str(artifact), artifact_digest=decision.artifact_digest, actor=actor
     )
+
+
+def _notify_rejection(
+    settings: Settings, decision: GateDecision, rejection: Rejection, links: Mapping[str, str]
+) -> None:
+    """Tell ``notifications.webhooks`` of the rejection (waits up to ``flush_timeout_s``)."""
+    notification = notifications.gate_rejected(
+        decision, model=rejection.model, artifact=rejection.artifact, links=links
+    )
+    notifications.send(settings, notification)
 
 
 class Registered(BaseModel):

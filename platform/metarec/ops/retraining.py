@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from metarec.config import Settings
+from metarec.errors import MetaRecError
 from metarec.features.training_set import (
     Location,
     TrainingSetManifest,
@@ -25,6 +26,7 @@ from metarec.features.training_set import (
     build_training_set,
     read_manifest,
 )
+from metarec.ops import notifications
 from metarec.ops.locations import publish_artifact, read_artifact_card
 from metarec.ops.register import DEFAULT_REASON, RegistrationOutcome, register_candidate
 from metarec.registry import Registry
@@ -208,7 +210,37 @@ def retrain(
 
     Raises:
         ValidationFailedError: The training set failed validation (nothing was trained).
+        MetaRecError: Another step failed. Either way ``notifications.webhooks`` are told
+            (``retrain_failed``) before the error propagates.
     """
+    name = model or settings.registry.model_name
+    try:
+        return _retrain(
+            settings,
+            config=config,
+            actor=actor,
+            model=name,
+            policy=policy,
+            reason=reason,
+            registry=registry,
+            on_progress=on_progress,
+        )
+    except MetaRecError as exc:
+        notifications.send(settings, notifications.retrain_failed(model=name, reason=str(exc)))
+        raise
+
+
+def _retrain(
+    settings: Settings,
+    *,
+    config: TrainingConfig,
+    actor: str,
+    model: str,
+    policy: Path | None,
+    reason: str,
+    registry: Registry | None,
+    on_progress: ProgressCallback | None,
+) -> RetrainOutcome:
     manifest = prepare_training_set(settings)
     path = as_location(manifest.path)
     validation = check_training_set(settings, training_set=path)
@@ -216,7 +248,7 @@ def retrain(
     registration = register_candidate(
         settings,
         artifact=candidate.artifact,
-        model=model or settings.registry.model_name,
+        model=model,
         policy=policy,
         training_set=path,
         actor=actor,

@@ -64,6 +64,7 @@ class RolloutController:
         metrics: MetricSource,
         actor: str = "rollout-controller",
         clock: Callable[[], datetime] = utc_now,
+        on_end: Callable[[RolloutState], None] | None = None,
     ) -> None:
         """Wire the controller to its collaborators (interfaces, never concrete services).
 
@@ -74,6 +75,8 @@ class RolloutController:
             metrics: Reads the analysis windows.
             actor: Who the registry ledger names for promotions.
             clock: Wall clock (UTC); tests pass their own.
+            on_end: Called with the final state once a rollout's end (promoted, rolled back,
+                aborted) is saved: reports, notifications. Its errors are logged, never raised.
         """
         self.registry = registry
         self.store = store
@@ -81,6 +84,7 @@ class RolloutController:
         self.metrics = metrics
         self.actor = actor
         self.clock = clock
+        self.on_end = on_end
         # Rollouts whose router weights and metric window this process has (re-)established
         # and saved. A step that touches either drops its rollout until its save succeeded,
         # so after a failed step the next one re-asserts the persisted weights.
@@ -394,7 +398,17 @@ class RolloutController:
         )
         state = self.store.save(state, event=self._record(state, EventKind.ended(phase), reason))
         self._attached.discard(state.id)
+        self._tell_end(state)
         return state
+
+    def _tell_end(self, state: RolloutState) -> None:
+        """Run ``on_end`` on a saved end; a failure there never undoes or repeats the end."""
+        if self.on_end is None:
+            return
+        try:
+            self.on_end(state)
+        except Exception:  # reports and notifications must not stop the loop
+            log.exception("rollout %s: the end-of-rollout hook failed", state.id)
 
     def _verdict(
         self,

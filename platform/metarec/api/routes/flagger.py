@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from metarec.api.deps import FLAGGER, Caller, Config, Reg
+from metarec.api.deps import FLAGGER, Caller, Config, Notify, Reg
 from metarec.api.schemas import FlaggerAnswer, FlaggerWebhook
 from metarec.ops.flagger import (
     FAILED,
@@ -54,7 +54,9 @@ def confirm(settings: Config, reg: Reg, payload: FlaggerWebhook) -> JSONResponse
 
 
 @router.post("/promote", response_model=FlaggerAnswer, responses=_DENIED)
-def promote(settings: Config, reg: Reg, caller: Caller, payload: FlaggerWebhook) -> JSONResponse:
+def promote(
+    settings: Config, reg: Reg, caller: Caller, notifier: Notify, payload: FlaggerWebhook
+) -> JSONResponse:
     """``post-rollout`` hook: after phase ``Succeeded`` the version becomes production.
 
     The caller's identity as actor, the webhook as evidence; idempotent; other phases are
@@ -68,12 +70,15 @@ def promote(settings: Config, reg: Reg, caller: Caller, payload: FlaggerWebhook)
         evidence=webhook_evidence(payload.model_dump(), hook="post-rollout"),
         actor=caller.name,
         registry=reg,
+        notifier=notifier,
     )
     return _answer(outcome, denied=409)
 
 
 @router.post("/rollback", response_model=FlaggerAnswer, responses=_DENIED)
-def rollback(settings: Config, reg: Reg, caller: Caller, payload: FlaggerWebhook) -> JSONResponse:
+def rollback(
+    settings: Config, reg: Reg, caller: Caller, notifier: Notify, payload: FlaggerWebhook
+) -> JSONResponse:
     """``post-rollout`` hook after phase ``Failed``: archive the canary version.
 
     Production is left as it is (409 when the canary version is the registry's production).
@@ -89,5 +94,6 @@ def rollback(settings: Config, reg: Reg, caller: Caller, payload: FlaggerWebhook
         ),
         actor=caller.name,
         registry=reg,
+        notifier=notifier,
     )
     return _answer(outcome, denied=409 if failed else 403)
