@@ -88,6 +88,7 @@ def gate_model(
         actor=actor,
         register=False,
         on_decision=lambda decision: write_text(out, decision.model_dump_json(indent=2)),
+        links={"decision": str(out) if "://" in str(out) else Path(out).resolve().as_uri()},
     )
     decision = outcome.decision
     if not decision.accepted and raise_on_reject:
