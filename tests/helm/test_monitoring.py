@@ -33,7 +33,11 @@ def schema(kind: str) -> dict[str, Any]:
 
 
 def monitors(manifests) -> list[dict[str, Any]]:
-    return [d for d in manifests.docs if d["apiVersion"] == MONITORING_API]
+    return [
+        d
+        for d in manifests.docs
+        if d["apiVersion"] == MONITORING_API and d["kind"] in ("ServiceMonitor", "PodMonitor")
+    ]
 
 
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
