@@ -1,4 +1,8 @@
-"""Prefect deployments of MetaRec's flows, with cron schedules from the settings."""
+"""Prefect deployments of MetaRec's flows, with cron schedules from the settings.
+
+The ``tune`` flow is deployed without a schedule: a study is started by hand
+(``prefect deployment run tune/tune``), not every night.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,11 @@ from typing import Any
 from metarec.config import Settings
 from metarec.errors import MetaRecError
 from metarec.workflows.prefect_flows import materialize_flow, retrain_flow
+from metarec.workflows.prefect_tune import tune_flow
 
 
 def local_deployments(settings: Settings) -> list[Any]:
-    """Deployments for ``prefect.serve``: materialize and retrain on their cron schedules."""
+    """Deployments for ``prefect.serve``: materialize and retrain on their cron schedules, tune."""
     home = str(settings.paths.home)
     return [
         flow.to_deployment(name=name, cron=cron, parameters=parameters)
@@ -23,7 +28,7 @@ def local_deployments(settings: Settings) -> list[Any]:
 
 def _flow_specs(
     settings: Settings, *, home: str | None
-) -> list[tuple[Any, str, str, dict[str, Any]]]:
+) -> list[tuple[Any, str, str | None, dict[str, Any]]]:
     import yaml
 
     workflows = settings.workflows
@@ -43,6 +48,7 @@ def _flow_specs(
             workflows.retrain_cron,
             {"home": home, "training_config": training_config},
         ),
+        (tune_flow, "tune", None, {"home": home}),
     ]
 
 
@@ -116,7 +122,7 @@ def deploy_to_work_pool(
     base_job_template: Path | None = None,
     replace_template: bool = False,
 ) -> PoolDeployment:
-    """Deploy both flows to a Kubernetes work pool on their schedules, creating it if missing.
+    """Deploy the flows to a Kubernetes work pool on their schedules, creating it if missing.
 
     The pool's base job template has one owner. An existing pool's template is left as it is
     (on a cluster the Helm chart's ConfigMap ``<release>-metarec-prefect-job-template`` is that
@@ -161,7 +167,7 @@ def deploy_to_work_pool(
 
 
 def _deploy_flows(settings: Settings, *, work_pool: str) -> list[str]:
-    """Deploy both flows to ``work_pool`` from the platform image; their ids."""
+    """Deploy the flows to ``work_pool`` from the platform image; their ids."""
     from prefect.deployments.runner import EntrypointType
 
     ids = []

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from metarec.compute import ComputeSpec
+from metarec.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # A Kubernetes object name (RFC 1123 subdomain) and an environment variable name.
@@ -150,9 +151,19 @@ def apply_compute(task: Any, compute: ComputeSpec) -> Any:
 
     Returns:
         The same task, for chaining.
+
+    Raises:
+        ConfigError: ``compute`` asks for more than one node: a KFP task is one pod.
     """
     from kfp import kubernetes
 
+    if compute.nodes > 1:
+        raise ConfigError(
+            f"The compute spec asks for {compute.nodes} nodes, but a KFP task is one pod.",
+            fix="run multi-node training as the chart's TrainJob or PyTorchJob "
+            "(training.compute.nodes), and give the pipeline one node "
+            "(training_compute.nodes=1, or ComputeSpec.one_process() for one process).",
+        )
     task.set_cpu_request(compute.cpu_request).set_cpu_limit(compute.cpu_limit)
     task.set_memory_request(compute.memory_request).set_memory_limit(compute.memory_limit)
     if compute.gpu_count:

@@ -1,11 +1,14 @@
 """One typed compute spec for training, rendered into every place a training job is defined.
 
 KFP tasks, Prefect Kubernetes job templates and the Helm training Job all read it, so that a GPU
-request means the same thing everywhere.
+request means the same thing everywhere. ``nodes`` × ``gpu_count`` (GPUs per node, i.e. per pod)
+is the world size: above one process, training runs as a distributed job under ``torchrun``
+(:meth:`ComputeSpec.torchrun_command`) instead of one pod whose extra GPUs would sit idle.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,7 +40,12 @@ class ComputeSpec(BaseModel):
     cpu_limit: str = Field(default="4", description="Kubernetes CPU quantity limit.")
     memory_request: str = Field(default="8Gi", description="Memory requested.")
     memory_limit: str = Field(default="16Gi", description="Memory limit.")
-    gpu_count: int = Field(default=0, ge=0, description="GPUs (0: CPU training).")
+    nodes: int = Field(
+        default=1, ge=1, description="Training nodes (pods); more than one: distributed training."
+    )
+    gpu_count: int = Field(
+        default=0, ge=0, description="GPUs per node, i.e. per pod (0: CPU training)."
+    )
     gpu_resource: str = Field(
         default=GPU_RESOURCE, description="Extended resource name of the GPU (device plugin)."
     )
@@ -76,3 +84,48 @@ class ComputeSpec(BaseModel):
         if self.gpu_count and not any(t.key == self.gpu_resource for t in tolerations):
             tolerations.append(Toleration(key=self.gpu_resource, operator="Exists"))
         return tolerations
+
+    @property
+    def processes_per_node(self) -> int:
+        """Training processes per node: one per GPU, or one on a CPU node."""
+        return max(self.gpu_count, 1)
+
+    @property
+    def world_size(self) -> int:
+        """Training processes in all: ``nodes`` × :attr:`processes_per_node`."""
+        return self.nodes * self.processes_per_node
+
+    @property
+    def distributed(self) -> bool:
+        """Whether training needs more than one process (several nodes or GPUs)."""
+        return self.world_size > 1
+
+    def torchrun_command(self, args: Sequence[str]) -> list[str]:
+        """The ``torchrun`` command line that runs ``metarec <args>`` on every node.
+
+        Node rank and rendezvous address come from the environment the job controller sets
+        (``PET_NODE_RANK``, ``PET_MASTER_ADDR``, ``PET_MASTER_PORT``: Kubeflow Trainer and the
+        training operator both set them; ``torchrun`` reads ``PET_*`` as its defaults).
+
+        Args:
+            args: The ``metarec`` arguments, e.g. ``["train", "--device", "cuda"]``.
+
+        Returns:
+            ``torchrun --nnodes=N --nproc-per-node=G -m metarec <args>``.
+        """
+        return [
+            "torchrun",
+            f"--nnodes={self.nodes}",
+            f"--nproc-per-node={self.processes_per_node}",
+            "-m",
+            "metarec",
+            *args,
+        ]
+
+    def one_process(self) -> ComputeSpec:
+        """This spec for a single process: one node, and one GPU when the spec has GPUs.
+
+        What a tuning trial or worker gets: it runs one training process, so more GPUs would sit
+        idle. Same CPU, memory, GPU model, tolerations and node selector.
+        """
+        return self.model_copy(update={"nodes": 1, "gpu_count": min(self.gpu_count, 1)})

@@ -193,6 +193,12 @@ def gpu(chart: Chart) -> Manifests:
 
 
 @pytest.fixture(scope="session")
+def gpu_single_node(chart: Chart) -> Manifests:
+    """helm/values-gpu-production.yaml on one node: the plain training Job, not a TrainJob."""
+    return chart.render(GPU_VALUES, sets=["training.compute.nodes=1"])
+
+
+@pytest.fixture(scope="session")
 def gpu_embedded(chart: Chart) -> Manifests:
     """helm/values-gpu-production.yaml with the embedded engine (chart canary at 10 %)."""
     return chart.render(GPU_VALUES, sets=GPU_EMBEDDED)

@@ -58,9 +58,10 @@ def test_gpu_production_materialises_into_redis_before_the_retrain_run(gpu, char
     assert retrain["spec"]["timeZone"] == cronjob["spec"]["timeZone"]
 
 
-def test_data_containers_get_the_training_pods_env_volumes_and_account(gpu, chart):
-    # The train template: the training pod spec without the retrain's deploy step (its own
-    # account and env), which the data pods must not get.
+def test_data_containers_get_the_training_pods_env_volumes_and_account(gpu_single_node, chart):
+    # The train template (one node: not a TrainJob): the training pod spec without the retrain's
+    # deploy step (its own account and env), which the data pods must not get.
+    gpu = gpu_single_node
     retrain = _pod(gpu.get("CronJob", chart.name("train")))
     expected_env = retrain["containers"][0]["env"]
     for component in ("data-ingest", "data-materialize"):

@@ -34,10 +34,12 @@ def _pod(m, chart, name):
     return m.get("CronJob", chart.name(name))["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
-def test_training_job_template_carries_gpu_limits_tolerations_and_node_selector(gpu, chart):
-    cronjob = gpu.get("CronJob", chart.name("train"))
+def test_training_job_template_carries_gpu_limits_tolerations_and_node_selector(
+    gpu_single_node, chart
+):
+    cronjob = gpu_single_node.get("CronJob", chart.name("train"))
     assert cronjob["spec"]["suspend"] is True, "a template: it must never fire on its own"
-    pod = _pod(gpu, chart, "train")
+    pod = _pod(gpu_single_node, chart, "train")
     (container,) = pod["containers"]
     assert container["resources"]["limits"][GPU] == "1"
     assert GPU not in container["resources"]["requests"], "extended resources go in limits"
@@ -59,11 +61,13 @@ def test_training_job_template_carries_gpu_limits_tolerations_and_node_selector(
 
 
 @pytest.mark.parametrize("values", ["default", "gpu"])
-def test_helm_renders_the_compute_spec_like_metarec_compute(chart, default, gpu, values):
+def test_helm_renders_the_compute_spec_like_metarec_compute(
+    chart, default, gpu_single_node, values
+):
     if values == "default":
         m, path = default, chart.path / "values.yaml"
-    else:
-        m, path = gpu, chart.gpu_values
+    else:  # one node: the plain training Job (more: a TrainJob, test_tuning_and_distributed.py)
+        m, path = gpu_single_node, chart.gpu_values
     spec = _compute_from_values(path)
     for name in ("train", "retrain"):
         pod = _pod(m, chart, name)
@@ -96,7 +100,8 @@ def test_a_gpu_toleration_given_by_the_user_is_not_duplicated(chart):
             "training.compute.tolerations[0].effect=NoExecute",
         ]
     )
-    pod = _pod(m, chart, "train")
+    # Two GPUs make training a distributed job; the retrain pod carries the same compute spec.
+    pod = _pod(m, chart, "retrain")
     assert pod["tolerations"] == [{"key": GPU, "operator": "Exists", "effect": "NoExecute"}]
     assert pod["containers"][0]["resources"]["limits"][GPU] == "2"
 

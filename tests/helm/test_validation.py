@@ -18,7 +18,14 @@ FLAGGER_API = "flagger.app/v1beta1"
 # Not core APIs (kubernetes-validate bundles no schema for them): each is checked against a schema
 # written from its upstream CRD (the HTTPRoute below, the monitors in test_monitoring.py, the
 # Flagger Canary and MetricTemplates in test_flagger.py).
-CUSTOM_APIS = {GATEWAY_API, MONITORING_API, FLAGGER_API}
+CUSTOM_APIS = {
+    GATEWAY_API,
+    MONITORING_API,
+    FLAGGER_API,
+    "kubeflow.org/v1beta1",  # Katib Experiment (test_tuning_and_distributed.py)
+    "trainer.kubeflow.org/v1alpha1",  # Kubeflow Trainer TrainJob (same)
+    "kubeflow.org/v1",  # PyTorchJob of the training operator (same)
+}
 
 # The HTTPRoute (gateway.networking.k8s.io/v1, standard channel) fields the chart uses, with the
 # types and bounds of the Gateway API spec; unknown fields are rejected at every level.

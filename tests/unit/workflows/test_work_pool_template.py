@@ -91,7 +91,7 @@ def test_an_existing_pools_template_is_kept_and_its_jobs_keep_the_platform_parts
     asyncio.run(_create_pool(name, platform))
     outcome = deploy_to_work_pool(settings, work_pool=name)
     assert outcome.template is TemplateAction.KEPT
-    assert outcome.drift == [] and len(outcome.deployment_ids) == 2
+    assert outcome.drift == [] and len(outcome.deployment_ids) == 3
     assert asyncio.run(_pool_template(name)) == platform
     pod = asyncio.run(_retrain_job(name))["spec"]["template"]["spec"]
     (container,) = pod["containers"]

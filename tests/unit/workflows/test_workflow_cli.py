@@ -32,7 +32,7 @@ def test_flows_and_pipelines_have_help(capsys):
 def test_local_deployments_carry_the_cron_schedules(tmp_path):
     settings = load_settings(home=tmp_path, workflows={"retrain_cron": "15 4 * * 2"})
     deployments = {d.name: d for d in local_deployments(settings)}
-    assert set(deployments) == {"materialize", "retrain"}
+    assert set(deployments) == {"materialize", "retrain", "tune"}
     assert deployments["retrain"].schedules[0].schedule.cron == "15 4 * * 2"
     assert (
         deployments["materialize"].schedules[0].schedule.cron == settings.workflows.materialize_cron
