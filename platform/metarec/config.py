@@ -210,6 +210,24 @@ class ServingSettings(BaseModel):
         ge=1,
         description="Positive feedback events (rating >= 4) in the rolling online hit-rate gauge.",
     )
+    drift_window_requests: int = Field(
+        default=1000,
+        ge=1,
+        description="Latest /recommend and /predict requests in the drift window "
+        "(metarec_drift_psi, metarec_cold_start_share).",
+    )
+    drift_min_requests: int = Field(
+        default=100,
+        ge=1,
+        description="Requests the drift window needs before metarec_drift_psi is set (fewer: "
+        "the PSI of a small sample is noise).",
+    )
+    drift_refresh_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="Recompute the drift gauges at most this often (off the request path's "
+        "cost: a request only adds its counts).",
+    )
     direct_endpoints: bool = Field(
         default=True,
         description="Answer POST /recommend, /predict and /feedback in a Starlette app mounted "

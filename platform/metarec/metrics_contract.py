@@ -37,6 +37,25 @@ FEEDBACK_POSITIVE = "metarec_feedback_positive_total"  # counter {model_version}
 FEEDBACK_HITS = "metarec_feedback_hits_total"  # counter {model_version}
 ONLINE_HIT_RATE = "metarec_online_hit_rate"  # gauge {model_version}: rolling hit rate
 
+# Live drift of the traffic against the version's training reference (metarec.serving.drift),
+# over the last ``serving.drift_window_requests`` /recommend and /predict requests, recomputed
+# at most every ``serving.drift_refresh_seconds`` (never per request).
+STATISTIC = "statistic"  # label: which distribution a drift series compares
+DRIFT_STATISTICS = ("support_size", "item_popularity", "predicted_score")
+# Gauge {model_version, statistic}: population stability index of the window vs the reference
+# (< 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift); not set without a reference.
+DRIFT_PSI = "metarec_drift_psi"
+# Gauge {model_version}: share of the window's requests with a cold start (support size 0).
+COLD_START_SHARE = "metarec_cold_start_share"
+# Gauge {model_version}: the reference's cold-start share (not set when unknown).
+REFERENCE_COLD_START_SHARE = "metarec_reference_cold_start_share"
+# Gauge {model_version}: requests in the current drift window (alerts require a minimum).
+DRIFT_WINDOW_REQUESTS = "metarec_drift_window_requests"
+# Gauges {model_version}: the version's offline evaluation from its model card (not set when
+# the card has no such metric), to compare with metarec_online_mae / metarec_online_hit_rate.
+OFFLINE_MAE = "metarec_offline_mae"
+OFFLINE_HIT_RATE = "metarec_offline_hit_rate"
+
 # Feature freshness (adaptation service), read from the Feast registry on a timer, not per
 # request. Gauge {feature_view}: seconds since the end of the view's latest materialisation
 # (+Inf: applied, never materialised; NaN: no longer applied).

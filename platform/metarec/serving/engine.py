@@ -24,6 +24,7 @@ ranker) and :mod:`.feedback_scoring` (rated feedback against predictions, the on
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -34,12 +35,15 @@ from metarec.errors import ServingInputError
 from metarec.features.store import EntityId
 from metarec.serving.adapter import AdaptationJob
 from metarec.serving.batching import MicroBatcher
+from metarec.serving.drift import DriftMonitor
+from metarec.serving.drift_calibration import Problem, reference_scores
+from metarec.serving.drift_reference import DriftReference
 from metarec.serving.features import FeatureCache, ItemMatrix, UserFeatures, native_id
 from metarec.serving.feedback_scoring import rating_errors
 from metarec.serving.loading import ServedModel
 from metarec.serving.metrics import ServingMetrics
 from metarec.serving.models import served_models
-from metarec.serving.quality import OnlineHitRate, PredictionMemory, RollingMAE
+from metarec.serving.quality import OnlineHitRate, PredictionMemory, RollingMAE, offline_quality
 from metarec.serving.ranking import RankingJob
 from metarec.serving.request_checks import (
     check_count,
@@ -65,6 +69,8 @@ from metarec.serving.schemas import (
 )
 from metarec.serving.support import INTERACTION, support_set, user_codes
 
+logger = logging.getLogger(__name__)
+
 
 class AdaptationEngine:
     """Adapt-and-score for recommend, predict and feedback; owns the service's state."""
@@ -77,6 +83,7 @@ class AdaptationEngine:
         serving: ServingSettings,
         metrics: ServingMetrics | None = None,
         remembers: Callable[[], bool] | None = None,
+        drift_reference: DriftReference | None = None,
     ) -> None:
         """Wire the loaded model, feature cache, limits and metrics together.
 
@@ -88,6 +95,9 @@ class AdaptationEngine:
             remembers: Whether the request being answered is remembered for scoring later
                 feedback (its predictions and list); the service passes
                 :func:`~metarec.serving.feedback_auth.caller_is_trusted`. Default: every one.
+            drift_reference: The version's training reference for the drift gauges
+                (:func:`~metarec.serving.drift_reference.load_drift_reference`); None: only
+                the cold-start share and the window's size are exported.
 
         Raises:
             ServingModelError: The version has neither a rating model nor a ranker, or its kind
@@ -112,6 +122,17 @@ class AdaptationEngine:
         # The last list served per user, to count online hits of positive feedback.
         self.hits = OnlineHitRate(
             capacity=serving.served_list_memory, window=serving.hit_rate_window
+        )
+        card = served.card
+        offline = offline_quality(card.metrics, card.ranking, rating_method=served.rating_model)
+        self.metrics.observe_offline(*offline)
+        self.drift = DriftMonitor(
+            model_version=served.tag,
+            registry=self.metrics.registry,
+            reference=drift_reference,
+            window=serving.drift_window_requests,
+            min_requests=serving.drift_min_requests,
+            refresh_seconds=serving.drift_refresh_seconds,
         )
 
     def _batchers(
@@ -167,6 +188,39 @@ class AdaptationEngine:
         rest = np.arange(1, len(items.item_ids), dtype=np.int64)
         if self.ranker is not None and len(rest):  # builds the item tower cache too
             self.ranker([RankingJob(items, zero, one, value, rest)])
+        self._calibrate_drift()
+
+    def _calibrate_drift(self) -> None:
+        """Fix the predicted-score bins from the reference's users; never raises."""
+        reference = self.drift.reference
+        if reference is None or not reference.samples:
+            return
+
+        def codes(user_id: EntityId) -> np.ndarray:
+            found, user = self.features.cached_user(user_id)
+            user = user if found else self.features.user(user_id)
+            return self._user_codes(self.features.items, user)
+
+        def score(problems: list[Problem]) -> list[np.ndarray]:
+            if self.ranker is not None:
+                return self.ranker([RankingJob(*p) for p in problems])
+            assert self.adapter is not None  # a version has a ranker or a rating model
+            return self.adapter([AdaptationJob(*p) for p in problems])
+
+        try:
+            scores = reference_scores(
+                reference.samples,
+                self.features.items,
+                codes=codes,
+                score=score,
+                interactions=not self.predicts_ratings,
+                k=RecommendRequest.model_fields["k"].default,  # a request's default list
+                batch=self.serving.max_batch_size,
+            )
+        except Exception as exc:  # monitoring never stops a version from serving
+            logger.warning("drift: cannot score the reference users (%s)", exc)
+            return
+        self.drift.set_score_reference(scores)
 
     async def close(self) -> None:
         """Stop the micro-batchers' worker tasks."""
@@ -236,6 +290,7 @@ class AdaptationEngine:
         keep[support_rows] = False  # support items are not recommended
         rows = rows[keep[rows]]
         if len(rows) == 0:
+            self.drift.record(items, support_rows)
             return RecommendResponse(model_version=self.served.tag, items=[])
         codes = self._user_codes(items, user)
         if self.rank_batcher is not None:  # the served ranker orders the list
@@ -266,6 +321,7 @@ class AdaptationEngine:
             values = list(predicted)
         if request.user_id is not None and self.remembers():
             self.hits.served(request.user_id, chosen)
+        self.drift.record(items, support_rows, scores=scores[top])
         scored = zip(chosen, scores[top], values, strict=True)
         return RecommendResponse(
             model_version=self.served.tag,
@@ -294,6 +350,7 @@ class AdaptationEngine:
         rows = self._item_rows(items, "item_ids", request.item_ids)
         job = AdaptationJob(items, self._user_codes(items, user), support_rows, support_y, rows)
         ratings = np.clip(await self.batcher.submit(job), RATING_MIN, RATING_MAX)
+        self.drift.record(items, support_rows, requested_rows=rows)
         values = [float(r) for r in ratings]
         if request.user_id is not None and self.remembers():
             self.memory.remember(request.user_id, list(request.item_ids), values)

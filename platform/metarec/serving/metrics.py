@@ -8,8 +8,11 @@ values where BentoML's ``/metrics`` collects them. Windowed online MAE for canar
 rolling MAE over the last ``serving.quality_window`` events. Windowed online hit rate is
 ``Δ metarec_feedback_hits_total / Δ metarec_feedback_positive_total`` (counters, so Prometheus
 can sum them over pods and take a rate); ``metarec_online_hit_rate`` is the rolling hit rate
-over the last ``serving.hit_rate_window`` positive events. Series and label names come from
-:mod:`metarec.metrics_contract`, which the canary analysis reads them by.
+over the last ``serving.hit_rate_window`` positive events. Both are always on, for every
+version served (not only during a canary). ``metarec_offline_mae`` and
+``metarec_offline_hit_rate`` are the version's card evaluation, to compare them with. Series and
+label names come from :mod:`metarec.metrics_contract`, which the canary analysis reads them by.
+The drift gauges live in :mod:`metarec.serving.drift`, on the same registry.
 
 Feature freshness (:class:`FeatureFreshness`) is the one family not labelled by version: seconds
 since each online feature view's latest materialisation, from a reader of the Feast registry
@@ -94,6 +97,7 @@ class ServingMetrics:
         self._create_adaptation_metrics()
         self._create_feedback_metrics()
         self._create_hit_metrics()
+        self._create_offline_metrics()
         self._start_series_at_zero()
 
     def _create_request_metrics(self) -> None:
@@ -178,6 +182,23 @@ class ServingMetrics:
             registry=self.registry,
         )
 
+    def _create_offline_metrics(self) -> None:
+        """The version's offline MAE and hit rate (its card's), set by :meth:`observe_offline`."""
+        self.offline_mae = Gauge(
+            contract.OFFLINE_MAE,
+            "Offline MAE of the version on new users (its model card's evaluation).",
+            [contract.MODEL_VERSION],
+            multiprocess_mode="mostrecent",
+            registry=self.registry,
+        )
+        self.offline_hit_rate = Gauge(
+            contract.OFFLINE_HIT_RATE,
+            "Offline hit rate @10 of the version on new users (its model card's evaluation).",
+            [contract.MODEL_VERSION],
+            multiprocess_mode="mostrecent",
+            registry=self.registry,
+        )
+
     def _start_series_at_zero(self) -> None:
         """Create every series (at 0) from the start, so rates and ratios are defined at once."""
         version = self.model_version
@@ -218,6 +239,13 @@ class ServingMetrics:
         for error in abs_errors:
             summary.observe(error)
         self.online_mae.labels(self.model_version).set(mae)
+
+    def observe_offline(self, mae: float | None, hit_rate: float | None) -> None:
+        """Export the version's offline MAE and hit rate (a None is left unset)."""
+        if mae is not None:
+            self.offline_mae.labels(self.model_version).set(mae)
+        if hit_rate is not None:
+            self.offline_hit_rate.labels(self.model_version).set(hit_rate)
 
     def observe_freshness(self) -> None:
         """Update the feature freshness (no-op without a reader); never raises."""

@@ -8,6 +8,8 @@
 * **Online hit rate.** The last list ``/recommend`` served to each user is kept in a bounded
   memory; a positive feedback event (a rating ≥ 4, or an event without a rating: an observed
   positive interaction) is a hit when its item was in that list.
+* **Offline quality.** The version's MAE and hit rate from its card's evaluation
+  (:func:`offline_quality`), exported beside the online ones so that an alert can compare them.
 
 Users and items are keyed by their ids as served: integers, or a team's text ids.
 """
@@ -18,8 +20,9 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 Id = int | str  # an id as served: an integer, or a team's text id
 
@@ -181,3 +184,47 @@ class OnlineHitRate:
             self._outcomes.extend(outcomes)
             rate = sum(self._outcomes) / len(self._outcomes) if self._outcomes else None
         return HitCount(positives=len(outcomes), hits=sum(outcomes), rate=rate)
+
+
+# The offline cells the online quality is compared with: new users adapting from a few ratings
+# (what the service does), the served methods' numbers in the card's evaluation tables.
+OFFLINE_SCENARIO = "new_user"
+OFFLINE_HIT_METRIC = "hit@10"
+
+
+def _mean_of(table: Mapping[str, Any], method: str, metric: str) -> float | None:
+    """Mean of ``table[scenario][cell][method][metric]`` over the new-user scenario's cells.
+
+    Every scenario's cells when the table has no new-user scenario; None when no cell has it.
+    """
+    scenarios = [table[OFFLINE_SCENARIO]] if OFFLINE_SCENARIO in table else list(table.values())
+    values = [
+        float(cell[method][metric])
+        for cells in scenarios
+        for cell in cells.values()
+        if metric in cell.get(method, {})
+    ]
+    return sum(values) / len(values) if values else None
+
+
+def offline_quality(
+    metrics: Mapping[str, Any],
+    ranking: Mapping[str, Any],
+    *,
+    rating_method: str | None,
+    ranking_method: str = "ranker",
+) -> tuple[float | None, float | None]:
+    """The version's offline MAE and hit rate, from its model card's evaluation tables.
+
+    Args:
+        metrics: The card's ``metrics`` (``[scenario][support size][method][metric]``).
+        ranking: The card's ``ranking`` table (``[scenario][cell][method][metric]``).
+        rating_method: The method that serves ratings (``factor_map`` or the card's
+            algorithm); None: the version predicts no ratings.
+        ranking_method: The ranking table's method that serves the lists.
+
+    Returns:
+        ``(mae, hit rate @10)``, each the mean over the new-user cells; None when absent.
+    """
+    mae = None if rating_method is None else _mean_of(metrics, rating_method, "mae")
+    return mae, _mean_of(ranking, ranking_method, OFFLINE_HIT_METRIC)

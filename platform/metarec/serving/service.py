@@ -181,6 +181,7 @@ def build_engine(settings: Settings, *, version: str | None = None) -> Any:
     # only to read the service's definition; torch and Feast (≈ 9 s of imports on a small
     # machine) are needed only where the instance is built, in the worker.
     from metarec.features.freshness import MaterializationReader
+    from metarec.serving.drift_reference import load_drift_reference
     from metarec.serving.engine import AdaptationEngine
     from metarec.serving.features import FeatureCache
     from metarec.serving.loading import load_served_model
@@ -196,6 +197,11 @@ def build_engine(settings: Settings, *, version: str | None = None) -> Any:
         serving=settings.serving,
         metrics=metrics,
         remembers=caller_is_trusted,  # only a trusted caller's answers are scored later
+        drift_reference=load_drift_reference(
+            settings.paths.training_sets,
+            fingerprint=served.card.dataset_fingerprint,
+            max_support_size=settings.serving.max_support_size,
+        ),
     )
     engine.warm_up()
     metrics.observe_freshness()
