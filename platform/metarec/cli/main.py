@@ -22,6 +22,7 @@ from metarec.cli import data, features, models
 from metarec.cli import learning as learning_cli
 from metarec.cli import rollout as rollout_cli
 from metarec.cli import serve as serve_cli
+from metarec.cli import status as status_cli
 from metarec.cli.console import err_console
 from metarec.config import load_settings
 from metarec.environment import apply_process_environment
@@ -44,6 +45,7 @@ app.command("gate")(models.gate)
 app.command("api")(models.api)
 app.add_typer(rollout_cli.app, name="rollout")
 app.command("serve")(serve_cli.serve)
+app.command("status")(status_cli.status)
 
 
 def _add_plugins(root_app: typer.Typer) -> None:
