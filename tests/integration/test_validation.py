@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from metarec.cli.main import run
@@ -19,12 +20,15 @@ from metarec.errors import ReferenceProfileNotFoundError, ValidationFailedError
 from metarec.features.fingerprint import dataset_fingerprint
 from metarec.features.training_set import manifest_path, read_manifest
 from metarec.validation.gate import build_reference_profile, profile_store, validate_training_set
+from metarec.validation.profile import compute_statistics
 from metarec.validation.record import (
     TrainingSetNotValidatedError,
     read_validation_record,
     require_passed,
 )
+from metarec.validation.reference_checks import CHECKS, run_reference_checks
 from metarec.validation.result import read_result_json
+from metarec.validation.suite import load_suite
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +123,9 @@ def test_clean_ml100k_passes_via_cli(gate_home, use_home, capsys):
     assert all({"name", "success", "observed_value"} <= set(e) for e in raw["expectations"])
     html = Path(record.report_html).read_text()
     assert "PASSED" in html and "mean_rating_vs_reference" in html
+    # MetaRec's reference checks ran on it (the profile has their statistics) and passed
+    assert set(CHECKS) <= {e.name.split("(")[0] for e in result.expectations}
+    assert not [e.name for e in result.expectations if e.skipped]
 
 
 def test_synthetic_passes(synthetic_home, tmp_path):
@@ -278,3 +285,89 @@ def test_progress_bars_only_when_asked(synthetic_home, tmp_path, use_home, capsy
     assert run(["features", "validate", "--progress"]) == 0
     loud = capsys.readouterr()
     assert "Calculating Metrics" in loud.out + loud.err
+
+
+def _permuted(column):
+    def corrupt(frame, rng):
+        ids = frame[column].unique()
+        return frame.assign(
+            **{column: frame[column].map(dict(zip(ids, rng.permutation(ids), strict=True)))}
+        )
+
+    return corrupt
+
+
+def _resent(frame, rows, **changes):
+    """``rows`` appended again with ``changes`` and new interaction ids."""
+    rows = rows.assign(**changes)
+    rows["interaction_id"] = np.arange(1, len(rows) + 1) + frame["interaction_id"].max()
+    return pd.concat([frame, rows], ignore_index=True)
+
+
+def _flood(frame, rng):
+    """The first user rates 5 % more rows, copied from others' (a normal rating mix)."""
+    own = frame.iloc[0]
+    copied = frame[frame["user_id"] != own["user_id"]].sample(frac=0.05, random_state=2)
+    same = {
+        c: pd.Series(own[c], index=copied.index, dtype=frame[c].dtype)
+        for c in ("user_id", "age", "age_bucket", "gender", "occupation")
+    }
+    return _resent(
+        frame, copied, **same, event_timestamp=copied["event_timestamp"] + pd.Timedelta(seconds=3)
+    )
+
+
+def _noisy(frame, rng):
+    noisy = rng.random(len(frame)) < 0.3
+    return frame.assign(rating=np.where(noisy, rng.integers(1, 6, len(frame)), frame["rating"]))
+
+
+def _shifted(frame, rng):
+    times = frame["event_timestamp"].copy()
+    times.iloc[::20] -= pd.Timedelta(days=5 * 365)
+    return frame.assign(event_timestamp=times)
+
+
+VALID_LOOKING = {
+    "user_ids_permuted": (_permuted("user_id"), "user_attributes_vs_reference"),
+    "item_ids_permuted": (_permuted("item_id"), "item_popularity_rank_vs_reference"),
+    "label_noise_30pct": (_noisy, "rating_agreement_vs_reference"),
+    "label_leak": (
+        lambda f, rng: f.assign(rating_mean=(f["rating"] + rng.normal(0, 0.5, len(f))).clip(0, 5)),
+        "label_correlation_vs_reference(rating_mean)",
+    ),
+    "timestamps_5_years_back": (_shifted, "event_time_range_vs_reference"),
+    "near_duplicates": (
+        lambda f, rng: _resent(
+            f,
+            f.sample(frac=0.02, random_state=1),
+            event_timestamp=lambda r: r["event_timestamp"] + pd.Timedelta(seconds=5),
+        ),
+        "near_duplicate_events_vs_reference",
+    ),
+    "one_user_flood": (_flood, "top_user_volume_vs_reference"),
+}
+
+
+@pytest.mark.slow
+def test_a_later_period_of_ml100k_passes_the_reference_checks_and_its_corruptions_fail(
+    ml100k_home,
+):
+    """Reference: the first 80 % of ml-100k by time; candidate: the next period (last 20 %)."""
+    frame = pd.read_parquet(ml100k_home.paths.training_sets / "ml-100k.parquet")
+    frame = frame.sort_values("event_timestamp", kind="stable").reset_index(drop=True)
+    cut = int(len(frame) * 0.8)
+    earlier, later = frame.iloc[:cut], frame.iloc[cut:].reset_index(drop=True)
+    suite = load_suite("meta_training")
+    tolerances = suite.reference_checks
+    stats = compute_statistics(earlier, quantiles=(0.5,), reference_checks=tolerances).reference
+
+    def failing(candidate):
+        outcomes = run_reference_checks(candidate, tolerances, stats, profile_label="ml@v1")
+        assert not [o.name for o in outcomes if o.skipped]
+        return {o.name: o.observed for o in outcomes if not o.success}
+
+    assert failing(later) == {}
+    for case, (corrupt, check) in VALID_LOOKING.items():
+        failed = failing(corrupt(later, np.random.default_rng(5)))
+        assert check in failed, f"{case}: {failed}"

@@ -294,6 +294,7 @@ def build_reference_profile(
             frame,
             quantiles=suite.drift.ratings_per_user_quantiles,
             features=manifest.declared_features,
+            reference_checks=suite.reference_checks,
         ),
     )
     return profile, store.add(profile)

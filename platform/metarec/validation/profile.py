@@ -24,6 +24,8 @@ from metarec.data.schema import RATING_MAX, RATING_MIN
 from metarec.errors import ReferenceProfileNotFoundError
 from metarec.features.declared import DeclaredFeature
 from metarec.validation.declared import FeatureStatistics, feature_statistics
+from metarec.validation.reference_checks import ReferenceStatistics, reference_statistics
+from metarec.validation.suite import ReferenceCheckTolerances
 
 RATING_VALUES: tuple[int, ...] = tuple(range(RATING_MIN, RATING_MAX + 1))
 # Great Expectations' pandas quantiles use this interpolation; the profile uses the same.
@@ -47,6 +49,10 @@ class ProfileStatistics(BaseModel):
     )
     features: dict[str, FeatureStatistics] = Field(
         default_factory=dict, description="Per checked feature: range, categories or dimension."
+    )
+    reference: ReferenceStatistics | None = Field(
+        default=None,
+        description="For the reference checks; None in profiles built before they existed.",
     )
 
 
@@ -77,6 +83,7 @@ def compute_statistics(
     *,
     quantiles: tuple[float, ...],
     features: Sequence[DeclaredFeature] = (),
+    reference_checks: ReferenceCheckTolerances | None = None,
 ) -> ProfileStatistics:
     """Compute the profile statistics of a training set (one that passed the integrity checks).
 
@@ -84,6 +91,8 @@ def compute_statistics(
         frame: The training set.
         quantiles: Quantiles of ratings per user to record.
         features: Features checked from their type (the manifest's ``declared_features``).
+        reference_checks: The suite's reference-check margins; when given, the statistics
+            those checks compare against are recorded too.
 
     Returns:
         The statistics (rating statistics only when the training set has a ``rating`` column).
@@ -105,6 +114,9 @@ def compute_statistics(
             float(q): float(v) for q, v in zip(quantiles, values, strict=True)
         },
         features=feature_statistics(frame, list(features)),
+        reference=None
+        if reference_checks is None
+        else reference_statistics(frame, reference_checks),
         **rating_stats,
     )
 

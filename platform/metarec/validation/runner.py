@@ -12,17 +12,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any
 
-import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
 
 from metarec.data.schema import AGE_BUCKETS, GENDERS, GENRE_SEPARATOR, GENRES, OCCUPATIONS
 from metarec.errors import ExpectationSuiteError, ReferenceProfileNotFoundError
 from metarec.validation.declared import feature_parameters, vector_lengths
+from metarec.validation.outcome import ExpectationKind, ExpectationOutcome, jsonable
 from metarec.validation.profile import RATING_VALUES, ProfileStatistics, ReferenceProfile
+from metarec.validation.reference_checks import run_reference_checks
 from metarec.validation.suite import (
     BatchName,
     DriftTolerances,
@@ -31,96 +31,8 @@ from metarec.validation.suite import (
     resolve_kwargs,
 )
 
-ExpectationKind = Literal["integrity", "drift", "lineage"]
 _META_KEY = "metarec_name"
 _PARTIAL_UNEXPECTED = 10
-_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
-
-
-class ExpectationOutcome(BaseModel):
-    """The result of one expectation, JSON-able."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    type: str
-    kind: ExpectationKind
-    batch: str
-    description: str = ""
-    kwargs: dict[str, Any]
-    success: bool
-    observed_value: Any = None
-    unexpected_count: int | None = None
-    unexpected_percent: float | None = None
-    partial_unexpected_list: list[Any] = []
-    exception: str | None = None
-
-    @property
-    def observed(self) -> str:
-        """A short, human-readable observation for tables and reports."""
-        if self.exception:
-            return f"error: {self.exception}"
-        if self.unexpected_count is not None and self.observed_value is None:
-            if self.unexpected_count == 0:
-                return "0 unexpected"
-            examples = ", ".join(repr(v) for v in self.partial_unexpected_list[:3])
-            percent = f" ({self.unexpected_percent:.3g}%)" if self.unexpected_percent else ""
-            return f"{self.unexpected_count:,} unexpected{percent}, e.g. {examples}"
-        value = self.observed_value
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        if isinstance(value, dict) and "missing" in value:
-            return "missing: " + ", ".join(str(column) for column in value["missing"])
-        if isinstance(value, dict) and "values" in value:
-            return ", ".join(
-                f"q{q:g}={v}" for q, v in zip(value["quantiles"], value["values"], strict=False)
-            )
-        if isinstance(value, list) and len(value) > 8:
-            return f"{len(value)} columns"
-        return str(value)
-
-    @property
-    def expected(self) -> str:
-        """A short, human-readable statement of what the expectation requires."""
-        kwargs = self.kwargs
-        if "type_" in kwargs:
-            return str(kwargs["type_"])
-        if "value_set" in kwargs:
-            return f"one of {len(kwargs['value_set'])} known values"
-        if "regex" in kwargs:
-            return "known tokens only"
-        if "column_set" in kwargs:
-            return f"{len(kwargs['column_set'])} columns present"
-        if "column_list" in kwargs:
-            return "unique (" + ", ".join(kwargs["column_list"]) + ")"
-        if "quantile_ranges" in kwargs:
-            ranges = kwargs["quantile_ranges"]
-            return ", ".join(
-                f"q{q:g} in [{_fmt(low)}, {_fmt(high)}]"
-                for q, (low, high) in zip(ranges["quantiles"], ranges["value_ranges"], strict=False)
-            )
-        if "manifest_fingerprint" in kwargs:
-            return "= manifest fingerprint"
-        low, high = kwargs.get("min_value"), kwargs.get("max_value")
-        if low is not None and high is not None:
-            return f"[{_fmt(low)}, {_fmt(high)}]"
-        if low is not None:
-            return f">= {_fmt(low)}"
-        if high is not None:
-            return f"<= {_fmt(high)}"
-        if self.type.endswith("_to_not_be_null"):
-            return "no nulls"
-        if self.type.endswith("_to_be_unique"):
-            return "unique"
-        return ""
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, str) and _ISO_TIME.match(value):
-        return value[:19] + "Z" if value.endswith("+00:00") else value
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def genre_regex(genres: Iterable[str] = GENRES, *, separator: str = GENRE_SEPARATOR) -> str:
@@ -275,12 +187,35 @@ def run_suite(
         progress_bars: Let Great Expectations show its own (tqdm) progress bars.
 
     Returns:
-        One outcome per expectation, in suite order.
+        One outcome per expectation, in suite order, then (with a profile, when the suite has
+        a ``reference_checks`` block) one per reference check.
     """
-    import great_expectations as gx
-
     specs = suite.expectations if profile is not None else suite.integrity
     parameters = suite_parameters(suite, now=now, profile=profile)
+    results = _run_expectations(
+        frame, suite, specs, parameters=parameters, progress_bars=progress_bars
+    )
+    if profile is not None and suite.reference_checks is not None:
+        results += run_reference_checks(
+            frame,
+            suite.reference_checks,
+            profile.statistics.reference,
+            profile_label=profile.label,
+        )
+    return results
+
+
+def _run_expectations(
+    frame: pd.DataFrame,
+    suite: SuiteSpec,
+    specs: list[ExpectationSpec],
+    *,
+    parameters: dict[str, Any],
+    progress_bars: bool,
+) -> list[ExpectationOutcome]:
+    """Run ``specs`` with Great Expectations, one batch at a time; outcomes in ``specs`` order."""
+    import great_expectations as gx
+
     vectors = [spec.kwargs["column"] for spec in specs if spec.batch is BatchName.FEATURE_SHAPES]
     batches = derived_batches(frame, vector_columns=vectors)
     outcomes: dict[str, ExpectationOutcome] = {}
@@ -381,24 +316,3 @@ def _exception_message(info: dict[str, Any]) -> str | None:
             message = message.strip().splitlines()[-1] if message.strip() else message
             return message if len(message) <= 200 else message[:197] + "..."
     return None
-
-
-def jsonable(value: Any) -> Any:
-    """Convert GE/pandas/numpy values into plain JSON values (NaN and NA become None)."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, pd.Timestamp):
-        return None if pd.isna(value) else value.isoformat()
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | np.ndarray | pd.Series):
-        return [jsonable(item) for item in value]
-    return str(value)

@@ -57,6 +57,44 @@ class DriftTolerances(BaseModel):
     )
 
 
+class ReferenceCheckTolerances(BaseModel):
+    """Margins of MetaRec's reference checks (valid-looking corruption), over the profile's values.
+
+    Each bound is the reference profile's own value of the statistic (measured on the accepted
+    training set) widened by one of these margins; see docs/validation.md.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attribute_mismatch_abs: float = Field(
+        default=0.02, ge=0, le=1, description="Shared ids whose attributes changed: ref + this."
+    )
+    popularity_rank_correlation_abs: float = Field(
+        default=0.25, ge=0, le=2, description="Item-popularity Spearman >= expected - this."
+    )
+    rating_error_rel: float = Field(
+        default=0.10, ge=0, description="Error vs reference item means <= ref x (1 + this)."
+    )
+    label_correlation_abs: float = Field(
+        default=0.25, ge=0, le=1, description="|corr(feature, label)| <= ref + this."
+    )
+    min_common_ids: int = Field(
+        default=10, ge=1, description="Fewer shared users or items than this: the check skips."
+    )
+    time_range_spans: float = Field(
+        default=1.0, ge=0, description="Earliest event >= ref earliest - this x ref time span."
+    )
+    near_duplicate_seconds: float = Field(
+        default=60.0, gt=0, description="Same user, item, rating within this many seconds."
+    )
+    near_duplicate_share_abs: float = Field(
+        default=0.001, ge=0, le=1, description="Share of near-duplicate rows <= ref + this."
+    )
+    top_user_volume_rel: float = Field(
+        default=0.6, ge=0, description="Top user / q0.99 of the others <= ref x (1 + this)."
+    )
+
+
 class ExpectationSpec(BaseModel):
     """One expectation of a suite file."""
 
@@ -99,6 +137,10 @@ class SuiteSpec(BaseModel):
     feature_service: str
     description: str = ""
     drift: DriftTolerances = Field(default_factory=DriftTolerances)
+    reference_checks: ReferenceCheckTolerances | None = Field(
+        default=None,
+        description="MetaRec's reference checks (valid-looking corruption); None: not run.",
+    )
     expectations: list[ExpectationSpec]
 
     @model_validator(mode="after")
