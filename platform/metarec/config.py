@@ -222,6 +222,12 @@ class ServingSettings(BaseModel):
         description="Requests the drift window needs before metarec_drift_psi is set (fewer: "
         "the PSI of a small sample is noise).",
     )
+    drift_alert_psi: float = Field(
+        default=0.25,
+        gt=0,
+        description="PSI at which the service sends a drift_alert notification (once per "
+        "statistic until it falls below 80 % of it); needs a webhook that wants drift_alert.",
+    )
     drift_refresh_seconds: float = Field(
         default=10.0,
         ge=0,

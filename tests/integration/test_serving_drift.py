@@ -26,6 +26,7 @@ from metarec.learning.item_models import EASE
 from metarec.learning.model import MeLU
 from metarec.learning.ranker import Ranker
 from metarec.registry.types import Lineage, Stage, VersionInfo
+from metarec.serving.drift_alerts import DriftAlarm
 from metarec.serving.drift_reference import load_drift_reference
 from metarec.serving.engine import AdaptationEngine
 from metarec.serving.features import ItemMatrix
@@ -231,11 +232,13 @@ def test_a_shift_to_long_tail_items_crosses_the_drift_threshold(tmp_path: Path):
         max_support_size=settings.max_support_size,
     )
     assert reference is not None
+    alerts: list[tuple[str, float, int]] = []
     engine = AdaptationEngine(
         served=served,
         features=_Store(),  # type: ignore[arg-type]
         serving=settings,
         drift_reference=reference,
+        drift_alarm=DriftAlarm(threshold=0.25, alert=lambda *alert: alerts.append(alert)),
     )
     engine.warm_up()  # scores the reference's users: the predicted-score bins
     popularity = (contract.DRIFT_PSI, "item_popularity")
@@ -251,9 +254,13 @@ def test_a_shift_to_long_tail_items_crosses_the_drift_threshold(tmp_path: Path):
     assert stable[(contract.OFFLINE_HIT_RATE, "")] == pytest.approx(0.6)
     for statistic in contract.DRIFT_STATISTICS:
         assert (contract.DRIFT_PSI, statistic) in stable
+    assert [statistic for statistic, _psi, _n in alerts if statistic == "item_popularity"] == []
 
     tail = np.zeros(N_ITEMS)
     tail[N_ITEMS // 2 :] = 1.0  # the less popular half of the catalogue only
     _traffic(engine, _supports(rng, WINDOW, tail / tail.sum()))
     shifted = scrape(engine)
     assert shifted[popularity] > 0.25
+    # The service's own alarm (drift_alert notifications) fired once for that statistic.
+    fired = [(psi, n) for statistic, psi, n in alerts if statistic == "item_popularity"]
+    assert len(fired) == 1 and fired[0][0] >= 0.25 and fired[0][1] >= 100

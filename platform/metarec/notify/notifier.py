@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from metarec.config_notify import WebhookTarget
+from metarec.config_notify import NotificationSettings, WebhookTarget
 from metarec.notify.events import Notification
 from metarec.notify.payloads import payload
 
@@ -66,6 +66,11 @@ class Notifier:
         self._queue: queue.Queue[Delivery | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, config: NotificationSettings) -> Notifier:
+        """A notifier for the ``notifications`` section (no webhook: it sends nothing)."""
+        return cls(config.webhooks, max_attempts=config.max_attempts, backoff_s=config.backoff_s)
 
     def notify(self, notification: Notification) -> int:
         """Queue ``notification`` for every receiver that wants its kind; returns how many."""

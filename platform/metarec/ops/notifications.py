@@ -29,8 +29,7 @@ _ENDED: dict[Phase, str] = {
 
 def build_notifier(settings: Settings) -> Notifier:
     """A notifier for the configured webhooks (none configured: it sends nothing)."""
-    config = settings.notifications
-    return Notifier(config.webhooks, max_attempts=config.max_attempts, backoff_s=config.backoff_s)
+    return Notifier.from_settings(settings.notifications)
 
 
 @contextmanager

@@ -16,6 +16,7 @@ stability index (:func:`psi`); docs/serving.md ("Monitoring in production") says
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -33,6 +34,8 @@ from metarec.serving.features import ItemMatrix
 EPSILON = 1e-4
 SUPPORT_SIZE, ITEM_POPULARITY, PREDICTED_SCORE = contract.DRIFT_STATISTICS
 SCORE_BINS = 10  # the predicted-score bins: the reference scores' deciles
+
+log = logging.getLogger(__name__)
 
 
 def psi(expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray) -> float:
@@ -116,6 +119,7 @@ class DriftMonitor:
         min_requests: int,
         refresh_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        on_refresh: Callable[[dict[str, float | None], int], None] | None = None,
     ) -> None:
         """Create the gauges and the window.
 
@@ -127,6 +131,8 @@ class DriftMonitor:
             min_requests: Requests needed before a PSI is set (``serving.drift_min_requests``).
             refresh_seconds: Recompute the gauges at most this often.
             clock: Monotonic seconds.
+            on_refresh: Called after each refresh with the PSI per statistic and the window's
+                size (:class:`~metarec.serving.drift_alerts.DriftAlarm`); errors are logged.
         """
         self.model_version = model_version
         self.registry = registry
@@ -134,6 +140,7 @@ class DriftMonitor:
         self._min_requests = min_requests
         self._refresh_seconds = refresh_seconds
         self._clock = clock
+        self._on_refresh = on_refresh
         self._refreshed_at = -math.inf
         self._lock = threading.Lock()
         self._item_bins: tuple[ItemMatrix, np.ndarray] | None = None  # (matrix, bin per row)
@@ -267,6 +274,12 @@ class DriftMonitor:
         self.window_requests.labels(version).set(requests)
         if requests:
             self.cold_start_share.labels(version).set(cold / requests)
-        for statistic, value in self.values().items():
+        values = self.values()
+        for statistic, value in values.items():
             if value is not None:
                 self.psi.labels(version, statistic).set(value)
+        if self._on_refresh is not None:
+            try:
+                self._on_refresh(values, requests)
+            except Exception:  # an alarm must never fail a request
+                log.exception("drift: the refresh hook failed")

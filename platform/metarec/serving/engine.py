@@ -84,6 +84,7 @@ class AdaptationEngine:
         metrics: ServingMetrics | None = None,
         remembers: Callable[[], bool] | None = None,
         drift_reference: DriftReference | None = None,
+        drift_alarm: Callable[[dict[str, float | None], int], None] | None = None,
     ) -> None:
         """Wire the loaded model, feature cache, limits and metrics together.
 
@@ -98,6 +99,8 @@ class AdaptationEngine:
             drift_reference: The version's training reference for the drift gauges
                 (:func:`~metarec.serving.drift_reference.load_drift_reference`); None: only
                 the cold-start share and the window's size are exported.
+            drift_alarm: Told of each refresh of the drift gauges
+                (:func:`~metarec.serving.drift_alerts.drift_alarm`).
 
         Raises:
             ServingModelError: The version has neither a rating model nor a ranker, or its kind
@@ -133,6 +136,7 @@ class AdaptationEngine:
             window=serving.drift_window_requests,
             min_requests=serving.drift_min_requests,
             refresh_seconds=serving.drift_refresh_seconds,
+            on_refresh=drift_alarm,
         )
 
     def _batchers(

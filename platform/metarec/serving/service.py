@@ -181,6 +181,7 @@ def build_engine(settings: Settings, *, version: str | None = None) -> Any:
     # only to read the service's definition; torch and Feast (≈ 9 s of imports on a small
     # machine) are needed only where the instance is built, in the worker.
     from metarec.features.freshness import MaterializationReader
+    from metarec.serving.drift_alerts import drift_alarm
     from metarec.serving.drift_reference import load_drift_reference
     from metarec.serving.engine import AdaptationEngine
     from metarec.serving.features import FeatureCache
@@ -202,6 +203,7 @@ def build_engine(settings: Settings, *, version: str | None = None) -> Any:
             fingerprint=served.card.dataset_fingerprint,
             max_support_size=settings.serving.max_support_size,
         ),
+        drift_alarm=drift_alarm(settings, model_version=served.tag),
     )
     engine.warm_up()
     metrics.observe_freshness()
