@@ -68,7 +68,30 @@ def materialize_flow(
     }
 
 
-@flow(name="retrain", log_prints=True)
+def notify_failed_retrain(flow: Any, flow_run: Any, state: Any) -> None:
+    """The retrain flow's ``on_failure`` hook: a ``retrain_failed`` notification.
+
+    A run stopped by the gate is not a failure to report twice: the gate step has already sent
+    its ``gate_rejected`` notification.
+    """
+    from metarec.components import component_settings
+    from metarec.errors import GateRejectedError
+    from metarec.ops import notifications
+
+    error = state.result(raise_on_failure=False)
+    if isinstance(error, GateRejectedError):
+        return
+    settings = component_settings(flow_run.parameters.get("home"))
+    reason = state.message or f"{type(error).__name__}: {error}"
+    notification = notifications.retrain_failed(
+        model=settings.registry.model_name,
+        reason=reason,
+        details={"flow": flow.name, "flow_run": flow_run.name, "flow_run_id": str(flow_run.id)},
+    )
+    notifications.send(settings, notification)
+
+
+@flow(name="retrain", log_prints=True, on_failure=[notify_failed_retrain])
 def retrain_flow(
     home: str | None = None,
     training_config: dict[str, Any] | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from metarec.config import Settings
 from metarec.gate.decision import GateDecision
@@ -114,9 +115,17 @@ def flagger_verdict(
     )
 
 
-def retrain_failed(*, model: str, reason: str, links: Mapping[str, str] = {}) -> Notification:
+def retrain_failed(
+    *,
+    model: str,
+    reason: str,
+    links: Mapping[str, str] = {},
+    details: Mapping[str, Any] = {},
+) -> Notification:
     """The notification of a retrain that stopped with an error (the error is the reason)."""
-    return Notification(kind="retrain_failed", model=model, reason=reason, links=dict(links))
+    return Notification(
+        kind="retrain_failed", model=model, reason=reason, links=dict(links), details=dict(details)
+    )
 
 
 def report_links(
