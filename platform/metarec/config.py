@@ -87,6 +87,29 @@ class WorkflowSettings(BaseModel):
     )
 
 
+_ROLE_NAME = r"^[a-z_][a-z0-9_]{0,62}$"  # unquoted PostgreSQL identifiers fold to lower case
+
+
+class DatabaseRoles(BaseModel):
+    """PostgreSQL login roles that ``metarec db upgrade`` grants each workload's privileges to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    serving: str | None = Field(
+        default=None, pattern=_ROLE_NAME, description="Serving pods: read versions only."
+    )
+    controller: str | None = Field(
+        default=None,
+        pattern=_ROLE_NAME,
+        description="Rollout controller: rollout rows, stage columns, ledger appends.",
+    )
+    writer: str | None = Field(
+        default=None,
+        pattern=_ROLE_NAME,
+        description="API, training and retrain jobs: register, move stages, start rollouts.",
+    )
+
+
 class RegistrySettings(BaseModel):
     """The model registry: database, artifact storage and control-plane API access."""
 
@@ -96,6 +119,15 @@ class RegistrySettings(BaseModel):
         default=None,
         description="SQLAlchemy URL of the registry database. Empty: "
         "sqlite:///<home>/registry.db. PostgreSQL: postgresql+psycopg://user@host:5432/db.",
+    )
+    migrate_on_open: bool = Field(
+        default=True,
+        description="Migrate the schema when a process opens the registry. Off: check that it "
+        "is at head and refuse otherwise (run `metarec db upgrade`, the Helm hook Job).",
+    )
+    database_roles: DatabaseRoles = Field(
+        default_factory=DatabaseRoles,
+        description="PostgreSQL: login roles `metarec db upgrade` grants to (SQLite: unused).",
     )
     artifact_root: str | None = Field(
         default=None,

@@ -31,6 +31,13 @@ DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # from the rendered env would write where the tests do not read.
 REDIS = "127.0.0.1:6379,db=5"
 API_TOKEN = "cluster-harness-token"
+# The chart's registry database roles and the Secret key of each one's URL.
+REGISTRY_URL_KEYS = {
+    "owner": "owner-url",
+    "serving": "serving-url",
+    "controller": "controller-url",
+    "writer": "registry-url",
+}
 FEEDBACK_TOKEN = "cluster-harness-feedback-token"
 
 
@@ -70,10 +77,19 @@ def local_stores() -> None:
         pytest.skip(f"{' and '.join(missing)} not reachable on 127.0.0.1: no cluster harness")
 
 
-def existing_secrets(s3_env: dict[str, str]) -> dict[str, dict[str, str]]:
-    """The Secrets an operator creates before `helm install` (the chart only references them)."""
+def existing_secrets(
+    s3_env: dict[str, str], database: dict[str, str] | None = None
+) -> dict[str, dict[str, str]]:
+    """The Secrets an operator creates before `helm install` (the chart only references them).
+
+    Args:
+        s3_env: The S3 server's credentials.
+        database: The registry URL of each key (``owner-url``, ``serving-url``,
+            ``controller-url``, ``registry-url``: the writer's); default: DATABASE_URL for all.
+    """
+    urls = database or {key: DATABASE_URL for key in REGISTRY_URL_KEYS.values()}
     return {
-        "metarec-database": {"registry-url": DATABASE_URL, "feast-registry-url": DATABASE_URL},
+        "metarec-database": {**urls, "feast-registry-url": DATABASE_URL},
         "metarec-redis": {"connection-string": REDIS},
         "metarec-api-token": {"token": API_TOKEN},
         "metarec-feedback-token": {"token": FEEDBACK_TOKEN},
@@ -151,17 +167,57 @@ def _with_commands(spec: dict[str, Any], commands: dict[str, list[str]]) -> dict
     return {**spec, "initContainers": containers[:-1], "containers": containers[-1:]}
 
 
+@dataclass
+class RegistryDatabase:
+    """A fresh registry schema on the local PostgreSQL and a login role per workload."""
+
+    urls: dict[str, str]  # Secret key → URL (the owner's: postgres, the others' roles)
+    roles: dict[str, str]  # workload → login role
+
+
 @pytest.fixture
-def cluster(local_stores, chart, s3, tmp_path) -> Iterator[Cluster]:
+def registry_database(local_stores) -> Iterator[RegistryDatabase]:
+    """A unique schema (the owner: ``postgres``) and unique serving, controller and writer
+    login roles (trust auth, no password), dropped afterwards; the migration Job grants them."""
+    import sqlalchemy as sa
+    from metarec.testing.registry import postgres_schema
+
+    owner_url, drop_schema = postgres_schema(DATABASE_URL)
+    suffix = uuid.uuid4().hex[:8]
+    roles = {w: f"metarec_cluster_{suffix}_{w}" for w in REGISTRY_URL_KEYS if w != "owner"}
+    admin = sa.create_engine(DATABASE_URL)
+    with admin.begin() as connection:
+        for role in roles.values():
+            connection.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
+    urls = {"owner-url": owner_url}
+    for workload, role in roles.items():
+        urls[REGISTRY_URL_KEYS[workload]] = owner_url.replace("//postgres@", f"//{role}@", 1)
+    try:
+        yield RegistryDatabase(urls, roles)
+    finally:
+        drop_schema()
+        with admin.begin() as connection:
+            for role in roles.values():
+                connection.execute(sa.text(f"DROP OWNED BY {role}"))
+                connection.execute(sa.text(f"DROP ROLE {role}"))
+        admin.dispose()
+
+
+@pytest.fixture
+def cluster(local_stores, registry_database, chart, s3, tmp_path) -> Iterator[Cluster]:
     """The chart's test values: local stores, the S3 server's prefix, a fresh Feast project and a
     local home shared by every pod (as ``home.existingClaim`` shares one on a cluster), unless a
-    run gives its pod its own (``Cluster.run(..., home=…)``, an ``emptyDir``)."""
+    run gives its pod its own (``Cluster.run(..., home=…)``, an ``emptyDir``).
+
+    The registry is a fresh schema migrated by the chart's db-migrate hook Job (as `helm
+    install` runs it first, with the owner's URL); every other pod gets its own role's URL."""
     from metarec.config import load_settings
     from metarec.features.store import open_store
 
     home = tmp_path / "home"
     project = f"metarec_cluster_{uuid.uuid4().hex[:8]}"
     values = {
+        "externalDatabase": {"roles": registry_database.roles},
         "home": {"path": str(home)},
         "feastConfig": {"project": project, "repoPath": str(REPO / "feature_repo")},
         "externalS3": {
@@ -173,7 +229,11 @@ def cluster(local_stores, chart, s3, tmp_path) -> Iterator[Cluster]:
     }
     workdir = tmp_path / "work"
     workdir.mkdir()
-    yield Cluster(chart, home, project, values, existing_secrets(s3.server.env), workdir)
+    secrets = existing_secrets(s3.server.env, registry_database.urls)
+    cluster = Cluster(chart, home, project, values, secrets, workdir)
+    steps = cluster.run(cluster.render(), "Job", "db-migrate", home=tmp_path / "db-migrate")
+    assert [s.returncode for s in steps] == [0], [s.output for s in steps]
+    yield cluster
     settings = load_settings(
         home=home,
         feast={

@@ -169,7 +169,12 @@ def test_every_deployment_answers_its_probes_and_serving_loads_the_version_from_
     }
     # The registry and feature-store settings of the serving pods; the version is prepared in
     # the home of the harness values (the retrain pod's), not in a serving pod's own.
-    env = {**pods[cluster.chart.name("serving-production")].env, "METAREC_HOME": str(cluster.home)}
+    env = {
+        **pods[cluster.chart.name("serving-production")].env,
+        "METAREC_HOME": str(cluster.home),
+        # Registered as the writer role would (the retrain job): the serving role only reads.
+        "METAREC_REGISTRY__DATABASE_URL": cluster.secrets["metarec-database"]["registry-url"],
+    }
     assert env["METAREC_REGISTRY__ARTIFACT_ROOT"] == s3.url("artifacts")
 
     waits: dict[str, Future] = {}

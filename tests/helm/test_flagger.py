@@ -95,8 +95,8 @@ def test_gpu_production_renders_a_canary_metric_templates_and_a_pod_monitor(gpu,
     assert set(found) == {chart.name(check) for check in CHECKS}
     for template in found.values():
         jsonschema.validate(template, schema("MetricTemplate"))
-    (monitor,) = [d for d in gpu.docs if d["apiVersion"] == "monitoring.coreos.com/v1"]
-    assert monitor["kind"] == "PodMonitor"
+    monitors = [d for d in gpu.docs if d["apiVersion"] == "monitoring.coreos.com/v1"]
+    assert sorted(d["kind"] for d in monitors) == ["PodMonitor", "PrometheusRule"]
     # Every check is on in production, each against its own template.
     refs = {m["name"]: m["templateRef"]["name"] for m in canary["spec"]["analysis"]["metrics"]}
     assert refs == {check: chart.name(check) for check in CHECKS}

@@ -235,8 +235,12 @@ def test_client_dry_run_install_renders_the_notes(chart):
     )
     assert proc.returncode == 0, proc.stderr
     notes = proc.stdout.split("NOTES:", 1)[1]
-    assert "metarec-postgresql: keys registry-url, feast-registry-url" in notes
-    assert f"create job --from=cronjob/{chart.name('train')}" in notes
+    assert (
+        "metarec-postgresql: keys owner-url, serving-url, controller-url, registry-url, "
+        "feast-registry-url" in notes
+    )
+    # Production trains on 2 nodes: the TrainJob is started by unsuspending it.
+    assert f"patch trainjob {chart.name('train-distributed')} --type merge" in notes
     assert "prefect work-pool create metarec-gpu --type kubernetes" in notes
 
 

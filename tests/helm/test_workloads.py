@@ -157,6 +157,9 @@ def test_only_the_rollout_controller_mounts_a_service_account_token(manifests, c
         ) in manifests.names("ServiceAccount"):  # the deploy step patches its one Deployment
             assert pod["automountServiceAccountToken"] is True
             assert pod["serviceAccountName"] == chart.name("deployer")
+        elif where == f"Job/{chart.name('db-migrate')}":  # a pre-install hook: before the SA
+            assert pod["automountServiceAccountToken"] is False
+            assert pod["serviceAccountName"] == "default"
         else:
             assert pod["automountServiceAccountToken"] is False, where
             assert pod["serviceAccountName"] == chart.name(), where

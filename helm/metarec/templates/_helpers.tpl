@@ -226,8 +226,34 @@ readinessProbe:
 {{/*
 Environment of every MetaRec container: home, telemetry off, stores. Credentials come from
 existing Secrets by reference only (secretKeyRef); no value of a Secret is ever rendered.
+The registry database URL is the writer role's (API, jobs, Prefect work pool); serving pods and
+the rollout controller use "metarec.envAs" with their own role.
 */}}
 {{- define "metarec.env" -}}
+{{- include "metarec.envAs" (list . "writer") -}}
+{{- end -}}
+
+{{/*
+The registry database URL Secret key of a database role: owner (the db-migrate hook Job
+only), serving, controller or writer.
+*/}}
+{{- define "metarec.databaseUrlKey" -}}
+{{- $db := (index . 0).Values.externalDatabase -}}
+{{- $role := index . 1 -}}
+{{- $keys := dict "owner" $db.ownerUrlKey "serving" $db.servingUrlKey "controller" $db.controllerUrlKey "writer" $db.registryUrlKey -}}
+{{- $field := dict "owner" "ownerUrlKey" "serving" "servingUrlKey" "controller" "controllerUrlKey" "writer" "registryUrlKey" -}}
+{{- required (printf "externalDatabase.%s is required: the Secret key of the %s role's registry database URL" (index $field $role) $role) (index $keys $role) -}}
+{{- end -}}
+
+{{/*
+include "metarec.envAs" (list $ "serving"): the env of a container whose registry database
+role is the second item. Every role but the owner opens the registry without migrating
+(METAREC_REGISTRY__MIGRATE_ON_OPEN=false): the db-migrate hook Job migrates, as the owner.
+*/}}
+{{- define "metarec.envAs" -}}
+{{- $root := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- with $root -}}
 {{- $db := .Values.externalDatabase -}}
 {{- $redis := .Values.externalRedis -}}
 {{- $s3 := .Values.externalS3 -}}
@@ -271,7 +297,18 @@ existing Secrets by reference only (secretKeyRef); no value of a Secret is ever 
   valueFrom:
     secretKeyRef:
       name: {{ $db.existingSecret }}
-      key: {{ required "externalDatabase.registryUrlKey is required" $db.registryUrlKey }}
+      key: {{ include "metarec.databaseUrlKey" (list $root $role) }}
+{{- if eq $role "owner" }}
+{{- range $workload, $login := $db.roles }}
+{{- if $login }}
+- name: METAREC_REGISTRY__DATABASE_ROLES__{{ upper $workload }}
+  value: {{ $login | quote }}
+{{- end }}
+{{- end }}
+{{- else }}
+- name: METAREC_REGISTRY__MIGRATE_ON_OPEN
+  value: "false"
+{{- end }}
 - name: METAREC_REGISTRY__ARTIFACT_ROOT
   value: {{ required "externalS3.artifactRoot is required: the s3:// URI where registered model artifacts are stored" $s3.artifactRoot | quote }}
 {{- with $s3.endpointUrl }}
@@ -297,6 +334,7 @@ existing Secrets by reference only (secretKeyRef); no value of a Secret is ever 
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
 {{- end -}}
 
 {{/* Training compute: effective tolerations (GPU toleration added), as in metarec.compute. */}}

@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 
 from metarec import __version__
 from metarec.cli import data, features, models
+from metarec.cli import database as database_cli
 from metarec.cli import learning as learning_cli
 from metarec.cli import rollout as rollout_cli
 from metarec.cli import serve as serve_cli
@@ -46,6 +47,7 @@ app.command("api")(models.api)
 app.add_typer(rollout_cli.app, name="rollout")
 app.command("serve")(serve_cli.serve)
 app.command("status")(status_cli.status)
+app.add_typer(database_cli.app, name="db")
 
 
 def _add_plugins(root_app: typer.Typer) -> None:

@@ -22,6 +22,10 @@ module                     use cases
 :mod:`.retraining`         :func:`retrain` and its steps
 :mod:`.evaluation`         :func:`evaluate_candidate` (metrics and plot beside an artifact)
 :mod:`.locations`          :func:`local_artifact`, :func:`publish_artifact` (artifacts at URIs)
+:mod:`.database`           :func:`upgrade_registry` (migrations, then the roles' grants),
+                           :func:`registry_database_status`
+:mod:`.notifications`      :func:`send` and the notifications of each decision
+:mod:`.status`             :func:`gather_status` (``metarec status``)
 =========================  ============================================================
 
 Names are imported on first use, so a face that needs one use case does not import the
@@ -75,6 +79,13 @@ _MODULES = {
     ),
     "evaluation": ("Evaluation", "evaluate_candidate"),
     "locations": ("artifact_sibling", "local_artifact", "publish_artifact", "read_artifact_card"),
+    "database": (
+        "DatabaseStatus",
+        "DatabaseUpgrade",
+        "registry_database_status",
+        "upgrade_registry",
+    ),
+    "status": ("StatusReport", "gather_status"),
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -27,7 +27,7 @@ VERSION_TABLE = "registry_alembic_version"
 READ_ONLY_OPTION = "metarec_registry_read_only"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant: serialises concurrent migrations on one PostgreSQL database.
-_PG_MIGRATION_LOCK = 0x4D455452
+PG_MIGRATION_LOCK = 0x4D455452
 HIDDEN = "***"
 # A password in a URL SQLAlchemy cannot parse: ``scheme://user:<password>@host`` (up to the
 # last ``@``), else any ``user:<password>@`` of the text, and ``password=<value>`` in a query.
@@ -166,7 +166,7 @@ def upgrade_database(engine: Engine) -> None:
         with engine.begin() as connection:
             if engine.dialect.name == "postgresql":
                 connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK}
                 )
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
@@ -181,3 +181,55 @@ def upgrade_database(engine: Engine) -> None:
             fix="check registry.database_url, that the server is running and that the user may "
             "create tables.",
         ) from exc
+
+
+def read_revision(engine: Engine) -> str | None:
+    """:func:`current_revision`, with a database error as a :class:`RegistryError`.
+
+    Raises:
+        RegistryError: The database cannot be reached, or this role may not read the revision.
+    """
+    try:
+        return current_revision(engine)
+    except SQLAlchemyError as exc:
+        detail = (str(exc).splitlines() or [""])[0]
+        raise RegistryError(
+            redact(
+                f"Cannot read the schema revision of the registry database "
+                f"{redacted_url(engine.url)} ({type(exc).__name__}: {detail}).",
+                engine.url,
+            ),
+            fix="check registry.database_url, that the server is running and that this role "
+            f"may read {VERSION_TABLE} (`metarec db upgrade` grants it).",
+        ) from exc
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Refuse a registry whose schema is not at this MetaRec's head revision (never migrates).
+
+    Processes opened with ``registry.migrate_on_open`` off call this instead of
+    :func:`upgrade_database`: their database role may not create tables, and the migrations
+    run once, as the owner (``metarec db upgrade``, the Helm hook Job).
+
+    Raises:
+        RegistryError: The schema is older or newer than head, or cannot be read.
+    """
+    head = head_revision()
+    current = read_revision(engine)
+    if current == head:
+        return
+    script = ScriptDirectory.from_config(_alembic_config())
+    known = current is not None and any(r.revision == current for r in script.walk_revisions())
+    state = (
+        "not initialised"
+        if current is None
+        else f"at revision {current}" + ("" if known else ", newer than this MetaRec knows")
+    )
+    raise RegistryError(
+        f"The registry database {redacted_url(engine.url)} is {state}; this MetaRec needs "
+        f"revision {head}, and registry.migrate_on_open is off, so it does not migrate.",
+        fix="run `metarec db upgrade` with the owner's database URL (on Kubernetes the chart's "
+        "db-migrate hook Job does so on `helm install`/`upgrade`)"
+        + ("" if current is None or known else "; or run the MetaRec version that migrated it")
+        + ".",
+    )

@@ -24,9 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
+from metarec.errors import RegistryError
 from metarec.registry import artifact_access, lifecycle, queries, registration
 from metarec.registry.artifacts import ArtifactStore
-from metarec.registry.db import create_registry_engine, upgrade_database
+from metarec.registry.db import (
+    create_registry_engine,
+    require_current_schema,
+    upgrade_database,
+)
 from metarec.registry.lifecycle import UNSET, Expected
 from metarec.registry.sessions import Sessions, StepHook
 from metarec.registry.types import (
@@ -84,7 +89,7 @@ class Registry:
 
     @classmethod
     def open(cls, settings: Settings, *, on_step: StepHook | None = None) -> Registry:
-        """Open (and migrate) the registry that ``settings`` configure.
+        """Open the registry that ``settings`` configure (migrated per ``migrate_on_open``).
 
         BentoML models go to ``$BENTOML_HOME`` when the user set it (as ``bentoml models list``
         reads it), else to the MetaRec home's BentoML folder.
@@ -97,6 +102,7 @@ class Registry:
             artifact_root=artifact_root(settings),
             bentoml_home=bentoml_home,
             on_step=on_step,
+            migrate=settings.registry.migrate_on_open,
         )
 
     @classmethod
@@ -107,10 +113,22 @@ class Registry:
         artifact_root: str,
         bentoml_home: Path | None = None,
         on_step: StepHook | None = None,
+        migrate: bool = True,
     ) -> Registry:
-        """Open the registry at a database URL, applying pending migrations first."""
+        """Open the registry at a database URL, applying pending migrations first.
+
+        With ``migrate`` False the schema is only checked: a database not at head is refused
+        with the fix (``metarec db upgrade``) instead of being migrated by this process.
+        """
         engine = create_registry_engine(url)
-        upgrade_database(engine)
+        try:
+            if migrate:
+                upgrade_database(engine)
+            else:
+                require_current_schema(engine)
+        except RegistryError:
+            engine.dispose()
+            raise
         return cls(
             engine=engine,
             artifacts=ArtifactStore(root=artifact_root),
