@@ -94,14 +94,14 @@ def run_local_canary(
         state: The created rollout (its ``production_version`` must be set).
         rows: ``(user, item, rating)`` rows the traffic replays, in time order per user
             (:func:`~metarec.rollout.traffic.replay_rows`; empty: no traffic). A rating of
-            None is a positive event of a training set of implicit events: sent without a
-            rating (support item and feedback), counted for the online hit rate only.
+            None (implicit events) is sent unrated and counts for the online hit rate only.
         actor: Who the ledger names for the promotion.
         traffic_rate_per_s: Highest user visits (``/recommend`` + ``/feedback``) per second.
         traffic_support_size: Ratings (or positive events) of a user sent as the support set.
         traffic_k: Items each ``/recommend`` asks for (the list hits are counted in).
         timeout_s: Give up after this long; the rollout is then aborted (canary weight 0).
-        poll_s: Controller reconcile period. on_end: its end-of-rollout hook (notifications).
+        poll_s: Controller reconcile period.
+        on_end: The controller's end-of-rollout hook (reports, notifications).
 
     Returns:
         The final state and the traffic summary (service logs: ``<home>/rollouts/<id>/``).

@@ -126,17 +126,26 @@ class AdaptationEngine:
         self.hits = OnlineHitRate(
             capacity=serving.served_list_memory, window=serving.hit_rate_window
         )
+        self.drift = self._monitoring(drift_reference, drift_alarm)
+
+    def _monitoring(
+        self,
+        reference: DriftReference | None,
+        alarm: Callable[[dict[str, float | None], int], None] | None,
+    ) -> DriftMonitor:
+        """Set the offline-quality gauges from the card; the drift monitor of the version."""
+        served, serving = self.served, self.serving
         card = served.card
         offline = offline_quality(card.metrics, card.ranking, rating_method=served.rating_model)
         self.metrics.observe_offline(*offline)
-        self.drift = DriftMonitor(
+        return DriftMonitor(
             model_version=served.tag,
             registry=self.metrics.registry,
-            reference=drift_reference,
+            reference=reference,
             window=serving.drift_window_requests,
             min_requests=serving.drift_min_requests,
             refresh_seconds=serving.drift_refresh_seconds,
-            on_refresh=drift_alarm,
+            on_refresh=alarm,
         )
 
     def _batchers(
