@@ -75,7 +75,15 @@ def gate_best_op(
         training_set=training_set or None,
         policy=Path(policy) if policy else None,
     )
-    return best.registration.version
+    registered = best.registration.registered
+    if registered is None:  # the gate rejected it: the run fails with the gate's reason
+        from metarec.errors import GateRejectedError
+
+        raise GateRejectedError(
+            f"The evaluation gate rejected the best trial: {best.registration.decision.summary()}.",
+            fix="see the study's reports; widen the search or review the gate policy.",
+        )
+    return registered.version
 
 
 _OPS = (create_study_op, tune_worker_op, gate_best_op)

@@ -245,3 +245,27 @@ class ApiRequestError(MetaRecError):
     def __init__(self, problem: str, *, fix: str, status: int = 413) -> None:
         super().__init__(problem, fix=fix)
         self.status = status
+
+
+class TuningError(MetaRecError):
+    """A hyper-parameter study cannot run as asked (``metarec tune``)."""
+
+    exit_code = 2
+
+
+class TuningSpaceError(TuningError):
+    """A search-space file (YAML) is missing, malformed, or names an unknown key."""
+
+    def __init__(self, source: Path | str, *, key: str, problem: str, fix: str) -> None:
+        self.source = str(source)
+        self.key = key
+        where = f"{source}: {key}" if key else str(source)
+        super().__init__(f"{where}: {problem}", fix=fix)
+
+
+class UnknownTuningParameterError(TuningError):
+    """A fixed trial parameter (``tune trial --param name=value``) is not in the space."""
+
+
+class TuningStorageError(TuningError):
+    """The study's storage (an Optuna RDB URL) cannot be opened, or the study is not there."""

@@ -24,6 +24,7 @@ from metarec.cli import learning as learning_cli
 from metarec.cli import rollout as rollout_cli
 from metarec.cli import serve as serve_cli
 from metarec.cli import status as status_cli
+from metarec.cli import tune as tune_cli
 from metarec.cli.console import err_console
 from metarec.config import load_settings
 from metarec.environment import apply_process_environment
@@ -47,6 +48,7 @@ app.command("api")(models.api)
 app.add_typer(rollout_cli.app, name="rollout")
 app.command("serve")(serve_cli.serve)
 app.command("status")(status_cli.status)
+app.add_typer(tune_cli.app, name="tune")
 app.add_typer(database_cli.app, name="db")
 
 

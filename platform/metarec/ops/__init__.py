@@ -26,6 +26,8 @@ module                     use cases
                            :func:`registry_database_status`
 :mod:`.notifications`      :func:`send` and the notifications of each decision
 :mod:`.status`             :func:`gather_status` (``metarec status``)
+:mod:`.tuning`             :func:`tune`, :func:`join_study`, :func:`run_fixed_trial`,
+                           :func:`create_study`, :func:`gate_study_best` (Optuna studies)
 =========================  ============================================================
 
 Names are imported on first use, so a face that needs one use case does not import the
@@ -86,6 +88,15 @@ _MODULES = {
         "upgrade_registry",
     ),
     "status": ("StatusReport", "gather_status"),
+    "tuning": (
+        "TuneOutcome",
+        "TuneRequest",
+        "create_study",
+        "gate_study_best",
+        "join_study",
+        "run_fixed_trial",
+        "tune",
+    ),
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = sorted(_WHERE)
