@@ -186,9 +186,6 @@ DatabaseSecretOption = Annotated[
 RedisSecretOption = Annotated[
     str, typer.Option(help="Secret with the Redis string (chart externalRedis.existingSecret).")
 ]
-TokenSecretOption = Annotated[
-    str, typer.Option(help="Secret with the API token (chart controlPlane.api.tokenSecret).")
-]
 S3SecretOption = Annotated[
     str,
     typer.Option(
@@ -229,7 +226,12 @@ def _kfp_options(
         or settings.registry.artifact_root
         or CHART_OBJECT_STORE_ROOT,
         secrets=chart_secrets(**secrets),
-        env={"METAREC_FEAST__ENVIRONMENT": "cluster", **pairs},
+        # The chart's db-migrate hook Job migrates the registry; a task only checks the schema.
+        env={
+            "METAREC_FEAST__ENVIRONMENT": "cluster",
+            "METAREC_REGISTRY__MIGRATE_ON_OPEN": "false",
+            **pairs,
+        },
     )
 
 
@@ -243,7 +245,6 @@ def compile_pipeline_command(
     object_store_root: RootOption = None,
     database_secret: DatabaseSecretOption = "metarec-database",
     redis_secret: RedisSecretOption = "metarec-redis",
-    api_token_secret: TokenSecretOption = "metarec-api-token",
     object_store_secret: S3SecretOption = "",
     env: EnvOption = None,
 ) -> None:
@@ -262,7 +263,6 @@ def compile_pipeline_command(
         secrets={
             "database": database_secret,
             "redis": redis_secret,
-            "api_token": api_token_secret,
             "object_store": object_store_secret,
         },
         env=env,
@@ -284,7 +284,6 @@ def schedule_pipeline_command(
     object_store_root: RootOption = None,
     database_secret: DatabaseSecretOption = "metarec-database",
     redis_secret: RedisSecretOption = "metarec-redis",
-    api_token_secret: TokenSecretOption = "metarec-api-token",
     object_store_secret: S3SecretOption = "",
     env: EnvOption = None,
 ) -> None:
@@ -303,7 +302,6 @@ def schedule_pipeline_command(
         secrets={
             "database": database_secret,
             "redis": redis_secret,
-            "api_token": api_token_secret,
             "object_store": object_store_secret,
         },
         env=env,

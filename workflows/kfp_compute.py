@@ -5,7 +5,8 @@
 the chart's Secrets as environment (``kfp.kubernetes.use_secret_as_env``) and plain env.
 :class:`KfpOptions` holds those compile-time choices; its Secret defaults are the Helm chart's
 (``helm/metarec/values.yaml``), so a pipeline compiled with no flags reads the same Secrets as
-the chart's workloads.
+the chart's workloads. The registry API token is not among them: no pipeline step calls the
+API (every step opens the registry and the stores directly), so no task holds it.
 """
 
 from __future__ import annotations
@@ -37,15 +38,13 @@ def chart_secrets(
     *,
     database: str = "metarec-database",
     redis: str = "metarec-redis",
-    api_token: str = "metarec-api-token",
     object_store: str = "",
 ) -> tuple[SecretEnv, ...]:
-    """The Secrets the Helm chart reads, with its keys and environment names.
+    """The Secrets of the chart that the pipeline's tasks read, with keys and environment names.
 
     Args:
         database: ``externalDatabase.existingSecret`` (registry and Feast registry URLs).
         redis: ``externalRedis.existingSecret`` (Feast online-store connection string).
-        api_token: ``controlPlane.api.tokenSecret`` (the registry API bearer token).
         object_store: ``externalS3.existingSecret`` (static S3 keys). Empty, as in the chart:
             no keys, the pods use workload identity.
 
@@ -61,7 +60,6 @@ def chart_secrets(
             },
         ),
         (redis, {"connection-string": "METAREC_FEAST__REDIS_CONNECTION_STRING"}),
-        (api_token, {"token": "METAREC_REGISTRY__API_TOKEN"}),
         (
             object_store,
             {"access-key-id": "AWS_ACCESS_KEY_ID", "secret-access-key": "AWS_SECRET_ACCESS_KEY"},

@@ -123,7 +123,9 @@ def test_the_retrain_pod_may_reach_the_api_server_with_egress_restricted(chart):
     assert policy["podSelector"]["matchLabels"].items() <= labels.items()
     assert policy["policyTypes"] == ["Egress"]
     assert policy["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
-    egress_off = chart.render(sets=canary).names("NetworkPolicy")
+    egress_off = chart.render(sets=(*canary, "networkPolicy.egress.enabled=false")).names(
+        "NetworkPolicy"
+    )
     assert chart.name("deployer-apiserver") not in egress_off
 
 

@@ -26,6 +26,7 @@ from metarec.gate.policy import load_policy
 from metarec.gate.run import gate_artifact
 from metarec.learning.model import MeLU
 from metarec.registry import Registry, VersionInfo
+from metarec.serving import startup
 from metarec.serving.process import free_port
 from metarec.testing.registry import fixture_card, fixture_metrics, fixture_ranking
 from metarec.training.artifact import save_artifact
@@ -35,6 +36,8 @@ from safetensors.torch import save_file
 pytestmark = [pytest.mark.integration]
 
 EXIT_WITHIN_S = 90
+# The worker fails after BentoML has started it (≈ 14 s here idle, 66 s at a load of 12).
+WORKER_EXIT_WITHIN_S = 180
 
 
 def _encoder() -> FeatureEncoder:
@@ -103,9 +106,13 @@ def _swap_stored_weights(settings: Settings, info: VersionInfo, model: MeLU) -> 
         )
 
 
-def _serve(home: Path, log: Path) -> subprocess.CompletedProcess[str] | None:
-    """Run `metarec serve --version 1`; None when it did not exit in time (then killed)."""
+def _serve(
+    home: Path, log: Path, *, within: float = EXIT_WITHIN_S, **extra_env: str
+) -> subprocess.CompletedProcess[str] | None:
+    """Run `metarec serve --version 1`; None when it did not exit ``within`` seconds (then
+    killed)."""
     env = {**os.environ, "METAREC_HOME": str(home), "METAREC_REGISTRY__EXPORT_BENTOML": "false"}
+    env.update(extra_env)
     port = str(free_port())
     argv = [sys.executable, "-c", "from metarec.cli.main import main; main()", "serve"]
     with log.open("w") as out:
@@ -118,7 +125,7 @@ def _serve(home: Path, log: Path) -> subprocess.CompletedProcess[str] | None:
             start_new_session=True,
         )
         try:
-            process.wait(timeout=EXIT_WITHIN_S)
+            process.wait(timeout=within)
         except subprocess.TimeoutExpired:
             # BentoML's workers run in sessions of their own: kill the whole tree.
             tree = psutil.Process(process.pid).children(recursive=True)
@@ -169,12 +176,36 @@ def test_serve_refuses_weights_that_do_not_fit_the_card_before_starting_bentoml(
     monkeypatch.setenv("METAREC_HOME", str(settings.paths.home))
     monkeypatch.setenv("METAREC_REGISTRY__EXPORT_BENTOML", "false")
 
-    def never_exec(*_args: object) -> None:
+    def never_started(*_args: object, **_options: object) -> int:
         raise AssertionError("BentoML was started for a model that cannot load")
 
-    monkeypatch.setattr(os, "execve", never_exec)
+    monkeypatch.setattr(startup, "supervise", never_started)
     code = run(["serve", "--version", "1", "--port", str(free_port())])
     err = capsys.readouterr().err
     assert code != 0
     assert "weights do not fit the architecture in the card" in err and "Fix:" in err
     assert len([line for line in err.splitlines() if line.strip()]) == 1
+
+
+@pytest.mark.slow
+def test_serve_exits_with_one_line_when_its_worker_cannot_start(tmp_path):
+    """The version loads (the CLI's check passes), but the worker cannot build the service:
+    the Feast repository it is pointed at does not exist (the check reads no features). BentoML
+    alone would restart the worker forever; `metarec serve` stops the server, exits non-zero
+    with one line."""
+    settings = load_settings(home=tmp_path / "home", registry={"export_bentoml": False})
+    _register_small_model(settings, tmp_path)
+    missing = tmp_path / "no-feature-repo"
+    result = _serve(
+        settings.paths.home,
+        tmp_path / "serve.log",
+        within=WORKER_EXIT_WITHIN_S,
+        METAREC_FEAST__REPO_PATH=str(missing),
+    )
+    assert result is not None, "metarec serve did not exit (BentoML restarting its worker)"
+    assert result.returncode != 0
+    lines = [line for line in result.stdout.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stdout
+    assert "worker could not start" in lines[0] and "Fix:" in lines[0]
+    assert f"{missing}/feature_store.yaml not found" in lines[0]
+    assert "Traceback" not in result.stdout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from enum import StrEnum
@@ -42,13 +41,13 @@ def serve(
     """Serve a model version over HTTP (bentoml serve): /recommend, /predict, /feedback.
 
     The version is resolved, verified and loaded once before the server starts: one that cannot
-    load exits non-zero here with one line (BentoML would restart its worker forever). Served by
+    load exits non-zero here with one line (BentoML would restart its worker forever), and so
+    does a server whose worker then fails to start (e.g. features not materialised). Served by
     stage (no --version), the service follows the registry's new version of the stage.
     """
     from metarec.errors import ConfigError
-    from metarec.registry.service import Registry
-    from metarec.serving.loading import resolve_version
     from metarec.serving.process import serve_command
+    from metarec.serving.startup import supervise
 
     settings: Settings = ctx.obj
     if version and stage:
@@ -56,15 +55,7 @@ def serve(
             "--version and --stage were both given.", fix="pass one of them, not both."
         )
     chosen_stage = (stage or ServeStage(settings.serving.stage)).value
-    with Registry.open(settings) as registry:
-        ref = resolve_version(
-            registry,
-            model=settings.registry.model_name,
-            version=version or settings.serving.version,
-            stage=chosen_stage,
-        )
-        info = registry.verify(ref)
-        check_loads(registry, ref, info, settings=settings)
+    ref, info = _checked(settings, version=version, stage=chosen_stage)
     bind_host = host or settings.serving.host
     bind_port = port or settings.serving.port
     # A stage (not a pinned version) is served as a stage: the service follows the registry
@@ -81,11 +72,32 @@ def serve(
         f"Serving [bold]{ref.tag}[/bold] ({info.stage.value}) at http://{bind_host}:{bind_port}"
         " — POST /recommend /predict /feedback, GET /metadata, /metrics, /readyz"
     )
-    # Become the server process: signals (Ctrl-C, SIGTERM from a supervisor) reach BentoML
-    # directly, and no parent is left behind to orphan it.
+    # Run the server as a child, passing signals (Ctrl-C, a supervisor's SIGTERM) on to it: a
+    # worker that cannot start ends it with one line (metarec.serving.startup), where BentoML
+    # alone would restart the worker forever.
     sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(argv[0], argv, env)
+    code = supervise(argv, env)
+    if code:  # a server ended by signal N exits 128 + N, as a shell reports it
+        raise typer.Exit(code if code > 0 else 128 - code)
+
+
+def _checked(
+    settings: Settings, *, version: str | None, stage: str
+) -> tuple[VersionRef, VersionInfo]:
+    """The version to serve, resolved, its files re-hashed and loaded once (:func:`check_loads`)."""
+    from metarec.registry.service import Registry
+    from metarec.serving.loading import resolve_version
+
+    with Registry.open(settings) as registry:
+        ref = resolve_version(
+            registry,
+            model=settings.registry.model_name,
+            version=version or settings.serving.version,
+            stage=stage,
+        )
+        info = registry.verify(ref)
+        check_loads(registry, ref, info, settings=settings)
+    return ref, info
 
 
 def check_loads(
@@ -100,6 +112,7 @@ def check_loads(
     """
     from metarec.errors import MetaRecError, ServingModelError
     from metarec.serving.loading import load_served_folder
+    from metarec.serving.startup import one_line
 
     with tempfile.TemporaryDirectory(prefix="metarec-serve-check-") as tmp:
         folder = Path(tmp) / "artifact"
@@ -109,18 +122,12 @@ def check_loads(
                 folder, info=info, adaptation_steps=settings.serving.adaptation_steps
             )
         except MetaRecError as exc:
-            problem = _one_line(exc.problem).replace(str(folder), ref.tag)
+            problem = one_line(exc.problem).replace(str(folder), ref.tag)
             raise ServingModelError(f"{ref.tag} cannot be served: {problem}", fix=exc.fix) from exc
         except Exception as exc:  # anything else the worker would crash-loop on
             raise ServingModelError(
                 f"{ref.tag} cannot be loaded for serving ({type(exc).__name__}: "
-                f"{_one_line(str(exc))}).",
+                f"{one_line(str(exc))}).",
                 fix="re-register the artifact `metarec train` wrote, or serve another version "
                 "with --version V.",
             ) from exc
-
-
-def _one_line(text: str, *, limit: int = 400) -> str:
-    """``text`` on one line (whitespace collapsed), cut at ``limit`` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

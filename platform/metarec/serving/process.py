@@ -89,6 +89,7 @@ def serve_command(
     env["METAREC_REGISTRY__MODEL_NAME"] = settings.registry.model_name
     if settings.registry.database_url:
         env["METAREC_REGISTRY__DATABASE_URL"] = settings.registry.database_url
+    env["METAREC_REGISTRY__MIGRATE_ON_OPEN"] = str(settings.registry.migrate_on_open).lower()
     if settings.registry.artifact_root:
         env["METAREC_REGISTRY__ARTIFACT_ROOT"] = settings.registry.artifact_root
     if version:

@@ -57,6 +57,7 @@ from metarec.serving.schemas import (
     RecommendRequest,
     RecommendResponse,
 )
+from metarec.serving.startup import exit_if_supervised
 
 _BOOT_SETTINGS = load_settings()
 apply_process_environment(_BOOT_SETTINGS)
@@ -220,7 +221,18 @@ class _Adaptation:
     """Adapt a registry version to each user's few ratings, inside the request."""
 
     def __init__(self) -> None:
-        """Load the version (checksum verified), the item features, and start the refresher."""
+        """Load the version (checksum verified), the item features, and start the refresher.
+
+        A failure ends a worker supervised by ``metarec serve`` with one line
+        (:mod:`metarec.serving.startup`) instead of BentoML restarting it forever.
+        """
+        try:
+            self._start()
+        except Exception as exc:
+            exit_if_supervised(exc)
+            raise
+
+    def _start(self) -> None:
         import torch
 
         from metarec.registry.service import Registry

@@ -26,3 +26,12 @@ def test_the_same_port_reuses_its_home(tmp_path):
     first = serve_command(settings, version="1", host="127.0.0.1", port=3000)[1]["BENTOML_HOME"]
     again = serve_command(settings, version="3", host="127.0.0.1", port=3000)[1]["BENTOML_HOME"]
     assert first == again
+
+
+def test_the_service_process_inherits_migrate_on_open_from_a_config_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("METAREC_REGISTRY__MIGRATE_ON_OPEN", raising=False)
+    config = tmp_path / "metarec.yaml"
+    config.write_text("registry:\n  migrate_on_open: false\n")
+    settings = load_settings(config_file=config, home=tmp_path / "home")
+    _, env = serve_command(settings, version="1", host="127.0.0.1", port=3000)
+    assert env["METAREC_REGISTRY__MIGRATE_ON_OPEN"] == "false"

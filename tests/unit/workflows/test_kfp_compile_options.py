@@ -44,10 +44,11 @@ def test_compile_flags_set_image_root_secrets_and_env(tmp_path, monkeypatch, cap
     )
     for name, executor in executors.items():
         secrets = {s["secretName"] for s in k8s[name]["secretAsEnv"]}
-        assert secrets == {"acme-database", "metarec-redis", "metarec-api-token", "acme-s3"}
+        assert secrets == {"acme-database", "metarec-redis", "acme-s3"}  # no API token
         env = {e["name"]: e["value"] for e in executor["container"]["env"]}
         assert env == {
             "METAREC_FEAST__ENVIRONMENT": "cluster",
+            "METAREC_REGISTRY__MIGRATE_ON_OPEN": "false",  # the chart's hook Job migrates
             "AWS_ENDPOINT_URL": "http://minio.storage:9000",
         }
 

@@ -23,9 +23,7 @@ GPU = ComputeSpec(
 OPTIONS = KfpOptions(
     image="registry.example/acme/metarec:2.3.4",
     object_store_root="s3://acme-ml/metarec/",
-    secrets=chart_secrets(
-        database="acme-db", redis="acme-redis", api_token="acme-token", object_store="acme-s3"
-    ),
+    secrets=chart_secrets(database="acme-db", redis="acme-redis", object_store="acme-s3"),
     env={"AWS_ENDPOINT_URL": "http://minio.storage:9000"},
 )
 TASKS = {
@@ -97,7 +95,6 @@ def test_every_task_reads_the_chart_secrets_as_env(tmp_path):
         ("acme-db", "registry-url", "METAREC_REGISTRY__DATABASE_URL"),
         ("acme-db", "feast-registry-url", "METAREC_FEAST__REGISTRY_URL"),
         ("acme-redis", "connection-string", "METAREC_FEAST__REDIS_CONNECTION_STRING"),
-        ("acme-token", "token", "METAREC_REGISTRY__API_TOKEN"),
         ("acme-s3", "access-key-id", "AWS_ACCESS_KEY_ID"),
         ("acme-s3", "secret-access-key", "AWS_SECRET_ACCESS_KEY"),
     }
@@ -119,9 +116,10 @@ def test_the_chart_default_secret_names_and_workload_identity(tmp_path):
     options = KfpOptions(image="ghcr.io/metarec/metarec:9.9.9", object_store_root="s3://m")
     _, k8s_executors = _compile(tmp_path, options=options)
     names = {s["secretName"] for s in k8s_executors["exec-gate-op"]["secretAsEnv"]}
-    # helm/metarec/values.yaml: externalDatabase, externalRedis, controlPlane.api.tokenSecret;
-    # externalS3.existingSecret is empty there (workload identity), so no S3 keys are read.
-    assert names == {"metarec-database", "metarec-redis", "metarec-api-token"}
+    # helm/metarec/values.yaml: externalDatabase, externalRedis; externalS3.existingSecret is
+    # empty there (workload identity), so no S3 keys are read. No step calls the registry API:
+    # none holds its token (controlPlane.api.tokenSecret).
+    assert names == {"metarec-database", "metarec-redis"}
 
 
 def test_every_task_runs_the_image_of_the_options(tmp_path):
