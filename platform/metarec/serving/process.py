@@ -92,10 +92,9 @@ def serve_command(
     env["METAREC_REGISTRY__MIGRATE_ON_OPEN"] = str(settings.registry.migrate_on_open).lower()
     if settings.registry.artifact_root:
         env["METAREC_REGISTRY__ARTIFACT_ROOT"] = settings.registry.artifact_root
+    env.pop("METAREC_SERVING__VERSION", None)
     if version:
         env["METAREC_SERVING__VERSION"] = str(version)
-    else:
-        env.pop("METAREC_SERVING__VERSION", None)
     if stage:
         env["METAREC_SERVING__STAGE"] = stage
     # BentoML wipes <BENTOML_HOME>/prometheus_multiproc_dir whenever a server starts, so two
