@@ -70,12 +70,15 @@ def train(
 ) -> None:
     """Meta-train on a validated training set; write safetensors weights and a model card.
 
-    Re-running the same command after an interruption resumes from the last checkpoint.
+    Re-running the same command after an interruption resumes from the last checkpoint. Under
+    `torchrun --nproc-per-node=G -m metarec train …` the meta-batch is split across the
+    processes; rank 0 reports progress and writes the artifact.
     """
     from datetime import UTC, datetime
 
     from metarec.features.training_set import newest_training_set
     from metarec.training.config import TrainingConfig
+    from metarec.training.distributed import is_main_process
     from metarec.training.trainer import train as run_training
 
     settings = ctx.obj
@@ -93,6 +96,9 @@ def train(
     if out is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out = settings.paths.artifacts / f"{cfg.algorithm.value}-{stamp}"
+    if not is_main_process():  # another torchrun rank: rank 0 reports
+        run_training(path, config=cfg, out=out)
+        return
     with training_progress(cfg.algorithm.value) as report:
         card = run_training(path, config=cfg, out=out, on_progress=report)
     _print_trained(card)

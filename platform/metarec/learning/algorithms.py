@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -101,6 +102,42 @@ def reptile_gradients(model: MeLU, batch: TaskBatch, *, inner: InnerLoop) -> tor
     return loss.detach()
 
 
+@dataclass(frozen=True)
+class MeanCounts:
+    """What a meta-step's loss and each parameter's gradient on a batch are means over.
+
+    A meta-batch split across processes weights each part's gradient by its share of these
+    counts, so that the combined gradient is the mean over the whole meta-batch.
+
+    Attributes:
+        loss: Real examples the reported loss averages over.
+        params: Per parameter name (as in ``named_parameters``), what its gradient averages
+            over: real query ratings (MAML, FOMAML, Meta-SGD); for Reptile, tasks (the decision
+            layers' pseudo-gradient) or real support and query ratings (the other parameters).
+    """
+
+    loss: float
+    params: dict[str, float]
+
+
+def mean_counts(model: MeLU, batch: TaskBatch, *, algorithm: Algorithm) -> MeanCounts:
+    """The :class:`MeanCounts` of a :func:`meta_step` of ``algorithm`` on ``batch``."""
+    query = float(batch.query_mask.sum())
+    names = [name for name, _ in model.named_parameters()]
+    if algorithm is not Algorithm.REPTILE:
+        return MeanCounts(loss=query, params=dict.fromkeys(names, query))
+    both = query + float(batch.support_mask.sum())
+    tasks = float(batch.n_tasks)
+    return MeanCounts(
+        loss=both, params={n: tasks if n.startswith("decision.") else both for n in names}
+    )
+
+
+# Combines this process's gradients (set on the model) and loss on its part of the meta-batch
+# with the other processes'; returns the whole meta-batch's loss (distributed training).
+GradientSync = Callable[[MeLU, TaskBatch, torch.Tensor], torch.Tensor]
+
+
 def meta_step(
     model: MeLU,
     optimizer: torch.optim.Optimizer,
@@ -109,14 +146,28 @@ def meta_step(
     algorithm: Algorithm,
     inner: InnerLoop,
     max_grad_norm: float | None = 10.0,
+    sync: GradientSync | None = None,
 ) -> float:
-    """One outer update on ``batch``; returns the meta-loss (query MSE after adaptation)."""
+    """One outer update on ``batch``; returns the meta-loss (query MSE after adaptation).
+
+    Args:
+        model: The model being meta-trained.
+        optimizer: Its outer optimizer.
+        batch: Tasks (with ``sync``: this process's part of the meta-batch).
+        algorithm: The meta-learning algorithm.
+        inner: Inner-loop steps and rate.
+        max_grad_norm: Clip the (combined) gradient to this norm (None: no clipping).
+        sync: Called once the gradients are set, before clipping: distributed training
+            all-reduces them there, so every process clips and steps on the same gradient.
+    """
     optimizer.zero_grad(set_to_none=True)
     if algorithm is Algorithm.REPTILE:
         loss = reptile_gradients(model, batch, inner=inner)
     else:
         loss = meta_loss(model, batch, inner=inner, first_order=algorithm is Algorithm.FOMAML)
         loss.backward()
+    if sync is not None:
+        loss = sync(model, batch, loss.detach())
     if max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()

@@ -2,7 +2,9 @@
 
 It holds the model, the best model so far, the optimizer state and (in its metadata, as JSON)
 the step, early-stopping state and the run key. Task sampling is seeded by (seed, step), so a
-run resumed from step ``k`` does exactly what the uninterrupted run did after step ``k``.
+run resumed from step ``k`` does exactly what the uninterrupted run did after step ``k``. It
+holds no rank state and the run key ignores the world size: a checkpoint written by rank 0 of a
+``torchrun`` job resumes in one process, and the other way round.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ the factor fold-in (:mod:`metarec.training.factor_training`) and the catalogue r
 lives here:
 
 * :class:`EpisodeSampler` draws a batch of meta-training tasks for step ``n`` from a generator
-  seeded by ``(seed, stream, n)``, so a resumed run draws what the uninterrupted run drew.
+  seeded by ``(seed, stream, n)``, so a resumed run draws what the uninterrupted run drew, and
+  every rank of a distributed run draws the same global batch (and keeps its part of it).
 * :class:`BestOnValidation` records each validation score, keeps a copy of the best weights,
   counts validations without improvement (early stopping after ``patience`` of them) and puts
   the best weights back at the end.

@@ -7,7 +7,10 @@ rating model and the card no rating metrics (``label: event``).
 ``train`` checks the validation record, splits users, encodes features, trains the non-meta
 global model, meta-trains (checkpointing every N steps, early stopping on validation users),
 fits the meta-learned factor fold-in, evaluates every method on the held-out users of every
-scenario, trains the catalogue ranker, and writes the artifact. Each step lives in its own
+scenario, trains the catalogue ranker, and writes the artifact. Under ``torchrun`` every rank
+meta-trains the rating model on its part of each meta-batch
+(:mod:`~metarec.training.distributed`); rank 0 alone does the rest and writes the artifact, and
+the others wait for its model card. Each step lives in its own
 module: :mod:`~metarec.training.preparation`, :mod:`~metarec.training.rating_training`,
 :mod:`~metarec.training.factor_training`, :mod:`~metarec.training.methods`,
 :mod:`~metarec.training.ranking_eval`, :mod:`~metarec.training.card_fields`,
@@ -37,6 +40,7 @@ from metarec.training.artifact import ModelCard, RankerParts, save_artifact
 from metarec.training.card_fields import card_fields, factor_card_entry
 from metarec.training.checkpoint import Checkpointing, TrainState, run_key
 from metarec.training.config import TrainingConfig
+from metarec.training.distributed import Ranks, process_group
 from metarec.training.factor_settings import FactorTrainingConfig, FactorTrainingReport
 from metarec.training.factor_training import fit_factor_model
 from metarec.training.implicit import is_event_training_set
@@ -107,10 +111,14 @@ def train(
         out: Artifact directory to write.
         checkpoint_dir: Where checkpoints go (default ``<out>.checkpoints``); an existing
             checkpoint of the same run is resumed. It is removed once the artifact is written.
-        on_progress: Called with :class:`ProgressEvent` during training.
+        on_progress: Called with :class:`ProgressEvent` during training (on rank 0 only
+            under ``torchrun``).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the process joins the job's process group for the
+    run; only rank 0 writes checkpoints and the artifact.
 
     Returns:
-        The model card written with the artifact.
+        The model card written with the artifact (on every rank).
 
     Raises:
         TrainingSetNotValidatedError: The training set has no passing validation record.
@@ -122,22 +130,29 @@ def train(
     record = require_passed(training_set, fingerprint=manifest.fingerprint)
     events = is_event_training_set(raw)
     _require_ranker_for_events(events, config)
-    device = resolve_device(config.device)
+    ranks = Ranks.from_environment(resolve_device(config.device))
     seed_everything(config.seed)
     inputs = manifest.input_fields or None  # None: a training set recorded before them
     df = interactions(raw)
     data = prepare(df, split=config_split(df, config), encoder=None, config=config, inputs=inputs)
     train_on = _train_on_events if events else _train_on_ratings
-    return train_on(
-        data,
-        manifest,
-        record.result_id,
-        config=config,
-        device=device,
-        out=out,
-        on_progress=on_progress,
-        checkpoint_dir=checkpoint_dir,
-    )
+    with process_group(ranks):
+        return train_on(
+            data,
+            manifest,
+            record.result_id,
+            config=config,
+            ranks=ranks,
+            out=out,
+            on_progress=on_progress if ranks.is_main else None,
+            checkpoint_dir=checkpoint_dir,
+        )
+
+
+def _card_of_main(ranks: Ranks, card: ModelCard | None) -> ModelCard:
+    """Rank 0's ``card`` (once it wrote the artifact) on every rank: the others wait for it."""
+    shared = ranks.bytes_from_main(None if card is None else card.model_dump_json().encode())
+    return card or ModelCard.model_validate_json(shared or b"")
 
 
 def _require_ranker_for_events(events: bool, config: TrainingConfig) -> None:
@@ -156,18 +171,29 @@ def _train_on_ratings(
     result_id: str,
     *,
     config: TrainingConfig,
-    device: torch.device,
+    ranks: Ranks,
     out: Path,
     on_progress: ProgressCallback | None,
     checkpoint_dir: Path | None,
 ) -> ModelCard:
-    """The rating models, the factor fold-in, their evaluation and the ranker; the artifact."""
+    """The rating models (on every rank), then on rank 0 the rest and the artifact."""
     checkpoints = Checkpointing(
         checkpoint_dir or out.with_name(out.name + ".checkpoints"),
         run_key(config, manifest.fingerprint),
     )
-    rating, factor, factor_entry = _fit_models(
-        data, config=config, device=device, checkpoints=checkpoints, on_progress=on_progress
+    device = ranks.device
+    rating = train_rating_models(
+        data,
+        config=config,
+        device=device,
+        checkpoints=checkpoints,
+        on_progress=on_progress,
+        ranks=ranks,
+    )
+    if not ranks.is_main:
+        return _card_of_main(ranks, None)
+    factor, factor_entry = _fit_factor_model(
+        data, config=config, device=device, on_progress=on_progress
     )
     metrics, users = _evaluate(
         data, rating, factor, config=config, device=device, on_progress=on_progress
@@ -186,7 +212,7 @@ def _train_on_ratings(
         factor_model=None if factor is None else factor.cpu(),
     )
     shutil.rmtree(checkpoints.directory, ignore_errors=True)  # complete: nothing to resume
-    return card
+    return _card_of_main(ranks, card)
 
 
 def stored_ranker(run: RankingRun, data: PreparedData) -> RankerParts:
@@ -203,7 +229,7 @@ def _train_on_events(
     result_id: str,
     *,
     config: TrainingConfig,
-    device: torch.device,
+    ranks: Ranks,
     out: Path,
     on_progress: ProgressCallback | None,
     checkpoint_dir: Path | None = None,
@@ -212,9 +238,12 @@ def _train_on_events(
 
     The card's test users are the split's held-out users each scenario would evaluate (the gate
     re-evaluates production on the same users); its ``metrics`` are empty and its ranking table
-    is the evaluation. The ranker has no checkpoints (``checkpoint_dir`` is unused).
+    is the evaluation. The ranker has no checkpoints (``checkpoint_dir`` is unused); under
+    ``torchrun`` rank 0 trains it while the others wait.
     """
     del checkpoint_dir
+    if not ranks.is_main:
+        return _card_of_main(ranks, None)
     users = {
         scenario.value: scenario_users(
             data,
@@ -229,33 +258,29 @@ def _train_on_events(
         data,
         config=config,
         rating_model=None,
-        device=device,
+        device=ranks.device,
         on_progress=on_progress,
         users=users,
     )
     fields = card_fields(config, manifest, result_id, data, TrainState(), {}, users)
     fields.update(ranking=run.table, ranker=run.card)
-    return save_artifact(
+    card = save_artifact(
         out, model=None, global_model=None, card=fields, ranker=stored_ranker(run, data)
     )
+    return _card_of_main(ranks, card)
 
 
-def _fit_models(
+def _fit_factor_model(
     data: PreparedData,
     *,
     config: TrainingConfig,
     device: torch.device,
-    checkpoints: Checkpointing,
     on_progress: ProgressCallback | None,
-) -> tuple[RatingModels, FactorModel | None, dict | None]:
-    """The rating models, then the factor fold-in and its card entry (None when it is off)."""
-    rating = train_rating_models(
-        data, config=config, device=device, checkpoints=checkpoints, on_progress=on_progress
-    )
+) -> tuple[FactorModel | None, dict | None]:
+    """The factor fold-in and its card entry (None, None when it is off)."""
     if not config.factor_model:
-        return rating, None, None
-    factor, entry = fit_factor(data, config=config, device=device, on_progress=on_progress)
-    return rating, factor, entry
+        return None, None
+    return fit_factor(data, config=config, device=device, on_progress=on_progress)
 
 
 def _rank_for_card(
