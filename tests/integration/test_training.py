@@ -80,7 +80,11 @@ def test_training_refuses_an_unvalidated_training_set(synthetic_home, tmp_path):
 
 def test_train_writes_a_complete_artifact_that_evaluates_the_same(training_set, tmp_path):
     config = TrainingConfig.build({**TINY, "algorithm": "fomaml", "device": "cpu"})
-    card = train(training_set, config=config, out=tmp_path / "art")
+    events = []
+    card = train(training_set, config=config, out=tmp_path / "art", on_progress=events.append)
+    # The ranker reports its validation NDCG@20 at each validation (what tuning prunes on).
+    validated = [(e.step, e.val_ndcg) for e in events if e.phase == "ranker" and e.val_ndcg]
+    assert [step for step, _ in validated] == [15, 30]
     manifest = read_manifest(training_set)
     assert card.algorithm == "fomaml"
     assert card.dataset_fingerprint == manifest.fingerprint

@@ -15,6 +15,7 @@ class ProgressEvent:
     total: int
     meta_loss: float | None = None
     val_mae: float | None = None
+    val_ndcg: float | None = None  # the ranker's validation NDCG@20, when it was just measured
 
 
 ProgressCallback = Callable[[ProgressEvent], None]

@@ -135,7 +135,7 @@ def fit_meta_ranker(
     ranker_config: RankerConfig,
     validate: Callable[[Ranker], float],
     device: torch.device,
-    on_step: Callable[[int, int, float], None] | None = None,
+    on_step: Callable[[int, int, float, float | None], None] | None = None,
 ) -> tuple[Ranker, list[dict[str, float]]]:
     """Meta-train a ranker; keep the weights with the best validation score.
 
@@ -145,7 +145,8 @@ def fit_meta_ranker(
         ranker_config: Architecture.
         validate: Validation NDCG of a model (higher is better).
         device: Where to train.
-        on_step: Called with (step, total, loss).
+        on_step: Called with (step, total, loss, validation NDCG@20 when measured at this
+            step, else None).
 
     Returns:
         The best model (on CPU, eval mode) and the validation history.
@@ -174,9 +175,11 @@ def fit_meta_ranker(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         optimizer.step()
-        if on_step:
-            on_step(step, config.max_steps, float(loss.detach()))
+        seen = len(keeper.history)
         keeper.after_step(step, float(loss.detach()))
+        if on_step:
+            score = keeper.history[-1]["val_ndcg@20"] if len(keeper.history) > seen else None
+            on_step(step, config.max_steps, float(loss.detach()), score)
     return keeper.best_model()
 
 

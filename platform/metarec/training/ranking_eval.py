@@ -264,7 +264,7 @@ def fit_rankers(
     settings: RankerTraining,
     ranker_config: RankerConfig,
     device: torch.device,
-    on_step: Callable[[str, int, int], None] | None = None,
+    on_step: Callable[[str, int, int, float | None], None] | None = None,
 ) -> FittedRankers:
     """Train the meta-learned and the plain ranker (best on ``val_cells``); choose the rate.
 
@@ -286,7 +286,11 @@ def fit_rankers(
         ranker_config=ranker_config,
         validate=validate(None),
         device=device,
-        on_step=(lambda step, total, _loss: on_step("ranker", step, total)) if on_step else None,
+        on_step=(
+            (lambda step, total, _loss, score: on_step("ranker", step, total, score))
+            if on_step
+            else None
+        ),
     )
     plain, plain_history = fit_plain_ranker(
         data,
@@ -315,7 +319,7 @@ def train_and_evaluate_ranking(
     scenarios: Sequence[Scenario],
     cells: Cells,
     device: torch.device,
-    on_step: Callable[[str, int, int], None] | None = None,
+    on_step: Callable[[str, int, int, float | None], None] | None = None,
     keep_per_user: dict | None = None,
     users: dict[str, list[int]] | None = None,
 ) -> RankingRun:
@@ -330,7 +334,7 @@ def train_and_evaluate_ranking(
         scenarios: Scenarios to evaluate.
         cells: (order, K) cells.
         device: Where the rankers train.
-        on_step: Progress: (phase, step, total).
+        on_step: Progress: (phase, step, total, validation NDCG@20 when just measured).
         keep_per_user: Filled with per-user NDCG@20 (see :func:`evaluate_ranking`).
         users: Users per scenario to evaluate (default: every held-out user of the split).
 

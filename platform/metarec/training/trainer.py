@@ -419,7 +419,11 @@ def rank_catalogue(
         scenarios=tuple(config.scenarios),
         cells=Cells(orders=tuple(config.ranking_orders), ks=tuple(config.ranking_support_sizes)),
         device=device,
-        on_step=(lambda phase, step, total: on_progress(ProgressEvent(phase, step, total)))
+        on_step=(
+            lambda phase, step, total, score=None: on_progress(
+                ProgressEvent(phase, step, total, val_ndcg=score)
+            )
+        )
         if on_progress
         else None,
         keep_per_user=keep_per_user,
