@@ -133,6 +133,18 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _reference_outcome(name: str, *, description: str, **fields: Any) -> ExpectationOutcome:
+    """An outcome of one of MetaRec's reference checks (kind ``drift``, type ``metarec_<name>``)."""
+    return ExpectationOutcome(
+        name=name,
+        type="metarec_" + name.split("(", 1)[0],
+        kind="drift",
+        batch="training_set",
+        description=description,
+        **fields,
+    )
+
+
 def check_outcome(
     name: str,
     *,
@@ -155,11 +167,8 @@ def check_outcome(
         max_value: The upper bound, if any.
     """
     bounds = {"min_value": min_value, "max_value": max_value}
-    return ExpectationOutcome(
-        name=name,
-        type="metarec_" + name.split("(", 1)[0],
-        kind="drift",
-        batch="training_set",
+    return _reference_outcome(
+        name,
         description=description,
         kwargs={key: jsonable(item) for key, item in bounds.items() if item is not None},
         success=success,
@@ -170,26 +179,15 @@ def check_outcome(
 
 def skipped_outcome(name: str, *, description: str, reason: str) -> ExpectationOutcome:
     """A reference check that could not run (it passes, and says why it was skipped)."""
-    return ExpectationOutcome(
-        name=name,
-        type="metarec_" + name.split("(", 1)[0],
-        kind="drift",
-        batch="training_set",
-        description=description,
-        kwargs={},
-        success=True,
-        reason=reason,
-        skipped=True,
+    return _reference_outcome(
+        name, description=description, kwargs={}, success=True, reason=reason, skipped=True
     )
 
 
 def errored_outcome(name: str, *, description: str, error: Exception) -> ExpectationOutcome:
     """A reference check that raised on this data (a column of an unexpected type): it fails."""
-    return ExpectationOutcome(
-        name=name,
-        type="metarec_" + name.split("(", 1)[0],
-        kind="drift",
-        batch="training_set",
+    return _reference_outcome(
+        name,
         description=description,
         kwargs={},
         success=False,
