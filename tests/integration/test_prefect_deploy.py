@@ -33,10 +33,12 @@ def test_deploy_creates_the_pool_and_scheduled_deployments_whose_jobs_get_the_gp
     ids = first.deployment_ids
     pool, deployments = asyncio.run(_read("metarec-gpu"))
     assert (
-        len(ids) == 2
+        len(ids) == 3
         and sorted(again.deployment_ids) == sorted(ids)
-        and {d.name for d in deployments} == {"materialize", "retrain"}
+        and {d.name for d in deployments} == {"materialize", "retrain", "tune"}
     )
+    tune = next(d for d in deployments if d.name == "tune")
+    assert not tune.schedules  # a study is started by hand (`prefect deployment run tune/tune`)
     retrain = next(d for d in deployments if d.name == "retrain")
     assert retrain.schedules[0].schedule.cron == "0 5 * * 1"
     assert retrain.entrypoint == "metarec.workflows.prefect_flows.retrain_flow"
