@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from metarec.cli.console import console
 
@@ -62,7 +63,7 @@ def _ago(at: datetime | None, now: datetime) -> str:
     return f"{at:%Y-%m-%d %H:%M} UTC ({when})"
 
 
-def _tables(report: StatusReport) -> list[Table]:
+def _tables(report: StatusReport) -> list[Table | Text]:
     now = report.at
     loop = Table(title=f"MetaRec status: {report.model}", show_header=False, title_justify="left")
     loop.add_column(style="bold")
@@ -105,26 +106,25 @@ def _rollout_text(rollout: RolloutLine | None) -> str:
     )
 
 
-def _live_tables(report: StatusReport) -> list[Table]:
+def _live_tables(report: StatusReport) -> list[Table | Text]:
+    """One row per series, one column per served version (versions are few, series many)."""
     live = report.live
     if live is None:
         return []
     table = Table(title=f"Live quality and drift ({live.source})", title_justify="left")
     keys = sorted({key for version in live.versions for key in version.values})
-    table.add_column("version")
-    for key in keys:
-        table.add_column(escape(key.removeprefix("metarec_")), justify="right")
+    table.add_column("series")
     for version in live.versions:
-        table.add_row(
-            escape(version.model_version),
-            *(_number(version.values.get(key)) for key in keys),
-        )
+        table.add_column(escape(version.model_version), justify="right")
+    for key in keys:
+        values = (_number(version.values.get(key)) for version in live.versions)
+        table.add_row(escape(key.removeprefix("metarec_")), *values)
     if not live.versions:
         table.add_row("none: no served version exported these series")
-    if live.unreachable:
-        failed = escape(", ".join(f"{url} ({why})" for url, why in live.unreachable.items()))
-        table.add_row(f"[red]not reachable[/red]: {failed}")
-    return [table]
+    if not live.unreachable:
+        return [table]
+    failed = ", ".join(f"{url} ({why})" for url, why in live.unreachable.items())
+    return [table, Text(f"not reachable: {failed}", style="red")]
 
 
 def _freshness_tables(report: StatusReport) -> list[Table]:

@@ -145,7 +145,8 @@ def test_the_terminal_screen_shows_every_part(settings, loop, monkeypatch, capsy
     assert "rejected" in out and "by cron" in out
     assert "active Initializing: v2 vs production v1" in out or "active " in out
     assert "drift_psi[item_popularity]" in out and "0.310" in out
-    assert "not reachable: http://127.0.0.1:9" in out
+    assert "not reachable: http://127.0.0.1:9 (ConnectError)" in out
+    assert "│ metarec:v1 │" in out or "┃ metarec:v1 ┃" in out  # one column per served version
     assert "(cron '0 3 * * 1')" in out
     assert run(["status", "--no-features", "--no-live", "--json"]) == 0
     assert '"model": "metarec"' in capsys.readouterr().out
