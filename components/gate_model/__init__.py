@@ -75,7 +75,7 @@ def gate_model(
         GateRejectedError: The candidate broke at least one rule (all are listed).
     """
     from metarec.features.training_set import write_text
-    from metarec.ops import register_candidate
+    from metarec.ops import notifications, register_candidate
 
     settings = component_settings(home)
     out = decision_path_for(artifact)
@@ -88,7 +88,7 @@ def gate_model(
         actor=actor,
         register=False,
         on_decision=lambda decision: write_text(out, decision.model_dump_json(indent=2)),
-        links={"decision": str(out) if "://" in str(out) else Path(out).resolve().as_uri()},
+        links={"decision": notifications.link(out)},
     )
     decision = outcome.decision
     if not decision.accepted and raise_on_reject:

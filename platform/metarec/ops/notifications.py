@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from metarec.config import Settings
+from metarec.data.inputs import is_uri
 from metarec.gate.decision import GateDecision
 from metarec.notify import Notification, Notifier
 from metarec.rollout.types import Phase, RolloutState
@@ -71,7 +72,7 @@ def gate_rejected(
         kind="gate_rejected",
         model=model,
         reason=decision.summary(),
-        links={"artifact": _link(artifact), **links},
+        links={"artifact": link(artifact), **links},
         details={"artifact_digest": decision.artifact_digest},
     )
 
@@ -136,12 +137,12 @@ def report_links(
     links = {}
     for suffix, path in reports.items():
         name = f"report_{suffix}"
-        links[name] = f"{base.rstrip('/')}/{rollout_id}/{path.name}" if base else _link(str(path))
+        links[name] = f"{base.rstrip('/')}/{rollout_id}/{path.name}" if base else link(str(path))
     return links
 
 
-def _link(location: str) -> str:
+def link(location: str | Path) -> str:
     """A URI for ``location``: URIs as they are, local paths as ``file://`` URIs."""
-    if "://" in location:
-        return location
+    if is_uri(location):
+        return str(location)
     return Path(location).resolve().as_uri()

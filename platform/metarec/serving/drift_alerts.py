@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from metarec.config import Settings
 from metarec.notify import Notification, Notifier
+from metarec.registry.types import VersionRef
 
 REARM_SHARE = 0.8
 
@@ -53,15 +54,15 @@ def drift_alarm(settings: Settings, *, model_version: str) -> DriftAlarm | None:
     if not any("drift_alert" in target.events for target in config.webhooks):
         return None
     notifier = Notifier.from_settings(config)
-    model, _, version = model_version.partition(":v")
+    ref = VersionRef.parse(model_version, default_model=settings.registry.model_name)
     threshold = settings.serving.drift_alert_psi
 
     def alert(statistic: str, value: float, requests: int) -> None:
         notifier.notify(
             Notification(
                 kind="drift_alert",
-                model=model,
-                version=int(version) if version.isdigit() else None,
+                model=ref.model,
+                version=ref.version,
                 reason=f"PSI of {statistic} {value:.2f} ≥ {threshold:g} over the last "
                 f"{requests} requests: the traffic no longer looks like the training data",
                 details={"statistic": statistic, "psi": value, "window_requests": requests},
