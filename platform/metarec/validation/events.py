@@ -13,7 +13,7 @@ from datetime import datetime
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from metarec.validation.outcome import ExpectationOutcome, check_outcome, skipped_outcome
+from metarec.validation.outcome import ExpectationOutcome, at_most, check_outcome, skipped_outcome
 from metarec.validation.suite import ReferenceCheckTolerances
 
 _NEAR_DUPLICATE_KEY = ["user_id", "item_id", "rating"]
@@ -131,12 +131,11 @@ def near_duplicate_check(
         return skipped_outcome(name, description=description, reason="no events to compare")
     share = rows / len(frame)
     bound = stats.near_duplicate_share + tolerances.near_duplicate_share_abs
-    return check_outcome(
+    return at_most(
         name,
         description=description,
         value=share,
-        max_value=bound,
-        success=share <= bound,
+        bound=bound,
         reason=f"{rows:,} rows ({share:.2%}) repeat the same user, item and rating within "
         f"{seconds:g} s (at most {bound:.2%}): events may be replayed or double-sent",
     )
@@ -158,12 +157,11 @@ def top_user_volume_check(
     counts = frame.groupby("user_id").size()
     top = counts.idxmax()
     bound = stats.top_user_volume_ratio * (1 + tolerances.top_user_volume_rel)
-    return check_outcome(
+    return at_most(
         name,
         description=description,
         value=ratio,
-        max_value=bound,
-        success=ratio <= bound,
+        bound=bound,
         reason=f"user {top} has {counts.max():,} ratings, {ratio:.1f} x the 0.99 quantile of "
         f"the other users > {bound:.1f} (reference {stats.top_user_volume_ratio:.1f} x "
         f"{1 + tolerances.top_user_volume_rel:g}): a flood of ratings from one user",

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from metarec.validation.outcome import ExpectationOutcome, check_outcome, skipped_outcome
+from metarec.validation.outcome import ExpectationOutcome, at_most, check_outcome, skipped_outcome
 from metarec.validation.suite import ReferenceCheckTolerances
 
 USER_ATTRIBUTES: tuple[str, ...] = ("age", "gender", "occupation")
@@ -128,12 +128,11 @@ def attribute_check(
     changed = int((digests.loc[common] != expected).sum())
     share = changed / len(common)
     bound = getattr(stats, f"{entity}_attribute_changes") + tolerances.attribute_mismatch_abs
-    return check_outcome(
+    return at_most(
         name,
         description=description,
         value=share,
-        max_value=bound,
-        success=share <= bound,
+        bound=bound,
         reason=f"{changed:,} of {len(common):,} {entity}s ({share:.1%}) have another "
         f"{described} than the reference's {entity} of the same id (at most {bound:.1%}): "
         f"{entity} ids may be permuted or reassigned",

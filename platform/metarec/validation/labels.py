@@ -14,7 +14,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from metarec.validation.identity import MAX_IDS
-from metarec.validation.outcome import ExpectationOutcome, check_outcome, skipped_outcome
+from metarec.validation.outcome import ExpectationOutcome, at_most, check_outcome, skipped_outcome
 from metarec.validation.suite import ReferenceCheckTolerances
 
 LABEL = "rating"
@@ -98,12 +98,11 @@ def rating_agreement_check(
     means = pd.Series(stats.item_means, dtype="float64")
     error = rating_error(frame, means, stats.global_mean)
     bound = stats.error * (1 + tolerances.rating_error_rel)
-    return check_outcome(
+    return at_most(
         name,
         description=description,
         value=error,
-        max_value=bound,
-        success=error <= bound,
+        bound=bound,
         reason=f"ratings differ from the reference's item means by {error:.3f} on average "
         f"> {bound:.3f} (reference {stats.error:.3f} + {tolerances.rating_error_rel:.0%}): "
         "labels may be noisy (ratings replaced at random) or item ids permuted",

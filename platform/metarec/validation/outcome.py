@@ -177,6 +177,20 @@ def check_outcome(
     )
 
 
+def at_most(
+    name: str, *, description: str, value: float, bound: float, reason: str
+) -> ExpectationOutcome:
+    """A reference check that passes when ``value`` is at most ``bound``."""
+    return check_outcome(
+        name,
+        description=description,
+        value=value,
+        max_value=bound,
+        success=value <= bound,
+        reason=reason,
+    )
+
+
 def skipped_outcome(name: str, *, description: str, reason: str) -> ExpectationOutcome:
     """A reference check that could not run (it passes, and says why it was skipped)."""
     return _reference_outcome(
