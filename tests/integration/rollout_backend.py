@@ -113,7 +113,9 @@ class FakeService:
 
             def do_GET(self):
                 if self.path == "/metrics":
-                    return self._send(200, generate_latest(service.metrics), "text/plain")
+                    with service._lock:  # a scrape never sees half of one feedback event
+                        exposition = generate_latest(service.metrics)
+                    return self._send(200, exposition, "text/plain")
                 if self.path in ("/livez", "/readyz"):
                     return self._send(200, {"status": "ok"})
                 if self.path == "/metadata":
@@ -163,15 +165,15 @@ class FakeService:
         if endpoint == "feedback":
             for event in body.get("events", []):
                 key = (int(event["user_id"]), int(event["item_id"]))
-                with self._lock:
+                with self._lock:  # the count and the error sum move together for a scrape
                     predicted = self._predictions.get(key, true_rating(*key) + self.bias)
                     error = abs(predicted - float(event["rating"]))
                     self._mae[0] += error
                     self._mae[1] += 1
                     mae = self._mae[0] / self._mae[1]
-                self.feedback.labels(self.model_version).inc()
-                self.abs_error.labels(self.model_version).inc(error)
-                self.online_mae.labels(self.model_version).set(mae)
+                    self.feedback.labels(self.model_version).inc()
+                    self.abs_error.labels(self.model_version).inc(error)
+                    self.online_mae.labels(self.model_version).set(mae)
                 with self._lock:
                     served = self._served.get(key[0])
                 if served is not None and float(event["rating"]) >= 4:
