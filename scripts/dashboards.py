@@ -2,7 +2,7 @@
 
 Four dashboards: service, model quality & drift, rollout, data & training. Generated rather than
 hand-written: the selectors, variables, units and grid layout are written once
-(:mod:`grafana_json`), so 35 panels cannot drift apart and a series rename is one edit here.
+(:mod:`grafana_json`), so 41 panels cannot drift apart and a series rename is one edit here.
 ``tests/helm/test_dashboards.py`` checks that the committed JSON is what this writes, and that
 every query names only series of :mod:`metarec.metrics_contract` or of the external allow-list
 (Prometheus' ``up``, kube-state-metrics, Flagger) documented in docs/kubernetes.md.
@@ -34,6 +34,7 @@ STATUS_TEXTS = {"0": "running", "1": "succeeded", "2": "failed"}
 LATENCY = "metarec_request_latency_seconds"
 MAE = ("metarec_feedback_abs_error_sum", "metarec_feedback_total")
 HITS = ("metarec_feedback_hits_total", "metarec_feedback_positive_total")
+EVENTS_WINDOW = "1h"  # registry events are counted per hour (they are rare)
 
 
 def q(expr: str, legend: str = "") -> tuple[str, str]:
@@ -184,6 +185,7 @@ def rollout_rows() -> Rows:
             one(f"Online MAE by track ({WINDOW})", "none", windowed(MAE, NS, track),
                 "{{metarec_io_track}}", width=8),
         ]),
+        *controller_rows(),
         ("Flagger (rollout.engine=flagger)", [
             one("Canary weight", "percent", f"max by (workload) (flagger_canary_weight{{{NS}}})",
                 "{{workload}}", "Flagger's traffic weight (external: Flagger's /metrics)."),
@@ -198,6 +200,51 @@ def rollout_rows() -> Rows:
                 "it forwarded to production and canary, as the caller saw it."),
             one("Router p99 by backend", "s", quantile(0.99, router, TRAFFIC, "backend"),
                 "{{backend}}", "A backend that never answered counts as 5xx, at its timeout."),
+        ]),
+    ]  # fmt: skip
+
+
+def controller_rows() -> Rows:
+    """The embedded controller's rollout and the registry's ledger (the controller's /metrics)."""
+    by_rollout = "model, version"
+    phase = f"max by ({by_rollout}, phase) (metarec_rollout_phase{{{NS}}}) > 0"
+    counted = f"metarec_registry_events_total{{{NS}}}[{EVENTS_WINDOW}]"
+    events = f"sum by (model, action) (increase({counted}))"
+    versions = (
+        q(f"max by (model) (metarec_production_version{{{NS}}})", "production {{model}}"),
+        q(f"max by (model) (metarec_staging_version{{{NS}}})", "newest staging {{model}}"),
+    )
+    last = f"max by (model, action) (metarec_registry_last_event_timestamp_seconds{{{NS}}}) * 1000"
+    source = "The rollout controller's /metrics, read from the registry on each scrape."
+    return [
+        ("Embedded rollout controller (rollout.engine=embedded)", [
+            one("Canary weight", "percent",
+                f"max by ({by_rollout}) (metarec_canary_weight{{{NS}}})",
+                "{{model}} v{{version}}",
+                f"The latest rollout's canary traffic weight; 0 once it ended. {source}",
+                width=8),
+            one("Rollout phase and verdict", "none", phase, "{{model}} v{{version}} {{phase}}",
+                "The phase the latest rollout is in, over time: Succeeded (promoted), Failed "
+                "(checks failed, canary weight 0) or Aborted end it.", kind="state-timeline",
+                width=8),
+            one("Failed checks in a row", "short",
+                f"max by ({by_rollout}) (metarec_rollout_failed_checks{{{NS}}})",
+                "{{model}} v{{version}}", "Analysis windows that failed in a row; the "
+                "rollout fails at its failure threshold.",
+                steps=((None, "green"), (1, "orange")), width=8),
+        ]),
+        ("Registry: gate and promotion events", [
+            one(f"Gate and promotion events (per {EVENTS_WINDOW})", "short", events,
+                "{{model}} {{action}}",
+                "Ledger entries: register (gate passed), reject (gate failed), promote, "
+                f"rollback, archive. {source}", width=8),
+            Panel("Production and staging versions", versions, "none",
+                  "A promotion shows as the production version stepping up.", width=8),
+            one("Last event by action", "dateTimeAsIso", last, "{{model}} {{action}}",
+                kind="stat", width=5),
+            one("Registry read failing", "bool", f"max(metarec_registry_read_error{{{NS}}})",
+                "error", "1 while the controller's scrape cannot read the registry database.",
+                kind="stat", steps=((None, "green"), (1, "red")), width=3),
         ]),
     ]  # fmt: skip
 
@@ -227,16 +274,22 @@ def data_rows() -> Rows:
                 "age", ksm, kind="stat", width=4),
         ]),
         ("Training", [
+            one("Last training: time since", "s",
+                f"time() - max by (model) (metarec_last_training_timestamp_seconds{{{NS}}})",
+                "{{model}}", "Since the newest version was registered (its training passed "
+                "the gate); the rollout controller's /metrics. A rejected candidate does not "
+                "reset it.", kind="stat",
+                steps=((None, "green"), (8 * 86400, "orange"), (15 * 86400, "red")), width=6),
             one("Retrain: last success", "dateTimeAsIso",
                 f"max(kube_cronjob_status_last_successful_time{{{retrain}}}) * 1000", "last",
                 f"The retrain CronJob's last success, {ksm} Alert MetaRecRetrainMissed.",
-                kind="stat", width=8),
+                kind="stat", width=6),
             one("Retrain: next run", "dateTimeAsIso",
                 f"max(kube_cronjob_next_schedule_time{{{retrain}}}) * 1000", "next", ksm,
-                kind="stat", width=8),
+                kind="stat", width=6),
             one("Retrain: failed runs kept", "short",
                 f'sum(kube_job_status_failed{{{NS}, job_name=~".*-retrain-.*"}})', "failed",
-                ksm, kind="stat", steps=((None, "green"), (1, "red")), width=8),
+                ksm, kind="stat", steps=((None, "green"), (1, "red")), width=6),
         ]),
     ]  # fmt: skip
 
@@ -248,11 +301,11 @@ def dashboards() -> dict[str, dict[str, Any]]:
          service_rows()),
         ("quality", "Model quality & drift", "Per model version: online quality vs the offline "
          "evaluation, drift of the traffic vs the training reference.", quality_rows()),
-        ("rollout", "Rollout", "Canary traffic split, versions served, canary vs production, "
-         "Flagger weight and verdicts. Gate decisions are not exported as series yet.",
-         rollout_rows()),
-        ("data", "Data & training", "Feature freshness and materialisation; the scheduled "
-         "retrain (kube-state-metrics).", data_rows()),
+        ("rollout", "Rollout", "Canary traffic split, versions served, canary vs production; "
+         "the embedded controller's canary weight, phase and failed checks; gate and "
+         "promotion events of the registry; Flagger weight and verdicts.", rollout_rows()),
+        ("data", "Data & training", "Feature freshness and materialisation; the last "
+         "training registered; the scheduled retrain (kube-state-metrics).", data_rows()),
     )  # fmt: skip
     return {
         f"metarec-{uid}.json": dashboard(f"metarec-{uid}", f"MetaRec / {title}", text, rows)

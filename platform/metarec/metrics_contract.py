@@ -1,9 +1,10 @@
 """The Prometheus series and labels that MetaRec's producers and consumers agree on.
 
-Producers: the adaptation service (:mod:`metarec.serving.metrics`) and the local weighted
-router (:mod:`metarec.rollout.routers.local_metrics`). Consumers: the canary analysis
-(:mod:`metarec.rollout.metrics`). Both sides import the names from here, so a rename is one
-edit and the two can never disagree.
+Producers: the adaptation service (:mod:`metarec.serving.metrics`), the local weighted
+router (:mod:`metarec.rollout.routers.local_metrics`) and the rollout controller's view of the
+registry (:mod:`metarec.ops.control_metrics`). Consumers: the canary analysis
+(:mod:`metarec.rollout.metrics`) and the chart's dashboards (``scripts/dashboards.py``). Both
+sides import the names from here, so a rename is one edit and the two can never disagree.
 
 Names are the exposed sample names (a counter's ``_total`` included); prometheus_client accepts
 them as they are for a ``Counter``. This module imports nothing, so any package may use it.
@@ -69,6 +70,31 @@ FEATURE_FRESHNESS_ERROR = "metarec_feature_freshness_error"
 ROUTER_REQUESTS = "metarec_router_requests_total"  # counter {backend, endpoint, status}
 ROUTER_LATENCY = "metarec_router_request_duration_seconds"  # histogram {backend, endpoint}
 ROUTER_METRICS_PATH = "/-/rollout/metrics"  # where the router exposes them
+
+# ---------------------------------------------------------------- registry and rollout controller
+# Read from the registry database on each scrape of the rollout controller's health port
+# (GET /metrics; metarec.ops.control_metrics): every registered model, by name, up to a bound.
+MODEL = "model"  # a registered model's name
+VERSION = "version"  # a version number of that model ("3")
+PHASE = "phase"  # a rollout phase (metarec.rollout.Phase: "Progressing", "Succeeded"…)
+ACTION = "action"  # a ledger action (metarec.registry.Action: "register", "promote"…)
+PRODUCTION_VERSION = "metarec_production_version"  # gauge {model}: absent while none
+STAGING_VERSION = "metarec_staging_version"  # gauge {model}: the newest staging version
+# Gauge {model, version}: canary weight in percent of the latest embedded rollout while it is
+# active, 0 once it ended (version: that rollout's; "" before the model's first rollout).
+CANARY_WEIGHT = "metarec_canary_weight"
+# Gauge {model, version, phase}: 1 for the phase of the model's latest rollout, 0 for the others.
+ROLLOUT_PHASE = "metarec_rollout_phase"
+ROLLOUT_FAILED_CHECKS = "metarec_rollout_failed_checks"  # gauge {model, version}: in a row
+# Counter {model, action}: ledger entries (append-only, so a counter), 0 for actions not seen.
+REGISTRY_EVENTS = "metarec_registry_events_total"
+# Gauge {model, action}: Unix time of the newest ledger entry of the action (absent: none yet).
+REGISTRY_LAST_EVENT = "metarec_registry_last_event_timestamp_seconds"
+# Gauge {model}: Unix time the newest version was registered (the last training that passed the
+# gate; a rejected one is REGISTRY_LAST_EVENT{action="reject"}).
+LAST_TRAINING = "metarec_last_training_timestamp_seconds"
+# Gauge: 1 while the scrape's read of the registry failed (the series above are then absent).
+REGISTRY_READ_ERROR = "metarec_registry_read_error"
 
 
 def bucket(histogram: str) -> str:

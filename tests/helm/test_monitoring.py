@@ -33,10 +33,13 @@ def schema(kind: str) -> dict[str, Any]:
 
 
 def monitors(manifests) -> list[dict[str, Any]]:
+    """The serving monitors (the controller's: tests/helm/test_controller_monitor.py)."""
     return [
         d
         for d in manifests.docs
-        if d["apiVersion"] == MONITORING_API and d["kind"] in ("ServiceMonitor", "PodMonitor")
+        if d["apiVersion"] == MONITORING_API
+        and d["kind"] in ("ServiceMonitor", "PodMonitor")
+        and d["metadata"]["labels"]["app.kubernetes.io/component"] == "serving"
     ]
 
 

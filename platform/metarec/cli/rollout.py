@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +17,9 @@ from metarec.cli.options import default_actor, version_ref
 from metarec.config import Settings
 from metarec.errors import ConfigError, RolloutNotFoundError
 from metarec.router_config import HTTPRouterConfig, LocalRouterConfig
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 app = typer.Typer(
     help="Canary rollouts: shift traffic in steps, analyse, promote or roll back.",
@@ -258,16 +262,28 @@ def abort(ctx: typer.Context) -> None:
         registry.close()
 
 
-def _health_server(port: int, ready: threading.Event) -> ThreadingHTTPServer:
+def _health_server(
+    port: int, ready: threading.Event, metrics: CollectorRegistry | None = None
+) -> ThreadingHTTPServer:
+    """Serve /healthz, /readyz and, given a prometheus_client registry, /metrics on ``port``."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *_args: Any) -> None:
             return
 
         def do_GET(self) -> None:
-            ok = self.path == "/healthz" or (self.path == "/readyz" and ready.is_set())
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics" and metrics is not None:
+                self._answer(200, CONTENT_TYPE_LATEST, generate_latest(metrics))
+                return
+            ok = path == "/healthz" or (path == "/readyz" and ready.is_set())
             body = b'{"status":"ok"}' if ok else b'{"status":"unavailable"}'
-            self.send_response(200 if ok else 503)
-            self.send_header("content-type", "application/json")
+            self._answer(200 if ok else 503, "application/json", body)
+
+        def _answer(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("content-type", content_type)
             self.send_header("content-length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -281,16 +297,20 @@ def _health_server(port: int, ready: threading.Event) -> ThreadingHTTPServer:
 def controller(
     ctx: typer.Context,
     health_port: Annotated[
-        int | None, typer.Option(help="Serve GET /healthz and /readyz on this port.")
+        int | None,
+        typer.Option(
+            help="Serve GET /healthz, /readyz and /metrics (the registry's and the rollouts' "
+            "series) on this port."
+        ),
     ] = None,
 ) -> None:
     """Run the rollout controller until SIGTERM/SIGINT (what the Helm chart runs)."""
     from metarec.ops import run_controller
+    from metarec.ops.control_metrics import control_metrics
 
     settings: Settings = ctx.obj
     stop = threading.Event()
     ready = threading.Event()
-    health = _health_server(health_port, ready) if health_port else None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
@@ -301,12 +321,13 @@ def controller(
             f"every {settings.rollout.poll_s:g}s)"
         )
 
-    try:
+    with ExitStack() as scope:
+        if health_port:
+            metrics = scope.enter_context(control_metrics(settings))
+            health = _health_server(health_port, ready, metrics)
+            scope.callback(health.shutdown)
         actor = f"rollout-controller ({default_actor()})"
         run_controller(settings, stop=stop, actor=actor, on_ready=on_ready)
-    finally:
-        if health is not None:
-            health.shutdown()
 
 
 def _router_config(

@@ -26,6 +26,7 @@ module                     use cases
                            :func:`registry_database_status`
 :mod:`.notifications`      :func:`send` and the notifications of each decision
 :mod:`.status`             :func:`gather_status` (``metarec status``)
+:mod:`.control_metrics`    :func:`control_metrics` (the rollout controller's ``/metrics``)
 :mod:`.tuning`             :func:`tune`, :func:`join_study`, :func:`run_fixed_trial`,
                            :func:`create_study`, :func:`gate_study_best` (Optuna studies)
 =========================  ============================================================
