@@ -46,7 +46,11 @@ def test_an_event_version_is_the_ranker_alone_with_a_ranking_table(trained):
     _, artifact = trained
     card = read_card(artifact)
     assert card.label == "event" and not card.predicts_ratings
-    assert set(card.files) == {"ranker.safetensors", "item_prior.safetensors"}
+    assert set(card.files) == {
+        "ranker.safetensors",
+        "item_prior.safetensors",
+        "drift_reference.json",
+    }
     assert card.metrics == {} and card.model == {}
     assert not (artifact / "model.safetensors").exists()
     assert load_rating_model(artifact, card) is None

@@ -2,16 +2,20 @@
 
 Each ``/recommend`` and ``/predict`` request adds one row of bin counts to a window of the
 latest ``serving.drift_window_requests`` requests (:class:`WindowedCounts`): its support size's
-bin, its items' popularity bins and, for ``/recommend``, its served scores' bins. Adding a row
-is O(bins) (a ring buffer with running totals: nothing is re-scanned); the gauges are
+bin, its support items' popularity bins and, for ``/recommend``, its served scores' bins. Adding
+a row is O(bins) (a ring buffer with running totals: nothing is re-scanned); the gauges are
 recomputed from the totals at most every ``serving.drift_refresh_seconds``, by the first
 request after that time, so a request pays for at most three PSIs over a dozen bins now and
 then (tens of µs), never for the window.
 
-The bins are fixed by the reference (:class:`~metarec.serving.drift_reference.DriftReference`):
-quantile edges of its support sizes and of its served scores, and the popularity decile of each
-item seen in training (plus one bin for items it never saw). The statistic is the population
-stability index (:func:`psi`); docs/serving.md ("Monitoring in production") says why.
+The bins are fixed by the reference (:class:`~metarec.training.drift_profile.DriftReference`,
+built from support-sized samples of the training users' first ratings): support sizes by the
+version's trained support range (cold start, below, within, beyond it), the popularity decile
+of each item seen in training (plus one bin for items it never saw) and quantile edges of its
+served scores. Item popularity counts a request's *support* items only, as the reference counts
+its sampled supports' items (``/predict``'s requested items are not support items). The
+statistic is the population stability index (:func:`psi`); docs/serving.md ("Monitoring in
+production") says why.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Gauge
 
 from metarec import metrics_contract as contract
-from metarec.serving.drift_reference import DriftReference
 from metarec.serving.features import ItemMatrix
+from metarec.training.drift_profile import DriftReference
 
 # Share given to an empty bin (on either side) so that the logarithm stays finite.
 EPSILON = 1e-4
@@ -214,30 +218,22 @@ class DriftMonitor:
         return bins
 
     def record(
-        self,
-        items: ItemMatrix,
-        support_rows: np.ndarray,
-        *,
-        requested_rows: np.ndarray | None = None,
-        scores: np.ndarray | None = None,
+        self, items: ItemMatrix, support_rows: np.ndarray, *, scores: np.ndarray | None = None
     ) -> None:
         """Add one answered request to the window; refresh the gauges when they are due.
 
         Args:
             items: The item matrix the rows refer to.
-            support_rows: The request's support set (rows of ``items``; empty: cold start).
-            requested_rows: Items the request asked about (``/predict``'s), if any.
+            support_rows: The request's support set (rows of ``items``; empty: cold start):
+                its size and its items' popularity are what the reference measured.
             scores: The scores served (``/recommend``'s list), if any.
         """
         counts = np.zeros(self._width, dtype=np.int64)
         counts[bisect_right(self._support_edges, len(support_rows))] = 1
-        if self._n_popularity:
-            bins = self._bins_of(items)
+        if self._n_popularity and len(support_rows):
             start = self._offsets[1]
-            for rows in (support_rows, requested_rows):
-                if rows is not None and len(rows):
-                    hist = np.bincount(bins[rows], minlength=self._n_popularity)
-                    counts[start : start + self._n_popularity] += hist
+            hist = np.bincount(self._bins_of(items)[support_rows], minlength=self._n_popularity)
+            counts[start : start + self._n_popularity] = hist
         edges = self._score_edges
         if scores is not None and len(scores) and edges is not None:
             hist = np.bincount(bin_of(edges, scores), minlength=len(edges) + 1)
@@ -257,7 +253,10 @@ class DriftMonitor:
         if reference is None or requests < self._min_requests:
             return found
         start, pop, score = self._offsets
-        found[SUPPORT_SIZE] = psi(reference.support_size_shares, totals[start:pop])
+        # Over the warm requests: the cold start (bin 0) is the cold-start share's own series,
+        # and a reference of interactions has none, so any cold-start share would read as drift.
+        warm = slice(start + 1, pop)
+        found[SUPPORT_SIZE] = psi(reference.support_size_shares[1:], totals[warm])
         found[ITEM_POPULARITY] = psi(reference.item_popularity_shares, totals[pop:score])
         if self._score_shares is not None:
             bins = len(self._score_shares)

@@ -1,10 +1,10 @@
 """The predicted-score reference: the served model's scores for the reference's users.
 
 The training set holds ratings, not the scores a version serves, so the service computes them
-when it warms up: each sampled training user (:class:`~.drift_reference.ReferenceUser`) is
-scored as ``/recommend`` would score them (their newest ratings as the support set, their own
-features, every other catalogue item a candidate), and the top ``k`` scores of each list are
-the reference distribution.
+when it warms up: each sampled training user
+(:class:`~metarec.training.drift_profile.ReferenceUser`) is scored as ``/recommend`` would score
+them (their sampled first ratings as the support set, their own features, every other catalogue
+item a candidate), and the top ``k`` scores of each list are the reference distribution.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from metarec.features.store import EntityId
-from metarec.serving.drift_reference import ReferenceUser
 from metarec.serving.features import ItemMatrix
 from metarec.serving.support import INTERACTION
+from metarec.training.drift_profile import ReferenceUser
 
 # (items, user codes, support rows, support values, candidate rows): one ranking problem.
 Problem = tuple[ItemMatrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]

@@ -37,7 +37,6 @@ from metarec.serving.adapter import AdaptationJob
 from metarec.serving.batching import MicroBatcher
 from metarec.serving.drift import DriftMonitor
 from metarec.serving.drift_calibration import Problem, reference_scores
-from metarec.serving.drift_reference import DriftReference
 from metarec.serving.features import FeatureCache, ItemMatrix, UserFeatures, native_id
 from metarec.serving.feedback_scoring import rating_errors
 from metarec.serving.loading import ServedModel
@@ -68,6 +67,7 @@ from metarec.serving.schemas import (
     SupportRating,
 )
 from metarec.serving.support import INTERACTION, support_set, user_codes
+from metarec.training.drift_profile import DriftReference
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class AdaptationEngine:
                 feedback (its predictions and list); the service passes
                 :func:`~metarec.serving.feedback_auth.caller_is_trusted`. Default: every one.
             drift_reference: The version's training reference for the drift gauges
-                (:func:`~metarec.serving.drift_reference.load_drift_reference`); None: only
+                (:func:`~metarec.serving.drift_reference.served_drift_reference`); None: only
                 the cold-start share and the window's size are exported.
             drift_alarm: Told of each refresh of the drift gauges
                 (:func:`~metarec.serving.drift_alerts.drift_alarm`).
@@ -363,7 +363,7 @@ class AdaptationEngine:
         rows = self._item_rows(items, "item_ids", request.item_ids)
         job = AdaptationJob(items, self._user_codes(items, user), support_rows, support_y, rows)
         ratings = np.clip(await self.batcher.submit(job), RATING_MIN, RATING_MAX)
-        self.drift.record(items, support_rows, requested_rows=rows)
+        self.drift.record(items, support_rows)
         values = [float(r) for r in ratings]
         if request.user_id is not None and self.remembers():
             self.memory.remember(request.user_id, list(request.item_ids), values)

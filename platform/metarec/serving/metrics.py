@@ -8,9 +8,12 @@ values where BentoML's ``/metrics`` collects them. Windowed online MAE for canar
 rolling MAE over the last ``serving.quality_window`` events. Windowed online hit rate is
 ``Δ metarec_feedback_hits_total / Δ metarec_feedback_positive_total`` (counters, so Prometheus
 can sum them over pods and take a rate); ``metarec_online_hit_rate`` is the rolling hit rate
-over the last ``serving.hit_rate_window`` positive events. Both are always on, for every
-version served (not only during a canary). ``metarec_offline_mae`` and
-``metarec_offline_hit_rate`` are the version's card evaluation, to compare them with. Series and
+over the last ``serving.hit_rate_window`` positive events. Both are on for every version served
+(not only during a canary), from its first scored feedback event (MAE) and first positive event
+of a served user (hit rate): before that they are absent, not 0, so that "no feedback yet" is
+never read as "perfect"; the feedback counters exist (at 0) from the start.
+``metarec_offline_mae`` and ``metarec_offline_hit_rate`` are the version's card evaluation, to
+compare them with. Series and
 label names come from :mod:`metarec.metrics_contract`, which the canary analysis reads them by.
 The drift gauges live in :mod:`metarec.serving.drift`, on the same registry.
 
@@ -200,7 +203,10 @@ class ServingMetrics:
         )
 
     def _start_series_at_zero(self) -> None:
-        """Create every series (at 0) from the start, so rates and ratios are defined at once."""
+        """Create the counters (at 0) from the start, so rates and ratios are defined at once.
+
+        The rolling online gauges are not: they appear with the first feedback they judge.
+        """
         version = self.model_version
         for endpoint in ("recommend", "predict", "feedback", "metadata"):
             self.latency.labels(endpoint, version)
@@ -210,8 +216,6 @@ class ServingMetrics:
             counter.labels(version)
         self.feedback_hits.labels(version)
         self.feedback_abs_error.labels(version)
-        self.online_mae.labels(version).set(0.0)
-        self.online_hit_rate.labels(version).set(0.0)
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one request and its latency."""
@@ -232,13 +236,14 @@ class ServingMetrics:
         self.batch_size.labels(self.model_version).observe(size)
         self.adaptation_steps.labels(self.model_version).inc(size * steps)
 
-    def observe_feedback(self, abs_errors: list[float], mae: float) -> None:
-        """Count scored feedback events and update the rolling MAE."""
+    def observe_feedback(self, abs_errors: list[float], mae: float | None) -> None:
+        """Count scored feedback events and update the rolling MAE (None: nothing scored yet)."""
         self.feedback.labels(self.model_version).inc(len(abs_errors))
         summary = self.feedback_abs_error.labels(self.model_version)
         for error in abs_errors:
             summary.observe(error)
-        self.online_mae.labels(self.model_version).set(mae)
+        if mae is not None:
+            self.online_mae.labels(self.model_version).set(mae)
 
     def observe_offline(self, mae: float | None, hit_rate: float | None) -> None:
         """Export the version's offline MAE and hit rate (a None is left unset)."""

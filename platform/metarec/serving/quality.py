@@ -65,15 +65,15 @@ class RollingMAE:
         self._errors: deque[float] = deque(maxlen=window)
         self._lock = threading.Lock()
 
-    def add(self, errors: list[float]) -> float:
-        """Add absolute errors; return the current MAE."""
+    def add(self, errors: list[float]) -> float | None:
+        """Add absolute errors; return the current MAE (None: no event scored yet)."""
         with self._lock:
             self._errors.extend(errors)
             return self.value_unlocked()
 
-    def value_unlocked(self) -> float:
-        """The current MAE (0.0 before any feedback)."""
-        return sum(self._errors) / len(self._errors) if self._errors else 0.0
+    def value_unlocked(self) -> float | None:
+        """The current MAE (None before any scored feedback: unknown, not perfect)."""
+        return sum(self._errors) / len(self._errors) if self._errors else None
 
 
 # A feedback rating at or above this is a positive event (the user liked the item).

@@ -183,7 +183,7 @@ def build_engine(settings: Settings, *, version: str | None = None) -> Any:
     # machine) are needed only where the instance is built, in the worker.
     from metarec.features.freshness import MaterializationReader
     from metarec.serving.drift_alerts import drift_alarm
-    from metarec.serving.drift_reference import load_drift_reference
+    from metarec.serving.drift_reference import served_drift_reference
     from metarec.serving.engine import AdaptationEngine
     from metarec.serving.features import FeatureCache
     from metarec.serving.loading import load_served_model
@@ -199,11 +199,7 @@ def build_engine(settings: Settings, *, version: str | None = None) -> Any:
         serving=settings.serving,
         metrics=metrics,
         remembers=caller_is_trusted,  # only a trusted caller's answers are scored later
-        drift_reference=load_drift_reference(
-            settings.paths.training_sets,
-            fingerprint=served.card.dataset_fingerprint,
-            max_support_size=settings.serving.max_support_size,
-        ),
+        drift_reference=served_drift_reference(settings, info=served.info, card=served.card),
         drift_alarm=drift_alarm(settings, model_version=served.tag),
     )
     engine.warm_up()

@@ -66,6 +66,7 @@ def save_artifact(
     card: dict[str, Any],
     ranker: RankerParts | None = None,
     factor_model: FactorModel | None = None,
+    extras: dict[str, bytes] | None = None,
 ) -> ModelCard:
     """Write an artifact directory atomically (a temporary sibling renamed into place).
 
@@ -79,19 +80,21 @@ def save_artifact(
         factor_model: The meta-learned factor fold-in, if any; its architecture is recorded in
             ``card["factor_model"]["config"]`` (other entries of ``card["factor_model"]``, e.g.
             its training report, are kept).
+        extras: Other files (name → bytes) written beside the weights and listed in the card's
+            ``files`` (e.g. the drift reference, ``drift_reference.json``).
 
     Returns:
         The written card.
     """
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     if model is None and ranker is None:
         raise ArtifactError(
             "An artifact needs weights: a rating model, or (trained on events) a ranker.",
             fix="train with ranker: true when the training set holds implicit events.",
         )
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     files = {} if model is None else {WEIGHTS: _write(tmp / WEIGHTS, _state(model))}
     if global_model is not None:
         files[GLOBAL_WEIGHTS] = _write(tmp / GLOBAL_WEIGHTS, _state(global_model))
@@ -102,6 +105,7 @@ def save_artifact(
         files[FACTOR_WEIGHTS] = _write(tmp / FACTOR_WEIGHTS, _state(factor_model))
         factor_entry = {**(card.get("factor_model") or {}), "config": factor_model.config.to_dict()}
         card = {**card, "factor_model": factor_entry}
+    files.update(_write_extras(tmp, extras or {}))
     written = ModelCard(
         **{**card, "label": "rating" if model is not None else "event"},
         model={} if model is None else model.config.to_dict(),
@@ -114,6 +118,13 @@ def save_artifact(
         shutil.rmtree(out)
     os.replace(tmp, out)
     return written
+
+
+def _write_extras(folder: Path, extras: dict[str, bytes]) -> dict[str, str]:
+    """Write each extra file into ``folder``; its name → sha256, for the card's ``files``."""
+    for name, data in extras.items():
+        (folder / name).write_bytes(data)
+    return {name: sha256_file(folder / name) for name in extras}
 
 
 def _with_text_item_ids(card: dict[str, Any], ranker: RankerParts) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from metarec.training.card_fields import card_fields, factor_card_entry
 from metarec.training.checkpoint import Checkpointing, TrainState, run_key
 from metarec.training.config import TrainingConfig
 from metarec.training.distributed import Ranks, process_group
+from metarec.training.drift_profile import drift_reference_files
 from metarec.training.factor_settings import FactorTrainingConfig, FactorTrainingReport
 from metarec.training.factor_training import fit_factor_model
 from metarec.training.implicit import is_event_training_set
@@ -210,6 +211,7 @@ def _train_on_ratings(
         card=fields,
         ranker=None if run is None else stored_ranker(run, data),
         factor_model=None if factor is None else factor.cpu(),
+        extras=drift_reference_files(data.df, config, manifest),
     )
     shutil.rmtree(checkpoints.directory, ignore_errors=True)  # complete: nothing to resume
     return _card_of_main(ranks, card)
@@ -265,7 +267,12 @@ def _train_on_events(
     fields = card_fields(config, manifest, result_id, data, TrainState(), {}, users)
     fields.update(ranking=run.table, ranker=run.card)
     card = save_artifact(
-        out, model=None, global_model=None, card=fields, ranker=stored_ranker(run, data)
+        out,
+        model=None,
+        global_model=None,
+        card=fields,
+        ranker=stored_ranker(run, data),
+        extras=drift_reference_files(data.df, config, manifest),
     )
     return _card_of_main(ranks, card)
 

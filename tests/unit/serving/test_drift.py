@@ -130,8 +130,9 @@ def test_no_psi_before_the_minimum_sample_but_the_window_and_cold_share_are_expo
     assert _sample(monitor, contract.COLD_START_SHARE) == pytest.approx(1 / 3)
     assert _sample(monitor, contract.REFERENCE_COLD_START_SHARE) == 0.0
     monitor.record(items, np.array([0]))
-    # support sizes 0, 2, 3, 1 in bins 0, 1, 2, 1 against the reference's 0 / 0.5 / 0.5
-    expected = psi([0.0, 0.5, 0.5], [1, 2, 1])
+    # support sizes 0, 2, 3, 1 in bins 0, 1, 2, 1: the warm requests' bins 1, 2 (2 and 1
+    # requests) against the reference's 0.5 / 0.5; the cold start is its own series
+    expected = psi([0.5, 0.5], [2, 1])
     assert _sample(monitor, contract.DRIFT_PSI, statistic="support_size") == pytest.approx(expected)
 
 

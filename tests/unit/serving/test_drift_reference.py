@@ -22,6 +22,7 @@ from metarec.serving.features import ItemMatrix
 from metarec.serving.quality import offline_quality
 from metarec.serving.support import INTERACTION
 from metarec.testing.registry import fixture_metrics, fixture_ranking
+from metarec.training.drift_profile import first_ratings
 
 
 def test_popularity_deciles_follow_the_interaction_mass_head_first():
@@ -29,11 +30,14 @@ def test_popularity_deciles_follow_the_interaction_mass_head_first():
     assert popularity_deciles(np.array([50, 30, 10, 5, 5])).tolist() == [0, 5, 8, 9, 9]
 
 
-def test_support_size_bins_put_the_cold_start_alone_in_bin_zero():
-    edges, shares = support_size_bins(np.array([0, 2, 2, 5, 5, 5, 9, 9, 9, 9]))
-    assert edges[0] == 1.0 and edges == sorted(edges)
-    assert shares[0] == pytest.approx(0.1)  # the one size-0 user
-    assert sum(shares) == pytest.approx(1.0)
+def test_support_size_bins_are_fixed_by_the_support_range():
+    # Cold start, below the range (2), within it (3, 5, 30), beyond it (31, 60).
+    sizes = np.array([0, 2, 3, 5, 30, 31, 60])
+    edges, shares = support_size_bins(sizes, support_min=3, support_max=30)
+    assert edges == [1.0, 3.0, 31.0]
+    assert shares == pytest.approx([1 / 7, 1 / 7, 3 / 7, 2 / 7])
+    # A range starting at 1 has no "below" bin.
+    assert support_size_bins(sizes, support_min=1, support_max=30)[0] == [1.0, 31.0]
 
 
 def _frame() -> pd.DataFrame:
@@ -49,18 +53,30 @@ def _frame() -> pd.DataFrame:
     )
 
 
-def test_build_reference_records_bins_shares_and_a_sample_of_supports():
-    reference = build_reference(_frame(), max_support_size=3, source="unit")
+def test_build_reference_samples_each_users_first_ratings_by_time():
+    reference = build_reference(_frame(), support_min=3, support_max=3, source="unit")
     assert reference.item_ids[0] == 1 and reference.item_bins[0] == 0  # the head
-    assert sum(reference.item_popularity_shares) == pytest.approx(1.0)
-    assert reference.item_popularity_shares[0] == pytest.approx(0.6)
-    assert reference.item_popularity_shares[-1] == 0.0  # items never seen in training
+    assert reference.support_range == (3, 3)
+    # The supports: user 1's first 3 items (1, 2, 3), user 2's (1, 1, 1); item deciles by the
+    # whole training set's mass: item 1 → 0, item 2 → 6, item 3 → 8 (item 4, in no support: 9).
+    shares = reference.item_popularity_shares
+    assert shares[0] == pytest.approx(4 / 6)
+    assert shares[6] == pytest.approx(1 / 6) and shares[8] == pytest.approx(1 / 6)
+    assert shares[9] == 0.0 and shares[-1] == 0.0  # item 4 and items never seen in training
     assert reference.cold_start_share == 0.0
-    # Both users bring 3 ratings (capped at max_support_size): all in one bin.
-    assert max(reference.support_size_shares) == 1.0
+    assert reference.support_size_shares == [0.0, 0.0, 1.0, 0.0]  # all within the range
     samples = {s.user_id: s.support for s in reference.samples}
-    assert [i for i, _ in samples[1]] == [4, 3, 2]  # the newest first, capped at 3
+    assert [i for i, _ in samples[1]] == [1, 2, 3]  # the oldest first
     assert reference == reference.model_validate_json(reference.model_dump_json())
+
+
+def test_support_sizes_are_drawn_from_the_range_seeded():
+    frame = pd.DataFrame({"user_id": np.repeat(np.arange(200), 50), "item_id": 1})
+    supports = first_ratings(frame, support_min=3, support_max=30, seed=4)
+    sizes = supports.groupby("user_id").size()
+    assert sizes.min() >= 3 and sizes.max() <= 30 and sizes.nunique() > 15
+    again = first_ratings(frame, support_min=3, support_max=30, seed=4)
+    assert again.equals(supports)
 
 
 def _write_training_set(folder: Path, name: str, fingerprint: str) -> Path:
