@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 from metarec.errors import GateRejectedError
-from metarec.gate.policy import load_policy
-from metarec.gate.run import gate_artifact, training_set_evaluator
+from metarec.gate.pairing import training_set_paired_evaluator
+from metarec.gate.policy import RegressionRule, load_policy
+from metarec.gate.run import gate_artifact, training_set_evaluator, training_set_ranking_evaluator
 from metarec.registry import Registry, VersionRef
 from metarec.testing.serving import mark_validated
 
@@ -97,6 +98,44 @@ def test_shuffled_ratings_candidate_is_rejected(synthetic_home, tmp_path):
         with pytest.raises(GateRejectedError, match="broken: margin: mae better than global_mean"):
             registry.register(bad, model="metarec", gate_decision=rejected, actor="t")
         assert [v.version for v in registry.list_versions("metarec")] == [1]
+
+        # An honest retrain (another seed, the same user split): with both versions' per-user
+        # values on its held-out users, the regressions are paired tests of the served rating
+        # method (factor_map) and the served ranker.
+        retrain = tmp_path / "retrain"
+        train(real, config=config.model_copy(update={"seed": 1, "split_seed": 0}), out=retrain)
+        ranked = policy.model_copy(update={"regression": [*policy.regression, RANKING_RULE]})
+        paired = gate_artifact(
+            retrain,
+            policy=ranked,
+            model="metarec",
+            registry=registry,
+            evaluate=training_set_evaluator(real, like=accepted_metrics(retrain)),
+            evaluate_ranking=training_set_ranking_evaluator(real, like=accepted_ranking(retrain)),
+            evaluate_paired=training_set_paired_evaluator(real),
+        )
+    assert paired.candidate_method == paired.production_method == "factor_map"
+    regressions = {c.rule: c for c in paired.checks if c.kind == "regression"}
+    mae = regressions["regression: mae worse than production by ≤ 0.02 (mean)"]
+    ndcg = regressions[RANKING_REGRESSION]
+    for check in (mae, ndcg):
+        assert "paired over" in check.detail and "CI [" in check.detail, check.detail
+    # Same users and supports as the card's numbers: the paired mean is the card-level
+    # difference (MAE pooled over query ratings, nDCG@20 averaged over users).
+    assert mae.observed == pytest.approx(mae.value - mae.reference, abs=1e-4)
+    assert ndcg.observed == pytest.approx(ndcg.reference - ndcg.value, abs=1e-4)
+
+
+RANKING_REGRESSION = "regression: ranking ndcg@20 worse than production by ≤ 0.02 (mean, new_user)"
+RANKING_RULE = RegressionRule(
+    table="ranking", metric="ndcg@20", max_regression=0.02, scenarios=["new_user"], cells="mean"
+)
+
+
+def accepted_ranking(artifact: Path) -> dict:
+    import json
+
+    return json.loads((artifact / "model_card.json").read_text())["ranking"]
 
 
 def accepted_metrics(artifact: Path) -> dict:

@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from metarec.gate.rules import Rule, Table
+from metarec.gate.paired import PerUser, select_users
+from metarec.gate.rules import RegressionRule, Rule, Table
 from metarec.training.model_card import Label
 
 # metrics[scenario][support_size][method][metric] -> value (the model card's `metrics`).
@@ -83,6 +84,7 @@ class Numbers:
     production_method: str
     same_users: bool
     basis: str
+    paired: PerUser | None = None  # per-user values of both versions (regression rules)
 
     def value(self, scenario: str, cell: str, method: str, metric: str) -> float | None:
         """The candidate evaluation's ``metric`` of ``method`` in one cell (None: missing)."""
@@ -161,14 +163,21 @@ def _pairs(
     mode: str,
     value_of: ValueOf,
     reference_of: ValueOf,
-) -> Iterable[tuple[str, str, float | None, float | None]]:
+) -> Iterable[tuple[str, str, float | None, float | None, list[tuple[str, str]]]]:
+    """Per checked group (one cell, or every cell for a mean): value, reference and its cells."""
     if mode == "each":
         for scenario, size in cells:
-            yield scenario, size, value_of(scenario, size), reference_of(scenario, size)
+            yield (
+                scenario,
+                size,
+                value_of(scenario, size),
+                reference_of(scenario, size),
+                [(scenario, size)],
+            )
         return
     value = _mean([value_of(s, z) for s, z in cells])
     reference = _mean([reference_of(s, z) for s, z in cells])
-    yield "mean", f"{len(cells)} cells", value, reference
+    yield "mean", f"{len(cells)} cells", value, reference, list(cells)
 
 
 def rule_checks(rule: Rule, numbers: Numbers, *, production: str) -> list[GateCheck]:
@@ -194,13 +203,23 @@ def rule_checks(rule: Rule, numbers: Numbers, *, production: str) -> list[GateCh
     if reason is not None:
         return [failed(rule, reason, reference_name=name)]
     checks = []
-    for scenario, cell, value, reference in _pairs(
+    for scenario, cell, value, reference, group in _pairs(
         cells,
         rule.cells,
         lambda s, c: numbers.value(s, c, numbers.method, rule.metric),
         lambda s, c: rule.reference(numbers, s, c),
     ):
-        judged = rule.judge(value, reference, method=numbers.method, reference_name=str(name))
+        judged = (
+            rule.judge(
+                value,
+                reference,
+                method=numbers.method,
+                reference_name=str(name),
+                paired=select_users(numbers.paired or {}, group, rule.metric),
+            )
+            if isinstance(rule, RegressionRule)
+            else rule.judge(value, reference, method=numbers.method, reference_name=str(name))
+        )
         checks.append(
             GateCheck(
                 rule=rule.label(),

@@ -49,6 +49,7 @@ from metarec.gate.checks import (
     select,
     skipped_check,
 )
+from metarec.gate.paired import PairedValues, PerUser
 from metarec.gate.policy import GatePolicy
 from metarec.gate.verification import UNVERIFIED_BASIS, Verification
 
@@ -159,15 +160,16 @@ def decide(
     candidate_label: Label = "rating",
     production_label: Label | None = None,
     verified: Verification | None = None,
+    paired: PairedValues | None = None,
 ) -> GateDecision:
     """Apply a policy to the numbers: ``accepted`` only when every check passed.
 
-    ``candidate_*``: the card's two tables (candidates ``candidate_method`` and the policy's
+    ``candidate_*``: the card's tables (candidates ``candidate_method``, the policy's
     ``ranking_method``); ``production_*``: production's, on the same users if ``*same_users``,
-    obtained as ``*comparison_basis`` says (ranking defaults: the rating table's); ``*_label``:
-    what each version learnt from (``event``: implicit events, no rating table; production's
-    defaults to ``rating``). ``verified``: the card's numbers re-evaluated (None: unverified).
-    ``decided_at``: naive is UTC. At least one check must not be skipped to accept.
+    as ``*comparison_basis`` says (ranking defaults to rating's); ``*_label``: what each learnt
+    from (``event``: no rating table; production's defaults to ``rating``); ``verified``: the
+    card re-evaluated (None: unverified); ``paired``: per-user values (paired regressions).
+    Naive ``decided_at`` is UTC. One check must not be skipped to accept.
     """
     rating = Numbers(
         table="rating",
@@ -177,18 +179,17 @@ def decide(
         production_method=production_method or candidate_method,
         same_users=same_users,
         basis=comparison_basis,
-    )
-    ranking = _ranking_numbers(
-        policy,
-        candidate_ranking,
-        production_ranking,
-        same_users=same_users if ranking_same_users is None else ranking_same_users,
-        basis=ranking_comparison_basis or comparison_basis,
+        paired=paired.rating if paired else None,
     )
     return _decision(
         policy,
         rating,
-        ranking,
+        _ranking_numbers(
+            policy,
+            (candidate_ranking, production_ranking, paired.ranking if paired else None),
+            same_users=same_users if ranking_same_users is None else ranking_same_users,
+            basis=ranking_comparison_basis or comparison_basis,
+        ),
         _kinds(candidate_label, production_label, production_version, production_metrics),
         model=model,
         artifact_digest=artifact_digest,
@@ -317,13 +318,16 @@ def _ranking_fields(ranking: Numbers, *, compared: bool) -> dict[str, Any]:
 
 def _ranking_numbers(
     policy: GatePolicy,
-    candidate: RankingMetrics | None,
-    production: RankingMetrics | None,
+    tables: tuple[RankingMetrics | None, RankingMetrics | None, PerUser | None],
     *,
     same_users: bool,
     basis: str,
 ) -> Numbers:
-    """The ranking table: the policy's ``ranking_method`` is the candidate, and production's."""
+    """The ranking table: the policy's ``ranking_method`` is the candidate, and production's.
+
+    ``tables``: the candidate's ranking table, production's and both versions' per-user values.
+    """
+    candidate, production, paired = tables
     return Numbers(
         table="ranking",
         candidate=candidate or {},
@@ -332,6 +336,7 @@ def _ranking_numbers(
         production_method=policy.ranking_method,
         same_users=same_users,
         basis=basis,
+        paired=paired,
     )
 
 

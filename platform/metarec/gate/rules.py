@@ -10,10 +10,13 @@ interface. The policy file that lists them is :mod:`metarec.gate.policy`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from metarec.gate.paired import paired_test
 
 LOWER_IS_BETTER = ("mae", "rmse", "mse")
 # Neither larger nor smaller is better: only absolute bounds may be put on these.
@@ -24,6 +27,12 @@ TOLERANCE = 1e-12
 
 Table = Literal["rating", "ranking"]
 RuleKind = Literal["absolute", "margin", "regression"]
+# Per selected cell, {user: (candidate, production, weight)} (see :mod:`metarec.gate.paired`).
+UserCells = Sequence[Mapping[Any, tuple[float, float, float]]]
+NOT_PAIRED = (
+    "mean difference only: no per-user values of both versions (pass the candidate's training "
+    "set, `metarec gate --training-set`, to test the difference paired over users)"
+)
 
 
 def lower_is_better(metric: str) -> bool:
@@ -311,9 +320,26 @@ class RegressionRule(_DirectedRule):
     bound: ClassVar[str] = "≤"
     against: ClassVar[str] = "production"
 
-    max_regression: float = Field(ge=0.0, description="Allowed worsening (direction-aware).")
+    max_regression: float = Field(
+        ge=0.0,
+        description="Allowed worsening (direction-aware), the margin of the paired test: the "
+        "rule is broken only when the candidate is worse by more than it, significantly.",
+    )
     relative: bool = Field(
         default=False, description="Regression as a fraction of production's value."
+    )
+    alpha: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=0.5,
+        description="Level of the paired test over users: broken only when the one-sided "
+        "1 - alpha lower confidence bound of the regression is above `max_regression`.",
+    )
+    resamples: int = Field(
+        default=2000, ge=100, description="Bootstrap resamples of the paired test."
+    )
+    seed: int = Field(
+        default=0, description="Seeds the paired bootstrap (same numbers, same test)."
     )
 
     def _comparison(self) -> str:
@@ -344,6 +370,45 @@ class RegressionRule(_DirectedRule):
 
     def _observe(self, gain: float) -> tuple[float, bool]:
         return -gain, -gain <= self.max_regression + TOLERANCE
+
+    def judge(
+        self,
+        value: float | None,
+        reference: float | None,
+        *,
+        method: str,
+        reference_name: str,
+        paired: UserCells | None = None,
+    ) -> Judgement:
+        """Judge the regression paired over users when both versions' per-user values exist.
+
+        Without them (production's stored card numbers, or a metric without per-user values),
+        the bare mean difference is judged against the margin, and the detail says so.
+        """
+        if value is None or reference is None or not paired:
+            judged = super().judge(value, reference, method=method, reference_name=reference_name)
+            if value is None or reference is None:
+                return judged
+            return Judgement(judged.observed, judged.passed, f"{judged.detail}; {NOT_PAIRED}")
+        test = paired_test(
+            paired,
+            lower_is_better=lower_is_better(self.metric),
+            margin=self.max_regression,
+            alpha=self.alpha,
+            resamples=self.resamples,
+            seed=self.seed,
+            scale=abs(reference) if self.relative and reference else 1.0,
+        )
+        verdict = (
+            "broken: worse by more than the margin, significantly"
+            if test.broken
+            else "met: not significantly worse than production by more than the margin"
+        )
+        return Judgement(
+            test.regression,
+            not test.broken,
+            f"regression {test.regression:+.4f} vs {reference_name} ({test.describe()}; {verdict})",
+        )
 
 
 Rule = AbsoluteRule | MarginRule | RegressionRule

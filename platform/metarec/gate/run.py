@@ -20,15 +20,23 @@ comparisons are skipped by the decision.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from metarec.clock import utc_now
 from metarec.gate.checks import KIND_NAMES, Label
-from metarec.gate.decision import GateDecision, Metrics, RankingMetrics, decide
+from metarec.gate.decision import GateDecision, decide
+from metarec.gate.evaluators import (
+    Evaluator,
+    RankingEvaluator,
+    training_set_evaluator,
+    training_set_ranking_evaluator,
+)
+from metarec.gate.methods import candidate_method, production_method
+from metarec.gate.pairing import PairedEvaluator, paired_request
 from metarec.gate.policy import GatePolicy
 from metarec.gate.verification import DEFAULT_TOLERANCE, Reevaluation, verify_card
 from metarec.registry.artifacts import inspect_artifact
@@ -38,88 +46,15 @@ from metarec.registry.types import VersionInfo, VersionRef
 if TYPE_CHECKING:
     from metarec.training.model_card import ModelCard
 
+__all__ = [
+    "Evaluator",
+    "RankingEvaluator",
+    "gate_artifact",
+    "training_set_evaluator",
+    "training_set_ranking_evaluator",
+]
 
-class Evaluator(Protocol):
-    """Evaluates an artifact on given held-out users (same layout as the card's metrics)."""
-
-    def __call__(self, artifact_dir: Path, users: Mapping[str, Any]) -> Metrics:
-        """Return ``metrics[scenario][support_size][method][metric]`` for ``users``."""
-        ...
-
-
-class RankingEvaluator(Protocol):
-    """Evaluates an artifact's whole-catalogue ranking on given held-out users."""
-
-    def __call__(self, artifact_dir: Path, users: Mapping[str, Any]) -> RankingMetrics:
-        """Return ``ranking[scenario][cell][method][metric]`` (the card's layout) for ``users``."""
-        ...
-
-
-def _layout(table: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[str]]:
-    """The scenarios of a card table and the columns (support sizes or cells) under them."""
-    return sorted(table), sorted(
-        {str(column) for by_column in table.values() for column in by_column}
-    )
-
-
-def training_set_evaluator(training_set: Path | str, *, like: Metrics) -> Evaluator:
-    """An evaluator that re-evaluates an artifact on ``training_set`` (MetaRec's trainer).
-
-    Args:
-        training_set: The candidate's training set (parquet with manifest).
-        like: The candidate's metrics: the same scenarios and support sizes are evaluated.
-
-    Returns:
-        ``evaluate(artifact_dir, users) -> metrics`` for :func:`gate_artifact`.
-    """
-    from metarec.training.evaluation import evaluate_artifact
-
-    scenarios, sizes = _layout(like)
-
-    def evaluate(artifact_dir: Path, users: Mapping[str, Any]) -> Metrics:
-        return evaluate_artifact(
-            artifact_dir,
-            training_set,
-            scenarios=scenarios or None,
-            support_sizes=sizes or None,
-            users={scenario: list(ids) for scenario, ids in users.items()},
-        )
-
-    return evaluate
-
-
-def training_set_ranking_evaluator(
-    training_set: Path | str, *, like: RankingMetrics, device: str = "cpu"
-) -> RankingEvaluator:
-    """A ranking evaluator that re-ranks the catalogue with an artifact on ``training_set``.
-
-    The trainer's ``evaluate_ranking_artifact`` is imported when the evaluator runs, so building
-    one is cheap and never fails on an install without the training code.
-
-    Args:
-        training_set: The candidate's training set (parquet with manifest).
-        like: The candidate's ranking table (``card["ranking"]``): the same scenarios and cells
-            are evaluated (empty: the trainer's defaults).
-        device: ``cpu``, ``cuda`` or ``auto``.
-
-    Returns:
-        ``evaluate_ranking(artifact_dir, users) -> ranking`` for :func:`gate_artifact`.
-    """
-    scenarios, cells = _layout(like)
-
-    def evaluate_ranking(artifact_dir: Path, users: Mapping[str, Any]) -> RankingMetrics:
-        from metarec.training.evaluation import evaluate_ranking_artifact
-
-        return evaluate_ranking_artifact(
-            artifact_dir,
-            training_set,
-            users={scenario: list(ids) for scenario, ids in users.items()},
-            scenarios=scenarios or None,
-            cells=cells or None,
-            device=device,
-        )
-
-    return evaluate_ranking
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -142,6 +77,7 @@ def gate_artifact(
     decided_at: datetime | None = None,
     reevaluation: Reevaluation | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
+    evaluate_paired: PairedEvaluator | None = None,
 ) -> GateDecision:
     """Decide whether the artifact may be registered.
 
@@ -150,19 +86,17 @@ def gate_artifact(
         policy: The gate policy.
         model: The registered model the candidate would become a version of.
         registry: Where to find the current production version (None: no comparison).
-        evaluate: Re-evaluates production's rating metrics on the candidate's held-out users,
-            if given (else production's stored card metrics are used). Never called for a
-            candidate trained on implicit events (it has no rating metrics).
-        evaluate_ranking: Re-evaluates production's ranking table on the candidate's held-out
-            users, if given (else production's stored ``card["ranking"]`` is used). Neither
-            evaluator is called when production learnt from the other kind of data (ratings
-            vs implicit events): nothing of it is compared.
+        evaluate: Re-evaluates production's rating metrics on the candidate's held-out users
+            (None: its stored card metrics); never for an event candidate (no rating metrics).
+        evaluate_ranking: Re-evaluates production's ranking table on them (None: its stored
+            ``card["ranking"]``). Neither is called for a production of the other kind.
         decided_at: The decision's time (default: now, in UTC).
         reevaluation: The candidate's training set and evaluators: the card's numbers are
             re-evaluated on its held-out users and a mismatch beyond ``tolerance`` rejects it
             (None: they are taken from the card, and the decision says so).
-        tolerance: The largest difference accepted between a card number and its
-            re-evaluation.
+        tolerance: The largest difference accepted between a card number and its re-evaluation.
+        evaluate_paired: Pairs both versions per user for the regression rules (default:
+            ``reevaluation``'s; none without one: they judge the mean difference).
 
     Returns:
         The decision (not stored: :meth:`Registry.register` stores it with the version, and
@@ -170,11 +104,15 @@ def gate_artifact(
     """
     manifest = inspect_artifact(Path(artifact_dir))
     card = manifest.card
-    method = policy.method or card.algorithm
+    method = candidate_method(policy, card)
     verified = verify_card(
         Path(artifact_dir), card, reevaluation, policy=policy, method=method, tolerance=tolerance
     )
     unnamed = [] if method else ["the card names no algorithm and the policy no method"]
+    paired = evaluate_paired or (reevaluation.paired_evaluator() if reevaluation else None)
+    candidate = _Candidate(Path(artifact_dir), card, method)
+    evaluators = (evaluate, evaluate_ranking, paired)
+    production = _production_side(registry, model, candidate, policy, evaluators)
     return decide(
         policy,
         model=model,
@@ -183,35 +121,81 @@ def gate_artifact(
         candidate_method=method,
         candidate_ranking=card.ranking,
         candidate_label=card.label,
-        notes=[*verified.notes, *unnamed],
+        notes=[*verified.notes, *unnamed, *production.pop("notes", [])],
         decided_at=decided_at or utc_now(),
         verified=verified,
-        **_production_side(registry, model, card, method, policy, evaluate, evaluate_ranking),
+        **production,
     )
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """The candidate artifact, its card and the rating method it is judged on."""
+
+    folder: Path
+    card: ModelCard
+    method: str
 
 
 def _production_side(
     registry: Registry | None,
     model: str,
-    card: ModelCard,
-    method: str,
+    candidate: _Candidate,
     policy: GatePolicy,
-    evaluate: Evaluator | None,
-    evaluate_ranking: RankingEvaluator | None,
+    evaluators: tuple[Evaluator | None, RankingEvaluator | None, PairedEvaluator | None],
 ) -> dict[str, Any]:
-    """Production's arguments of :func:`decide` ({}: no registry or no production version)."""
+    """Production's arguments of :func:`decide` ({}: no registry or no production version).
+
+    Production is judged on its own served rating method (a policy's ``method`` wins), and the
+    decision's notes say so when it is not the candidate's. With ``evaluate_paired``, both
+    versions' per-user values on the candidate's held-out users feed the paired regression test.
+    """
     production = registry.production(model) if registry is not None else None
     if production is None or registry is None:
         return {}
-    return _compared(
+    card, method = candidate.card, candidate.method
+    evaluate, evaluate_ranking, evaluate_paired = evaluators
+    production_card = _card(registry, production)
+    judged = production_method(
+        policy,
+        production_card,
+        candidate=method,
+        tag=production.tag,
+        algorithm=production.lineage.algorithm,
+    )
+    ranking_needed = bool(card.ranking) and policy.compares_production("ranking")
+    compared = _compared(
         registry,
         production,
         card,
-        method=method,
-        ranking_needed=bool(card.ranking) and policy.compares_production("ranking"),
+        method=judged.production,
+        ranking_needed=ranking_needed,
         evaluate=evaluate,
         evaluate_ranking=evaluate_ranking,
     )
+    compared["notes"] = [judged.note] if judged.note and compared["production_metrics"] else []
+    request = paired_request(
+        policy,
+        card,
+        candidate_method=method,
+        production_method=judged.production,
+        ranking=ranking_needed,
+    )
+    if evaluate_paired is not None and request is not None and compared["comparable"]:
+        compared["paired"] = _fetched(
+            registry,
+            production,
+            lambda folder: evaluate_paired(candidate.folder, folder, card.test_users, request),
+        )
+    del compared["comparable"]
+    return compared
+
+
+def _card(registry: Registry, production: VersionInfo) -> ModelCard | None:
+    """Production's card (None: a card this MetaRec cannot read, an older format)."""
+    if production.lineage.card_error is not None:
+        return None
+    return registry.read_card(VersionRef(model=production.model, version=production.version))
 
 
 def _compared(
@@ -274,12 +258,13 @@ def _not_compared(
     )
     return {
         "production_metrics": None,
-        "production_method": production.lineage.algorithm or method,
+        "production_method": method,
         "production_version": production.version,
         "production_label": production_label,
         "comparison_basis": basis,
         "production_ranking": None,
         "ranking_comparison_basis": basis,
+        "comparable": False,
     }
 
 
@@ -317,13 +302,14 @@ def _production_inputs(
     )
     return {
         "production_metrics": rating.numbers,
-        "production_method": production.lineage.algorithm or method,
+        "production_method": method,
         "production_version": production.version,
         "comparison_basis": rating.basis,
         "same_users": rating.same_users,
         "production_ranking": ranking.numbers,
         "ranking_comparison_basis": ranking.basis,
         "ranking_same_users": ranking.same_users,
+        "comparable": True,
     }
 
 
@@ -338,12 +324,17 @@ def _re_evaluated(
     evaluate: Evaluator | RankingEvaluator,
 ) -> Mapping[str, Any]:
     """Production's verified artifact, evaluated on the candidate's held-out users."""
+    return _fetched(registry, production, lambda folder: evaluate(folder, test_users))
+
+
+def _fetched(registry: Registry, production: VersionInfo, use: Callable[[Path], _T]) -> _T:
+    """``use`` applied to production's verified artifact, fetched into a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="metarec-production-") as tmp:
         folder = registry.fetch(
             VersionRef(model=production.model, version=production.version),
             Path(tmp) / "artifact",
         )
-        return evaluate(folder, test_users)
+        return use(folder)
 
 
 def _production_rating(

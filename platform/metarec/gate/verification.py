@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metarec.gate.checks import GateCheck, Metrics
+from metarec.gate.pairing import PairedEvaluator, training_set_paired_evaluator
 from metarec.gate.policy import GatePolicy
 from metarec.gate.rules import Table
 
@@ -56,12 +57,20 @@ class Reevaluation:
             ``dataset_fingerprint``; None: not known, not compared.
         evaluate: Re-evaluates the rating table (None: not verified).
         evaluate_ranking: Re-evaluates the ranking table (None: not verified).
+        evaluate_paired: Evaluates the candidate and production on the same users, per user,
+            for the paired regression test (None: both on ``training_set``, see
+            :func:`metarec.gate.pairing.training_set_paired_evaluator`).
     """
 
     training_set: str
     fingerprint: str | None
     evaluate: TableEvaluator | None
     evaluate_ranking: TableEvaluator | None
+    evaluate_paired: PairedEvaluator | None = None
+
+    def paired_evaluator(self) -> PairedEvaluator:
+        """The evaluator of both versions' per-user values (default: on the training set)."""
+        return self.evaluate_paired or training_set_paired_evaluator(self.training_set)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from metarec.training.artifact import (
 )
 from metarec.training.encoding import FeatureEncoder
 from metarec.training.methods import AdaptedModel
+from metarec.training.served_method import served_rating_method
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class ServedModel:
         """The model that predicts ratings: ``"factor_map"``, the card's algorithm, or None."""
         if not self.predicts_ratings:
             return None
-        return "factor_map" if self.factor is not None else self.card.algorithm
+        return served_rating_method(self.card)
 
     @property
     def text_items(self) -> bool:

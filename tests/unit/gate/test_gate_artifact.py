@@ -195,3 +195,23 @@ def test_training_set_ranking_evaluator_asks_for_the_candidates_cells(
     assert users == {"new_user": [1, 2]}
     assert scenarios == ["new_item", "new_user"]
     assert sorted(cells) == sorted(f"{o}@{k}" for o in ("time", "random") for k in (5, 10, 20))
+
+
+def test_the_ranking_evaluator_keeps_the_cards_cell_without_support(tmp_path: Path, monkeypatch):
+    # The trainer names the K = 0 cell after the first order it is given: the card's `time@0`.
+    # Sorted cells (random first) re-evaluated a `random@0` cell the card has not, so every
+    # mean ranking regression found production's value missing.
+    import metarec.training.evaluation as evaluation
+    from metarec.training.ranking import Cells, cell_name
+
+    asked = []
+    monkeypatch.setattr(
+        evaluation,
+        "evaluate_ranking_artifact",
+        lambda *args, cells, **kwargs: asked.append(cells) or {},
+    )
+    card_cells = ["time@0", "time@5", "time@10", "random@5", "random@10"]
+    like = {"new_user": {cell: {} for cell in card_cells}}
+    training_set_ranking_evaluator(tmp_path / "ts.parquet", like=like)(tmp_path, {})
+    [cells] = asked
+    assert [cell_name(order, k) for order, k in Cells.parse(cells)] == card_cells

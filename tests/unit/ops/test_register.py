@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from metarec.config import load_settings
+from metarec.gate.paired import PairedValues
 from metarec.ops import gate_candidate, register_candidate, register_gated
 from metarec.registry import Action, Registry, Stage, VersionRef
 from metarec.testing.registry import fixture_ranking, register_fixture, write_fixture_artifact
@@ -125,6 +126,10 @@ def test_event_candidate_gets_no_rating_evaluator_from_its_training_set(
     monkeypatch.setattr(register_module, "training_set_evaluator", rating_evaluator)
     monkeypatch.setattr(register_module, "training_set_ranking_evaluator", ranking_evaluator)
     monkeypatch.setattr(register_module, "read_manifest", manifest)
+    monkeypatch.setattr(  # no per-user pairing: the training set is not on disk
+        "metarec.gate.verification.training_set_paired_evaluator",
+        lambda training_set: lambda *args: PairedValues(),
+    )
     with Registry.open(settings) as registry:
         register_fixture(registry, tmp_path / "first", seed=1, label="event")
         registry.promote(VersionRef(model="metarec", version=1), actor="a", reason="r")
