@@ -11,11 +11,13 @@ API (every step opens the registry and the stores directly), so no task holds it
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from metarec.compute import ComputeSpec
 from metarec.errors import ConfigError
+from metarec.training.trainjob import DistributedJobOptions
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # A Kubernetes object name (RFC 1123 subdomain) and an environment variable name.
@@ -84,6 +86,11 @@ class KfpOptions(BaseModel):
         default_factory=chart_secrets, description="Secrets exposed as env to every task."
     )
     env: dict[str, str] = Field(default_factory=dict, description="Plain env of every task.")
+    distributed: DistributedJobOptions = Field(
+        default_factory=DistributedJobOptions,
+        description="The TrainJob (or PyTorchJob) of a multi-node training step: engine, "
+        "runtime, deadline, pods' ServiceAccount.",
+    )
 
     @field_validator("object_store_root")
     @classmethod
@@ -158,9 +165,10 @@ def apply_compute(task: Any, compute: ComputeSpec) -> Any:
     if compute.nodes > 1:
         raise ConfigError(
             f"The compute spec asks for {compute.nodes} nodes, but a KFP task is one pod.",
-            fix="run multi-node training as the chart's TrainJob or PyTorchJob "
-            "(training.compute.nodes), and give the pipeline one node "
-            "(training_compute.nodes=1, or ComputeSpec.one_process() for one process).",
+            fix="let the retrain pipeline train it: build_pipeline runs a multi-node compute "
+            "spec as a TrainJob (or PyTorchJob) through its train_distributed_op step "
+            "(distributed_request), not on a task of its own; or give this task one node "
+            "(ComputeSpec.one_process()).",
         )
     task.set_cpu_request(compute.cpu_request).set_cpu_limit(compute.cpu_limit)
     task.set_memory_request(compute.memory_request).set_memory_limit(compute.memory_limit)
@@ -178,3 +186,30 @@ def apply_compute(task: Any, compute: ComputeSpec) -> Any:
     for key, value in compute.effective_node_selector().items():
         kubernetes.add_node_selector(task, label_key=key, label_value=value)
     return task
+
+
+def secret_env(secrets: tuple[SecretEnv, ...]) -> list[dict[str, Any]]:
+    """The Secrets of the tasks as Kubernetes ``EnvVar`` objects (``secretKeyRef``)."""
+    return [
+        {"name": env, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": key}}}
+        for secret in secrets
+        for key, env in secret.env.items()
+    ]
+
+
+def distributed_request(compute: ComputeSpec, options: KfpOptions) -> str:
+    """What the multi-node training step needs to create its job, as a JSON pipeline constant.
+
+    The job's nodes run the image of the tasks with their env: the same Secrets (by reference)
+    and plain env, so they reach the same stores (see
+    :class:`~metarec.ops.distributed_training.DistributedTrainingRequest`). JSON, not a KFP
+    struct: a struct holds no ``null`` (an unset GPU model, a toleration of every effect).
+    """
+    plain = [{"name": name, "value": value} for name, value in sorted(options.env.items())]
+    request = {
+        "image": options.image,
+        "compute": compute.model_dump(mode="json"),
+        "options": options.distributed.model_dump(mode="json"),
+        "env": [*secret_env(options.secrets), *plain],
+    }
+    return json.dumps(request, sort_keys=True)

@@ -6,7 +6,10 @@ when the pipeline is built, in the image of the compile options (:class:`KfpOpti
 and tag or digest, as the chart's ``image`` values), with caching off, the chart's Secrets as env
 (``kfp-kubernetes``) and URIs under the pipeline parameter ``object_store_root`` between them.
 The training task carries the compute spec (accelerator, resources, tolerations, node selector)
-and retries.
+and retries. A compute spec of more than one training process (nodes × GPUs per node above 1,
+the chart's rule) trains instead through ``train_distributed_op``: a small pod, no GPU, that
+creates a Kubeflow Trainer ``TrainJob`` (or a ``PyTorchJob``) of the compute spec, waits for it
+and returns the artifact URI its rank 0 uploaded.
 
 No ``from __future__ import annotations`` here: KFP reads the real annotation objects.
 """
@@ -16,7 +19,13 @@ from typing import Any, NamedTuple
 
 from kfp import compiler, dsl
 from metarec.compute import ComputeSpec
-from metarec.workflows.kfp_compute import KfpOptions, apply_cluster_options, apply_compute
+from metarec.training.trainjob import is_distributed
+from metarec.workflows.kfp_compute import (
+    KfpOptions,
+    apply_cluster_options,
+    apply_compute,
+    distributed_request,
+)
 
 PIPELINE_NAME = "metarec-retrain"
 DESCRIPTION = "Validate → meta-train → evaluate → gate → register → canary → promote."
@@ -25,6 +34,9 @@ RUN_FOLDER = "pipelines"
 # kfp.local runs the steps in this interpreter; a python image name says so (and keeps
 # kfp.local from warning about a non-Python image).
 LOCAL_IMAGE = "python:3.11"
+# What the step that launches a distributed job asks for (it only polls the Kubernetes API).
+LAUNCHER_CPU = "100m"
+LAUNCHER_MEMORY = "512Mi"
 
 
 def training_set_op(home: str, out: str) -> NamedTuple(
@@ -52,6 +64,32 @@ def train_op(
 
     trained = train_model(
         training_set=training_set, home=home or None, config=config or None, out=out or None
+    )
+    if trained.validation_result_id != validation_result_id:
+        raise RuntimeError(
+            f"trained on validation result {trained.validation_result_id}, "
+            f"expected {validation_result_id}"
+        )
+    return trained.artifact
+
+
+def train_distributed_op(
+    home: str, training_set: str, validation_result_id: str, config: dict, out: str, request: str
+) -> str:
+    """Meta-train on several nodes as a TrainJob or PyTorchJob writing to the URI ``out``.
+
+    ``request``: the job's image, compute spec, engine and env, as JSON.
+    """
+    import json
+
+    from metarec.components.train_distributed import train_distributed
+
+    trained = train_distributed(
+        training_set=training_set,
+        out=out,
+        request=json.loads(request),
+        home=home or None,
+        config=config or None,
     )
     if trained.validation_result_id != validation_result_id:
         raise RuntimeError(
@@ -106,7 +144,16 @@ def canary_op(home: str, version: int, training_set: str, canary: dict) -> Named
     return (out.outcome, out.production_after or 0)
 
 
-_OPS = (training_set_op, validate_op, train_op, evaluate_op, gate_op, register_op, canary_op)
+_OPS = (
+    training_set_op,
+    validate_op,
+    train_op,
+    train_distributed_op,
+    evaluate_op,
+    gate_op,
+    register_op,
+    canary_op,
+)
 
 
 def _components(image: str) -> dict[str, Any]:
@@ -116,11 +163,25 @@ def _components(image: str) -> dict[str, Any]:
     }
 
 
+def _train_task(
+    step: Any, *, compute: ComputeSpec, options: KfpOptions, retries: int, **inputs: Any
+) -> Any:
+    """The training task: in its own pod, or launching a distributed job (no GPU of its own)."""
+    if is_distributed(compute):
+        request = distributed_request(compute, options)
+        task = step("train_distributed_op", request=request, **inputs)
+        task.set_cpu_request(LAUNCHER_CPU).set_memory_request(LAUNCHER_MEMORY)
+    else:
+        task = apply_compute(step("train_op", **inputs), compute)
+    return task.set_retry(num_retries=retries, backoff_duration="30s")
+
+
 def build_pipeline(*, compute: ComputeSpec, options: KfpOptions, train_retries: int = 1) -> Any:
     """Return the retrain pipeline with the compute spec on its training task.
 
     Every task runs ``options.image`` with caching off and the Secrets and env of ``options``;
-    steps hand each other URIs under ``<object_store_root>/pipelines/<run id>/``.
+    steps hand each other URIs under ``<object_store_root>/pipelines/<run id>/``. Training
+    runs in a pod, or as a TrainJob or PyTorchJob above one process (:func:`_train_task`).
 
     Args:
         compute: Compute spec of the training step.
@@ -147,15 +208,17 @@ def build_pipeline(*, compute: ComputeSpec, options: KfpOptions, train_retries: 
         built = step("training_set_op", home=home, out=f"{run}/training_set.parquet")
         training_set = built.outputs["path"]
         validated = step("validate_op", home=home, training_set=training_set)
-        trained = step(
-            "train_op",
+        trained = _train_task(
+            step,
+            compute=compute,
+            options=options,
+            retries=train_retries,
             home=home,
             training_set=training_set,
             validation_result_id=validated.output,
             config=training_config,
             out=f"{run}/artifact",
         )
-        apply_compute(trained, compute).set_retry(num_retries=train_retries, backoff_duration="30s")
         evaluated = step(
             "evaluate_op", home=home, artifact=trained.output, training_set=training_set
         )

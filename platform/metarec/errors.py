@@ -269,3 +269,7 @@ class UnknownTuningParameterError(TuningError):
 
 class TuningStorageError(TuningError):
     """The study's storage (an Optuna RDB URL) cannot be opened, or the study is not there."""
+
+
+class DistributedTrainingError(MetaRecError):
+    """A distributed training job (TrainJob or PyTorchJob) failed, timed out or left no artifact."""

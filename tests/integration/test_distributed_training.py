@@ -135,8 +135,15 @@ def test_checkpoint_written_at_world_size_1_resumes_at_world_size_2(job, straigh
         _assert_close(resumed, straight, WEIGHT_TOL, f"resumed at world size 2, rank {rank}")
 
 
-def test_torchrun_runs_metarec_train_and_rank_0_writes_the_artifact(synthetic_home, tmp_path):
-    """The contract the TrainJob relies on: `torchrun --nproc-per-node 2 -m metarec train`."""
+@pytest.mark.parametrize("target", ["path", "uri"])
+def test_torchrun_runs_metarec_train_and_rank_0_writes_the_artifact(
+    synthetic_home, tmp_path, target
+):
+    """The contract the TrainJob relies on: `torchrun --nproc-per-node 2 -m metarec train`.
+
+    ``--out`` a folder (the chart's TrainJob) or a URI (the pipeline's: rank 0 uploads the
+    artifact, model card last; ``file://`` stands for the object store here).
+    """
     source = synthetic_home.paths.training_sets / "synthetic.parquet"
     training_set = mark_validated(source, tmp_path / "ts" / "synthetic.parquet", result_id="r1")
     config = tmp_path / "train.yaml"
@@ -145,7 +152,8 @@ def test_torchrun_runs_metarec_train_and_rank_0_writes_the_artifact(synthetic_ho
     out = tmp_path / "artifact"
     torchrun = Path(sys.executable).with_name("torchrun")
     command = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "metarec", "train"]
-    command += ["--config", str(config), "--training-set", str(training_set), "--out", str(out)]
+    where = out.as_uri() if target == "uri" else str(out)
+    command += ["--config", str(config), "--training-set", str(training_set), "--out", where]
     env = {**os.environ, "METAREC_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=300, check=False, env=env
@@ -153,5 +161,6 @@ def test_torchrun_runs_metarec_train_and_rank_0_writes_the_artifact(synthetic_ho
     assert result.returncode == 0, result.stdout + result.stderr
     card = json.loads((out / "model_card.json").read_text())
     assert card["training"]["steps"] == 6
-    assert not out.with_name("artifact.checkpoints").exists()  # removed by rank 0 when done
+    if target == "path":
+        assert not out.with_name("artifact.checkpoints").exists()  # removed by rank 0 when done
     assert result.stdout.count("Artifact:") == 1  # only rank 0 reports

@@ -62,8 +62,12 @@ def train(
     ] = None,
     training_set: TrainingSetOption = None,
     out: Annotated[
-        Path | None,
-        typer.Option(help="Artifact directory (default: <home>/artifacts/<algorithm>-<time>)."),
+        str | None,
+        typer.Option(
+            metavar="PATH|URI",
+            help="Artifact directory, or a URI (s3://…): trained in the home, then uploaded with "
+            "its model card last (default: <home>/artifacts/<algorithm>-<time>).",
+        ),
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Outer steps (overrides config).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (overrides config).")] = None,
@@ -76,8 +80,8 @@ def train(
     """
     from datetime import UTC, datetime
 
+    from metarec.data.inputs import is_uri
     from metarec.features.training_set import newest_training_set
-    from metarec.training.config import TrainingConfig
     from metarec.training.distributed import is_main_process
     from metarec.training.trainer import train as run_training
 
@@ -88,21 +92,59 @@ def train(
         "max_steps": max_steps,
         "seed": seed,
     }
-    if config is not None:
-        cfg = TrainingConfig.from_yaml(config, **overrides)
-    else:
-        cfg = TrainingConfig.build({k: v for k, v in overrides.items() if v is not None})
+    cfg = _training_config(config, overrides)
     path = training_set or newest_training_set(settings)
+    if out is not None and is_uri(out):
+        _train_to_uri(settings, path, cfg, out)
+        return
     if out is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        out = settings.paths.artifacts / f"{cfg.algorithm.value}-{stamp}"
+        target = settings.paths.artifacts / f"{cfg.algorithm.value}-{stamp}"
+    else:
+        target = Path(out)
     if not is_main_process():  # another torchrun rank: rank 0 reports
-        run_training(path, config=cfg, out=out)
+        run_training(path, config=cfg, out=target)
         return
     with training_progress(cfg.algorithm.value) as report:
-        card = run_training(path, config=cfg, out=out, on_progress=report)
+        card = run_training(path, config=cfg, out=target, on_progress=report)
     _print_trained(card)
-    console.print(f"Artifact: {out}", soft_wrap=True, highlight=False)
+    console.print(f"Artifact: {target}", soft_wrap=True, highlight=False)
+
+
+def _training_config(path: Path | None, overrides: dict[str, Any]) -> Any:
+    """The training config: the YAML file's with ``overrides`` over it, else the defaults'."""
+    from metarec.training.config import TrainingConfig
+
+    if path is not None:
+        return TrainingConfig.from_yaml(path, **overrides)
+    return TrainingConfig.build({k: v for k, v in overrides.items() if v is not None})
+
+
+def _train_to_uri(settings: Any, path: Any, cfg: Any, url: str) -> None:
+    """Train for the URI ``url`` (a pipeline's multi-node job): rank 0 uploads, card last.
+
+    Every rank trains in the home's staging folder of ``url``; rank 0 then uploads it
+    (:func:`metarec.ops.train_candidate`). A complete artifact already at ``url`` (a retried
+    job) is seen by every rank, so none of them starts a run the others would wait on.
+    """
+    from metarec.ops import train_candidate
+    from metarec.ops.locations import read_artifact_card
+    from metarec.ops.retraining import staging_folder
+    from metarec.training.distributed import is_main_process
+    from metarec.training.trainer import train as run_training
+
+    if read_artifact_card(url) is not None:
+        console.print(f"Artifact: {url} (already complete)", soft_wrap=True, highlight=False)
+        return
+    if not is_main_process():
+        run_training(path, config=cfg, out=staging_folder(settings, url))
+        return
+    with training_progress(cfg.algorithm.value) as report:
+        trained = train_candidate(
+            settings, training_set=path, config=cfg, out=url, on_progress=report
+        )
+    _print_trained(trained.card)
+    console.print(f"Artifact: {url}", soft_wrap=True, highlight=False)
 
 
 def _print_trained(card: Any) -> None:

@@ -106,9 +106,9 @@ def test_zero_workers_is_refused(tmp_path):
         _compile(tmp_path, workers=0)
 
 
-def test_a_multi_node_spec_is_refused_on_a_kfp_task(tmp_path):
-    from metarec.errors import ConfigError
+def test_a_multi_node_spec_trains_through_a_trainjob_launcher(tmp_path):
     from metarec.workflows.kfp_pipeline import compile_pipeline
 
-    with pytest.raises(ConfigError, match="2 nodes, but a KFP task is one pod"):
-        compile_pipeline(compute=COMPUTE, options=OPTIONS, out=tmp_path / "retrain.yaml")
+    path = compile_pipeline(compute=COMPUTE, options=OPTIONS, out=tmp_path / "retrain.yaml")
+    tasks = next(yaml.safe_load_all(path.read_text()))["root"]["dag"]["tasks"]
+    assert "train-distributed-op" in tasks and "train-op" not in tasks

@@ -1,5 +1,7 @@
 """`metarec flows` / `metarec pipelines` come from the workflows plugin (entry points)."""
 
+import json
+
 import yaml
 from metarec.cli.main import run
 from metarec.config import load_settings
@@ -10,11 +12,16 @@ def test_pipelines_compile_uses_the_configured_compute_spec(tmp_path, monkeypatc
     monkeypatch.setenv("METAREC_TRAINING_COMPUTE__GPU_COUNT", "2")
     out = tmp_path / "retrain.yaml"
     assert run(["pipelines", "compile", "--out", str(out)]) == 0
+    tasks = next(yaml.safe_load_all(out.read_text()))["root"]["dag"]["tasks"]
+    # 2 GPUs are 2 training processes: a TrainJob of 1 node × 2 GPUs, launched by the pipeline.
+    request = tasks["train-distributed-op"]["inputs"]["parameters"]["request"]
+    compute = json.loads(request["runtimeValue"]["constant"])["compute"]
+    assert (compute["nodes"], compute["gpu_count"]) == (1, 2)
+    monkeypatch.setenv("METAREC_TRAINING_COMPUTE__GPU_COUNT", "1")
+    assert run(["pipelines", "compile", "--out", str(out)]) == 0
     spec = next(yaml.safe_load_all(out.read_text()))
-    accelerator = spec["deploymentSpec"]["executors"]["exec-train-op"]["container"]["resources"][
-        "accelerator"
-    ]
-    assert accelerator["resourceCount"] == "2"
+    container = spec["deploymentSpec"]["executors"]["exec-train-op"]["container"]
+    assert container["resources"]["accelerator"]["resourceCount"] == "1"
 
 
 def test_flows_and_pipelines_have_help(capsys):
