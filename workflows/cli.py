@@ -198,6 +198,32 @@ EnvOption = Annotated[
 ]
 
 
+class TrainingEngine(StrEnum):
+    """What runs a training of several nodes or GPUs (the chart's training.distributed.operator)."""
+
+    trainer = "trainer"
+    training_operator = "training-operator"
+
+
+TrainingEngineOption = Annotated[
+    TrainingEngine,
+    typer.Option(
+        help="Training on several nodes or GPUs (training_compute): trainer, a Kubeflow Trainer "
+        "TrainJob; training-operator, a PyTorchJob. The pipeline's launcher step creates it."
+    ),
+]
+TrainingRuntimeOption = Annotated[
+    str, typer.Option(help="The TrainJob's ClusterTrainingRuntime (engine trainer).")
+]
+TrainingServiceAccountOption = Annotated[
+    str,
+    typer.Option(
+        help="ServiceAccount of the training job's pods (object store and database access). "
+        "Empty: the namespace's default."
+    ),
+]
+
+
 def _kfp_options(
     settings: Any,
     *,
@@ -207,9 +233,11 @@ def _kfp_options(
     object_store_root: str | None,
     secrets: dict[str, str],
     env: list[str] | None,
+    distributed: dict[str, str],
 ) -> Any:
     """The compile options of the KFP pipeline from the flags, falling back on the settings."""
     from metarec.errors import MetaRecError
+    from metarec.training.trainjob import DistributedJobOptions
     from metarec.workflows.kfp_compute import KfpOptions, chart_secrets, image_reference
     from metarec.workflows.kfp_schedule import CHART_OBJECT_STORE_ROOT
 
@@ -232,6 +260,7 @@ def _kfp_options(
             "METAREC_REGISTRY__MIGRATE_ON_OPEN": "false",
             **pairs,
         },
+        distributed=DistributedJobOptions(**distributed),
     )
 
 
@@ -247,6 +276,9 @@ def compile_pipeline_command(
     redis_secret: RedisSecretOption = "metarec-redis",
     object_store_secret: S3SecretOption = "",
     env: EnvOption = None,
+    training_engine: TrainingEngineOption = TrainingEngine.trainer,
+    training_runtime: TrainingRuntimeOption = "torch-distributed",
+    training_service_account: TrainingServiceAccountOption = "",
 ) -> None:
     """Compile the retrain pipeline (training task with the training_compute spec) to YAML.
 
@@ -266,6 +298,11 @@ def compile_pipeline_command(
             "object_store": object_store_secret,
         },
         env=env,
+        distributed={
+            "engine": training_engine.value,
+            "runtime_name": training_runtime,
+            "service_account": training_service_account,
+        },
     )
     path = compile_pipeline(compute=ctx.obj.training_compute, options=options, out=out)
     typer.echo(f"Compiled {path} (image {options.image}, root {options.object_store_root})")
@@ -286,6 +323,9 @@ def schedule_pipeline_command(
     redis_secret: RedisSecretOption = "metarec-redis",
     object_store_secret: S3SecretOption = "",
     env: EnvOption = None,
+    training_engine: TrainingEngineOption = TrainingEngine.trainer,
+    training_runtime: TrainingRuntimeOption = "torch-distributed",
+    training_service_account: TrainingServiceAccountOption = "",
 ) -> None:
     """Create a KFP recurring run of the retrain pipeline (the KFP client, training_compute).
 
@@ -305,6 +345,11 @@ def schedule_pipeline_command(
             "object_store": object_store_secret,
         },
         env=env,
+        distributed={
+            "engine": training_engine.value,
+            "runtime_name": training_runtime,
+            "service_account": training_service_account,
+        },
     )
     run_id = schedule_pipeline(
         host=host,

@@ -74,3 +74,19 @@ def test_flows_run_retrain_passes_the_canary_options(tmp_path, monkeypatch, caps
     assert run(["flows", "run", "retrain", "--canary-interval", "soon"]) == 2
     assert "not a positive duration" in capsys.readouterr().err
     assert len(calls) == 2  # nothing ran with the bad option
+
+
+def test_pipelines_compile_takes_the_training_jobs_engine_runtime_and_service_account(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("METAREC_TRAINING_COMPUTE__NODES", "2")
+    out = tmp_path / "retrain.yaml"
+    flags = ["--training-engine", "training-operator", "--training-runtime", "torch-big"]
+    flags += ["--training-service-account", "metarec-train"]
+    assert run(["pipelines", "compile", "--out", str(out), *flags]) == 0
+    tasks = next(yaml.safe_load_all(out.read_text()))["root"]["dag"]["tasks"]
+    request = tasks["train-distributed-op"]["inputs"]["parameters"]["request"]
+    options = json.loads(request["runtimeValue"]["constant"])["options"]
+    assert options["engine"] == "training-operator"
+    assert (options["runtime_name"], options["service_account"]) == ("torch-big", "metarec-train")
+    assert run(["pipelines", "compile", "--out", str(out), "--training-engine", "argo"]) != 0
