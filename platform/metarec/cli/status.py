@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from metarec import metrics_contract as contract
 from metarec.cli.console import console
 
 if TYPE_CHECKING:
@@ -112,7 +113,9 @@ def _live_tables(report: StatusReport) -> list[Table | Text]:
     if live is None:
         return []
     table = Table(title=f"Live quality and drift ({live.source})", title_justify="left")
-    keys = sorted({key for version in live.versions for key in version.values})
+    # Online quality is always a row: "—" until the service has scored feedback (not 0).
+    always = (contract.ONLINE_MAE, contract.ONLINE_HIT_RATE) if live.versions else ()
+    keys = sorted({key for version in live.versions for key in version.values}.union(always))
     table.add_column("series")
     for version in live.versions:
         table.add_column(escape(version.model_version), justify="right")
@@ -121,6 +124,8 @@ def _live_tables(report: StatusReport) -> list[Table | Text]:
         table.add_row(escape(key.removeprefix("metarec_")), *values)
     if not live.versions:
         table.add_row("none: no served version exported these series")
+    else:
+        table.caption = "—: not exported (no feedback yet)"
     if not live.unreachable:
         return [table]
     failed = ", ".join(f"{url} ({why})" for url, why in live.unreachable.items())

@@ -3,6 +3,7 @@ schedule, and how the terminal shows it."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -145,6 +146,8 @@ def test_the_terminal_screen_shows_every_part(settings, loop, monkeypatch, capsy
     assert "rejected" in out and "by cron" in out
     assert "active Initializing: v2 vs production v1" in out or "active " in out
     assert "drift_psi[item_popularity]" in out and "0.310" in out
+    # no feedback scored for the hit rate yet: a row that says so, never 0.000
+    assert re.search(r"online_hit_rate +│ +— ", out) and "—: not exported (no feedback yet)" in out
     assert "not reachable: http://127.0.0.1:9 (ConnectError)" in out
     assert "│ metarec:v1 │" in out or "┃ metarec:v1 ┃" in out  # one column per served version
     assert "(cron '0 3 * * 1')" in out
