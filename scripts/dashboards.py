@@ -107,7 +107,7 @@ def service_rows() -> Rows:
 
 
 def quality_rows() -> Rows:
-    """Online MAE and hit rate against the offline evaluation, drift, cold-start share."""
+    """Online MAE against the offline one, the online hit rate, drift, cold-start share."""
     psi_help = "PSI vs the training reference: < 0.1 stable, 0.1-0.25 moderate, > 0.25 major."
     psi = [
         one(f"PSI: {stat.replace('_', ' ')}", "none",
@@ -120,10 +120,10 @@ def quality_rows() -> Rows:
         q(f"max by (model_version) (metarec_offline_mae{{{VER}}})", "offline {{model_version}}"),
         q(f"avg by (model_version) (metarec_online_mae{{{VER}}})", "rolling {{model_version}}"),
     )
+    # The card's hit@10 is user-level (any held-out liked item in the top 10), the online hit
+    # rate per positive feedback event: it gets its own panel, never the online rate's reference.
     hits = (
         q(windowed(HITS, VER), "online {{model_version}}"),
-        q(f"max by (model_version) (metarec_offline_hit_rate{{{VER}}})",
-          "offline {{model_version}}"),
         q(f"avg by (model_version) (metarec_online_hit_rate{{{VER}}})",
           "rolling {{model_version}}"),
     )  # fmt: skip
@@ -137,15 +137,22 @@ def quality_rows() -> Rows:
           "reference {{model_version}}"),
     )  # fmt: skip
     return [
-        ("Online quality vs offline evaluation", [
+        ("Online quality and the model card's evaluation", [
             Panel(f"MAE: online ({WINDOW}) vs offline", mae, "none",
                   "Online: summed |error| / scored feedback over the window, all pods. "
                   "Offline: the version's model card. Alert MetaRecOnlineMaeWorseThanOffline.",
                   width=8),
-            Panel(f"Hit rate: online ({WINDOW}) vs offline", hits, "percentunit",
-                  "Share of positive feedback items that were in the served list.", width=8),
+            Panel(f"Online hit rate ({WINDOW}) and rolling", hits, "percentunit",
+                  "Share of positive feedback items that were in the last list served to the "
+                  "user. Alert MetaRecOnlineHitRateDropped: below half the version's own rate "
+                  "over the day before.", width=7),
+            one("Offline hit@10 (user-level, card)", "percentunit",
+                f"max by (model_version) (metarec_offline_hit_rate{{{VER}}})", "{{model_version}}",
+                "The model card's share of new users with any held-out liked item in the top 10. "
+                "Not comparable with the online hit rate (per feedback event).",
+                kind="stat", width=3),
             Panel("Feedback events", feedback, "ops",
-                  "Trusted feedback; the quality alerts need a minimum count.", width=8),
+                  "Trusted feedback; the quality alerts need a minimum count.", width=6),
         ]),
         ("Drift of the traffic vs the training reference", [
             *psi,

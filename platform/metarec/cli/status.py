@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     from metarec.ops.status import RolloutLine, StatusReport
 
 STAGE_COLOURS = {"production": "green", "staging": "yellow"}
+# Rows named for what they are: the card's hit@10 is user-level (any held-out liked item in the
+# top 10), the online hit rate is per positive feedback event; they are not comparable.
+ROW_NAMES = {contract.OFFLINE_HIT_RATE: "offline_hit@10 (user-level)"}
+HIT_RATE_NOTE = (
+    "offline_hit@10 (user-level): share of the card's users with any held-out liked item in the "
+    "top 10; online_hit_rate: share of positive feedback items that were in the served list. "
+    "Not comparable."
+)
 
 
 def status(
@@ -121,15 +129,18 @@ def _live_tables(report: StatusReport) -> list[Table | Text]:
         table.add_column(escape(version.model_version), justify="right")
     for key in keys:
         values = (_number(version.values.get(key)) for version in live.versions)
-        table.add_row(escape(key.removeprefix("metarec_")), *values)
+        table.add_row(escape(ROW_NAMES.get(key, key.removeprefix("metarec_"))), *values)
     if not live.versions:
         table.add_row("none: no served version exported these series")
     else:
         table.caption = "—: not exported (no feedback yet)"
-    if not live.unreachable:
-        return [table]
-    failed = ", ".join(f"{url} ({why})" for url, why in live.unreachable.items())
-    return [table, Text(f"not reachable: {failed}", style="red")]
+    shown: list[Table | Text] = [table]
+    if contract.OFFLINE_HIT_RATE in keys:
+        shown.append(Text(HIT_RATE_NOTE, style="dim"))
+    if live.unreachable:
+        failed = ", ".join(f"{url} ({why})" for url, why in live.unreachable.items())
+        shown.append(Text(f"not reachable: {failed}", style="red"))
+    return shown
 
 
 def _freshness_tables(report: StatusReport) -> list[Table]:

@@ -3,7 +3,9 @@
 Read from Prometheus when ``rollout.prometheus_url`` is set (a cluster), else scraped from the
 services' own ``/metrics`` at ``rollout.production_url`` and ``rollout.canary_url`` (a laptop).
 Only gauges labelled by ``model_version`` are kept: online quality, drift, cold-start share
-and the offline evaluation each version was registered with.
+and the offline evaluation each version was registered with. The offline MAE is the online
+MAE's quantity; the offline hit rate is the card's user-level hit@10 (any held-out liked item
+in the top 10), not the online hit rate's per-event quantity, and is shown under that name.
 """
 
 from __future__ import annotations

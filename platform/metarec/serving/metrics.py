@@ -12,8 +12,10 @@ over the last ``serving.hit_rate_window`` positive events. Both are on for every
 (not only during a canary), from its first scored feedback event (MAE) and first positive event
 of a served user (hit rate): before that they are absent, not 0, so that "no feedback yet" is
 never read as "perfect"; the feedback counters exist (at 0) from the start.
-``metarec_offline_mae`` and ``metarec_offline_hit_rate`` are the version's card evaluation, to
-compare them with. Series and
+``metarec_offline_mae`` is the version's card MAE, the online MAE's quantity, to compare it with;
+``metarec_offline_hit_rate`` is the card's hit@10, user-level (1 for a user when any of all the
+user's held-out liked items is in the top 10), not comparable with the online hit rate (per
+positive feedback event: was the item in the last list served to that user). Series and
 label names come from :mod:`metarec.metrics_contract`, which the canary analysis reads them by.
 The drift gauges live in :mod:`metarec.serving.drift`, on the same registry.
 
@@ -196,7 +198,8 @@ class ServingMetrics:
         )
         self.offline_hit_rate = Gauge(
             contract.OFFLINE_HIT_RATE,
-            "Offline hit rate @10 of the version on new users (its model card's evaluation).",
+            "Offline hit@10 of the version on new users (its model card's evaluation): user-level,"
+            " any held-out liked item in the top 10; not comparable with the online hit rate.",
             [contract.MODEL_VERSION],
             multiprocess_mode="mostrecent",
             registry=self.registry,

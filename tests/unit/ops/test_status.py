@@ -25,6 +25,9 @@ metarec_online_mae{model_version="metarec:v1"} 0.81
 # HELP metarec_offline_mae Offline MAE
 # TYPE metarec_offline_mae gauge
 metarec_offline_mae{model_version="metarec:v1"} 0.77
+# HELP metarec_offline_hit_rate Offline hit@10 (user-level)
+# TYPE metarec_offline_hit_rate gauge
+metarec_offline_hit_rate{model_version="metarec:v1"} 0.93
 # HELP metarec_drift_psi PSI
 # TYPE metarec_drift_psi gauge
 metarec_drift_psi{model_version="metarec:v1",statistic="item_popularity"} 0.31
@@ -108,6 +111,7 @@ def test_the_report_names_versions_gate_rollout_live_series_and_schedule(setting
     assert served.values == {
         "metarec_online_mae": 0.81,
         "metarec_offline_mae": 0.77,
+        "metarec_offline_hit_rate": 0.93,
         "metarec_drift_psi[item_popularity]": 0.31,  # the NaN statistic is left out
     }
     assert list(report.live.unreachable) == ["http://127.0.0.1:9"]
@@ -148,6 +152,10 @@ def test_the_terminal_screen_shows_every_part(settings, loop, monkeypatch, capsy
     assert "drift_psi[item_popularity]" in out and "0.310" in out
     # no feedback scored for the hit rate yet: a row that says so, never 0.000
     assert re.search(r"online_hit_rate +│ +— ", out) and "—: not exported (no feedback yet)" in out
+    # the card's hit@10 is user-level: named so, never as a hit rate beside the online one
+    assert re.search(r"offline_hit@10 \(user-level\) +│ +0\.930 ", out)
+    live = out[out.index("Live quality") : out.index("not reachable")]
+    assert "offline_hit_rate" not in live and "Not comparable." in live
     assert "not reachable: http://127.0.0.1:9 (ConnectError)" in out
     assert "│ metarec:v1 │" in out or "┃ metarec:v1 ┃" in out  # one column per served version
     assert "(cron '0 3 * * 1')" in out
