@@ -14,7 +14,6 @@ controller's TTL or by hand).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from metarec import kube_client
 from metarec.compute import ComputeSpec
 from metarec.errors import ConfigError, DistributedTrainingError
 from metarec.ops.locations import read_artifact_card
@@ -151,22 +151,10 @@ def kubernetes_api_client() -> Any:
     Raises:
         DistributedTrainingError: Neither is available.
     """
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException:
-        try:
-            config.load_kube_config(
-                config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
-            )
-        except (config.ConfigException, OSError) as exc:
-            raise DistributedTrainingError(
-                f"No Kubernetes credentials: not in a pod and no kubeconfig ({exc}).",
-                fix="run the step in the cluster (a KFP task) or set KUBECONFIG.",
-            ) from exc
-    return client.ApiClient(configuration)
+    return kube_client.kubernetes_api_client(
+        error=DistributedTrainingError,
+        fix="run the step in the cluster (a KFP task) or set KUBECONFIG.",
+    )
 
 
 def pod_namespace(given: str = "", *, namespace_file: Path = NAMESPACE_FILE) -> str:

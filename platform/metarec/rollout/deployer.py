@@ -19,7 +19,6 @@ is not patched at all, so a retried pipeline step is a no-op.
 from __future__ import annotations
 
 import copy
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any, Final, TypeVar
 
 from metarec.config_rollout import DeploySettings
 from metarec.errors import DeployError
+from metarec.kube_client import kubernetes_api_client
 
 T = TypeVar("T")
 
@@ -132,24 +132,12 @@ class KubernetesDeployer:
     @classmethod
     def from_settings(cls, deploy: DeploySettings) -> KubernetesDeployer:
         """The deployer of ``rollout.deploy``, as the pod's ServiceAccount (else kubeconfig)."""
-        from kubernetes import client, config
-
-        configuration = client.Configuration()
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            try:
-                # KUBECONFIG as set now (the client reads it once, at import).
-                config.load_kube_config(
-                    config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
-                )
-            except (config.ConfigException, OSError) as exc:
-                raise DeployError(
-                    f"No Kubernetes credentials: not in a pod and no kubeconfig ({exc}).",
-                    fix="run in the cluster (the chart's retrain pod) or set KUBECONFIG.",
-                ) from exc
+        api_client = kubernetes_api_client(
+            error=DeployError,
+            fix="run in the cluster (the chart's retrain pod) or set KUBECONFIG.",
+        )
         return cls(
-            api_client=client.ApiClient(configuration),
+            api_client=api_client,
             namespace=deploy.namespace,
             deployment=deploy.deployment,
             container=deploy.container,
