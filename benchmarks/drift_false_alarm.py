@@ -1,15 +1,18 @@
-"""Drift false alarms on MovieLens-100K: new users' normal traffic vs real shifts.
+"""Drift false alarms on MovieLens-100K: normal new and returning users' traffic vs real shifts.
 
 Builds the drift reference from the first 80 % of users (by a seeded permutation) with the
-library's :func:`~metarec.training.drift_profile.build_reference` (support-sized samples of
-each user's first ratings, ``k`` in the training config's support range) and, for comparison,
-with the construction it replaced (each user's whole history, :func:`old_reference`, kept here
-only). Then it computes the service's PSIs (:class:`~metarec.serving.drift.DriftMonitor`, one
-request per held-out user) for:
+library's :func:`~metarec.training.drift_profile.build_reference` (support-sized samples of the
+users' histories: half their first ``k`` ratings, half their ``k`` most recent, ``k`` in the
+training config's support range) and, for comparison, with the two constructions it replaced:
+every user's first ``k`` ratings (:func:`first_ratings_reference`) and every user's whole
+history (:func:`old_reference`), both kept here only. Then it computes the service's PSIs
+(:class:`~metarec.serving.drift.DriftMonitor`, one request per held-out user) for:
 
 * ``new_users``: held-out users' first ``k`` ratings, ``k`` in the support range;
 * ``new_users_first_10``: held-out users' first 10 ratings (every request the same size);
-* ``tail_30pct``: the same supports with 30 % of their items replaced by tail items;
+* ``returning_users_last_20``: held-out users' 20 most recent ratings (a known user's support
+  from the online store);
+* ``tail_30pct``: the new users' supports with 30 % of their items replaced by tail items;
 * ``tail_only``: supports of the same sizes made of tail items only;
 * ``long_supports``: held-out users' first 60 to 100 ratings (beyond the support range).
 
@@ -39,6 +42,7 @@ from metarec.training.drift_profile import (
     build_reference,
     first_ratings,
     popularity_deciles,
+    support_size_bins,
 )
 from prometheus_client import CollectorRegistry
 
@@ -59,6 +63,35 @@ def old_reference(frame: pd.DataFrame, *, max_support_size: int) -> DriftReferen
         source="old: whole histories",
         support_size_edges=edges.tolist(),
         support_size_shares=(counts / counts.sum()).tolist(),
+        cold_start_share=0.0,
+        item_ids=[int(i) for i in popularity.index],
+        item_bins=deciles.tolist(),
+        item_popularity_shares=[*(mass / mass.sum()).tolist(), 0.0],
+    )
+
+
+def first_ratings_reference(
+    frame: pd.DataFrame, *, config: TrainingConfig, seed: int
+) -> DriftReference:
+    """The construction of the first try: every user's first ``k`` ratings (new users only)."""
+    supports = first_ratings(
+        frame,
+        support_min=config.train_support_min,
+        support_max=config.train_support_max,
+        seed=seed,
+    )
+    popularity = frame["item_id"].value_counts(sort=True)
+    deciles = popularity_deciles(popularity.to_numpy())
+    at = pd.Index(popularity.index).get_indexer(supports["item_id"])
+    mass = np.bincount(deciles[at], minlength=DECILES).astype(np.float64)
+    sizes = supports.groupby("user_id").size().to_numpy()
+    edges, shares = support_size_bins(
+        sizes, support_min=config.train_support_min, support_max=config.train_support_max
+    )
+    return DriftReference(
+        source="first ratings",
+        support_size_edges=edges,
+        support_size_shares=shares,
         cold_start_share=0.0,
         item_ids=[int(i) for i in popularity.index],
         item_bins=deciles.tolist(),
@@ -108,6 +141,7 @@ def traffic(
     return {
         "new_users": supports,
         "new_users_first_10": [items[:10] for items in first],
+        "returning_users_last_20": [items[-20:] for items in first],
         "tail_30pct": [replaced(s, 0.3) for s in supports],
         "tail_only": [replaced(s, 1.0) for s in supports],
         "long_supports": [items[: int(rng.integers(60, 101))] for items in first],
@@ -134,6 +168,7 @@ def main() -> None:
         seed=args.seed,
     )
     old = old_reference(train, max_support_size=ServingSettings().max_support_size)
+    first = first_ratings_reference(train, config=config, seed=args.seed)
     ids = np.sort(frame["item_id"].unique())
     items = ItemMatrix(
         ids, np.zeros((len(ids), 1), np.float32), {int(i): n for n, i in enumerate(ids)}, ("b",)
@@ -145,7 +180,11 @@ def main() -> None:
         "held_out_users": len(users) - cut,
         "support_range": [config.train_support_min, config.train_support_max],
         "psi": {
-            name: {"new_reference": psi_of(new, items, s), "old_reference": psi_of(old, items, s)}
+            name: {
+                "reference": psi_of(new, items, s),
+                "first_ratings_reference": psi_of(first, items, s),
+                "whole_histories_reference": psi_of(old, items, s),
+            }
             for name, s in cases.items()
         },
     }

@@ -1,12 +1,17 @@
 """The drift reference of a training set: what a served version's requests should look like.
 
-A request carries a new user's few ratings, so the reference is built the way meta-training
-draws support sets, not from whole training histories: each training user's *first* ``k``
-ratings by time, ``k`` drawn (seeded) from the training config's support range
-(``train_support_min`` .. ``train_support_max``). A user's whole history is longer than any
-support (every MovieLens-100K user has at least 20 ratings) and leans less to popular items
-than their first ratings do, so against whole histories normal new-user traffic read as
-major drift.
+A request adapts on a support set: a new user's few ratings (the request's ``support``), or a
+known user's most recent ratings from the online store. So the reference is built from
+support-sized samples of the training users' histories, not from whole histories: half the
+users (seeded) as new users, their *first* ``k`` ratings by time, half as returning users,
+their ``k`` *most recent*, ``k`` drawn from the training config's support range
+(``train_support_min`` .. ``train_support_max``). First ratings lean to popular items, recent
+ones less: on MovieLens-100K a reference of first ratings alone read returning users' traffic
+as major drift (item popularity PSI 0.29) and one of recent ratings alone new users'; against
+the half-and-half reference, new users' first ratings read 0.06 and returning users' 20 most
+recent 0.08 (stable), traffic of nothing but first-10-rating supports 0.12 (moderate: a real
+change of the mix). Whole histories are longer than any support (every MovieLens-100K user
+has at least 20 ratings).
 
 The reference holds: support-size bins fixed by the support range (bin 0: the cold start;
 then sizes below the range, sizes within it, sizes beyond it: the last bin is empty in the
@@ -130,6 +135,39 @@ def first_ratings(
     return ordered[rank < k]
 
 
+def support_windows(
+    frame: pd.DataFrame, *, support_min: int, support_max: int, seed: int
+) -> pd.DataFrame:
+    """Each user's support as a request would carry it: half as new users, half as returning.
+
+    Each user (seeded) is a new user, whose support is their *first* ``k`` interactions by
+    time, or a returning user, whose support is their ``k`` *most recent* (what the online
+    store gives for a known user); ``k`` seeded uniform in the support range.
+
+    Args:
+        frame: Interactions: ``user_id``, ``item_id``; ``event_timestamp`` orders them when
+            present (else the frame's order within each user).
+        support_min: Smallest support size.
+        support_max: Largest support size.
+        seed: Seeds each user's kind and ``k``.
+
+    Returns:
+        The sampled rows, by user then time (a user with fewer than ``k`` keeps them all).
+    """
+    keys = ["user_id", "event_timestamp"] if "event_timestamp" in frame.columns else ["user_id"]
+    ordered = frame.sort_values(keys, kind="stable")
+    users = ordered["user_id"].unique()
+    rng = np.random.default_rng(seed)
+    k = pd.Series(rng.integers(support_min, support_max + 1, size=len(users)), index=users)
+    returning = pd.Series(rng.random(len(users)) < 0.5, index=users)
+    by_row = ordered["user_id"].to_numpy()
+    k_row, returning_row = k.reindex(by_row).to_numpy(), returning.reindex(by_row).to_numpy()
+    groups = ordered.groupby("user_id", sort=False)
+    rank = groups.cumcount().to_numpy()
+    from_end = groups.cumcount(ascending=False).to_numpy()
+    return ordered[np.where(returning_row, from_end < k_row, rank < k_row)]
+
+
 def build_reference(
     frame: pd.DataFrame,
     *,
@@ -153,7 +191,7 @@ def build_reference(
     Returns:
         The reference.
     """
-    supports = first_ratings(frame, support_min=support_min, support_max=support_max, seed=seed)
+    supports = support_windows(frame, support_min=support_min, support_max=support_max, seed=seed)
     sizes = supports.groupby("user_id", sort=False).size().to_numpy()
     edges, shares = support_size_bins(sizes, support_min=support_min, support_max=support_max)
     popularity = frame["item_id"].value_counts(sort=True)

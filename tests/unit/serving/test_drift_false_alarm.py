@@ -1,10 +1,11 @@
 """Normal new-user traffic must not read as drift; a real shift must.
 
 A synthetic training set whose users have long histories (60 to 150 ratings) and whose early
-ratings lean to popular items, as MovieLens users' do. Live traffic is drawn like new users'
-requests: other users' first ``k`` ratings, ``k`` in the trained support range. Against the
-reference (:func:`~metarec.training.drift_profile.build_reference`) it reads as stable; tail
-items only, or supports far beyond the range, read as drift.
+ratings lean to popular items, as MovieLens users' do. Live traffic is drawn like requests:
+new users' first ``k`` ratings (``k`` in the trained support range) and returning users' 20
+most recent. Against the reference (:func:`~metarec.training.drift_profile.build_reference`)
+their mix reads as stable and either alone as no major drift; tail items only, or supports far
+beyond the range, read as drift.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ def _weights(power: float) -> np.ndarray:
 def _history(rng: np.random.Generator) -> np.ndarray:
     """A user's items in time order: the first 30 lean popular, the rest much less."""
     length = int(rng.integers(60, 151))
-    early = rng.choice(N_ITEMS, size=30, replace=False, p=_weights(1.2))
+    early = rng.choice(N_ITEMS, size=30, replace=False, p=_weights(0.9))
     rest = np.setdiff1d(np.arange(N_ITEMS), early)
-    late_p = _weights(0.3)[rest] / _weights(0.3)[rest].sum()
+    late_p = _weights(0.7)[rest] / _weights(0.7)[rest].sum()
     late = rng.choice(rest, size=length - 30, replace=False, p=late_p)
     return np.concatenate([early, late]) + 1
 
@@ -95,17 +96,31 @@ def _new_users(users: int, seed: int) -> list[np.ndarray]:
     return [_history(rng)[: int(rng.integers(SUPPORT_MIN, SUPPORT_MAX + 1))] for _ in range(users)]
 
 
-def test_new_users_first_ratings_read_as_stable(reference: DriftReference):
-    values = _psi(reference, _new_users(300, seed=1))
+def _returning_users(users: int, seed: int) -> list[np.ndarray]:
+    """Known users' requests: their 20 most recent ratings (what the online store keeps)."""
+    rng = np.random.default_rng(seed)
+    return [_history(rng)[-20:] for _ in range(users)]
+
+
+def test_new_and_returning_users_together_read_as_stable(reference: DriftReference):
+    # Against a reference of first ratings alone this mix read 0.21 (returning users' recent
+    # ratings lean less to popular items than anyone's first ones).
+    values = _psi(reference, [*_new_users(150, seed=1), *_returning_users(150, seed=6)])
     assert values["support_size"] is not None and values["support_size"] < MODERATE
     assert values["item_popularity"] is not None and values["item_popularity"] < MODERATE
+
+
+def test_new_users_alone_are_no_major_drift(reference: DriftReference):
+    # A traffic of nothing but brand-new users is a change of the mix, not a major shift.
+    values = _psi(reference, _new_users(300, seed=1))
+    assert values["support_size"] < MODERATE and values["item_popularity"] < MAJOR
 
 
 def test_new_users_of_one_support_size_read_as_stable(reference: DriftReference):
     # Every request with exactly 10 ratings: a trained size, so no support-size drift.
     rng = np.random.default_rng(2)
     values = _psi(reference, [_history(rng)[:10] for _ in range(300)])
-    assert values["support_size"] < MODERATE and values["item_popularity"] < MODERATE
+    assert values["support_size"] < MODERATE and values["item_popularity"] < MAJOR
 
 
 def test_tail_only_traffic_reads_as_major_item_popularity_drift(reference: DriftReference):

@@ -22,7 +22,7 @@ from metarec.serving.features import ItemMatrix
 from metarec.serving.quality import offline_quality
 from metarec.serving.support import INTERACTION
 from metarec.testing.registry import fixture_metrics, fixture_ranking
-from metarec.training.drift_profile import first_ratings
+from metarec.training.drift_profile import first_ratings, support_windows
 
 
 def test_popularity_deciles_follow_the_interaction_mass_head_first():
@@ -53,21 +53,47 @@ def _frame() -> pd.DataFrame:
     )
 
 
-def test_build_reference_samples_each_users_first_ratings_by_time():
-    reference = build_reference(_frame(), support_min=3, support_max=3, source="unit")
+def test_build_reference_counts_the_sampled_supports_items_by_decile():
+    frame = _frame()
+    reference = build_reference(frame, support_min=3, support_max=3, source="unit", seed=0)
     assert reference.item_ids[0] == 1 and reference.item_bins[0] == 0  # the head
     assert reference.support_range == (3, 3)
-    # The supports: user 1's first 3 items (1, 2, 3), user 2's (1, 1, 1); item deciles by the
-    # whole training set's mass: item 1 → 0, item 2 → 6, item 3 → 8 (item 4, in no support: 9).
-    shares = reference.item_popularity_shares
-    assert shares[0] == pytest.approx(4 / 6)
-    assert shares[6] == pytest.approx(1 / 6) and shares[8] == pytest.approx(1 / 6)
-    assert shares[9] == 0.0 and shares[-1] == 0.0  # item 4 and items never seen in training
+    # Item deciles by the whole training set's mass: item 1 → 0, 2 → 6, 3 → 8, 4 → 9; the
+    # shares are those of the sampled supports' items (3 per user: first or most recent).
+    supports = support_windows(frame, support_min=3, support_max=3, seed=0)
+    decile = {1: 0, 2: 6, 3: 8, 4: 9}
+    expected = np.bincount([decile[i] for i in supports["item_id"]], minlength=11) / 6
+    assert reference.item_popularity_shares == pytest.approx(expected.tolist())
+    assert reference.item_popularity_shares[-1] == 0.0  # items never seen in training
     assert reference.cold_start_share == 0.0
     assert reference.support_size_shares == [0.0, 0.0, 1.0, 0.0]  # all within the range
-    samples = {s.user_id: s.support for s in reference.samples}
-    assert [i for i, _ in samples[1]] == [1, 2, 3]  # the oldest first
+    samples = {s.user_id: [i for i, _ in s.support] for s in reference.samples}
+    for user, rows in supports.groupby("user_id"):
+        assert samples[user] == rows["item_id"].tolist()  # in time order
     assert reference == reference.model_validate_json(reference.model_dump_json())
+
+
+def test_each_support_is_a_users_first_or_most_recent_k_ratings_about_half_each():
+    # 400 users, 50 interactions each in time order; the item id is the position in time.
+    frame = pd.DataFrame(
+        {
+            "user_id": np.repeat(np.arange(400), 50),
+            "item_id": np.tile(np.arange(50), 400),
+            "event_timestamp": pd.Timestamp("2026-01-01", tz="UTC")
+            + pd.to_timedelta(np.tile(np.arange(50), 400), unit="h"),
+        }
+    ).sample(frac=1.0, random_state=0)  # unordered: the timestamps order each user
+    supports = support_windows(frame, support_min=3, support_max=30, seed=4)
+    returning = 0
+    for _, rows in supports.groupby("user_id"):
+        items, k = rows["item_id"].tolist(), len(rows)
+        assert 3 <= k <= 30
+        assert items in (list(range(k)), list(range(50 - k, 50)))
+        returning += items[0] > 0
+    assert 160 <= returning <= 240
+    sizes = supports.groupby("user_id").size()
+    assert sizes.nunique() > 15
+    assert support_windows(frame, support_min=3, support_max=30, seed=4).equals(supports)
 
 
 def test_support_sizes_are_drawn_from_the_range_seeded():
