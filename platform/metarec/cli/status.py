@@ -132,7 +132,7 @@ def _live_tables(report: StatusReport) -> list[Table | Text]:
         table.add_row(escape(ROW_NAMES.get(key, key.removeprefix("metarec_"))), *values)
     if not live.versions:
         table.add_row("none: no served version exported these series")
-    else:
+    elif any(key not in version.values for key in keys for version in live.versions):
         table.caption = "—: not exported (no feedback yet)"
     shown: list[Table | Text] = [table]
     if contract.OFFLINE_HIT_RATE in keys:

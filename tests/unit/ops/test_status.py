@@ -8,6 +8,7 @@ import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from metarec.cli.main import run
@@ -161,3 +162,20 @@ def test_the_terminal_screen_shows_every_part(settings, loop, monkeypatch, capsy
     assert "(cron '0 3 * * 1')" in out
     assert run(["status", "--no-features", "--no-live", "--json"]) == 0
     assert '"model": "metarec"' in capsys.readouterr().out
+
+
+def test_the_no_feedback_caption_shows_only_when_a_value_is_missing():
+    from metarec.cli.status import _live_tables
+    from metarec.ops.live_series import LiveSeries, VersionSeries
+
+    complete = {"metarec_online_mae": 0.8, "metarec_online_hit_rate": 0.2}
+
+    def caption(values: dict[str, float]) -> str | None:
+        live = LiveSeries(
+            source="scrape", versions=[VersionSeries(model_version="m:v1", values=values)]
+        )
+        report = SimpleNamespace(live=live)
+        return _live_tables(report)[0].caption
+
+    assert caption(complete) is None
+    assert caption({"metarec_online_mae": 0.8}) == "—: not exported (no feedback yet)"
