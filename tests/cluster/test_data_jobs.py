@@ -160,7 +160,7 @@ def test_ingest_materialise_retrain_then_serving_each_in_its_own_pod_through_the
 
     # The serving pod, its own empty home: it loads the retrained version from S3.
     serving = _serving_pod(cluster, manifests, pods / "serving")
-    with serving.start():
+    with serving:
         serving.wait_ready(timeout_s=150)
         answer = httpx.post(
             f"{serving.url('http')}/recommend", json={"user_id": 1, "k": 5}, timeout=60

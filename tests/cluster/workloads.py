@@ -266,7 +266,13 @@ class PodProcess:
     launched_at: float = 0.0
 
     def start(self) -> PodProcess:
-        """Launch the process (its output goes to ``log``); returns at once."""
+        """Launch the process (its output goes to ``log``); returns at once.
+
+        Raises:
+            RuntimeError: It is running already (a second launch would leak the first).
+        """
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError(f"{self.name} is running already: use `with pod:` or start()")
         self.launched_at = time.monotonic()
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
