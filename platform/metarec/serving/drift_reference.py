@@ -120,23 +120,28 @@ def load_drift_reference(
 
 
 def served_drift_reference(
-    settings: Settings, *, info: VersionInfo, card: ModelCard
+    settings: Settings, *, info: VersionInfo, card: ModelCard, data: bytes | None = None
 ) -> DriftReference | None:
     """A served version's drift reference: its artifact's, else its training set's, else None.
 
-    The artifact's file is read from the registry (checksum verified). Exactly one warning is
-    logged when neither exists (drift is then not monitored for the version).
+    The artifact's file is ``data`` when the caller read it with the artifact (the service:
+    :attr:`~metarec.serving.loading.ServedModel.drift_file`), else it is read from the
+    registry (checksum verified). Exactly one warning is logged when neither exists (drift is
+    then not monitored).
 
     Args:
         settings: The registry, ``paths.training_sets`` and ``serving.max_support_size``.
         info: The served version's registry record (its files).
         card: Its model card (fingerprint, support range).
+        data: The artifact's drift reference file, already fetched and verified (None: read it
+            from the registry when the version has one).
     """
     if DRIFT_FILE in info.files:
         try:
-            ref = VersionRef(model=info.model, version=info.version)
-            with Registry.open(settings) as registry:
-                data = registry.read_file(ref, DRIFT_FILE)
+            if data is None:
+                ref = VersionRef(model=info.model, version=info.version)
+                with Registry.open(settings) as registry:
+                    data = registry.read_file(ref, DRIFT_FILE)
             return DriftReference.model_validate_json(data)
         except (MetaRecError, ValidationError) as exc:
             _LOG.warning("drift: %s of %s is unreadable (%s)", DRIFT_FILE, info.tag, exc)

@@ -34,6 +34,7 @@ from metarec.training.artifact import (
     load_rating_model,
     read_card,
 )
+from metarec.training.drift_profile import DRIFT_FILE
 from metarec.training.encoding import FeatureEncoder
 from metarec.training.methods import AdaptedModel
 from metarec.training.served_method import served_rating_method
@@ -54,6 +55,7 @@ class ServedModel:
     encoder: FeatureEncoder
     ranker: RankerParts | None = None
     factor: FactorModel | None = None
+    drift_file: bytes | None = None  # the artifact's drift reference, when it has one
 
     @property
     def predicts_ratings(self) -> bool:
@@ -202,4 +204,5 @@ def load_served_folder(
         encoder=FeatureEncoder(**card.encoder),
         ranker=ranker,
         factor=factor,
+        drift_file=(folder / DRIFT_FILE).read_bytes() if DRIFT_FILE in card.files else None,
     )

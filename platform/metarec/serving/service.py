@@ -199,7 +199,9 @@ def build_engine(settings: Settings, *, version: str | None = None) -> Any:
         serving=settings.serving,
         metrics=metrics,
         remembers=caller_is_trusted,  # only a trusted caller's answers are scored later
-        drift_reference=served_drift_reference(settings, info=served.info, card=served.card),
+        drift_reference=served_drift_reference(
+            settings, info=served.info, card=served.card, data=served.drift_file
+        ),
         drift_alarm=drift_alarm(settings, model_version=served.tag),
     )
     engine.warm_up()
