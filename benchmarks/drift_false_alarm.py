@@ -42,7 +42,6 @@ from metarec.training.drift_profile import (
     build_reference,
     first_ratings,
     popularity_deciles,
-    support_size_bins,
 )
 from prometheus_client import CollectorRegistry
 
@@ -74,28 +73,10 @@ def first_ratings_reference(
     frame: pd.DataFrame, *, config: TrainingConfig, seed: int
 ) -> DriftReference:
     """The construction of the first try: every user's first ``k`` ratings (new users only)."""
-    supports = first_ratings(
-        frame,
-        support_min=config.train_support_min,
-        support_max=config.train_support_max,
-        seed=seed,
-    )
-    popularity = frame["item_id"].value_counts(sort=True)
-    deciles = popularity_deciles(popularity.to_numpy())
-    at = pd.Index(popularity.index).get_indexer(supports["item_id"])
-    mass = np.bincount(deciles[at], minlength=DECILES).astype(np.float64)
-    sizes = supports.groupby("user_id").size().to_numpy()
-    edges, shares = support_size_bins(
-        sizes, support_min=config.train_support_min, support_max=config.train_support_max
-    )
-    return DriftReference(
-        source="first ratings",
-        support_size_edges=edges,
-        support_size_shares=shares,
-        cold_start_share=0.0,
-        item_ids=[int(i) for i in popularity.index],
-        item_bins=deciles.tolist(),
-        item_popularity_shares=[*(mass / mass.sum()).tolist(), 0.0],
+    low, high = config.train_support_min, config.train_support_max
+    supports = first_ratings(frame, support_min=low, support_max=high, seed=seed)
+    return build_reference(
+        frame, support_min=low, support_max=high, source="first ratings", supports=supports
     )
 
 

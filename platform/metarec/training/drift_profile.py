@@ -176,6 +176,7 @@ def build_reference(
     source: str,
     sample_users: int = SAMPLE_USERS,
     seed: int = 0,
+    supports: pd.DataFrame | None = None,
 ) -> DriftReference:
     """The drift reference of a training set (see the module's docstring).
 
@@ -187,11 +188,16 @@ def build_reference(
         source: What to record as its source.
         sample_users: Users whose sampled supports calibrate the predicted-score bins.
         seed: Seeds the support sizes and the user sample.
+        supports: Rows of ``frame`` taken as the sampled supports (None:
+            :func:`support_windows`; a benchmark compares other samplings).
 
     Returns:
         The reference.
     """
-    supports = support_windows(frame, support_min=support_min, support_max=support_max, seed=seed)
+    if supports is None:
+        supports = support_windows(
+            frame, support_min=support_min, support_max=support_max, seed=seed
+        )
     sizes = supports.groupby("user_id", sort=False).size().to_numpy()
     edges, shares = support_size_bins(sizes, support_min=support_min, support_max=support_max)
     popularity = frame["item_id"].value_counts(sort=True)
